@@ -1,0 +1,63 @@
+# procmon-ctl: `make` sets everything up on a fresh Debian/Ubuntu machine (as root);
+# `make run` and `make test` do that first.
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+BUILD   := build
+OBJ     := procmon_ctl/data/process_monitor.bpf.o
+VMLINUX := $(BUILD)/vmlinux.h
+ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
+CLANG   ?= clang
+
+.PHONY: all setup system-packages mounts run test bench lint clean install uninstall
+
+all: setup
+
+setup: system-packages $(BIN)/procmon-ctl $(OBJ)
+
+# Install only what is missing, so a set-up machine makes no network calls.
+system-packages:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/procmon-ctl: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+$(VMLINUX):
+	@mkdir -p $(BUILD)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(OBJ): bpf/process_monitor.bpf.c bpf/process_monitor.h $(VMLINUX)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf \
+	  -Wall -Werror -c bpf/process_monitor.bpf.c -o $@
+	llvm-strip -g $@ 2>/dev/null || true
+
+mounts:
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+
+run: setup mounts
+	$(BIN)/procmon-ctl run
+
+test: setup mounts
+	$(BIN)/ruff check .
+	$(BIN)/pytest -v
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(BUILD) $(OBJ) .pytest_cache

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Process creation, exec and exit, from BTF-enabled tracepoints.
+ *
+ * tp_btf rather than the seed's tracepoint/sched/sched_process_fork: since
+ * kernel 6.16 the tracepoint record's comm fields are __data_loc strings, and
+ * the BTF form hands us both task_structs, so threads and the real parent
+ * process are told apart exactly. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "process_monitor.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} events SEC(".maps");
+
+/* The seed's map, kept so `bpftool map dump name process_count` still works. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} process_count SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings);
+} settings SEC(".maps");
+
+/* Referenced so the contract's types land in the object's BTF for the decoder test. */
+const volatile struct exec_event btf_anchor_exec_event = {};
+const volatile enum counter_key btf_anchor_counter_key = COUNTER_MAX;
+
+static __always_inline void count(__u32 key)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+static __always_inline __u64 take_pending_drops(void)
+{
+	__u32 key = COUNTER_PENDING;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+	__u64 n = 0;
+
+	if (v) {
+		n = *v;
+		*v = 0;
+	}
+	return n;
+}
+
+static __always_inline void *reserve(__u64 size)
+{
+	void *e;
+
+	count(COUNTER_PRODUCED);
+	e = bpf_ringbuf_reserve(&events, size, 0);
+	if (!e) {
+		count(COUNTER_DROPPED);
+		count(COUNTER_PENDING);
+	}
+	return e;
+}
+
+/* Waking the reader per record is what made the naive design slow: wake it
+ * only once enough data waits, and let it poll on a timer otherwise. */
+static __always_inline __u64 wakeup_flags(const struct settings *s)
+{
+	if (!s || !s->wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= s->wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline const struct settings *get_settings(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
+static __always_inline void fill_common(struct process_event *e, __u32 type,
+					 struct task_struct *task)
+{
+	e->ts_ns = bpf_ktime_get_ns();
+	e->duration_ns = 0;
+	e->type = type;
+	e->pid = BPF_CORE_READ(task, pid);
+	e->tgid = BPF_CORE_READ(task, tgid);
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->exit_code = 0;
+	e->exit_signal = 0;
+	e->dropped_before = (__u32)take_pending_drops();
+	e->flags = 0;
+	e->__pad = 0;
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
+{
+	const struct settings *s = get_settings();
+	struct process_event *e;
+	bool thread = child->pid != child->tgid;
+
+	if (thread) {
+		count(COUNTER_THREADS);
+		if (!s || !s->stream_threads)
+			return 0;
+	} else {
+		__u32 zero = 0;
+		__u64 *seed_count = bpf_map_lookup_elem(&process_count, &zero);
+
+		count(COUNTER_PROCESSES);
+		if (seed_count)
+			__sync_fetch_and_add(seed_count, 1);
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_common(e, EVENT_FORK, child);
+	e->flags = thread ? EVENT_FLAG_THREAD : 0;
+	bpf_ringbuf_submit(e, wakeup_flags(s));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct exec_event *e;
+
+	count(COUNTER_EXECS);
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_common(&e->base, EVENT_EXEC, p);
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings()));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
+{
+	struct process_event *e;
+	int code;
+
+	/* One record per process: the last of its threads to go. */
+	if (!group_dead)
+		return 0;
+	count(COUNTER_EXITS);
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_common(e, EVENT_EXIT, p);
+	/* Threads of a group exit carry the group's code; the leader's own
+	 * exit_code may still be the one it set for itself. */
+	code = BPF_CORE_READ(p, signal, group_exit_code);
+	if (!(BPF_CORE_READ(p, signal, flags) & 0x4 /* SIGNAL_GROUP_EXIT */))
+		code = BPF_CORE_READ(p, exit_code);
+	e->exit_code = (code >> 8) & 0xff;
+	e->exit_signal = code & 0x7f;
+	e->duration_ns = e->ts_ns - BPF_CORE_READ(p, start_time);
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings()));
+	return 0;
+}

@@ -1,0 +1,62 @@
+/* The kernel/user contract: every record procmon-ctl's BPF programs put in the
+ * ring buffer, and every map key user space reads or writes.  The Python
+ * decoder (procmon_ctl/events.py) mirrors these layouts and a test checks them
+ * against the compiled object's BTF, so keep the two in step. */
+#ifndef PROCESS_MONITOR_H
+#define PROCESS_MONITOR_H
+
+#define TASK_COMM_LEN 16
+#define MAX_FILENAME_LEN 256
+
+enum event_type {
+	EVENT_FORK = 1,
+	EVENT_EXEC = 2,
+	EVENT_EXIT = 3,
+};
+
+/* event.flags */
+#define EVENT_FLAG_THREAD 1 /* the new task is a thread, not a process */
+
+/* Fork and exit records are a bare process_event; exec records are an
+ * exec_event, so a thread storm does not pay ring space for a filename. */
+struct process_event {
+	__u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 duration_ns;    /* exit: lifetime since the process started */
+	__u32 type;           /* enum event_type */
+	__u32 pid;            /* the task's own id (thread id for threads) */
+	__u32 tgid;           /* its process id */
+	__u32 ppid;           /* parent process: real_parent->tgid */
+	__u32 uid;
+	__s32 exit_code;      /* exit: the code passed to exit(), else 0 */
+	__u32 exit_signal;    /* exit: the signal that killed it, else 0 */
+	__u32 dropped_before; /* records this CPU could not reserve just before this one */
+	__u32 flags;          /* EVENT_FLAG_* */
+	__u32 __pad;
+	char comm[TASK_COMM_LEN];
+};
+
+struct exec_event {
+	struct process_event base;
+	char filename[MAX_FILENAME_LEN];
+};
+
+/* Keys of the per-CPU `counters` map. */
+enum counter_key {
+	COUNTER_PROCESSES = 0, /* new processes (fork of a thread-group leader) */
+	COUNTER_THREADS = 1,   /* new threads (clone with CLONE_THREAD) */
+	COUNTER_EXECS = 2,
+	COUNTER_EXITS = 3,     /* processes that ended (last thread of the group) */
+	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
+	COUNTER_DROPPED = 5,   /* ... of which bpf_ringbuf_reserve refused */
+	COUNTER_PENDING = 6,   /* drops not yet reported in a dropped_before */
+	COUNTER_MAX = 7,
+};
+
+/* The one value of the `settings` map, written by `procmon-ctl` after load.
+ * All zero (a fresh load) means: no thread records, wake the reader per record. */
+struct settings {
+	__u32 stream_threads; /* 1: put thread forks in the ring too */
+	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
+};
+
+#endif

@@ -1,0 +1,86 @@
+"""Attach and detach: one BPF link per program, pinned so it outlives the command.
+
+bpftool 7.1 (Debian 12) cannot attach a tracing program (`prog attach` knows no
+tracepoint type, and it has no `link create` or `autoattach`), so the link is
+made through libbpf: bpf_raw_tracepoint_open() on the pinned tp_btf program,
+then bpf_obj_pin().  Removing the link pin detaches the program."""
+
+from __future__ import annotations
+
+import os
+
+from . import libbpf
+from .errors import BpfError, PermissionDenied, StateError, UsageError
+from .pins import PROGRAMS, PinLayout
+from .system import require_root
+
+
+def parse_events(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROGRAMS]
+    if unknown or not names:
+        raise UsageError(
+            f"--events {text!r}: unknown event {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(PROGRAMS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _require_loaded(layout: PinLayout) -> None:
+    if not all(layout.prog(e).exists() for e in PROGRAMS):
+        raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
+
+
+def attach(layout: PinLayout, events: list[str]) -> list[str]:
+    """Attach the programs for `events`; returns those newly attached."""
+    require_root("attaching BPF programs")
+    with layout.admin_lock():
+        _require_loaded(layout)
+        todo = [e for e in events if not layout.link(e).exists()]
+        if not todo:
+            raise StateError(
+                f"already attached at {layout.root} ({', '.join(events)}): nothing to do; "
+                "`procmon-ctl detach` first to re-attach"
+            )
+        layout.links_dir.mkdir(mode=0o700, exist_ok=True)
+        done = []
+        try:
+            for event in todo:
+                _attach_one(layout, event)
+                done.append(event)
+        except BaseException:
+            for event in done:
+                layout.link(event).unlink(missing_ok=True)
+            raise
+        return done
+
+
+def _attach_one(layout: PinLayout, event: str) -> None:
+    prog_fd = link_fd = -1
+    try:
+        prog_fd = libbpf.obj_get(layout.prog(event))
+        link_fd = libbpf.raw_tracepoint_open(prog_fd)
+        libbpf.obj_pin(link_fd, layout.link(event))
+    except libbpf.LibbpfError as err:
+        if libbpf.is_permission(err):
+            raise PermissionDenied(f"attaching {event}") from None
+        raise BpfError(f"attaching the {event} program failed: {err}") from None
+    finally:
+        # The pin now holds the link; our fds must not keep anything alive.
+        for fd in (link_fd, prog_fd):
+            if fd >= 0:
+                os.close(fd)
+
+
+def detach(layout: PinLayout, events: list[str]) -> list[str]:
+    """Remove the link pins for `events`; returns those that were attached."""
+    require_root("detaching BPF programs")
+    with layout.admin_lock():
+        attached = [e for e in events if layout.link(e).exists()]
+        if not attached:
+            raise StateError(f"nothing attached at {layout.root}: nothing to detach")
+        for event in attached:
+            layout.link(event).unlink()
+        if not any(layout.links_dir.iterdir()):
+            layout.links_dir.rmdir()
+        return attached

@@ -1,0 +1,134 @@
+"""Every bpftool call, through sh, with its JSON (-j) parsed into models.
+
+Errors become one-line ProcmonErrors that say how to fix them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+import sh
+
+from .errors import BpfError, MissingError, PermissionDenied, StateError
+from .models import LinkInfo, MapDump, MapInfo, ProgInfo
+
+INSTALL_HINT = "install it with `apt-get install bpftool` (or run `make`)"
+
+
+@cache
+def _bpftool() -> sh.Command:
+    try:
+        return sh.Command("bpftool")
+    except sh.CommandNotFound:
+        raise MissingError(f"bpftool not found in PATH: {INSTALL_HINT}") from None
+
+
+def _errors(stderr: str) -> list[str]:
+    return [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+
+
+def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
+    out = (err.stderr or b"").decode(errors="replace") + (err.stdout or b"").decode(
+        errors="replace"
+    )
+    # bpftool -j reports errors as {"error": "..."} on stdout.
+    for line in out.splitlines():
+        if line.startswith("{") and '"error"' in line:
+            with contextlib.suppress(ValueError):
+                out = json.loads(line)["error"] + "\n" + out
+            break
+    lines = _errors(out)
+    text = " ".join(lines)
+    if "Operation not permitted" in text or "Permission denied" in text:
+        return PermissionDenied(what)
+    if "No such file or directory" in text:
+        return StateError(f"{what}: nothing is pinned there: run `procmon-ctl load` first")
+    first = next((ln for ln in lines if ln.startswith("Error")), lines[-1] if lines else "failed")
+    return BpfError(f"{what}: {first.removeprefix('Error: ')}")
+
+
+def run(*args: str, what: str, as_json: bool = True):
+    cmd = _bpftool()
+    argv = ["-j", *args] if as_json else list(args)
+    try:
+        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"})
+    except sh.ErrorReturnCode as err:
+        raise _translate(err, what) from None
+    if not as_json:
+        return out
+    return json.loads(out) if out.strip() else None
+
+
+class LoadFailed(BpfError):
+    """bpftool prog loadall failed; `log` holds what libbpf printed (verifier log)."""
+
+    def __init__(self, message: str, log: list[str]):
+        super().__init__(message)
+        self.log = log
+
+
+def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> None:
+    cmd = _bpftool()
+    try:
+        cmd("prog", "loadall", str(obj), str(progs_dir), *map_args, "pinmaps", str(maps_dir),
+            _env={**os.environ, "LC_ALL": "C"})
+    except sh.ErrorReturnCode as err:
+        log = _errors((err.stderr or b"").decode(errors="replace"))
+        text = " ".join(log)
+        if "Operation not permitted" in text and os.geteuid() != 0:
+            raise PermissionDenied("loading BPF programs") from None
+        reason = next((ln for ln in log if ln.startswith("Error")), log[-1] if log else "")
+        raise LoadFailed(
+            f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}", log
+        ) from None
+
+
+def map_dump(pin: Path) -> MapDump:
+    return MapDump.model_validate(run("map", "dump", "pinned", str(pin), what=f"reading {pin}"))
+
+
+def map_update(pin: Path, key: bytes, value: bytes) -> None:
+    run("map", "update", "pinned", str(pin),
+        "key", *(f"0x{b:02x}" for b in key),
+        "value", *(f"0x{b:02x}" for b in value),
+        what=f"writing {pin}", as_json=False)
+
+
+def map_show(pin: Path) -> MapInfo:
+    return MapInfo.model_validate(run("map", "show", "pinned", str(pin), what=f"reading {pin}"))
+
+
+def prog_show(pin: Path) -> ProgInfo:
+    return ProgInfo.model_validate(run("prog", "show", "pinned", str(pin), what=f"reading {pin}"))
+
+
+def prog_show_all() -> list[ProgInfo]:
+    return [ProgInfo.model_validate(p) for p in run("prog", "show", what="listing programs")]
+
+
+def link_show(pin: Path) -> LinkInfo:
+    return LinkInfo.model_validate(run("link", "show", "pinned", str(pin), what=f"reading {pin}"))
+
+
+def link_show_all() -> list[LinkInfo]:
+    return [LinkInfo.model_validate(x) for x in run("link", "show", what="listing links") or []]
+
+
+def btf_dump(obj: Path) -> dict:
+    return run("btf", "dump", "file", str(obj), what=f"reading the BTF of {obj}")
+
+
+def version() -> str:
+    first = str(run("version", what="bpftool version", as_json=False)).splitlines()[0]
+    return first.split()[-1]
+
+
+def can_attach_tracing() -> bool:
+    """Whether this bpftool can attach a tracepoint program itself (`autoattach`,
+    bpftool 7.2+).  Read from its help, not its version: distributions backport."""
+    help_text = run("prog", "help", what="bpftool prog help", as_json=False)
+    return bool(re.search(r"\bautoattach\b", str(help_text)))

@@ -1,0 +1,51 @@
+"""The one exception hierarchy.  Every failure a user can cause or meet ends up
+as a ProcmonError with one line of text that says what is wrong and how to fix
+it; the CLI prints that line and exits with the error's code."""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README.
+EXIT_FAILED = 1  # the kernel or bpftool refused an operation
+EXIT_USAGE = 2  # bad input on the command line
+EXIT_STATE = 3  # the pin set is not in the state the command needs
+EXIT_MISSING = 4  # a prerequisite (tool, object file, kernel feature) is missing
+EXIT_PERMISSION = 77  # not root (EX_NOPERM in sysexits.h)
+
+
+class ProcmonError(Exception):
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(ProcmonError):
+    exit_code = EXIT_USAGE
+
+
+class StateError(ProcmonError):
+    """Not loaded, already loaded, another reader active, ..."""
+
+    exit_code = EXIT_STATE
+
+
+class MissingError(ProcmonError):
+    exit_code = EXIT_MISSING
+
+
+class PermissionDenied(ProcmonError):
+    exit_code = EXIT_PERMISSION
+
+    def __init__(self, what: str = ""):
+        detail = f" ({what})" if what else ""
+        super().__init__(f"permission denied{detail}: run as root (sudo)")
+
+
+class BpfError(ProcmonError):
+    """A libbpf or bpftool call failed for a reason the user cannot fix by retyping."""

@@ -1,0 +1,139 @@
+"""Load: `bpftool prog loadall` pins the programs and maps; unload removes every pin."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from . import bpftool
+from .errors import MissingError, StateError, UsageError
+from .pins import MAPS, PROGRAMS, PinLayout
+from .system import ensure_tracefs, require_root
+
+OBJECT_ENV = "PROCMON_OBJECT"
+PACKAGED_OBJECT = Path(__file__).parent / "data" / "process_monitor.bpf.o"
+DEFAULT_RING_SIZE = 4 * 1024 * 1024
+EM_BPF = 247
+SETTINGS = struct.Struct("<II")  # struct settings
+
+
+def find_object(explicit: str | os.PathLike | None = None) -> Path:
+    path = Path(explicit or os.environ.get(OBJECT_ENV) or PACKAGED_OBJECT)
+    check_object(path)
+    return path
+
+
+def check_object(path: Path) -> None:
+    """Refuse what is not an eBPF ELF object before bpftool sees it."""
+    if not path.is_file():
+        hint = "run `make` to build it" if path == PACKAGED_OBJECT else "check the path"
+        raise MissingError(f"BPF object {path} not found: {hint}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError as err:
+        raise MissingError(f"cannot read BPF object {path}: {err.strerror}") from None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        raise UsageError(f"{path} is not an ELF file: give the .bpf.o that `make` builds")
+    byteorder = "little" if head[5] == 1 else "big"
+    if int.from_bytes(head[18:20], byteorder) != EM_BPF:
+        raise UsageError(f"{path} is an ELF file but not an eBPF object (e_machine is not BPF)")
+
+
+def check_ring_size(size: int) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    if size < page or size & (size - 1) or size % page or size > 1 << 30:
+        raise UsageError(
+            f"--ring-size {size} is not allowed: use a power of two from {page} "
+            f"(one page) to {1 << 30} bytes, e.g. {DEFAULT_RING_SIZE}"
+        )
+
+
+def write_settings(layout: PinLayout, stream_threads: bool, wakeup_bytes: int) -> None:
+    bpftool.map_update(
+        layout.map("settings"),
+        key=(0).to_bytes(4, "little"),
+        value=SETTINGS.pack(int(stream_threads), wakeup_bytes),
+    )
+
+
+def default_wakeup_bytes(ring_size: int) -> int:
+    """Wake a sleeping reader once an eighth of the ring waits: batches stay large,
+    and a reader that polls on its timer still has room before anything is lost."""
+    return ring_size // 8
+
+
+def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
+    require_root("loading BPF programs")
+    if ring_size is not None:
+        check_ring_size(ring_size)
+    with layout.admin_lock():
+        if layout.is_loaded():
+            raise StateError(
+                f"already loaded at {layout.root}: run `procmon-ctl unload` first, "
+                "or choose another --pin-dir"
+            )
+        ensure_tracefs()
+        created_root = not layout.root.exists()
+        layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(layout.root, 0o700)
+        try:
+            _loadall(layout, obj, ring_size)
+            write_settings(layout, False, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
+        except BaseException:
+            remove_pins(layout, keep_root=not created_root)
+            raise
+
+
+def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
+    args: list[str] = []
+    if ring_size is not None and ring_size != DEFAULT_RING_SIZE:
+        # bpftool cannot resize a map at load, but it can reuse one we made.
+        staging = layout.root / "ring.staging"
+        bpftool.run("map", "create", str(staging), "type", "ringbuf", "key", "0", "value",
+                    "0", "entries", str(ring_size), "name", "events",
+                    what="creating the ring buffer", as_json=False)
+        args = ["map", "name", "events", "pinned", str(staging)]
+    try:
+        bpftool.prog_loadall(obj, layout.progs_dir, layout.maps_dir, *args)
+    finally:
+        if args:
+            staging.unlink(missing_ok=True)
+    missing = [p for p in PROGRAMS if not layout.prog(p).exists()]
+    missing += [m for m in MAPS if not layout.map(m).exists()]
+    if missing:
+        raise UsageError(
+            f"{obj} does not define {', '.join(missing)}: give the object `make` builds"
+        )
+    for d in (layout.progs_dir, layout.maps_dir):
+        os.chmod(d, 0o700)
+
+
+def remove_pins(layout: PinLayout, keep_root: bool = False) -> list[Path]:
+    """Remove every pin (links first, so the programs stop before their maps go)."""
+    removed = []
+    links = [layout.link(e) for e in PROGRAMS]
+    for pin in [*links, *layout.all_pins()]:
+        if pin in removed:
+            continue
+        try:
+            if pin.is_dir():
+                pin.rmdir()
+            else:
+                pin.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(pin)
+    if not keep_root and layout.root.exists():
+        layout.root.rmdir()
+        removed.append(layout.root)
+    return removed
+
+
+def unload(layout: PinLayout) -> list[Path]:
+    require_root("removing BPF pins")
+    with layout.admin_lock():
+        if not layout.root.exists():
+            raise StateError(f"nothing loaded at {layout.root}: nothing to unload")
+        return remove_pins(layout)

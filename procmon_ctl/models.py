@@ -1,0 +1,163 @@
+"""Every pydantic model: what bpftool's JSON (-j) says, and what we print with --json."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+# --- bpftool -j output -------------------------------------------------------
+
+
+class _Bpftool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CpuValue(_Bpftool):
+    cpu: int
+    value: int
+
+
+class FormattedEntry(_Bpftool):
+    key: int
+    value: int | dict | None = None
+    values: list[CpuValue] | None = None
+
+
+class MapEntry(_Bpftool):
+    """One element of `bpftool -j map dump` on a map with BTF."""
+
+    key: list[str]
+    value: list[str] | None = None
+    values: list[dict] | None = None
+    formatted: FormattedEntry
+
+    @property
+    def total(self) -> int:
+        """The value, summed over CPUs for a per-CPU map."""
+        f = self.formatted
+        if f.values is not None:
+            return sum(v.value for v in f.values)
+        if isinstance(f.value, int):
+            return f.value
+        raise ValueError(f"map element {f.key} is not a number: {f.value!r}")
+
+
+class MapDump(RootModel[list[MapEntry]]):
+    def by_key(self) -> dict[int, int]:
+        return {e.formatted.key: e.total for e in self.root}
+
+
+class ProgInfo(_Bpftool):
+    id: int
+    type: str
+    name: str = ""
+    tag: str = ""
+    loaded_at: int | None = None
+    map_ids: list[int] = []
+    btf_id: int | None = None
+    run_time_ns: int | None = None
+    run_cnt: int | None = None
+    recursion_misses: int | None = None
+
+
+class MapInfo(_Bpftool):
+    id: int
+    type: str
+    name: str = ""
+    key: int | None = Field(None, alias="bytes_key")
+    value: int | None = Field(None, alias="bytes_value")
+    max_entries: int
+    bytes_memlock: int | None = None
+
+
+class LinkInfo(_Bpftool):
+    id: int
+    type: str
+    prog_id: int
+    tp_name: str | None = None
+
+
+# --- what procmon-ctl prints ---------------------------------------------------
+
+
+class Stats(BaseModel):
+    process_count: int = Field(description="new processes, as the seed's process_count map says")
+    processes: int = Field(description="new processes, from the per-CPU counters")
+    threads: int = Field(description="new threads (not processes)")
+    execs: int
+    exits: int = Field(description="processes that ended (last thread of the group)")
+    produced: int = Field(description="records the programs tried to put in the ring buffer")
+    dropped: int = Field(description="records lost because the ring buffer was full")
+
+
+class ProgramStatus(BaseModel):
+    event: str
+    pin: str
+    id: int | None
+    attached: bool
+    link_id: int | None = None
+    link_pin: str | None = None
+
+
+class Status(BaseModel):
+    pin_dir: str
+    loaded: bool
+    programs: list[ProgramStatus] = []
+    maps: dict[str, int] = Field(default_factory=dict, description="map name -> map id")
+    ring_size: int | None = None
+
+
+class ProcessEvent(BaseModel):
+    """One line of `procmon-ctl events --json`: one kernel event."""
+
+    model_config = ConfigDict(title="procmon-ctl event")
+
+    type: Literal["fork", "exec", "exit"]
+    ts_ns: int = Field(description="CLOCK_MONOTONIC time of the event, in ns")
+    pid: int = Field(description="the task's own id (a thread id for thread forks)")
+    tgid: int = Field(description="the process id (thread group id)")
+    ppid: int = Field(description="the parent process (real_parent->tgid)")
+    uid: int
+    comm: str = Field(description="command name; at fork, still the parent's")
+    thread: bool = Field(description="true for a new thread rather than a process")
+    filename: str | None = Field(None, description="exec only: the file executed")
+    exit_code: int | None = Field(None, description="exit only: the exit status")
+    exit_signal: int | None = Field(None, description="exit only: the signal that ended it")
+    duration_ns: int | None = Field(None, description="exit only: lifetime in ns")
+
+
+class GapEvent(BaseModel):
+    """Marks where records were lost because the ring buffer was full."""
+
+    type: Literal["gap"]
+    dropped: int
+
+
+class EventLine(RootModel[ProcessEvent | GapEvent]):
+    model_config = ConfigDict(title="procmon-ctl events --json line")
+
+
+class RunExit(BaseModel):
+    pid: int
+    comm: str
+    exit_code: int | None
+    signal: int | None
+
+
+class RunLifetime(BaseModel):
+    pid: int
+    comm: str
+    duration_ns: int | None
+
+
+class RunSummary(BaseModel):
+    """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
+
+    command: list[str]
+    exit_code: int
+    processes: int = Field(description="processes started in the tree, CMD included")
+    by_name: dict[str, int]
+    failed: list[RunExit] = Field(description="processes that exited non-zero or by a signal")
+    longest: list[RunLifetime] = Field(description="the longest-lived processes, longest first")
+    wall_ns: int

@@ -1,0 +1,123 @@
+"""The pin layout: where every program, map and link of one instance lives in bpffs.
+
+    <pin dir>/progs/handle_fork   programs, pinned by `bpftool prog loadall`
+    <pin dir>/maps/events         maps, pinned by `pinmaps`
+    <pin dir>/links/fork          links, pinned by `procmon-ctl attach`
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StateError, UsageError
+from .system import BPFFS_ROOT, ensure_bpffs, fs_type_of
+
+DEFAULT_PIN_DIR = BPFFS_ROOT / "procmon"
+PIN_DIR_ENV = "PROCMON_PIN_DIR"
+LOCK_DIR = Path("/run/procmon-ctl")
+
+# The tracepoint each program attaches to, by the name users give it.
+PROGRAMS = {
+    "fork": "handle_fork",
+    "exec": "handle_exec",
+    "exit": "handle_exit",
+}
+MAPS = ("events", "process_count", "counters", "settings")
+
+
+@dataclass(frozen=True)
+class PinLayout:
+    root: Path
+
+    @classmethod
+    def resolve(cls, pin_dir: str | os.PathLike | None = None) -> PinLayout:
+        """The layout for --pin-dir / $PROCMON_PIN_DIR / the default, checked to lie
+        inside a bpffs mount before anything is written."""
+        raw = pin_dir if pin_dir not in (None, "") else os.environ.get(PIN_DIR_ENV) or None
+        path = Path(os.path.normpath(os.path.abspath(raw))) if raw else DEFAULT_PIN_DIR
+        if raw and not os.path.isabs(raw):
+            raise UsageError(
+                f"--pin-dir {raw!r} is relative: give an absolute path inside a bpffs mount, "
+                f"e.g. {DEFAULT_PIN_DIR}"
+            )
+        if path == BPFFS_ROOT or path.is_relative_to(BPFFS_ROOT):
+            ensure_bpffs()
+        mount_point, fstype = fs_type_of(path)
+        if fstype != "bpf" or str(path) == mount_point:
+            raise UsageError(
+                f"--pin-dir {path} is not inside a bpffs mount: use a directory below "
+                f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
+            )
+        return cls(path)
+
+    @property
+    def progs_dir(self) -> Path:
+        return self.root / "progs"
+
+    @property
+    def maps_dir(self) -> Path:
+        return self.root / "maps"
+
+    @property
+    def links_dir(self) -> Path:
+        return self.root / "links"
+
+    def prog(self, event: str) -> Path:
+        return self.progs_dir / PROGRAMS[event]
+
+    def map(self, name: str) -> Path:
+        return self.maps_dir / name
+
+    def link(self, event: str) -> Path:
+        return self.links_dir / event
+
+    def is_loaded(self) -> bool:
+        return self.progs_dir.exists() or self.maps_dir.exists()
+
+    def attached_events(self) -> list[str]:
+        return [event for event in PROGRAMS if self.link(event).exists()]
+
+    def all_pins(self) -> list[Path]:
+        """Every pin below the root, deepest first (the order to remove them in)."""
+        if not self.root.exists():
+            return []
+        found = []
+        for dirpath, dirnames, filenames in os.walk(self.root, topdown=False):
+            found += [Path(dirpath) / n for n in filenames]
+            found += [Path(dirpath) / n for n in dirnames]
+        return found
+
+    def _lock_path(self, kind: str) -> Path:
+        return LOCK_DIR / (str(self.root).strip("/").replace("/", "_") + f".{kind}.lock")
+
+    @contextmanager
+    def _lock(self, kind: str, busy_message: str | None) -> Iterator[None]:
+        LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._lock_path(kind), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            flags = fcntl.LOCK_EX | (fcntl.LOCK_NB if busy_message else 0)
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                raise StateError(busy_message) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def admin_lock(self):
+        """Held while pins are made or removed, so two shells never interleave."""
+        return self._lock("admin", None)
+
+    def reader_lock(self):
+        """Held by the one reader of the ring buffer: its consumer position is shared,
+        so two readers would each silently get part of the stream."""
+        return self._lock(
+            "reader",
+            f"another reader is already reading {self.map('events')}: stop it first "
+            "(only one reader at a time can consume the ring buffer)",
+        )

@@ -1,0 +1,138 @@
+"""RingBufferReader: consume the pinned BPF ring buffer from any process.
+
+The ring is mapped directly (consumer page read-write at offset 0; producer
+page plus the data area twice, read-only, after it), the way libbpf's
+ring_buffer does, but records are handed over in batches instead of through a
+ctypes callback per record.  The consumer position lives in the map, so a
+reader that stops (even by SIGKILL) leaves the rest for the next one."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import select
+import struct
+from pathlib import Path
+
+from . import libbpf
+from .errors import BpfError, StateError
+
+_BUSY = 1 << 31
+_DISCARD = 1 << 30
+_HEADER = 8
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+BPF_MAP_TYPE_RINGBUF = 27
+
+
+class RingBufferReader:
+    def __init__(self, pin: Path):
+        try:
+            self._fd = libbpf.obj_get(pin)
+        except libbpf.LibbpfError as err:
+            if libbpf.is_not_found(err):
+                raise StateError(
+                    f"no ring buffer pinned at {pin}: run `procmon-ctl load` first"
+                ) from None
+            raise BpfError(f"cannot open the ring buffer {pin}: {err}") from None
+        self._consumer = self._data = self._epoll = None
+        self._pending = 0
+        self._ends: list[int] = []
+        try:
+            info = libbpf.map_info(self._fd)
+            if info.type != BPF_MAP_TYPE_RINGBUF:
+                raise BpfError(f"{pin} is not a ring buffer map (type {info.type})")
+            page = mmap.PAGESIZE
+            self.size = info.max_entries
+            self._mask = self.size - 1
+            self._consumer = mmap.mmap(self._fd, page, mmap.MAP_SHARED,
+                                       mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            # The data area is mapped twice in a row so a record that wraps reads straight.
+            self._data = mmap.mmap(self._fd, page + 2 * self.size, mmap.MAP_SHARED,
+                                   mmap.PROT_READ, offset=page)
+            self._view = memoryview(self._data)
+            self._page = page
+            self._epoll = select.epoll()
+            self._epoll.register(self._fd, select.EPOLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> RingBufferReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        if self._data is not None:
+            self._view.release()
+            # A caller still holding a record view keeps the mapping until it lets go.
+            with contextlib.suppress(BufferError):
+                self._data.close()
+            self._data = None
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._fd is not None and self._fd >= 0:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def consumer_pos(self) -> int:
+        return _U64.unpack_from(self._consumer, 0)[0]
+
+    @property
+    def producer_pos(self) -> int:
+        return _U64.unpack_from(self._data, 0)[0]
+
+    def pending_bytes(self) -> int:
+        return self.producer_pos - self.consumer_pos
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until the kernel wakes us or `timeout` seconds pass.  The programs
+        wake readers only when enough data waits, so the timeout is the poll period."""
+        with contextlib.suppress(InterruptedError):
+            self._epoll.poll(timeout)
+
+    def batch(self, limit: int = 4096) -> list[memoryview]:
+        """Up to `limit` committed records, oldest first, without consuming them:
+        the views stay valid (the kernel cannot reuse their space) until `commit()`.
+        Commit after the output is written, so a reader killed in between repeats at
+        most that batch and loses nothing."""
+        view, data_off, mask = self._view, self._page, self._mask
+        cons = self._pending = self.consumer_pos
+        prod = self.producer_pos
+        out = []
+        ends = self._ends = []
+        while cons < prod and len(out) < limit:
+            hdr = data_off + (cons & mask)
+            length = _U32.unpack_from(view, hdr)[0]
+            if length & _BUSY:
+                break  # reserved but not yet submitted: everything after it waits too
+            size = length & ~_DISCARD
+            cons += (size + _HEADER + 7) & ~7
+            if not length & _DISCARD:
+                out.append(view[hdr + _HEADER: hdr + _HEADER + size])
+                ends.append(cons)
+            if cons >= prod:
+                prod = self.producer_pos
+        self._pending = cons
+        return out
+
+    def commit(self, count: int | None = None) -> None:
+        """Hand back the space of the last batch, or of its first `count` records."""
+        pos = self._pending if count is None or count >= len(self._ends) else (
+            self._ends[count - 1] if count > 0 else self.consumer_pos)
+        _U64.pack_into(self._consumer, 0, pos)
+
+    def skip_backlog(self) -> int:
+        """Drop everything already waiting (`events --from-now`); returns bytes skipped."""
+        skipped = self.pending_bytes()
+        self._pending, self._ends = self.producer_pos, []
+        self.commit()
+        return skipped

@@ -1,0 +1,46 @@
+"""Stats and status: what the pinned maps count, and what is loaded and attached."""
+
+from __future__ import annotations
+
+from . import bpftool
+from .decode import COUNTER_NAMES
+from .errors import StateError
+from .models import ProgramStatus, Stats, Status
+from .pins import MAPS, PROGRAMS, PinLayout
+from .system import require_root
+
+
+def read_stats(layout: PinLayout) -> Stats:
+    require_root("reading BPF maps")
+    if not layout.map("counters").exists():
+        raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
+    counters = bpftool.map_dump(layout.map("counters")).by_key()
+    seed = bpftool.map_dump(layout.map("process_count")).by_key()
+    values = {name: counters.get(i, 0) for i, name in enumerate(COUNTER_NAMES)}
+    return Stats(process_count=seed.get(0, 0), **values)
+
+
+def read_status(layout: PinLayout) -> Status:
+    require_root("reading BPF pins")
+    if not layout.root.exists():
+        return Status(pin_dir=str(layout.root), loaded=False)
+    programs = []
+    for event in PROGRAMS:
+        prog_pin, link_pin = layout.prog(event), layout.link(event)
+        prog_id = bpftool.prog_show(prog_pin).id if prog_pin.exists() else None
+        link = bpftool.link_show(link_pin) if link_pin.exists() else None
+        programs.append(ProgramStatus(
+            event=event, pin=str(prog_pin), id=prog_id, attached=link is not None,
+            link_id=link.id if link else None, link_pin=str(link_pin) if link else None,
+        ))
+    maps, ring_size = {}, None
+    for name in MAPS:
+        if layout.map(name).exists():
+            info = bpftool.map_show(layout.map(name))
+            maps[name] = info.id
+            if name == "events":
+                ring_size = info.max_entries
+    return Status(
+        pin_dir=str(layout.root), loaded=layout.is_loaded(), programs=programs, maps=maps,
+        ring_size=ring_size,
+    )

@@ -1,0 +1,76 @@
+"""What procmon-ctl needs from the host: root, and the bpffs and tracefs mounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from .errors import MissingError, PermissionDenied
+
+BPFFS_ROOT = Path("/sys/fs/bpf")
+TRACEFS_ROOT = Path("/sys/kernel/tracing")
+
+
+def require_root(what: str = "") -> None:
+    if os.geteuid() != 0:
+        raise PermissionDenied(what)
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(mount point, filesystem type) for every mount, in /proc order."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            # Fields after the " - " separator are: fstype, source, options.
+            sep = fields.index("-")
+            mount_point = fields[4].replace("\\040", " ")
+            found.append((mount_point, fields[sep + 1]))
+    return found
+
+
+def fs_type_of(path: Path) -> tuple[str, str]:
+    """(mount point, fstype) of the mount that holds `path` (which need not exist)."""
+    best = ("/", "")
+    text = str(path)
+    for mount_point, fstype in mounts():
+        inside = text == mount_point or text.startswith(mount_point.rstrip("/") + "/")
+        # Later lines win for the same point: they are mounted over earlier ones.
+        if inside and len(mount_point) >= len(best[0]):
+            best = (mount_point, fstype)
+    return best
+
+
+def is_mounted(point: Path, fstype: str) -> bool:
+    return any(p == str(point) and t == fstype for p, t in mounts())
+
+
+def _mount(fstype: str, point: Path) -> None:
+    point.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", fstype, fstype, str(point)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
+        raise MissingError(
+            f"cannot mount {fstype} at {point}: {reason}; "
+            f"mount it by hand: mount -t {fstype} {fstype} {point}"
+        )
+
+
+def ensure_bpffs() -> bool:
+    """Mount bpffs at /sys/fs/bpf when it is not; True when this call mounted it."""
+    if is_mounted(BPFFS_ROOT, "bpf"):
+        return False
+    require_root("mounting bpffs")
+    _mount("bpf", BPFFS_ROOT)
+    return True
+
+
+def ensure_tracefs() -> bool:
+    if is_mounted(TRACEFS_ROOT, "tracefs"):
+        return False
+    require_root("mounting tracefs")
+    _mount("tracefs", TRACEFS_ROOT)
+    return True

@@ -1,0 +1,150 @@
+"""Shared fixtures.  Kernel tests run for real: root, bpffs, the built object.
+
+Every test that touches BPF gets its own pin directory, removed afterwards even
+when the test fails; in CI (CI set) a machine that cannot run BPF fails the
+suite instead of skipping."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OBJECT = ROOT / "procmon_ctl" / "data" / "process_monitor.bpf.o"
+CLI = [sys.executable, "-m", "procmon_ctl"]
+
+
+def _bpf_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel without BTF (/sys/kernel/btf/vmlinux)"
+    if not OBJECT.exists():
+        return f"{OBJECT} not built (run make)"
+    if subprocess.run(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
+        r = subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True)
+        if r.returncode != 0:
+            return "cannot mount bpffs"
+    r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True)
+    if r.returncode != 0:
+        return f"bpftool cannot list programs: {r.stderr.decode().strip()}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def bpf() -> None:
+    problem = _bpf_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the kernel tests, but BPF is unusable here: {problem}")
+        pytest.skip(f"BPF unusable: {problem}")
+
+
+def remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        for name in filenames:
+            (Path(dirpath) / name).unlink(missing_ok=True)
+        for name in dirnames:
+            (Path(dirpath) / name).rmdir()
+    path.rmdir()
+
+
+def bpftool_json(*args: str):
+    out = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout) if out.stdout.strip() else []
+
+
+def our_program_ids(pin_dir: Path) -> set[int]:
+    ids = set()
+    progs = pin_dir / "progs"
+    if progs.exists():
+        for pin in progs.iterdir():
+            ids.add(bpftool_json("prog", "show", "pinned", str(pin))["id"])
+    return ids
+
+
+@pytest.fixture
+def pin_dir(bpf) -> Path:
+    """A fresh pin directory of this test's own; whatever is left in it is removed
+    afterwards, and the test fails if its programs outlive that."""
+    path = Path(f"/sys/fs/bpf/procmon-test-{uuid.uuid4().hex[:10]}")
+    prog_ids: set[int] = set()
+    yield path
+    try:
+        prog_ids = our_program_ids(path)
+    finally:
+        remove_tree(path)
+    assert not programs_left(prog_ids), f"programs {prog_ids} outlived their pins"
+
+
+def programs_left(prog_ids: set[int], wait: float = 5.0) -> set[int]:
+    """Which of prog_ids the kernel still lists.  Programs go away once no pin or fd
+    holds them, after an RCU grace period: give the kernel a moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = {p["id"] for p in bpftool_json("prog", "show")} & prog_ids
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+class Cli:
+    def __init__(self, pin_dir: Path):
+        self.pin_dir = pin_dir
+        self.env = {**os.environ, "PROCMON_PIN_DIR": str(pin_dir)}
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
+                 env: dict | None = None, input: str | None = None):
+        result = subprocess.run(
+            [*CLI, *args], capture_output=True, text=True, timeout=timeout,
+            env={**self.env, **(env or {})}, input=input,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"procmon-ctl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str):
+        return json.loads(self(*args).stdout)
+
+    def json_lines(self, *args: str) -> list[dict]:
+        return [json.loads(line) for line in self(*args).stdout.splitlines() if line.strip()]
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        return subprocess.Popen([*CLI, *args], env=self.env, text=True, **kw)
+
+
+@pytest.fixture
+def cli(pin_dir) -> Cli:
+    return Cli(pin_dir)
+
+
+@pytest.fixture
+def attached(cli) -> Cli:
+    """Loaded and attached, with the ring drained of everything before the test."""
+    cli("load")
+    cli("attach")
+    return cli
+
+
+def fork_processes(n: int) -> list[int]:
+    """Fork n children that exit at once; returns their pids."""
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        pids.append(pid)
+        os.waitpid(pid, 0)
+    return pids
