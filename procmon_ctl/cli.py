@@ -286,6 +286,24 @@ def schema() -> None:
     print(json.dumps(EventLine.model_json_schema(), indent=2))
 
 
+@app.command()
+def serve(
+    address: Annotated[str, typer.Option(
+        "--address", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 9464,
+    attach_too: Annotated[bool, typer.Option(
+        "--attach", help="Load and attach an instance first; remove it on exit.")] = False,
+    object_path: Annotated[str | None, typer.Option(
+        "--object", help="BPF object for --attach [default: the one `make` builds]")] = None,
+) -> None:
+    """Serve the counters as Prometheus metrics over HTTP, read at scrape time."""
+    from .exporter import serve_forever
+    from .load import find_object
+
+    obj = find_object(object_path) if attach_too else None
+    serve_forever(_layout(), address, port, obj, lambda text: print(text, flush=True))
+
+
 class _Terminated(Exception):
     pass
 
