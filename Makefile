@@ -11,7 +11,7 @@ ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
 CLANG   ?= clang
 
-.PHONY: all setup system-packages mounts run test bench lint clean install uninstall
+.PHONY: all setup system-packages test-packages mounts run test bench lint clean install uninstall
 
 all: setup
 
@@ -51,7 +51,21 @@ mounts:
 run: setup mounts
 	$(BIN)/procmon-ctl run
 
-test: setup mounts
+# The tests also need a real Prometheus server (issue 6) and systemd-analyze.
+TEST_APT_PACKAGES := prometheus systemd
+
+test-packages:
+	@missing=""; \
+	for p in $(TEST_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing for the tests:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing; \
+	fi
+
+test: setup mounts test-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest -v
 

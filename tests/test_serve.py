@@ -1,0 +1,287 @@
+"""`procmon-ctl serve` on the real kernel, scraped by a real Prometheus server.
+
+Every process started here (exporter, prometheus) is stopped in a finally block,
+and the pin directory is the `pin_dir` fixture's, so nothing outlives a test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import fork_processes, our_program_ids, programs_left
+
+from procmon_ctl.attach import attach as attach_events
+from procmon_ctl.attach import detach as detach_events
+from procmon_ctl.pins import PinLayout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def wait_for(what: str, check, timeout: float = 30, proc: subprocess.Popen | None = None):
+    """Poll check() until it returns something truthy; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_err = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"{what}: the process exited with {proc.returncode}")
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError as err:
+            last_err = err
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what} (last error: {last_err})")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> int:
+    """SIGTERM and wait; SIGKILL only if it does not go.  Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The exporter's samples, by name with labels."""
+    samples = {}
+    for line in http_get(f"http://127.0.0.1:{port}/metrics").splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+@contextmanager
+def exporter(cli, *args: str):
+    port = free_port()
+    proc = cli.popen("serve", "--port", str(port), *args,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for("the exporter to answer", lambda: scrape(port), proc=proc)
+        yield proc, port
+    finally:
+        code = stop(proc)
+        proc.stdout.close()
+        proc.stderr.close()
+        assert code == 0, f"exporter exited {code} on SIGTERM"
+
+
+@pytest.fixture
+def prometheus_bin() -> str:
+    path = shutil.which("prometheus")
+    if path is None:
+        message = "prometheus not installed: `make test` installs it (apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+class Prometheus:
+    def __init__(self, port: int):
+        self.url = f"http://127.0.0.1:{port}"
+
+    def query(self, expr: str) -> list[dict]:
+        q = urllib.parse.urlencode({"query": expr})
+        reply = json.loads(http_get(f"{self.url}/api/v1/query?{q}"))
+        assert reply["status"] == "success", reply
+        return reply["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def sample_after(self, metric: str, t: float) -> float:
+        """The value of the first scrape of `metric` that started after wall time t."""
+        def fresh():
+            ts = self.value(f"timestamp({metric})")
+            if ts is None or ts <= t:
+                return None
+            return (self.value(metric),)
+        return wait_for(f"a scrape of {metric} after {t}", fresh)[0]
+
+
+@contextmanager
+def prometheus_server(binary: str, tmp: Path, target_port: int):
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: procmon\n"
+        "    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+    with open(tmp / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+        )
+    try:
+        prom = Prometheus(port)
+        wait_for("prometheus to be ready", lambda: http_get(f"{prom.url}/-/ready"), proc=proc)
+        wait_for("prometheus's first scrape of the exporter",
+                 lambda: prom.value('up{job="procmon"}') == 1, proc=proc)
+        yield prom
+    finally:
+        code = stop(proc, timeout=30)
+        assert code == 0, f"prometheus exited {code}: {(tmp / 'prometheus.log').read_text()}"
+
+
+def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
+    """Fork N processes while only the fork program's window is open, and see
+    Prometheus's scraped counter grow by exactly the processes the kernel created
+    in that window: N plus whatever else the machine forked then (counted from the
+    ring buffer's fork events), so exactly N on a quiet machine."""
+    cli = attached
+    layout = PinLayout(cli.pin_dir)
+    n = 40
+    with exporter(cli) as (_, exporter_port), \
+            prometheus_server(prometheus_bin, tmp_path, exporter_port) as prom:
+        # Freeze the process counter: outside the window nothing counts, so the
+        # moment of each scrape does not matter.
+        detach_events(layout, ["fork"])
+        t_frozen = time.time()
+        cli("events", "--json", "--duration", "0.3")  # drain the ring: only the window's forks stay
+        before = prom.sample_after("procmon_processes_created_total", t_frozen)
+        assert prom.value('procmon_attached{program="fork"}') == 0
+        assert prom.value('procmon_attached{program="exec"}') == 1
+        dropped_before = prom.value("procmon_events_dropped_total")
+
+        # The window: attached, n forks, detached, all in this process (no fork of ours
+        # besides the n children).
+        attach_events(layout, ["fork"])
+        try:
+            pids = fork_processes(n)
+        finally:
+            detach_events(layout, ["fork"])
+        t_closed = time.time()
+
+        lines = cli.json_lines("events", "--json", "--duration", "0.5")
+        forks = {e["tgid"] for e in lines if e["type"] == "fork" and not e["thread"]}
+        after = prom.sample_after("procmon_processes_created_total", t_closed)
+        assert prom.value("procmon_events_dropped_total") == dropped_before, "ring overflowed"
+        assert not [e for e in lines if e["type"] == "gap"]
+
+        grown = after - before
+        print(f"prometheus: procmon_processes_created_total {before:.0f} -> {after:.0f} "
+              f"(+{grown:.0f}) for {n} forks; kernel fork events in the window: {len(forks)}")
+        assert set(pids) <= forks, "a fork of ours is missing from the ring"
+        assert grown >= n
+        assert grown == len(forks), "the counter and the ring disagree on the window"
+        # Process metrics of the exporter itself come along.
+        assert prom.value('process_resident_memory_bytes{job="procmon"}') > 0
+        assert prom.value('procmon_exits_total{job="procmon"}') > 0
+
+
+def test_serve_attach_loads_and_unloads(cli):
+    """`serve --attach` makes its own instance and removes it on SIGTERM."""
+    with exporter(cli, "--attach") as (_, port):
+        assert cli.pin_dir.exists()
+        prog_ids = our_program_ids(cli.pin_dir)
+        assert len(prog_ids) == 3
+        first = scrape(port)
+        assert first["procmon_loaded"] == 1
+        for event in ("fork", "exec", "exit"):
+            assert first[f'procmon_attached{{program="{event}"}}'] == 1
+        fork_processes(10)
+        second = scrape(port)
+        assert (second["procmon_processes_created_total"]
+                - first["procmon_processes_created_total"]) >= 10
+        assert "process_cpu_seconds_total" in second
+    assert not cli.pin_dir.exists(), "serve --attach left its pins behind"
+    assert not programs_left(prog_ids)
+
+
+def test_serve_reports_unload_while_running(attached):
+    """Unloading under a running exporter: scrapes go on, saying nothing is loaded."""
+    cli = attached
+    with exporter(cli) as (_, port):
+        assert scrape(port)["procmon_loaded"] == 1
+        cli("unload")
+        samples = scrape(port)
+        assert samples["procmon_loaded"] == 0
+        assert samples['procmon_attached{program="fork"}'] == 0
+        assert "procmon_processes_created_total" not in samples
+
+
+def test_metric_help_and_types(attached):
+    cli = attached
+    with exporter(cli) as (_, port):
+        text = http_get(f"http://127.0.0.1:{port}/metrics")
+    for name in ("procmon_processes_created", "procmon_threads_created", "procmon_execs",
+                 "procmon_exits", "procmon_events_dropped"):
+        # The classic text format names the family with its _total suffix.
+        assert f"# TYPE {name}_total counter" in text
+        assert f"# HELP {name}_total " in text
+        assert f"\n{name}_total " in text
+    assert "# TYPE procmon_attached gauge" in text
+
+
+def test_serve_not_loaded_is_one_line(cli):
+    r = cli("serve", "--port", str(free_port()), check=False, timeout=20)
+    assert r.returncode == 3
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "procmon-ctl load" in r.stderr and "serve --attach" in r.stderr
+
+
+def test_serve_port_in_use_is_one_line(attached):
+    cli = attached
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("serve", "--port", str(port), check=False, timeout=20)
+        r_attach = cli("serve", "--attach", "--port", str(port), check=False, timeout=20)
+    assert r.returncode != 0 and r.stderr.count("\n") == 1
+    assert f"port {port}" in r.stderr and "in use" in r.stderr
+    # --attach on an instance that is there already refuses before listening.
+    assert r_attach.returncode == 3 and "already loaded" in r_attach.stderr
+
+
+def test_serve_attach_busy_port_loads_nothing(cli):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("serve", "--attach", "--port", str(port), check=False, timeout=20)
+    assert r.returncode != 0 and "in use" in r.stderr and r.stderr.count("\n") == 1
+    assert not cli.pin_dir.exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--port", "70000"], "--port 70000"),
+    (["--address", "no.such.host.invalid"], "--address"),
+    (["--port", "abc"], "--port"),
+])
+def test_serve_bad_input_is_one_line(attached, args, expected):
+    r = attached("serve", *args, check=False, timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and expected in r.stderr and "Traceback" not in r.stderr
