@@ -287,6 +287,29 @@ def schema() -> None:
 
 
 @app.command()
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    fix: Annotated[bool, typer.Option(
+        "--fix", help="Mount bpffs and tracefs where they are missing (root).")] = False,
+    object_path: Annotated[str | None, typer.Option(
+        "--object", help="BPF object to check [default: the one `make` builds]")] = None,
+) -> None:
+    """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
+    with a fix for each problem; exits 4 when anything FAILs."""
+    from .doctor import render_table, run_checks
+    from .errors import MissingError
+
+    report = run_checks(fix=fix, object_path=object_path)
+    if json_out:
+        _print_json(report)
+    else:
+        print(render_table(report))
+    if not report.ok:
+        raise MissingError(f"doctor: {len(report.failed)} check(s) failed: "
+                           f"{', '.join(report.failed)}")
+
+
+@app.command()
 def serve(
     address: Annotated[str, typer.Option(
         "--address", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",

@@ -161,3 +161,21 @@ class RunSummary(BaseModel):
     failed: list[RunExit] = Field(description="processes that exited non-zero or by a signal")
     longest: list[RunLifetime] = Field(description="the longest-lived processes, longest first")
     wall_ns: int
+
+
+class DoctorCheck(BaseModel):
+    """One line of `procmon-ctl doctor`."""
+
+    name: str
+    status: Literal["PASS", "WARN", "FAIL", "INFO"] = Field(
+        description="FAIL: procmon-ctl cannot work until fixed; WARN: it copes; INFO: a fact")
+    detail: str
+    fix: str | None = Field(None, description="what to do about a FAIL or WARN")
+
+
+class DoctorReport(BaseModel):
+    """`procmon-ctl doctor --json`."""
+
+    ok: bool = Field(description="no check failed")
+    failed: list[str] = Field(description="names of the checks that failed")
+    checks: list[DoctorCheck]

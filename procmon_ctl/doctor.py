@@ -1,0 +1,333 @@
+"""`procmon-ctl doctor`: check, one line each, what procmon-ctl needs from this host.
+
+Every check gives PASS, WARN, FAIL or INFO, a detail, and for anything that is not
+PASS a fix.  FAIL means `load`/`attach` cannot work until it is fixed; WARN means
+something is off but procmon-ctl copes (e.g. `load` mounts tracefs itself); INFO
+is a fact worth knowing that needs no action.
+
+Doctor itself needs no privileges: run as a normal user it reports what it can
+and fails the root check."""
+
+from __future__ import annotations
+
+import ctypes
+import gzip
+import os
+import re
+import resource
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ProcmonError
+from .models import DoctorCheck, DoctorReport
+from .system import BPFFS_ROOT, TRACEFS_ROOT, ensure_bpffs, ensure_tracefs, is_mounted
+
+BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
+TRACEPOINTS = ("sched_process_fork", "sched_process_exec", "sched_process_exit")
+REQUIRED_CONFIG = {
+    "CONFIG_BPF_SYSCALL": "the bpf() system call",
+    "CONFIG_BPF_EVENTS": "BPF programs on tracepoints",
+    "CONFIG_TRACEPOINTS": "the sched_process_* tracepoints",
+    "CONFIG_DEBUG_INFO_BTF": "kernel BTF, needed by tp_btf programs and CO-RE",
+}
+# Capability numbers (linux/capability.h).
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+# Since 5.11 BPF memory is charged to the memory cgroup, not RLIMIT_MEMLOCK.
+MEMCG_ACCOUNTING = (5, 11)
+# Enough for the default 4 MiB ring plus the small maps, on kernels before 5.11.
+MEMLOCK_NEEDED = 8 * 1024 * 1024
+
+
+def _check(name: str, status: str, detail: str, fix: str | None = None) -> DoctorCheck:
+    return DoctorCheck(name=name, status=status, detail=detail, fix=fix)
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release or kernel_release())
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def read_kernel_config() -> tuple[str | None, dict[str, str]]:
+    """(where it was read, {CONFIG_X: value}); (None, {}) when no config is readable."""
+    candidates = [Path("/proc/config.gz"), Path(f"/boot/config-{kernel_release()}")]
+    for path in candidates:
+        try:
+            if path.suffix == ".gz":
+                with gzip.open(path, "rt", errors="replace") as f:
+                    text = f.read()
+            else:
+                text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("CONFIG_") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key] = value.strip()
+        return str(path), values
+    return None, {}
+
+
+def check_kernel_config() -> list[DoctorCheck]:
+    source, config = read_kernel_config()
+    if source is None:
+        return [_check(
+            "kernel config", "WARN",
+            f"neither /proc/config.gz nor /boot/config-{kernel_release()} is readable; "
+            "the BTF and tracepoint checks below still test the kernel itself",
+            "modprobe configs (gives /proc/config.gz), or install the kernel's config file",
+        )]
+    checks = []
+    for option, why in REQUIRED_CONFIG.items():
+        value = config.get(option)
+        if value in ("y", "m"):
+            checks.append(_check(option, "PASS", f"={value} ({source})"))
+        else:
+            checks.append(_check(
+                option, "FAIL", f"not set in {source}: needed for {why}",
+                f"use a kernel built with {option}=y (most distribution kernels are)",
+            ))
+    sched = config.get("CONFIG_SCHED_TRACER")
+    checks.append(_check(
+        "CONFIG_SCHED_TRACER", "INFO",
+        f"={sched}" if sched else "not set: not needed, the sched_process_* tracepoints "
+        "exist without it",
+    ))
+    return checks
+
+
+def check_btf() -> DoctorCheck:
+    if BTF_VMLINUX.is_file():
+        return _check("kernel BTF", "PASS", str(BTF_VMLINUX))
+    return _check("kernel BTF", "FAIL", f"{BTF_VMLINUX} is missing",
+                  "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+
+
+def _filesystems() -> set[str]:
+    try:
+        with open("/proc/filesystems") as f:
+            return {line.split()[-1] for line in f if line.strip()}
+    except OSError:
+        return set()
+
+
+def check_mount(name: str, fstype: str, point: Path, ensure: Callable[[], bool],
+                fix: bool) -> DoctorCheck:
+    cmd = f"mount -t {fstype} {fstype} {point}"
+    if is_mounted(point, fstype):
+        return _check(name, "PASS", f"mounted at {point}")
+    if fstype not in _filesystems():
+        return _check(name, "FAIL", f"the kernel does not know the {fstype} filesystem",
+                      f"use a kernel with {fstype} support")
+    if fix:
+        try:
+            ensure()
+        except ProcmonError as err:
+            return _check(name, "FAIL", f"not mounted at {point}; --fix failed: {err.message}",
+                          f"as root: {cmd}")
+        return _check(name, "PASS", f"mounted at {point} (by --fix)")
+    return _check(name, "WARN", f"not mounted at {point} (`load` mounts it when run as root)",
+                  f"procmon-ctl doctor --fix, or as root: {cmd}")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. tracefs is root-only: a normal user cannot look
+        return False
+
+
+def _btf_has(names: list[str]) -> dict[str, bool]:
+    try:
+        data = BTF_VMLINUX.read_bytes()
+    except OSError:
+        return {}
+    return {n: b"\0" + n.encode() + b"\0" in data for n in names}
+
+
+def check_tracepoints() -> DoctorCheck:
+    """The programs are tp_btf: they attach by the BTF typedef btf_trace_<tracepoint>,
+    so BTF decides.  tracefs lists the same tracepoints by name when it is mounted."""
+    in_btf = _btf_has([f"btf_trace_{tp}" for tp in TRACEPOINTS])
+    events = TRACEFS_ROOT / "events" / "sched"
+    in_tracefs = ({tp: _is_dir(events / tp) for tp in TRACEPOINTS}
+                  if is_mounted(TRACEFS_ROOT, "tracefs") else {})
+    found_in = []
+    if in_btf and all(in_btf.values()):
+        found_in.append("kernel BTF")
+    if in_tracefs and all(in_tracefs.values()):
+        found_in.append(str(events))
+    if in_btf:
+        missing = [tp for tp in TRACEPOINTS if not in_btf[f"btf_trace_{tp}"]]
+    elif in_tracefs:
+        missing = [tp for tp in TRACEPOINTS if not in_tracefs[tp]]
+    else:
+        return _check("tracepoints", "FAIL",
+                      "cannot check: no kernel BTF and tracefs is not mounted (or not readable)",
+                      "use a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y); mount tracefs")
+    if missing:
+        return _check("tracepoints", "FAIL",
+                      f"not in {'kernel BTF' if in_btf else events}: {', '.join(missing)}",
+                      "use a kernel with CONFIG_TRACEPOINTS=y and BTF (5.5 or later)")
+    return _check("tracepoints", "PASS", f"{', '.join(TRACEPOINTS)} (in {' and '.join(found_in)})")
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (out.stdout or out.stderr).strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def check_bpftool() -> DoctorCheck:
+    path = shutil.which("bpftool")
+    if not path:
+        return _check("bpftool", "FAIL", "not found in PATH",
+                      "apt-get install bpftool (or run `make`); as root, /usr/sbin must be in PATH")
+    version = _first_line([path, "version"])
+    if version is None:
+        return _check("bpftool", "FAIL", f"{path} does not run (`bpftool version` failed)",
+                      "reinstall it: apt-get install --reinstall bpftool")
+    # "bpftool v7.1.0" (older ones print the path they were run as first).
+    return _check("bpftool", "PASS", f"{path} {version.split()[-1]}")
+
+
+def check_libbpf() -> DoctorCheck:
+    try:
+        lib = ctypes.CDLL("libbpf.so.1")
+    except OSError:
+        return _check("libbpf", "FAIL", "libbpf.so.1 not found (needed by `attach`)",
+                      "apt-get install libbpf1 (or run `make`)")
+    fn = getattr(lib, "libbpf_version_string", None)
+    version = ""
+    if fn is not None:
+        fn.restype = ctypes.c_char_p
+        version = f" {fn().decode()}"
+    return _check("libbpf", "PASS", f"libbpf.so.1{version}")
+
+
+def check_clang() -> DoctorCheck:
+    path = shutil.which("clang")
+    if not path:
+        return _check("clang", "WARN", "not found: needed only to build the BPF object",
+                      "apt-get install clang llvm (or run `make`)")
+    version = _first_line([path, "--version"])
+    return _check("clang", "PASS", f"{path} ({version or 'version unknown'})")
+
+
+def effective_caps() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_privileges() -> DoctorCheck:
+    caps = effective_caps()
+    have = {name: caps is not None and bool(caps >> bit & 1)
+            for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON),
+                              ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))}
+    held = ", ".join(n for n, ok in have.items() if ok) or "none of CAP_BPF, CAP_PERFMON, " \
+        "CAP_SYS_ADMIN"
+    if os.geteuid() != 0:
+        return _check("root", "FAIL", f"running as uid {os.geteuid()}, not root",
+                      "run procmon-ctl as root (sudo)")
+    if not (have["CAP_SYS_ADMIN"] or (have["CAP_BPF"] and have["CAP_PERFMON"])):
+        return _check("root", "FAIL", f"root, but the effective capabilities lack "
+                      f"CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN (held: {held})",
+                      "run outside the restricted container/service, or grant CAP_BPF, "
+                      "CAP_PERFMON")
+    return _check("root", "PASS", f"uid 0 with {held}")
+
+
+def check_unprivileged_bpf() -> DoctorCheck:
+    path = Path("/proc/sys/kernel/unprivileged_bpf_disabled")
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return _check("kernel.unprivileged_bpf_disabled", "INFO", f"{path} not readable")
+    meaning = {
+        "0": "unprivileged users may use bpf(); procmon-ctl needs root either way",
+        "1": "bpf() is root-only until reboot; procmon-ctl needs root either way",
+        "2": "bpf() is root-only (admin may relax it); procmon-ctl needs root either way",
+    }.get(value, "unknown value")
+    if value == "0":
+        return _check("kernel.unprivileged_bpf_disabled", "WARN", f"= 0: {meaning}",
+                      "harden: sysctl -w kernel.unprivileged_bpf_disabled=2")
+    return _check("kernel.unprivileged_bpf_disabled", "PASS", f"= {value}: {meaning}")
+
+
+def _limit_text(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else f"{value // 1024} KiB"
+
+
+def check_memlock() -> DoctorCheck:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    text = _limit_text(soft)
+    if kernel_version() >= MEMCG_ACCOUNTING:
+        return _check("memlock limit", "INFO",
+                      f"{text}; not used for BPF memory on kernel {kernel_release()} "
+                      "(5.11+ charges it to the memory cgroup)")
+    if soft == resource.RLIM_INFINITY or soft >= MEMLOCK_NEEDED:
+        return _check("memlock limit", "PASS", text)
+    return _check("memlock limit", "FAIL",
+                  f"{text}: a kernel before 5.11 counts BPF maps against RLIMIT_MEMLOCK",
+                  "ulimit -l unlimited (or LimitMEMLOCK=infinity in a systemd unit)")
+
+
+def check_object(explicit: str | None = None) -> DoctorCheck:
+    from .load import PACKAGED_OBJECT, find_object
+
+    try:
+        path = find_object(explicit)
+    except ProcmonError as err:
+        fix = "run `make`" if "make" in err.message else "give --object the .bpf.o `make` builds"
+        return _check("BPF object", "FAIL", err.message, fix)
+    source = Path(__file__).resolve().parent.parent / "bpf" / "process_monitor.bpf.c"
+    if path == PACKAGED_OBJECT and source.exists() and \
+            source.stat().st_mtime > path.stat().st_mtime:
+        return _check("BPF object", "WARN", f"{path} is older than {source}",
+                      "run `make` to rebuild it")
+    return _check("BPF object", "PASS", f"{path} (an eBPF ELF object)")
+
+
+def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorReport:
+    checks = [_check("kernel", "INFO", f"Linux {kernel_release()}")]
+    checks += check_kernel_config()
+    checks.append(check_btf())
+    # Mount first, so the tracepoint check can look in tracefs.
+    mounts = [
+        check_mount("bpffs", "bpf", BPFFS_ROOT, ensure_bpffs, fix),
+        check_mount("tracefs", "tracefs", TRACEFS_ROOT, ensure_tracefs, fix),
+    ]
+    checks += mounts
+    checks.append(check_tracepoints())
+    checks += [check_bpftool(), check_libbpf(), check_clang(), check_privileges(),
+               check_unprivileged_bpf(), check_memlock(), check_object(object_path)]
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    return DoctorReport(ok=not failed, failed=failed, checks=checks)
+
+
+def render_table(report: DoctorReport) -> str:
+    width = max(len(c.name) for c in report.checks)
+    lines = []
+    for c in report.checks:
+        lines.append(f"{c.status:<4}  {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status in ("FAIL", "WARN"):
+            lines.append(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+    counts = {s: sum(c.status == s for c in report.checks) for s in ("PASS", "WARN", "FAIL")}
+    lines.append(f"{counts['PASS']} passed, {counts['WARN']} warnings, {counts['FAIL']} failed")
+    return "\n".join(lines)
