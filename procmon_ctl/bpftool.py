@@ -70,6 +70,32 @@ class LoadFailed(BpfError):
         super().__init__(message)
         self.log = log
 
+    @property
+    def verifier_log(self) -> list[str]:
+        """The verifier's own lines (between libbpf's BEGIN/END PROG LOAD LOG), or
+        everything libbpf printed when the verifier was not the one to refuse."""
+        begin = next((i for i, ln in enumerate(self.log) if "BEGIN PROG LOAD LOG" in ln), None)
+        if begin is None:
+            return self.log
+        end = next((i for i, ln in enumerate(self.log) if "END PROG LOAD LOG" in ln), None)
+        return self.log[begin + 1:end]
+
+
+def _load_failure(obj: Path, log: list[str]) -> str:
+    """One line: which program the verifier refused and its last word, when it did."""
+    begin = next((ln for ln in log if "BEGIN PROG LOAD LOG" in ln), None)
+    if begin is not None:
+        prog = re.search(r"prog '([^']+)'", begin)
+        lines = LoadFailed("", log).verifier_log
+        # The verifier's verdict is the line before its "processed N insns" summary.
+        done = next((i for i, ln in enumerate(lines) if ln.startswith("processed ")), len(lines))
+        verdict = lines[done - 1].strip() if done > 0 else "see the log above"
+        name = prog.group(1) if prog else "a program"
+        return f"the kernel verifier rejected {name} in {obj}: {verdict} (verifier log above)"
+    errors = _errors("\n".join(log))
+    reason = next((ln for ln in errors if ln.startswith("Error")), errors[-1] if errors else "")
+    return f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}"
+
 
 def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> None:
     cmd = _bpftool()
@@ -77,14 +103,12 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
         cmd("prog", "loadall", str(obj), str(progs_dir), *map_args, "pinmaps", str(maps_dir),
             _env={**os.environ, "LC_ALL": "C"})
     except sh.ErrorReturnCode as err:
-        log = _errors((err.stderr or b"").decode(errors="replace"))
+        stderr = (err.stderr or b"").decode(errors="replace")
+        log = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
         text = " ".join(log)
         if "Operation not permitted" in text and os.geteuid() != 0:
             raise PermissionDenied("loading BPF programs") from None
-        reason = next((ln for ln in log if ln.startswith("Error")), log[-1] if log else "")
-        raise LoadFailed(
-            f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}", log
-        ) from None
+        raise LoadFailed(_load_failure(obj, log), log) from None
 
 
 def map_dump(pin: Path) -> MapDump:

@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .errors import EXIT_USAGE, ProcmonError, UsageError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_PERMISSION,
+    EXIT_USAGE,
+    PermissionDenied,
+    ProcmonError,
+    UsageError,
+)
 
 app = typer.Typer(
     name="procmon-ctl",
@@ -345,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     except ProcmonError as err:
         if debug:
             raise
+        _print_log_tail(err)
         _fail(err.message, err.exit_code)
     except typer.Exit as e:
         _exit(e.exit_code)
@@ -360,7 +368,27 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         _exit(0)
+    except OSError as err:
+        # A safety net for a file or call that failed where no module expected it:
+        # still one line and a documented code, never a traceback.
+        if debug:
+            raise
+        if isinstance(err, PermissionError) and os.geteuid() != 0:
+            _fail(PermissionDenied(err.filename or "").message, EXIT_PERMISSION)
+        where = f": {err.filename}" if err.filename else ""
+        _fail(f"{err.strerror or err}{where}", EXIT_FAILED)
     _exit(code if isinstance(code, int) else 0)
+
+
+VERIFIER_TAIL = 20
+
+
+def _print_log_tail(err: ProcmonError) -> None:
+    """When the kernel refused to load a program, its verifier log says why: print
+    its last lines before the one-line error."""
+    log = getattr(err, "verifier_log", None)
+    if log:
+        print("\n".join(log[-VERIFIER_TAIL:]), file=sys.stderr)
 
 
 def _exit(code: int) -> None:
