@@ -51,8 +51,8 @@ mounts:
 run: setup mounts
 	$(BIN)/procmon-ctl run
 
-# The tests also need a real Prometheus server (issue 6) and systemd-analyze.
-TEST_APT_PACKAGES := prometheus systemd
+# The tests also need a real Prometheus server, systemd-analyze and sudo (issue 6).
+TEST_APT_PACKAGES := prometheus systemd sudo
 
 test-packages:
 	@missing=""; \
@@ -75,3 +75,36 @@ lint: setup
 
 clean:
 	rm -rf $(BUILD) $(OBJ) .pytest_cache
+
+# `sudo make install`: a virtualenv of its own in PREFIX (not editable, with the
+# built BPF object inside as package data) and a link in BINDIR, so that
+# `sudo procmon-ctl` is found through sudo's secure_path.  A virtualenv cannot be
+# moved after it is made, so there is no DESTDIR: point PREFIX and BINDIR where
+# it will run (the tests use a temporary directory).
+PREFIX ?= /opt/procmon-ctl
+BINDIR ?= /usr/local/bin
+LINK   := $(BINDIR)/procmon-ctl
+
+install: system-packages $(OBJ)
+	@set -e; \
+	case "$(PREFIX)$(BINDIR)" in *" "*) echo "PREFIX and BINDIR must not hold spaces" >&2; exit 2;; esac; \
+	case "$(PREFIX)" in /?*) ;; *) echo "PREFIX=$(PREFIX) must be an absolute path" >&2; exit 2;; esac; \
+	if [ -e "$(PREFIX)" ] && [ ! -f "$(PREFIX)/pyvenv.cfg" ]; then \
+	  echo "$(PREFIX) exists and is not a virtualenv: not touching it" >&2; exit 1; fi; \
+	if { [ -e "$(LINK)" ] || [ -L "$(LINK)" ]; } && \
+	   [ "$$(readlink "$(LINK)")" != "$(PREFIX)/bin/procmon-ctl" ]; then \
+	  echo "$(LINK) exists and is not our link: not replacing it" >&2; exit 1; fi; \
+	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; \
+	cp -r pyproject.toml README.md procmon_ctl "$$src"/; \
+	find "$$src" -name __pycache__ -prune -exec rm -rf {} +; \
+	$(PYTHON) -m venv --clear "$(PREFIX)"; \
+	"$(PREFIX)/bin/pip" install -q --no-warn-script-location "$$src"; \
+	mkdir -p "$(BINDIR)"; \
+	ln -sfn "$(PREFIX)/bin/procmon-ctl" "$(LINK)"; \
+	echo "installed $$("$(LINK)" --version) in $(PREFIX); $(LINK) -> $(PREFIX)/bin/procmon-ctl"
+
+uninstall:
+	@set -e; \
+	if [ -L "$(LINK)" ] && [ "$$(readlink "$(LINK)")" = "$(PREFIX)/bin/procmon-ctl" ]; then \
+	  rm -f "$(LINK)"; echo "removed $(LINK)"; fi; \
+	if [ -f "$(PREFIX)/pyvenv.cfg" ]; then rm -rf "$(PREFIX)"; echo "removed $(PREFIX)"; fi
