@@ -242,7 +242,19 @@ def events(
 
     opts = _stream_options(json_out, raw, wide, threads, count, duration, from_now, comm, pid,
                            ppid, uid, tree)
-    follow(_layout(), opts, sys.stdout)
+    layout = _layout()
+    _require_loaded(layout, "reading the ring buffer")
+    follow(layout, opts, sys.stdout)
+
+
+def _require_loaded(layout, what: str) -> None:
+    """Fail before any output (the table header) when the command cannot run."""
+    from .errors import StateError
+    from .system import require_root
+
+    require_root(what)
+    if not layout.map("events").exists():
+        raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
 
 
 @app.command(context_settings={"allow_interspersed_args": False})

@@ -4,7 +4,22 @@ it; the CLI prints that line and exits with the error's code."""
 
 from __future__ import annotations
 
-# Exit codes, documented in the README.
+# Exit codes, documented in the README.  Every failure prints exactly one line,
+# `procmon-ctl: error: ...`, on stderr (a rejected program's verifier log comes
+# before it); success is 0, and so is stopping a monitor with Ctrl-C or SIGTERM.
+#
+#   0   success
+#   1   the kernel or bpftool refused an operation (e.g. the verifier rejected a
+#       program), or an unexpected system error
+#   2   bad input: unknown option or command, a value of the wrong type or range,
+#       --pin-dir outside bpffs or relative, an object that is not an eBPF ELF,
+#       --ring-size not a power of two, unknown --events name
+#   3   wrong state: not loaded / already loaded, not attached / already attached,
+#       another reader holds the ring buffer, the pin dir belongs to someone else
+#   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel
+#       feature or mount; `doctor` found a FAIL
+#   77  not root: "permission denied: run as root (sudo)" (EX_NOPERM, sysexits.h)
+#   N   `run -- CMD`: CMD's own exit code
 EXIT_FAILED = 1  # the kernel or bpftool refused an operation
 EXIT_USAGE = 2  # bad input on the command line
 EXIT_STATE = 3  # the pin set is not in the state the command needs
@@ -43,8 +58,8 @@ class PermissionDenied(ProcmonError):
     exit_code = EXIT_PERMISSION
 
     def __init__(self, what: str = ""):
-        detail = f" ({what})" if what else ""
-        super().__init__(f"permission denied{detail}: run as root (sudo)")
+        detail = f"; needed for {what}" if what else ""
+        super().__init__(f"permission denied: run as root (sudo){detail}")
 
 
 class BpfError(ProcmonError):

@@ -26,6 +26,8 @@ def find_object(explicit: str | os.PathLike | None = None) -> Path:
 
 def check_object(path: Path) -> None:
     """Refuse what is not an eBPF ELF object before bpftool sees it."""
+    if path.is_dir():
+        raise UsageError(f"BPF object {path} is a directory: give the .bpf.o file")
     if not path.is_file():
         hint = "run `make` to build it" if path == PACKAGED_OBJECT else "check the path"
         raise MissingError(f"BPF object {path} not found: {hint}")
@@ -75,8 +77,10 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
                 "or choose another --pin-dir"
             )
         ensure_tracefs()
+        layout.check_owned()
         created_root = not layout.root.exists()
         layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        layout.check_owned()
         os.chmod(layout.root, 0o700)
         try:
             _loadall(layout, obj, ring_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class PinLayout:
         """The layout for --pin-dir / $PROCMON_PIN_DIR / the default, checked to lie
         inside a bpffs mount before anything is written."""
         raw = pin_dir if pin_dir not in (None, "") else os.environ.get(PIN_DIR_ENV) or None
-        path = Path(os.path.normpath(os.path.abspath(raw))) if raw else DEFAULT_PIN_DIR
+        # Symlinks resolved: bpffs's root is world-writable (mode 1777), so anyone can
+        # plant /sys/fs/bpf/procmon -> /etc; the real target is what must be in bpffs.
+        path = Path(os.path.realpath(raw if raw else DEFAULT_PIN_DIR))
         if raw and not os.path.isabs(raw):
             raise UsageError(
                 f"--pin-dir {raw!r} is relative: give an absolute path inside a bpffs mount, "
@@ -54,6 +57,27 @@ class PinLayout:
                 f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
             )
         return cls(path)
+
+    def check_owned(self) -> None:
+        """Refuse a pin dir (or a parent below the bpffs mount) that is a symlink or
+        not owned by root: anyone may mkdir in bpffs's root, and whoever owns the
+        directory could swap or remove our pins.  Call before writing into it."""
+        mount_point = Path(fs_type_of(self.root)[0])
+        for path in [self.root, *self.root.parents]:
+            if path == mount_point or not path.is_relative_to(mount_point):
+                break
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+                raise StateError(f"{path} is not a directory: remove it or choose another "
+                                 "--pin-dir")
+            if st.st_uid != 0:
+                raise StateError(
+                    f"{path} belongs to uid {st.st_uid}, not root: someone else made it; "
+                    f"remove it (rm -r {path}) or choose another --pin-dir"
+                )
 
     @property
     def progs_dir(self) -> Path:

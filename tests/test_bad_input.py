@@ -1,0 +1,306 @@
+"""Bad input, one test per case, on the real kernel.
+
+Every case must end with exactly one line on stderr (`procmon-ctl: error: ...`),
+the documented exit code (procmon_ctl/errors.py), no traceback anywhere, and no
+pin left behind that was not there before."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import CLI, ROOT, bpftool_json, our_program_ids
+
+from procmon_ctl.errors import (
+    EXIT_MISSING,
+    EXIT_PERMISSION,
+    EXIT_STATE,
+    EXIT_USAGE,
+)
+
+BPFFS = Path("/sys/fs/bpf")
+DEFAULT_PIN_DIR = BPFFS / "procmon"
+# PATH without /usr/sbin, where Debian's bpftool lives (but with our python).
+NO_BPFTOOL_PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+
+
+def tree(path: Path) -> set[str]:
+    """Every file and directory below path, relative, plus path itself if it exists."""
+    if not path.exists():
+        return set()
+    found = {"."}
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel = Path(dirpath).relative_to(path)
+        found |= {str(rel / n) for n in dirnames + filenames}
+    return found
+
+
+@dataclass
+class Snapshot:
+    top: set[str]
+    pins: set[str]
+    default: set[str]
+    links: set[int] = field(default_factory=set)
+
+    @classmethod
+    def take(cls, pin_dir: Path) -> Snapshot:
+        prog_ids = our_program_ids(pin_dir) if (pin_dir / "progs").exists() else set()
+        links = {ln["id"] for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids}
+        return cls({p.name for p in BPFFS.iterdir()}, tree(pin_dir), tree(DEFAULT_PIN_DIR),
+                   links)
+
+
+def assert_nothing_new(before: Snapshot, pin_dir: Path, extra: tuple[Path, ...] = ()) -> None:
+    after = Snapshot.take(pin_dir)
+    assert after.pins == before.pins, f"pins changed in {pin_dir}"
+    assert after.default == before.default, f"{DEFAULT_PIN_DIR} changed"
+    assert after.links == before.links, "links of our programs changed"
+    # Other tests make their own pin dirs under /sys/fs/bpf at the same time
+    # (procmon-*): anything else new at the top of bpffs would be ours.
+    new = after.top - before.top
+    ours = {n for n in new if n in (pin_dir.name, "procmon") or not n.startswith("procmon-")}
+    assert not ours, f"new entries in {BPFFS}: {ours}"
+    for path in extra:
+        assert not path.exists(), f"{path} was created"
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    assert lines[0].startswith("procmon-ctl: error: "), lines[0]
+    assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    assert r.returncode == code, f"exit {r.returncode}, expected {code}: {lines[0]}"
+
+
+def prepare(cli, state: str) -> None:
+    if state in ("loaded", "attached", "detached", "unloaded"):
+        cli("load")
+    if state in ("attached", "detached"):
+        cli("attach")
+    if state == "detached":
+        cli("detach")
+    if state == "unloaded":
+        cli("unload")
+
+
+# (id, state before, argv, exit code, text in the message)
+STATE_CASES = [
+    # Every command before `load`.
+    ("attach-before-load", "fresh", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
+    ("detach-before-load", "fresh", ["detach"], EXIT_STATE, "nothing attached"),
+    ("unload-before-load", "fresh", ["unload"], EXIT_STATE, "nothing to unload"),
+    ("stats-before-load", "fresh", ["stats"], EXIT_STATE, "run `procmon-ctl load` first"),
+    ("events-before-load", "fresh", ["events", "--count", "1"], EXIT_STATE,
+     "run `procmon-ctl load` first"),
+    # ... and after `unload`.
+    ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
+    ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing attached"),
+    ("stats-after-unload", "unloaded", ["stats", "--json"], EXIT_STATE,
+     "run `procmon-ctl load` first"),
+    ("events-after-unload", "unloaded", ["events", "--json", "--count", "1"], EXIT_STATE,
+     "run `procmon-ctl load` first"),
+    # Twice in a row: the second one.
+    ("load-twice", "loaded", ["load"], EXIT_STATE, "already loaded"),
+    ("attach-twice", "attached", ["attach"], EXIT_STATE, "already attached"),
+    ("detach-twice", "detached", ["detach"], EXIT_STATE, "nothing attached"),
+    ("unload-twice", "unloaded", ["unload"], EXIT_STATE, "nothing to unload"),
+]
+
+
+@pytest.mark.parametrize(("state", "argv", "code", "text"),
+                         [c[1:] for c in STATE_CASES], ids=[c[0] for c in STATE_CASES])
+def test_wrong_state(cli, state, argv, code, text):
+    prepare(cli, state)
+    before = Snapshot.take(cli.pin_dir)
+    r = cli(*argv, check=False)
+    assert_one_line_error(r, code, text)
+    assert r.stdout == "", "no output (not even a table header) before the error"
+    assert_nothing_new(before, cli.pin_dir)
+
+
+# (id, argv, exit code, text); run against a fresh pin dir.
+INPUT_CASES = [
+    ("object-missing", ["load", "--object", "/nonexistent"], EXIT_MISSING, "not found"),
+    ("object-not-elf", ["load", "--object", "{random}"], EXIT_USAGE, "is not an ELF file"),
+    ("object-empty", ["load", "--object", "{empty}"], EXIT_USAGE, "is not an ELF file"),
+    ("object-not-bpf-elf", ["load", "--object", "/bin/true"], EXIT_USAGE,
+     "not an eBPF object"),
+    ("object-directory", ["load", "--object", "/tmp"], EXIT_USAGE, "is a directory"),
+    ("events-name-unknown", ["attach", "--events", "fork,bogus"], EXIT_USAGE,
+     "unknown event bogus"),
+    ("events-name-empty", ["detach", "--events", ","], EXIT_USAGE, "unknown event"),
+    ("count-negative", ["events", "--count", "-1"], EXIT_USAGE, "--count must be a positive"),
+    ("count-zero", ["events", "--count", "0"], EXIT_USAGE, "--count must be a positive"),
+    ("duration-negative", ["events", "--duration", "-5"], EXIT_USAGE,
+     "--duration must be greater than 0"),
+    ("run-duration-negative", ["run", "--duration", "-1"], EXIT_USAGE,
+     "--duration must be greater than 0"),
+    ("pid-not-a-number", ["events", "--pid", "abc"], EXIT_USAGE, "--pid"),
+    ("ring-size-not-power-of-two", ["load", "--ring-size", "12345"], EXIT_USAGE,
+     "--ring-size 12345 is not allowed"),
+    ("ring-size-zero", ["load", "--ring-size", "0"], EXIT_USAGE, "--ring-size 0 is not allowed"),
+    ("ring-size-below-page", ["load", "--ring-size", "1024"], EXIT_USAGE,
+     "--ring-size 1024 is not allowed"),
+    ("ring-size-not-a-number", ["load", "--ring-size", "4M"], EXIT_USAGE, "--ring-size"),
+    ("run-ring-size", ["run", "--ring-size", "12345"], EXIT_USAGE,
+     "--ring-size 12345 is not allowed"),
+    ("interval-zero", ["stats", "--watch", "--interval", "0"], EXIT_USAGE,
+     "--interval must be greater than 0"),
+    ("output-modes-conflict", ["events", "--json", "--raw"], EXIT_USAGE, "choose one of"),
+    ("unknown-command", ["frobnicate"], EXIT_USAGE, "frobnicate"),
+    ("unknown-option", ["load", "--no-such-option"], EXIT_USAGE, "--no-such-option"),
+]
+
+
+@pytest.fixture
+def odd_files(tmp_path):
+    random_file = tmp_path / "random.bpf.o"
+    random_file.write_bytes(os.urandom(4096))
+    empty = tmp_path / "empty.bpf.o"
+    empty.write_bytes(b"")
+    return {"random": str(random_file), "empty": str(empty)}
+
+
+@pytest.mark.parametrize(("argv", "code", "text"), [c[1:] for c in INPUT_CASES],
+                         ids=[c[0] for c in INPUT_CASES])
+def test_bad_values(cli, odd_files, argv, code, text):
+    argv = [a.format(**odd_files) for a in argv]
+    before = Snapshot.take(cli.pin_dir)
+    r = cli(*argv, check=False)
+    assert_one_line_error(r, code, text)
+    assert_nothing_new(before, cli.pin_dir)
+
+
+def test_bad_events_name_leaves_attached_state_alone(cli):
+    cli("load")
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("attach", "--events", "forks", check=False)
+    assert_one_line_error(r, EXIT_USAGE, "unknown event forks")
+    assert_nothing_new(before, cli.pin_dir)
+
+
+PIN_DIR_CASES = [
+    ("tmp", "/tmp/x-procmon-bad-input", "is not inside a bpffs mount"),
+    ("dotdot", "../../etc", "is relative"),
+    ("relative", "procmon", "is relative"),
+    ("bpffs-root-itself", "/sys/fs/bpf", "is not inside a bpffs mount"),
+    ("proc", "/proc/procmon", "is not inside a bpffs mount"),
+]
+
+
+@pytest.mark.parametrize("command", ["load", "unload", "attach", "status"])
+@pytest.mark.parametrize(("pin", "text"), [c[1:] for c in PIN_DIR_CASES],
+                         ids=[c[0] for c in PIN_DIR_CASES])
+def test_pin_dir_outside_bpffs(cli, tmp_path, command, pin, text):
+    """Refused before anything is written, by every command."""
+    before = Snapshot.take(cli.pin_dir)
+    r = subprocess.run([*CLI, "--pin-dir", pin, command], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60)
+    assert_one_line_error(r, EXIT_USAGE, text)
+    made = (Path(pin),) if os.path.isabs(pin) and Path(pin) != BPFFS else ()
+    assert_nothing_new(before, cli.pin_dir, extra=made)
+    assert not list(tmp_path.iterdir()), "nothing written next to a relative --pin-dir"
+
+
+def test_pin_dir_from_environment_checked_too(cli):
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("load", env={"PROCMON_PIN_DIR": "/tmp/x-procmon-env"}, check=False)
+    assert_one_line_error(r, EXIT_USAGE, "is not inside a bpffs mount")
+    assert_nothing_new(before, cli.pin_dir, extra=(Path("/tmp/x-procmon-env"),))
+
+
+def test_pin_dir_symlink_out_of_bpffs(cli, tmp_path):
+    """bpffs's root is world-writable: a link planted there must not lead us out."""
+    link = BPFFS / f"{cli.pin_dir.name}-link"
+    target = tmp_path / "target"
+    target.mkdir()
+    link.symlink_to(target)
+    try:
+        before = Snapshot.take(cli.pin_dir)
+        r = cli("--pin-dir", str(link), "load", check=False)
+        assert_one_line_error(r, EXIT_USAGE, "is not inside a bpffs mount")
+        assert_nothing_new(before, cli.pin_dir)
+        assert not list(target.iterdir())
+        assert (target.stat().st_mode & 0o777) == 0o755, "the target's mode was changed"
+    finally:
+        link.unlink()
+
+
+def test_missing_bpftool_on_load(cli):
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("load", env={"PATH": NO_BPFTOOL_PATH}, check=False)
+    assert_one_line_error(r, EXIT_MISSING, "bpftool not found in PATH")
+    assert_nothing_new(before, cli.pin_dir)
+
+
+def test_missing_bpftool_on_stats(cli):
+    cli("load")
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("stats", env={"PATH": NO_BPFTOOL_PATH}, check=False)
+    assert_one_line_error(r, EXIT_MISSING, "bpftool not found in PATH")
+    assert_nothing_new(before, cli.pin_dir)
+
+
+def test_object_checked_before_bpftool_runs(cli):
+    """A non-BPF object is refused by our own check: even without bpftool the error
+    is about the object, so bpftool never saw it."""
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("load", "--object", "/bin/true", env={"PATH": NO_BPFTOOL_PATH}, check=False)
+    assert_one_line_error(r, EXIT_USAGE, "not an eBPF object")
+    assert_nothing_new(before, cli.pin_dir)
+
+
+# --- not root ------------------------------------------------------------------
+
+
+def nobody_python() -> str | None:
+    """An interpreter uid 65534 can run with our packages: the venv's own python may
+    sit under /root (mode 0700); Debian's /usr/bin/python3 of the same version can
+    import the venv's site-packages."""
+    if not shutil.which("setpriv"):
+        return None
+    for exe in (sys.executable, "/usr/bin/python3"):
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-c",
+             "import sys; print(tuple(sys.version_info[:2]))"],
+            capture_output=True, text=True, cwd="/",
+        )
+        if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return exe
+    return None
+
+
+def run_as_nobody(pin_dir: Path, *argv: str) -> subprocess.CompletedProcess:
+    exe = nobody_python()
+    if exe is None:
+        pytest.skip("no python that uid 65534 can run")
+    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}",
+           "PROCMON_PIN_DIR": str(pin_dir), "LC_ALL": "C.UTF-8"}
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-m",
+         "procmon_ctl", *argv],
+        capture_output=True, text=True, cwd="/", env=env, timeout=60,
+    )
+
+
+NOBODY_COMMANDS = [["load"], ["attach"], ["detach"], ["unload"], ["stats"], ["status"],
+                   ["events", "--count", "1"], ["run", "--duration", "1"]]
+
+
+@pytest.mark.parametrize("argv", NOBODY_COMMANDS, ids=[a[0] for a in NOBODY_COMMANDS])
+@pytest.mark.parametrize("state", ["fresh", "attached"])
+def test_not_root(cli, state, argv):
+    prepare(cli, state)
+    before = Snapshot.take(cli.pin_dir)
+    r = run_as_nobody(cli.pin_dir, *argv)
+    assert_one_line_error(r, EXIT_PERMISSION, "permission denied: run as root (sudo)")
+    assert r.stdout == ""
+    assert_nothing_new(before, cli.pin_dir)
