@@ -81,7 +81,9 @@ def exporter(cli, *args: str):
     proc = cli.popen("serve", "--port", str(port), *args,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for("the exporter to answer", lambda: scrape(port), proc=proc)
+        # With --attach it listens first, then loads and attaches.
+        wait_for("the exporter to answer", lambda: scrape(port).get("procmon_loaded") == 1
+                 and scrape(port).get('procmon_attached{program="exit"}') == 1, proc=proc)
         yield proc, port
     finally:
         code = stop(proc)
