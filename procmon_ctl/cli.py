@@ -234,17 +234,32 @@ def events(
     threads: ThreadsOpt = False, count: CountOpt = None, duration: DurationOpt = None,
     from_now: FromNowOpt = False, comm: CommOpt = None, pid: PidOpt = None,
     ppid: PpidOpt = None, uid: UidOpt = None, tree: TreeOpt = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", help="Append JSON lines to this file instead (implies --json); "
+        "SIGHUP reopens it, for logrotate.")] = None,
 ) -> None:
     """Read events from the pinned ring buffer: one row per new process by default.
 
     A later `events` continues where this one stopped."""
     from .stream import follow
 
+    if output is not None:
+        if raw or wide or not output:
+            raise UsageError("--output FILE writes JSON lines: give a file name, "
+                             "without --raw or --wide")
+        json_out = True
     opts = _stream_options(json_out, raw, wide, threads, count, duration, from_now, comm, pid,
                            ppid, uid, tree)
     layout = _layout()
     _require_loaded(layout, "reading the ring buffer")
-    follow(layout, opts, sys.stdout)
+    if output is None:
+        follow(layout, opts, sys.stdout)
+        return
+    from .logfile import ReopeningFile, reopen_on_sighup
+
+    with ReopeningFile(output) as sink:
+        reopen_on_sighup(sink)
+        follow(layout, opts, sink)
 
 
 def _require_loaded(layout, what: str) -> None:

@@ -1,0 +1,96 @@
+"""`events --output FILE`: JSON lines appended to a file, reopened on SIGHUP the
+way logrotate rotates (rename, then SIGHUP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fork_processes
+
+
+def fork_pids(path: Path) -> set[int]:
+    if not path.exists():
+        return set()
+    pids = set()
+    for line in path.read_text().splitlines():
+        event = json.loads(line)  # every line is one JSON object
+        if event["type"] == "fork":
+            pids.add(event["pid"])
+    return pids
+
+
+def wait_for_pids(path: Path, pids: list[int], proc: subprocess.Popen, timeout: float = 15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"events --output exited {proc.returncode}: {proc.stderr.read()}")
+        if set(pids) <= fork_pids(path):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"forks {sorted(set(pids) - fork_pids(path))} never reached {path}")
+
+
+def test_output_reopens_on_sighup(attached, tmp_path):
+    cli = attached
+    log = tmp_path / "procmon.jsonl"
+    rotated = tmp_path / "procmon.jsonl.1"
+    proc = cli.popen("events", "--output", str(log), "--from-now",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # the reader is up and has skipped the backlog
+        first = fork_processes(5)
+        wait_for_pids(log, first, proc)
+
+        os.rename(log, rotated)  # what logrotate does ...
+        proc.send_signal(signal.SIGHUP)  # ... then its postrotate script
+        time.sleep(0.3)
+        second = fork_processes(5)
+        wait_for_pids(log, second, proc)  # a new file, with the new lines
+
+        assert proc.poll() is None, "SIGHUP must not stop the reader"
+        old, new = fork_pids(rotated), fork_pids(log)
+        assert set(first) <= old and not set(second) & old, "the rotated file kept growing"
+        assert not set(first) & new
+        assert oct(log.stat().st_mode & 0o777) == oct(0o640)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert out == "", "--output writes nothing to stdout"
+
+
+def test_output_appends(attached, tmp_path):
+    cli = attached
+    log = tmp_path / "procmon.jsonl"
+    log.write_text('{"type":"earlier"}\n')
+    pids = fork_processes(3)
+    cli("events", "--output", str(log), "--duration", "0.5")
+    lines = log.read_text().splitlines()
+    assert lines[0] == '{"type":"earlier"}'
+    assert set(pids) <= fork_pids(log)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--output", "/proc/no/such/dir/x.jsonl"], "cannot open --output"),
+    (["--output", "/tmp", "--duration", "0.1"], "cannot open --output /tmp"),
+    (["--output", "x.jsonl", "--raw"], "--output FILE writes JSON lines"),
+    (["--output", ""], "--output FILE writes JSON lines"),
+])
+def test_output_bad_input_is_one_line(attached, args, expected):
+    r = attached("events", *args, check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and expected in r.stderr and "Traceback" not in r.stderr
+    assert not Path("x.jsonl").exists()
+
+
+def test_output_not_loaded_creates_nothing(cli, tmp_path):
+    log = tmp_path / "procmon.jsonl"
+    r = cli("events", "--output", str(log), check=False)
+    assert r.returncode == 3 and "procmon-ctl load" in r.stderr
+    assert not log.exists()
