@@ -5,9 +5,11 @@ Errors become one-line ProcmonErrors that say how to fix them."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
+import signal
 from functools import cache
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
             break
     lines = _errors(out)
     text = " ".join(lines)
-    if "Operation not permitted" in text or "Permission denied" in text:
+    if ("Operation not permitted" in text or "Permission denied" in text) and os.geteuid() != 0:
         return PermissionDenied(what)
     if "No such file or directory" in text:
         return StateError(f"{what}: nothing is pinned there: run `procmon-ctl load` first")
@@ -51,11 +53,32 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
     return BpfError(f"{what}: {first.removeprefix('Error: ')}")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+@cache
+def _prctl():
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_us():
+    """preexec for bpftool: killed when we die.  A `load` killed with SIGKILL must
+    not leave a bpftool behind that goes on pinning after an `unload` cleaned up."""
+    prctl, parent = _prctl(), os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # we died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def run(*args: str, what: str, as_json: bool = True):
     cmd = _bpftool()
     argv = ["-j", *args] if as_json else list(args)
     try:
-        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"})
+        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us())
     except sh.ErrorReturnCode as err:
         raise _translate(err, what) from None
     if not as_json:
@@ -101,7 +124,7 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
     cmd = _bpftool()
     try:
         cmd("prog", "loadall", str(obj), str(progs_dir), *map_args, "pinmaps", str(maps_dir),
-            _env={**os.environ, "LC_ALL": "C"})
+            _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us())
     except sh.ErrorReturnCode as err:
         stderr = (err.stderr or b"").decode(errors="replace")
         log = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]

@@ -72,6 +72,11 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
         check_ring_size(ring_size)
     with layout.admin_lock():
         if layout.is_loaded():
+            if not layout.is_complete():
+                raise StateError(
+                    f"an incomplete pin set is at {layout.root} (an interrupted load?): "
+                    "run `procmon-ctl unload` to remove it, then load again"
+                )
             raise StateError(
                 f"already loaded at {layout.root}: run `procmon-ctl unload` first, "
                 "or choose another --pin-dir"
@@ -94,7 +99,8 @@ def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
     args: list[str] = []
     if ring_size is not None and ring_size != DEFAULT_RING_SIZE:
         # bpftool cannot resize a map at load, but it can reuse one we made.
-        staging = layout.root / "ring.staging"
+        # No dot in the name: bpffs refuses pins with dots (EPERM, "reserved").
+        staging = layout.root / "ring_staging"
         bpftool.run("map", "create", str(staging), "type", "ringbuf", "key", "0", "value",
                     "0", "entries", str(ring_size), "name", "events",
                     what="creating the ring buffer", as_json=False)

@@ -103,6 +103,11 @@ class PinLayout:
     def is_loaded(self) -> bool:
         return self.progs_dir.exists() or self.maps_dir.exists()
 
+    def is_complete(self) -> bool:
+        """Every program and map pinned: what a finished `load` leaves."""
+        return all(self.prog(e).exists() for e in PROGRAMS) and all(
+            self.map(m).exists() for m in MAPS)
+
     def attached_events(self) -> list[str]:
         return [event for event in PROGRAMS if self.link(event).exists()]
 

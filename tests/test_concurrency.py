@@ -1,0 +1,209 @@
+"""Two shells at once, and a `load` that dies half-way: real processes, real kernel.
+
+Whatever the timing: one command wins, the other gets one clear line; there are
+never two links per program and never a half-made pin set that `unload` cannot
+remove."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left
+
+from procmon_ctl.errors import EXIT_STATE
+from procmon_ctl.pins import MAPS, PROGRAMS
+
+ROUNDS = 3
+
+
+def start_together(cli, *argvs: list[str]) -> list[subprocess.CompletedProcess]:
+    """Start one process per argv so that they reach the kernel at the same moment:
+    each imports everything first, then waits for a byte on a shared pipe."""
+    read_fd, write_fd = os.pipe()
+    gate = (
+        "import os, sys; import procmon_ctl.cli, procmon_ctl.load, procmon_ctl.attach; "
+        f"os.read({read_fd}, 1); sys.argv[0] = 'procmon-ctl'; procmon_ctl.cli.main(sys.argv[1:])"
+    )
+    procs = [
+        subprocess.Popen([CLI[0], "-c", gate, *argv], env=cli.env, pass_fds=(read_fd,),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv in argvs
+    ]
+    os.close(read_fd)
+    time.sleep(0.6)  # let both finish importing
+    os.write(write_fd, b"x" * len(procs))
+    os.close(write_fd)
+    results = []
+    for p, argv in zip(procs, argvs, strict=True):
+        out, err = p.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(argv, p.returncode, out, err))
+    return results
+
+
+def assert_one_won(results, loser_text: str) -> None:
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, EXIT_STATE], [(r.returncode, r.stderr) for r in results]
+    loser = next(r for r in results if r.returncode != 0)
+    lines = loser.stderr.splitlines()
+    assert len(lines) == 1 and loser_text in lines[0], lines
+    assert "Traceback" not in "".join(r.stderr for r in results)
+
+
+def assert_complete_pin_set(pin_dir: Path) -> set[int]:
+    for event, prog in PROGRAMS.items():
+        assert (pin_dir / "progs" / prog).exists(), f"program {event} not pinned"
+    for name in MAPS:
+        assert (pin_dir / "maps" / name).exists(), f"map {name} not pinned"
+    assert sorted(p.name for p in pin_dir.iterdir()) in (["maps", "progs"],
+                                                         ["links", "maps", "progs"])
+    ids = our_program_ids(pin_dir)
+    assert len(ids) == len(PROGRAMS)
+    return ids
+
+
+def our_links(prog_ids: set[int]) -> list[dict]:
+    return [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_two_loads_at_once(cli, round_):
+    results = start_together(cli, ["load"], ["load"])
+    assert_one_won(results, "already loaded")
+    assert_complete_pin_set(cli.pin_dir)
+    cli("unload")
+    assert not cli.pin_dir.exists()
+
+
+def test_two_loads_different_ring_sizes(cli):
+    """The ring-size path makes a staging map first: the loser must not disturb it."""
+    results = start_together(cli, ["load", "--ring-size", "65536"],
+                             ["load", "--ring-size", "131072"])
+    assert_one_won(results, "already loaded")
+    assert_complete_pin_set(cli.pin_dir)
+    assert not (cli.pin_dir / "ring_staging").exists()
+    size = cli.json("status", "--json")["ring_size"]
+    winner = next(r for r in results if r.returncode == 0).args
+    assert size == int(winner[-1])
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_two_attaches_at_once(cli, round_):
+    cli("load")
+    ids = assert_complete_pin_set(cli.pin_dir)
+    results = start_together(cli, ["attach"], ["attach"])
+    assert_one_won(results, "already attached")
+    links = our_links(ids)
+    assert len(links) == len(PROGRAMS), f"expected one link per program, got {links}"
+    assert len({ln["prog_id"] for ln in links}) == len(PROGRAMS)
+    assert sorted(p.name for p in (cli.pin_dir / "links").iterdir()) == sorted(PROGRAMS)
+
+
+def test_attach_and_unload_at_once(cli):
+    """Either order is fine; what is left afterwards is nothing at all."""
+    cli("load")
+    ids = our_program_ids(cli.pin_dir)
+    results = start_together(cli, ["attach"], ["unload"])
+    attach, unload = results
+    assert unload.returncode == 0, unload.stderr
+    assert attach.returncode in (0, EXIT_STATE), attach.stderr
+    assert not cli.pin_dir.exists()
+    assert not our_links(ids)
+    assert not programs_left(ids)
+
+
+def _partial_maps_only(pin_dir: Path) -> None:
+    (pin_dir / "maps").mkdir(parents=True)
+    subprocess.run(["bpftool", "map", "create", str(pin_dir / "maps" / "events"), "type",
+                    "ringbuf", "key", "0", "value", "0", "entries", "4096", "name", "events"],
+                   check=True, capture_output=True)
+
+
+def _partial_progs_only(pin_dir: Path) -> None:
+    pin_dir.mkdir()
+    subprocess.run(["bpftool", "prog", "loadall", str(OBJECT), str(pin_dir / "progs")],
+                   check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("make_partial", [_partial_maps_only, _partial_progs_only],
+                         ids=["maps-only", "progs-only"])
+def test_unload_cleans_partial_pin_set(cli, make_partial):
+    make_partial(cli.pin_dir)
+    ids = our_program_ids(cli.pin_dir)
+    r = cli("load", check=False)
+    assert r.returncode == EXIT_STATE
+    assert r.stderr.splitlines() == [
+        f"procmon-ctl: error: an incomplete pin set is at {cli.pin_dir} (an interrupted "
+        "load?): run `procmon-ctl unload` to remove it, then load again"]
+    assert cli("unload").returncode == 0
+    assert not cli.pin_dir.exists()
+    assert not programs_left(ids)
+    cli("load")
+    assert_complete_pin_set(cli.pin_dir)
+
+
+def _bpftool_pids_for(pin_dir: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"bpftool") for a in cmdline[:2]) and \
+                any(str(pin_dir).encode() in a for a in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.25, 0.4, 0.55, 0.7])
+def test_unload_after_load_killed_midway(cli, delay):
+    """SIGKILL a `load` (the python process only, as the OOM killer would) at several
+    moments; its bpftool dies with it, and `unload` then leaves nothing behind."""
+    p = cli.popen("load", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 5
+    while _bpftool_pids_for(cli.pin_dir):
+        assert time.monotonic() < deadline, "bpftool outlived the killed load"
+        time.sleep(0.05)
+    ids = our_program_ids(cli.pin_dir)
+    r = cli("unload", check=False)
+    if r.returncode != 0:  # killed before it made anything
+        assert r.returncode == EXIT_STATE and "nothing to unload" in r.stderr
+    assert not cli.pin_dir.exists()
+    assert not programs_left(ids)
+    cli("load")
+    assert_complete_pin_set(cli.pin_dir)
+
+
+def test_unload_after_load_killed_while_bpftool_runs(cli, tmp_path):
+    """The worst moment: bpftool is running.  It must die with the killed `load`,
+    or it would go on pinning after the cleanup.  A bpftool that waits a second
+    before doing the work makes the moment certain."""
+    slow = tmp_path / "bin" / "bpftool"
+    slow.parent.mkdir()
+    slow.write_text('#!/bin/sh\nsleep 1\nexec /usr/sbin/bpftool "$@"\n')
+    slow.chmod(0o755)
+    env = {**cli.env, "PATH": f"{slow.parent}:{os.environ['PATH']}"}
+    p = subprocess.Popen([*CLI, "load"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not _bpftool_pids_for(cli.pin_dir):
+        assert p.poll() is None, "load finished before bpftool was seen"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    time.sleep(2)  # the slow bpftool would have pinned everything by now
+    assert not _bpftool_pids_for(cli.pin_dir), "bpftool outlived the killed load"
+    assert not (cli.pin_dir / "progs").exists() and not (cli.pin_dir / "maps").exists()
+    r = cli("unload", check=False)
+    assert r.returncode in (0, EXIT_STATE), r.stderr
+    assert not cli.pin_dir.exists()
