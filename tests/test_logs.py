@@ -94,3 +94,32 @@ def test_output_not_loaded_creates_nothing(cli, tmp_path):
     r = cli("events", "--output", str(log), check=False)
     assert r.returncode == 3 and "procmon-ctl load" in r.stderr
     assert not log.exists()
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_documented_lines_match_the_schema():
+    from procmon_ctl.models import EventLine
+
+    text = (DOCS / "logs.md").read_text()
+    block = text.split("Example:\n\n```json\n", 1)[1].split("```", 1)[0]
+    lines = block.strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        EventLine.model_validate_json(line)
+
+
+def test_vector_example_is_wired():
+    import tomllib
+
+    config = tomllib.loads((DOCS / "vector.toml").read_text())
+    source = config["sources"]["procmon_events"]
+    assert source["type"] == "file" and "events.jsonl" in source["include"][0]
+    assert "/var/log/procmon/events.jsonl" in (DOCS / "logs.md").read_text()
+    ids = set(config["sources"]) | set(config["transforms"])
+    routes = {f"procmon_routes.{r}" for r in config["transforms"]["procmon_routes"]["route"]}
+    for section in ("transforms", "sinks"):
+        for name, component in config[section].items():
+            for upstream in component["inputs"]:
+                assert upstream in ids | routes, f"{name} reads unknown {upstream}"
