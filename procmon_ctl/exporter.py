@@ -37,6 +37,8 @@ COUNTER_METRICS = {
     "execs": ("procmon_execs", "Successful execs seen by the exec program."),
     "exits": ("procmon_exits",
               "Processes that ended (the last thread of the group exited)."),
+    "produced": ("procmon_events_produced",
+                 "Events the programs tried to put in the ring buffer (dropped included)."),
     "dropped": ("procmon_events_dropped",
                 "Events lost because the ring buffer was full."),
 }
