@@ -1,0 +1,223 @@
+"""What really runs: exec and exit events, threads apart, the seed's example made true."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from conftest import bpftool_json
+
+THREADS = """
+import threading
+ts = [threading.Thread(target=lambda: None) for _ in range(1000)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+"""
+
+
+def drain(cli):
+    cli("events", "--from-now", "--duration", "0.1")
+
+
+def test_seed_example_literally(attached):
+    """`sh -c 'ls /tmp; ps aux | head'` gives rows ls, ps and head, each a child of that sh."""
+    cli = attached
+    drain(cli)
+    sh = subprocess.Popen(["sh", "-c", "ls /tmp; ps aux | head"], stdout=subprocess.DEVNULL)
+    sh.wait()
+    out = cli("events", "--duration", "0.5").stdout.splitlines()
+    assert out[0].split() == ["PID", "PPID", "COMM"]
+    rows = [ln.split(None, 2) for ln in out[2:]]
+    children = {r[2]: int(r[1]) for r in rows if int(r[1]) == sh.pid}
+    assert {"ls", "ps", "head"} <= set(children), out
+    assert all(children[name] == sh.pid for name in ("ls", "ps", "head"))
+    # The sh itself: the row names what it runs, not the python that forked it.
+    assert [r[2] for r in rows if int(r[0]) == sh.pid] == ["sh"]
+
+
+def _settings(cli) -> dict:
+    return bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings"))[0][
+        "formatted"]["value"]
+
+
+def test_threads_counted_apart_not_streamed(attached):
+    cli = attached
+    drain(cli)
+    before = cli.json("stats", "--json")
+    proc = subprocess.run([sys.executable, "-c", THREADS], check=True)
+    after = cli.json("stats", "--json")
+    assert after["threads"] - before["threads"] >= 1000
+    # process_count does not see the threads (only the few processes of this test run).
+    assert after["process_count"] - before["process_count"] < 100
+    assert after["produced"] - before["produced"] < 1000, "threads must cost no ring space"
+    lines = cli.json_lines("events", "--json", "--duration", "0.5")
+    assert not [e for e in lines if e.get("thread")], "no thread events without --threads"
+    assert proc.returncode == 0
+
+
+def test_threads_streamed_with_flag(attached):
+    cli = attached
+    drain(cli)
+    reader = cli.popen("events", "--json", "--threads", "--duration", "6",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while _settings(cli)["stream_threads"] != 1:
+        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
+        time.sleep(0.05)
+    prog = subprocess.Popen([sys.executable, "-c", THREADS])
+    prog.wait()
+    out, err = reader.communicate(timeout=20)
+    assert reader.returncode == 0, err
+    events = [json.loads(x) for x in out.splitlines()]
+    threads = [e for e in events if e["type"] == "fork" and e["thread"] and e["tgid"] == prog.pid]
+    assert len(threads) == 1000
+    assert len({e["pid"] for e in threads}) == 1000
+    assert all(e["ppid"] != prog.pid for e in threads), "ppid is the parent *process*"
+    # The reader switches thread streaming off again when it leaves.
+    assert _settings(cli)["stream_threads"] == 0
+    # Once it has gone, new threads cost no ring space again.  (Drain first: the
+    # reader's own helper threads, made while it switched streaming off, are in the ring.)
+    drain(cli)
+    small = subprocess.Popen([sys.executable, "-c", THREADS.replace("1000", "3")])
+    small.wait()
+    table = cli("events", "--duration", "0.3").stdout
+    assert f"(thread of {small.pid})" not in table
+
+
+def test_exec_filename_exit_code_and_lifetime(attached):
+    cli = attached
+    drain(cli)
+    code3 = subprocess.run(["sh", "-c", "exit 3"])
+    assert code3.returncode == 3
+    killed = subprocess.run(["sh", "-c", "kill -9 $$"])
+    t0 = time.monotonic()
+    sleeper = subprocess.run(["sleep", "0.2"])
+    wall = time.monotonic() - t0
+    events = cli.json_lines("events", "--json", "--duration", "0.5")
+    by_pid: dict[int, dict[str, dict]] = {}
+    for e in events:
+        by_pid.setdefault(e["tgid"], {})[e["type"]] = e
+    p = by_pid[code3_pid(events, "exit 3")]
+    assert p["exec"]["filename"].endswith("/sh") and p["exec"]["comm"] == "sh"
+    assert p["exit"]["exit_code"] == 3 and p["exit"]["exit_signal"] == 0
+    k = by_pid[code3_pid(events, "kill")]
+    assert k["exit"]["exit_signal"] == 9
+    s = [e for e in events if e["type"] == "exit" and e["comm"] == "sleep"][-1]
+    assert 0.2e9 <= s["duration_ns"] <= wall * 1e9 + 0.05e9
+    assert s["exit_code"] == 0
+    assert killed.returncode == -9 and sleeper.returncode == 0
+
+
+def code3_pid(events, marker):
+    """The tgid of the sh whose exit matches the test case (exit 3, or killed by 9)."""
+    for e in events:
+        if e["type"] != "exit" or e["comm"] != "sh":
+            continue
+        if marker == "exit 3" and e["exit_code"] == 3:
+            return e["tgid"]
+        if marker == "kill" and e["exit_signal"] == 9:
+            return e["tgid"]
+    raise AssertionError(f"no sh exit for {marker}")
+
+
+TREE = """
+import os, subprocess, sys
+sys.stdin.readline()
+child = subprocess.Popen(["sh", "-c", "sh -c 'true' & sh -c 'true' & wait"])
+child.wait()
+"""
+
+
+def test_tree_follows_new_descendants(attached):
+    cli = attached
+    drain(cli)
+    parent = subprocess.Popen([sys.executable, "-c", TREE], stdin=subprocess.PIPE, text=True)
+    reader = cli.popen("events", "--json", "--tree", str(parent.pid), "--duration", "3",
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    unrelated = subprocess.Popen(["sh", "-c", "true"])
+    unrelated.wait()
+    parent.stdin.write("go\n")
+    parent.stdin.flush()
+    parent.wait()
+    out, err = reader.communicate(timeout=20)
+    assert reader.returncode == 0, err
+    events = [json.loads(x) for x in out.splitlines()]
+    forks = [e for e in events if e["type"] == "fork"]
+    child = [e for e in forks if e["ppid"] == parent.pid]
+    assert len(child) == 1
+    grandchildren = [e for e in forks if e["ppid"] == child[0]["pid"]]
+    assert len(grandchildren) == 2
+    assert unrelated.pid not in {e["tgid"] for e in events}
+    assert {e["tgid"] for e in events} <= {parent.pid, child[0]["pid"],
+                                           *(g["pid"] for g in grandchildren)}
+
+
+def test_filters(attached):
+    cli = attached
+    drain(cli)
+    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             "sh", "-c", "true"], check=True)
+    mine = subprocess.run(["sh", "-c", "true"], check=True)
+    events = cli.json_lines("events", "--json", "--uid", "65534", "--duration", "0.5")
+    assert events and all(e["uid"] == 65534 for e in events)
+    drain(cli)
+    target = subprocess.Popen(["sleep", "0.3"])
+    target.wait()
+    rows = cli("events", "--pid", str(target.pid), "--duration", "0.5").stdout.splitlines()[2:]
+    assert [r.split()[0] for r in rows] == [str(target.pid)]
+    drain(cli)
+    subprocess.run(["sh", "-c", "true"], check=True)
+    rows = cli("events", "--comm", "sh", "--ppid", str(os.getpid()),
+               "--duration", "0.5").stdout.splitlines()[2:]
+    assert rows and all(r.split()[2] == "sh" and r.split()[1] == str(os.getpid()) for r in rows)
+    assert nobody.returncode == mine.returncode == 0
+
+
+def test_wide_shows_exit_row_and_raw_every_event(attached):
+    cli = attached
+    drain(cli)
+    p = subprocess.Popen(["sh", "-c", "exit 4"])
+    p.wait()
+    wide = cli("events", "--wide", "--pid", str(p.pid), "--duration", "0.5").stdout.splitlines()
+    assert wide[0].split() == ["PID", "PPID", "UID", "COMM", "EXIT", "DURATION", "FILENAME"]
+    started, ended = wide[2].split(), wide[3].split()
+    assert started[:4] == [str(p.pid), str(os.getpid()), "0", "sh"]
+    assert started[-1].endswith("/sh")
+    assert ended[3:6] == ["sh", "exited", "4"]
+    assert len(wide) == 4
+    drain(cli)
+    q = subprocess.Popen(["sh", "-c", "exit 5"])
+    q.wait()
+    raw = cli("events", "--raw", "--pid", str(q.pid), "--duration", "0.5").stdout.splitlines()
+    assert [ln.split()[0] for ln in raw[1:]] == ["fork", "exec", "exit"]
+    assert "exit=5" in raw[-1]
+
+
+def test_run_command_follows_tree_and_exits_with_its_code(cli):
+    r = cli("run", "--json", "--", "sh", "-c", "ls / >/dev/null; false", check=False)
+    assert r.returncode == 1, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["exit_code"] == 1
+    assert summary["by_name"].get("ls") == 1 and summary["by_name"].get("sh") == 1
+    assert summary["processes"] == 2
+    failed = {f["comm"]: f["exit_code"] for f in summary["failed"]}
+    assert failed == {"sh": 1}
+    assert summary["longest"][0]["comm"] == "sh"
+    assert not cli.pin_dir.exists(), "run removes its own instance"
+    human = cli("run", "--", "sh", "-c", "exit 7", check=False)
+    assert human.returncode == 7
+    assert "exit code 7" in human.stderr
+    assert "PID      PPID     COMM" in human.stderr
+
+
+def test_schema_describes_event_lines(cli):
+    schema = json.loads(cli("schema").stdout)
+    text = json.dumps(schema)
+    for field in ("ts_ns", "tgid", "ppid", "filename", "exit_code", "duration_ns", "gap"):
+        assert field in text
