@@ -83,6 +83,8 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
             )
         ensure_tracefs()
         layout.check_owned()
+        if layout.root.exists():
+            check_ours(layout)  # a failed load removes every pin below the root
         created_root = not layout.root.exists()
         layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         layout.check_owned()
@@ -146,4 +148,22 @@ def unload(layout: PinLayout) -> list[Path]:
     with layout.admin_lock():
         if not layout.root.exists():
             raise StateError(f"nothing loaded at {layout.root}: nothing to unload")
+        check_ours(layout)
         return remove_pins(layout)
+
+
+# What `load` and `attach` make directly below the pin dir.
+OWN_ENTRIES = ("progs", "maps", "links", "ring_staging")
+
+
+def check_ours(layout: PinLayout) -> None:
+    """Unload removes every pin below the pin dir: refuse a --pin-dir that holds
+    anything procmon-ctl did not make there (another tool's pins, a pin itself)."""
+    if not layout.root.is_dir() or layout.root.is_symlink():
+        raise StateError(f"{layout.root} is not a pin directory: check --pin-dir")
+    foreign = sorted(p.name for p in layout.root.iterdir() if p.name not in OWN_ENTRIES)
+    if foreign:
+        raise StateError(
+            f"{layout.root} holds {', '.join(foreign[:5])}, which procmon-ctl did not make: "
+            "not touching it; check --pin-dir"
+        )

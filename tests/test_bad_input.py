@@ -292,10 +292,11 @@ def run_as_nobody(pin_dir: Path, *argv: str) -> subprocess.CompletedProcess:
 
 
 NOBODY_COMMANDS = [["load"], ["attach"], ["detach"], ["unload"], ["stats"], ["status"],
-                   ["events", "--count", "1"], ["run", "--duration", "1"]]
+                   ["events", "--count", "1"], ["run", "--duration", "1"], ["stats", "--watch"],
+                   ["serve"]]
 
 
-@pytest.mark.parametrize("argv", NOBODY_COMMANDS, ids=[a[0] for a in NOBODY_COMMANDS])
+@pytest.mark.parametrize("argv", NOBODY_COMMANDS, ids=["-".join(a[:2]) for a in NOBODY_COMMANDS])
 @pytest.mark.parametrize("state", ["fresh", "attached"])
 def test_not_root(cli, state, argv):
     prepare(cli, state)
@@ -304,3 +305,39 @@ def test_not_root(cli, state, argv):
     assert_one_line_error(r, EXIT_PERMISSION, "permission denied: run as root (sudo)")
     assert r.stdout == ""
     assert_nothing_new(before, cli.pin_dir)
+
+
+# --- a --pin-dir that holds someone else's pins ------------------------------------
+
+
+@pytest.fixture
+def foreign_dir(pin_dir):
+    """A bpffs directory with another tool's pinned map in it."""
+    pin_dir.mkdir()
+    subprocess.run(["bpftool", "map", "create", str(pin_dir / "their_map"), "type", "array",
+                    "key", "4", "value", "4", "entries", "1", "name", "their_map"],
+                   check=True, capture_output=True)
+    return pin_dir
+
+
+@pytest.mark.parametrize("command", ["load", "unload"])
+def test_foreign_pin_dir_left_alone(cli, foreign_dir, command):
+    """unload removes every pin below the pin dir, and a failed load would too:
+    neither may touch a directory with pins procmon-ctl did not make."""
+    mode = foreign_dir.stat().st_mode
+    before = Snapshot.take(cli.pin_dir)
+    r = cli(command, check=False)
+    assert_one_line_error(r, EXIT_STATE, "holds their_map, which procmon-ctl did not make")
+    assert_nothing_new(before, cli.pin_dir)
+    assert (foreign_dir / "their_map").exists()
+    assert foreign_dir.stat().st_mode == mode
+
+
+@pytest.mark.parametrize(("command", "text"), [("load", "is not a directory"),
+                                               ("unload", "is not a pin directory")])
+def test_pin_dir_is_a_pin(cli, foreign_dir, command, text):
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("--pin-dir", str(foreign_dir / "their_map"), command, check=False)
+    assert_one_line_error(r, EXIT_STATE, text)
+    assert_nothing_new(before, cli.pin_dir)
+    assert (foreign_dir / "their_map").exists()
