@@ -43,6 +43,7 @@ struct {
 /* Referenced so the contract's types land in the object's BTF for the decoder test. */
 const volatile struct exec_event btf_anchor_exec_event = {};
 const volatile enum counter_key btf_anchor_counter_key = COUNTER_MAX;
+const volatile enum event_type btf_anchor_event_type = EVENT_FORK;
 
 static __always_inline void count(__u32 key)
 {

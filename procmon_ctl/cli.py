@@ -5,6 +5,7 @@ exit code; a traceback only with PROCMON_DEBUG=1."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -31,6 +32,28 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class _Terminated(Exception):
+    """SIGINT or SIGTERM: how a monitor is stopped.  Cleanup runs as it unwinds."""
+
+
+class _OutputClosed(Exception):
+    """stdout was closed under us (SIGPIPE); Typer would exit 1 on a BrokenPipeError."""
+
+
+def _command(*args, **kwargs):
+    def register(fn):
+        @functools.wraps(fn)
+        def guarded(*a, **kw):
+            try:
+                return fn(*a, **kw)
+            except BrokenPipeError:
+                raise _OutputClosed() from None
+
+        return app.command(*args, **kwargs)(guarded)
+
+    return register
 
 
 class _State:
@@ -77,7 +100,7 @@ def _positive(name: str, value: float | None) -> None:
 EVENTS_HELP = "Which programs: a comma-separated list of fork, exec, exit."
 
 
-@app.command()
+@_command()
 def load(
     object_path: Annotated[str | None, typer.Option(
         "--object", help="BPF object to load [default: the one `make` builds]")] = None,
@@ -95,7 +118,7 @@ def load(
     print(f"loaded {obj} at {layout.root}; next: procmon-ctl attach")
 
 
-@app.command()
+@_command()
 def attach(
     events: Annotated[str, typer.Option("--events", help=EVENTS_HELP)] = "fork,exec,exit",
 ) -> None:
@@ -108,7 +131,7 @@ def attach(
     print(f"attached {', '.join(done)}")
 
 
-@app.command()
+@_command()
 def detach(
     events: Annotated[str, typer.Option("--events", help=EVENTS_HELP)] = "fork,exec,exit",
 ) -> None:
@@ -120,7 +143,7 @@ def detach(
     print(f"detached {', '.join(done)}")
 
 
-@app.command()
+@_command()
 def unload() -> None:
     """Detach if needed and remove every pin of this instance."""
     from .load import unload as do_unload
@@ -130,7 +153,7 @@ def unload() -> None:
     print(f"unloaded {layout.root} ({len(removed)} pins removed)")
 
 
-@app.command()
+@_command()
 def stats(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     watch: Annotated[bool, typer.Option(
@@ -170,7 +193,7 @@ def stats(
         prev, t_prev = cur, now
 
 
-@app.command()
+@_command()
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -228,7 +251,7 @@ TreeOpt = Annotated[int | None, typer.Option(
     "--tree", help="Only this process and its descendants, following new children.")]
 
 
-@app.command()
+@_command()
 def events(
     json_out: JsonOpt = False, raw: RawOpt = False, wide: WideOpt = False,
     threads: ThreadsOpt = False, count: CountOpt = None, duration: DurationOpt = None,
@@ -272,7 +295,7 @@ def _require_loaded(layout, what: str) -> None:
         raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@_command(context_settings={"allow_interspersed_args": False})
 def run(
     command: Annotated[list[str] | None, typer.Argument(
         help="A command to run and follow (after --): its process tree only.")] = None,
@@ -310,7 +333,7 @@ def run(
     raise typer.Exit(summary.exit_code)
 
 
-@app.command()
+@_command()
 def schema() -> None:
     """Print the JSON Schema of one `events --json` line."""
     import json
@@ -320,7 +343,7 @@ def schema() -> None:
     print(json.dumps(EventLine.model_json_schema(), indent=2))
 
 
-@app.command()
+@_command()
 def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     fix: Annotated[bool, typer.Option(
@@ -343,7 +366,7 @@ def doctor(
                            f"{', '.join(report.failed)}")
 
 
-@app.command()
+@_command()
 def serve(
     address: Annotated[str, typer.Option(
         "--address", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
@@ -361,16 +384,14 @@ def serve(
     serve_forever(_layout(), address, port, obj, lambda text: print(text, flush=True))
 
 
-class _Terminated(Exception):
-    pass
-
-
-def _on_sigterm(signum, frame):
+def _on_signal(signum, frame):
     raise _Terminated()
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Our own exception for both, so Typer does not turn Ctrl-C into exit 130.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     debug = os.environ.get("PROCMON_DEBUG") == "1"
     try:
         # Not standalone: click would print usage errors over several lines and
@@ -387,10 +408,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code)
-    except (KeyboardInterrupt, _Terminated, typer.Abort):
+    except (_Terminated, typer.Abort):
         # Ctrl-C and SIGTERM are how a monitor is stopped: cleanup already ran.
         _exit(0)
-    except BrokenPipeError:
+    except _OutputClosed:
         # `events | head`: the reader went away; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
