@@ -99,6 +99,9 @@ STATE_CASES = [
     ("stats-before-load", "fresh", ["stats"], EXIT_STATE, "run `procmon-ctl load` first"),
     ("events-before-load", "fresh", ["events", "--count", "1"], EXIT_STATE,
      "run `procmon-ctl load` first"),
+    ("stats-watch-before-load", "fresh", ["stats", "--watch"], EXIT_STATE,
+     "run `procmon-ctl load` first"),
+    ("serve-before-load", "fresh", ["serve"], EXIT_STATE, "nothing loaded"),
     # ... and after `unload`.
     ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
     ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing attached"),
@@ -122,6 +125,17 @@ def test_wrong_state(cli, state, argv, code, text):
     r = cli(*argv, check=False)
     assert_one_line_error(r, code, text)
     assert r.stdout == "", "no output (not even a table header) before the error"
+    assert_nothing_new(before, cli.pin_dir)
+
+
+@pytest.mark.parametrize("state", ["fresh", "unloaded"])
+def test_status_when_not_loaded_is_not_an_error(cli, state):
+    """status answers the question (exit 0, "not loaded") and makes nothing."""
+    prepare(cli, state)
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("status", "--json")
+    assert r.stderr == ""
+    assert '"loaded":false' in r.stdout
     assert_nothing_new(before, cli.pin_dir)
 
 
