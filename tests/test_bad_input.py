@@ -25,7 +25,6 @@ from procmon_ctl.errors import (
 )
 
 BPFFS = Path("/sys/fs/bpf")
-DEFAULT_PIN_DIR = BPFFS / "procmon"
 # PATH without /usr/sbin, where Debian's bpftool lives (but with our python).
 NO_BPFTOOL_PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"
 
@@ -45,26 +44,24 @@ def tree(path: Path) -> set[str]:
 class Snapshot:
     top: set[str]
     pins: set[str]
-    default: set[str]
     links: set[int] = field(default_factory=set)
 
     @classmethod
     def take(cls, pin_dir: Path) -> Snapshot:
         prog_ids = our_program_ids(pin_dir) if (pin_dir / "progs").exists() else set()
         links = {ln["id"] for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids}
-        return cls({p.name for p in BPFFS.iterdir()}, tree(pin_dir), tree(DEFAULT_PIN_DIR),
-                   links)
+        return cls({p.name for p in BPFFS.iterdir()}, tree(pin_dir), links)
 
 
 def assert_nothing_new(before: Snapshot, pin_dir: Path, extra: tuple[Path, ...] = ()) -> None:
     after = Snapshot.take(pin_dir)
     assert after.pins == before.pins, f"pins changed in {pin_dir}"
-    assert after.default == before.default, f"{DEFAULT_PIN_DIR} changed"
     assert after.links == before.links, "links of our programs changed"
-    # Other tests make their own pin dirs under /sys/fs/bpf at the same time
-    # (procmon-*): anything else new at the top of bpffs would be ours.
+    # Other tests and developers make pin dirs under /sys/fs/bpf at the same time
+    # (procmon-*, and the default procmon): anything else new at the top would be
+    # ours.  Every case here names its pin dir, so the default is never a target.
     new = after.top - before.top
-    ours = {n for n in new if n in (pin_dir.name, "procmon") or not n.startswith("procmon-")}
+    ours = {n for n in new if n == pin_dir.name or not n.startswith("procmon")}
     assert not ours, f"new entries in {BPFFS}: {ours}"
     for path in extra:
         assert not path.exists(), f"{path} was created"
