@@ -25,7 +25,9 @@ SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def make(*args: str, sudo: bool = False, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT), *args]
+    # -o: install the object the suite runs with, never rebuild it under other tests.
+    cmd = ["make", "--no-print-directory", "-C", str(ROOT),
+           "-o", "procmon_ctl/data/process_monitor.bpf.o", *args]
     if sudo:
         cmd = ["sudo", "-n", *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
