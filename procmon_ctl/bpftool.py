@@ -37,13 +37,13 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
     out = (err.stderr or b"").decode(errors="replace") + (err.stdout or b"").decode(
         errors="replace"
     )
-    # bpftool -j reports errors as {"error": "..."} on stdout.
-    for line in out.splitlines():
-        if line.startswith("{") and '"error"' in line:
-            with contextlib.suppress(ValueError):
-                out = json.loads(line)["error"] + "\n" + out
-            break
+    # bpftool -j reports errors as {"error": "..."} on stdout: that is the message.
     lines = _errors(out)
+    for line in lines:
+        if line.startswith("{") and '"error"' in line:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                lines = ["Error: " + json.loads(line)["error"]]
+            break
     text = " ".join(lines)
     if ("Operation not permitted" in text or "Permission denied" in text) and os.geteuid() != 0:
         return PermissionDenied(what)

@@ -55,11 +55,14 @@ def _err(stdout: str, stderr: str = "") -> sh.ErrorReturnCode:
     return sh.ErrorReturnCode_255("bpftool", stdout.encode(), stderr.encode())
 
 
-def test_error_translation():
+def test_error_translation(monkeypatch):
     missing = bpftool._translate(_err((DATA / "error.json").read_text()), "reading x")
     assert isinstance(missing, StateError) and "procmon-ctl load" in str(missing)
-    perm = bpftool._translate(_err('{"error":"bpf obj get (/sys/fs/bpf): Operation not '
-                                   'permitted"}'), "reading x")
+    eperm = '{"error":"bpf obj get (/sys/fs/bpf): Operation not permitted"}'
+    as_root = bpftool._translate(_err(eperm), "reading x")
+    assert str(as_root) == "reading x: bpf obj get (/sys/fs/bpf): Operation not permitted"
+    monkeypatch.setattr(bpftool.os, "geteuid", lambda: 1000)
+    perm = bpftool._translate(_err(eperm), "reading x")
     assert isinstance(perm, PermissionDenied) and "run as root" in str(perm)
     other = bpftool._translate(_err("", "Error: something odd\n"), "doing y")
     assert isinstance(other, BpfError) and str(other) == "doing y: something odd"
