@@ -275,6 +275,9 @@ def events(
                            ppid, uid, tree)
     layout = _layout()
     _require_loaded(layout, "reading the ring buffer")
+    if not layout.attached_events():
+        print(f"procmon-ctl: warning: nothing attached at {layout.root}: only events already "
+              "in the ring will show (run `procmon-ctl attach`)", file=sys.stderr)
     if output is None:
         follow(layout, opts, sys.stdout)
         return

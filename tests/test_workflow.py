@@ -172,3 +172,12 @@ def test_thread_rows_with_threads_flag(attached):
     out, err = reader.communicate(timeout=15)
     assert reader.returncode == 0, err
     assert out.count(f"(thread of {prog.pid})") == 5
+
+
+def test_events_warns_when_nothing_is_attached(cli):
+    cli("load")
+    r = cli("events", "--duration", "0.2")
+    assert r.stderr.startswith("procmon-ctl: warning: nothing attached")
+    assert r.stderr.count("\n") == 1
+    cli("attach")
+    assert cli("events", "--duration", "0.2").stderr == ""
