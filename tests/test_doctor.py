@@ -202,3 +202,30 @@ def test_doctor_as_nobody_fails_root_check():
     report = json.loads(r.stdout)
     assert report["failed"] == ["root"]
     assert by_name(report)["root"]["fix"] == "run procmon-ctl as root (sudo)"
+
+
+@needs_root
+def test_fix_as_nobody_fails_with_a_fix():
+    """--fix cannot mount as a normal user: the mount check FAILs with the command
+    to run as root, and nothing is mounted."""
+    py = _nobody_python()
+    if py is None or not shutil.which("setpriv"):
+        pytest.skip("no python that uid 65534 can run")
+    import sysconfig
+
+    pythonpath = f"{ROOT}:{sysconfig.get_paths()['purelib']}"
+    r = _in_private_mount_ns(f"""
+        umount /sys/kernel/tracing
+        cd /
+        env PATH=/usr/sbin:/usr/bin:/bin PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={pythonpath} \\
+            setpriv --reuid=65534 --regid=65534 --clear-groups \\
+            {py[0]} -m procmon_ctl doctor --fix --json || echo "exit $?"
+        mountpoint -q /sys/kernel/tracing && echo mounted || echo unmounted
+    """)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[-2:] == ["exit 4", "unmounted"]
+    tracefs = by_name(json.loads(out[0]))["tracefs"]
+    assert tracefs["status"] == "FAIL"
+    assert "--fix failed: permission denied" in tracefs["detail"]
+    assert tracefs["fix"] == "as root: mount -t tracefs tracefs /sys/kernel/tracing"
