@@ -86,6 +86,7 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
         if layout.root.exists():
             check_ours(layout)  # a failed load removes every pin below the root
         created_root = not layout.root.exists()
+        made_parents = [d for d in layout.root.parents if not d.exists()]  # deepest first
         layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         layout.check_owned()
         os.chmod(layout.root, 0o700)
@@ -94,6 +95,11 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
             write_settings(layout, False, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
         except BaseException:
             remove_pins(layout, keep_root=not created_root)
+            for d in made_parents:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
             raise
 
 

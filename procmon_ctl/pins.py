@@ -56,6 +56,13 @@ class PinLayout:
                 f"--pin-dir {path} is not inside a bpffs mount: use a directory below "
                 f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
             )
+        below = path.relative_to(mount_point).parts
+        if any("." in part for part in below):
+            # bpffs answers EPERM to any name with a dot ("reserved for extensions").
+            raise UsageError(
+                f"--pin-dir {path}: bpffs does not allow '.' in names: use e.g. "
+                f"{path.parent / path.name.replace('.', '-')}"
+            )
         return cls(path)
 
     def check_owned(self) -> None:

@@ -352,3 +352,14 @@ def test_pin_dir_is_a_pin(cli, foreign_dir, command, text):
     assert_one_line_error(r, EXIT_STATE, text)
     assert_nothing_new(before, cli.pin_dir)
     assert (foreign_dir / "their_map").exists()
+
+
+@pytest.mark.parametrize("name", ["procmon.x", "procmon-x/a.b"])
+def test_pin_dir_with_a_dot(cli, name):
+    """bpffs refuses names with a dot (EPERM): said up front, not as a system error."""
+    pin = Path(f"{cli.pin_dir}-{name}")
+    before = Snapshot.take(cli.pin_dir)
+    r = cli("--pin-dir", str(pin), "load", check=False)
+    assert_one_line_error(r, EXIT_USAGE, "bpffs does not allow '.' in names")
+    assert_nothing_new(before, cli.pin_dir)
+    assert not Path(f"{cli.pin_dir}-procmon-x").exists()

@@ -72,3 +72,10 @@ def test_good_object_prints_no_log(cli):
     r = cli("load")
     assert r.stderr == ""
     cli("unload")
+
+
+def test_failed_load_removes_parents_it_made(cli, broken_object):
+    inner = cli.pin_dir / "a" / "b"
+    r = cli("--pin-dir", str(inner), "load", "--object", str(broken_object), check=False)
+    assert r.returncode == 1
+    assert not cli.pin_dir.exists(), "the directories made for the pin dir are gone too"
