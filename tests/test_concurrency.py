@@ -207,3 +207,19 @@ def test_unload_after_load_killed_while_bpftool_runs(cli, tmp_path):
     r = cli("unload", check=False)
     assert r.returncode in (0, EXIT_STATE), r.stderr
     assert not cli.pin_dir.exists()
+
+
+@pytest.mark.parametrize(("command", "loser_text"), [("detach", "nothing attached"),
+                                                     ("unload", "nothing to unload")])
+def test_two_detaches_or_unloads_at_once(cli, command, loser_text):
+    cli("load")
+    cli("attach")
+    ids = our_program_ids(cli.pin_dir)
+    results = start_together(cli, [command], [command])
+    assert_one_won(results, loser_text)
+    assert not our_links(ids)
+    if command == "unload":
+        assert not cli.pin_dir.exists()
+        assert not programs_left(ids)
+    else:
+        assert_complete_pin_set(cli.pin_dir)
