@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ROOT, bpftool_json, our_program_ids
+from conftest import CLI, ROOT, bpftool_json, our_program_ids, remove_tree
 
 from procmon_ctl.errors import (
     EXIT_MISSING,
@@ -216,8 +216,13 @@ def test_pin_dir_outside_bpffs(cli, tmp_path, command, pin, text):
                        cwd=tmp_path, timeout=60)
     assert_one_line_error(r, EXIT_USAGE, text)
     made = (Path(pin),) if os.path.isabs(pin) and Path(pin) != BPFFS else ()
-    assert_nothing_new(before, cli.pin_dir, extra=made)
-    assert not list(tmp_path.iterdir()), "nothing written next to a relative --pin-dir"
+    try:
+        assert_nothing_new(before, cli.pin_dir, extra=made)
+        assert not list(tmp_path.iterdir()), "nothing written next to a relative --pin-dir"
+    finally:
+        for path in made:
+            if path.is_dir() and path.parent == Path("/tmp"):
+                shutil.rmtree(path)
 
 
 def test_pin_dir_from_environment_checked_too(cli):
@@ -358,8 +363,12 @@ def test_pin_dir_is_a_pin(cli, foreign_dir, command, text):
 def test_pin_dir_with_a_dot(cli, name):
     """bpffs refuses names with a dot (EPERM): said up front, not as a system error."""
     pin = Path(f"{cli.pin_dir}-{name}")
+    stray = Path(f"{cli.pin_dir}-procmon-x")
     before = Snapshot.take(cli.pin_dir)
-    r = cli("--pin-dir", str(pin), "load", check=False)
-    assert_one_line_error(r, EXIT_USAGE, "bpffs does not allow '.' in names")
-    assert_nothing_new(before, cli.pin_dir)
-    assert not Path(f"{cli.pin_dir}-procmon-x").exists()
+    try:
+        r = cli("--pin-dir", str(pin), "load", check=False)
+        assert_one_line_error(r, EXIT_USAGE, "bpffs does not allow '.' in names")
+        assert_nothing_new(before, cli.pin_dir)
+        assert not stray.exists()
+    finally:
+        remove_tree(stray)
