@@ -117,7 +117,8 @@ def test_install_refuses_to_clobber(tmp_path):
 def real_paths(tmp_path):
     """/opt/procmon-ctl and /usr/local/bin/procmon-ctl free for the test, and as they
     were afterwards.  A lock keeps two suites on this machine from interleaving."""
-    lock = open("/run/procmon-ctl-test-install.lock", "w")  # noqa: SIM115 (held to the end)
+    # The lock is on the link's directory itself, so no lock file is left behind.
+    lock = os.open(REAL_LINK.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     fcntl.flock(lock, fcntl.LOCK_EX)
     saved: list[tuple[Path, Path]] = []
     try:
@@ -138,7 +139,7 @@ def real_paths(tmp_path):
         finally:
             for path, aside in saved:
                 os.rename(aside, path)
-            lock.close()
+            os.close(lock)
 
 
 def test_install_real_paths(real_paths, pin_dir, tmp_path):
