@@ -383,6 +383,8 @@ def serve(
     from .exporter import serve_forever
     from .load import find_object
 
+    if object_path is not None and not attach_too:
+        raise UsageError("--object only applies with --attach (serve loads nothing without it)")
     obj = find_object(object_path) if attach_too else None
     serve_forever(_layout(), address, port, obj, lambda text: print(text, flush=True))
 

@@ -286,6 +286,7 @@ def test_serve_attach_busy_port_loads_nothing(cli):
     (["--port", "70000"], "--port 70000"),
     (["--address", "no.such.host.invalid"], "--address"),
     (["--port", "abc"], "--port"),
+    (["--object", "/nonexistent.o"], "--object only applies with --attach"),
 ])
 def test_serve_bad_input_is_one_line(attached, args, expected):
     r = attached("serve", *args, check=False, timeout=20)
