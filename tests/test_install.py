@@ -10,7 +10,11 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,6 +76,41 @@ def check_installation(prefix: Path, link: Path, pin_dir: Path, cwd: Path) -> No
         assert r.returncode == 0, f"{step}: {r.stderr}"
         if step[0] == "stats":
             assert json.loads(r.stdout)["processes"] >= 0
+    assert not pin_dir.exists()
+    check_serve(link, pin_dir, cwd)
+
+
+def check_serve(link: Path, pin_dir: Path, cwd: Path) -> None:
+    """The service's command, from the installed tool: load, attach, serve, unload."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(link), "--pin-dir", str(pin_dir), "serve", "--attach",
+                             "--port", str(port)], cwd=cwd, env=clean_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, text = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                if 'procmon_attached{program="exit"} 1.0' in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert "procmon_processes_created_total" in text, f"no metrics (exit {proc.poll()})"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert proc.returncode == 0, err
     assert not pin_dir.exists()
 
 
@@ -158,6 +197,12 @@ def test_install_real_paths(real_paths, pin_dir, tmp_path):
                            env=clean_env(PATH="/usr/bin:/bin"))
         assert r.returncode == 0 and json.loads(r.stdout)["loaded"] is False, r.stderr
     assert shutil.which("procmon-ctl", path=SECURE_PATH) == str(REAL_LINK)
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        # The unit as shipped, unmodified, now that its ExecStart exists.
+        r = subprocess.run([analyze, "verify", str(ROOT / "scripts" / "procmon-ctl.service")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "procmon-ctl.service" not in r.stderr, r.stderr
     out = make("uninstall", sudo=sudo).stdout
     assert "removed /usr/local/bin/procmon-ctl" in out and "removed /opt/procmon-ctl" in out
     assert not REAL_LINK.is_symlink() and not REAL_PREFIX.exists()
