@@ -66,12 +66,15 @@ def test_output_reopens_on_sighup(attached, tmp_path):
     assert out == "", "--output writes nothing to stdout"
 
 
-def test_output_appends(attached, tmp_path):
+@pytest.mark.parametrize("filtered", [False, True], ids=["all", "filtered"])
+def test_output_appends(attached, tmp_path, filtered):
+    """Both stream paths (the plain JSON one and the filtered one) write to the file."""
     cli = attached
     log = tmp_path / "procmon.jsonl"
     log.write_text('{"type":"earlier"}\n')
     pids = fork_processes(3)
-    cli("events", "--output", str(log), "--duration", "0.5")
+    extra = ["--ppid", str(os.getpid())] if filtered else []
+    cli("events", "--output", str(log), "--duration", "0.5", *extra)
     lines = log.read_text().splitlines()
     assert lines[0] == '{"type":"earlier"}'
     assert set(pids) <= fork_pids(log)
