@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from pathlib import Path
@@ -136,6 +138,30 @@ def attached(cli) -> Cli:
     cli("load")
     cli("attach")
     return cli
+
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def nobody_python() -> str | None:
+    """An interpreter uid 65534 can run with our packages: the venv's own python may
+    sit under /root (mode 0700); Debian's /usr/bin/python3 of the same version can
+    import the venv's site-packages (see nobody_env)."""
+    if not shutil.which("setpriv"):
+        return None
+    for exe in (sys.executable, "/usr/bin/python3"):
+        r = subprocess.run(
+            [*AS_NOBODY, exe, "-c", "import sys; print(tuple(sys.version_info[:2]))"],
+            capture_output=True, text=True, cwd="/",
+        )
+        if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return exe
+    return None
+
+
+def nobody_env(**extra: str) -> dict:
+    return {"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}", **extra}
 
 
 def fork_processes(n: int) -> list[int]:

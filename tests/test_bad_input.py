@@ -10,12 +10,19 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ROOT, bpftool_json, our_program_ids, remove_tree
+from conftest import (
+    AS_NOBODY,
+    CLI,
+    bpftool_json,
+    nobody_env,
+    nobody_python,
+    our_program_ids,
+    remove_tree,
+)
 
 from procmon_ctl.errors import (
     EXIT_MISSING,
@@ -276,33 +283,13 @@ def test_object_checked_before_bpftool_runs(cli):
 # --- not root ------------------------------------------------------------------
 
 
-def nobody_python() -> str | None:
-    """An interpreter uid 65534 can run with our packages: the venv's own python may
-    sit under /root (mode 0700); Debian's /usr/bin/python3 of the same version can
-    import the venv's site-packages."""
-    if not shutil.which("setpriv"):
-        return None
-    for exe in (sys.executable, "/usr/bin/python3"):
-        r = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-c",
-             "import sys; print(tuple(sys.version_info[:2]))"],
-            capture_output=True, text=True, cwd="/",
-        )
-        if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
-            return exe
-    return None
-
-
 def run_as_nobody(pin_dir: Path, *argv: str) -> subprocess.CompletedProcess:
     exe = nobody_python()
     if exe is None:
         pytest.skip("no python that uid 65534 can run")
-    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}",
-           "PROCMON_PIN_DIR": str(pin_dir), "LC_ALL": "C.UTF-8"}
+    env = nobody_env(PROCMON_PIN_DIR=str(pin_dir), LC_ALL="C.UTF-8")
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-m",
-         "procmon_ctl", *argv],
+        [*AS_NOBODY, exe, "-m", "procmon_ctl", *argv],
         capture_output=True, text=True, cwd="/", env=env, timeout=60,
     )
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ROOT
+from conftest import AS_NOBODY, CLI, ROOT, nobody_env, nobody_python
 
 from procmon_ctl.doctor import read_kernel_config, render_table, run_checks
 from procmon_ctl.models import DoctorReport
@@ -169,33 +169,14 @@ def test_without_fix_nothing_is_mounted():
     assert r.stdout.strip() == "unmounted", "doctor without --fix must not mount anything"
 
 
-def _nobody_python() -> list[str] | None:
-    """A python that uid 65534 can run with our packages (the venv's interpreter may
-    live under /root, which nobody cannot enter)."""
-    for exe in (sys.executable, "/usr/bin/python3"):
-        r = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe, "-c",
-             "import sys; print(sys.version_info[:2])"],
-            capture_output=True, text=True, cwd="/",
-        )
-        if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
-            return [exe]
-    return None
-
-
 @needs_root
 def test_doctor_as_nobody_fails_root_check():
-    py = _nobody_python()
-    if py is None or not shutil.which("setpriv"):
+    py = nobody_python()
+    if py is None:
         pytest.skip("no python that uid 65534 can run")
-    import sysconfig
-
-    env = {"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}"}
     r = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *py, "-m",
-         "procmon_ctl", "doctor", "--json"],
-        capture_output=True, text=True, cwd="/", env=env, timeout=60,
+        [*AS_NOBODY, py, "-m", "procmon_ctl", "doctor", "--json"],
+        capture_output=True, text=True, cwd="/", env=nobody_env(), timeout=60,
     )
     assert "Traceback" not in r.stderr
     assert r.returncode == 4, r.stderr
@@ -208,18 +189,16 @@ def test_doctor_as_nobody_fails_root_check():
 def test_fix_as_nobody_fails_with_a_fix():
     """--fix cannot mount as a normal user: the mount check FAILs with the command
     to run as root, and nothing is mounted."""
-    py = _nobody_python()
-    if py is None or not shutil.which("setpriv"):
+    py = nobody_python()
+    if py is None:
         pytest.skip("no python that uid 65534 can run")
-    import sysconfig
-
-    pythonpath = f"{ROOT}:{sysconfig.get_paths()['purelib']}"
+    pythonpath = nobody_env()["PYTHONPATH"]
     r = _in_private_mount_ns(f"""
         umount /sys/kernel/tracing
         cd /
         env PATH=/usr/sbin:/usr/bin:/bin PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={pythonpath} \\
             setpriv --reuid=65534 --regid=65534 --clear-groups \\
-            {py[0]} -m procmon_ctl doctor --fix --json || echo "exit $?"
+            {py} -m procmon_ctl doctor --fix --json || echo "exit $?"
         mountpoint -q /sys/kernel/tracing && echo mounted || echo unmounted
     """)
     assert r.returncode == 0, r.stderr
