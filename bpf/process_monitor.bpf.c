@@ -79,16 +79,27 @@ static __always_inline void *reserve(__u64 size)
 	return e;
 }
 
-/* Waking the reader per record is what made the naive design slow: wake it
- * only once enough data waits, and let it poll on a timer otherwise. */
-static __always_inline __u64 wakeup_flags(const struct settings *s)
+/* Waking the reader per record is what made the naive design slow: the reader
+ * polls on a timer, and is woken early only as the waiting data crosses each
+ * multiple of wakeup_bytes.  Only at the crossing: a missing or stalled reader
+ * must not cost a wakeup (an irq_work and a wake_up) on every record after it.
+ * `size` is the record's ring footprint (header included). */
+static __always_inline __u64 wakeup_flags(const struct settings *s, __u64 size)
 {
+	__u64 avail, before, step;
+
 	if (!s || !s->wakeup_bytes)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= s->wakeup_bytes)
-		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
+	step = s->wakeup_bytes;
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (avail < step)
+		return BPF_RB_NO_WAKEUP;
+	before = avail > size ? avail - size : 0;
+	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
+
+/* A record's footprint in the ring: an 8-byte header, rounded up to 8 bytes. */
+#define RING_FOOTPRINT(sz) ((((sz) + 8) + 7) & ~7ULL)
 
 static __always_inline const struct settings *get_settings(void)
 {
@@ -112,6 +123,9 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 	e->dropped_before = (__u32)take_pending_drops();
 	e->flags = 0;
 	e->__pad = 0;
+	/* Reserved ring space holds old records: zero the name's tail, so equal names
+	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
+	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
 }
 
@@ -140,7 +154,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_common(e, EVENT_FORK, child);
 	e->flags = thread ? EVENT_FLAG_THREAD : 0;
-	bpf_ringbuf_submit(e, wakeup_flags(s));
+	bpf_ringbuf_submit(e, wakeup_flags(s, RING_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
 
@@ -155,7 +169,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings()));
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RING_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
 
@@ -181,6 +195,6 @@ int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
 	e->exit_code = (code >> 8) & 0xff;
 	e->exit_signal = code & 0x7f;
 	e->duration_ns = e->ts_ns - BPF_CORE_READ(p, start_time);
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings()));
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RING_FOOTPRINT(sizeof(*e))));
 	return 0;
 }

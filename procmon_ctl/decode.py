@@ -6,6 +6,7 @@ record, no model objects."""
 
 from __future__ import annotations
 
+import mmap
 import struct
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
@@ -17,6 +18,8 @@ MAX_FILENAME_LEN = 256
 PROCESS_EVENT = struct.Struct("<QQIIIIIiIIII16s")
 # struct exec_event: a process_event followed by the filename
 EXEC_EVENT = struct.Struct(PROCESS_EVENT.format + f"{MAX_FILENAME_LEN}s")
+_unpack_event = PROCESS_EVENT.unpack_from
+_unpack_filename = struct.Struct(f"{MAX_FILENAME_LEN}s").unpack_from
 
 EVENT_FORK, EVENT_EXEC, EVENT_EXIT = 1, 2, 3
 TYPE_NAMES = {EVENT_FORK: "fork", EVENT_EXEC: "exec", EVENT_EXIT: "exit"}
@@ -50,12 +53,17 @@ def _cstr(raw: bytes) -> str:
 
 
 def decode_event(record: bytes | memoryview) -> Event:
+    return decode_at(record, 0)
+
+
+def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
+    """The record that starts at `offset` of `buf`, read in place (no slice)."""
     (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, _pad,
-     comm) = PROCESS_EVENT.unpack_from(record)
+     comm) = _unpack_event(buf, offset)
     name = TYPE_NAMES.get(etype, str(etype))
     filename = None
     if etype == EVENT_EXEC:
-        filename = _cstr(EXEC_EVENT.unpack_from(record)[-1])
+        filename = _cstr(_unpack_filename(buf, offset + PROCESS_EVENT.size)[0])
     is_exit = etype == EVENT_EXIT
     return Event(
         name, ts, pid, tgid, ppid, uid, _cstr(comm), bool(flags & EVENT_FLAG_THREAD),
@@ -86,6 +94,79 @@ def event_json(e: Event) -> str:
 
 def gap_json(dropped: int) -> str:
     return f'{{"type":"gap","dropped":{dropped}}}'
+
+
+# The `events --json` lines again, as %-templates for json_lines(): the same text
+# as event_json(decode_event(...)), without an Event per record.
+_HEAD = '"ts_ns":%d,"pid":%d,"tgid":%d,"ppid":%d,"uid":%d,"comm":%s,"thread":'
+_FORK_JSON = ('{"type":"fork",' + _HEAD + 'false}', '{"type":"fork",' + _HEAD + 'true}')
+_EXEC_JSON = tuple('{"type":"exec",' + _HEAD + t + ',"filename":%s}' for t in ("false", "true"))
+_EXIT_JSON = tuple('{"type":"exit",' + _HEAD + t +
+                   ',"exit_code":%d,"exit_signal":%d,"duration_ns":%d}' for t in ("false", "true"))
+_GAP_JSON = '{"type":"gap","dropped":%d}'
+_comm_cache: dict[bytes, str] = {}
+
+
+def _comm_json(raw: bytes) -> str:
+    text = _comm_cache.get(raw)
+    if text is None:
+        if len(_comm_cache) >= 4096:  # a storm of distinct names must not grow it forever
+            _comm_cache.clear()
+        text = _comm_cache[raw] = encode_basestring(_cstr(raw))
+    return text
+
+
+# What a fork record shares with the forks before it: (ppid, uid) as 8 raw bytes,
+# flags and comm (a storm forks from one parent).  One unpack of this shape reads
+# what the fast path needs; the JSON after "tgid" is then looked up, not built.
+_FORK_KEY = struct.Struct("<Q8xIII8s8xII4x16s")
+_FORK_HEAD = '{"type":"fork","ts_ns":%d,"pid":%d,"tgid":%d,%s'
+_fork_tails: dict[tuple[bytes, int, bytes], str] = {}
+_PPID_UID = struct.Struct("<II")
+
+
+def _fork_tail(key: tuple[bytes, int, bytes]) -> str:
+    if len(_fork_tails) >= 4096:  # bounded, like the name cache
+        _fork_tails.clear()
+    ppid_uid, flags, comm = key
+    tail = _FORK_JSON[flags & EVENT_FLAG_THREAD].split('"tgid":%d,', 1)[1] % (
+        *_PPID_UID.unpack(ppid_uid), _comm_json(comm))
+    _fork_tails[key] = tail
+    return tail
+
+
+def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str]) -> None:
+    """Append to `lines` the `events --json` line of each record at `offsets` of
+    `buf`, each preceded by its gap line when records were lost before it.
+
+    The hot path of `events --json`, same text as event_json(decode_event(...)):
+    a fork (a storm is mostly forks, of one parent) costs one unpack, one dict
+    lookup and a three-number format; other records one unpack and one format."""
+    unpack, unpack_name, comm_json, cache = _unpack_event, _unpack_filename, _comm_json, _comm_cache
+    unpack_fork, tails, fork_tail, fork_head = (
+        _FORK_KEY.unpack_from, _fork_tails, _fork_tail, _FORK_HEAD)
+    exec_t, exit_t, gap_t = _EXEC_JSON, _EXIT_JSON, _GAP_JSON
+    name_off = PROCESS_EVENT.size
+    append = lines.append
+    for off in offsets:
+        ts, etype, pid, tgid, ppid_uid, dropped, flags, comm = unpack_fork(buf, off)
+        if dropped:
+            append(gap_t % dropped)
+        if etype == EVENT_FORK:
+            key = (ppid_uid, flags, comm)
+            append(fork_head % (ts, pid, tgid, tails.get(key) or fork_tail(key)))
+            continue
+        (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, _pad,
+         comm) = unpack(buf, off)
+        c = cache.get(comm) or comm_json(comm)
+        if etype == EVENT_EXIT:
+            append(exit_t[flags & EVENT_FLAG_THREAD] %
+                   (ts, pid, tgid, ppid, uid, c, code, sig, duration))
+        elif etype == EVENT_EXEC:
+            filename = encode_basestring(_cstr(unpack_name(buf, off + name_off)[0]))
+            append(exec_t[flags & EVENT_FLAG_THREAD] % (ts, pid, tgid, ppid, uid, c, filename))
+        else:
+            append(event_json(decode_at(buf, off)))
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}

@@ -54,7 +54,9 @@ class RingBufferReader:
             self._view = memoryview(self._data)
             self._page = page
             self._epoll = select.epoll()
-            self._epoll.register(self._fd, select.EPOLLIN)
+            # Edge-triggered: wake on the kernel's forced wakeups only, not merely
+            # because data waits (it always does under load); the timeout polls.
+            self._epoll.register(self._fd, select.EPOLLIN | select.EPOLLET)
         except BaseException:
             self.close()
             raise
@@ -123,6 +125,37 @@ class RingBufferReader:
                 prod = self.producer_pos
         self._pending = cons
         return out
+
+    @property
+    def view(self) -> memoryview:
+        """The mapped ring (producer page first): scan() offsets index into it."""
+        return self._view
+
+    def scan(self, limit: int = 4096) -> list[int]:
+        """Like batch(), but the offsets into `view` where each record's data starts,
+        not a view per record: the records are then read in place."""
+        view, data_off, mask = self._view, self._page, self._mask
+        unpack, busy, discard = _U32.unpack_from, _BUSY, _DISCARD
+        cons = self._pending = self.consumer_pos
+        prod = self.producer_pos
+        offsets: list[int] = []
+        ends = self._ends = []
+        add_offset, add_end = offsets.append, ends.append
+        left = limit
+        while cons < prod and left:
+            hdr = data_off + (cons & mask)
+            length = unpack(view, hdr)[0]
+            if length & busy:
+                break  # reserved but not yet submitted: everything after it waits too
+            cons += ((length & ~discard) + _HEADER + 7) & ~7
+            if not length & discard:
+                add_offset(hdr + _HEADER)
+                add_end(cons)
+                left -= 1
+            if cons >= prod:
+                prod = self.producer_pos
+        self._pending = cons
+        return offsets
 
     def commit(self, count: int | None = None) -> None:
         """Hand back the space of the last batch, or of its first `count` records."""

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .decode import Event, decode_event
+from .decode import Event, decode_at, json_lines
 from .load import default_wakeup_bytes, write_settings
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
@@ -44,21 +44,40 @@ def open_reader(layout: PinLayout, threads: bool, from_now: bool) -> Iterator[Ri
                 write_settings(layout, False, default_wakeup_bytes(reader.size))
 
 
+# Records taken from the ring at most per batch; a full batch is followed by the
+# next at once, anything less by a sleep of POLL_INTERVAL.
+BATCH_LIMIT = 4096
+
+
+def offset_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[int]]:
+    """Batches of record offsets into reader.view until `deadline` (time.monotonic()).
+
+    After a batch that emptied the ring the reader sleeps a poll period (the kernel
+    wakes it early only when much data waits), so a busy stream is read in large
+    batches, not one tiny batch per wakeup.  An empty batch means the poll period
+    passed with nothing new.  At the deadline, what already waits is still read."""
+    while True:
+        offsets = reader.scan(BATCH_LIMIT)
+        if offsets:
+            yield offsets
+            if len(offsets) >= BATCH_LIMIT:
+                continue
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            if offsets:
+                continue
+            return
+        reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
+        if not offsets:
+            yield offsets
+
+
 def event_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[Event]]:
     """Decoded batches until `deadline` (time.monotonic()).  An empty batch means the
     poll period passed.  The caller commits what it consumed with reader.commit()."""
-    while True:
-        records = reader.batch()
-        if records:
-            events = [decode_event(r) for r in records]
-            del records
-            yield events
-            continue
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            return
-        reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
-        yield []
+    view = reader.view
+    for offsets in offset_batches(reader, deadline):
+        yield [decode_at(view, off) for off in offsets]
 
 
 @dataclass(slots=True)
@@ -220,6 +239,8 @@ def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
                 emitted += 1
 
     with open_reader(layout, opts.threads, opts.from_now) as reader:
+        if opts.mode == "json" and not filters.active:
+            return _follow_json(reader, deadline, limit, out)
         for events in event_batches(reader, deadline):
             lines: list[str] = []
             consumed = len(events)
@@ -249,4 +270,25 @@ def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
             if lines:
                 out.write("\n".join(lines) + "\n")
                 out.flush()
+    return emitted
+
+
+def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | None,
+                 out: TextIO) -> int:
+    """follow() for `--json` without filters: records straight to JSON lines."""
+    view = reader.view
+    emitted = 0
+    for offsets in offset_batches(reader, deadline):
+        if limit is not None and len(offsets) > limit - emitted:
+            del offsets[limit - emitted:]
+        lines: list[str] = []
+        json_lines(view, offsets, lines)
+        if lines:
+            lines.append("")
+            out.write("\n".join(lines))
+            out.flush()
+        reader.commit(len(offsets))
+        emitted += len(offsets)
+        if limit is not None and emitted >= limit:
+            break
     return emitted
