@@ -97,42 +97,41 @@ def gap_json(dropped: int) -> str:
 
 
 # The `events --json` lines again, as %-templates for json_lines(): the same text
-# as event_json(decode_event(...)), without an Event per record.
-_HEAD = '"ts_ns":%d,"pid":%d,"tgid":%d,"ppid":%d,"uid":%d,"comm":%s,"thread":'
-_FORK_JSON = ('{"type":"fork",' + _HEAD + 'false}', '{"type":"fork",' + _HEAD + 'true}')
-_EXEC_JSON = tuple('{"type":"exec",' + _HEAD + t + ',"filename":%s}' for t in ("false", "true"))
-_EXIT_JSON = tuple('{"type":"exit",' + _HEAD + t +
-                   ',"exit_code":%d,"exit_signal":%d,"duration_ns":%d}' for t in ("false", "true"))
+# as event_json(decode_event(...)), without an Event per record.  The part from
+# "ppid" to "thread" is what a record shares with the records before it (a storm
+# comes from one parent under one name): it is built once per (ppid, uid, flags,
+# comm) and looked up after that.
 _GAP_JSON = '{"type":"gap","dropped":%d}'
+_HEAD = '"ts_ns":%d,"pid":%d,"tgid":%d,%s'
+_FORK_JSON = '{"type":"fork",' + _HEAD + "}"
+_EXEC_JSON = '{"type":"exec",' + _HEAD + ',"filename":%s}'
+_EXIT_JSON = '{"type":"exit",' + _HEAD + ',"exit_code":%d,"exit_signal":%d,"duration_ns":%d}'
+_SHARED_JSON = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s'
+# struct process_event with (ppid, uid) as 8 raw bytes: the key of the shared part.
+_RECORD = struct.Struct("<QQIII8siIII4x16s")
+_PPID_UID = struct.Struct("<II")
 _comm_cache: dict[bytes, str] = {}
+_shared_cache: dict[tuple[bytes, int, bytes], str] = {}
+CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 
 
 def _comm_json(raw: bytes) -> str:
     text = _comm_cache.get(raw)
     if text is None:
-        if len(_comm_cache) >= 4096:  # a storm of distinct names must not grow it forever
+        if len(_comm_cache) >= CACHE_LIMIT:
             _comm_cache.clear()
         text = _comm_cache[raw] = encode_basestring(_cstr(raw))
     return text
 
 
-# What a fork record shares with the forks before it: (ppid, uid) as 8 raw bytes,
-# flags and comm (a storm forks from one parent).  One unpack of this shape reads
-# what the fast path needs; the JSON after "tgid" is then looked up, not built.
-_FORK_KEY = struct.Struct("<Q8xIII8s8xII4x16s")
-_FORK_HEAD = '{"type":"fork","ts_ns":%d,"pid":%d,"tgid":%d,%s'
-_fork_tails: dict[tuple[bytes, int, bytes], str] = {}
-_PPID_UID = struct.Struct("<II")
-
-
-def _fork_tail(key: tuple[bytes, int, bytes]) -> str:
-    if len(_fork_tails) >= 4096:  # bounded, like the name cache
-        _fork_tails.clear()
+def _shared_json(key: tuple[bytes, int, bytes]) -> str:
+    if len(_shared_cache) >= CACHE_LIMIT:
+        _shared_cache.clear()
     ppid_uid, flags, comm = key
-    tail = _FORK_JSON[flags & EVENT_FLAG_THREAD].split('"tgid":%d,', 1)[1] % (
-        *_PPID_UID.unpack(ppid_uid), _comm_json(comm))
-    _fork_tails[key] = tail
-    return tail
+    text = _shared_cache[key] = _SHARED_JSON % (
+        *_PPID_UID.unpack(ppid_uid), _comm_json(comm),
+        "true" if flags & EVENT_FLAG_THREAD else "false")
+    return text
 
 
 def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str]) -> None:
@@ -140,31 +139,26 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
     `buf`, each preceded by its gap line when records were lost before it.
 
     The hot path of `events --json`, same text as event_json(decode_event(...)):
-    a fork (a storm is mostly forks, of one parent) costs one unpack, one dict
-    lookup and a three-number format; other records one unpack and one format."""
-    unpack, unpack_name, comm_json, cache = _unpack_event, _unpack_filename, _comm_json, _comm_cache
-    unpack_fork, tails, fork_tail, fork_head = (
-        _FORK_KEY.unpack_from, _fork_tails, _fork_tail, _FORK_HEAD)
-    exec_t, exit_t, gap_t = _EXEC_JSON, _EXIT_JSON, _GAP_JSON
+    per record one unpack, one dict lookup and one format of its own numbers."""
+    unpack, unpack_name, cache, shared_json = (
+        _RECORD.unpack_from, _unpack_filename, _shared_cache, _shared_json)
+    fork_t, exec_t, exit_t, gap_t = _FORK_JSON, _EXEC_JSON, _EXIT_JSON, _GAP_JSON
     name_off = PROCESS_EVENT.size
     append = lines.append
     for off in offsets:
-        ts, etype, pid, tgid, ppid_uid, dropped, flags, comm = unpack_fork(buf, off)
+        (ts, duration, etype, pid, tgid, ppid_uid, code, sig, dropped, flags,
+         comm) = unpack(buf, off)
         if dropped:
             append(gap_t % dropped)
+        key = (ppid_uid, flags, comm)
+        shared = cache.get(key) or shared_json(key)
         if etype == EVENT_FORK:
-            key = (ppid_uid, flags, comm)
-            append(fork_head % (ts, pid, tgid, tails.get(key) or fork_tail(key)))
-            continue
-        (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, _pad,
-         comm) = unpack(buf, off)
-        c = cache.get(comm) or comm_json(comm)
-        if etype == EVENT_EXIT:
-            append(exit_t[flags & EVENT_FLAG_THREAD] %
-                   (ts, pid, tgid, ppid, uid, c, code, sig, duration))
+            append(fork_t % (ts, pid, tgid, shared))
+        elif etype == EVENT_EXIT:
+            append(exit_t % (ts, pid, tgid, shared, code, sig, duration))
         elif etype == EVENT_EXEC:
             filename = encode_basestring(_cstr(unpack_name(buf, off + name_off)[0]))
-            append(exec_t[flags & EVENT_FLAG_THREAD] % (ts, pid, tgid, ppid, uid, c, filename))
+            append(exec_t % (ts, pid, tgid, shared, filename))
         else:
             append(event_json(decode_at(buf, off)))
 

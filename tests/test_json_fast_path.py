@@ -84,4 +84,5 @@ def test_name_caches_stay_bounded():
     lines: list[str] = []
     decode.json_lines(buf, offsets, lines)
     assert lines == slow(records)
-    assert len(decode._fork_tails) <= 4096 and len(decode._comm_cache) <= 4096
+    assert len(decode._shared_cache) <= decode.CACHE_LIMIT
+    assert len(decode._comm_cache) <= decode.CACHE_LIMIT
