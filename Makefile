@@ -76,6 +76,28 @@ lint: setup
 clean:
 	rm -rf $(BUILD) $(OBJ) .pytest_cache
 
+# `make bench` (root): procmon-ctl against bpftrace and forkstat on storms it makes
+# itself; writes docs/benchmarks.md and its chart.  `make bench BENCH_ARGS=--quick`
+# takes under a minute and writes no report.  Code: scripts/bench/.
+BENCH_PACKAGES := bpftrace forkstat
+BENCH_ARGS ?=
+
+bench: setup mounts $(BUILD)/storm
+	@missing=""; \
+	for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python scripts/bench/bench.py $(BENCH_ARGS)
+
+$(BUILD)/storm: scripts/bench/storm.c
+	@mkdir -p $(BUILD)
+	$(CLANG) -O2 -Wall -Wextra -Werror -pthread $< -o $@
+
 # `sudo make install`: a virtualenv of its own in PREFIX (not editable, with the
 # built BPF object inside as package data) and a link in BINDIR, so that
 # `sudo procmon-ctl` is found through sudo's secure_path.  A virtualenv cannot be

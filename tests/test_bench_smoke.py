@@ -1,0 +1,66 @@
+"""`make bench` works: scripts/bench/bench.py with tiny counts, on the real kernel.
+
+Not a benchmark: no figure is checked against a target here (the machine is
+shared and the counts are tiny); only that every contender runs, the table and
+the report come out, and nothing is left behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench"
+STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+@pytest.fixture
+def storm(tmp_path) -> Path:
+    cc = shutil.which("clang") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (make installs clang)")
+    exe = tmp_path / "storm"
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", str(BENCH / "storm.c"), "-o",
+                    str(exe)], check=True)
+    return exe
+
+
+def test_storm_reports_and_lists_its_children(storm, tmp_path):
+    ids = tmp_path / "ids"
+    for mode in ("fork", "thread"):
+        out = subprocess.run([str(storm), "-o", str(ids), mode, "20", "5"], check=True,
+                             capture_output=True, text=True).stdout
+        assert f'"mode":"{mode}","made":20,' in out
+        assert len(set(ids.read_text().split())) == 20
+    bad = subprocess.run([str(storm), "spoon", "1", "1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_bench_quick_tiny(pin_dir, storm, tmp_path):
+    contenders = ["untraced", "procmon-json", "procmon-idle"]
+    contenders += [t for t in ("bpftrace", "forkstat") if shutil.which(t)]
+    sysctl_before = STATS_SYSCTL.read_text()
+    doc = tmp_path / "bench.md"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "bench.py"), "--quick", "--rounds", "1", "--forks", "40",
+         "--threads", "200", "--cli-runs", "1", "--storm", str(storm), "--pin-dir", str(pin_dir),
+         "--contenders", ",".join(contenders), "--doc", str(doc), "--png", str(tmp_path / "b.png")],
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| fork") or
+            ln.startswith("| thread")]
+    assert len(rows) == 2 * len(contenders), r.stdout
+    json_rows = [ln.split("|") for ln in rows if "| procmon-json |" in ln]
+    for cells in json_rows:
+        delivered, created = cells[5].split("(")[0].split("/")
+        assert int(created) > 0 and int(delivered) > 0, cells
+    assert "CLI latency: procmon-ctl stats --json" in r.stdout
+    text = doc.read_text()
+    assert "| storm | contender |" in text and "Command: `scripts/bench/bench.py --quick" in text
+    # Put back as found: the sysctl, and no pins (the pin_dir fixture checks programs).
+    assert STATS_SYSCTL.read_text() == sysctl_before
+    assert not pin_dir.exists()
