@@ -96,16 +96,12 @@ def gap_json(dropped: int) -> str:
     return f'{{"type":"gap","dropped":{dropped}}}'
 
 
-# The `events --json` lines again, as %-templates for json_lines(): the same text
+# The `events --json` lines again, formatted in json_lines(): the same text
 # as event_json(decode_event(...)), without an Event per record.  The part from
 # "ppid" to "thread" is what a record shares with the records before it (a storm
 # comes from one parent under one name): it is built once per (ppid, uid, flags,
 # comm) and looked up after that.
 _GAP_JSON = '{"type":"gap","dropped":%d}'
-_HEAD = '"ts_ns":%d,"pid":%d,"tgid":%d,%s'
-_FORK_JSON = '{"type":"fork",' + _HEAD + "}"
-_EXEC_JSON = '{"type":"exec",' + _HEAD + ',"filename":%s}'
-_EXIT_JSON = '{"type":"exit",' + _HEAD + ',"exit_code":%d,"exit_signal":%d,"duration_ns":%d}'
 _SHARED_JSON = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s'
 # struct process_event with (ppid, uid) as 8 raw bytes: the key of the shared part.
 _RECORD = struct.Struct("<QQIII8siIII4x16s")
@@ -142,8 +138,9 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
     per record one unpack, one dict lookup and one format of its own numbers."""
     unpack, unpack_name, cache, shared_json = (
         _RECORD.unpack_from, _unpack_filename, _shared_cache, _shared_json)
-    fork_t, exec_t, exit_t, gap_t = _FORK_JSON, _EXEC_JSON, _EXIT_JSON, _GAP_JSON
+    gap_t = _GAP_JSON
     name_off = PROCESS_EVENT.size
+    fork, exit_, exec_ = EVENT_FORK, EVENT_EXIT, EVENT_EXEC  # locals: no global lookups
     append = lines.append
     for off in offsets:
         (ts, duration, etype, pid, tgid, ppid_uid, code, sig, dropped, flags,
@@ -152,13 +149,16 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
             append(gap_t % dropped)
         key = (ppid_uid, flags, comm)
         shared = cache.get(key) or shared_json(key)
-        if etype == EVENT_FORK:
-            append(fork_t % (ts, pid, tgid, shared))
-        elif etype == EVENT_EXIT:
-            append(exit_t % (ts, pid, tgid, shared, code, sig, duration))
-        elif etype == EVENT_EXEC:
+        # f-strings: no argument tuple and no format string to parse per record.
+        if etype == fork:
+            append(f'{{"type":"fork","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
+        elif etype == exit_:
+            append(f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                   f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}')
+        elif etype == exec_:
             filename = encode_basestring(_cstr(unpack_name(buf, off + name_off)[0]))
-            append(exec_t % (ts, pid, tgid, shared, filename))
+            append(f'{{"type":"exec","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                   f'"filename":{filename}}}')
         else:
             append(event_json(decode_at(buf, off)))
 
