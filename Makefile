@@ -17,16 +17,21 @@ all: setup
 
 setup: system-packages $(BIN)/procmon-ctl $(OBJ)
 
-# Install only what is missing, so a set-up machine makes no network calls.
-system-packages:
+# $(call apt_install_missing,PACKAGES[,APT OPTIONS]): apt-get only what is not installed yet, so a
+# set-up machine makes no network calls (apt-get update first: a fresh machine has no lists).
+define apt_install_missing
 	@missing=""; \
-	for p in $(APT_PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install_missing,$(APT_PACKAGES))
 
 $(BIN)/procmon-ctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,15 +60,7 @@ run: setup mounts
 TEST_APT_PACKAGES := prometheus systemd sudo
 
 test-packages:
-	@missing=""; \
-	for p in $(TEST_APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing for the tests:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $$missing; \
-	fi
+	$(call apt_install_missing,$(TEST_APT_PACKAGES),--no-install-recommends)
 
 test: setup mounts test-packages
 	$(BIN)/ruff check .
@@ -83,14 +80,7 @@ BENCH_PACKAGES := bpftrace forkstat
 BENCH_ARGS ?=
 
 bench: setup mounts $(BUILD)/storm
-	@missing=""; \
-	for p in $(BENCH_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install_missing,$(BENCH_PACKAGES),--no-install-recommends)
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python scripts/bench/bench.py $(BENCH_ARGS)
 
