@@ -33,17 +33,20 @@ def _errors(stderr: str) -> list[str]:
     return [ln.strip() for ln in stderr.splitlines() if ln.strip()]
 
 
+_JSON_ERROR = re.compile(r'"error":\s*"((?:[^"\\]|\\.)*)"')
+
+
 def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
     out = (err.stderr or b"").decode(errors="replace") + (err.stdout or b"").decode(
         errors="replace"
     )
-    # bpftool -j reports errors as {"error": "..."} on stdout: that is the message.
+    # bpftool -j reports errors as {"error": "..."} on stdout (inside each command's
+    # "output" in batch mode): that is the message.
     lines = _errors(out)
-    for line in lines:
-        if line.startswith("{") and '"error"' in line:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                lines = ["Error: " + json.loads(line)["error"]]
-            break
+    found = _JSON_ERROR.search(out)
+    if found:
+        with contextlib.suppress(ValueError):
+            lines = ["Error: " + json.loads(f'"{found.group(1)}"')]
     text = " ".join(lines)
     if ("Operation not permitted" in text or "Permission denied" in text) and os.geteuid() != 0:
         return PermissionDenied(what)
@@ -74,11 +77,12 @@ def _die_with_us():
     return preexec
 
 
-def run(*args: str, what: str, as_json: bool = True):
+def run(*args: str, what: str, as_json: bool = True, stdin: str | None = None):
     cmd = _bpftool()
     argv = ["-j", *args] if as_json else list(args)
     try:
-        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us())
+        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us(),
+                  _in=stdin)
     except sh.ErrorReturnCode as err:
         raise _translate(err, what) from None
     if not as_json:
@@ -136,6 +140,15 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
 
 def map_dump(pin: Path) -> MapDump:
     return MapDump.model_validate(run("map", "dump", "pinned", str(pin), what=f"reading {pin}"))
+
+
+def map_dumps(*pins: Path) -> list[MapDump]:
+    """Several `map dump`s from one bpftool process (`bpftool batch`): `stats` reads
+    two maps, and each bpftool process costs more than the dump itself."""
+    commands = "".join(f"map dump pinned {pin}\n" for pin in pins)
+    results = run("batch", "file", "-", stdin=commands,
+                  what=f"reading {', '.join(str(p) for p in pins)}")
+    return [MapDump.model_validate(r["output"]) for r in results]
 
 
 def map_update(pin: Path, key: bytes, value: bytes) -> None:

@@ -162,31 +162,27 @@ def stats(
         "--interval", help="Seconds between --watch lines.")] = 1.0,
 ) -> None:
     """Counters: processes (process_count), threads, execs, exits, dropped."""
-    # Read through libbpf, without bpftool, sh or the pydantic models: `stats`
-    # is the command scripts poll, so it must start fast (see docs/benchmarks.md).
-    from .stats import read_counters
+    from .stats import read_stats
 
     layout = _layout()
     if not watch:
-        s = read_counters(layout)
+        s = read_stats(layout)
         if json_out:
-            import json
-
-            print(json.dumps(s, separators=(",", ":")))  # what Stats.model_dump_json() gives
+            _print_json(s)
         else:
-            for name, value in s.items():
+            for name, value in s.model_dump().items():
                 print(f"{name:<14} {value}")
         return
     _positive("--interval", interval)
     import time
 
-    prev, t_prev = read_counters(layout), time.monotonic()
+    prev, t_prev = read_stats(layout).model_dump(), time.monotonic()
     fields = ("processes", "threads", "execs", "exits", "dropped")
     if not json_out:
         print("  ".join(f"{f + '/s':>12}" for f in fields))
     while True:
         time.sleep(interval)
-        cur, now = read_counters(layout), time.monotonic()
+        cur, now = read_stats(layout).model_dump(), time.monotonic()
         rates = {f: (cur[f] - prev[f]) / (now - t_prev) for f in fields}
         if json_out:
             import json
@@ -397,23 +393,6 @@ def _on_signal(signum, frame):
     raise _Terminated()
 
 
-def _plain_stats(args: list[str]) -> bool:
-    """Run `[--pin-dir DIR] stats [--json]`, the form scripts poll, without Typer:
-    Typer builds a pydantic TypeAdapter per option, and importing pydantic for it
-    is most of the start-up time (`python -X importtime`, docs/benchmarks.md).
-    Anything else (other options, --help, bad input) goes through Typer as usual."""
-    pin_dir = None
-    if len(args) > 2 and args[0] == "--pin-dir":
-        pin_dir, args = args[1], args[2:]
-    elif args and args[0].startswith("--pin-dir="):
-        pin_dir, args = args[0].split("=", 1)[1], args[1:]
-    if args not in (["stats"], ["stats", "--json"]):
-        return False
-    state.pin_dir = pin_dir  # PinLayout.resolve falls back to $PROCMON_PIN_DIR, as Typer would
-    stats(json_out=len(args) == 2)
-    return True
-
-
 def main(argv: list[str] | None = None) -> None:
     # Our own exception for both, so Typer does not turn Ctrl-C into exit 130.
     signal.signal(signal.SIGTERM, _on_signal)
@@ -422,9 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Not standalone: click would print usage errors over several lines and
         # return Exit codes instead of raising; we want one line and our codes.
-        args = sys.argv[1:] if argv is None else argv
-        code = 0 if _plain_stats(args) else app(
-            args=argv, prog_name="procmon-ctl", standalone_mode=False)
+        code = app(args=argv, prog_name="procmon-ctl", standalone_mode=False)
     except ProcmonError as err:
         if debug:
             raise

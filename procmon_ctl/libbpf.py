@@ -91,14 +91,6 @@ def map_info(fd: int) -> BpfMapInfo:
 def possible_cpus() -> int:
     return _lib().libbpf_num_possible_cpus()
 
-
-def array_u64(fd: int, key: int) -> int:
-    """The u64 value at `key` of a (not per-CPU) array map."""
-    value, k = ctypes.c_uint64(), c_uint32(key)
-    _lib().bpf_map_lookup_elem(fd, ctypes.byref(k), ctypes.byref(value))
-    return value.value
-
-
 def percpu_array_sums(fd: int, keys: range) -> list[int]:
     """Sum of every CPU's u64 for each key of a per-CPU array: one syscall per key."""
     ncpu = possible_cpus()
@@ -111,10 +103,8 @@ def percpu_array_sums(fd: int, keys: range) -> list[int]:
         sums.append(sum(values))
     return sums
 
-
 def is_not_found(err: LibbpfError) -> bool:
     return err.errno == errno_mod.ENOENT
-
 
 def is_permission(err: LibbpfError) -> bool:
     return err.errno in (errno_mod.EPERM, errno_mod.EACCES)

@@ -2,54 +2,30 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from .decode import COUNTER_NAMES
-from .errors import BpfError, StateError
+from .errors import StateError
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import require_root
 
 if TYPE_CHECKING:
     from .models import Stats, Status
 
-# `stats` reads the maps through libbpf (a few syscalls) rather than bpftool through
-# sh (two processes, and sh and the models to import): it answers in a fraction of
-# the time.  bpftool, sh and pydantic models are imported only by what needs them.
 
-
-def read_counters(layout: PinLayout) -> dict[str, int]:
-    """The Stats fields, in order: process_count, then the per-CPU counters summed."""
-    from . import libbpf
+def read_stats(layout: PinLayout) -> Stats:
+    """The seed's `bpftool map dump` of process_count, with the per-CPU counters
+    beside it, parsed into the models."""
+    from . import bpftool
+    from .models import Stats
 
     require_root("reading BPF maps")
     if not layout.map("counters").exists():
         raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
-    values = {}
-    try:
-        fd = libbpf.obj_get(layout.map("process_count"))
-        try:
-            values["process_count"] = libbpf.array_u64(fd, 0)
-        finally:
-            os.close(fd)
-        fd = libbpf.obj_get(layout.map("counters"))
-        try:
-            sums = libbpf.percpu_array_sums(fd, range(len(COUNTER_NAMES)))
-        finally:
-            os.close(fd)
-    except libbpf.LibbpfError as err:
-        if libbpf.is_not_found(err):
-            raise StateError(f"{layout.root} is not completely loaded ({err}): "
-                             "run `procmon-ctl unload`, then `procmon-ctl load`") from None
-        raise BpfError(f"reading the counters at {layout.maps_dir}: {err}") from None
-    values.update(zip(COUNTER_NAMES, sums, strict=True))
-    return values
-
-
-def read_stats(layout: PinLayout) -> Stats:
-    from .models import Stats
-
-    return Stats(**read_counters(layout))
+    seed, counters = bpftool.map_dumps(layout.map("process_count"), layout.map("counters"))
+    by_key = counters.by_key()
+    values = {name: by_key.get(i, 0) for i, name in enumerate(COUNTER_NAMES)}
+    return Stats(process_count=seed.by_key().get(0, 0), **values)
 
 
 def read_status(layout: PinLayout) -> Status:

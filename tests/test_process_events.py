@@ -52,11 +52,15 @@ def test_threads_counted_apart_not_streamed(attached):
     proc = subprocess.run([sys.executable, "-c", THREADS], check=True)
     after = cli.json("stats", "--json")
     assert after["threads"] - before["threads"] >= 1000
-    # process_count does not see the threads (only the few processes of this test run).
-    assert after["process_count"] - before["process_count"] < 100
-    assert after["produced"] - before["produced"] < 1000, "threads must cost no ring space"
     lines = cli.json_lines("events", "--json", "--duration", "0.5")
     assert not [e for e in lines if e.get("thread")], "no thread events without --threads"
+    # Every process fork since the drain is in the ring (none dropped): process_count
+    # grew by no more than those, so the 1000 threads did not count as processes,
+    # however busy the rest of the machine is.
+    process_forks = [e for e in lines if e["type"] == "fork"]
+    assert after["dropped"] == before["dropped"]
+    assert after["process_count"] - before["process_count"] <= len(process_forks)
+    assert after["produced"] - before["produced"] <= len(lines), "threads cost no ring space"
     assert proc.returncode == 0
 
 
