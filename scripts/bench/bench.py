@@ -464,6 +464,18 @@ def verdicts(bench: Bench, lat: dict[str, float]) -> list[str]:
     return out
 
 
+def code_state() -> str:
+    """The commit measured, and which of procmon-ctl's own files differ from it."""
+    head = sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD", check=False).strip()
+    dirty = sh("git", "-C", str(ROOT), "status", "--porcelain", "--", "procmon_ctl", "bpf",
+               check=False).split()
+    changed = [x for x in dirty if "/" in x]
+    if not head:
+        return "not a git checkout"
+    return f"commit {head}" + (f", with uncommitted changes in {', '.join(changed)}"
+                               if changed else "")
+
+
 def machine() -> str:
     model = "?"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -537,6 +549,7 @@ def write_doc(bench: Bench, names: list[str], tbl: str, lat: dict, command: str,
         f"- Date: {started:%Y-%m-%d %H:%M} UTC ({elapsed:.0f} s)",
         f"- Machine: {machine()}",
         f"- Command: `{command}`",
+        f"- Code: {code_state()}",
         f"- Workloads: two concurrent `build/storm` processes, {a.forks} forks each "
         f"(fork + _exit + waitpid) and {a.threads} threads each (pthread create + join), "
         f"at most {a.seconds:g} s; {a.rounds} rounds, contenders in a rotated order.",
