@@ -38,7 +38,6 @@ class RingBufferReader:
             raise BpfError(f"cannot open the ring buffer {pin}: {err}") from None
         self._consumer = self._data = self._epoll = None
         self._pending = self._scanned = 0
-        self._ends: list[int] | None = []
         try:
             info = libbpf.map_info(self._fd)
             if info.type != BPF_MAP_TYPE_RINGBUF:
@@ -101,40 +100,18 @@ class RingBufferReader:
         with contextlib.suppress(InterruptedError):
             self._epoll.poll(timeout)
 
-    def batch(self, limit: int = 4096) -> list[memoryview]:
-        """Up to `limit` committed records, oldest first, without consuming them:
-        the views stay valid (the kernel cannot reuse their space) until `commit()`.
-        Commit after the output is written, so a reader killed in between repeats at
-        most that batch and loses nothing."""
-        view, data_off, mask = self._view, self._page, self._mask
-        cons = self._pending = self.consumer_pos
-        prod = self.producer_pos
-        out = []
-        ends = self._ends = []
-        while cons < prod and len(out) < limit:
-            hdr = data_off + (cons & mask)
-            length = _U32.unpack_from(view, hdr)[0]
-            if length & _BUSY:
-                break  # reserved but not yet submitted: everything after it waits too
-            size = length & ~_DISCARD
-            cons += (size + _HEADER + 7) & ~7
-            if not length & _DISCARD:
-                out.append(view[hdr + _HEADER: hdr + _HEADER + size])
-                ends.append(cons)
-            if cons >= prod:
-                prod = self.producer_pos
-        self._pending = cons
-        return out
-
     @property
     def view(self) -> memoryview:
         """The mapped ring (producer page first): scan() offsets index into it."""
         return self._view
 
     def scan(self, limit: int = 4096) -> list[int]:
-        """Like batch(), but the offsets into `view` where each record's data starts,
-        not a view per record: the records are then read in place.  The hot loop of
-        `events`: no per-record end positions (commit(count) finds its end itself)."""
+        """Up to `limit` submitted records, oldest first, as the offsets into `view`
+        where each record's data starts: they are read in place, and stay valid (the
+        kernel cannot reuse their space) until `commit()`.  Commit after the output
+        is written, so a reader killed in between repeats at most that batch and
+        loses nothing.  The hot loop of `events`: no per-record end positions
+        (commit(count) finds its end itself)."""
         view, data_off, mask = self._view, self._page, self._mask
         # A positive mask: & with a negative int (~_DISCARD) is slower in CPython.
         unpack, busy, discard, size_of = _U32.unpack_from, _BUSY, _DISCARD, _DISCARD - 1
@@ -156,7 +133,6 @@ class RingBufferReader:
             if cons >= prod:
                 prod = self.producer_pos
         self._pending = cons
-        self._ends = None
         self._scanned = len(offsets)
         return offsets
 
@@ -173,19 +149,17 @@ class RingBufferReader:
 
     def commit(self, count: int | None = None) -> None:
         """Hand back the space of the last batch, or of its first `count` records."""
-        ends = self._ends
-        taken = len(ends) if ends is not None else self._scanned
-        if count is None or count >= taken:
+        if count is None or count >= self._scanned:
             pos = self._pending
         elif count <= 0:
             pos = self.consumer_pos
         else:
-            pos = ends[count - 1] if ends is not None else self._end_of(count)
+            pos = self._end_of(count)
         _U64.pack_into(self._consumer, 0, pos)
 
     def skip_backlog(self) -> int:
         """Drop everything already waiting (`events --from-now`); returns bytes skipped."""
         skipped = self.pending_bytes()
-        self._pending, self._ends = self.producer_pos, []
+        self._pending, self._scanned = self.producer_pos, 0
         self.commit()
         return skipped
