@@ -128,6 +128,11 @@ class PinLayout:
             found += [Path(dirpath) / n for n in dirnames]
         return found
 
+    def lock_paths(self) -> list[Path]:
+        """The lock files of this pin dir (left in place: removing a lock file that
+        another process waits on would let a third one take a second lock)."""
+        return [self._lock_path(kind) for kind in ("admin", "reader")]
+
     def _lock_path(self, kind: str) -> Path:
         return LOCK_DIR / (str(self.root).strip("/").replace("/", "_") + f".{kind}.lock")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from procmon_ctl.pins import PinLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 OBJECT = ROOT / "procmon_ctl" / "data" / "process_monitor.bpf.o"
 CLI = [sys.executable, "-m", "procmon_ctl"]
@@ -85,6 +87,9 @@ def pin_dir(bpf) -> Path:
         prog_ids = our_program_ids(path)
     finally:
         remove_tree(path)
+        # Nothing of this test runs any more: its lock files can go too.
+        for lock in PinLayout(path).lock_paths():
+            lock.unlink(missing_ok=True)
     assert not programs_left(prog_ids), f"programs {prog_ids} outlived their pins"
 
 
