@@ -1,6 +1,6 @@
 """Ring-buffer records to events: pure functions, testable without a kernel.
 
-The layouts mirror bpf/process_monitor.h; tests/test_decode_btf.py checks them
+The layouts mirror bpf/process_monitor.h; tests/test_decode.py checks them
 against the compiled object's BTF.  This is the hot path: one struct.unpack per
 record, no model objects."""
 
