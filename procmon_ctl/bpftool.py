@@ -166,20 +166,12 @@ def prog_show(pin: Path) -> ProgInfo:
     return ProgInfo.model_validate(run("prog", "show", "pinned", str(pin), what=f"reading {pin}"))
 
 
-def prog_show_all() -> list[ProgInfo]:
-    return [ProgInfo.model_validate(p) for p in run("prog", "show", what="listing programs")]
-
-
 def link_show(pin: Path) -> LinkInfo:
     return LinkInfo.model_validate(run("link", "show", "pinned", str(pin), what=f"reading {pin}"))
 
 
 def link_show_all() -> list[LinkInfo]:
     return [LinkInfo.model_validate(x) for x in run("link", "show", what="listing links") or []]
-
-
-def btf_dump(obj: Path) -> dict:
-    return run("btf", "dump", "file", str(obj), what=f"reading the BTF of {obj}")
 
 
 def version() -> str:

@@ -198,7 +198,16 @@ def check_bpftool() -> DoctorCheck:
         return _check("bpftool", "FAIL", f"{path} does not run (`bpftool version` failed)",
                       "reinstall it: apt-get install --reinstall bpftool")
     # "bpftool v7.1.0" (older ones print the path they were run as first).
-    return _check("bpftool", "PASS", f"{path} {version.split()[-1]}")
+    from . import bpftool
+    from .errors import ProcmonError
+
+    try:
+        own = bpftool.can_attach_tracing()
+    except ProcmonError:
+        own = False
+    how = ("can attach tracing programs itself" if own else
+           "cannot attach tracing programs (no autoattach): `attach` uses libbpf")
+    return _check("bpftool", "PASS", f"{path} {version.split()[-1]}; {how}")
 
 
 def check_libbpf() -> DoctorCheck:
