@@ -1,6 +1,6 @@
 /* The kernel/user contract: every record procmon-ctl's BPF programs put in the
  * ring buffer, and every map key user space reads or writes.  The Python
- * decoder (procmon_ctl/events.py) mirrors these layouts and a test checks them
+ * decoder (procmon_ctl/decode.py) mirrors these layouts and a test checks them
  * against the compiled object's BTF, so keep the two in step. */
 #ifndef PROCESS_MONITOR_H
 #define PROCESS_MONITOR_H
