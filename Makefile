@@ -6,6 +6,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 BUILD   := build
 OBJ     := procmon_ctl/data/process_monitor.bpf.o
+# The C formatter of `events --json` (procmon_ctl/json_native.py loads it).
+NATIVE  := procmon_ctl/data/libprocmon_json.so
 VMLINUX := $(BUILD)/vmlinux.h
 ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
@@ -15,7 +17,7 @@ CLANG   ?= clang
 
 all: setup
 
-setup: system-packages $(BIN)/procmon-ctl $(OBJ)
+setup: system-packages $(BIN)/procmon-ctl $(OBJ) $(NATIVE)
 
 # $(call apt_install_missing,PACKAGES[,APT OPTIONS]): apt-get only what is not installed yet, so a
 # set-up machine makes no network calls (apt-get update first: a fresh machine has no lists).
@@ -49,6 +51,10 @@ $(OBJ): bpf/process_monitor.bpf.c bpf/process_monitor.h $(VMLINUX)
 	  -Wall -Werror -c bpf/process_monitor.bpf.c -o $@
 	llvm-strip -g $@ 2>/dev/null || true
 
+$(NATIVE): native/json_lines.c bpf/process_monitor.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -O2 -fPIC -shared -Wall -Wextra -Werror -Ibpf $< -o $@
+
 mounts:
 	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
@@ -71,7 +77,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(BUILD) $(OBJ) .pytest_cache
+	rm -rf $(BUILD) $(OBJ) $(NATIVE) .pytest_cache
 
 # `make bench` (root): procmon-ctl against bpftrace and forkstat on storms it makes
 # itself; writes docs/benchmarks.md and its chart.  `make bench BENCH_ARGS=--quick`
@@ -97,7 +103,7 @@ PREFIX ?= /opt/procmon-ctl
 BINDIR ?= /usr/local/bin
 LINK   := $(BINDIR)/procmon-ctl
 
-install: system-packages $(OBJ)
+install: system-packages $(OBJ) $(NATIVE)
 	@set -e; \
 	case "$(PREFIX)$(BINDIR)" in *" "*) echo "PREFIX and BINDIR must not hold spaces" >&2; exit 2;; esac; \
 	case "$(PREFIX)" in /?*) ;; *) echo "PREFIX=$(PREFIX) must be an absolute path" >&2; exit 2;; esac; \

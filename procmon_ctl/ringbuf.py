@@ -91,6 +91,22 @@ class RingBufferReader:
     def producer_pos(self) -> int:
         return _U64.unpack_from(self._data, 0)[0]
 
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def record_at(self, pos: int) -> tuple[int, int]:
+        """The submitted record at ring position `pos`: where its data starts in
+        `view`, and the ring position just after it."""
+        hdr = self._page + (pos & self._mask)
+        length = _U32.unpack_from(self._view, hdr)[0] & ~(_BUSY | _DISCARD)
+        return hdr + _HEADER, pos + ((length + _HEADER + 7) & ~7)
+
+    def commit_to(self, pos: int) -> None:
+        """Hand back the space up to ring position `pos` (what a formatter took)."""
+        self._pending, self._scanned = pos, 0
+        _U64.pack_into(self._consumer, 0, pos)
+
     def pending_bytes(self) -> int:
         return self.producer_pos - self.consumer_pos
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from . import json_native
 from .decode import Event, decode_at, json_lines
 from .load import default_wakeup_bytes, write_settings
 from .pins import PinLayout
@@ -284,7 +285,12 @@ def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
 
 def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | None,
                  out: TextIO) -> int:
-    """follow() for `--json` without filters: records straight to JSON lines."""
+    """follow() for `--json` without filters: records straight to JSON lines, in C
+    when the native formatter is built, else in Python (same text)."""
+    lib = json_native.library()
+    if lib is not None:
+        with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
+            return _follow_json_native(reader, ring.formatter, deadline, limit, out)
     view = reader.view
     emitted = 0
     for offsets in offset_batches(reader, deadline):
@@ -301,3 +307,39 @@ def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | 
         if limit is not None and emitted >= limit:
             break
     return emitted
+
+
+def _follow_json_native(reader: RingBufferReader, formatter: json_native.JsonLineFormatter,
+                        deadline: float | None, limit: int | None, out: TextIO) -> int:
+    """_follow_json() with the C formatter: the same batching, polling and commit
+    after write as offset_batches(), with no Python object per record."""
+    view = reader.view
+    emitted = 0
+    while True:
+        want = BATCH_LIMIT if limit is None else min(BATCH_LIMIT, limit - emitted)
+        start = reader.consumer_pos
+        batch = formatter.format(start, want)
+        text, taken, pos = batch.text, batch.records, batch.pos
+        if batch.stop == json_native.STOP_FOREIGN:
+            offset, pos = reader.record_at(pos)
+            lines: list[str] = []
+            json_lines(view, [offset], lines)
+            lines.append("")
+            text += "\n".join(lines)
+            taken += 1
+        if text:
+            out.write(text)
+            out.flush()
+        if pos != start:
+            reader.commit_to(pos)
+        emitted += taken
+        if limit is not None and emitted >= limit:
+            return emitted
+        if batch.stop != json_native.STOP_CAUGHT_UP:
+            continue
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            if taken:
+                continue
+            return emitted
+        reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))

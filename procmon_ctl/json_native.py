@@ -1,0 +1,115 @@
+"""The C side of `events --json` (native/json_lines.c, built by `make` into
+procmon_ctl/data/libprocmon_json.so): ring records to JSON lines with no Python
+object per record.  One table of signatures, as for libbpf.
+
+It writes exactly what decode.json_lines() writes (tests/test_json_native.py
+checks byte for byte) and hands back the records it leaves to Python (names that
+are not plain ASCII, unknown types).  Without the library, `events --json` falls
+back to the Python formatter: slower, same output."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from ctypes import POINTER, c_char, c_int, c_long, c_uint32, c_uint64, c_void_p
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from .errors import BpfError
+
+LIBRARY = Path(__file__).parent / "data" / "libprocmon_json.so"
+
+# enum pm_stop
+STOP_CAUGHT_UP, STOP_LIMIT, STOP_FULL, STOP_FOREIGN = 0, 1, 2, 3
+
+# Output room per call: a batch of thread records is ~150 bytes each.
+OUTPUT_BYTES = 1 << 20
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class PmBatch(ctypes.Structure):
+    _fields_ = [
+        ("pos", c_uint64),
+        ("records", c_uint64),
+        ("out_len", c_uint64),
+        ("stop", c_uint32),
+        ("pad", c_uint32),
+    ]
+
+
+_SIGNATURES = {
+    # name: (argtypes, restype)
+    "pm_json_lines": ([c_void_p, c_uint64, c_void_p, c_uint64, POINTER(c_char), c_uint64,
+                       POINTER(PmBatch)], None),
+    "pm_ring_map": ([c_int, c_uint64], c_void_p),
+    "pm_ring_unmap": ([c_void_p, c_uint64], c_int),
+    "pm_page_size": ([], c_long),
+}
+
+
+@cache
+def library() -> ctypes.CDLL | None:
+    """The loaded library, or None when it was not built (or does not load)."""
+    try:
+        lib = ctypes.CDLL(str(LIBRARY), use_errno=True)
+    except OSError:
+        return None
+    for name, (argtypes, restype) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+    return lib
+
+
+@dataclass
+class Batch:
+    text: str
+    records: int
+    pos: int  # ring position after the last record taken
+    stop: int  # STOP_*
+
+
+class JsonLineFormatter:
+    """Formats records straight out of a ring's memory.  `data` is the address of
+    the data area (mapped twice in a row), `producer` of the producer position."""
+
+    def __init__(self, lib: ctypes.CDLL, data: int, mask: int, producer: int):
+        self._lib, self._data, self._mask, self._producer = lib, data, mask, producer
+        self._out = ctypes.create_string_buffer(OUTPUT_BYTES)
+        self._batch = PmBatch()
+
+    def format(self, pos: int, max_records: int) -> Batch:
+        b = self._batch
+        b.pos = pos
+        self._lib.pm_json_lines(self._data, self._mask, self._producer, max_records,
+                                self._out, OUTPUT_BYTES, ctypes.byref(b))
+        # Only ASCII is written here (anything else goes back to Python).
+        text = ctypes.string_at(self._out, b.out_len).decode("ascii")
+        return Batch(text, b.records, b.pos, b.stop)
+
+
+class MappedRing:
+    """The ring's producer page and data area mapped for the C formatter; closed
+    explicitly (a context manager), never left to the garbage collector."""
+
+    def __init__(self, lib: ctypes.CDLL, fd: int, size: int):
+        self._lib, self._size = lib, size
+        ctypes.set_errno(0)
+        addr = lib.pm_ring_map(fd, size)
+        if addr is None or addr == _MAP_FAILED:
+            raise BpfError(f"cannot map the ring buffer: {os.strerror(ctypes.get_errno())}")
+        self._addr = addr
+        page = lib.pm_page_size()
+        self.formatter = JsonLineFormatter(lib, addr + page, size - 1, addr)
+
+    def close(self) -> None:
+        if self._addr is not None:
+            self._lib.pm_ring_unmap(self._addr, self._size)
+            self._addr = None
+
+    def __enter__(self) -> MappedRing:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

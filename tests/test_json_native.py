@@ -1,0 +1,179 @@
+"""The C formatter of `events --json` (native/json_lines.c) writes byte for byte
+what the Python formatter (decode.json_lines) writes, on a ring laid out in
+memory the way the kernel maps it: no kernel needed.  The real ring is read by
+the kernel tests (test_process_events, test_loss_and_readers) through it too."""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import struct
+
+import pytest
+from test_json_fast_path import CASES, record
+
+from procmon_ctl import decode, json_native, stream
+
+BUSY, DISCARD = 1 << 31, 1 << 30
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = json_native.library()
+    assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
+    return lib
+
+
+class FakeRing:
+    """A producer page and a data area mapped "twice", in one ctypes buffer; the
+    records start at ring position `start` (so they can wrap)."""
+
+    def __init__(self, size: int = 1 << 16, start: int = 0):
+        self.size, self.mask = size, size - 1
+        self.mem = ctypes.create_string_buffer(PAGE + 2 * size)
+        self.addr = ctypes.addressof(self.mem)
+        self.pos = self.consumer = start
+        self.producer = start
+        self._set_producer()
+
+    def _set_producer(self) -> None:
+        struct.pack_into("<Q", self.mem, 0, self.producer)
+
+    def _write(self, pos: int, data: bytes) -> None:
+        for i, byte in enumerate(data):
+            at = (pos + i) & self.mask
+            self.mem[PAGE + at] = self.mem[PAGE + self.size + at] = byte
+
+    def add(self, rec: bytes, flags: int = 0) -> int:
+        pos = self.producer
+        self._write(pos, struct.pack("<II", len(rec) | flags, 0) + rec)
+        self.producer += (len(rec) + 8 + 7) & ~7
+        self._set_producer()
+        return pos
+
+    def formatter(self, lib) -> json_native.JsonLineFormatter:
+        return json_native.JsonLineFormatter(lib, self.addr + PAGE, self.mask, self.addr)
+
+    # What stream._follow_json_native needs of a RingBufferReader.
+    @property
+    def view(self) -> memoryview:
+        return memoryview(self.mem)
+
+    @property
+    def consumer_pos(self) -> int:
+        return self.consumer
+
+    def record_at(self, pos: int) -> tuple[int, int]:
+        length = struct.unpack_from("<I", self.mem, PAGE + (pos & self.mask))[0] & ~(BUSY | DISCARD)
+        return PAGE + (pos & self.mask) + 8, pos + ((length + 15) & ~7)
+
+    def commit_to(self, pos: int) -> None:
+        self.consumer = pos
+
+    def wait(self, timeout: float) -> None:
+        pass
+
+
+def python_lines(records: list[bytes]) -> str:
+    buf, offsets = bytearray(), []
+    for r in records:
+        buf += struct.pack("<II", len(r), 0)
+        offsets.append(len(buf))
+        buf += r + b"\0" * (-len(r) % 8)
+    lines: list[str] = []
+    decode.json_lines(buf, offsets, lines)
+    return "".join(line + "\n" for line in lines)
+
+
+def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
+    out = io.StringIO()
+    n = stream._follow_json_native(ring, ring.formatter(lib), deadline=0, limit=limit, out=out)
+    return out.getvalue(), n
+
+
+ASCII_CASES = [name for name in CASES
+               if name not in ("unknown type", "bytes that are not UTF-8")]
+
+
+@pytest.mark.parametrize("name", ASCII_CASES)
+def test_c_writes_what_python_writes(lib, name):
+    ring = FakeRing()
+    for r in CASES[name]:
+        ring.add(r)
+    batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
+    assert batch.stop == json_native.STOP_CAUGHT_UP
+    assert batch.records == len(CASES[name])
+    assert batch.pos == ring.producer
+    assert batch.text == python_lines(CASES[name])
+
+
+@pytest.mark.parametrize("name", ["unknown type", "bytes that are not UTF-8"])
+def test_records_left_to_python_come_out_the_same(lib, name):
+    """The C side stops at what it does not format; the stream loop formats that
+    one record in Python and goes on: the output is still Python's, in order."""
+    records = [record(1, pid=10, comm=b"before"), *CASES[name], record(3, pid=11, comm=b"after")]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    first = ring.formatter(lib).format(ring.consumer, 100)
+    assert (first.stop, first.records) == (json_native.STOP_FOREIGN, 1)
+    text, n = follow_native(ring, lib)
+    assert text == python_lines(records)
+    assert n == len(records)
+    assert ring.consumer == ring.producer
+
+
+def test_a_record_that_wraps_reads_straight(lib):
+    exec_rec = record(2, comm=b"ls", filename=b"/usr/bin/" + b"x" * 200)
+    # Start 40 bytes before the end of a 4 KiB ring: the exec record straddles it.
+    ring = FakeRing(size=4096, start=3 * 4096 - 40)
+    records = [record(1, pid=1), exec_rec, record(3, pid=2)]
+    for r in records:
+        ring.add(r)
+    text, n = follow_native(ring, lib)
+    assert (text, n) == (python_lines(records), 3)
+
+
+def test_stops_at_a_record_still_being_written(lib):
+    ring = FakeRing()
+    ring.add(record(1, pid=1))
+    busy = ring.add(record(1, pid=2), flags=BUSY)
+    ring.add(record(1, pid=3))
+    batch = ring.formatter(lib).format(ring.consumer, 100)
+    assert (batch.stop, batch.records, batch.pos) == (json_native.STOP_CAUGHT_UP, 1, busy)
+    assert batch.text == python_lines([record(1, pid=1)])
+
+
+def test_skips_discarded_records(lib):
+    ring = FakeRing()
+    ring.add(record(1, pid=1))
+    ring.add(record(1, pid=2), flags=DISCARD)
+    ring.add(record(1, pid=3))
+    batch = ring.formatter(lib).format(ring.consumer, 100)
+    assert batch.records == 2 and batch.pos == ring.producer
+    assert batch.text == python_lines([record(1, pid=1), record(1, pid=3)])
+
+
+def test_limit_counts_records_and_leaves_the_rest(lib):
+    ring = FakeRing()
+    records = [record(1, pid=p, dropped=1 if p == 2 else 0) for p in range(1, 6)]
+    positions = [ring.add(r) for r in records]
+    text, n = follow_native(ring, lib, limit=3)
+    assert n == 3
+    assert text == python_lines(records[:3])  # the gap line does not count
+    assert ring.consumer == positions[3]
+
+
+def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
+    ring = FakeRing(size=1 << 20)
+    records = [record(2, pid=p, filename=b"/" + b"\x01" * 250) for p in range(1000)]
+    for r in records:
+        ring.add(r)
+    batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
+    # 1000 records of ~1.6 KB do not fit in one 1 MiB call.
+    assert batch.stop == json_native.STOP_FULL
+    assert 0 < batch.records < 1000
+    assert batch.text == python_lines(records[:batch.records])
+    text, n = follow_native(ring, lib)
+    assert (text, n) == (python_lines(records), 1000)
