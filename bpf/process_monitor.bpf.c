@@ -66,32 +66,17 @@ static __always_inline __u64 take_pending_drops(void)
 	return n;
 }
 
-/* A record's footprint in the ring: an 8-byte header, rounded up to 8 bytes. */
-#define RING_FOOTPRINT(sz) ((((sz) + 8) + 7) & ~7ULL)
-#define RESERVE_TRIES 4
-
-/* On kernels whose ring buffer lock may give up instead of spinning (rqspinlock),
- * bpf_ringbuf_reserve() fails now and then under contention with the ring nearly
- * empty: measured here, one in ~10^5 records during a two-CPU storm, and the next
- * attempt succeeded.  So retry while the ring has room; a full ring is a real drop. */
 static __always_inline void *reserve(__u64 size)
 {
-	void *e = NULL;
-	int i;
+	void *e;
 
 	count(COUNTER_PRODUCED);
-#pragma unroll
-	for (i = 0; i < RESERVE_TRIES; i++) {
-		e = bpf_ringbuf_reserve(&events, size, 0);
-		if (e)
-			return e;
-		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + RING_FOOTPRINT(size) >
-		    bpf_ringbuf_query(&events, BPF_RB_RING_SIZE))
-			break;
+	e = bpf_ringbuf_reserve(&events, size, 0);
+	if (!e) {
+		count(COUNTER_DROPPED);
+		count(COUNTER_PENDING);
 	}
-	count(COUNTER_DROPPED);
-	count(COUNTER_PENDING);
-	return NULL;
+	return e;
 }
 
 /* Waking the reader per record is what made the naive design slow: the reader
@@ -112,6 +97,9 @@ static __always_inline __u64 wakeup_flags(const struct settings *s, __u64 size)
 	before = avail > size ? avail - size : 0;
 	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
+
+/* A record's footprint in the ring: an 8-byte header, rounded up to 8 bytes. */
+#define RING_FOOTPRINT(sz) ((((sz) + 8) + 7) & ~7ULL)
 
 static __always_inline const struct settings *get_settings(void)
 {

@@ -9,6 +9,7 @@ reader that stops (even by SIGKILL) leaves the rest for the next one."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import mmap
 import os
 import select
@@ -21,7 +22,9 @@ from .errors import BpfError, StateError
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HEADER = 8
-_U64 = struct.Struct("<Q")
+# Native "Q" is one 8-byte load; "<Q" reads byte by byte, which could combine two
+# values of a producer position the kernel is moving.
+_U64 = struct.Struct("Q")
 _U32 = struct.Struct("<I")
 BPF_MAP_TYPE_RINGBUF = 27
 
@@ -36,7 +39,7 @@ class RingBufferReader:
                     f"no ring buffer pinned at {pin}: run `procmon-ctl load` first"
                 ) from None
             raise BpfError(f"cannot open the ring buffer {pin}: {err}") from None
-        self._consumer = self._data = self._epoll = None
+        self._consumer = self._consumer_word = self._data = self._epoll = None
         self._pending = self._scanned = 0
         try:
             info = libbpf.map_info(self._fd)
@@ -47,6 +50,11 @@ class RingBufferReader:
             self._mask = self.size - 1
             self._consumer = mmap.mmap(self._fd, page, mmap.MAP_SHARED,
                                        mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            # The kernel reads this word while we write it, so it must change in one
+            # store: struct.pack_into zeroes the bytes first and then writes them one
+            # by one, and a reservation that saw the passing 0 found the ring "full"
+            # and dropped its record (measured: the drops of the thread storms).
+            self._consumer_word = ctypes.c_uint64.from_buffer(self._consumer)
             # The data area is mapped twice in a row so a record that wraps reads straight.
             self._data = mmap.mmap(self._fd, page + 2 * self.size, mmap.MAP_SHARED,
                                    mmap.PROT_READ, offset=page)
@@ -77,6 +85,7 @@ class RingBufferReader:
                 self._data.close()
             self._data = None
         if self._consumer is not None:
+            self._consumer_word = None  # releases its hold on the mapping
             self._consumer.close()
             self._consumer = None
         if self._fd is not None and self._fd >= 0:
@@ -85,7 +94,7 @@ class RingBufferReader:
 
     @property
     def consumer_pos(self) -> int:
-        return _U64.unpack_from(self._consumer, 0)[0]
+        return self._consumer_word.value
 
     @property
     def producer_pos(self) -> int:
@@ -105,7 +114,7 @@ class RingBufferReader:
     def commit_to(self, pos: int) -> None:
         """Hand back the space up to ring position `pos` (what a formatter took)."""
         self._pending, self._scanned = pos, 0
-        _U64.pack_into(self._consumer, 0, pos)
+        self._consumer_word.value = pos
 
     def pending_bytes(self) -> int:
         return self.producer_pos - self.consumer_pos
@@ -171,7 +180,7 @@ class RingBufferReader:
             pos = self.consumer_pos
         else:
             pos = self._end_of(count)
-        _U64.pack_into(self._consumer, 0, pos)
+        self._consumer_word.value = pos
 
     def skip_backlog(self) -> int:
         """Drop everything already waiting (`events --from-now`); returns bytes skipped."""

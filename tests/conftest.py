@@ -179,3 +179,15 @@ def fork_processes(n: int) -> list[int]:
         pids.append(pid)
         os.waitpid(pid, 0)
     return pids
+
+
+@pytest.fixture(scope="session")
+def storm(tmp_path_factory) -> Path:
+    """scripts/bench/storm.c built for the tests: forks or threads by the thousand."""
+    cc = shutil.which("clang") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler (make installs clang)")
+    exe = tmp_path_factory.mktemp("storm") / "storm"
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread",
+                    str(ROOT / "scripts" / "bench" / "storm.c"), "-o", str(exe)], check=True)
+    return exe

@@ -11,22 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
-
-
-@pytest.fixture
-def storm(tmp_path) -> Path:
-    cc = shutil.which("clang") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (make installs clang)")
-    exe = tmp_path / "storm"
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", str(BENCH / "storm.c"), "-o",
-                    str(exe)], check=True)
-    return exe
 
 
 def test_storm_reports_and_lists_its_children(storm, tmp_path):
