@@ -313,6 +313,17 @@ def check_object(explicit: str | None = None) -> DoctorCheck:
     return _check("BPF object", "PASS", f"{path} (an eBPF ELF object)")
 
 
+def check_json_formatter() -> DoctorCheck:
+    from . import json_native
+
+    if json_native.library() is None:
+        return _check("JSON formatter", "WARN",
+                      f"{json_native.LIBRARY} not built: `events --json` uses the Python "
+                      "formatter (same output, several times the CPU per event)",
+                      "run `make`")
+    return _check("JSON formatter", "PASS", f"{json_native.LIBRARY} (C)")
+
+
 def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorReport:
     checks = [_check("kernel", "INFO", f"Linux {kernel_release()}")]
     checks += check_kernel_config()
@@ -325,7 +336,8 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     checks += mounts
     checks.append(check_tracepoints())
     checks += [check_bpftool(), check_libbpf(), check_clang(), check_privileges(),
-               check_unprivileged_bpf(), check_memlock(), check_object(object_path)]
+               check_unprivileged_bpf(), check_memlock(), check_object(object_path),
+               check_json_formatter()]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)
 

@@ -70,6 +70,7 @@ def test_doctor_json_matches_machine():
     assert f"= {sysctl}" in checks["kernel.unprivileged_bpf_disabled"]["detail"]
     assert checks["memlock limit"]["status"] == "INFO"  # kernel 5.11+
     assert checks["BPF object"]["status"] == "PASS"
+    assert checks["JSON formatter"]["status"] == "PASS"
     for c in report["checks"]:
         if c["status"] in ("FAIL", "WARN"):
             assert c["fix"], f"{c['name']} gives no fix"
@@ -208,3 +209,17 @@ def test_fix_as_nobody_fails_with_a_fix():
     assert tracefs["status"] == "FAIL"
     assert "--fix failed: permission denied" in tracefs["detail"]
     assert tracefs["fix"] == "as root: mount -t tracefs tracefs /sys/kernel/tracing"
+
+
+def test_doctor_warns_when_the_json_formatter_is_not_built(monkeypatch, tmp_path):
+    from procmon_ctl import doctor as doctor_mod
+    from procmon_ctl import json_native
+
+    monkeypatch.setattr(json_native, "LIBRARY", tmp_path / "libprocmon_json.so")
+    json_native.library.cache_clear()
+    try:
+        check = doctor_mod.check_json_formatter()
+    finally:
+        json_native.library.cache_clear()
+    assert check.status == "WARN"
+    assert "not built" in check.detail and check.fix == "run `make`"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ctypes
 import io
+import json
+import os
 import struct
 
 import pytest
@@ -177,3 +179,30 @@ def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
     assert batch.text == python_lines(records[:batch.records])
     text, n = follow_native(ring, lib)
     assert (text, n) == (python_lines(records), 1000)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["C", "python"])
+def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
+    """Both paths of `events --json` read the kernel's ring: forked pids come out
+    with their parent, and --count stops at the count."""
+    from conftest import fork_processes
+
+    from procmon_ctl.pins import PinLayout
+
+    if not native:
+        monkeypatch.setattr(json_native, "library", lambda: None)
+    # follow() puts its process in SCHED_BATCH; this process is pytest's.
+    monkeypatch.setattr(stream, "batch_scheduling", lambda: None)
+    layout = PinLayout(attached.pin_dir)
+    pids = fork_processes(20)
+    out = io.StringIO()
+    n = stream.follow(layout, stream.StreamOptions(mode="json", duration=0.3), out)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert n == len(lines) > 0
+    forks = {e["pid"]: e for e in lines if e["type"] == "fork"}
+    for pid in pids:
+        assert pid in forks and forks[pid]["ppid"] == os.getpid()
+    fork_processes(10)
+    out = io.StringIO()
+    assert stream.follow(layout, stream.StreamOptions(mode="json", count=5), out) == 5
+    assert len(out.getvalue().splitlines()) == 5
