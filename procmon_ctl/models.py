@@ -1,15 +1,26 @@
-"""Every pydantic model: what bpftool's JSON (-j) says, and what we print with --json."""
+"""Every pydantic model: what bpftool's JSON (-j) says, and what we print with --json.
 
-from __future__ import annotations
+Every model defers building its validator and serializer to its first use
+(`defer_build`): a command builds only the few it needs, not all of them at import.
+No `from __future__ import annotations`: pydantic would compile every field's
+annotation string at class creation, which costs more than evaluating them here."""
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
+# Built on first use, not at class creation.
+DEFERRED = ConfigDict(defer_build=True)
+
+
+class _Model(BaseModel):
+    model_config = DEFERRED
+
+
 # --- bpftool -j output -------------------------------------------------------
 
 
-class _Bpftool(BaseModel):
+class _Bpftool(_Model):
     model_config = ConfigDict(extra="ignore")
 
 
@@ -43,7 +54,13 @@ class MapEntry(_Bpftool):
         raise ValueError(f"map element {f.key} is not a number: {f.value!r}")
 
 
-class MapDump(RootModel[list[MapEntry]]):
+# RootModel subclasses name their type as `root` rather than RootModel[...]: the
+# parametrized class in between would build its validator at once.
+class MapDump(RootModel):
+    model_config = DEFERRED
+
+    root: list[MapEntry]
+
     def by_key(self) -> dict[int, int]:
         return {e.formatted.key: e.total for e in self.root}
 
@@ -81,7 +98,7 @@ class LinkInfo(_Bpftool):
 # --- what procmon-ctl prints ---------------------------------------------------
 
 
-class Stats(BaseModel):
+class Stats(_Model):
     process_count: int = Field(description="new processes, as the seed's process_count map says")
     processes: int = Field(description="new processes, from the per-CPU counters")
     threads: int = Field(description="new threads (not processes)")
@@ -91,7 +108,7 @@ class Stats(BaseModel):
     dropped: int = Field(description="records lost because the ring buffer was full")
 
 
-class ProgramStatus(BaseModel):
+class ProgramStatus(_Model):
     event: str
     pin: str
     id: int | None
@@ -100,7 +117,7 @@ class ProgramStatus(BaseModel):
     link_pin: str | None = None
 
 
-class Status(BaseModel):
+class Status(_Model):
     pin_dir: str
     loaded: bool
     programs: list[ProgramStatus] = []
@@ -108,7 +125,7 @@ class Status(BaseModel):
     ring_size: int | None = None
 
 
-class ProcessEvent(BaseModel):
+class ProcessEvent(_Model):
     """One line of `procmon-ctl events --json`: one kernel event."""
 
     model_config = ConfigDict(title="procmon-ctl event")
@@ -127,31 +144,33 @@ class ProcessEvent(BaseModel):
     duration_ns: int | None = Field(None, description="exit only: lifetime in ns")
 
 
-class GapEvent(BaseModel):
+class GapEvent(_Model):
     """Marks where records were lost because the ring buffer was full."""
 
     type: Literal["gap"]
     dropped: int
 
 
-class EventLine(RootModel[ProcessEvent | GapEvent]):
-    model_config = ConfigDict(title="procmon-ctl events --json line")
+class EventLine(RootModel):
+    model_config = ConfigDict(title="procmon-ctl events --json line", defer_build=True)
+
+    root: ProcessEvent | GapEvent
 
 
-class RunExit(BaseModel):
+class RunExit(_Model):
     pid: int
     comm: str
     exit_code: int | None
     signal: int | None
 
 
-class RunLifetime(BaseModel):
+class RunLifetime(_Model):
     pid: int
     comm: str
     duration_ns: int | None
 
 
-class RunSummary(BaseModel):
+class RunSummary(_Model):
     """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
 
     command: list[str]
@@ -163,7 +182,7 @@ class RunSummary(BaseModel):
     wall_ns: int
 
 
-class DoctorCheck(BaseModel):
+class DoctorCheck(_Model):
     """One line of `procmon-ctl doctor`."""
 
     name: str
@@ -173,7 +192,7 @@ class DoctorCheck(BaseModel):
     fix: str | None = Field(None, description="what to do about a FAIL or WARN")
 
 
-class DoctorReport(BaseModel):
+class DoctorReport(_Model):
     """`procmon-ctl doctor --json`."""
 
     ok: bool = Field(description="no check failed")

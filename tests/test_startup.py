@@ -1,0 +1,71 @@
+"""What `procmon-ctl stats` loads to start: only its own command and modules.
+
+The CLI registers every command with Typer, but makes a command (signature, type
+hints, options) only when it is invoked, listed by --help or completed; the modules
+of the other commands stay unimported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import CLI
+
+# Run main() like the console script, and report which commands were made and which
+# of our modules (and heavy dependencies of other commands) were imported.
+PROBE = """
+import atexit, json, sys
+from procmon_ctl import cli
+made = []
+make = cli._typer_command
+def counting(name, fn, settings):
+    made.append(name)
+    return make(name, fn, settings)
+cli._typer_command = counting
+def report():
+    mods = sorted(m for m in sys.modules
+                  if m.startswith("procmon_ctl") or m.split(".")[0] == "prometheus_client")
+    print(json.dumps({"made": made, "modules": mods}), file=sys.stderr)
+atexit.register(report)
+sys.argv[0] = "procmon-ctl"
+cli.main(sys.argv[1:])
+"""
+
+OTHER_COMMANDS = ["procmon_ctl.attach", "procmon_ctl.doctor", "procmon_ctl.exporter",
+                  "procmon_ctl.json_native", "procmon_ctl.libbpf", "procmon_ctl.load",
+                  "procmon_ctl.logfile", "procmon_ctl.render", "procmon_ctl.ringbuf",
+                  "procmon_ctl.run", "procmon_ctl.stream", "prometheus_client"]
+
+
+def probe(cli, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
+    r = subprocess.run([CLI[0], "-c", PROBE, *argv], capture_output=True, text=True,
+                       env=cli.env, timeout=60)
+    return r, json.loads(r.stderr.splitlines()[-1])
+
+
+def test_stats_makes_only_its_command_and_imports_only_its_modules(cli):
+    cli("load")
+    r, seen = probe(cli, "stats", "--json")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)) >= {"process_count", "processes", "dropped"}
+    assert seen["made"] == ["stats"]
+    assert not set(seen["modules"]) & set(OTHER_COMMANDS), seen["modules"]
+
+
+def test_help_lists_every_command_in_order(cli):
+    r, seen = probe(cli, "--help")
+    assert r.returncode == 0
+    listed = [line.split()[0] for line in r.stdout.split("Commands:\n")[1].splitlines()
+              if line.startswith("  ")]
+    expected = ["load", "attach", "detach", "unload", "stats", "status", "events", "run",
+                "schema", "doctor", "serve"]
+    assert listed == expected
+    assert seen["made"] == expected
+
+
+def test_unknown_command_still_suggests(cli):
+    r, seen = probe(cli, "stat")
+    assert r.returncode == 2
+    assert "No such command 'stat'. Did you mean 'stats', 'status'?" in r.stderr
+    assert seen["made"] == []
+
