@@ -49,6 +49,7 @@ STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 LOCK = Path("/run/procmon-ctl/bench.lock")
 BPFTRACE_PROG = 'tracepoint:sched:sched_process_fork { printf("%d %d\\n", args->parent_pid, ' \
     'args->child_pid); }'
+FLOOR_LABEL = 'python -c "import typer, pydantic, sh"'
 CONTENDERS = ("untraced", "procmon-json", "procmon-idle", "bpftrace", "forkstat")
 STORMS = ("fork", "thread")
 
@@ -379,20 +380,23 @@ class Bench:
         return s
 
     def cli_latency(self) -> dict[str, float]:
+        """Median wall times, the commands taking turns (so drift hits all alike).
+        The two bare interpreters say where the floor is: `stats` must import Typer,
+        pydantic and sh (issue 2: bpftool through sh into the models, via Typer)."""
         cmds = {
             "procmon-ctl stats --json": [*self.cli, "stats", "--json"],
             "bpftool -j map dump pinned …/counters":
                 ["bpftool", "-j", "map", "dump", "pinned", str(self.pin_dir / "maps/counters")],
+            "python -c pass": [sys.executable, "-c", "pass"],
+            FLOOR_LABEL: [sys.executable, "-c", "import typer, pydantic, sh"],
         }
-        out = {}
-        for label, argv in cmds.items():
-            times = []
-            for _ in range(self.args.cli_runs):
+        times: dict[str, list[float]] = {label: [] for label in cmds}
+        for _ in range(self.args.cli_runs):
+            for label, argv in cmds.items():
                 t = time.perf_counter()
                 subprocess.run(argv, env=self.env, check=True, capture_output=True)
-                times.append(time.perf_counter() - t)
-            out[label] = statistics.median(times) * 1e3
-        return out
+                times[label].append(time.perf_counter() - t)
+        return {label: statistics.median(v) * 1e3 for label, v in times.items()}
 
 
 def med(values) -> float | None:
@@ -459,8 +463,11 @@ def verdicts(bench: Bench, lat: dict[str, float]) -> list[str]:
         ]
     stats_ms = next((v for k, v in lat.items() if k.startswith("procmon-ctl")), None)
     if stats_ms is not None:
+        floor = lat.get(FLOOR_LABEL)
+        why = (f" (importing the libraries it must use alone takes {floor:.0f} ms)"
+               if floor is not None and stats_ms > 250 else "")
         out.append(f"- `procmon-ctl stats` median <= 250 ms: {stats_ms:.0f} ms: "
-                   f"{ok(stats_ms <= 250)}")
+                   f"{ok(stats_ms <= 250)}{why}")
     return out
 
 
