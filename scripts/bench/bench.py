@@ -592,7 +592,7 @@ def main() -> int:
     p.add_argument("--png", type=Path, help="the chart [default: beside --doc]")
     a = p.parse_args()
     quick = {"rounds": 2, "forks": 4000, "threads": 20000, "cli_runs": 5}
-    full = {"rounds": 3, "forks": 20000, "threads": 60000, "cli_runs": 15}
+    full = {"rounds": 5, "forks": 20000, "threads": 60000, "cli_runs": 15}
     for k, v in (quick if a.quick else full).items():
         if getattr(a, k) is None:
             setattr(a, k, v)
