@@ -4,8 +4,9 @@
 Two workloads made by build/storm (scripts/bench/storm.c), each as two concurrent
 processes: a fork storm (fork + _exit + waitpid) and a thread storm (pthread
 create + join).  Each storm runs once under each contender, started afresh for
-it; the contenders take turns, in an order rotated every round, for several
-rounds, and the table compares medians:
+it; the contenders take turns, in an order rotated every round, each right
+after an untraced storm of its own, for several rounds, and the table
+compares medians:
 
   untraced      nothing attached (the baseline)
   procmon-json  procmon-ctl attached + `procmon-ctl events --json --threads > file`
@@ -334,29 +335,38 @@ class Bench:
 
     def round(self, n: int, order: list[str]) -> None:
         """Each storm under each contender in `order`, each with a fresh contender
-        (so its output holds exactly one storm), the untraced baseline among them."""
+        (so its output holds exactly one storm).  Each contender's storm follows an
+        untraced storm of its own, and its slowdown is against that one: on this
+        shared VM the untraced rate drifts by 15-30 % within a minute, and the pair
+        a few seconds apart sees the same drift."""
         counts = {"fork": self.args.forks, "thread": self.args.threads}
         for storm in STORMS:
-            rates = {}
+            ratios = {}
             for name in order:
-                c = KINDS[name](name, self)
-                c.start(self.work)
-                try:
-                    s = self.measure(c, storm, counts[storm])
-                finally:
-                    c.stop()
-                if c.out is not None:
-                    ids, _ = c.seen()
-                    s.delivered = sum(min(k, ids[i]) for i, k in s.ids.items())
-                    c.out.unlink(missing_ok=True)
-                s.ids = None
-                self.results.setdefault((storm, name), []).append(s)
-                rates[name] = s.rate
-            for name, rate in rates.items():
-                self.slowdowns.setdefault((storm, name), []).append(rate / rates["untraced"])
+                if name == "untraced":
+                    continue
+                base = self.run_one("untraced", storm, counts[storm])
+                s = self.run_one(name, storm, counts[storm])
+                ratios[name] = s.rate / base.rate
+                self.slowdowns.setdefault((storm, "untraced"), []).append(1.0)
+                self.slowdowns.setdefault((storm, name), []).append(ratios[name])
             print(f"round {n + 1}, {storm} storm: " + ", ".join(
-                f"{name} {rates[name] / rates['untraced']:.2f}"
-                for name in order if name != "untraced"), flush=True)
+                f"{name} {ratio:.2f}" for name, ratio in ratios.items()), flush=True)
+
+    def run_one(self, name: str, storm: str, count: int) -> Sample:
+        c = KINDS[name](name, self)
+        c.start(self.work)
+        try:
+            s = self.measure(c, storm, count)
+        finally:
+            c.stop()
+        if c.out is not None:
+            ids, _ = c.seen()
+            s.delivered = sum(min(k, ids[i]) for i, k in s.ids.items())
+            c.out.unlink(missing_ok=True)
+        s.ids = None
+        self.results.setdefault((storm, name), []).append(s)
+        return s
 
     def measure(self, c: Contender, storm: str, count: int) -> Sample:
         reader = c.proc.pid if c.proc else None
@@ -559,7 +569,8 @@ def write_doc(bench: Bench, names: list[str], tbl: str, lat: dict, command: str,
         f"- Code: {code_state()}",
         f"- Workloads: two concurrent `build/storm` processes, {a.forks} forks each "
         f"(fork + _exit + waitpid) and {a.threads} threads each (pthread create + join), "
-        f"at most {a.seconds:g} s; {a.rounds} rounds, contenders in a rotated order.",
+        f"at most {a.seconds:g} s; {a.rounds} rounds, contenders in a rotated order, "
+        "each right after an untraced storm of its own.",
         "",
         tbl,
         "",
