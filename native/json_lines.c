@@ -65,6 +65,9 @@ static char *put_u64(char *p, __u64 v)
 	return p;
 }
 
+/* ,"key":N */
+#define PUT_FIELD(p, key, v) put_u64(PUT_LIT((p), key), (v))
+
 static char *put_s32(char *p, __s32 v)
 {
 	if (v < 0) {
@@ -126,14 +129,10 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
 		return NULL;
 	}
 	p = put_u64(p, e->ts_ns);
-	p = PUT_LIT(p, ",\"pid\":");
-	p = put_u64(p, e->pid);
-	p = PUT_LIT(p, ",\"tgid\":");
-	p = put_u64(p, e->tgid);
-	p = PUT_LIT(p, ",\"ppid\":");
-	p = put_u64(p, e->ppid);
-	p = PUT_LIT(p, ",\"uid\":");
-	p = put_u64(p, e->uid);
+	p = PUT_FIELD(p, ",\"pid\":", e->pid);
+	p = PUT_FIELD(p, ",\"tgid\":", e->tgid);
+	p = PUT_FIELD(p, ",\"ppid\":", e->ppid);
+	p = PUT_FIELD(p, ",\"uid\":", e->uid);
 	p = PUT_LIT(p, ",\"comm\":");
 	p = put_json_str(p, e->comm, TASK_COMM_LEN);
 	if (!p)
@@ -143,12 +142,9 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
 	else
 		p = PUT_LIT(p, ",\"thread\":false");
 	if (e->type == EVENT_EXIT) {
-		p = PUT_LIT(p, ",\"exit_code\":");
-		p = put_s32(p, e->exit_code);
-		p = PUT_LIT(p, ",\"exit_signal\":");
-		p = put_u64(p, e->exit_signal);
-		p = PUT_LIT(p, ",\"duration_ns\":");
-		p = put_u64(p, e->duration_ns);
+		p = put_s32(PUT_LIT(p, ",\"exit_code\":"), e->exit_code);
+		p = PUT_FIELD(p, ",\"exit_signal\":", e->exit_signal);
+		p = PUT_FIELD(p, ",\"duration_ns\":", e->duration_ns);
 	} else if (e->type == EVENT_EXEC) {
 		p = PUT_LIT(p, ",\"filename\":");
 		p = put_json_str(p, ((const struct exec_event *)e)->filename, MAX_FILENAME_LEN);
@@ -205,11 +201,9 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			break;
 		}
 		line = p;
-		if (e->dropped_before) {
-			line = PUT_LIT(line, "{\"type\":\"gap\",\"dropped\":");
-			line = put_u64(line, e->dropped_before);
-			line = PUT_LIT(line, "}\n");
-		}
+		if (e->dropped_before)
+			line = PUT_LIT(PUT_FIELD(line, "{\"type\":\"gap\",\"dropped\":", e->dropped_before),
+				       "}\n");
 		line = put_record(line, e, len);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
