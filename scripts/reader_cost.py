@@ -33,9 +33,14 @@ for _ in range(n // 100):
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of `pid`, in ns steps (schedstat's run time): the
+    clock-tick counts of /proc/PID/stat are 10 ms coarse, as long as the reader's
+    whole share of a 60,000-thread storm."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total / 1e9
 
 
 def main() -> int:
