@@ -63,14 +63,20 @@ def offset_batches(reader: RingBufferReader, deadline: float | None) -> Iterator
             yield offsets
             if len(offsets) >= BATCH_LIMIT:
                 continue
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            if offsets:
-                continue
+        if not _wait_for_more(reader, deadline, bool(offsets)):
             return
-        reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
         if not offsets:
             yield offsets
+
+
+def _wait_for_more(reader: RingBufferReader, deadline: float | None, took: bool) -> bool:
+    """After a batch that emptied the ring: sleep a poll period, or (past the
+    deadline) go on only while the last batch found something.  False: stop."""
+    now = time.monotonic()
+    if deadline is not None and now >= deadline:
+        return took
+    reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
+    return True
 
 
 def event_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[Event]]:
@@ -337,9 +343,5 @@ def _follow_json_native(reader: RingBufferReader, formatter: json_native.JsonLin
             return emitted
         if batch.stop != json_native.STOP_CAUGHT_UP:
             continue
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            if taken:
-                continue
+        if not _wait_for_more(reader, deadline, taken > 0):
             return emitted
-        reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
