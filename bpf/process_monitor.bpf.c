@@ -173,28 +173,68 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	return 0;
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
-{
-	struct process_event *e;
-	int code;
+/* Processes whose exit record is written, so that only one of their threads
+ * writes it.  Keyed by tgid and the leader's start time, so a reused pid is a
+ * new key; an entry is needed only while a group's last threads pass the
+ * tracepoint, so the LRU may forget old ones. */
+struct exit_key {
+	__u64 start_time;
+	__u32 tgid;
+	__u32 __pad;
+};
 
-	/* One record per process: the last of its threads to go. */
-	if (!group_dead)
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct exit_key);
+	__type(value, __u8);
+} exited SEC(".maps");
+
+#define SIGNAL_GROUP_EXIT 0x4 /* signal_struct.flags, the same value since 2.6 */
+
+/* The process's exit status as wait() reports it to the parent
+ * (wait_task_zombie): the group's code after exit_group() or a fatal signal,
+ * else the leader's own. */
+static __always_inline int process_exit_status(struct task_struct *leader)
+{
+	struct signal_struct *sig = BPF_CORE_READ(leader, signal);
+
+	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
+		return BPF_CORE_READ(sig, group_exit_code);
+	return BPF_CORE_READ(leader, exit_code);
+}
+
+/* Only the last thread of a process writes its exit record.  Kernels before
+ * 6.16 do not pass group_dead to this tracepoint, so decide from signal->live,
+ * which each thread decrements before it gets here: 0 means every thread of the
+ * group is exiting.  Threads that exit together may all read 0, and the first
+ * to claim the group in `exited` writes the record. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p)
+{
+	struct task_struct *leader = BPF_CORE_READ(p, group_leader);
+	struct exit_key key = {};
+	struct process_event *e;
+	__u8 one = 1;
+	int status;
+
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
+	key.tgid = BPF_CORE_READ(p, tgid);
+	key.start_time = BPF_CORE_READ(leader, start_time);
+	if (bpf_map_update_elem(&exited, &key, &one, BPF_NOEXIST))
+		return 0; /* another thread of the group wrote it */
 	count(COUNTER_EXITS);
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_common(e, EVENT_EXIT, p);
-	/* Threads of a group exit carry the group's code; the leader's own
-	 * exit_code may still be the one it set for itself. */
-	code = BPF_CORE_READ(p, signal, group_exit_code);
-	if (!(BPF_CORE_READ(p, signal, flags) & 0x4 /* SIGNAL_GROUP_EXIT */))
-		code = BPF_CORE_READ(p, exit_code);
-	e->exit_code = (code >> 8) & 0xff;
-	e->exit_signal = code & 0x7f;
-	e->duration_ns = e->ts_ns - BPF_CORE_READ(p, start_time);
+	/* The record is the process's, whichever thread went last: its id, name,
+	 * parent and lifetime are the leader's. */
+	fill_common(e, EVENT_EXIT, leader);
+	status = process_exit_status(leader);
+	e->exit_code = (status >> 8) & 0xff;
+	e->exit_signal = status & 0x7f;
+	e->duration_ns = e->ts_ns - key.start_time;
 	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RING_FOOTPRINT(sizeof(*e))));
 	return 0;
 }

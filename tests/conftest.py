@@ -181,13 +181,39 @@ def fork_processes(n: int) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="session")
-def storm(tmp_path_factory) -> Path:
-    """scripts/bench/storm.c built for the tests: forks or threads by the thousand."""
+def build_program(tmp_path_factory, source: Path) -> Path:
+    """A C program of the tests, built into a temporary directory (the guests of the
+    kernel matrix see the repository read-only)."""
     cc = shutil.which("clang") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler (make installs clang)")
-    exe = tmp_path_factory.mktemp("storm") / "storm"
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread",
-                    str(ROOT / "scripts" / "bench" / "storm.c"), "-o", str(exe)], check=True)
+    exe = tmp_path_factory.mktemp(source.stem) / source.stem
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", str(source), "-o", str(exe)],
+                   check=True)
     return exe
+
+
+def build_bpf_object(tmp_path_factory, source: Path) -> Path:
+    """A BPF object of the tests, built like `make` builds ours: against this
+    repository's bpf/ headers and the host's vmlinux.h (CO-RE relocates it)."""
+    clang = shutil.which("clang")
+    if clang is None:
+        pytest.skip("clang not installed (make installs it)")
+    obj = tmp_path_factory.mktemp(source.stem) / f"{source.stem}.o"
+    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    subprocess.run([clang, "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
+                    f"-I{ROOT / 'build'}", f"-I{ROOT / 'bpf'}", "-Wall", "-Werror",
+                    "-c", str(source), "-o", str(obj)], check=True)
+    return obj
+
+
+@pytest.fixture(scope="session")
+def storm(tmp_path_factory) -> Path:
+    """scripts/bench/storm.c built for the tests: forks or threads by the thousand."""
+    return build_program(tmp_path_factory, ROOT / "scripts" / "bench" / "storm.c")
+
+
+@pytest.fixture(scope="session")
+def exit_modes(tmp_path_factory) -> Path:
+    """tests/programs/exit_modes.c: multi-threaded processes that end in awkward ways."""
+    return build_program(tmp_path_factory, ROOT / "tests" / "programs" / "exit_modes.c")

@@ -9,9 +9,11 @@ import sys
 import threading
 import time
 
+import pytest
 from conftest import CLI, bpftool_json, fork_processes, our_program_ids, programs_left
 
 
+@pytest.mark.kernel
 def test_full_workflow(cli):
     cli("load")
     s0 = cli.json("stats", "--json")
@@ -71,6 +73,7 @@ def test_full_workflow(cli):
     assert not [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
 
 
+@pytest.mark.kernel
 def test_counter_and_stream_agree_on_forks(attached):
     """The per-CPU process counter grows by at least the forks made (others on the
     machine fork too); the event stream pins ours down exactly, parent included."""
@@ -112,9 +115,10 @@ def test_status_json(attached):
     assert s["loaded"] is True
     assert {p["event"] for p in s["programs"] if p["attached"]} == {"fork", "exec", "exit"}
     assert all(p["link_id"] for p in s["programs"])
-    assert set(s["maps"]) == {"events", "process_count", "counters", "settings"}
+    assert set(s["maps"]) == {"events", "process_count", "counters", "settings", "exited"}
 
 
+@pytest.mark.kernel
 def test_attach_chosen_events_only(cli):
     cli("load")
     cli("attach", "--events", "fork")
@@ -152,6 +156,7 @@ test -e {pin_dir}/progs/handle_fork && echo MARK-loaded
     assert marks == ["MARK-bpffs", "MARK-tracefs", "MARK-loaded"]
 
 
+@pytest.mark.kernel
 def test_thread_rows_with_threads_flag(attached):
     cli = attached
     cli("events", "--from-now", "--duration", "0.1")
