@@ -8,6 +8,8 @@ then bpf_obj_pin().  Removing the link pin detaches the program."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import libbpf
 from .errors import BpfError, PermissionDenied, StateError, UsageError
@@ -56,20 +58,46 @@ def attach(layout: PinLayout, events: list[str]) -> list[str]:
 
 
 def _attach_one(layout: PinLayout, event: str) -> None:
+    with _link(layout, event) as link_fd:
+        try:
+            libbpf.obj_pin(link_fd, layout.link(event))
+        except libbpf.LibbpfError as err:
+            raise _attach_error(event, err) from None
+    # The pin now holds the link; our fd must not keep anything alive.
+
+
+def try_attach(layout: PinLayout) -> None:
+    """Attach every loaded program and detach it again at once, pinning nothing:
+    proves the kernel accepts the links (`doctor`)."""
+    for event in PROGRAMS:
+        with _link(layout, event):
+            pass
+
+
+@contextmanager
+def _link(layout: PinLayout, event: str) -> Iterator[int]:
+    """A link fd for the program of `event`, closed on leaving (which detaches it
+    unless it was pinned meanwhile)."""
     prog_fd = link_fd = -1
     try:
         prog_fd = libbpf.obj_get(layout.prog(event))
         link_fd = libbpf.raw_tracepoint_open(prog_fd)
-        libbpf.obj_pin(link_fd, layout.link(event))
     except libbpf.LibbpfError as err:
-        if libbpf.is_permission(err):
-            raise PermissionDenied(f"attaching {event}") from None
-        raise BpfError(f"attaching the {event} program failed: {err}") from None
-    finally:
-        # The pin now holds the link; our fds must not keep anything alive.
         for fd in (link_fd, prog_fd):
             if fd >= 0:
                 os.close(fd)
+        raise _attach_error(event, err) from None
+    try:
+        yield link_fd
+    finally:
+        os.close(link_fd)
+        os.close(prog_fd)
+
+
+def _attach_error(event: str, err: libbpf.LibbpfError) -> Exception:
+    if libbpf.is_permission(err):
+        return PermissionDenied(f"attaching {event}")
+    return BpfError(f"attaching the {event} program failed: {err}")
 
 
 def detach(layout: PinLayout, events: list[str]) -> list[str]:

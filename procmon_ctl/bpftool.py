@@ -95,8 +95,11 @@ def run(*args: str, what: str, as_json: bool = True, stdin: str | None = None):
 class LoadFailed(BpfError):
     """bpftool prog loadall failed; `log` holds what libbpf printed (verifier log)."""
 
-    def __init__(self, message: str, log: list[str]):
-        super().__init__(message)
+    def __init__(self, summary: str, log: list[str], rejected: bool = False):
+        # `rejected`: the verifier refused a program, and the CLI prints its log
+        # before this line.
+        super().__init__(f"{summary} (verifier log above)" if rejected else summary)
+        self.summary = summary
         self.log = log
 
     @property
@@ -110,7 +113,7 @@ class LoadFailed(BpfError):
         return self.log[begin + 1:end]
 
 
-def _load_failure(obj: Path, log: list[str]) -> str:
+def _load_failure(obj: Path, log: list[str]) -> LoadFailed:
     """One line: which program the verifier refused and its last word, when it did."""
     begin = next((ln for ln in log if "BEGIN PROG LOAD LOG" in ln), None)
     if begin is not None:
@@ -120,10 +123,12 @@ def _load_failure(obj: Path, log: list[str]) -> str:
         done = next((i for i, ln in enumerate(lines) if ln.startswith("processed ")), len(lines))
         verdict = lines[done - 1].strip() if done > 0 else "see the log above"
         name = prog.group(1) if prog else "a program"
-        return f"the kernel verifier rejected {name} in {obj}: {verdict} (verifier log above)"
+        return LoadFailed(f"the kernel verifier rejected {name} in {obj}: {verdict}", log,
+                          rejected=True)
     errors = _errors("\n".join(log))
     reason = next((ln for ln in errors if ln.startswith("Error")), errors[-1] if errors else "")
-    return f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}"
+    return LoadFailed(f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}",
+                      log)
 
 
 def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> None:
@@ -137,7 +142,7 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
         text = " ".join(log)
         if "Operation not permitted" in text and os.geteuid() != 0:
             raise PermissionDenied("loading BPF programs") from None
-        raise LoadFailed(_load_failure(obj, log), log) from None
+        raise _load_failure(obj, log) from None
 
 
 def map_dump(pin: Path) -> MapDump:

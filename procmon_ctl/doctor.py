@@ -313,6 +313,60 @@ def check_object(explicit: str | None = None) -> DoctorCheck:
     return _check("BPF object", "PASS", f"{path} (an eBPF ELF object)")
 
 
+def check_kernel_features() -> DoctorCheck:
+    from . import features
+
+    if os.geteuid() != 0:
+        return _check("kernel features", "INFO", "not probed: the probes need root")
+    lacking = features.missing()
+    if lacking:
+        return _check("kernel features", "FAIL", lacking[0].missing(),
+                      f"boot Linux {features.MINIMUM_KERNEL} or later with BTF")
+    names = ", ".join(f.name.split(" (")[0] for f in features.REQUIRED)
+    return _check("kernel features", "PASS", f"{names} (Linux {features.MINIMUM_KERNEL}+)")
+
+
+TRIAL_PREFIX = "procmon-doctor-"
+
+
+def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorCheck:
+    """Load the object into a pin dir of doctor's own, attach each program for a
+    moment, and remove it all: exactly what `load` and `attach` will ask of this
+    kernel's verifier, so doctor cannot pass where they would fail."""
+    from .attach import try_attach
+    from .load import find_object, load, remove_pins
+    from .pins import PinLayout
+
+    name = "load and attach"
+    if os.geteuid() != 0:
+        return _check(name, "INFO", "not tried: loading BPF programs needs root")
+    if object_check.status == "FAIL":
+        return _check(name, "INFO", "not tried: no BPF object to load (see above)")
+    # `load` mounts what is missing; doctor mounts only when asked to (--fix).
+    unmounted = [f"{fstype} at {point}" for fstype, point in
+                 (("bpffs", BPFFS_ROOT), ("tracefs", TRACEFS_ROOT))
+                 if not is_mounted(point, "bpf" if fstype == "bpffs" else fstype)]
+    if unmounted:
+        return _check(name, "WARN", f"not tried: {' and '.join(unmounted)} not mounted",
+                      "procmon-ctl doctor --fix (mounts them, then tries)")
+    obj = find_object(explicit)
+    layout = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{os.getpid()}")
+    try:
+        load(layout, obj)
+        try_attach(layout)
+    except ProcmonError as err:
+        # A rejected program's log is not shown here: `load` prints it.
+        return _check(name, "FAIL", getattr(err, "summary", err.message),
+                      "use a kernel of the README's table, or report this line with "
+                      "`procmon-ctl doctor --json` and `uname -r`")
+    finally:
+        remove_pins(layout)
+        for lock in layout.lock_paths():
+            lock.unlink(missing_ok=True)
+    return _check(name, "PASS", f"{obj.name}: the verifier accepted every program, and "
+                  "each attached (then all removed again)")
+
+
 def check_json_formatter() -> DoctorCheck:
     from . import json_native
 
@@ -336,7 +390,9 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     checks += mounts
     checks.append(check_tracepoints())
     checks += [check_bpftool(), check_libbpf(), check_clang(), check_privileges(),
-               check_unprivileged_bpf(), check_memlock(), check_object(object_path),
+               check_unprivileged_bpf(), check_memlock(), check_kernel_features()]
+    object_check = check_object(object_path)
+    checks += [object_check, check_trial_load(object_check, object_path),
                check_json_formatter()]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)

@@ -48,6 +48,8 @@ _SIGNATURES = {
     "bpf_obj_get_info_by_fd": ([c_int, c_void_p, POINTER(c_uint32)], c_int, _check_fd),
     "bpf_map_lookup_elem": ([c_int, c_void_p, c_void_p], c_int, _check_fd),
     "libbpf_num_possible_cpus": ([], c_int, _check_fd),
+    "libbpf_probe_bpf_map_type": ([c_int, c_void_p], c_int, _check_fd),
+    "libbpf_probe_bpf_helper": ([c_int, c_int, c_void_p], c_int, _check_fd),
 }
 
 
@@ -102,6 +104,16 @@ def percpu_array_sums(fd: int, keys: range) -> list[int]:
         _lib().bpf_map_lookup_elem(fd, ctypes.byref(key), values)
         sums.append(sum(values))
     return sums
+
+def kernel_has_map_type(map_type: int) -> bool:
+    """Whether this kernel can create maps of map_type (libbpf makes a tiny one)."""
+    return _lib().libbpf_probe_bpf_map_type(map_type, None) == 1
+
+
+def kernel_has_helper(prog_type: int, helper: int) -> bool:
+    """Whether programs of prog_type may call the helper on this kernel."""
+    return _lib().libbpf_probe_bpf_helper(prog_type, helper, None) == 1
+
 
 def is_not_found(err: LibbpfError) -> bool:
     return err.errno == errno_mod.ENOENT

@@ -6,7 +6,7 @@ import os
 import struct
 from pathlib import Path
 
-from . import bpftool
+from . import bpftool, features
 from .errors import MissingError, StateError, UsageError
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import ensure_tracefs, require_root
@@ -66,10 +66,17 @@ def default_wakeup_bytes(ring_size: int) -> int:
     return ring_size // 8
 
 
+def require_kernel_features() -> None:
+    lacking = features.missing()
+    if lacking:
+        raise MissingError(lacking[0].missing())
+
+
 def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
     require_root("loading BPF programs")
     if ring_size is not None:
         check_ring_size(ring_size)
+    require_kernel_features()
     with layout.admin_lock():
         if layout.is_loaded():
             if not layout.is_complete():

@@ -30,6 +30,7 @@ def by_name(report: dict) -> dict[str, dict]:
     return {c["name"]: c for c in report["checks"]}
 
 
+@pytest.mark.kernel
 @needs_root
 def test_doctor_passes_here():
     r = doctor()
@@ -42,6 +43,7 @@ def test_doctor_passes_here():
     assert statuses <= {"PASS", "WARN", "FAIL", "INFO"}
 
 
+@pytest.mark.kernel
 @needs_root
 def test_doctor_json_matches_machine():
     r = doctor("--json")
@@ -68,7 +70,13 @@ def test_doctor_json_matches_machine():
     assert "CAP_BPF" in checks["root"]["detail"]
     sysctl = Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text().strip()
     assert f"= {sysctl}" in checks["kernel.unprivileged_bpf_disabled"]["detail"]
-    assert checks["memlock limit"]["status"] == "INFO"  # kernel 5.11+
+    from procmon_ctl.doctor import MEMCG_ACCOUNTING, kernel_version
+
+    # 5.11+ charges BPF memory to the memory cgroup; older kernels count it in memlock.
+    memlock = "INFO" if kernel_version() >= MEMCG_ACCOUNTING else "PASS"
+    assert checks["memlock limit"]["status"] == memlock
+    assert checks["kernel features"]["status"] == "PASS"
+    assert checks["load and attach"]["status"] == "PASS"
     assert checks["BPF object"]["status"] == "PASS"
     assert checks["JSON formatter"]["status"] == "PASS"
     for c in report["checks"]:
@@ -223,3 +231,93 @@ def test_doctor_warns_when_the_json_formatter_is_not_built(monkeypatch, tmp_path
         json_native.library.cache_clear()
     assert check.status == "WARN"
     assert "not built" in check.detail and check.fix == "run `make`"
+
+
+# --- doctor against load, on every kernel of the matrix ---------------------------
+
+PROGRAMS_DIR = ROOT / "tests" / "programs"
+# The same object with an exit program that reads a third tracepoint argument,
+# which no kernel passes: every verifier refuses it.
+NEVER_LOADS = """
+#define handle_exit handle_exit_portable
+#include "process_monitor.bpf.c"
+#undef handle_exit
+
+SEC("tp_btf/sched_process_exit")
+int handle_exit(unsigned long long *ctx)
+{
+	if (ctx[2])
+		count(COUNTER_EXITS);
+	return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory) -> dict[str, Path]:
+    from conftest import OBJECT, build_bpf_object
+
+    never = tmp_path_factory.mktemp("never") / "never_loads.bpf.c"
+    never.write_text(NEVER_LOADS)
+    return {
+        "built": OBJECT,
+        "group_dead": build_bpf_object(tmp_path_factory, PROGRAMS_DIR / "group_dead_exit.bpf.c"),
+        "never": build_bpf_object(tmp_path_factory, never),
+    }
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("which", ["built", "group_dead", "never"])
+def test_doctor_fails_exactly_where_load_fails(cli, objects, which):
+    """doctor loads the object for real: its verdict is load's, on every kernel.
+    `group_dead` is procmon-ctl's object from before it ran on older kernels: only
+    kernels since 6.16 pass that argument to sched_process_exit."""
+    from procmon_ctl.doctor import kernel_version
+
+    obj = objects[which]
+    r = doctor("--object", str(obj), "--json")
+    check = by_name(json.loads(r.stdout))["load and attach"]
+    loaded = cli("load", "--object", str(obj), check=False)
+    assert (check["status"] == "FAIL") == (loaded.returncode != 0), (check, loaded.stderr)
+    assert check["status"] in ("PASS", "FAIL"), check
+    if check["status"] == "FAIL":
+        assert r.returncode == 4 and "load and attach" in json.loads(r.stdout)["failed"]
+        verdict = loaded.stderr.strip().splitlines()[-1]
+        assert check["detail"] in verdict, (check["detail"], verdict)
+        assert not cli.pin_dir.exists(), "a failed load leaves nothing in bpffs"
+    else:
+        cli("unload")
+    expected_to_load = {
+        "built": True,
+        "never": False,
+        "group_dead": kernel_version() >= (6, 16),
+    }[which]
+    if which != "group_dead" or kernel_version() <= (6, 12) or kernel_version() >= (6, 18):
+        assert (check["status"] == "PASS") == expected_to_load, check
+    # doctor's own trial pin dir is gone too.
+    assert not [p for p in Path("/sys/fs/bpf").iterdir() if p.name.startswith("procmon-doctor-")]
+
+
+@pytest.mark.kernel
+@needs_root
+def test_a_kernel_without_btf_is_named_in_one_line(cli):
+    """Without kernel BTF (a kernel built without CONFIG_DEBUG_INFO_BTF: here its file
+    is hidden in a private mount namespace) `load` names the missing feature in one
+    line, exits 4 and leaves nothing; doctor fails the same way."""
+    r = _in_private_mount_ns(
+        "mount -t tmpfs none /sys/kernel/btf\n"
+        f"PROCMON_PIN_DIR={cli.pin_dir} CLI load || echo \"load exited $?\"\n"
+        "CLI doctor --json || true\n")
+    lines = r.stdout.splitlines()
+    assert "load exited 4" in lines, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert errors[0] == (
+        "procmon-ctl: error: this kernel lacks kernel BTF (/sys/kernel/btf/vmlinux, "
+        "CONFIG_DEBUG_INFO_BTF) (Linux 5.5+), which procmon-ctl needs for its tp_btf "
+        "programs and CO-RE: use Linux 5.8 or later with BTF (Debian 11+, Ubuntu 20.10+, "
+        "RHEL 8.2+)"), r.stderr
+    assert errors[1].startswith("procmon-ctl: error: doctor: ") and len(errors) == 2, errors
+    report = json.loads("\n".join(lines[lines.index("load exited 4") + 1:]))
+    assert {"kernel BTF", "kernel features", "load and attach"} <= set(report["failed"])
+    assert "kernel BTF" in by_name(report)["kernel features"]["detail"]
+    assert not cli.pin_dir.exists()
