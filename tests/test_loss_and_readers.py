@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import bpftool_json, fork_processes, our_program_ids, programs_left
 
 from procmon_ctl.pins import PinLayout
@@ -26,6 +27,7 @@ def on_cpu(cpu: int) -> None:
     subprocess.run(["taskset", "-c", str(cpu), "true"], check=True)
 
 
+@pytest.mark.kernel
 def test_drops_are_counted_exactly_and_marked_in_the_stream(cli):
     cli("load", "--ring-size", "8192")  # room for ~100 records
     cli("attach")
@@ -133,6 +135,7 @@ def test_a_commit_changes_the_consumer_position_in_one_store(attached):
     assert seen <= committed, f"the kernel could have seen {sorted(seen - committed)}"
 
 
+@pytest.mark.kernel
 def test_restarted_reader_after_sigkill_loses_nothing(attached, tmp_path):
     cli = attached
     cli("events", "--from-now", "--duration", "0.1")
@@ -205,6 +208,7 @@ def test_sigint_and_sigterm_end_events_cleanly(attached):
     assert "processes/s" in out.splitlines()[0]
 
 
+@pytest.mark.kernel
 def test_run_removes_everything_when_terminated(cli):
     p = cli.popen("run", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 20

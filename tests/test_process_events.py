@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import bpftool_json
 
 THREADS = """
@@ -24,6 +25,7 @@ def drain(cli):
     cli("events", "--from-now", "--duration", "0.1")
 
 
+@pytest.mark.kernel
 def test_seed_example_literally(attached):
     """`sh -c 'ls /tmp; ps aux | head'` gives rows ls, ps and head, each a child of that sh."""
     cli = attached
@@ -45,6 +47,7 @@ def _settings(cli) -> dict:
         "formatted"]["value"]
 
 
+@pytest.mark.kernel
 def test_threads_counted_apart_not_streamed(attached):
     cli = attached
     drain(cli)
@@ -64,6 +67,7 @@ def test_threads_counted_apart_not_streamed(attached):
     assert proc.returncode == 0
 
 
+@pytest.mark.kernel
 def test_threads_streamed_with_flag(attached):
     cli = attached
     drain(cli)
@@ -93,6 +97,7 @@ def test_threads_streamed_with_flag(attached):
     assert f"(thread of {small.pid})" not in table
 
 
+@pytest.mark.kernel
 def test_exec_filename_exit_code_and_lifetime(attached):
     cli = attached
     drain(cli)
@@ -183,6 +188,7 @@ def test_filters(attached):
     assert nobody.returncode == mine.returncode == 0
 
 
+@pytest.mark.kernel
 def test_wide_shows_exit_row_and_raw_every_event(attached):
     cli = attached
     drain(cli)
@@ -203,6 +209,7 @@ def test_wide_shows_exit_row_and_raw_every_event(attached):
     assert "exit=5" in raw[-1]
 
 
+@pytest.mark.kernel
 def test_run_command_follows_tree_and_exits_with_its_code(cli):
     r = cli("run", "--json", "--", "sh", "-c", "ls / >/dev/null; false", check=False)
     assert r.returncode == 1, r.stderr
