@@ -343,9 +343,9 @@ def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorC
     if object_check.status == "FAIL":
         return _check(name, "INFO", "not tried: no BPF object to load (see above)")
     # `load` mounts what is missing; doctor mounts only when asked to (--fix).
-    unmounted = [f"{fstype} at {point}" for fstype, point in
-                 (("bpffs", BPFFS_ROOT), ("tracefs", TRACEFS_ROOT))
-                 if not is_mounted(point, "bpf" if fstype == "bpffs" else fstype)]
+    unmounted = [f"{name} at {point}" for name, fstype, point in
+                 (("bpffs", "bpf", BPFFS_ROOT), ("tracefs", "tracefs", TRACEFS_ROOT))
+                 if not is_mounted(point, fstype)]
     if unmounted:
         return _check(name, "WARN", f"not tried: {' and '.join(unmounted)} not mounted",
                       "procmon-ctl doctor --fix (mounts them, then tries)")

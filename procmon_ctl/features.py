@@ -1,6 +1,6 @@
 """What the kernel must offer, probed rather than read from its version number
-(distributions backport BPF features; RHEL's 4.18 and 5.14 have more than their
-numbers say).  `load` refuses a kernel that lacks one, naming it in one line;
+(distributions backport BPF features: RHEL 9's 5.14 has more than its number
+says).  `load` refuses a kernel that lacks one, naming it in one line;
 `doctor` reports each.
 
 The oldest kernel with all of them is 5.8; the oldest `make test-kernels` runs the
@@ -8,6 +8,7 @@ whole kernel suite on is 5.10 (Debian 11)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,32 +29,26 @@ class Feature:
     name: str
     since: str  # the mainline release that brought it
     why: str
+    present: Callable[[], bool]
 
     def missing(self) -> str:
         return (f"this kernel lacks {self.name} (Linux {self.since}+), which procmon-ctl "
                 f"needs for {self.why}: use Linux {MINIMUM_KERNEL} or later with BTF "
-                "(Debian 11+, Ubuntu 20.10+, RHEL 8.2+)")
+                "(Debian 11+, Ubuntu 20.10+, RHEL 9+)")
 
 
-BTF = Feature("kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)", "5.5",
-              "its tp_btf programs and CO-RE")
-RINGBUF = Feature("the BPF ring buffer (BPF_MAP_TYPE_RINGBUF)", "5.8", "its event stream")
-RINGBUF_QUERY = Feature("the bpf_ringbuf_query() helper", "5.8", "batched reader wake-ups")
-LRU_HASH = Feature("LRU hash maps (BPF_MAP_TYPE_LRU_HASH)", "4.10",
-                   "telling a process's exit from its threads'")
-
-
-def _present(feature: Feature) -> bool:
-    if feature is BTF:
-        return BTF_VMLINUX.is_file()
-    if feature is RINGBUF:
-        return libbpf.kernel_has_map_type(BPF_MAP_TYPE_RINGBUF)
-    if feature is RINGBUF_QUERY:
-        return libbpf.kernel_has_helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_ringbuf_query)
-    return libbpf.kernel_has_map_type(BPF_MAP_TYPE_LRU_HASH)
-
-
-REQUIRED = (BTF, RINGBUF, RINGBUF_QUERY, LRU_HASH)
+REQUIRED = (
+    Feature("kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)", "5.5",
+            "its tp_btf programs and CO-RE", BTF_VMLINUX.is_file),
+    Feature("the BPF ring buffer (BPF_MAP_TYPE_RINGBUF)", "5.8", "its event stream",
+            lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_RINGBUF)),
+    Feature("the bpf_ringbuf_query() helper", "5.8", "batched reader wake-ups",
+            lambda: libbpf.kernel_has_helper(BPF_PROG_TYPE_RAW_TRACEPOINT,
+                                             BPF_FUNC_ringbuf_query)),
+    Feature("LRU hash maps (BPF_MAP_TYPE_LRU_HASH)", "4.10",
+            "telling a process's exit from its threads'",
+            lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_LRU_HASH)),
+)
 
 
 def missing() -> list[Feature]:
@@ -62,7 +57,7 @@ def missing() -> list[Feature]:
     out = []
     for feature in REQUIRED:
         try:
-            present = _present(feature)
+            present = feature.present()
         except libbpf.LibbpfError:
             # libbpf could not tell (too old to know the probe): let the load itself
             # decide rather than refuse a kernel that may well work.

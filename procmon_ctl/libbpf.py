@@ -105,6 +105,7 @@ def percpu_array_sums(fd: int, keys: range) -> list[int]:
         sums.append(sum(values))
     return sums
 
+
 def kernel_has_map_type(map_type: int) -> bool:
     """Whether this kernel can create maps of map_type (libbpf makes a tiny one)."""
     return _lib().libbpf_probe_bpf_map_type(map_type, None) == 1

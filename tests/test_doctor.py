@@ -315,7 +315,7 @@ def test_a_kernel_without_btf_is_named_in_one_line(cli):
         "procmon-ctl: error: this kernel lacks kernel BTF (/sys/kernel/btf/vmlinux, "
         "CONFIG_DEBUG_INFO_BTF) (Linux 5.5+), which procmon-ctl needs for its tp_btf "
         "programs and CO-RE: use Linux 5.8 or later with BTF (Debian 11+, Ubuntu 20.10+, "
-        "RHEL 8.2+)"), r.stderr
+        "RHEL 9+)"), r.stderr
     assert errors[1].startswith("procmon-ctl: error: doctor: ") and len(errors) == 2, errors
     report = json.loads("\n".join(lines[lines.index("load exited 4") + 1:]))
     assert {"kernel BTF", "kernel features", "load and attach"} <= set(report["failed"])
