@@ -14,7 +14,7 @@ ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
 CLANG   ?= clang
 
-.PHONY: all setup system-packages test-packages mounts run test bench lint clean install uninstall
+.PHONY: all setup system-packages test-packages mounts run test test-kernels bench lint clean install uninstall
 
 all: setup
 
@@ -78,6 +78,23 @@ test-packages:
 test: setup mounts test-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest -v
+
+# `make test-kernels` (root): `pytest -m kernel` on each kernel of the matrix, each Debian
+# kernel booted under qemu (TCG) with virtme-ng, plus the host's kernel run directly.
+# The kernels come from Debian's registry (newest revision when first fetched) and are
+# kept unpacked in build/kernels/; `make test-kernels KERNELS="6.1 6.12"` runs a subset,
+# KERNEL_TIMEOUT (s) bounds each kernel's run, KERNEL_PYTEST_ARGS go to pytest after
+# `-m kernel`.  Results: build/kernels/results/<series>/.  Code: scripts/kernels/.
+KERNELS ?= 5.10 6.1 6.12 host
+KERNEL_TIMEOUT ?= 1200
+KERNEL_PYTEST_ARGS ?=
+KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static kmod udev file
+
+test-kernels: setup mounts test-packages
+	$(call apt_install_missing,$(KERNEL_APT_PACKAGES),--no-install-recommends)
+	@$(BIN)/vng --version >/dev/null 2>&1 || $(BIN)/pip install -q -e '.[dev,kernels]'
+	$(BIN)/python scripts/kernels/kernels.py --timeout $(KERNEL_TIMEOUT) $(KERNELS) \
+	  $(if $(strip $(KERNEL_PYTEST_ARGS)),-- $(KERNEL_PYTEST_ARGS))
 
 lint: setup
 	$(BIN)/ruff check .
