@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -130,6 +132,29 @@ class Cli:
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:
         return subprocess.Popen([*CLI, *args], env=self.env, text=True, **kw)
+
+
+def lines_until(proc: subprocess.Popen, done, timeout: float = 120) -> tuple[list[str], str]:
+    """Read proc's stdout (a pipe) until done(lines) holds, then stop it with SIGINT
+    and take the rest: (every line, stderr).  For readers started with a --duration
+    long enough for the slowest kernel of the matrix (qemu without KVM), which
+    should not make the test that long on a fast one."""
+    fd = proc.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            if done(data.decode(errors="replace").splitlines()):
+                break
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=60)
+    text = data.decode(errors="replace") + (rest or "")
+    return text.splitlines(), err
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ def by_name(report: dict) -> dict[str, dict]:
     return {c["name"]: c for c in report["checks"]}
 
 
-@pytest.mark.kernel
 @needs_root
 def test_doctor_passes_here():
     r = doctor()

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import CLI, bpftool_json, fork_processes, our_program_ids, programs_left
+from conftest import CLI, bpftool_json, fork_processes, lines_until, our_program_ids, programs_left
 
 
 @pytest.mark.kernel
@@ -73,7 +73,6 @@ def test_full_workflow(cli):
     assert not [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
 
 
-@pytest.mark.kernel
 def test_counter_and_stream_agree_on_forks(attached):
     """The per-CPU process counter grows by at least the forks made (others on the
     machine fork too); the event stream pins ours down exactly, parent included."""
@@ -118,7 +117,6 @@ def test_status_json(attached):
     assert set(s["maps"]) == {"events", "process_count", "counters", "settings", "exited"}
 
 
-@pytest.mark.kernel
 def test_attach_chosen_events_only(cli):
     cli("load")
     cli("attach", "--events", "fork")
@@ -160,10 +158,10 @@ test -e {pin_dir}/progs/handle_fork && echo MARK-loaded
 def test_thread_rows_with_threads_flag(attached):
     cli = attached
     cli("events", "--from-now", "--duration", "0.1")
-    reader = cli.popen("events", "--threads", "--duration", "3", stdout=subprocess.PIPE,
+    reader = cli.popen("events", "--threads", "--duration", "120", stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
     prog = None
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while True:
         value = bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings"))
         if value[0]["formatted"]["value"]["stream_threads"] == 1:
@@ -174,9 +172,10 @@ def test_thread_rows_with_threads_flag(attached):
                              "ts=[threading.Thread(target=lambda: None) for _ in range(5)]\n"
                              "[t.start() for t in ts]; [t.join() for t in ts]"])
     prog.wait()
-    out, err = reader.communicate(timeout=15)
+    row = f"(thread of {prog.pid})"
+    out, err = lines_until(reader, lambda lines: sum(row in ln for ln in lines) >= 5)
     assert reader.returncode == 0, err
-    assert out.count(f"(thread of {prog.pid})") == 5
+    assert sum(row in ln for ln in out) == 5
 
 
 def test_events_warns_when_nothing_is_attached(cli):
