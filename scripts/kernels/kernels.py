@@ -69,6 +69,7 @@ SOURCES = [
 
 GUEST_UP = "procmon-kernels: guest up"
 DEFAULT_TIMEOUT = 20 * 60
+GUEST_MARGIN = 60  # seconds of the limit kept for booting and shutting down
 TAIL_LINES = 40
 
 
@@ -235,7 +236,10 @@ class Outcome:
     tail: str = ""
 
 
-def guest_script(results: Path, pytest_args: list[str]) -> str:
+def guest_script(results: Path, pytest_args: list[str], limit: float) -> str:
+    """The script run as root in the guest (or on the host for its line).  pytest gets
+    SIGINT after LIMIT seconds, so that a run cut short still reports what failed
+    (the runner's own limit, a little later, kills the VM)."""
     env = {
         "CI": os.environ.get("CI", ""),
         "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -272,7 +276,7 @@ probe=$(mktemp -p /tmp) && rm -f "$probe" ||
   {{ echo "procmon-kernels: /tmp is not writable"; exit 90; }}
 export {exports}
 cd {shlex.quote(str(REPO))}
-{pytest} 2>&1 | tee "$R/pytest.log"
+timeout --signal=INT --kill-after=20 {limit:.0f} {pytest} 2>&1 | tee "$R/pytest.log"
 rc=${{PIPESTATUS[0]}}
 echo "$rc" > "$R/pytest.rc"
 exit "$rc"
@@ -399,6 +403,8 @@ def judge(out: Outcome, results: Path, code: int | None, timed_out: bool, timeou
     out.tail = tail(results / "pytest.log") or tail(results / "console.log")
     if timed_out:
         out.reason = f"timed out after {timeout:.0f} s" + ("" if uname else " (never booted)")
+    elif rc == 124:
+        out.reason = "pytest stopped at its time limit, before the runner's"
     elif uname is None:
         out.reason = f"did not boot (vng exit {code})"
     elif uname != expected:
@@ -422,7 +428,9 @@ def run_series(name: str, info: dict | None, timeout: float, pytest_args: list[s
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     script = results / "guest.sh"
-    script.write_text(guest_script(results, pytest_args))
+    # Boot (~15-25 s under TCG) and power-off come out of the same budget.
+    limit = timeout - GUEST_MARGIN if timeout > 2 * GUEST_MARGIN else timeout
+    script.write_text(guest_script(results, pytest_args, limit))
     script.chmod(0o755)
     if info is None:  # the host
         release = os.uname().release
