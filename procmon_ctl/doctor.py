@@ -292,9 +292,11 @@ def check_memlock() -> DoctorCheck:
                       "(5.11+ charges it to the memory cgroup)")
     if soft == resource.RLIM_INFINITY or soft >= MEMLOCK_NEEDED:
         return _check("memlock limit", "PASS", text)
-    return _check("memlock limit", "FAIL",
-                  f"{text}: a kernel before 5.11 counts BPF maps against RLIMIT_MEMLOCK",
-                  "ulimit -l unlimited (or LimitMEMLOCK=infinity in a systemd unit)")
+    # Seen on Debian 11's 5.10 with a 64 KiB limit: load works all the same.
+    return _check("memlock limit", "INFO",
+                  f"{text}: a kernel before 5.11 counts BPF maps against RLIMIT_MEMLOCK, "
+                  "but libbpf 1.x (in bpftool and procmon-ctl) raises it for itself as root; "
+                  "the load check below proves it")
 
 
 def check_object(explicit: str | None = None) -> DoctorCheck:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,14 @@ from pathlib import Path
 import pytest
 from conftest import AS_NOBODY, CLI, ROOT, nobody_env, nobody_python
 
-from procmon_ctl.doctor import read_kernel_config, render_table, run_checks
+from procmon_ctl.doctor import (
+    MEMCG_ACCOUNTING,
+    MEMLOCK_NEEDED,
+    kernel_version,
+    read_kernel_config,
+    render_table,
+    run_checks,
+)
 from procmon_ctl.models import DoctorReport
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -69,10 +77,10 @@ def test_doctor_json_matches_machine():
     assert "CAP_BPF" in checks["root"]["detail"]
     sysctl = Path("/proc/sys/kernel/unprivileged_bpf_disabled").read_text().strip()
     assert f"= {sysctl}" in checks["kernel.unprivileged_bpf_disabled"]["detail"]
-    from procmon_ctl.doctor import MEMCG_ACCOUNTING, kernel_version
-
     # 5.11+ charges BPF memory to the memory cgroup; older kernels count it in memlock.
-    memlock = "INFO" if kernel_version() >= MEMCG_ACCOUNTING else "PASS"
+    soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+    enough = soft == resource.RLIM_INFINITY or soft >= MEMLOCK_NEEDED
+    memlock = "PASS" if kernel_version() < MEMCG_ACCOUNTING and enough else "INFO"
     assert checks["memlock limit"]["status"] == memlock
     assert checks["kernel features"]["status"] == "PASS"
     assert checks["load and attach"]["status"] == "PASS"
@@ -271,8 +279,6 @@ def test_doctor_fails_exactly_where_load_fails(cli, objects, which):
     """doctor loads the object for real: its verdict is load's, on every kernel.
     `group_dead` is procmon-ctl's object from before it ran on older kernels: only
     kernels since 6.16 pass that argument to sched_process_exit."""
-    from procmon_ctl.doctor import kernel_version
-
     obj = objects[which]
     r = doctor("--object", str(obj), "--json")
     check = by_name(json.loads(r.stdout))["load and attach"]
