@@ -236,7 +236,36 @@ class Outcome:
     tail: str = ""
 
 
-def guest_script(results: Path, pytest_args: list[str], limit: float) -> str:
+# The host's root a second time, as 9p with the guest's page cache (cache=loose):
+# vng mounts it uncached, and every stat and read of a Python start-up then crosses
+# into qemu (`python -c pass` took 9-16 s under TCG, a procmon-ctl call ~29 s; with
+# the cache ~1.4 s and ~3 s).  Nothing in these trees changes while a kernel runs.
+ROOT_TAG = "procmon_hostroot"
+ROOT_VIRTFS = (f"-virtfs local,path=/,mount_tag={ROOT_TAG},security_model=none,"
+               "readonly=on,multidevs=remap")
+
+
+def cached_root(results: Path) -> str:
+    """Shell lines that put the cached view over the trees the tests read: /usr
+    (tools, libraries), the interpreter the venv was made from, the repository;
+    the results directory (vng's writable 9p mount inside the repository) is put
+    back on top."""
+    python_home = Path(os.path.realpath(VENV_BIN / "python")).parents[1]
+    trees = [Path("/usr"), REPO]
+    if not python_home.is_relative_to("/usr"):
+        trees.insert(1, python_home)
+    binds = "\n".join(f"mount --bind /run/hostroot{t} {shlex.quote(str(t))}" for t in trees)
+    r = shlex.quote(str(results))
+    return f"""mkdir -p /run/hostroot /run/results
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,access=any,msize=512000,cache=loose \\
+  {ROOT_TAG} /run/hostroot || {{ echo "procmon-kernels: cannot mount {ROOT_TAG}"; exit 91; }}
+mount --bind {r} /run/results
+{binds}
+mount --bind /run/results {r}"""
+
+
+def guest_script(results: Path, pytest_args: list[str], limit: float,
+                 guest: bool = True) -> str:
     """The script run as root in the guest (or on the host for its line).  pytest gets
     SIGINT after LIMIT seconds, so that a run cut short still reports what failed
     (the runner's own limit, a little later, kills the VM)."""
@@ -270,6 +299,7 @@ set -u
 R={r}
 uname -r > "$R/uname"
 echo "{GUEST_UP}, kernel $(uname -r)"
+{cached_root(results) if guest else ""}
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 probe=$(mktemp -p /tmp) && rm -f "$probe" ||
@@ -430,7 +460,7 @@ def run_series(name: str, info: dict | None, timeout: float, pytest_args: list[s
     script = results / "guest.sh"
     # Boot (~15-25 s under TCG) and power-off come out of the same budget.
     limit = timeout - GUEST_MARGIN if timeout > 2 * GUEST_MARGIN else timeout
-    script.write_text(guest_script(results, pytest_args, limit))
+    script.write_text(guest_script(results, pytest_args, limit, guest=info is not None))
     script.chmod(0o755)
     if info is None:  # the host
         release = os.uname().release
@@ -450,7 +480,10 @@ def run_series(name: str, info: dict | None, timeout: float, pytest_args: list[s
             "--verbose",  # the kernel's console in console.log, for a failed boot
             "--force-9p",  # no virtiofsd vng can drive here: skip its attempts
             # udev would load kvm (~10 s under TCG), which no test needs.
-            "--append", "modprobe.blacklist=kvm,kvm_amd,kvm_intel",
+            # tsc: TCG's TSCs count host time, the same on every vCPU; without this
+            # the guest finds them unsynchronised and reads the slower HPET.
+            "--append", "modprobe.blacklist=kvm,kvm_amd,kvm_intel tsc=reliable",
+            "--qemu-opts", ROOT_VIRTFS,
             "--rodir", f"/boot={root / 'boot'}",  # /boot/config-<release> for doctor
             "--rwdir", str(results),
             "--exec", f"/bin/bash {shlex.quote(str(script))}",
