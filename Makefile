@@ -75,9 +75,12 @@ TEST_APT_PACKAGES := prometheus systemd sudo
 test-packages:
 	$(call apt_install_missing,$(TEST_APT_PACKAGES),--no-install-recommends)
 
+# The whole suite on this machine's kernel, then the kernel-facing part on every
+# kernel of the matrix (test-kernels, below).
 test: setup mounts test-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest -v
+	$(MAKE) --no-print-directory test-kernels
 
 # `make test-kernels` (root): `pytest -m kernel` on each kernel of the matrix, each Debian
 # kernel booted under qemu (TCG) with virtme-ng, plus the host's kernel run directly.
