@@ -32,22 +32,38 @@ class Feature:
     present: Callable[[], bool]
 
     def missing(self) -> str:
-        return (f"this kernel lacks {self.name} (Linux {self.since}+), which procmon-ctl "
-                f"needs for {self.why}: use Linux {MINIMUM_KERNEL} or later with BTF "
-                "(Debian 11+, Ubuntu 20.10+, RHEL 9+)")
+        return (
+            f"this kernel lacks {self.name} (Linux {self.since}+), which procmon-ctl "
+            f"needs for {self.why}: use Linux {MINIMUM_KERNEL} or later with BTF "
+            "(Debian 11+, Ubuntu 20.10+, RHEL 9+)"
+        )
 
 
 REQUIRED = (
-    Feature("kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)", "5.5",
-            "its tp_btf programs and CO-RE", BTF_VMLINUX.is_file),
-    Feature("the BPF ring buffer (BPF_MAP_TYPE_RINGBUF)", "5.8", "its event stream",
-            lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_RINGBUF)),
-    Feature("the bpf_ringbuf_query() helper", "5.8", "batched reader wake-ups",
-            lambda: libbpf.kernel_has_helper(BPF_PROG_TYPE_RAW_TRACEPOINT,
-                                             BPF_FUNC_ringbuf_query)),
-    Feature("LRU hash maps (BPF_MAP_TYPE_LRU_HASH)", "4.10",
-            "telling a process's exit from its threads'",
-            lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_LRU_HASH)),
+    Feature(
+        "kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)",
+        "5.5",
+        "its tp_btf programs and CO-RE",
+        BTF_VMLINUX.is_file,
+    ),
+    Feature(
+        "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF)",
+        "5.8",
+        "its event stream",
+        lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_RINGBUF),
+    ),
+    Feature(
+        "the bpf_ringbuf_query() helper",
+        "5.8",
+        "batched reader wake-ups",
+        lambda: libbpf.kernel_has_helper(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_ringbuf_query),
+    ),
+    Feature(
+        "LRU hash maps (BPF_MAP_TYPE_LRU_HASH)",
+        "4.10",
+        "telling a process's exit from its threads'",
+        lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_LRU_HASH),
+    ),
 )
 
 

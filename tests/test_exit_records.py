@@ -61,7 +61,9 @@ def test_one_exit_record_per_process_with_its_status(attached, exit_modes):
         # Its lifetime runs from the process's start: longer than the leader's sleep,
         # which comes before any thread exists.
         assert LIFETIME_NS <= exit_record["duration_ns"] <= wall_ns + 50_000_000, (
-            args, exit_record)
+            args,
+            exit_record,
+        )
     # The threads were counted as threads, and none of their exits as a process's.
     made = sum(threads for _args, _e, threads, _rc, _w in runs)
     assert after["threads"] - before["threads"] >= made

@@ -241,8 +241,9 @@ class Outcome:
 # into qemu (`python -c pass` took 9-16 s under TCG, a procmon-ctl call ~29 s; with
 # the cache ~1.4 s and ~3 s).  Nothing in these trees changes while a kernel runs.
 ROOT_TAG = "procmon_hostroot"
-ROOT_VIRTFS = (f"-virtfs local,path=/,mount_tag={ROOT_TAG},security_model=none,"
-               "readonly=on,multidevs=remap")
+ROOT_VIRTFS = (
+    f"-virtfs local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap"
+)
 
 
 def cached_root(results: Path) -> str:
@@ -264,8 +265,7 @@ mount --bind {r} /run/results
 mount --bind /run/results {r}"""
 
 
-def guest_script(results: Path, pytest_args: list[str], limit: float,
-                 guest: bool = True) -> str:
+def guest_script(results: Path, pytest_args: list[str], limit: float, guest: bool = True) -> str:
     """The script run as root in the guest (or on the host for its line).  pytest gets
     SIGINT after LIMIT seconds, so that a run cut short still reports what failed
     (the runner's own limit, a little later, kills the VM)."""
@@ -568,8 +568,10 @@ def main() -> int:
     bad = sum(not o.ok for o in outcomes)
     # Not pytest's "N passed, N failed" shape: CI reads that as the suite's test count.
     tests = sum(o.passed for o in outcomes), sum(o.failed for o in outcomes)
-    log(f"kernel matrix: {len(outcomes) - bad} of {len(outcomes)} kernels passed "
-        f"({tests[0]} tests passed and {tests[1]} failed in all)")
+    log(
+        f"kernel matrix: {len(outcomes) - bad} of {len(outcomes)} kernels passed "
+        f"({tests[0]} tests passed and {tests[1]} failed in all)"
+    )
     return 1 if bad else 0
 
 
