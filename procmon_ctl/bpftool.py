@@ -83,8 +83,13 @@ def run(*args: str, what: str, as_json: bool = True, stdin: str | None = None):
     try:
         # A pipe, not sh's default pseudo-terminal: the output is parsed, never shown,
         # and a pty costs a few ms per call (4.1 against 5.0 ms median here).
-        out = cmd(*argv, _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us(),
-                  _in=stdin, _tty_out=False)
+        out = cmd(
+            *argv,
+            _env={**os.environ, "LC_ALL": "C"},
+            _preexec_fn=_die_with_us(),
+            _in=stdin,
+            _tty_out=False,
+        )
     except sh.ErrorReturnCode as err:
         raise _translate(err, what) from None
     if not as_json:
@@ -110,7 +115,7 @@ class LoadFailed(BpfError):
         if begin is None:
             return self.log
         end = next((i for i, ln in enumerate(self.log) if "END PROG LOAD LOG" in ln), None)
-        return self.log[begin + 1:end]
+        return self.log[begin + 1 : end]
 
 
 def _load_failure(obj: Path, log: list[str]) -> LoadFailed:
@@ -123,19 +128,28 @@ def _load_failure(obj: Path, log: list[str]) -> LoadFailed:
         done = next((i for i, ln in enumerate(lines) if ln.startswith("processed ")), len(lines))
         verdict = lines[done - 1].strip() if done > 0 else "see the log above"
         name = prog.group(1) if prog else "a program"
-        return LoadFailed(f"the kernel verifier rejected {name} in {obj}: {verdict}", log,
-                          rejected=True)
+        return LoadFailed(
+            f"the kernel verifier rejected {name} in {obj}: {verdict}", log, rejected=True
+        )
     errors = _errors("\n".join(log))
     reason = next((ln for ln in errors if ln.startswith("Error")), errors[-1] if errors else "")
-    return LoadFailed(f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}",
-                      log)
+    return LoadFailed(f"bpftool prog loadall {obj} failed: {reason.removeprefix('Error: ')}", log)
 
 
 def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> None:
     cmd = _bpftool()
     try:
-        cmd("prog", "loadall", str(obj), str(progs_dir), *map_args, "pinmaps", str(maps_dir),
-            _env={**os.environ, "LC_ALL": "C"}, _preexec_fn=_die_with_us())
+        cmd(
+            "prog",
+            "loadall",
+            str(obj),
+            str(progs_dir),
+            *map_args,
+            "pinmaps",
+            str(maps_dir),
+            _env={**os.environ, "LC_ALL": "C"},
+            _preexec_fn=_die_with_us(),
+        )
     except sh.ErrorReturnCode as err:
         stderr = (err.stderr or b"").decode(errors="replace")
         log = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
@@ -153,16 +167,25 @@ def map_dumps(*pins: Path) -> list[MapDump]:
     """Several `map dump`s from one bpftool process (`bpftool batch`): `stats` reads
     two maps, and each bpftool process costs more than the dump itself."""
     commands = "".join(f"map dump pinned {pin}\n" for pin in pins)
-    results = run("batch", "file", "-", stdin=commands,
-                  what=f"reading {', '.join(str(p) for p in pins)}")
+    results = run(
+        "batch", "file", "-", stdin=commands, what=f"reading {', '.join(str(p) for p in pins)}"
+    )
     return [MapDump.model_validate(r["output"]) for r in results]
 
 
 def map_update(pin: Path, key: bytes, value: bytes) -> None:
-    run("map", "update", "pinned", str(pin),
-        "key", *(f"0x{b:02x}" for b in key),
-        "value", *(f"0x{b:02x}" for b in value),
-        what=f"writing {pin}", as_json=False)
+    run(
+        "map",
+        "update",
+        "pinned",
+        str(pin),
+        "key",
+        *(f"0x{b:02x}" for b in key),
+        "value",
+        *(f"0x{b:02x}" for b in value),
+        what=f"writing {pin}",
+        as_json=False,
+    )
 
 
 def map_show(pin: Path) -> MapInfo:

@@ -41,8 +41,11 @@ _COMMANDS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
 def _typer_command(name: str, fn: Callable[..., Any], settings: dict[str, Any]):
     """The click command Typer makes of one command function, as it would for
     @app.command(): made from a Typer app with only that command."""
-    single = typer.Typer(add_completion=False, rich_markup_mode=app.rich_markup_mode,
-                         pretty_exceptions_short=app.pretty_exceptions_short)
+    single = typer.Typer(
+        add_completion=False,
+        rich_markup_mode=app.rich_markup_mode,
+        pretty_exceptions_short=app.pretty_exceptions_short,
+    )
     single.command(name, **settings)(fn)
     return get_command(single)
 
@@ -151,13 +154,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    pin_dir: Annotated[str | None, typer.Option(
-        "--pin-dir", envvar="PROCMON_PIN_DIR", show_envvar=True,
-        help="bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]",
-    )] = None,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.",
-    )] = False,
+    pin_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--pin-dir",
+            envvar="PROCMON_PIN_DIR",
+            show_envvar=True,
+            help="bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     state.pin_dir = pin_dir
 
@@ -176,11 +190,17 @@ EVENTS_HELP = "Which programs: a comma-separated list of fork, exec, exit."
 
 @_command()
 def load(
-    object_path: Annotated[str | None, typer.Option(
-        "--object", help="BPF object to load [default: the one `make` builds]")] = None,
-    ring_size: Annotated[int | None, typer.Option(
-        "--ring-size", help="Ring buffer size in bytes: a power of two, at least one page "
-        "[default: 4194304]")] = None,
+    object_path: Annotated[
+        str | None,
+        typer.Option("--object", help="BPF object to load [default: the one `make` builds]"),
+    ] = None,
+    ring_size: Annotated[
+        int | None,
+        typer.Option(
+            "--ring-size",
+            help="Ring buffer size in bytes: a power of two, at least one page [default: 4194304]",
+        ),
+    ] = None,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
     from .load import find_object
@@ -230,10 +250,12 @@ def unload() -> None:
 @_command(quick=True)
 def stats(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    watch: Annotated[bool, typer.Option(
-        "--watch", help="Print rates per second until interrupted.")] = False,
-    interval: Annotated[float, typer.Option(
-        "--interval", help="Seconds between --watch lines.")] = 1.0,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Print rates per second until interrupted.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between --watch lines.")
+    ] = 1.0,
 ) -> None:
     """Counters: processes (process_count), threads, execs, exits, dropped."""
     from .stats import read_stats
@@ -289,8 +311,9 @@ def status(
         print(f"  ring buffer: {s.ring_size} bytes")
 
 
-def _stream_options(json_out, raw, wide, threads, count, duration, from_now, comm, pid, ppid,
-                    uid, tree):
+def _stream_options(
+    json_out, raw, wide, threads, count, duration, from_now, comm, pid, ppid, uid, tree
+):
     from .stream import Filters, StreamOptions, descendants
 
     if sum((json_out, raw, wide)) > 1:
@@ -299,42 +322,77 @@ def _stream_options(json_out, raw, wide, threads, count, duration, from_now, com
         raise UsageError(f"--count must be a positive number of events (got {count})")
     _positive("--duration", duration)
     mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
-    filters = Filters(comm=comm, pid=pid, ppid=ppid, uid=uid,
-                      tree=descendants(tree) if tree is not None else None)
-    return StreamOptions(mode=mode, threads=threads, count=count, duration=duration,
-                         from_now=from_now, filters=filters)
+    filters = Filters(
+        comm=comm, pid=pid, ppid=ppid, uid=uid, tree=descendants(tree) if tree is not None else None
+    )
+    return StreamOptions(
+        mode=mode,
+        threads=threads,
+        count=count,
+        duration=duration,
+        from_now=from_now,
+        filters=filters,
+    )
 
 
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="One JSON object per kernel event (schema: `procmon-ctl schema`).")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="One JSON object per kernel event (schema: `procmon-ctl schema`)."),
+]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Every kernel event as it arrives.")]
-WideOpt = Annotated[bool, typer.Option(
-    "--wide", help="Add UID, EXIT, DURATION and FILENAME; an exit row follows each process.")]
-ThreadsOpt = Annotated[bool, typer.Option(
-    "--threads", help="Stream new threads too (the kernel skips them otherwise).")]
-CountOpt = Annotated[int | None, typer.Option(
-    "--count", "-n", help="Stop after this many rows (or lines with --json/--raw).")]
-DurationOpt = Annotated[float | None, typer.Option(
-    "--duration", help="Stop after this many seconds.")]
-FromNowOpt = Annotated[bool, typer.Option(
-    "--from-now", help="Skip what waits in the ring buffer; show only new events.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Add UID, EXIT, DURATION and FILENAME; an exit row follows each process."
+    ),
+]
+ThreadsOpt = Annotated[
+    bool,
+    typer.Option("--threads", help="Stream new threads too (the kernel skips them otherwise)."),
+]
+CountOpt = Annotated[
+    int | None,
+    typer.Option("--count", "-n", help="Stop after this many rows (or lines with --json/--raw)."),
+]
+DurationOpt = Annotated[
+    float | None, typer.Option("--duration", help="Stop after this many seconds.")
+]
+FromNowOpt = Annotated[
+    bool,
+    typer.Option("--from-now", help="Skip what waits in the ring buffer; show only new events."),
+]
 CommOpt = Annotated[str | None, typer.Option("--comm", help="Only processes with this name.")]
 PidOpt = Annotated[int | None, typer.Option("--pid", help="Only this process id.")]
 PpidOpt = Annotated[int | None, typer.Option("--ppid", help="Only children of this process.")]
 UidOpt = Annotated[int | None, typer.Option("--uid", help="Only processes of this user id.")]
-TreeOpt = Annotated[int | None, typer.Option(
-    "--tree", help="Only this process and its descendants, following new children.")]
+TreeOpt = Annotated[
+    int | None,
+    typer.Option("--tree", help="Only this process and its descendants, following new children."),
+]
 
 
 @_command()
 def events(
-    json_out: JsonOpt = False, raw: RawOpt = False, wide: WideOpt = False,
-    threads: ThreadsOpt = False, count: CountOpt = None, duration: DurationOpt = None,
-    from_now: FromNowOpt = False, comm: CommOpt = None, pid: PidOpt = None,
-    ppid: PpidOpt = None, uid: UidOpt = None, tree: TreeOpt = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", help="Append JSON lines to this file instead (implies --json); "
-        "SIGHUP reopens it, for logrotate.")] = None,
+    json_out: JsonOpt = False,
+    raw: RawOpt = False,
+    wide: WideOpt = False,
+    threads: ThreadsOpt = False,
+    count: CountOpt = None,
+    duration: DurationOpt = None,
+    from_now: FromNowOpt = False,
+    comm: CommOpt = None,
+    pid: PidOpt = None,
+    ppid: PpidOpt = None,
+    uid: UidOpt = None,
+    tree: TreeOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            help="Append JSON lines to this file instead (implies --json); "
+            "SIGHUP reopens it, for logrotate.",
+        ),
+    ] = None,
 ) -> None:
     """Read events from the pinned ring buffer: one row per new process by default.
 
@@ -343,16 +401,21 @@ def events(
 
     if output is not None:
         if raw or wide or not output:
-            raise UsageError("--output FILE writes JSON lines: give a file name, "
-                             "without --raw or --wide")
+            raise UsageError(
+                "--output FILE writes JSON lines: give a file name, without --raw or --wide"
+            )
         json_out = True
-    opts = _stream_options(json_out, raw, wide, threads, count, duration, from_now, comm, pid,
-                           ppid, uid, tree)
+    opts = _stream_options(
+        json_out, raw, wide, threads, count, duration, from_now, comm, pid, ppid, uid, tree
+    )
     layout = _layout()
     _require_loaded(layout, "reading the ring buffer")
     if not layout.attached_events():
-        print(f"procmon-ctl: warning: nothing attached at {layout.root}: only events already "
-              "in the ring will show (run `procmon-ctl attach`)", file=sys.stderr)
+        print(
+            f"procmon-ctl: warning: nothing attached at {layout.root}: only events already "
+            "in the ring will show (run `procmon-ctl attach`)",
+            file=sys.stderr,
+        )
     if output is None:
         follow(layout, opts, sys.stdout)
         return
@@ -375,15 +438,27 @@ def _require_loaded(layout, what: str) -> None:
 
 @_command(context_settings={"allow_interspersed_args": False})
 def run(
-    command: Annotated[list[str] | None, typer.Argument(
-        help="A command to run and follow (after --): its process tree only.")] = None,
-    object_path: Annotated[str | None, typer.Option(
-        "--object", help="BPF object to load [default: the one `make` builds]")] = None,
-    ring_size: Annotated[int | None, typer.Option(
-        "--ring-size", help="Ring buffer size in bytes (a power of two).")] = None,
-    json_out: JsonOpt = False, raw: RawOpt = False, wide: WideOpt = False,
-    threads: ThreadsOpt = False, count: CountOpt = None, duration: DurationOpt = None,
-    comm: CommOpt = None, pid: PidOpt = None, ppid: PpidOpt = None, uid: UidOpt = None,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="A command to run and follow (after --): its process tree only."),
+    ] = None,
+    object_path: Annotated[
+        str | None,
+        typer.Option("--object", help="BPF object to load [default: the one `make` builds]"),
+    ] = None,
+    ring_size: Annotated[
+        int | None, typer.Option("--ring-size", help="Ring buffer size in bytes (a power of two).")
+    ] = None,
+    json_out: JsonOpt = False,
+    raw: RawOpt = False,
+    wide: WideOpt = False,
+    threads: ThreadsOpt = False,
+    count: CountOpt = None,
+    duration: DurationOpt = None,
+    comm: CommOpt = None,
+    pid: PidOpt = None,
+    ppid: PpidOpt = None,
+    uid: UidOpt = None,
     tree: TreeOpt = None,
 ) -> None:
     """Load, attach and stream until Ctrl-C, SIGTERM or --duration, then remove it all.
@@ -394,16 +469,18 @@ def run(
     from .pins import PinLayout
     from .run import check_not_shared, private_pin_dir, run_command, run_monitor, summary_text
 
-    opts = _stream_options(json_out, raw, wide, threads, count, duration, False, comm, pid,
-                           ppid, uid, tree)
+    opts = _stream_options(
+        json_out, raw, wide, threads, count, duration, False, comm, pid, ppid, uid, tree
+    )
     obj = find_object(object_path)
     layout = PinLayout.resolve(private_pin_dir(state.pin_dir))
     check_not_shared(layout)
     if not command:
         run_monitor(layout, obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
         return
-    summary = run_command(layout, obj, command, ring_size, opts.filters,
-                          None if json_out else sys.stderr)
+    summary = run_command(
+        layout, obj, command, ring_size, opts.filters, None if json_out else sys.stderr
+    )
     if json_out:
         _print_json(summary)
     else:
@@ -424,10 +501,13 @@ def schema() -> None:
 @_command()
 def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    fix: Annotated[bool, typer.Option(
-        "--fix", help="Mount bpffs and tracefs where they are missing (root).")] = False,
-    object_path: Annotated[str | None, typer.Option(
-        "--object", help="BPF object to check [default: the one `make` builds]")] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Mount bpffs and tracefs where they are missing (root).")
+    ] = False,
+    object_path: Annotated[
+        str | None,
+        typer.Option("--object", help="BPF object to check [default: the one `make` builds]"),
+    ] = None,
 ) -> None:
     """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
     with a fix for each problem; exits 4 when anything FAILs."""
@@ -440,19 +520,24 @@ def doctor(
     else:
         print(render_table(report))
     if not report.ok:
-        raise MissingError(f"doctor: {len(report.failed)} check(s) failed: "
-                           f"{', '.join(report.failed)}")
+        raise MissingError(
+            f"doctor: {len(report.failed)} check(s) failed: {', '.join(report.failed)}"
+        )
 
 
 @_command()
 def serve(
-    address: Annotated[str, typer.Option(
-        "--address", help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    address: Annotated[
+        str, typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 9464,
-    attach_too: Annotated[bool, typer.Option(
-        "--attach", help="Load and attach an instance first; remove it on exit.")] = False,
-    object_path: Annotated[str | None, typer.Option(
-        "--object", help="BPF object for --attach [default: the one `make` builds]")] = None,
+    attach_too: Annotated[
+        bool, typer.Option("--attach", help="Load and attach an instance first; remove it on exit.")
+    ] = False,
+    object_path: Annotated[
+        str | None,
+        typer.Option("--object", help="BPF object for --attach [default: the one `make` builds]"),
+    ] = None,
 ) -> None:
     """Serve the counters as Prometheus metrics over HTTP, read at scrape time."""
     from .exporter import serve_forever

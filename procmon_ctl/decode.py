@@ -58,15 +58,23 @@ def decode_event(record: bytes | memoryview) -> Event:
 
 def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     """The record that starts at `offset` of `buf`, read in place (no slice)."""
-    (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, _pad,
-     comm) = _unpack_event(buf, offset)
+    (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, _pad, comm) = (
+        _unpack_event(buf, offset)
+    )
     name = TYPE_NAMES.get(etype, str(etype))
     filename = None
     if etype == EVENT_EXEC:
         filename = _cstr(_unpack_filename(buf, offset + PROCESS_EVENT.size)[0])
     is_exit = etype == EVENT_EXIT
     return Event(
-        name, ts, pid, tgid, ppid, uid, _cstr(comm), bool(flags & EVENT_FLAG_THREAD),
+        name,
+        ts,
+        pid,
+        tgid,
+        ppid,
+        uid,
+        _cstr(comm),
+        bool(flags & EVENT_FLAG_THREAD),
         filename,
         code if is_exit else None,
         sig if is_exit else None,
@@ -125,8 +133,10 @@ def _shared_json(key: tuple[bytes, int, bytes]) -> str:
         _shared_cache.clear()
     ppid_uid, flags, comm = key
     text = _shared_cache[key] = _SHARED_JSON % (
-        *_PPID_UID.unpack(ppid_uid), _comm_json(comm),
-        "true" if flags & EVENT_FLAG_THREAD else "false")
+        *_PPID_UID.unpack(ppid_uid),
+        _comm_json(comm),
+        "true" if flags & EVENT_FLAG_THREAD else "false",
+    )
     return text
 
 
@@ -137,14 +147,19 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
     The hot path of `events --json`, same text as event_json(decode_event(...)):
     per record one unpack, one dict lookup and one format of its own numbers."""
     unpack, unpack_name, cache, shared_json = (
-        _RECORD.unpack_from, _unpack_filename, _shared_cache, _shared_json)
+        _RECORD.unpack_from,
+        _unpack_filename,
+        _shared_cache,
+        _shared_json,
+    )
     gap_t = _GAP_JSON
     name_off = PROCESS_EVENT.size
     fork, exit_, exec_ = EVENT_FORK, EVENT_EXIT, EVENT_EXEC  # locals: no global lookups
     append = lines.append
     for off in offsets:
-        (ts, duration, etype, pid, tgid, ppid_uid, code, sig, dropped, flags,
-         comm) = unpack(buf, off)
+        (ts, duration, etype, pid, tgid, ppid_uid, code, sig, dropped, flags, comm) = unpack(
+            buf, off
+        )
         if dropped:
             append(gap_t % dropped)
         key = (ppid_uid, flags, comm)
@@ -153,12 +168,16 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
         if etype == fork:
             append(f'{{"type":"fork","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
         elif etype == exit_:
-            append(f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
-                   f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}')
+            append(
+                f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}'
+            )
         elif etype == exec_:
             filename = encode_basestring(_cstr(unpack_name(buf, off + name_off)[0]))
-            append(f'{{"type":"exec","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
-                   f'"filename":{filename}}}')
+            append(
+                f'{{"type":"exec","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f'"filename":{filename}}}'
+            )
         else:
             append(event_json(decode_at(buf, off)))
 

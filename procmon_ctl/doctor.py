@@ -77,36 +77,51 @@ def read_kernel_config() -> tuple[str | None, dict[str, str]]:
 def check_kernel_config() -> list[DoctorCheck]:
     source, config = read_kernel_config()
     if source is None:
-        return [_check(
-            "kernel config", "WARN",
-            f"neither /proc/config.gz nor /boot/config-{kernel_release()} is readable; "
-            "the BTF and tracepoint checks below still test the kernel itself",
-            "modprobe configs (gives /proc/config.gz), or install the kernel's config file",
-        )]
+        return [
+            _check(
+                "kernel config",
+                "WARN",
+                f"neither /proc/config.gz nor /boot/config-{kernel_release()} is readable; "
+                "the BTF and tracepoint checks below still test the kernel itself",
+                "modprobe configs (gives /proc/config.gz), or install the kernel's config file",
+            )
+        ]
     checks = []
     for option, why in REQUIRED_CONFIG.items():
         value = config.get(option)
         if value in ("y", "m"):
             checks.append(_check(option, "PASS", f"={value} ({source})"))
         else:
-            checks.append(_check(
-                option, "FAIL", f"not set in {source}: needed for {why}",
-                f"use a kernel built with {option}=y (most distribution kernels are)",
-            ))
+            checks.append(
+                _check(
+                    option,
+                    "FAIL",
+                    f"not set in {source}: needed for {why}",
+                    f"use a kernel built with {option}=y (most distribution kernels are)",
+                )
+            )
     sched = config.get("CONFIG_SCHED_TRACER")
-    checks.append(_check(
-        "CONFIG_SCHED_TRACER", "INFO",
-        f"={sched}" if sched else "not set: not needed, the sched_process_* tracepoints "
-        "exist without it",
-    ))
+    checks.append(
+        _check(
+            "CONFIG_SCHED_TRACER",
+            "INFO",
+            f"={sched}"
+            if sched
+            else "not set: not needed, the sched_process_* tracepoints exist without it",
+        )
+    )
     return checks
 
 
 def check_btf() -> DoctorCheck:
     if BTF_VMLINUX.is_file():
         return _check("kernel BTF", "PASS", str(BTF_VMLINUX))
-    return _check("kernel BTF", "FAIL", f"{BTF_VMLINUX} is missing",
-                  "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+    return _check(
+        "kernel BTF",
+        "FAIL",
+        f"{BTF_VMLINUX} is missing",
+        "use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+    )
 
 
 def _filesystems() -> set[str]:
@@ -117,23 +132,36 @@ def _filesystems() -> set[str]:
         return set()
 
 
-def check_mount(name: str, fstype: str, point: Path, ensure: Callable[[], bool],
-                fix: bool) -> DoctorCheck:
+def check_mount(
+    name: str, fstype: str, point: Path, ensure: Callable[[], bool], fix: bool
+) -> DoctorCheck:
     cmd = f"mount -t {fstype} {fstype} {point}"
     if is_mounted(point, fstype):
         return _check(name, "PASS", f"mounted at {point}")
     if fstype not in _filesystems():
-        return _check(name, "FAIL", f"the kernel does not know the {fstype} filesystem",
-                      f"use a kernel with {fstype} support")
+        return _check(
+            name,
+            "FAIL",
+            f"the kernel does not know the {fstype} filesystem",
+            f"use a kernel with {fstype} support",
+        )
     if fix:
         try:
             ensure()
         except ProcmonError as err:
-            return _check(name, "FAIL", f"not mounted at {point}; --fix failed: {err.message}",
-                          f"as root: {cmd}")
+            return _check(
+                name,
+                "FAIL",
+                f"not mounted at {point}; --fix failed: {err.message}",
+                f"as root: {cmd}",
+            )
         return _check(name, "PASS", f"mounted at {point} (by --fix)")
-    return _check(name, "WARN", f"not mounted at {point} (`load` mounts it when run as root)",
-                  f"procmon-ctl doctor --fix, or as root: {cmd}")
+    return _check(
+        name,
+        "WARN",
+        f"not mounted at {point} (`load` mounts it when run as root)",
+        f"procmon-ctl doctor --fix, or as root: {cmd}",
+    )
 
 
 def _is_dir(path: Path) -> bool:
@@ -156,8 +184,11 @@ def check_tracepoints() -> DoctorCheck:
     so BTF decides.  tracefs lists the same tracepoints by name when it is mounted."""
     in_btf = _btf_has([f"btf_trace_{tp}" for tp in TRACEPOINTS])
     events = TRACEFS_ROOT / "events" / "sched"
-    in_tracefs = ({tp: _is_dir(events / tp) for tp in TRACEPOINTS}
-                  if is_mounted(TRACEFS_ROOT, "tracefs") else {})
+    in_tracefs = (
+        {tp: _is_dir(events / tp) for tp in TRACEPOINTS}
+        if is_mounted(TRACEFS_ROOT, "tracefs")
+        else {}
+    )
     found_in = []
     if in_btf and all(in_btf.values()):
         found_in.append("kernel BTF")
@@ -168,20 +199,27 @@ def check_tracepoints() -> DoctorCheck:
     elif in_tracefs:
         missing = [tp for tp in TRACEPOINTS if not in_tracefs[tp]]
     else:
-        return _check("tracepoints", "FAIL",
-                      "cannot check: no kernel BTF and tracefs is not mounted (or not readable)",
-                      "use a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y); mount tracefs")
+        return _check(
+            "tracepoints",
+            "FAIL",
+            "cannot check: no kernel BTF and tracefs is not mounted (or not readable)",
+            "use a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y); mount tracefs",
+        )
     if missing:
-        return _check("tracepoints", "FAIL",
-                      f"not in {'kernel BTF' if in_btf else events}: {', '.join(missing)}",
-                      "use a kernel with CONFIG_TRACEPOINTS=y and BTF (5.5 or later)")
+        return _check(
+            "tracepoints",
+            "FAIL",
+            f"not in {'kernel BTF' if in_btf else events}: {', '.join(missing)}",
+            "use a kernel with CONFIG_TRACEPOINTS=y and BTF (5.5 or later)",
+        )
     return _check("tracepoints", "PASS", f"{', '.join(TRACEPOINTS)} (in {' and '.join(found_in)})")
 
 
 def _first_line(argv: list[str]) -> str | None:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10,
-                             env={**os.environ, "LC_ALL": "C"})
+        out = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (out.stdout or out.stderr).strip().splitlines()
@@ -191,12 +229,20 @@ def _first_line(argv: list[str]) -> str | None:
 def check_bpftool() -> DoctorCheck:
     path = shutil.which("bpftool")
     if not path:
-        return _check("bpftool", "FAIL", "not found in PATH",
-                      "apt-get install bpftool (or run `make`); as root, /usr/sbin must be in PATH")
+        return _check(
+            "bpftool",
+            "FAIL",
+            "not found in PATH",
+            "apt-get install bpftool (or run `make`); as root, /usr/sbin must be in PATH",
+        )
     version = _first_line([path, "version"])
     if version is None:
-        return _check("bpftool", "FAIL", f"{path} does not run (`bpftool version` failed)",
-                      "reinstall it: apt-get install --reinstall bpftool")
+        return _check(
+            "bpftool",
+            "FAIL",
+            f"{path} does not run (`bpftool version` failed)",
+            "reinstall it: apt-get install --reinstall bpftool",
+        )
     # "bpftool v7.1.0" (older ones print the path they were run as first).
     from . import bpftool
     from .errors import ProcmonError
@@ -205,8 +251,11 @@ def check_bpftool() -> DoctorCheck:
         own = bpftool.can_attach_tracing()
     except ProcmonError:
         own = False
-    how = ("can attach tracing programs itself" if own else
-           "cannot attach tracing programs (no autoattach): `attach` uses libbpf")
+    how = (
+        "can attach tracing programs itself"
+        if own
+        else "cannot attach tracing programs (no autoattach): `attach` uses libbpf"
+    )
     return _check("bpftool", "PASS", f"{path} {version.split()[-1]}; {how}")
 
 
@@ -214,8 +263,12 @@ def check_libbpf() -> DoctorCheck:
     try:
         lib = ctypes.CDLL("libbpf.so.1")
     except OSError:
-        return _check("libbpf", "FAIL", "libbpf.so.1 not found (needed by `attach`)",
-                      "apt-get install libbpf1 (or run `make`)")
+        return _check(
+            "libbpf",
+            "FAIL",
+            "libbpf.so.1 not found (needed by `attach`)",
+            "apt-get install libbpf1 (or run `make`)",
+        )
     fn = getattr(lib, "libbpf_version_string", None)
     version = ""
     if fn is not None:
@@ -227,8 +280,12 @@ def check_libbpf() -> DoctorCheck:
 def check_clang() -> DoctorCheck:
     path = shutil.which("clang")
     if not path:
-        return _check("clang", "WARN", "not found: needed only to build the BPF object",
-                      "apt-get install clang llvm (or run `make`)")
+        return _check(
+            "clang",
+            "WARN",
+            "not found: needed only to build the BPF object",
+            "apt-get install clang llvm (or run `make`)",
+        )
     version = _first_line([path, "--version"])
     return _check("clang", "PASS", f"{path} ({version or 'version unknown'})")
 
@@ -246,19 +303,33 @@ def effective_caps() -> int | None:
 
 def check_privileges() -> DoctorCheck:
     caps = effective_caps()
-    have = {name: caps is not None and bool(caps >> bit & 1)
-            for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON),
-                              ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))}
-    held = ", ".join(n for n, ok in have.items() if ok) or "none of CAP_BPF, CAP_PERFMON, " \
-        "CAP_SYS_ADMIN"
+    have = {
+        name: caps is not None and bool(caps >> bit & 1)
+        for name, bit in (
+            ("CAP_BPF", CAP_BPF),
+            ("CAP_PERFMON", CAP_PERFMON),
+            ("CAP_SYS_ADMIN", CAP_SYS_ADMIN),
+        )
+    }
+    held = (
+        ", ".join(n for n, ok in have.items() if ok)
+        or "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN"
+    )
     if os.geteuid() != 0:
-        return _check("root", "FAIL", f"running as uid {os.geteuid()}, not root",
-                      "run procmon-ctl as root (sudo)")
+        return _check(
+            "root",
+            "FAIL",
+            f"running as uid {os.geteuid()}, not root",
+            "run procmon-ctl as root (sudo)",
+        )
     if not (have["CAP_SYS_ADMIN"] or (have["CAP_BPF"] and have["CAP_PERFMON"])):
-        return _check("root", "FAIL", f"root, but the effective capabilities lack "
-                      f"CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN (held: {held})",
-                      "run outside the restricted container/service, or grant CAP_BPF, "
-                      "CAP_PERFMON")
+        return _check(
+            "root",
+            "FAIL",
+            f"root, but the effective capabilities lack "
+            f"CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN (held: {held})",
+            "run outside the restricted container/service, or grant CAP_BPF, CAP_PERFMON",
+        )
     return _check("root", "PASS", f"uid 0 with {held}")
 
 
@@ -274,8 +345,12 @@ def check_unprivileged_bpf() -> DoctorCheck:
         "2": "bpf() is root-only (admin may relax it); procmon-ctl needs root either way",
     }.get(value, "unknown value")
     if value == "0":
-        return _check("kernel.unprivileged_bpf_disabled", "WARN", f"= 0: {meaning}",
-                      "harden: sysctl -w kernel.unprivileged_bpf_disabled=2")
+        return _check(
+            "kernel.unprivileged_bpf_disabled",
+            "WARN",
+            f"= 0: {meaning}",
+            "harden: sysctl -w kernel.unprivileged_bpf_disabled=2",
+        )
     return _check("kernel.unprivileged_bpf_disabled", "PASS", f"= {value}: {meaning}")
 
 
@@ -287,16 +362,22 @@ def check_memlock() -> DoctorCheck:
     soft, _hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     text = _limit_text(soft)
     if kernel_version() >= MEMCG_ACCOUNTING:
-        return _check("memlock limit", "INFO",
-                      f"{text}; not used for BPF memory on kernel {kernel_release()} "
-                      "(5.11+ charges it to the memory cgroup)")
+        return _check(
+            "memlock limit",
+            "INFO",
+            f"{text}; not used for BPF memory on kernel {kernel_release()} "
+            "(5.11+ charges it to the memory cgroup)",
+        )
     if soft == resource.RLIM_INFINITY or soft >= MEMLOCK_NEEDED:
         return _check("memlock limit", "PASS", text)
     # Seen on Debian 11's 5.10 with a 64 KiB limit: load works all the same.
-    return _check("memlock limit", "INFO",
-                  f"{text}: a kernel before 5.11 counts BPF maps against RLIMIT_MEMLOCK, "
-                  "but libbpf 1.x (in bpftool and procmon-ctl) raises it for itself as root; "
-                  "the load check below proves it")
+    return _check(
+        "memlock limit",
+        "INFO",
+        f"{text}: a kernel before 5.11 counts BPF maps against RLIMIT_MEMLOCK, "
+        "but libbpf 1.x (in bpftool and procmon-ctl) raises it for itself as root; "
+        "the load check below proves it",
+    )
 
 
 def check_object(explicit: str | None = None) -> DoctorCheck:
@@ -308,10 +389,14 @@ def check_object(explicit: str | None = None) -> DoctorCheck:
         fix = "run `make`" if "make" in err.message else "give --object the .bpf.o `make` builds"
         return _check("BPF object", "FAIL", err.message, fix)
     source = Path(__file__).resolve().parent.parent / "bpf" / "process_monitor.bpf.c"
-    if path == PACKAGED_OBJECT and source.exists() and \
-            source.stat().st_mtime > path.stat().st_mtime:
-        return _check("BPF object", "WARN", f"{path} is older than {source}",
-                      "run `make` to rebuild it")
+    if (
+        path == PACKAGED_OBJECT
+        and source.exists()
+        and source.stat().st_mtime > path.stat().st_mtime
+    ):
+        return _check(
+            "BPF object", "WARN", f"{path} is older than {source}", "run `make` to rebuild it"
+        )
     return _check("BPF object", "PASS", f"{path} (an eBPF ELF object)")
 
 
@@ -322,8 +407,12 @@ def check_kernel_features() -> DoctorCheck:
         return _check("kernel features", "INFO", "not probed: the probes need root")
     lacking = features.missing()
     if lacking:
-        return _check("kernel features", "FAIL", lacking[0].missing(),
-                      f"boot Linux {features.MINIMUM_KERNEL} or later with BTF")
+        return _check(
+            "kernel features",
+            "FAIL",
+            lacking[0].missing(),
+            f"boot Linux {features.MINIMUM_KERNEL} or later with BTF",
+        )
     names = ", ".join(f.name.split(" (")[0] for f in features.REQUIRED)
     return _check("kernel features", "PASS", f"{names} (Linux {features.MINIMUM_KERNEL}+)")
 
@@ -345,12 +434,21 @@ def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorC
     if object_check.status == "FAIL":
         return _check(name, "INFO", "not tried: no BPF object to load (see above)")
     # `load` mounts what is missing; doctor mounts only when asked to (--fix).
-    unmounted = [f"{name} at {point}" for name, fstype, point in
-                 (("bpffs", "bpf", BPFFS_ROOT), ("tracefs", "tracefs", TRACEFS_ROOT))
-                 if not is_mounted(point, fstype)]
+    unmounted = [
+        f"{name} at {point}"
+        for name, fstype, point in (
+            ("bpffs", "bpf", BPFFS_ROOT),
+            ("tracefs", "tracefs", TRACEFS_ROOT),
+        )
+        if not is_mounted(point, fstype)
+    ]
     if unmounted:
-        return _check(name, "WARN", f"not tried: {' and '.join(unmounted)} not mounted",
-                      "procmon-ctl doctor --fix (mounts them, then tries)")
+        return _check(
+            name,
+            "WARN",
+            f"not tried: {' and '.join(unmounted)} not mounted",
+            "procmon-ctl doctor --fix (mounts them, then tries)",
+        )
     obj = find_object(explicit)
     layout = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{os.getpid()}")
     try:
@@ -358,25 +456,36 @@ def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorC
         try_attach(layout)
     except ProcmonError as err:
         # A rejected program's log is not shown here: `load` prints it.
-        return _check(name, "FAIL", getattr(err, "summary", err.message),
-                      "use a kernel of the README's table, or report this line with "
-                      "`procmon-ctl doctor --json` and `uname -r`")
+        return _check(
+            name,
+            "FAIL",
+            getattr(err, "summary", err.message),
+            "use a kernel of the README's table, or report this line with "
+            "`procmon-ctl doctor --json` and `uname -r`",
+        )
     finally:
         remove_pins(layout)
         for lock in layout.lock_paths():
             lock.unlink(missing_ok=True)
-    return _check(name, "PASS", f"{obj.name}: the verifier accepted every program, and "
-                  "each attached (then all removed again)")
+    return _check(
+        name,
+        "PASS",
+        f"{obj.name}: the verifier accepted every program, and "
+        "each attached (then all removed again)",
+    )
 
 
 def check_json_formatter() -> DoctorCheck:
     from . import json_native
 
     if json_native.library() is None:
-        return _check("JSON formatter", "WARN",
-                      f"{json_native.LIBRARY} not built: `events --json` uses the Python "
-                      "formatter (same output, several times the CPU per event)",
-                      "run `make`")
+        return _check(
+            "JSON formatter",
+            "WARN",
+            f"{json_native.LIBRARY} not built: `events --json` uses the Python "
+            "formatter (same output, several times the CPU per event)",
+            "run `make`",
+        )
     return _check("JSON formatter", "PASS", f"{json_native.LIBRARY} (C)")
 
 
@@ -391,11 +500,17 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     ]
     checks += mounts
     checks.append(check_tracepoints())
-    checks += [check_bpftool(), check_libbpf(), check_clang(), check_privileges(),
-               check_unprivileged_bpf(), check_memlock(), check_kernel_features()]
+    checks += [
+        check_bpftool(),
+        check_libbpf(),
+        check_clang(),
+        check_privileges(),
+        check_unprivileged_bpf(),
+        check_memlock(),
+        check_kernel_features(),
+    ]
     object_check = check_object(object_path)
-    checks += [object_check, check_trial_load(object_check, object_path),
-               check_json_formatter()]
+    checks += [object_check, check_trial_load(object_check, object_path), check_json_formatter()]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)
 

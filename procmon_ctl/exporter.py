@@ -30,17 +30,21 @@ DEFAULT_PORT = 9464
 
 # counter key name -> (metric name without _total, help)
 COUNTER_METRICS = {
-    "processes": ("procmon_processes_created",
-                  "New processes seen by the fork program (threads excluded)."),
-    "threads": ("procmon_threads_created",
-                "New threads seen by the fork program (clone with CLONE_THREAD)."),
+    "processes": (
+        "procmon_processes_created",
+        "New processes seen by the fork program (threads excluded).",
+    ),
+    "threads": (
+        "procmon_threads_created",
+        "New threads seen by the fork program (clone with CLONE_THREAD).",
+    ),
     "execs": ("procmon_execs", "Successful execs seen by the exec program."),
-    "exits": ("procmon_exits",
-              "Processes that ended (the last thread of the group exited)."),
-    "produced": ("procmon_events_produced",
-                 "Events the programs tried to put in the ring buffer (dropped included)."),
-    "dropped": ("procmon_events_dropped",
-                "Events lost because the ring buffer was full."),
+    "exits": ("procmon_exits", "Processes that ended (the last thread of the group exited)."),
+    "produced": (
+        "procmon_events_produced",
+        "Events the programs tried to put in the ring buffer (dropped included).",
+    ),
+    "dropped": ("procmon_events_dropped", "Events lost because the ring buffer was full."),
 }
 _KEYS = range(len(COUNTER_NAMES))
 
@@ -74,12 +78,15 @@ class ProcmonCollector(Collector):
             except libbpf.LibbpfError:
                 counters = None  # unloaded between the check and the read
         loaded = GaugeMetricFamily(
-            "procmon_loaded", "Whether the BPF programs and maps are loaded (1) or not (0).")
+            "procmon_loaded", "Whether the BPF programs and maps are loaded (1) or not (0)."
+        )
         loaded.add_metric([], 1 if counters is not None else 0)
         yield loaded
         attached = GaugeMetricFamily(
-            "procmon_attached", "Whether the program for this tracepoint is attached (1) "
-            "or not (0).", labels=["program"])
+            "procmon_attached",
+            "Whether the program for this tracepoint is attached (1) or not (0).",
+            labels=["program"],
+        )
         for event in PROGRAMS:
             attached.add_metric([event], 1 if self.layout.link(event).exists() else 0)
         yield attached
@@ -118,12 +125,15 @@ def metrics_server(registry: CollectorRegistry, address: str, port: int) -> Iter
     try:
         httpd, thread = start_http_server(port, addr=address, registry=registry)
     except socket.gaierror as err:
-        raise UsageError(f"--address {address!r} is not an address to listen on: "
-                         f"{err.strerror}") from None
+        raise UsageError(
+            f"--address {address!r} is not an address to listen on: {err.strerror}"
+        ) from None
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            raise StateError(f"port {port} on {address} is already in use: stop what listens "
-                             "there or choose another --port") from None
+            raise StateError(
+                f"port {port} on {address} is already in use: stop what listens "
+                "there or choose another --port"
+            ) from None
         if err.errno == errno.EADDRNOTAVAIL:
             raise UsageError(f"--address {address} is not an address of this host") from None
         raise StateError(f"cannot listen on {address}:{port}: {err.strerror}") from None
@@ -137,8 +147,9 @@ def metrics_server(registry: CollectorRegistry, address: str, port: int) -> Iter
         thread.join(timeout=5)
 
 
-def serve_forever(layout: PinLayout, address: str, port: int, attach_obj: Path | None,
-                  announce) -> None:
+def serve_forever(
+    layout: PinLayout, address: str, port: int, attach_obj: Path | None, announce
+) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
     With attach_obj, load and attach an instance first and remove it on the way out."""
     require_root("reading BPF maps")
@@ -157,8 +168,10 @@ def serve_forever(layout: PinLayout, address: str, port: int, attach_obj: Path |
             "`procmon-ctl unload` it first"
         )
     # Listen first: a busy port should fail before anything is loaded.
-    with metrics_server(registry, address, port) as url, \
-            temporary_instance(layout, attach_obj, list(PROGRAMS), None):
+    with (
+        metrics_server(registry, address, port) as url,
+        temporary_instance(layout, attach_obj, list(PROGRAMS), None),
+    ):
         announce(f"loaded and attached at {layout.root}; serving at {url}")
         _wait()
 

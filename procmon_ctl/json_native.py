@@ -40,8 +40,10 @@ class PmBatch(ctypes.Structure):
 
 _SIGNATURES = {
     # name: (argtypes, restype)
-    "pm_json_lines": ([c_void_p, c_uint64, c_void_p, c_uint64, POINTER(c_char), c_uint64,
-                       POINTER(PmBatch)], None),
+    "pm_json_lines": (
+        [c_void_p, c_uint64, c_void_p, c_uint64, POINTER(c_char), c_uint64, POINTER(PmBatch)],
+        None,
+    ),
     "pm_ring_map": ([c_int, c_uint64], c_void_p),
     "pm_ring_unmap": ([c_void_p, c_uint64], c_int),
     "pm_page_size": ([], c_long),
@@ -82,8 +84,15 @@ class JsonLineFormatter:
     def format(self, pos: int, max_records: int) -> Batch:
         b = self._batch
         b.pos = pos
-        self._lib.pm_json_lines(self._data, self._mask, self._producer, max_records,
-                                self._out, OUTPUT_BYTES, ctypes.byref(b))
+        self._lib.pm_json_lines(
+            self._data,
+            self._mask,
+            self._producer,
+            max_records,
+            self._out,
+            OUTPUT_BYTES,
+            ctypes.byref(b),
+        )
         # Only ASCII is written here (anything else goes back to Python).
         text = ctypes.string_at(self._out, b.out_len).decode("ascii")
         return Batch(text, b.records, b.pos, b.stop)

@@ -93,6 +93,7 @@ def map_info(fd: int) -> BpfMapInfo:
 def possible_cpus() -> int:
     return _lib().libbpf_num_possible_cpus()
 
+
 def percpu_array_sums(fd: int, keys: range) -> list[int]:
     """Sum of every CPU's u64 for each key of a per-CPU array: one syscall per key."""
     ncpu = possible_cpus()
@@ -118,6 +119,7 @@ def kernel_has_helper(prog_type: int, helper: int) -> bool:
 
 def is_not_found(err: LibbpfError) -> bool:
     return err.errno == errno_mod.ENOENT
+
 
 def is_permission(err: LibbpfError) -> bool:
     return err.errno in (errno_mod.EPERM, errno_mod.EACCES)

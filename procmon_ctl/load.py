@@ -116,9 +116,23 @@ def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
         # bpftool cannot resize a map at load, but it can reuse one we made.
         # No dot in the name: bpffs refuses pins with dots (EPERM, "reserved").
         staging = layout.root / "ring_staging"
-        bpftool.run("map", "create", str(staging), "type", "ringbuf", "key", "0", "value",
-                    "0", "entries", str(ring_size), "name", "events",
-                    what="creating the ring buffer", as_json=False)
+        bpftool.run(
+            "map",
+            "create",
+            str(staging),
+            "type",
+            "ringbuf",
+            "key",
+            "0",
+            "value",
+            "0",
+            "entries",
+            str(ring_size),
+            "name",
+            "events",
+            what="creating the ring buffer",
+            as_json=False,
+        )
         args = ["map", "name", "events", "pinned", str(staging)]
     try:
         bpftool.prog_loadall(obj, layout.progs_dir, layout.maps_dir, *args)

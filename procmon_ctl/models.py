@@ -187,7 +187,8 @@ class DoctorCheck(_Model):
 
     name: str
     status: Literal["PASS", "WARN", "FAIL", "INFO"] = Field(
-        description="FAIL: procmon-ctl cannot work until fixed; WARN: it copes; INFO: a fact")
+        description="FAIL: procmon-ctl cannot work until fixed; WARN: it copes; INFO: a fact"
+    )
     detail: str
     fix: str | None = Field(None, description="what to do about a FAIL or WARN")
 

@@ -1,8 +1,8 @@
 """The pin layout: where every program, map and link of one instance lives in bpffs.
 
-    <pin dir>/progs/handle_fork   programs, pinned by `bpftool prog loadall`
-    <pin dir>/maps/events         maps, pinned by `pinmaps`
-    <pin dir>/links/fork          links, pinned by `procmon-ctl attach`
+<pin dir>/progs/handle_fork   programs, pinned by `bpftool prog loadall`
+<pin dir>/maps/events         maps, pinned by `pinmaps`
+<pin dir>/links/fork          links, pinned by `procmon-ctl attach`
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ class PinLayout:
             except FileNotFoundError:
                 continue
             if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-                raise StateError(f"{path} is not a directory: remove it or choose another "
-                                 "--pin-dir")
+                raise StateError(
+                    f"{path} is not a directory: remove it or choose another --pin-dir"
+                )
             if st.st_uid != 0:
                 raise StateError(
                     f"{path} belongs to uid {st.st_uid}, not root: someone else made it; "
@@ -113,7 +114,8 @@ class PinLayout:
     def is_complete(self) -> bool:
         """Every program and map pinned: what a finished `load` leaves."""
         return all(self.prog(e).exists() for e in PROGRAMS) and all(
-            self.map(m).exists() for m in MAPS)
+            self.map(m).exists() for m in MAPS
+        )
 
     def attached_events(self) -> list[str]:
         return [event for event in PROGRAMS if self.link(event).exists()]

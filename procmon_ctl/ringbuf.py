@@ -48,16 +48,18 @@ class RingBufferReader:
             page = mmap.PAGESIZE
             self.size = info.max_entries
             self._mask = self.size - 1
-            self._consumer = mmap.mmap(self._fd, page, mmap.MAP_SHARED,
-                                       mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            self._consumer = mmap.mmap(
+                self._fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0
+            )
             # The kernel reads this word while we write it, so it must change in one
             # store: struct.pack_into zeroes the bytes first and then writes them one
             # by one, and a reservation that saw the passing 0 found the ring "full"
             # and dropped its record (measured: the drops of the thread storms).
             self._consumer_word = ctypes.c_uint64.from_buffer(self._consumer)
             # The data area is mapped twice in a row so a record that wraps reads straight.
-            self._data = mmap.mmap(self._fd, page + 2 * self.size, mmap.MAP_SHARED,
-                                   mmap.PROT_READ, offset=page)
+            self._data = mmap.mmap(
+                self._fd, page + 2 * self.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
+            )
             self._view = memoryview(self._data)
             self._page = page
             self._epoll = select.epoll()

@@ -31,8 +31,9 @@ def private_pin_dir(explicit: str | None) -> str:
 
 
 @contextmanager
-def temporary_instance(layout: PinLayout, obj: Path, events: list[str],
-                       ring_size: int | None) -> Iterator[None]:
+def temporary_instance(
+    layout: PinLayout, obj: Path, events: list[str], ring_size: int | None
+) -> Iterator[None]:
     load(layout, obj, ring_size)
     try:
         attach(layout, events)
@@ -42,14 +43,26 @@ def temporary_instance(layout: PinLayout, obj: Path, events: list[str],
             remove_pins(layout)
 
 
-def run_monitor(layout: PinLayout, obj: Path, events: list[str], ring_size: int | None,
-                opts: StreamOptions, out: TextIO) -> int:
+def run_monitor(
+    layout: PinLayout,
+    obj: Path,
+    events: list[str],
+    ring_size: int | None,
+    opts: StreamOptions,
+    out: TextIO,
+) -> int:
     with temporary_instance(layout, obj, events, ring_size):
         return follow(layout, opts, out)
 
 
-def run_command(layout: PinLayout, obj: Path, argv: list[str], ring_size: int | None,
-                filters: Filters, live: TextIO | None) -> RunSummary:
+def run_command(
+    layout: PinLayout,
+    obj: Path,
+    argv: list[str],
+    ring_size: int | None,
+    filters: Filters,
+    live: TextIO | None,
+) -> RunSummary:
     """Run argv under a private instance; return what its process tree did."""
     rows = ProcessRows()
     names: Counter[str] = Counter()
@@ -58,8 +71,10 @@ def run_command(layout: PinLayout, obj: Path, argv: list[str], ring_size: int | 
     lifetimes: list[RunLifetime] = []
     shown_names: dict[int, str] = {}
     t0 = time.monotonic()
-    with temporary_instance(layout, obj, ["fork", "exec", "exit"], ring_size), \
-            open_reader(layout, threads=False, from_now=True) as reader:
+    with (
+        temporary_instance(layout, obj, ["fork", "exec", "exit"], ring_size),
+        open_reader(layout, threads=False, from_now=True) as reader,
+    ):
         try:
             child = subprocess.Popen(argv)
         except OSError as err:
@@ -78,8 +93,11 @@ def run_command(layout: PinLayout, obj: Path, argv: list[str], ring_size: int | 
                     name = shown_names.get(e.tgid, e.comm)
                     lifetimes.append(RunLifetime(pid=e.tgid, comm=name, duration_ns=e.duration_ns))
                     if e.exit_code or e.exit_signal:
-                        failed.append(RunExit(pid=e.tgid, comm=name, exit_code=e.exit_code,
-                                              signal=e.exit_signal))
+                        failed.append(
+                            RunExit(
+                                pid=e.tgid, comm=name, exit_code=e.exit_code, signal=e.exit_signal
+                            )
+                        )
                 for r in rows.feed(e):
                     started += 1
                     names[r.comm] += 1
@@ -112,18 +130,23 @@ def run_command(layout: PinLayout, obj: Path, argv: list[str], ring_size: int | 
 
 
 def summary_text(s: RunSummary) -> str:
-    lines = [f"{' '.join(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
-             f"started in {render.duration_text(s.wall_ns)}"]
+    lines = [
+        f"{' '.join(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
+        f"started in {render.duration_text(s.wall_ns)}"
+    ]
     if s.by_name:
-        lines.append("  by name: " + ", ".join(
-            f"{render.printable(n)} x{c}" for n, c in s.by_name.items()))
+        lines.append(
+            "  by name: " + ", ".join(f"{render.printable(n)} x{c}" for n, c in s.by_name.items())
+        )
     for f in s.failed:
         how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
         lines.append(f"  failed: {render.printable(f.comm)} (pid {f.pid}): {how}")
     if s.longest:
         top = s.longest[0]
-        lines.append(f"  longest-lived: {render.printable(top.comm)} (pid {top.pid}) "
-                     f"{render.duration_text(top.duration_ns)}")
+        lines.append(
+            f"  longest-lived: {render.printable(top.comm)} (pid {top.pid}) "
+            f"{render.duration_text(top.duration_ns)}"
+        )
     return "\n".join(lines)
 
 
@@ -133,5 +156,3 @@ def check_not_shared(layout: PinLayout) -> None:
             f"{layout.root} is already loaded: `run` makes its own instance; give another "
             "--pin-dir or leave it out"
         )
-
-

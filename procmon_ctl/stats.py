@@ -40,10 +40,16 @@ def read_status(layout: PinLayout) -> Status:
         prog_pin, link_pin = layout.prog(event), layout.link(event)
         prog_id = bpftool.prog_show(prog_pin).id if prog_pin.exists() else None
         link = bpftool.link_show(link_pin) if link_pin.exists() else None
-        programs.append(ProgramStatus(
-            event=event, pin=str(prog_pin), id=prog_id, attached=link is not None,
-            link_id=link.id if link else None, link_pin=str(link_pin) if link else None,
-        ))
+        programs.append(
+            ProgramStatus(
+                event=event,
+                pin=str(prog_pin),
+                id=prog_id,
+                attached=link is not None,
+                link_id=link.id if link else None,
+                link_pin=str(link_pin) if link else None,
+            )
+        )
     maps, ring_size = {}, None
     for name in MAPS:
         if layout.map(name).exists():
@@ -52,6 +58,9 @@ def read_status(layout: PinLayout) -> Status:
             if name == "events":
                 ring_size = info.max_entries
     return Status(
-        pin_dir=str(layout.root), loaded=layout.is_loaded(), programs=programs, maps=maps,
+        pin_dir=str(layout.root),
+        loaded=layout.is_loaded(),
+        programs=programs,
+        maps=maps,
         ring_size=ring_size,
     )

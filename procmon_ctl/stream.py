@@ -145,7 +145,7 @@ def descendants(root: int) -> set[int]:
                 stat = f.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(name))
     tree, todo = {root}, [root]
     while todo:
@@ -187,8 +187,20 @@ class ProcessRows:
         out = [self._show(held[1])] if held else []
         row = self.shown.pop(e.tgid, None)
         if row is not None and self.follow_exits:
-            out.append(Row(row.pid, row.tgid, row.ppid, row.uid, row.comm, row.filename,
-                           e.exit_code, e.exit_signal, e.duration_ns, exited=True))
+            out.append(
+                Row(
+                    row.pid,
+                    row.tgid,
+                    row.ppid,
+                    row.uid,
+                    row.comm,
+                    row.filename,
+                    e.exit_code,
+                    e.exit_signal,
+                    e.duration_ns,
+                    exited=True,
+                )
+            )
         return out
 
     def _show(self, row: Row) -> Row:
@@ -289,8 +301,9 @@ def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
     return emitted
 
 
-def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | None,
-                 out: TextIO) -> int:
+def _follow_json(
+    reader: RingBufferReader, deadline: float | None, limit: int | None, out: TextIO
+) -> int:
     """follow() for `--json` without filters: records straight to JSON lines, in C
     when the native formatter is built, else in Python (same text)."""
     lib = json_native.library()
@@ -301,7 +314,7 @@ def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | 
     emitted = 0
     for offsets in offset_batches(reader, deadline):
         if limit is not None and len(offsets) > limit - emitted:
-            del offsets[limit - emitted:]
+            del offsets[limit - emitted :]
         lines: list[str] = []
         json_lines(view, offsets, lines)
         if lines:
@@ -315,8 +328,13 @@ def _follow_json(reader: RingBufferReader, deadline: float | None, limit: int | 
     return emitted
 
 
-def _follow_json_native(reader: RingBufferReader, formatter: json_native.JsonLineFormatter,
-                        deadline: float | None, limit: int | None, out: TextIO) -> int:
+def _follow_json_native(
+    reader: RingBufferReader,
+    formatter: json_native.JsonLineFormatter,
+    deadline: float | None,
+    limit: int | None,
+    out: TextIO,
+) -> int:
     """_follow_json() with the C formatter: the same batching, polling and commit
     after write as offset_batches(), with no Python object per record."""
     view = reader.view

@@ -52,15 +52,17 @@ def main() -> int:
     env = {**os.environ, "PROCMON_PIN_DIR": pin_dir}
 
     def cli(*a: str) -> str:
-        return subprocess.run([*CLI, *a], env=env, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            [*CLI, *a], env=env, check=True, capture_output=True, text=True
+        ).stdout
 
     cli("load")
     try:
         cli("attach")
         flags = {"json": ["--json"], "table": [], "raw": ["--raw"]}[args.mode]
-        reader = subprocess.Popen([*CLI, "events", *flags, "--threads"], env=env,
-                                  stdout=subprocess.DEVNULL)
+        reader = subprocess.Popen(
+            [*CLI, "events", *flags, "--threads"], env=env, stdout=subprocess.DEVNULL
+        )
         time.sleep(1.0)  # start-up (imports, bpftool) is not the per-event cost
         cpu0 = cpu_seconds(reader.pid)
         s0 = json.loads(cli("stats", "--json"))
@@ -76,11 +78,15 @@ def main() -> int:
         subprocess.run([*CLI, "unload"], env=env, capture_output=True)
     delivered = (s1["produced"] - s0["produced"]) - (s1["dropped"] - s0["dropped"])
     cpu = cpu1 - cpu0
-    print(f"mode={args.mode} events={delivered} dropped={s1['dropped'] - s0['dropped']} "
-          f"reader_cpu={cpu:.3f}s wall={wall:.2f}s")
+    print(
+        f"mode={args.mode} events={delivered} dropped={s1['dropped'] - s0['dropped']} "
+        f"reader_cpu={cpu:.3f}s wall={wall:.2f}s"
+    )
     if cpu > 0:
-        print(f"events per reader CPU-second: {delivered / cpu:,.0f} "
-              f"({cpu / delivered * 1e6:.2f} us/event)")
+        print(
+            f"events per reader CPU-second: {delivered / cpu:,.0f} "
+            f"({cpu / delivered * 1e6:.2f} us/event)"
+        )
     return 0
 
 

@@ -111,11 +111,21 @@ class Cli:
         self.pin_dir = pin_dir
         self.env = {**os.environ, "PROCMON_PIN_DIR": str(pin_dir)}
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 60,
-                 env: dict | None = None, input: str | None = None):
+    def __call__(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 60,
+        env: dict | None = None,
+        input: str | None = None,
+    ):
         result = subprocess.run(
-            [*CLI, *args], capture_output=True, text=True, timeout=timeout,
-            env={**self.env, **(env or {})}, input=input,
+            [*CLI, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+            input=input,
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -182,7 +192,9 @@ def nobody_python() -> str | None:
     for exe in (sys.executable, "/usr/bin/python3"):
         r = subprocess.run(
             [*AS_NOBODY, exe, "-c", "import sys; print(tuple(sys.version_info[:2]))"],
-            capture_output=True, text=True, cwd="/",
+            capture_output=True,
+            text=True,
+            cwd="/",
         )
         if r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2])):
             return exe
@@ -190,8 +202,12 @@ def nobody_python() -> str | None:
 
 
 def nobody_env(**extra: str) -> dict:
-    return {"PATH": "/usr/sbin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}", **extra}
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": f"{ROOT}:{sysconfig.get_paths()['purelib']}",
+        **extra,
+    }
 
 
 def fork_processes(n: int) -> list[int]:
@@ -213,8 +229,9 @@ def build_program(tmp_path_factory, source: Path) -> Path:
     if cc is None:
         pytest.skip("no C compiler (make installs clang)")
     exe = tmp_path_factory.mktemp(source.stem) / source.stem
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", str(source), "-o", str(exe)],
-                   check=True)
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-Werror", "-pthread", str(source), "-o", str(exe)], check=True
+    )
     return exe
 
 
@@ -226,9 +243,25 @@ def build_bpf_object(tmp_path_factory, source: Path) -> Path:
         pytest.skip("clang not installed (make installs it)")
     obj = tmp_path_factory.mktemp(source.stem) / f"{source.stem}.o"
     arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-    subprocess.run([clang, "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{arch}",
-                    f"-I{ROOT / 'build'}", f"-I{ROOT / 'bpf'}", "-Wall", "-Werror",
-                    "-c", str(source), "-o", str(obj)], check=True)
+    subprocess.run(
+        [
+            clang,
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            f"-D__TARGET_ARCH_{arch}",
+            f"-I{ROOT / 'build'}",
+            f"-I{ROOT / 'bpf'}",
+            "-Wall",
+            "-Werror",
+            "-c",
+            str(source),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
     return obj
 
 

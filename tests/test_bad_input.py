@@ -101,18 +101,38 @@ STATE_CASES = [
     ("detach-before-load", "fresh", ["detach"], EXIT_STATE, "nothing attached"),
     ("unload-before-load", "fresh", ["unload"], EXIT_STATE, "nothing to unload"),
     ("stats-before-load", "fresh", ["stats"], EXIT_STATE, "run `procmon-ctl load` first"),
-    ("events-before-load", "fresh", ["events", "--count", "1"], EXIT_STATE,
-     "run `procmon-ctl load` first"),
-    ("stats-watch-before-load", "fresh", ["stats", "--watch"], EXIT_STATE,
-     "run `procmon-ctl load` first"),
+    (
+        "events-before-load",
+        "fresh",
+        ["events", "--count", "1"],
+        EXIT_STATE,
+        "run `procmon-ctl load` first",
+    ),
+    (
+        "stats-watch-before-load",
+        "fresh",
+        ["stats", "--watch"],
+        EXIT_STATE,
+        "run `procmon-ctl load` first",
+    ),
     ("serve-before-load", "fresh", ["serve"], EXIT_STATE, "nothing loaded"),
     # ... and after `unload`.
     ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
     ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing attached"),
-    ("stats-after-unload", "unloaded", ["stats", "--json"], EXIT_STATE,
-     "run `procmon-ctl load` first"),
-    ("events-after-unload", "unloaded", ["events", "--json", "--count", "1"], EXIT_STATE,
-     "run `procmon-ctl load` first"),
+    (
+        "stats-after-unload",
+        "unloaded",
+        ["stats", "--json"],
+        EXIT_STATE,
+        "run `procmon-ctl load` first",
+    ),
+    (
+        "events-after-unload",
+        "unloaded",
+        ["events", "--json", "--count", "1"],
+        EXIT_STATE,
+        "run `procmon-ctl load` first",
+    ),
     # Twice in a row: the second one.
     ("load-twice", "loaded", ["load"], EXIT_STATE, "already loaded"),
     ("attach-twice", "attached", ["attach"], EXIT_STATE, "already attached"),
@@ -121,8 +141,9 @@ STATE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("state", "argv", "code", "text"),
-                         [c[1:] for c in STATE_CASES], ids=[c[0] for c in STATE_CASES])
+@pytest.mark.parametrize(
+    ("state", "argv", "code", "text"), [c[1:] for c in STATE_CASES], ids=[c[0] for c in STATE_CASES]
+)
 def test_wrong_state(cli, state, argv, code, text):
     prepare(cli, state)
     before = Snapshot.take(cli.pin_dir)
@@ -148,29 +169,56 @@ INPUT_CASES = [
     ("object-missing", ["load", "--object", "/nonexistent"], EXIT_MISSING, "not found"),
     ("object-not-elf", ["load", "--object", "{random}"], EXIT_USAGE, "is not an ELF file"),
     ("object-empty", ["load", "--object", "{empty}"], EXIT_USAGE, "is not an ELF file"),
-    ("object-not-bpf-elf", ["load", "--object", "/bin/true"], EXIT_USAGE,
-     "not an eBPF object"),
+    ("object-not-bpf-elf", ["load", "--object", "/bin/true"], EXIT_USAGE, "not an eBPF object"),
     ("object-directory", ["load", "--object", "/tmp"], EXIT_USAGE, "is a directory"),
-    ("events-name-unknown", ["attach", "--events", "fork,bogus"], EXIT_USAGE,
-     "unknown event bogus"),
+    (
+        "events-name-unknown",
+        ["attach", "--events", "fork,bogus"],
+        EXIT_USAGE,
+        "unknown event bogus",
+    ),
     ("events-name-empty", ["detach", "--events", ","], EXIT_USAGE, "unknown event"),
     ("count-negative", ["events", "--count", "-1"], EXIT_USAGE, "--count must be a positive"),
     ("count-zero", ["events", "--count", "0"], EXIT_USAGE, "--count must be a positive"),
-    ("duration-negative", ["events", "--duration", "-5"], EXIT_USAGE,
-     "--duration must be greater than 0"),
-    ("run-duration-negative", ["run", "--duration", "-1"], EXIT_USAGE,
-     "--duration must be greater than 0"),
+    (
+        "duration-negative",
+        ["events", "--duration", "-5"],
+        EXIT_USAGE,
+        "--duration must be greater than 0",
+    ),
+    (
+        "run-duration-negative",
+        ["run", "--duration", "-1"],
+        EXIT_USAGE,
+        "--duration must be greater than 0",
+    ),
     ("pid-not-a-number", ["events", "--pid", "abc"], EXIT_USAGE, "--pid"),
-    ("ring-size-not-power-of-two", ["load", "--ring-size", "12345"], EXIT_USAGE,
-     "--ring-size 12345 is not allowed"),
+    (
+        "ring-size-not-power-of-two",
+        ["load", "--ring-size", "12345"],
+        EXIT_USAGE,
+        "--ring-size 12345 is not allowed",
+    ),
     ("ring-size-zero", ["load", "--ring-size", "0"], EXIT_USAGE, "--ring-size 0 is not allowed"),
-    ("ring-size-below-page", ["load", "--ring-size", "1024"], EXIT_USAGE,
-     "--ring-size 1024 is not allowed"),
+    (
+        "ring-size-below-page",
+        ["load", "--ring-size", "1024"],
+        EXIT_USAGE,
+        "--ring-size 1024 is not allowed",
+    ),
     ("ring-size-not-a-number", ["load", "--ring-size", "4M"], EXIT_USAGE, "--ring-size"),
-    ("run-ring-size", ["run", "--ring-size", "12345"], EXIT_USAGE,
-     "--ring-size 12345 is not allowed"),
-    ("interval-zero", ["stats", "--watch", "--interval", "0"], EXIT_USAGE,
-     "--interval must be greater than 0"),
+    (
+        "run-ring-size",
+        ["run", "--ring-size", "12345"],
+        EXIT_USAGE,
+        "--ring-size 12345 is not allowed",
+    ),
+    (
+        "interval-zero",
+        ["stats", "--watch", "--interval", "0"],
+        EXIT_USAGE,
+        "--interval must be greater than 0",
+    ),
     ("output-modes-conflict", ["events", "--json", "--raw"], EXIT_USAGE, "choose one of"),
     ("unknown-command", ["frobnicate"], EXIT_USAGE, "frobnicate"),
     ("unknown-option", ["load", "--no-such-option"], EXIT_USAGE, "--no-such-option"),
@@ -186,8 +234,9 @@ def odd_files(tmp_path):
     return {"random": str(random_file), "empty": str(empty)}
 
 
-@pytest.mark.parametrize(("argv", "code", "text"), [c[1:] for c in INPUT_CASES],
-                         ids=[c[0] for c in INPUT_CASES])
+@pytest.mark.parametrize(
+    ("argv", "code", "text"), [c[1:] for c in INPUT_CASES], ids=[c[0] for c in INPUT_CASES]
+)
 def test_bad_values(cli, odd_files, argv, code, text):
     argv = [a.format(**odd_files) for a in argv]
     before = Snapshot.take(cli.pin_dir)
@@ -214,13 +263,15 @@ PIN_DIR_CASES = [
 
 
 @pytest.mark.parametrize("command", ["load", "unload", "attach", "status"])
-@pytest.mark.parametrize(("pin", "text"), [c[1:] for c in PIN_DIR_CASES],
-                         ids=[c[0] for c in PIN_DIR_CASES])
+@pytest.mark.parametrize(
+    ("pin", "text"), [c[1:] for c in PIN_DIR_CASES], ids=[c[0] for c in PIN_DIR_CASES]
+)
 def test_pin_dir_outside_bpffs(cli, tmp_path, command, pin, text):
     """Refused before anything is written, by every command."""
     before = Snapshot.take(cli.pin_dir)
-    r = subprocess.run([*CLI, "--pin-dir", pin, command], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=60)
+    r = subprocess.run(
+        [*CLI, "--pin-dir", pin, command], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
     assert_one_line_error(r, EXIT_USAGE, text)
     made = (Path(pin),) if os.path.isabs(pin) and Path(pin) != BPFFS else ()
     try:
@@ -291,13 +342,26 @@ def run_as_nobody(pin_dir: Path, *argv: str) -> subprocess.CompletedProcess:
     env = nobody_env(PROCMON_PIN_DIR=str(pin_dir), LC_ALL="C.UTF-8")
     return subprocess.run(
         [*AS_NOBODY, exe, "-m", "procmon_ctl", *argv],
-        capture_output=True, text=True, cwd="/", env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=env,
+        timeout=60,
     )
 
 
-NOBODY_COMMANDS = [["load"], ["attach"], ["detach"], ["unload"], ["stats"], ["status"],
-                   ["events", "--count", "1"], ["run", "--duration", "1"], ["stats", "--watch"],
-                   ["serve"]]
+NOBODY_COMMANDS = [
+    ["load"],
+    ["attach"],
+    ["detach"],
+    ["unload"],
+    ["stats"],
+    ["status"],
+    ["events", "--count", "1"],
+    ["run", "--duration", "1"],
+    ["stats", "--watch"],
+    ["serve"],
+]
 
 
 @pytest.mark.parametrize("argv", NOBODY_COMMANDS, ids=["-".join(a[:2]) for a in NOBODY_COMMANDS])
@@ -318,9 +382,26 @@ def test_not_root(cli, state, argv):
 def foreign_dir(pin_dir):
     """A bpffs directory with another tool's pinned map in it."""
     pin_dir.mkdir()
-    subprocess.run(["bpftool", "map", "create", str(pin_dir / "their_map"), "type", "array",
-                    "key", "4", "value", "4", "entries", "1", "name", "their_map"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "bpftool",
+            "map",
+            "create",
+            str(pin_dir / "their_map"),
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "4",
+            "entries",
+            "1",
+            "name",
+            "their_map",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return pin_dir
 
 
@@ -337,8 +418,9 @@ def test_foreign_pin_dir_left_alone(cli, foreign_dir, command):
     assert foreign_dir.stat().st_mode == mode
 
 
-@pytest.mark.parametrize(("command", "text"), [("load", "is not a directory"),
-                                               ("unload", "is not a pin directory")])
+@pytest.mark.parametrize(
+    ("command", "text"), [("load", "is not a directory"), ("unload", "is not a pin directory")]
+)
 def test_pin_dir_is_a_pin(cli, foreign_dir, command, text):
     before = Snapshot.take(cli.pin_dir)
     r = cli("--pin-dir", str(foreign_dir / "their_map"), command, check=False)

@@ -19,8 +19,12 @@ STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 def test_storm_reports_and_lists_its_children(storm, tmp_path):
     ids = tmp_path / "ids"
     for mode in ("fork", "thread"):
-        out = subprocess.run([str(storm), "-o", str(ids), mode, "20", "5"], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [str(storm), "-o", str(ids), mode, "20", "5"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         assert f'"mode":"{mode}","made":20,' in out
         assert len(set(ids.read_text().split())) == 20
     bad = subprocess.run([str(storm), "spoon", "1", "1"], capture_output=True, text=True)
@@ -33,13 +37,37 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
     sysctl_before = STATS_SYSCTL.read_text()
     doc = tmp_path / "bench.md"
     r = subprocess.run(
-        [sys.executable, str(BENCH / "bench.py"), "--quick", "--rounds", "1", "--forks", "40",
-         "--threads", "200", "--cli-runs", "1", "--storm", str(storm), "--pin-dir", str(pin_dir),
-         "--contenders", ",".join(contenders), "--doc", str(doc), "--png", str(tmp_path / "b.png")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(BENCH / "bench.py"),
+            "--quick",
+            "--rounds",
+            "1",
+            "--forks",
+            "40",
+            "--threads",
+            "200",
+            "--cli-runs",
+            "1",
+            "--storm",
+            str(storm),
+            "--pin-dir",
+            str(pin_dir),
+            "--contenders",
+            ",".join(contenders),
+            "--doc",
+            str(doc),
+            "--png",
+            str(tmp_path / "b.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("| fork") or
-            ln.startswith("| thread")]
+    rows = [
+        ln for ln in r.stdout.splitlines() if ln.startswith("| fork") or ln.startswith("| thread")
+    ]
     assert len(rows) == 2 * len(contenders), r.stdout
     json_rows = [ln.split("|") for ln in rows if "| procmon-json |" in ln]
     for cells in json_rows:

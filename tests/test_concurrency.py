@@ -30,8 +30,14 @@ def start_together(cli, *argvs: list[str]) -> list[subprocess.CompletedProcess]:
         f"os.read({read_fd}, 1); sys.argv[0] = 'procmon-ctl'; procmon_ctl.cli.main(sys.argv[1:])"
     )
     procs = [
-        subprocess.Popen([CLI[0], "-c", gate, *argv], env=cli.env, pass_fds=(read_fd,),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [CLI[0], "-c", gate, *argv],
+            env=cli.env,
+            pass_fds=(read_fd,),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for argv in argvs
     ]
     os.close(read_fd)
@@ -59,8 +65,10 @@ def assert_complete_pin_set(pin_dir: Path) -> set[int]:
         assert (pin_dir / "progs" / prog).exists(), f"program {event} not pinned"
     for name in MAPS:
         assert (pin_dir / "maps" / name).exists(), f"map {name} not pinned"
-    assert sorted(p.name for p in pin_dir.iterdir()) in (["maps", "progs"],
-                                                         ["links", "maps", "progs"])
+    assert sorted(p.name for p in pin_dir.iterdir()) in (
+        ["maps", "progs"],
+        ["links", "maps", "progs"],
+    )
     ids = our_program_ids(pin_dir)
     assert len(ids) == len(PROGRAMS)
     return ids
@@ -81,8 +89,9 @@ def test_two_loads_at_once(cli, round_):
 
 def test_two_loads_different_ring_sizes(cli):
     """The ring-size path makes a staging map first: the loser must not disturb it."""
-    results = start_together(cli, ["load", "--ring-size", "65536"],
-                             ["load", "--ring-size", "131072"])
+    results = start_together(
+        cli, ["load", "--ring-size", "65536"], ["load", "--ring-size", "131072"]
+    )
     assert_one_won(results, "already loaded")
     assert_complete_pin_set(cli.pin_dir)
     assert not (cli.pin_dir / "ring_staging").exists()
@@ -118,19 +127,40 @@ def test_attach_and_unload_at_once(cli):
 
 def _partial_maps_only(pin_dir: Path) -> None:
     (pin_dir / "maps").mkdir(parents=True)
-    subprocess.run(["bpftool", "map", "create", str(pin_dir / "maps" / "events"), "type",
-                    "ringbuf", "key", "0", "value", "0", "entries", "4096", "name", "events"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "bpftool",
+            "map",
+            "create",
+            str(pin_dir / "maps" / "events"),
+            "type",
+            "ringbuf",
+            "key",
+            "0",
+            "value",
+            "0",
+            "entries",
+            "4096",
+            "name",
+            "events",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _partial_progs_only(pin_dir: Path) -> None:
     pin_dir.mkdir()
-    subprocess.run(["bpftool", "prog", "loadall", str(OBJECT), str(pin_dir / "progs")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["bpftool", "prog", "loadall", str(OBJECT), str(pin_dir / "progs")],
+        check=True,
+        capture_output=True,
+    )
 
 
-@pytest.mark.parametrize("make_partial", [_partial_maps_only, _partial_progs_only],
-                         ids=["maps-only", "progs-only"])
+@pytest.mark.parametrize(
+    "make_partial", [_partial_maps_only, _partial_progs_only], ids=["maps-only", "progs-only"]
+)
 def test_unload_cleans_partial_pin_set(cli, make_partial):
     make_partial(cli.pin_dir)
     ids = our_program_ids(cli.pin_dir)
@@ -138,7 +168,8 @@ def test_unload_cleans_partial_pin_set(cli, make_partial):
     assert r.returncode == EXIT_STATE
     assert r.stderr.splitlines() == [
         f"procmon-ctl: error: an incomplete pin set is at {cli.pin_dir} (an interrupted "
-        "load?): run `procmon-ctl unload` to remove it, then load again"]
+        "load?): run `procmon-ctl unload` to remove it, then load again"
+    ]
     assert cli("unload").returncode == 0
     assert not cli.pin_dir.exists()
     assert not programs_left(ids)
@@ -155,8 +186,9 @@ def _bpftool_pids_for(pin_dir: Path) -> list[int]:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.endswith(b"bpftool") for a in cmdline[:2]) and \
-                any(str(pin_dir).encode() in a for a in cmdline):
+        if any(a.endswith(b"bpftool") for a in cmdline[:2]) and any(
+            str(pin_dir).encode() in a for a in cmdline
+        ):
             pids.append(int(proc.name))
     return pids
 
@@ -192,8 +224,9 @@ def test_unload_after_load_killed_while_bpftool_runs(cli, tmp_path):
     slow.write_text('#!/bin/sh\nsleep 1\nexec /usr/sbin/bpftool "$@"\n')
     slow.chmod(0o755)
     env = {**cli.env, "PATH": f"{slow.parent}:{os.environ['PATH']}"}
-    p = subprocess.Popen([*CLI, "load"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [*CLI, "load"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 30
     while not _bpftool_pids_for(cli.pin_dir):
         assert p.poll() is None, "load finished before bpftool was seen"
@@ -209,8 +242,9 @@ def test_unload_after_load_killed_while_bpftool_runs(cli, tmp_path):
     assert not cli.pin_dir.exists()
 
 
-@pytest.mark.parametrize(("command", "loser_text"), [("detach", "nothing attached"),
-                                                     ("unload", "nothing to unload")])
+@pytest.mark.parametrize(
+    ("command", "loser_text"), [("detach", "nothing attached"), ("unload", "nothing to unload")]
+)
 def test_two_detaches_or_unloads_at_once(cli, command, loser_text):
     cli("load")
     cli("attach")

@@ -13,10 +13,24 @@ from procmon_ctl import decode
 from procmon_ctl.models import EventLine, ProcessEvent
 
 
-def pack(etype, pid=10, tgid=10, ppid=1, uid=0, comm=b"bash", code=0, sig=0, dropped=0,
-         flags=0, duration=0, ts=123, filename=None):
-    base = decode.PROCESS_EVENT.pack(ts, duration, etype, pid, tgid, ppid, uid, code, sig,
-                                     dropped, flags, 0, comm)
+def pack(
+    etype,
+    pid=10,
+    tgid=10,
+    ppid=1,
+    uid=0,
+    comm=b"bash",
+    code=0,
+    sig=0,
+    dropped=0,
+    flags=0,
+    duration=0,
+    ts=123,
+    filename=None,
+):
+    base = decode.PROCESS_EVENT.pack(
+        ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, 0, comm
+    )
     if filename is None:
         return base
     return base + filename.ljust(decode.MAX_FILENAME_LEN, b"\0")
@@ -77,11 +91,16 @@ def test_every_json_field_is_in_the_schema():
 def btf():
     if not OBJECT.exists():
         pytest.fail(f"{OBJECT} is not built: run make")
-    out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(OBJECT)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bpftool", "-j", "btf", "dump", "file", str(OBJECT)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     types = json.loads(out)["types"]
-    return {t["id"]: t for t in types}, {t.get("name"): t for t in types if t.get("name")
-                                         and t["kind"] in ("STRUCT", "ENUM")}
+    return {t["id"]: t for t in types}, {
+        t.get("name"): t for t in types if t.get("name") and t["kind"] in ("STRUCT", "ENUM")
+    }
 
 
 def _layout(struct_name, btf):
@@ -100,13 +119,36 @@ def test_process_event_matches_btf(btf):
         pos += {"Q": 8, "I": 4, "i": 4, "16s": 16}[code]
     assert decode.PROCESS_EVENT.format.lstrip("<") == "QQIIIIIiIIII16s"
     names = [m[0] for m in members]
-    assert names == ["ts_ns", "duration_ns", "type", "pid", "tgid", "ppid", "uid", "exit_code",
-                     "exit_signal", "dropped_before", "flags", "__pad", "comm"]
+    assert names == [
+        "ts_ns",
+        "duration_ns",
+        "type",
+        "pid",
+        "tgid",
+        "ppid",
+        "uid",
+        "exit_code",
+        "exit_signal",
+        "dropped_before",
+        "flags",
+        "__pad",
+        "comm",
+    ]
     assert [m[1] for m in members] == offsets
     # The decoder's field order follows the C names.
     decoded = decode.Event._fields
-    for name in ("ts_ns", "pid", "tgid", "ppid", "uid", "comm", "exit_code", "exit_signal",
-                 "duration_ns", "dropped_before"):
+    for name in (
+        "ts_ns",
+        "pid",
+        "tgid",
+        "ppid",
+        "uid",
+        "comm",
+        "exit_code",
+        "exit_signal",
+        "duration_ns",
+        "dropped_before",
+    ):
         assert name in decoded
 
 
@@ -119,8 +161,11 @@ def test_exec_event_matches_btf(btf):
 def test_enums_match_btf(btf):
     _, by_name = btf
     events = {v["name"]: v["val"] for v in by_name["event_type"]["values"]}
-    assert events == {"EVENT_FORK": decode.EVENT_FORK, "EVENT_EXEC": decode.EVENT_EXEC,
-                      "EVENT_EXIT": decode.EVENT_EXIT}
+    assert events == {
+        "EVENT_FORK": decode.EVENT_FORK,
+        "EVENT_EXEC": decode.EVENT_EXEC,
+        "EVENT_EXIT": decode.EVENT_EXIT,
+    }
     counters = {v["name"]: v["val"] for v in by_name["counter_key"]["values"]}
     for i, name in enumerate(decode.COUNTER_NAMES):
         assert counters[f"COUNTER_{name.upper()}"] == i

@@ -30,8 +30,13 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "doctor", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*CLI, "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def by_name(report: dict) -> dict[str, dict]:
@@ -59,8 +64,12 @@ def test_doctor_json_matches_machine():
     DoctorReport.model_validate(report)
     assert report["ok"] is True and report["failed"] == []
     checks = by_name(report)
-    for option in ("CONFIG_BPF_SYSCALL", "CONFIG_BPF_EVENTS", "CONFIG_TRACEPOINTS",
-                   "CONFIG_DEBUG_INFO_BTF"):
+    for option in (
+        "CONFIG_BPF_SYSCALL",
+        "CONFIG_BPF_EVENTS",
+        "CONFIG_TRACEPOINTS",
+        "CONFIG_DEBUG_INFO_BTF",
+    ):
         assert checks[option]["status"] == "PASS"
     # Not set on this kernel, and the tracepoints work anyway: never a failure.
     _, config = read_kernel_config()
@@ -70,8 +79,9 @@ def test_doctor_json_matches_machine():
     assert checks["kernel BTF"]["status"] == "PASS"
     assert checks["tracepoints"]["status"] == "PASS"
     assert "sched_process_fork" in checks["tracepoints"]["detail"]
-    bpftool_version = subprocess.run(["bpftool", "version"], capture_output=True,
-                                     text=True).stdout.split()[1]
+    bpftool_version = subprocess.run(
+        ["bpftool", "version"], capture_output=True, text=True
+    ).stdout.split()[1]
     assert bpftool_version in checks["bpftool"]["detail"]
     assert checks["root"]["status"] == "PASS"
     assert "CAP_BPF" in checks["root"]["detail"]
@@ -99,7 +109,8 @@ def test_doctor_missing_object_fails_with_fix(tmp_path):
     assert report["failed"] == ["BPF object"]
     assert by_name(report)["BPF object"]["fix"]
     assert r.stderr.strip().splitlines() == [
-        "procmon-ctl: error: doctor: 1 check(s) failed: BPF object"]
+        "procmon-ctl: error: doctor: 1 check(s) failed: BPF object"
+    ]
 
 
 @needs_root
@@ -129,7 +140,10 @@ def _in_private_mount_ns(script: str) -> subprocess.CompletedProcess:
     cli = " ".join(CLI)
     return subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-euc", script.replace("CLI", cli)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
 
 
@@ -192,7 +206,11 @@ def test_doctor_as_nobody_fails_root_check():
         pytest.skip("no python that uid 65534 can run")
     r = subprocess.run(
         [*AS_NOBODY, py, "-m", "procmon_ctl", "doctor", "--json"],
-        capture_output=True, text=True, cwd="/", env=nobody_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env=nobody_env(),
+        timeout=60,
     )
     assert "Traceback" not in r.stderr
     assert r.returncode == 4, r.stderr
@@ -311,8 +329,9 @@ def test_a_kernel_without_btf_is_named_in_one_line(cli):
     line, exits 4 and leaves nothing; doctor fails the same way."""
     r = _in_private_mount_ns(
         "mount -t tmpfs none /sys/kernel/btf\n"
-        f"PROCMON_PIN_DIR={cli.pin_dir} CLI load || echo \"load exited $?\"\n"
-        "CLI doctor --json || true\n")
+        f'PROCMON_PIN_DIR={cli.pin_dir} CLI load || echo "load exited $?"\n'
+        "CLI doctor --json || true\n"
+    )
     lines = r.stdout.splitlines()
     assert "load exited 4" in lines, r.stdout + r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
@@ -320,9 +339,10 @@ def test_a_kernel_without_btf_is_named_in_one_line(cli):
         "procmon-ctl: error: this kernel lacks kernel BTF (/sys/kernel/btf/vmlinux, "
         "CONFIG_DEBUG_INFO_BTF) (Linux 5.5+), which procmon-ctl needs for its tp_btf "
         "programs and CO-RE: use Linux 5.8 or later with BTF (Debian 11+, Ubuntu 20.10+, "
-        "RHEL 9+)"), r.stderr
+        "RHEL 9+)"
+    ), r.stderr
     assert errors[1].startswith("procmon-ctl: error: doctor: ") and len(errors) == 2, errors
-    report = json.loads("\n".join(lines[lines.index("load exited 4") + 1:]))
+    report = json.loads("\n".join(lines[lines.index("load exited 4") + 1 :]))
     assert {"kernel BTF", "kernel features", "load and attach"} <= set(report["failed"])
     assert "kernel BTF" in by_name(report)["kernel features"]["detail"]
     assert not cli.pin_dir.exists()

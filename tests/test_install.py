@@ -30,8 +30,15 @@ SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def make(*args: str, sudo: bool = False, check: bool = True) -> subprocess.CompletedProcess:
     # -o: install the object the suite runs with, never rebuild it under other tests.
-    cmd = ["make", "--no-print-directory", "-C", str(ROOT),
-           "-o", "procmon_ctl/data/process_monitor.bpf.o", *args]
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(ROOT),
+        "-o",
+        "procmon_ctl/data/process_monitor.bpf.o",
+        *args,
+    ]
     if sudo:
         cmd = ["sudo", "-n", *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -46,8 +53,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_installed(binary: str | Path, *args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(binary), *args], capture_output=True, text=True, cwd=cwd,
-                          env=clean_env(), timeout=60, **kw)
+    return subprocess.run(
+        [str(binary), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        timeout=60,
+        **kw,
+    )
 
 
 def check_installation(prefix: Path, link: Path, pin_dir: Path, cwd: Path) -> None:
@@ -58,10 +72,17 @@ def check_installation(prefix: Path, link: Path, pin_dir: Path, cwd: Path) -> No
 
     # Not editable: the package and its BPF object live inside the virtualenv.
     probe = subprocess.run(
-        [str(prefix / "bin" / "python"), "-c",
-         "import json, procmon_ctl, procmon_ctl.load as l; "
-         "print(json.dumps([procmon_ctl.__file__, str(l.PACKAGED_OBJECT)]))"],
-        capture_output=True, text=True, cwd=cwd, env=clean_env(), check=True,
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import json, procmon_ctl, procmon_ctl.load as l; "
+            "print(json.dumps([procmon_ctl.__file__, str(l.PACKAGED_OBJECT)]))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        check=True,
     )
     module, obj = json.loads(probe.stdout)
     assert module.startswith(str(prefix) + "/"), module
@@ -85,9 +106,14 @@ def check_serve(link: Path, pin_dir: Path, cwd: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(link), "--pin-dir", str(pin_dir), "serve", "--attach",
-                             "--port", str(port)], cwd=cwd, env=clean_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(link), "--pin-dir", str(pin_dir), "serve", "--attach", "--port", str(port)],
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline, text = time.monotonic() + 30, ""
         while time.monotonic() < deadline and proc.poll() is None:
@@ -189,19 +215,32 @@ def test_install_real_paths(real_paths, pin_dir, tmp_path):
     check_installation(REAL_PREFIX, REAL_LINK, pin_dir, tmp_path)
     if sudo:
         # sudo resets the environment and searches its secure_path.
-        r = subprocess.run(["sudo", "-n", "procmon-ctl", "--version"], capture_output=True,
-                           text=True, cwd=tmp_path, env=clean_env(PATH="/usr/bin:/bin"))
+        r = subprocess.run(
+            ["sudo", "-n", "procmon-ctl", "--version"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(PATH="/usr/bin:/bin"),
+        )
         assert r.returncode == 0 and r.stdout.startswith("procmon-ctl "), r.stderr
-        r = subprocess.run(["sudo", "-n", "procmon-ctl", "--pin-dir", str(pin_dir), "status",
-                            "--json"], capture_output=True, text=True, cwd=tmp_path,
-                           env=clean_env(PATH="/usr/bin:/bin"))
+        r = subprocess.run(
+            ["sudo", "-n", "procmon-ctl", "--pin-dir", str(pin_dir), "status", "--json"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=clean_env(PATH="/usr/bin:/bin"),
+        )
         assert r.returncode == 0 and json.loads(r.stdout)["loaded"] is False, r.stderr
     assert shutil.which("procmon-ctl", path=SECURE_PATH) == str(REAL_LINK)
     analyze = shutil.which("systemd-analyze")
     if analyze:
         # The unit as shipped, unmodified, now that its ExecStart exists.
-        r = subprocess.run([analyze, "verify", str(ROOT / "scripts" / "procmon-ctl.service")],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [analyze, "verify", str(ROOT / "scripts" / "procmon-ctl.service")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0 and "procmon-ctl.service" not in r.stderr, r.stderr
     out = make("uninstall", sudo=sudo).stdout
     assert "removed /usr/local/bin/procmon-ctl" in out and "removed /opt/procmon-ctl" in out

@@ -12,10 +12,24 @@ from procmon_ctl import decode
 HEADER = 8  # each record sits after the ring's 8-byte header, like in the ring
 
 
-def record(etype, pid=100, tgid=100, ppid=1, uid=0, comm=b"bash", flags=0, dropped=0,
-           code=0, sig=0, duration=0, filename=b"", ts=123_456_789_012) -> bytes:
-    base = decode.PROCESS_EVENT.pack(ts, duration, etype, pid, tgid, ppid, uid, code, sig,
-                                     dropped, flags, 0, comm)
+def record(
+    etype,
+    pid=100,
+    tgid=100,
+    ppid=1,
+    uid=0,
+    comm=b"bash",
+    flags=0,
+    dropped=0,
+    code=0,
+    sig=0,
+    duration=0,
+    filename=b"",
+    ts=123_456_789_012,
+) -> bytes:
+    base = decode.PROCESS_EVENT.pack(
+        ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, 0, comm
+    )
     if etype == decode.EVENT_EXEC:
         base += filename.ljust(decode.MAX_FILENAME_LEN, b"\0")
     return base
@@ -49,11 +63,15 @@ CASES = {
     "gap before": [record(1, dropped=5), record(3, dropped=2)],
     "unknown type": [record(9)],
     "full-length name": [record(1, comm=b"a" * 16)],
-    "stale bytes after the name": [record(1, comm=b"sh\0garbage\xff\x01xy"),
-                                   record(1, comm=b"sh\0other\0\0\0\0\0\0\0")],
+    "stale bytes after the name": [
+        record(1, comm=b"sh\0garbage\xff\x01xy"),
+        record(1, comm=b"sh\0other\0\0\0\0\0\0\0"),
+    ],
     "control characters": [record(2, comm=b"\x1b[2J\nEVIL\x1b]0;", filename=b"/tmp/\x07bell")],
-    "bytes that are not UTF-8": [record(1, comm=b"caf\xe9\xff"),
-                                 record(2, filename=b"/x/\xc3\x28\"q\\")],
+    "bytes that are not UTF-8": [
+        record(1, comm=b"caf\xe9\xff"),
+        record(2, filename=b'/x/\xc3\x28"q\\'),
+    ],
     "many parents": [record(1, pid=p, tgid=p, ppid=p - 1, uid=p % 3) for p in range(2, 300)],
     "big numbers": [record(3, ts=2**64 - 1, duration=2**64 - 1, pid=2**32 - 1, uid=2**32 - 1)],
 }

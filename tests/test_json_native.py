@@ -94,8 +94,7 @@ def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
     return out.getvalue(), n
 
 
-ASCII_CASES = [name for name in CASES
-               if name not in ("unknown type", "bytes that are not UTF-8")]
+ASCII_CASES = [name for name in CASES if name not in ("unknown type", "bytes that are not UTF-8")]
 
 
 @pytest.mark.parametrize("name", ASCII_CASES)
@@ -176,7 +175,7 @@ def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
     # 1000 records of ~1.6 KB do not fit in one 1 MiB call.
     assert batch.stop == json_native.STOP_FULL
     assert 0 < batch.records < 1000
-    assert batch.text == python_lines(records[:batch.records])
+    assert batch.text == python_lines(records[: batch.records])
     text, n = follow_native(ring, lib)
     assert (text, n) == (python_lines(records), 1000)
 

@@ -42,8 +42,7 @@ def test_output_reopens_on_sighup(attached, tmp_path):
     rotated = tmp_path / "procmon.jsonl.1"
     # No --from-now: a reader that starts slowly on a busy machine must still see
     # the forks below (they wait in the ring), whatever else comes before them.
-    proc = cli.popen("events", "--output", str(log),
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = cli.popen("events", "--output", str(log), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = fork_processes(5)
         wait_for_pids(log, first, proc)
@@ -80,12 +79,15 @@ def test_output_appends(attached, tmp_path, filtered):
     assert set(pids) <= fork_pids(log)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--output", "/proc/no/such/dir/x.jsonl"], "cannot open --output"),
-    (["--output", "/tmp", "--duration", "0.1"], "cannot open --output /tmp"),
-    (["--output", "x.jsonl", "--raw"], "--output FILE writes JSON lines"),
-    (["--output", ""], "--output FILE writes JSON lines"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--output", "/proc/no/such/dir/x.jsonl"], "cannot open --output"),
+        (["--output", "/tmp", "--duration", "0.1"], "cannot open --output /tmp"),
+        (["--output", "x.jsonl", "--raw"], "--output FILE writes JSON lines"),
+        (["--output", ""], "--output FILE writes JSON lines"),
+    ],
+)
 def test_output_bad_input_is_one_line(attached, args, expected):
     r = attached("events", *args, check=False)
     assert r.returncode == 2, r.stderr

@@ -64,13 +64,18 @@ def test_a_thread_storm_with_a_reader_loses_nothing(attached, storm, tmp_path):
     dropped_before = cli.json("stats", "--json")["dropped"]
     out = tmp_path / "events.jsonl"
     with open(out, "w") as sink:
-        reader = cli.popen("events", "--json", "--threads", "--from-now", stdout=sink,
-                           stderr=subprocess.PIPE)
+        reader = cli.popen(
+            "events", "--json", "--threads", "--from-now", stdout=sink, stderr=subprocess.PIPE
+        )
         try:
             time.sleep(1.0)  # attached and reading
             ids = [tmp_path / f"ids-{i}" for i in range(2)]
-            storms = [subprocess.Popen([str(storm), "-o", str(f), "thread", "15000", "30"],
-                                       stdout=subprocess.DEVNULL) for f in ids]
+            storms = [
+                subprocess.Popen(
+                    [str(storm), "-o", str(f), "thread", "15000", "30"], stdout=subprocess.DEVNULL
+                )
+                for f in ids
+            ]
             assert [p.wait(timeout=60) for p in storms] == [0, 0]
             time.sleep(0.5)  # a poll period and then some: the reader drains the ring
         finally:
@@ -115,8 +120,12 @@ def test_a_commit_changes_the_consumer_position_in_one_store(attached):
         reader.commit_to(reader.producer_pos)
         committed = {reader.consumer_pos}
     assert committed != {0}
-    watcher = subprocess.Popen([sys.executable, "-c", _WATCH_CONSUMER, str(layout.map("events"))],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", _WATCH_CONSUMER, str(layout.map("events"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watcher.stdout.readline() == "ready\n"
         for i in range(3000):
@@ -167,8 +176,9 @@ def test_from_now_skips_the_backlog(attached):
 
 def test_second_reader_is_refused(attached):
     cli = attached
-    first = cli.popen("events", "--json", "--duration", "3", stdout=subprocess.DEVNULL,
-                      stderr=subprocess.PIPE)
+    first = cli.popen(
+        "events", "--json", "--duration", "3", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     time.sleep(1)
     second = cli("events", "--json", "--duration", "1", check=False)
     first.wait(timeout=10)
@@ -180,9 +190,17 @@ def test_second_reader_is_refused(attached):
 def test_events_into_head_exits_quietly(attached):
     cli = attached
     fork_processes(20)
-    r = subprocess.run(["bash", "-c", f"{sys.executable} -m procmon_ctl events --json | head -3;"
-                        " exit ${PIPESTATUS[0]}"], capture_output=True, text=True, env=cli.env,
-                       timeout=30)
+    r = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{sys.executable} -m procmon_ctl events --json | head -3; exit ${{PIPESTATUS[0]}}",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
     assert len(r.stdout.splitlines()) == 3
@@ -198,8 +216,9 @@ def test_sigint_and_sigterm_end_events_cleanly(attached):
         assert p.returncode == 0, (sig, err)
         assert "Traceback" not in err and err == ""
     # And stats --watch likewise.
-    p = cli.popen("stats", "--watch", "--interval", "0.2", stdout=subprocess.PIPE,
-                  stderr=subprocess.PIPE)
+    p = cli.popen(
+        "stats", "--watch", "--interval", "0.2", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     time.sleep(1.0)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=10)
@@ -229,8 +248,13 @@ def test_run_does_not_disturb_the_default_instance(attached):
     """`run` without --pin-dir makes its own instance beside the loaded one."""
     cli = attached
     env = {k: v for k, v in cli.env.items() if k != "PROCMON_PIN_DIR"}
-    r = subprocess.run([sys.executable, "-m", "procmon_ctl", "run", "--duration", "0.5"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "procmon_ctl", "run", "--duration", "0.5"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert cli.json("status", "--json")["loaded"]
     assert all(p["attached"] for p in cli.json("status", "--json")["programs"])

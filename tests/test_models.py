@@ -27,8 +27,9 @@ def test_array_dump_seed_counter():
 def test_percpu_dump_sums_cpus():
     raw = load("map_dump_counters.json")
     dump = MapDump.model_validate(raw)
-    expected = {e["formatted"]["key"]: sum(v["value"] for v in e["formatted"]["values"])
-                for e in raw}
+    expected = {
+        e["formatted"]["key"]: sum(v["value"] for v in e["formatted"]["values"]) for e in raw
+    }
     assert dump.by_key() == expected
     assert len(dump.root) == 7
 

@@ -44,7 +44,8 @@ def test_seed_example_literally(attached):
 
 def _settings(cli) -> dict:
     return bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings"))[0][
-        "formatted"]["value"]
+        "formatted"
+    ]["value"]
 
 
 @pytest.mark.kernel
@@ -71,8 +72,15 @@ def test_threads_counted_apart_not_streamed(attached):
 def test_threads_streamed_with_flag(attached):
     cli = attached
     drain(cli)
-    reader = cli.popen("events", "--json", "--threads", "--duration", "120",
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = cli.popen(
+        "events",
+        "--json",
+        "--threads",
+        "--duration",
+        "120",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while _settings(cli)["stream_threads"] != 1:
         assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
@@ -80,8 +88,9 @@ def test_threads_streamed_with_flag(attached):
     prog = subprocess.Popen([sys.executable, "-c", THREADS])
     prog.wait()
     marker = f'"tgid":{prog.pid},'
-    out, err = lines_until(reader, lambda lines: sum(
-        '"thread":true' in ln and marker in ln for ln in lines) >= 1000)
+    out, err = lines_until(
+        reader, lambda lines: sum('"thread":true' in ln and marker in ln for ln in lines) >= 1000
+    )
     assert reader.returncode == 0, err
     events = [json.loads(x) for x in out]
     threads = [e for e in events if e["type"] == "fork" and e["thread"] and e["tgid"] == prog.pid]
@@ -148,8 +157,16 @@ def test_tree_follows_new_descendants(attached):
     cli = attached
     drain(cli)
     parent = subprocess.Popen([sys.executable, "-c", TREE], stdin=subprocess.PIPE, text=True)
-    reader = cli.popen("events", "--json", "--tree", str(parent.pid), "--duration", "3",
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader = cli.popen(
+        "events",
+        "--json",
+        "--tree",
+        str(parent.pid),
+        "--duration",
+        "3",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(0.5)
     unrelated = subprocess.Popen(["sh", "-c", "true"])
     unrelated.wait()
@@ -165,15 +182,20 @@ def test_tree_follows_new_descendants(attached):
     grandchildren = [e for e in forks if e["ppid"] == child[0]["pid"]]
     assert len(grandchildren) == 2
     assert unrelated.pid not in {e["tgid"] for e in events}
-    assert {e["tgid"] for e in events} <= {parent.pid, child[0]["pid"],
-                                           *(g["pid"] for g in grandchildren)}
+    assert {e["tgid"] for e in events} <= {
+        parent.pid,
+        child[0]["pid"],
+        *(g["pid"] for g in grandchildren),
+    }
 
 
 def test_filters(attached):
     cli = attached
     drain(cli)
-    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                             "sh", "-c", "true"], check=True)
+    nobody = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "true"],
+        check=True,
+    )
     mine = subprocess.run(["sh", "-c", "true"], check=True)
     events = cli.json_lines("events", "--json", "--uid", "65534", "--duration", "0.5")
     assert events and all(e["uid"] == 65534 for e in events)
@@ -184,8 +206,9 @@ def test_filters(attached):
     assert [r.split()[0] for r in rows] == [str(target.pid)]
     drain(cli)
     subprocess.run(["sh", "-c", "true"], check=True)
-    rows = cli("events", "--comm", "sh", "--ppid", str(os.getpid()),
-               "--duration", "0.5").stdout.splitlines()[2:]
+    rows = cli(
+        "events", "--comm", "sh", "--ppid", str(os.getpid()), "--duration", "0.5"
+    ).stdout.splitlines()[2:]
     assert rows and all(r.split()[2] == "sh" and r.split()[1] == str(os.getpid()) for r in rows)
     assert nobody.returncode == mine.returncode == 0
 

@@ -42,8 +42,13 @@ def test_pin_dir_and_pins_are_root_only(attached):
 
 
 def test_modes_do_not_depend_on_umask(cli):
-    r = subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh", *CLI, "load"],
-                       capture_output=True, text=True, env=cli.env, timeout=60)
+    r = subprocess.run(
+        ["sh", "-c", 'umask 000 && exec "$@"', "sh", *CLI, "load"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     cli("attach")
     for path, (kind, mode, _) in modes(cli.pin_dir).items():
@@ -51,8 +56,10 @@ def test_modes_do_not_depend_on_umask(cli):
 
 
 def _plant_as_nobody(path: Path) -> None:
-    subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                    "mkdir", str(path)], check=True)
+    subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir", str(path)],
+        check=True,
+    )
 
 
 def test_directory_planted_by_another_user_is_refused(cli):

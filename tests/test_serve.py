@@ -78,12 +78,19 @@ def scrape(port: int) -> dict[str, float]:
 @contextmanager
 def exporter(cli, *args: str, stop_signal: int = signal.SIGTERM):
     port = free_port()
-    proc = cli.popen("serve", "--port", str(port), *args,
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = cli.popen(
+        "serve", "--port", str(port), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         # With --attach it listens first, then loads and attaches.
-        wait_for("the exporter to answer", lambda: scrape(port).get("procmon_loaded") == 1
-                 and scrape(port).get('procmon_attached{program="exit"}') == 1, proc=proc)
+        wait_for(
+            "the exporter to answer",
+            lambda: (
+                scrape(port).get("procmon_loaded") == 1
+                and scrape(port).get('procmon_attached{program="exit"}') == 1
+            ),
+            proc=proc,
+        )
         yield proc, port
     finally:
         code = stop(proc, sig=stop_signal)
@@ -120,11 +127,13 @@ class Prometheus:
 
     def sample_after(self, metric: str, t: float) -> float:
         """The value of the first scrape of `metric` that started after wall time t."""
+
         def fresh():
             ts = self.value(f"timestamp({metric})")
             if ts is None or ts <= t:
                 return None
             return (self.value(metric),)
+
         return wait_for(f"a scrape of {metric} after {t}", fresh)[0]
 
 
@@ -143,15 +152,25 @@ def prometheus_server(binary: str, tmp: Path, target_port: int):
     )
     with open(tmp / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp,
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
         )
     try:
         prom = Prometheus(port)
         wait_for("prometheus to be ready", lambda: http_get(f"{prom.url}/-/ready"), proc=proc)
-        wait_for("prometheus's first scrape of the exporter",
-                 lambda: prom.value('up{job="procmon"}') == 1, proc=proc)
+        wait_for(
+            "prometheus's first scrape of the exporter",
+            lambda: prom.value('up{job="procmon"}') == 1,
+            proc=proc,
+        )
         yield prom
     finally:
         code = stop(proc, timeout=30)
@@ -166,8 +185,10 @@ def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
     cli = attached
     layout = PinLayout(cli.pin_dir)
     n = 40
-    with exporter(cli) as (_, exporter_port), \
-            prometheus_server(prometheus_bin, tmp_path, exporter_port) as prom:
+    with (
+        exporter(cli) as (_, exporter_port),
+        prometheus_server(prometheus_bin, tmp_path, exporter_port) as prom,
+    ):
         # Freeze the process counter: outside the window nothing counts, so the
         # moment of each scrape does not matter.
         detach_events(layout, ["fork"])
@@ -194,8 +215,10 @@ def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
         assert not [e for e in lines if e["type"] == "gap"]
 
         grown = after - before
-        print(f"prometheus: procmon_processes_created_total {before:.0f} -> {after:.0f} "
-              f"(+{grown:.0f}) for {n} forks; kernel fork events in the window: {len(forks)}")
+        print(
+            f"prometheus: procmon_processes_created_total {before:.0f} -> {after:.0f} "
+            f"(+{grown:.0f}) for {n} forks; kernel fork events in the window: {len(forks)}"
+        )
         assert set(pids) <= forks, "a fork of ours is missing from the ring"
         assert grown >= n
         assert grown == len(forks), "the counter and the ring disagree on the window"
@@ -217,8 +240,9 @@ def test_serve_attach_loads_and_unloads(cli, stop_signal):
             assert first[f'procmon_attached{{program="{event}"}}'] == 1
         fork_processes(10)
         second = scrape(port)
-        assert (second["procmon_processes_created_total"]
-                - first["procmon_processes_created_total"]) >= 10
+        assert (
+            second["procmon_processes_created_total"] - first["procmon_processes_created_total"]
+        ) >= 10
         assert "process_cpu_seconds_total" in second
     assert not cli.pin_dir.exists(), "serve --attach left its pins behind"
     assert not programs_left(prog_ids)
@@ -240,8 +264,14 @@ def test_metric_help_and_types(attached):
     cli = attached
     with exporter(cli) as (_, port):
         text = http_get(f"http://127.0.0.1:{port}/metrics")
-    for name in ("procmon_processes_created", "procmon_threads_created", "procmon_execs",
-                 "procmon_exits", "procmon_events_produced", "procmon_events_dropped"):
+    for name in (
+        "procmon_processes_created",
+        "procmon_threads_created",
+        "procmon_execs",
+        "procmon_exits",
+        "procmon_events_produced",
+        "procmon_events_dropped",
+    ):
         # The classic text format names the family with its _total suffix.
         assert f"# TYPE {name}_total counter" in text
         assert f"# HELP {name}_total " in text
@@ -280,12 +310,15 @@ def test_serve_attach_busy_port_loads_nothing(cli):
     assert not cli.pin_dir.exists()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--port", "70000"], "--port 70000"),
-    (["--address", "no.such.host.invalid"], "--address"),
-    (["--port", "abc"], "--port"),
-    (["--object", "/nonexistent.o"], "--object only applies with --attach"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--port", "70000"], "--port 70000"),
+        (["--address", "no.such.host.invalid"], "--address"),
+        (["--port", "abc"], "--port"),
+        (["--object", "/nonexistent.o"], "--object only applies with --attach"),
+    ],
+)
 def test_serve_bad_input_is_one_line(attached, args, expected):
     r = attached("serve", *args, check=False, timeout=20)
     assert r.returncode == 2, r.stderr

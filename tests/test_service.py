@@ -40,16 +40,16 @@ def unit_values(key: str, text: str | None = None) -> list[str]:
 def rewritten_copy(tmp_path: Path, extra: str = "") -> Path:
     """The unit with ExecStart pointing at this checkout's binary: verify checks that
     the command exists, and /usr/local/bin/procmon-ctl is there only after install."""
-    text = UNIT.read_text().replace("ExecStart=/usr/local/bin/procmon-ctl",
-                                    f"ExecStart={VENV_BIN}")
+    text = UNIT.read_text().replace("ExecStart=/usr/local/bin/procmon-ctl", f"ExecStart={VENV_BIN}")
     copy = tmp_path / "procmon-ctl.service"
     copy.write_text(text + extra)
     return copy
 
 
 def verify(unit: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([need("systemd-analyze"), "verify", str(unit)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [need("systemd-analyze"), "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_unit_runs_the_installed_binary():
@@ -72,9 +72,18 @@ def test_systemd_analyze_verify(tmp_path):
 
 
 def test_security_exposure_is_ok(tmp_path):
-    r = subprocess.run([need("systemd-analyze"), "security", "--offline=true", "--no-pager",
-                        str(rewritten_copy(tmp_path))], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [
+            need("systemd-analyze"),
+            "security",
+            "--offline=true",
+            "--no-pager",
+            str(rewritten_copy(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for procmon-ctl.service: ([0-9.]+)", r.stdout)
     assert m, r.stdout + r.stderr
     print(f"systemd-analyze security: exposure {m.group(1)}")
@@ -89,8 +98,16 @@ def setpriv_argv(caps: list[str], port: int) -> list[str]:
     argv[0] = str(VENV_BIN)
     argv[argv.index("--port") + 1] = str(port)
     bounding = ",".join(["-all", *(f"+{c.lower().removeprefix('cap_')}" for c in caps)])
-    return [need("setpriv"), "--bounding-set", bounding, "--inh-caps", "-all",
-            "--no-new-privs", "--", *argv]
+    return [
+        need("setpriv"),
+        "--bounding-set",
+        bounding,
+        "--inh-caps",
+        "-all",
+        "--no-new-privs",
+        "--",
+        *argv,
+    ]
 
 
 def free_port() -> int:
@@ -110,9 +127,13 @@ def test_exec_start_works_with_the_unit_capabilities(pin_dir):
     caps = unit_values("CapabilityBoundingSet")[0].split()
     assert sorted(caps) == ["CAP_BPF", "CAP_PERFMON"]
     port = free_port()
-    proc = subprocess.Popen(setpriv_argv(caps, port), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PROCMON_PIN_DIR": str(pin_dir)})
+    proc = subprocess.Popen(
+        setpriv_argv(caps, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PROCMON_PIN_DIR": str(pin_dir)},
+    )
     prog_ids: set[int] = set()
     try:
         deadline = time.monotonic() + 30
@@ -136,8 +157,7 @@ def test_exec_start_works_with_the_unit_capabilities(pin_dir):
         prog_ids = our_program_ids(pin_dir)
         before = float(re.search(r"^procmon_processes_created_total (\S+)", text, re.M)[1])
         fork_processes(5)
-        after = float(re.search(r"^procmon_processes_created_total (\S+)",
-                                metrics(port), re.M)[1])
+        after = float(re.search(r"^procmon_processes_created_total (\S+)", metrics(port), re.M)[1])
         assert after - before >= 5
     finally:
         if proc.poll() is None:
@@ -155,8 +175,13 @@ def test_exec_start_works_with_the_unit_capabilities(pin_dir):
 @pytest.mark.parametrize("missing", ["CAP_BPF", "CAP_PERFMON"])
 def test_each_capability_is_needed(pin_dir, missing):
     caps = [c for c in unit_values("CapabilityBoundingSet")[0].split() if c != missing]
-    r = subprocess.run(setpriv_argv(caps, free_port()), capture_output=True, text=True,
-                       timeout=60, env={**os.environ, "PROCMON_PIN_DIR": str(pin_dir)})
+    r = subprocess.run(
+        setpriv_argv(caps, free_port()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PROCMON_PIN_DIR": str(pin_dir)},
+    )
     assert r.returncode != 0, f"serve --attach worked without {missing}"
     assert "Traceback" not in r.stderr
     assert not pin_dir.exists()

@@ -31,15 +31,26 @@ sys.argv[0] = "procmon-ctl"
 cli.main(sys.argv[1:])
 """
 
-OTHER_COMMANDS = ["procmon_ctl.attach", "procmon_ctl.doctor", "procmon_ctl.exporter",
-                  "procmon_ctl.json_native", "procmon_ctl.libbpf", "procmon_ctl.load",
-                  "procmon_ctl.logfile", "procmon_ctl.render", "procmon_ctl.ringbuf",
-                  "procmon_ctl.run", "procmon_ctl.stream", "prometheus_client"]
+OTHER_COMMANDS = [
+    "procmon_ctl.attach",
+    "procmon_ctl.doctor",
+    "procmon_ctl.exporter",
+    "procmon_ctl.json_native",
+    "procmon_ctl.libbpf",
+    "procmon_ctl.load",
+    "procmon_ctl.logfile",
+    "procmon_ctl.render",
+    "procmon_ctl.ringbuf",
+    "procmon_ctl.run",
+    "procmon_ctl.stream",
+    "prometheus_client",
+]
 
 
 def probe(cli, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
-    r = subprocess.run([CLI[0], "-c", PROBE, *argv], capture_output=True, text=True,
-                       env=cli.env, timeout=60)
+    r = subprocess.run(
+        [CLI[0], "-c", PROBE, *argv], capture_output=True, text=True, env=cli.env, timeout=60
+    )
     return r, json.loads(r.stderr.splitlines()[-1])
 
 
@@ -55,10 +66,24 @@ def test_stats_makes_only_its_command_and_imports_only_its_modules(cli):
 def test_help_lists_every_command_in_order(cli):
     r, seen = probe(cli, "--help")
     assert r.returncode == 0
-    listed = [line.split()[0] for line in r.stdout.split("Commands:\n")[1].splitlines()
-              if line.startswith("  ")]
-    expected = ["load", "attach", "detach", "unload", "stats", "status", "events", "run",
-                "schema", "doctor", "serve"]
+    listed = [
+        line.split()[0]
+        for line in r.stdout.split("Commands:\n")[1].splitlines()
+        if line.startswith("  ")
+    ]
+    expected = [
+        "load",
+        "attach",
+        "detach",
+        "unload",
+        "stats",
+        "status",
+        "events",
+        "run",
+        "schema",
+        "doctor",
+        "serve",
+    ]
     assert listed == expected
     assert seen["made"] == expected
 
@@ -68,4 +93,3 @@ def test_unknown_command_still_suggests(cli):
     assert r.returncode == 2
     assert "No such command 'stat'. Did you mean 'stats', 'status'?" in r.stderr
     assert seen["made"] == []
-

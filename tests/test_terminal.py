@@ -15,9 +15,19 @@ from procmon_ctl import __version__
 
 ESC = "\x1b"
 COMMANDS = [
-    ["--help"], ["serve", "--help"], ["events", "--help"], ["run", "--help"], [],
-    ["--version"], ["no-such-command"], ["serve", "--no-such-option"], ["stats"], ["status"],
-    ["events", "--duration", "0.3"], ["stats", "--json"], ["schema"],
+    ["--help"],
+    ["serve", "--help"],
+    ["events", "--help"],
+    ["run", "--help"],
+    [],
+    ["--version"],
+    ["no-such-command"],
+    ["serve", "--no-such-option"],
+    ["stats"],
+    ["status"],
+    ["events", "--duration", "0.3"],
+    ["stats", "--json"],
+    ["schema"],
 ]
 
 
@@ -25,8 +35,9 @@ def on_a_tty(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run with stdin, stdout and stderr on a pseudo-terminal; returns (code, output)."""
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                close_fds=True)
+        proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+        )
     finally:
         os.close(slave)
     chunks = []
@@ -52,8 +63,9 @@ def colour_env(cli, **extra: str) -> dict[str, str]:
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "(none)")
 def test_no_colour_when_piped_or_no_color(attached, args):
     cli = attached
-    piped = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60,
-                           env=colour_env(cli))
+    piped = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=60, env=colour_env(cli)
+    )
     assert ESC not in piped.stdout + piped.stderr, "colour codes in piped output"
     _, text = on_a_tty([*CLI, *args], colour_env(cli, NO_COLOR="1"))
     assert ESC not in text, f"colour codes on a terminal with NO_COLOR: {text!r}"
@@ -73,9 +85,16 @@ def test_show_completion_bash(cli):
 def test_completion_completes_commands_and_options(cli):
     def complete(words: str, cword: int) -> list[str]:
         r = subprocess.run(
-            [sys.executable, "-m", "procmon_ctl"], capture_output=True, text=True, timeout=30,
-            env={**cli.env, "_PROCMON_CTL_COMPLETE": "complete_bash",
-                 "COMP_WORDS": words, "COMP_CWORD": str(cword)},
+            [sys.executable, "-m", "procmon_ctl"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={
+                **cli.env,
+                "_PROCMON_CTL_COMPLETE": "complete_bash",
+                "COMP_WORDS": words,
+                "COMP_CWORD": str(cword),
+            },
         )
         assert r.returncode == 0, r.stderr
         return r.stdout.split()

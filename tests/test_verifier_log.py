@@ -43,8 +43,11 @@ def broken_object(tmp_path_factory):
     src, obj = d / "broken.bpf.c", d / "broken.bpf.o"
     src.write_text(BROKEN_SOURCE)
     arch_include = f"/usr/include/{os.uname().machine}-linux-gnu"
-    subprocess.run([clang, "-g", "-O2", "-target", "bpf", f"-I{arch_include}", "-c", str(src),
-                    "-o", str(obj)], check=True, capture_output=True)
+    subprocess.run(
+        [clang, "-g", "-O2", "-target", "bpf", f"-I{arch_include}", "-c", str(src), "-o", str(obj)],
+        check=True,
+        capture_output=True,
+    )
     return obj
 
 

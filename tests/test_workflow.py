@@ -24,7 +24,10 @@ def test_full_workflow(cli):
     cli("attach")
     links = [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
     assert sorted(ln["tp_name"] for ln in links) == [
-        "sched_process_exec", "sched_process_exit", "sched_process_fork"]
+        "sched_process_exec",
+        "sched_process_exit",
+        "sched_process_fork",
+    ]
 
     before = cli.json("stats", "--json")
     n = 25
@@ -63,8 +66,12 @@ def test_full_workflow(cli):
     map_id = status["maps"]["process_count"]
     dump = bpftool_json("map", "dump", "id", str(map_id))
     assert dump[0]["formatted"] == {"key": 0, "value": frozen["process_count"]}
-    seed = subprocess.run(["bpftool", "map", "dump", "name", "process_count"],
-                          capture_output=True, text=True, check=True).stdout
+    seed = subprocess.run(
+        ["bpftool", "map", "dump", "name", "process_count"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f'"value": {frozen["process_count"]}' in seed
 
     cli("unload")
@@ -82,8 +89,11 @@ def test_counter_and_stream_agree_on_forks(attached):
     after = cli.json("stats", "--json")
     assert after["processes"] - before["processes"] >= 40
     assert after["process_count"] - before["process_count"] >= 40
-    forks = {e["pid"]: e for e in cli.json_lines("events", "--json", "--duration", "1")
-             if e["type"] == "fork"}
+    forks = {
+        e["pid"]: e
+        for e in cli.json_lines("events", "--json", "--duration", "1")
+        if e["type"] == "fork"
+    }
     assert all(forks[pid]["ppid"] == os.getpid() for pid in pids)
 
 
@@ -122,14 +132,20 @@ def test_attach_chosen_events_only(cli):
     cli("attach", "--events", "fork")
     status = cli.json("status", "--json")
     assert {p["event"]: p["attached"] for p in status["programs"]} == {
-        "fork": True, "exec": False, "exit": False}
+        "fork": True,
+        "exec": False,
+        "exit": False,
+    }
     cli("attach", "--events", "exec,exit")
     status = cli.json("status", "--json")
     assert all(p["attached"] for p in status["programs"])
     cli("detach", "--events", "exec")
     status = cli.json("status", "--json")
     assert {p["event"]: p["attached"] for p in status["programs"]} == {
-        "fork": True, "exec": False, "exit": True}
+        "fork": True,
+        "exec": False,
+        "exit": True,
+    }
     cli("unload")
 
 
@@ -141,14 +157,18 @@ set -e
 umount /sys/kernel/tracing 2>/dev/null || true
 umount /sys/fs/bpf
 ! mountpoint -q /sys/fs/bpf
-{' '.join(CLI)} --pin-dir {pin_dir} load
+{" ".join(CLI)} --pin-dir {pin_dir} load
 mountpoint -q /sys/fs/bpf && echo MARK-bpffs
 mountpoint -q /sys/kernel/tracing && echo MARK-tracefs
 test -e {pin_dir}/progs/handle_fork && echo MARK-loaded
-{' '.join(CLI)} --pin-dir {pin_dir} unload
+{" ".join(CLI)} --pin-dir {pin_dir} unload
 """
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     marks = [w for w in r.stdout.split() if w.startswith("MARK-")]
     assert marks == ["MARK-bpffs", "MARK-tracefs", "MARK-loaded"]
@@ -158,8 +178,9 @@ test -e {pin_dir}/progs/handle_fork && echo MARK-loaded
 def test_thread_rows_with_threads_flag(attached):
     cli = attached
     cli("events", "--from-now", "--duration", "0.1")
-    reader = cli.popen("events", "--threads", "--duration", "120", stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE)
+    reader = cli.popen(
+        "events", "--threads", "--duration", "120", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     prog = None
     deadline = time.monotonic() + 60
     while True:
@@ -168,9 +189,15 @@ def test_thread_rows_with_threads_flag(attached):
             break
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    prog = subprocess.Popen([sys.executable, "-c", "import threading\n"
-                             "ts=[threading.Thread(target=lambda: None) for _ in range(5)]\n"
-                             "[t.start() for t in ts]; [t.join() for t in ts]"])
+    prog = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import threading\n"
+            "ts=[threading.Thread(target=lambda: None) for _ in range(5)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]",
+        ]
+    )
     prog.wait()
     row = f"(thread of {prog.pid})"
     out, err = lines_until(reader, lambda lines: sum(row in ln for ln in lines) >= 5)

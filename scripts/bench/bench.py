@@ -48,8 +48,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 LOCK = Path("/run/procmon-ctl/bench.lock")
-BPFTRACE_PROG = 'tracepoint:sched:sched_process_fork { printf("%d %d\\n", args->parent_pid, ' \
-    'args->child_pid); }'
+BPFTRACE_PROG = (
+    'tracepoint:sched:sched_process_fork { printf("%d %d\\n", args->parent_pid, args->child_pid); }'
+)
 FLOOR_LABEL = 'python -c "import typer, pydantic, sh"'
 CONTENDERS = ("untraced", "procmon-json", "procmon-idle", "bpftrace", "forkstat")
 STORMS = ("fork", "thread")
@@ -117,9 +118,14 @@ def run_storm(storm: Path, mode: str, count: int, seconds: float, work: Path) ->
     for i in range(2):
         ids = work / f"ids-{mode}-{i}"
         id_files.append(ids)
-        procs.append(subprocess.Popen(
-            [str(storm), "-w", str(r), "-o", str(ids), mode, str(count), str(seconds)],
-            stdout=subprocess.PIPE, text=True, pass_fds=(r,)))
+        procs.append(
+            subprocess.Popen(
+                [str(storm), "-w", str(r), "-o", str(ids), mode, str(count), str(seconds)],
+                stdout=subprocess.PIPE,
+                text=True,
+                pass_fds=(r,),
+            )
+        )
     os.close(r)
     os.write(w, b"go")
     os.close(w)
@@ -202,7 +208,9 @@ class ProcmonJson(Contender):
         with open(self.out, "w") as f:
             self.proc = subprocess.Popen(
                 [*self.bench.cli, "events", "--json", "--threads", "--from-now"],
-                stdout=f, env=self.bench.env)
+                stdout=f,
+                env=self.bench.env,
+            )
         # Ready once it has told the kernel to stream threads (it then skips the backlog).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -242,13 +250,17 @@ class Bpftrace(Contender):
         before = {p["id"] for p in bpftool_json("prog", "show")}
         self.out = work / "bpftrace.txt"
         with open(self.out, "w") as f:
-            self.proc = subprocess.Popen(["bpftrace", "-e", BPFTRACE_PROG], stdout=f,
-                                         stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                ["bpftrace", "-e", BPFTRACE_PROG], stdout=f, stderr=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.out.read_text(errors="replace").startswith("Attaching"):
-                new = [p for p in bpftool_json("prog", "show")
-                       if p["id"] not in before and p["type"] == "tracepoint"]
+                new = [
+                    p
+                    for p in bpftool_json("prog", "show")
+                    if p["id"] not in before and p["type"] == "tracepoint"
+                ]
                 if new:
                     self.prog_id = new[0]["id"]
                     break
@@ -277,8 +289,9 @@ class Forkstat(Contender):
     def start(self, work: Path) -> None:
         self.out = work / "forkstat.txt"
         with open(self.out, "w") as f:
-            self.proc = subprocess.Popen(["forkstat", "-e", "fork"], stdout=f,
-                                         stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                ["forkstat", "-e", "fork"], stdout=f, stderr=subprocess.DEVNULL
+            )
         time.sleep(0.5)  # connects to the proc connector at once; nothing to watch for
         if self.proc.poll() is not None:
             raise RuntimeError("forkstat exited early")
@@ -297,8 +310,13 @@ class Forkstat(Contender):
         return ids, 0
 
 
-KINDS = {"untraced": Untraced, "procmon-json": ProcmonJson, "procmon-idle": ProcmonIdle,
-         "bpftrace": Bpftrace, "forkstat": Forkstat}
+KINDS = {
+    "untraced": Untraced,
+    "procmon-json": ProcmonJson,
+    "procmon-idle": ProcmonIdle,
+    "bpftrace": Bpftrace,
+    "forkstat": Forkstat,
+}
 
 
 # --- the run ------------------------------------------------------------------
@@ -350,8 +368,11 @@ class Bench:
                 ratios[name] = s.rate / base.rate
                 self.slowdowns.setdefault((storm, "untraced"), []).append(1.0)
                 self.slowdowns.setdefault((storm, name), []).append(ratios[name])
-            print(f"round {n + 1}, {storm} storm: " + ", ".join(
-                f"{name} {ratio:.2f}" for name, ratio in ratios.items()), flush=True)
+            print(
+                f"round {n + 1}, {storm} storm: "
+                + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios.items()),
+                flush=True,
+            )
 
     def run_one(self, name: str, storm: str, count: int) -> Sample:
         c = KINDS[name](name, self)
@@ -395,8 +416,14 @@ class Bench:
         pydantic and sh (issue 2: bpftool through sh into the models, via Typer)."""
         cmds = {
             "procmon-ctl stats --json": [*self.cli, "stats", "--json"],
-            "bpftool -j map dump pinned …/counters":
-                ["bpftool", "-j", "map", "dump", "pinned", str(self.pin_dir / "maps/counters")],
+            "bpftool -j map dump pinned …/counters": [
+                "bpftool",
+                "-j",
+                "map",
+                "dump",
+                "pinned",
+                str(self.pin_dir / "maps/counters"),
+            ],
             "python -c pass": [sys.executable, "-c", "pass"],
             FLOOR_LABEL: [sys.executable, "-c", "import typer, pydantic, sh"],
         }
@@ -419,9 +446,11 @@ def fmt(v, spec: str, none: str = "n/a") -> str:
 
 
 def table(bench: Bench, names: list[str]) -> str:
-    rows = ["| storm | contender | rate /s (median) | slowdown (median, min-max) "
-            "| delivered / created | lost | kernel ns/run | reader µs/event |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| storm | contender | rate /s (median) | slowdown (median, min-max) "
+        "| delivered / created | lost | kernel ns/run | reader µs/event |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for storm in STORMS:
         for name in names:
             ss = bench.results.get((storm, name), [])
@@ -441,12 +470,14 @@ def table(bench: Bench, names: list[str]) -> str:
                 f"| {storm} | {name} | {med(s.rate for s in ss):,.0f} | "
                 f"{med(sd):.2f} ({rng}) | {comp} | "
                 f"{sum(lost) if lost else 'n/a'} | {fmt(med(s.kernel_ns for s in ss), '.0f')} | "
-                f"{fmt(med(s.reader_us for s in ss), '.2f')} |")
+                f"{fmt(med(s.reader_us for s in ss), '.2f')} |"
+            )
     return "\n".join(rows)
 
 
 def verdicts(bench: Bench, lat: dict[str, float]) -> list[str]:
     """The issue-5 targets, checked against this run's figures."""
+
     def ok(flag: bool) -> str:
         return "met" if flag else "NOT met"
 
@@ -474,23 +505,29 @@ def verdicts(bench: Bench, lat: dict[str, float]) -> list[str]:
     stats_ms = next((v for k, v in lat.items() if k.startswith("procmon-ctl")), None)
     if stats_ms is not None:
         floor = lat.get(FLOOR_LABEL)
-        why = (f" (importing the libraries it must use alone takes {floor:.0f} ms)"
-               if floor is not None and stats_ms > 250 else "")
-        out.append(f"- `procmon-ctl stats` median <= 250 ms: {stats_ms:.0f} ms: "
-                   f"{ok(stats_ms <= 250)}{why}")
+        why = (
+            f" (importing the libraries it must use alone takes {floor:.0f} ms)"
+            if floor is not None and stats_ms > 250
+            else ""
+        )
+        out.append(
+            f"- `procmon-ctl stats` median <= 250 ms: {stats_ms:.0f} ms: {ok(stats_ms <= 250)}{why}"
+        )
     return out
 
 
 def code_state() -> str:
     """The commit measured, and which of procmon-ctl's own files differ from it."""
     head = sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD", check=False).strip()
-    dirty = sh("git", "-C", str(ROOT), "status", "--porcelain", "--", "procmon_ctl", "bpf",
-               check=False).split()
+    dirty = sh(
+        "git", "-C", str(ROOT), "status", "--porcelain", "--", "procmon_ctl", "bpf", check=False
+    ).split()
     changed = [x for x in dirty if "/" in x]
     if not head:
         return "not a git checkout"
-    return f"commit {head}" + (f", with uncommitted changes in {', '.join(changed)}"
-                               if changed else "")
+    return f"commit {head}" + (
+        f", with uncommitted changes in {', '.join(changed)}" if changed else ""
+    )
 
 
 def machine() -> str:
@@ -511,8 +548,10 @@ def machine() -> str:
     for argv in (["bpftool", "version"], ["bpftrace", "--version"], ["forkstat", "-h"]):
         with contextlib.suppress(Exception):
             versions.append(sh(*argv, check=False).splitlines()[0].strip())
-    return (f"{distro}, kernel {platform.release()}, {os.cpu_count()} CPUs ({model}), "
-            f"{mem_kb / 1048576:.0f} GiB; {'; '.join(versions)}")
+    return (
+        f"{distro}, kernel {platform.release()}, {os.cpu_count()} CPUs ({model}), "
+        f"{mem_kb / 1048576:.0f} GiB; {'; '.join(versions)}"
+    )
 
 
 def chart(bench: Bench, names: list[str], path: Path) -> bool:
@@ -529,12 +568,20 @@ def chart(bench: Bench, names: list[str], path: Path) -> bool:
     shown = [n for n in names if n != "untraced"]
     for i, storm in enumerate(STORMS):
         xs = [j + (i - 0.5) * width for j in range(len(shown))]
-        ax1.bar(xs, [med(bench.slowdowns.get((storm, n), [0])) or 0 for n in shown], width,
-                label=f"{storm} storm")
+        ax1.bar(
+            xs,
+            [med(bench.slowdowns.get((storm, n), [0])) or 0 for n in shown],
+            width,
+            label=f"{storm} storm",
+        )
         readers = [n for n in shown if any(s.reader_us for s in bench.results.get((storm, n), []))]
         xs2 = [j + (i - 0.5) * width for j in range(len(readers))]
-        ax2.bar(xs2, [med(s.reader_us for s in bench.results[(storm, n)]) for n in readers],
-                width, label=f"{storm} storm")
+        ax2.bar(
+            xs2,
+            [med(s.reader_us for s in bench.results[(storm, n)]) for n in readers],
+            width,
+            label=f"{storm} storm",
+        )
     ax1.axhline(0.9, color="grey", linestyle="--", linewidth=1, label="target 0.90")
     ax1.set_xticks(range(len(shown)), shown)
     ax1.set_ylabel("storm rate / untraced rate (higher is better)")
@@ -554,8 +601,16 @@ def chart(bench: Bench, names: list[str], path: Path) -> bool:
     return True
 
 
-def write_doc(bench: Bench, names: list[str], tbl: str, lat: dict, command: str,
-              png: Path | None, started: dt.datetime, elapsed: float) -> None:
+def write_doc(
+    bench: Bench,
+    names: list[str],
+    tbl: str,
+    lat: dict,
+    command: str,
+    png: Path | None,
+    started: dt.datetime,
+    elapsed: float,
+) -> None:
     a = bench.args
     notes = Path(__file__).with_name("notes.md")
     lines = [
@@ -575,8 +630,7 @@ def write_doc(bench: Bench, names: list[str], tbl: str, lat: dict, command: str,
         tbl,
         "",
         "CLI latency (median wall time of "
-        f"{a.cli_runs} runs): "
-        + "; ".join(f"`{k}` {v:.0f} ms" for k, v in lat.items()) + ".",
+        f"{a.cli_runs} runs): " + "; ".join(f"`{k}` {v:.0f} ms" for k, v in lat.items()) + ".",
         "",
     ]
     if png is not None:
@@ -598,8 +652,11 @@ def main() -> int:
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--storm", type=Path, default=ROOT / "build" / "storm")
     p.add_argument("--pin-dir", type=Path, default=Path("/sys/fs/bpf/procmon-bench"))
-    p.add_argument("--doc", type=Path, help="write the Markdown report here "
-                   "[default: docs/benchmarks.md; none with --quick]")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        help="write the Markdown report here [default: docs/benchmarks.md; none with --quick]",
+    )
     p.add_argument("--png", type=Path, help="the chart [default: beside --doc]")
     a = p.parse_args()
     quick = {"rounds": 2, "forks": 4000, "threads": 20000, "cli_runs": 5}
@@ -646,7 +703,8 @@ def main() -> int:
         STATS_SYSCTL.write_text("1")
         bench.procmon("load")
         bench.procmon_fork_prog = bpftool_json(
-            "prog", "show", "pinned", str(a.pin_dir / "progs/handle_fork"))["id"]
+            "prog", "show", "pinned", str(a.pin_dir / "progs/handle_fork")
+        )["id"]
         for n in range(a.rounds):
             k = n % len(names)
             bench.round(n, names[k:] + names[:k])
