@@ -58,7 +58,7 @@ $(OBJ): bpf/process_monitor.bpf.c bpf/process_monitor.h $(VMLINUX)
 	  -Wall -Werror -c bpf/process_monitor.bpf.c -o $@
 	llvm-strip -g $@ 2>/dev/null || true
 
-$(NATIVE): native/json_lines.c bpf/process_monitor.h
+$(NATIVE): native/json_lines.c native/json_lines.h bpf/process_monitor.h
 	@mkdir -p $(dir $@)
 	$(CLANG) -O2 -fPIC -shared -Wall -Wextra -Werror -Ibpf $< -o $@
 

@@ -44,6 +44,8 @@ struct {
 const volatile struct exec_event btf_anchor_exec_event = {};
 const volatile enum counter_key btf_anchor_counter_key = COUNTER_MAX;
 const volatile enum event_type btf_anchor_event_type = EVENT_FORK;
+const volatile enum event_flag btf_anchor_event_flag = EVENT_FLAG_THREAD;
+const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
 
 static __always_inline void count(__u32 key)
 {
@@ -98,9 +100,6 @@ static __always_inline __u64 wakeup_flags(const struct settings *s, __u64 size)
 	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-/* A record's footprint in the ring: an 8-byte header, rounded up to 8 bytes. */
-#define RING_FOOTPRINT(sz) ((((sz) + 8) + 7) & ~7ULL)
-
 static __always_inline const struct settings *get_settings(void)
 {
 	__u32 zero = 0;
@@ -154,7 +153,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_common(e, EVENT_FORK, child);
 	e->flags = thread ? EVENT_FLAG_THREAD : 0;
-	bpf_ringbuf_submit(e, wakeup_flags(s, RING_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
 
@@ -169,7 +168,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RING_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
 
@@ -235,6 +234,6 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->exit_code = (status >> 8) & 0xff;
 	e->exit_signal = status & 0x7f;
 	e->duration_ns = e->ts_ns - key.start_time;
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RING_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }

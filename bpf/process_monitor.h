@@ -1,7 +1,9 @@
 /* The kernel/user contract: every record procmon-ctl's BPF programs put in the
- * ring buffer, and every map key user space reads or writes.  The Python
- * decoder (procmon_ctl/decode.py) mirrors these layouts and a test checks them
- * against the compiled object's BTF, so keep the two in step. */
+ * ring buffer, and every map key and value user space reads or writes.
+ * procmon_ctl/abi.py is its one Python mirror; tests/test_abi.py checks every
+ * layout and enum there against the compiled object's BTF, and the C formatter
+ * (native/json_lines.c) reports the view it was built with, so a change here
+ * that the Python side missed fails a test instead of misreading records. */
 #ifndef PROCESS_MONITOR_H
 #define PROCESS_MONITOR_H
 
@@ -14,8 +16,10 @@ enum event_type {
 	EVENT_EXIT = 3,
 };
 
-/* event.flags */
-#define EVENT_FLAG_THREAD 1 /* the new task is a thread, not a process */
+/* Bits of process_event.flags. */
+enum event_flag {
+	EVENT_FLAG_THREAD = 1, /* the new task is a thread, not a process */
+};
 
 /* Fork and exit records are a bare process_event; exec records are an
  * exec_event, so a thread storm does not pay ring space for a filename. */
@@ -58,5 +62,18 @@ struct settings {
 	__u32 stream_threads; /* 1: put thread forks in the ring too */
 	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
 };
+
+/* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in
+ * include/uapi/linux/bpf.h): an 8-byte header whose first u32 is the length,
+ * with its top two bits saying "still being written" and "discarded"; each
+ * record starts 8-byte aligned.  Named here for the readers in user space. */
+enum ringbuf_record {
+	RINGBUF_BUSY_BIT = 1U << 31,
+	RINGBUF_DISCARD_BIT = 1U << 30,
+	RINGBUF_HDR_SZ = 8,
+};
+
+/* The ring space a record of `len` data bytes takes, header included. */
+#define RINGBUF_FOOTPRINT(len) ((((__u64)(len)) + RINGBUF_HDR_SZ + 7) & ~7ULL)
 
 #endif

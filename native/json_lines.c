@@ -9,36 +9,11 @@
  * Records this code would have to think about (a name that is not plain ASCII,
  * an unknown type) are handed back to the Python formatter, one at a time. */
 #include <stddef.h>
-#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-typedef uint32_t __u32;
-typedef int32_t __s32;
-typedef uint64_t __u64;
-#include "process_monitor.h"
-
-/* The ring's record header (include/uapi/linux/bpf.h). */
-#define RB_BUSY_BIT (1U << 31)
-#define RB_DISCARD_BIT (1U << 30)
-#define RB_HDR_SZ 8
-
-/* Why pm_json_lines() returned. */
-enum pm_stop {
-	PM_STOP_CAUGHT_UP = 0, /* no submitted record left (or the next is still being written) */
-	PM_STOP_LIMIT = 1,     /* max_records formatted */
-	PM_STOP_FULL = 2,      /* the output buffer cannot take a worst-case line more */
-	PM_STOP_FOREIGN = 3,   /* the record at pos is left to the caller */
-};
-
-struct pm_batch {
-	__u64 pos;     /* in: ring position to start at; out: just after the last record taken */
-	__u64 records; /* out: records formatted (gap lines not counted) */
-	__u64 out_len; /* out: bytes written */
-	__u32 stop;    /* out: enum pm_stop */
-	__u32 __pad;
-};
+#include "json_lines.h"
 
 /* Longest line: an exec record whose every filename byte needs \u00XX, plus its gap line. */
 #define PM_MAX_LINE (512 + 6 * MAX_FILENAME_LEN + 6 * TASK_COMM_LEN)
@@ -189,13 +164,13 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 		}
 		hdr = data + (pos & mask);
 		len = __atomic_load_n((const __u32 *)hdr, __ATOMIC_ACQUIRE);
-		if (len & RB_BUSY_BIT)
+		if (len & RINGBUF_BUSY_BIT)
 			break; /* reserved, not yet submitted: what follows waits for it */
-		if (len & RB_DISCARD_BIT) {
-			pos += ((len & ~RB_DISCARD_BIT) + RB_HDR_SZ + 7) & ~7ULL;
+		if (len & RINGBUF_DISCARD_BIT) {
+			pos += RINGBUF_FOOTPRINT(len & ~RINGBUF_DISCARD_BIT);
 			continue;
 		}
-		e = (const struct process_event *)(hdr + RB_HDR_SZ);
+		e = (const struct process_event *)(hdr + RINGBUF_HDR_SZ);
 		if (len < sizeof(*e)) {
 			b->stop = PM_STOP_FOREIGN;
 			break;
@@ -210,11 +185,32 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			break;
 		}
 		p = line;
-		pos += (len + RB_HDR_SZ + 7) & ~7ULL;
+		pos += RINGBUF_FOOTPRINT(len);
 		b->records++;
 	}
 	b->pos = pos;
 	b->out_len = (__u64)(p - out);
+}
+
+void pm_abi_info(struct pm_abi *abi)
+{
+	*abi = (struct pm_abi){
+		.abi_size = sizeof(struct pm_abi),
+		.batch_size = sizeof(struct pm_batch),
+		.process_event_size = sizeof(struct process_event),
+		.exec_event_size = sizeof(struct exec_event),
+		.comm_offset = offsetof(struct process_event, comm),
+		.filename_offset = offsetof(struct exec_event, filename),
+		.flags_offset = offsetof(struct process_event, flags),
+		.dropped_before_offset = offsetof(struct process_event, dropped_before),
+		.event_fork = EVENT_FORK,
+		.event_exec = EVENT_EXEC,
+		.event_exit = EVENT_EXIT,
+		.event_flag_thread = EVENT_FLAG_THREAD,
+		.ringbuf_busy_bit = RINGBUF_BUSY_BIT,
+		.ringbuf_discard_bit = RINGBUF_DISCARD_BIT,
+		.ringbuf_hdr_sz = RINGBUF_HDR_SZ,
+	};
 }
 
 /* The ring's producer page and data area (twice), read-only, as the kernel

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The interface of libprocmon_json.so (json_lines.c), the C formatter of
+ * `procmon-ctl events --json`.  procmon_ctl/abi.py mirrors it; pm_abi_info()
+ * tells procmon_ctl/json_native.py which record layouts the library was built
+ * with, and a library that disagrees with the Python side is not used. */
+#ifndef PROCMON_JSON_LINES_H
+#define PROCMON_JSON_LINES_H
+
+#include <stdint.h>
+
+typedef uint32_t __u32;
+typedef int32_t __s32;
+typedef uint64_t __u64;
+#include "process_monitor.h"
+
+/* Why pm_json_lines() returned. */
+enum pm_stop {
+	PM_STOP_CAUGHT_UP = 0, /* no submitted record left (or the next is still being written) */
+	PM_STOP_LIMIT = 1,     /* max_records formatted */
+	PM_STOP_FULL = 2,      /* the output buffer cannot take a worst-case line more */
+	PM_STOP_FOREIGN = 3,   /* the record at pos is left to the caller */
+};
+
+struct pm_batch {
+	__u64 pos;     /* in: ring position to start at; out: just after the last record taken */
+	__u64 records; /* out: records formatted (gap lines not counted) */
+	__u64 out_len; /* out: bytes written */
+	__u32 stop;    /* out: enum pm_stop */
+	__u32 __pad;
+};
+
+/* The contract as this library was compiled: sizes, offsets and constants of
+ * process_monitor.h and of this header. */
+struct pm_abi {
+	__u32 abi_size; /* sizeof(struct pm_abi) */
+	__u32 batch_size;
+	__u32 process_event_size;
+	__u32 exec_event_size;
+	__u32 comm_offset;
+	__u32 filename_offset;
+	__u32 flags_offset;
+	__u32 dropped_before_offset;
+	__u32 event_fork;
+	__u32 event_exec;
+	__u32 event_exit;
+	__u32 event_flag_thread;
+	__u32 ringbuf_busy_bit;
+	__u32 ringbuf_discard_bit;
+	__u32 ringbuf_hdr_sz;
+};
+
+void pm_abi_info(struct pm_abi *abi);
+void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
+		   __u64 max_records, char *out, __u64 cap, struct pm_batch *b);
+void *pm_ring_map(int fd, __u64 size);
+int pm_ring_unmap(void *addr, __u64 size);
+long pm_page_size(void);
+
+#endif
