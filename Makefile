@@ -75,10 +75,9 @@ TEST_APT_PACKAGES := prometheus systemd sudo
 test-packages:
 	$(call apt_install_missing,$(TEST_APT_PACKAGES),--no-install-recommends)
 
-# The whole suite on this machine's kernel, then the kernel-facing part on every
-# kernel of the matrix (test-kernels, below).
-test: setup mounts test-packages
-	$(BIN)/ruff check .
+# Lint (ruff check and ruff format --check), the whole suite on this machine's kernel,
+# then the kernel-facing part on every kernel of the matrix (test-kernels, below).
+test: setup lint mounts test-packages
 	$(BIN)/pytest -v
 	$(MAKE) --no-print-directory test-kernels
 
