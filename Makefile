@@ -139,7 +139,7 @@ install: system-packages $(OBJ) $(NATIVE)
 	   [ "$$(readlink "$(LINK)")" != "$(PREFIX)/bin/procmon-ctl" ]; then \
 	  echo "$(LINK) exists and is not our link: not replacing it" >&2; exit 1; fi; \
 	src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; \
-	cp -r pyproject.toml README.md procmon_ctl "$$src"/; \
+	cp -r pyproject.toml README.md LICENSE procmon_ctl "$$src"/; \
 	find "$$src" -name __pycache__ -prune -exec rm -rf {} +; \
 	$(PYTHON) -m venv --clear "$(PREFIX)"; \
 	"$(PREFIX)/bin/pip" install -q --no-warn-script-location "$$src"; \
