@@ -28,16 +28,11 @@ def parse_events(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _require_loaded(layout: PinLayout) -> None:
-    if not all(layout.prog(e).exists() for e in PROGRAMS):
-        raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
-
-
 def attach(layout: PinLayout, events: list[str]) -> list[str]:
     """Attach the programs for `events`; returns those newly attached."""
     require_root("attaching BPF programs")
     with layout.admin_lock():
-        _require_loaded(layout)
+        layout.require_loaded()
         todo = [e for e in events if not layout.link(e).exists()]
         if not todo:
             raise StateError(

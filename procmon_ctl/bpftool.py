@@ -159,10 +159,6 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
         raise _load_failure(obj, log) from None
 
 
-def map_dump(pin: Path) -> MapDump:
-    return MapDump.model_validate(run("map", "dump", "pinned", str(pin), what=f"reading {pin}"))
-
-
 def map_dumps(*pins: Path) -> list[MapDump]:
     """Several `map dump`s from one bpftool process (`bpftool batch`): `stats` reads
     two maps, and each bpftool process costs more than the dump itself."""
@@ -200,11 +196,9 @@ def link_show(pin: Path) -> LinkInfo:
     return LinkInfo.model_validate(run("link", "show", "pinned", str(pin), what=f"reading {pin}"))
 
 
-def link_show_all() -> list[LinkInfo]:
-    return [LinkInfo.model_validate(x) for x in run("link", "show", what="listing links") or []]
-
-
 def version() -> str:
+    """ "v7.1.0" from `bpftool version` (older ones print the path they were run as
+    first, so the last word of the first line)."""
     first = str(run("version", what="bpftool version", as_json=False)).splitlines()[0]
     return first.split()[-1]
 

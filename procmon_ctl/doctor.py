@@ -10,7 +10,6 @@ and fails the root check."""
 
 from __future__ import annotations
 
-import ctypes
 import gzip
 import os
 import re
@@ -20,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ProcmonError
+from .errors import MissingError, ProcmonError
 from .models import DoctorCheck, DoctorReport
 from .system import BPFFS_ROOT, TRACEFS_ROOT, ensure_bpffs, ensure_tracefs, is_mounted
 
@@ -235,18 +234,17 @@ def check_bpftool() -> DoctorCheck:
             "not found in PATH",
             "apt-get install bpftool (or run `make`); as root, /usr/sbin must be in PATH",
         )
-    version = _first_line([path, "version"])
-    if version is None:
+    from . import bpftool
+
+    try:
+        version = bpftool.version()
+    except ProcmonError:
         return _check(
             "bpftool",
             "FAIL",
             f"{path} does not run (`bpftool version` failed)",
             "reinstall it: apt-get install --reinstall bpftool",
         )
-    # "bpftool v7.1.0" (older ones print the path they were run as first).
-    from . import bpftool
-    from .errors import ProcmonError
-
     try:
         own = bpftool.can_attach_tracing()
     except ProcmonError:
@@ -256,25 +254,22 @@ def check_bpftool() -> DoctorCheck:
         if own
         else "cannot attach tracing programs (no autoattach): `attach` uses libbpf"
     )
-    return _check("bpftool", "PASS", f"{path} {version.split()[-1]}; {how}")
+    return _check("bpftool", "PASS", f"{path} {version}; {how}")
 
 
 def check_libbpf() -> DoctorCheck:
+    from . import libbpf
+
     try:
-        lib = ctypes.CDLL("libbpf.so.1")
-    except OSError:
+        version = libbpf.version()
+    except ProcmonError:
         return _check(
             "libbpf",
             "FAIL",
             "libbpf.so.1 not found (needed by `attach`)",
             "apt-get install libbpf1 (or run `make`)",
         )
-    fn = getattr(lib, "libbpf_version_string", None)
-    version = ""
-    if fn is not None:
-        fn.restype = ctypes.c_char_p
-        version = f" {fn().decode()}"
-    return _check("libbpf", "PASS", f"libbpf.so.1{version}")
+    return _check("libbpf", "PASS", f"libbpf.so.1 {version}")
 
 
 def check_clang() -> DoctorCheck:
@@ -482,7 +477,7 @@ def check_json_formatter() -> DoctorCheck:
         return _check(
             "JSON formatter",
             "WARN",
-            f"{json_native.LIBRARY} not built: `events --json` uses the Python "
+            f"{json_native.problem()}: `events --json` uses the Python "
             "formatter (same output, several times the CPU per event)",
             "run `make`",
         )
@@ -513,6 +508,13 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     checks += [object_check, check_trial_load(object_check, object_path), check_json_formatter()]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)
+
+
+def require_ok(report: DoctorReport) -> None:
+    if not report.ok:
+        raise MissingError(
+            f"doctor: {len(report.failed)} check(s) failed: {', '.join(report.failed)}"
+        )
 
 
 def render_table(report: DoctorReport) -> str:

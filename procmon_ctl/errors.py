@@ -62,5 +62,10 @@ class PermissionDenied(ProcmonError):
         super().__init__(f"permission denied: run as root (sudo){detail}")
 
 
+def require_positive(option: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise UsageError(f"{option} must be greater than 0 (got {value})")
+
+
 class BpfError(ProcmonError):
     """A libbpf or bpftool call failed for a reason the user cannot fix by retyping."""

@@ -11,21 +11,19 @@ import errno
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import libbpf
-from .decode import COUNTER_NAMES
+from .abi import COUNTER_NAMES
 from .errors import BpfError, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
 from .system import require_root
 
-DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9464
 
 # counter key name -> (metric name without _total, help)
@@ -106,11 +104,9 @@ def make_registry(layout: PinLayout) -> CollectorRegistry:
 
 
 def check_loaded(layout: PinLayout) -> None:
-    if not layout.map("counters").exists():
-        raise StateError(
-            f"nothing loaded at {layout.root}: run `procmon-ctl load` (and `attach`) first, "
-            "or use `procmon-ctl serve --attach`"
-        )
+    layout.require_loaded(
+        "run `procmon-ctl load` (and `attach`) first, or use `procmon-ctl serve --attach`"
+    )
     try:
         read_counters(layout)
     except libbpf.LibbpfError as err:
@@ -148,10 +144,20 @@ def metrics_server(registry: CollectorRegistry, address: str, port: int) -> Iter
 
 
 def serve_forever(
-    layout: PinLayout, address: str, port: int, attach_obj: Path | None, announce
+    layout: PinLayout,
+    address: str,
+    port: int,
+    attach_too: bool,
+    object_path: str | None,
+    announce: Callable[[str], None],
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
-    With attach_obj, load and attach an instance first and remove it on the way out."""
+    With attach_too, load and attach an instance first and remove it on the way out."""
+    from .load import find_object
+
+    if object_path is not None and not attach_too:
+        raise UsageError("--object only applies with --attach (serve loads nothing without it)")
+    attach_obj = find_object(object_path) if attach_too else None
     require_root("reading BPF maps")
     registry = make_registry(layout)
     if attach_obj is None:
@@ -160,13 +166,13 @@ def serve_forever(
             announce(f"serving {layout.root} at {url}")
             _wait()
         return
-    from .run import temporary_instance
+    from .instance import require_unused, temporary_instance
 
-    if layout.is_loaded():
-        raise StateError(
-            f"already loaded at {layout.root}: serve it without --attach, or "
-            "`procmon-ctl unload` it first"
-        )
+    require_unused(
+        layout,
+        f"already loaded at {layout.root}: serve it without --attach, or "
+        "`procmon-ctl unload` it first",
+    )
     # Listen first: a busy port should fail before anything is loaded.
     with (
         metrics_server(registry, address, port) as url,

@@ -2,40 +2,29 @@
 procmon_ctl/data/libprocmon_json.so): ring records to JSON lines with no Python
 object per record.  One table of signatures, as for libbpf.
 
-It writes exactly what decode.json_lines() writes (tests/test_json_native.py
-checks byte for byte) and hands back the records it leaves to Python (names that
-are not plain ASCII, unknown types).  Without the library, `events --json` falls
-back to the Python formatter: slower, same output."""
+It writes exactly what json_lines.py writes (tests/test_json_native.py checks
+byte for byte) and hands back the records it leaves to Python (names that are not
+plain ASCII, unknown types).  A library built from other headers than abi.py
+mirrors is not used (problem() says why; `doctor` warns).  Without the library,
+`events --json` falls back to the Python formatter: slower, same output."""
 
 from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import POINTER, c_char, c_int, c_long, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char, c_int, c_long, c_uint64, c_void_p
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .abi import PmAbi, PmBatch, expected_pm_abi
 from .errors import BpfError
 
 LIBRARY = Path(__file__).parent / "data" / "libprocmon_json.so"
 
-# enum pm_stop
-STOP_CAUGHT_UP, STOP_LIMIT, STOP_FULL, STOP_FOREIGN = 0, 1, 2, 3
-
 # Output room per call: a batch of thread records is ~150 bytes each.
 OUTPUT_BYTES = 1 << 20
 _MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-class PmBatch(ctypes.Structure):
-    _fields_ = [
-        ("pos", c_uint64),
-        ("records", c_uint64),
-        ("out_len", c_uint64),
-        ("stop", c_uint32),
-        ("pad", c_uint32),
-    ]
 
 
 _SIGNATURES = {
@@ -47,21 +36,51 @@ _SIGNATURES = {
     "pm_ring_map": ([c_int, c_uint64], c_void_p),
     "pm_ring_unmap": ([c_void_p, c_uint64], c_int),
     "pm_page_size": ([], c_long),
+    "pm_abi_info": ([POINTER(PmAbi)], None),
 }
 
 
 @cache
-def library() -> ctypes.CDLL | None:
-    """The loaded library, or None when it was not built (or does not load)."""
+def _load() -> tuple[ctypes.CDLL | None, str | None]:
+    """(the library, None), or (None, why it is not used)."""
+    if not LIBRARY.exists():
+        return None, f"{LIBRARY} not built"
     try:
         lib = ctypes.CDLL(str(LIBRARY), use_errno=True)
-    except OSError:
-        return None
-    for name, (argtypes, restype) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = argtypes
-        fn.restype = restype
-    return lib
+    except OSError as err:
+        return None, f"{LIBRARY} does not load ({err})"
+    try:
+        for name, (argtypes, restype) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes = argtypes
+            fn.restype = restype
+    except AttributeError as err:
+        return None, f"{LIBRARY} is from another version ({err})"
+    built = PmAbi()
+    lib.pm_abi_info(ctypes.byref(built))
+    expected = expected_pm_abi()
+    differ = [
+        f"{name} {getattr(built, name)} != {getattr(expected, name)}"
+        for name, _ in PmAbi._fields_
+        if getattr(built, name) != getattr(expected, name)
+    ]
+    if differ:
+        return None, (
+            f"{LIBRARY} was built from other headers than procmon_ctl/abi.py mirrors "
+            f"({', '.join(differ[:3])})"
+        )
+    return lib, None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library, or None when it was not built, does not load, or was built
+    with a view of the records that differs from abi.py's."""
+    return _load()[0]
+
+
+def problem() -> str | None:
+    """Why library() is None (None when it is not)."""
+    return _load()[1]
 
 
 @dataclass
@@ -69,7 +88,7 @@ class Batch:
     text: str
     records: int
     pos: int  # ring position after the last record taken
-    stop: int  # STOP_*
+    stop: int  # abi.PmStop
 
 
 class JsonLineFormatter:

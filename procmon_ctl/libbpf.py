@@ -50,6 +50,7 @@ _SIGNATURES = {
     "libbpf_num_possible_cpus": ([], c_int, _check_fd),
     "libbpf_probe_bpf_map_type": ([c_int, c_void_p], c_int, _check_fd),
     "libbpf_probe_bpf_helper": ([c_int, c_int, c_void_p], c_int, _check_fd),
+    "libbpf_version_string": ([], c_char_p, None),
 }
 
 
@@ -65,7 +66,8 @@ def _lib() -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.argtypes = argtypes
         fn.restype = restype
-        fn.errcheck = errcheck
+        if errcheck is not None:
+            fn.errcheck = errcheck
     return lib
 
 
@@ -88,6 +90,11 @@ def map_info(fd: int) -> BpfMapInfo:
     size = c_uint32(ctypes.sizeof(info))
     _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
     return info
+
+
+def version() -> str:
+    """libbpf's own version, e.g. "v1.1"."""
+    return _lib().libbpf_version_string().decode()
 
 
 def possible_cpus() -> int:

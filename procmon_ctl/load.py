@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 from . import bpftool, features
 from .errors import MissingError, StateError, UsageError
 from .pins import MAPS, PROGRAMS, PinLayout
+from .settings import default_wakeup_bytes, write_settings
 from .system import ensure_tracefs, require_root
 
 OBJECT_ENV = "PROCMON_OBJECT"
 PACKAGED_OBJECT = Path(__file__).parent / "data" / "process_monitor.bpf.o"
 DEFAULT_RING_SIZE = 4 * 1024 * 1024
 EM_BPF = 247
-SETTINGS = struct.Struct("<II")  # struct settings
 
 
 def find_object(explicit: str | os.PathLike | None = None) -> Path:
@@ -52,20 +51,6 @@ def check_ring_size(size: int) -> None:
         )
 
 
-def write_settings(layout: PinLayout, stream_threads: bool, wakeup_bytes: int) -> None:
-    bpftool.map_update(
-        layout.map("settings"),
-        key=(0).to_bytes(4, "little"),
-        value=SETTINGS.pack(int(stream_threads), wakeup_bytes),
-    )
-
-
-def default_wakeup_bytes(ring_size: int) -> int:
-    """Wake a sleeping reader once an eighth of the ring waits: batches stay large,
-    and a reader that polls on its timer still has room before anything is lost."""
-    return ring_size // 8
-
-
 def require_kernel_features() -> None:
     lacking = features.missing()
     if lacking:
@@ -80,10 +65,7 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
     with layout.admin_lock():
         if layout.is_loaded():
             if not layout.is_complete():
-                raise StateError(
-                    f"an incomplete pin set is at {layout.root} (an interrupted load?): "
-                    "run `procmon-ctl unload` to remove it, then load again"
-                )
+                raise StateError(layout.incomplete_message())
             raise StateError(
                 f"already loaded at {layout.root}: run `procmon-ctl unload` first, "
                 "or choose another --pin-dir"

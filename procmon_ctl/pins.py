@@ -111,6 +111,19 @@ class PinLayout:
     def is_loaded(self) -> bool:
         return self.progs_dir.exists() or self.maps_dir.exists()
 
+    def require_loaded(self, fix: str = "run `procmon-ctl load` first") -> None:
+        """Refuse to go on unless a whole instance is pinned here."""
+        if not self.is_loaded():
+            raise StateError(f"nothing loaded at {self.root}: {fix}")
+        if not self.is_complete():
+            raise StateError(self.incomplete_message())
+
+    def incomplete_message(self) -> str:
+        return (
+            f"an incomplete pin set is at {self.root} (an interrupted load?): "
+            "run `procmon-ctl unload` to remove it, then load again"
+        )
+
     def is_complete(self) -> bool:
         """Every program and map pinned: what a finished `load` leaves."""
         return all(self.prog(e).exists() for e in PROGRAMS) and all(

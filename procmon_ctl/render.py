@@ -3,10 +3,18 @@ process chose is passed through printable() so it cannot drive the terminal."""
 
 from __future__ import annotations
 
-from .decode import Event, event_json, gap_json, printable
-from .stream import Row
+from .decode import Event
+from .rows import Row
 
-__all__ = ["event_json", "gap_json", "gap_line", "header", "raw_line", "row_line", "wide_line"]
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL[ord("\\")] = "\\\\"
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (ESC, newline, C1 codes) shown
+    as \\xNN, so a process name cannot move the cursor or retitle the terminal."""
+    return text.translate(_CONTROL)
+
 
 _TABLE = f"{'PID':<8} {'PPID':<8} COMM\n{'-' * 8} {'-' * 8} {'-' * 16}\n"
 _WIDE = (

@@ -13,19 +13,15 @@ import ctypes
 import mmap
 import os
 import select
-import struct
 from pathlib import Path
 
 from . import libbpf
+from .abi import RECORD_LENGTH, RING_POSITION, RingbufRecord, record_footprint
 from .errors import BpfError, StateError
 
-_BUSY = 1 << 31
-_DISCARD = 1 << 30
-_HEADER = 8
-# Native "Q" is one 8-byte load; "<Q" reads byte by byte, which could combine two
-# values of a producer position the kernel is moving.
-_U64 = struct.Struct("Q")
-_U32 = struct.Struct("<I")
+_BUSY = RingbufRecord.BUSY_BIT.value
+_DISCARD = RingbufRecord.DISCARD_BIT.value
+_HEADER = RingbufRecord.HDR_SZ.value
 BPF_MAP_TYPE_RINGBUF = 27
 
 
@@ -100,7 +96,7 @@ class RingBufferReader:
 
     @property
     def producer_pos(self) -> int:
-        return _U64.unpack_from(self._data, 0)[0]
+        return RING_POSITION.unpack_from(self._data, 0)[0]
 
     @property
     def fd(self) -> int:
@@ -110,8 +106,8 @@ class RingBufferReader:
         """The submitted record at ring position `pos`: where its data starts in
         `view`, and the ring position just after it."""
         hdr = self._page + (pos & self._mask)
-        length = _U32.unpack_from(self._view, hdr)[0] & ~(_BUSY | _DISCARD)
-        return hdr + _HEADER, pos + ((length + _HEADER + 7) & ~7)
+        length = RECORD_LENGTH.unpack_from(self._view, hdr)[0] & ~(_BUSY | _DISCARD)
+        return hdr + _HEADER, pos + record_footprint(length)
 
     def commit_to(self, pos: int) -> None:
         """Hand back the space up to ring position `pos` (what a formatter took)."""
@@ -141,8 +137,8 @@ class RingBufferReader:
         (commit(count) finds its end itself)."""
         view, data_off, mask = self._view, self._page, self._mask
         # A positive mask: & with a negative int (~_DISCARD) is slower in CPython.
-        unpack, busy, discard, size_of = _U32.unpack_from, _BUSY, _DISCARD, _DISCARD - 1
-        header, pad = _HEADER, _HEADER + 7
+        unpack, busy, discard, size_of = RECORD_LENGTH.unpack_from, _BUSY, _DISCARD, _DISCARD - 1
+        header, footprint = _HEADER, record_footprint
         cons = self.consumer_pos
         prod = self.producer_pos
         offsets: list[int] = []
@@ -153,7 +149,7 @@ class RingBufferReader:
             length = unpack(view, hdr)[0]
             if length & busy:
                 break  # reserved but not yet submitted: everything after it waits too
-            cons += ((length & size_of) + pad) & ~7
+            cons += footprint(length & size_of)
             if not length & discard:
                 add(hdr + header)
                 left -= 1
@@ -168,8 +164,8 @@ class RingBufferReader:
         view, data_off, mask = self._view, self._page, self._mask
         cons = self.consumer_pos
         while count:
-            length = _U32.unpack_from(view, data_off + (cons & mask))[0]
-            cons += ((length & ~_DISCARD) + _HEADER + 7) & ~7
+            length = RECORD_LENGTH.unpack_from(view, data_off + (cons & mask))[0]
+            cons += record_footprint(length & ~_DISCARD)
             if not length & _DISCARD:
                 count -= 1
         return cons

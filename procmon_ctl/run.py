@@ -4,43 +4,19 @@ With a command, it follows exactly that command's process tree and summarises it
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from . import render
-from .attach import attach
-from .errors import MissingError, StateError
-from .load import load, remove_pins
+from .errors import MissingError
+from .instance import require_unused, temporary_instance
 from .models import RunExit, RunLifetime, RunSummary
-from .pins import DEFAULT_PIN_DIR, PIN_DIR_ENV, PinLayout
-from .stream import Filters, ProcessRows, StreamOptions, event_batches, follow, open_reader
-
-
-def private_pin_dir(explicit: str | None) -> str:
-    """Unless told otherwise, a directory of our own: never the shared default, so a
-    `run` cannot disturb an instance that `load` made."""
-    if explicit or os.environ.get(PIN_DIR_ENV):
-        return explicit or os.environ[PIN_DIR_ENV]
-    return f"{DEFAULT_PIN_DIR}-run-{os.getpid()}"
-
-
-@contextmanager
-def temporary_instance(
-    layout: PinLayout, obj: Path, events: list[str], ring_size: int | None
-) -> Iterator[None]:
-    load(layout, obj, ring_size)
-    try:
-        attach(layout, events)
-        yield
-    finally:
-        with layout.admin_lock():
-            remove_pins(layout)
+from .pins import PinLayout
+from .rows import Filters, ProcessRows
+from .stream import BatchWriter, StreamOptions, event_batches, follow, open_reader
 
 
 def run_monitor(
@@ -80,8 +56,8 @@ def run_command(
         except OSError as err:
             raise MissingError(f"cannot run {argv[0]!r}: {err.strerror}") from None
         tree = Filters(tree={child.pid})
-        if live is not None:
-            live.write(render.header("table"))
+        writer = BatchWriter(live, reader, None)
+        writer.write(render.header("table"), 0)
         finished = False
         for events in event_batches(reader, None):
             lines = []
@@ -104,10 +80,7 @@ def run_command(
                     shown_names[r.tgid] = r.comm
                     if filters.match(r.tgid, r.ppid, r.uid, r.comm):
                         lines.append(render.row_line(r))
-            if live is not None and lines:
-                live.write("\n".join(lines) + "\n")
-                live.flush()
-            reader.commit()
+            writer.write("\n".join(lines) + "\n" if lines else "", len(lines), len(events))
             if finished and not events:
                 break
             if not finished and child.poll() is not None:
@@ -151,8 +124,8 @@ def summary_text(s: RunSummary) -> str:
 
 
 def check_not_shared(layout: PinLayout) -> None:
-    if layout.is_loaded():
-        raise StateError(
-            f"{layout.root} is already loaded: `run` makes its own instance; give another "
-            "--pin-dir or leave it out"
-        )
+    require_unused(
+        layout,
+        f"{layout.root} is already loaded: `run` makes its own instance; give another "
+        "--pin-dir or leave it out",
+    )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from .decode import COUNTER_NAMES
-from .errors import StateError
+from .abi import COUNTER_NAMES
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import require_root
 
 if TYPE_CHECKING:
     from .models import Stats, Status
+
+# The counters `stats --watch` shows as rates.
+RATE_FIELDS = ("processes", "threads", "execs", "exits", "dropped")
 
 
 def read_stats(layout: PinLayout) -> Stats:
@@ -20,12 +24,41 @@ def read_stats(layout: PinLayout) -> Stats:
     from .models import Stats
 
     require_root("reading BPF maps")
-    if not layout.map("counters").exists():
-        raise StateError(f"nothing loaded at {layout.root}: run `procmon-ctl load` first")
+    layout.require_loaded()
     seed, counters = bpftool.map_dumps(layout.map("process_count"), layout.map("counters"))
     by_key = counters.by_key()
     values = {name: by_key.get(i, 0) for i, name in enumerate(COUNTER_NAMES)}
     return Stats(process_count=seed.by_key().get(0, 0), **values)
+
+
+def stats_text(s: Stats) -> str:
+    return "\n".join(f"{name:<14} {value}" for name, value in s.model_dump().items())
+
+
+def watch_rates(
+    layout: PinLayout, interval: float, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[dict[str, float]]:
+    """Per-second rates of RATE_FIELDS, one dict every `interval` seconds, forever."""
+    prev, t_prev = read_stats(layout).model_dump(), time.monotonic()
+    while True:
+        sleep(interval)
+        cur, now = read_stats(layout).model_dump(), time.monotonic()
+        yield {f: (cur[f] - prev[f]) / (now - t_prev) for f in RATE_FIELDS}
+        prev, t_prev = cur, now
+
+
+def rates_header() -> str:
+    return "  ".join(f"{f + '/s':>12}" for f in RATE_FIELDS)
+
+
+def rates_text(rates: dict[str, float]) -> str:
+    return "  ".join(f"{rates[f]:>12.1f}" for f in RATE_FIELDS)
+
+
+def rates_json(rates: dict[str, float]) -> str:
+    import json
+
+    return json.dumps({f"{k}_per_s": round(v, 1) for k, v in rates.items()})
 
 
 def read_status(layout: PinLayout) -> Status:
@@ -64,3 +97,15 @@ def read_status(layout: PinLayout) -> Status:
         maps=maps,
         ring_size=ring_size,
     )
+
+
+def status_text(s: Status) -> str:
+    lines = [f"pin dir: {s.pin_dir} ({'loaded' if s.loaded else 'not loaded'})"]
+    for p in s.programs:
+        link = f"attached, link {p.link_id} ({p.link_pin})" if p.attached else "not attached"
+        lines.append(f"  {p.event:<5} program {p.id} ({p.pin}): {link}")
+    for name, map_id in s.maps.items():
+        lines.append(f"  map {name:<14} id {map_id}")
+    if s.ring_size:
+        lines.append(f"  ring buffer: {s.ring_size} bytes")
+    return "\n".join(lines)

@@ -1,7 +1,10 @@
-"""Reading the stream: batches of decoded events from the pinned ring buffer,
-turned into rows (one per new process, named by what it runs) and filtered.
+"""Reading the stream: ring → records → rows → rendering → output.
 
-Kept free of pydantic and typer: this is the hot path."""
+The loops that take batches from the pinned ring buffer, turn them into lines
+(rows.py, render.py, json_lines.py or the C formatter) and write them.  Each batch
+is written with one call and only then consumed from the ring (BatchWriter), so
+nothing read is lost if the reader dies.  Kept free of pydantic and typer: this
+is the hot path."""
 
 from __future__ import annotations
 
@@ -12,21 +15,88 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from . import json_native
-from .decode import Event, decode_at, json_lines
-from .load import default_wakeup_bytes, write_settings
+from . import json_native, render
+from .abi import PmStop
+from .decode import Event, decode_at
+from .errors import UsageError, require_positive
+from .json_lines import gap_json, json_lines
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
+from .rows import Filters, ProcessRows, Row, descendants
+from .settings import default_wakeup_bytes, write_settings
 from .system import require_root
 
 # How long the reader sleeps when the kernel has not woken it.  The programs
 # wake it early once an eighth of the ring is full, so this bounds latency only.
 POLL_INTERVAL = 0.05
 
-# A fork is shown once the child execs, or after this long without an exec.
-# Shells and launchers exec within a millisecond or two of forking; 100 ms leaves
-# room for a loaded machine and is still well below what a person notices.
-EXEC_WINDOW_NS = 100_000_000
+# Records taken from the ring at most per batch; a full batch is followed by the
+# next at once, anything less by a sleep of POLL_INTERVAL.
+BATCH_LIMIT = 4096
+
+MODES = ("table", "wide", "raw", "json")
+
+
+@dataclass
+class StreamOptions:
+    mode: str = "table"  # one of MODES
+    threads: bool = False
+    count: int | None = None
+    duration: float | None = None
+    from_now: bool = False
+    filters: Filters = field(default_factory=Filters)
+
+
+def stream_options(
+    *,
+    json_out: bool,
+    raw: bool,
+    wide: bool,
+    threads: bool,
+    count: int | None,
+    duration: float | None,
+    from_now: bool,
+    comm: str | None,
+    pid: int | None,
+    ppid: int | None,
+    uid: int | None,
+    tree: int | None,
+) -> StreamOptions:
+    """StreamOptions from the command line's options, checked."""
+    if sum((json_out, raw, wide)) > 1:
+        raise UsageError("choose one of --json, --raw and --wide")
+    if count is not None and count <= 0:
+        raise UsageError(f"--count must be a positive number of events (got {count})")
+    require_positive("--duration", duration)
+    mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
+    filters = Filters(
+        comm=comm,
+        pid=pid,
+        ppid=ppid,
+        uid=uid,
+        tree=descendants(tree) if tree is not None else None,
+    )
+    return StreamOptions(
+        mode=mode,
+        threads=threads,
+        count=count,
+        duration=duration,
+        from_now=from_now,
+        filters=filters,
+    )
+
+
+def check_can_read(layout: PinLayout) -> str | None:
+    """Fail before any output (the table header) when the ring cannot be read;
+    a warning when nothing new will arrive."""
+    require_root("reading the ring buffer")
+    layout.require_loaded()
+    if layout.attached_events():
+        return None
+    return (
+        f"nothing attached at {layout.root}: only events already in the ring will show "
+        "(run `procmon-ctl attach`)"
+    )
 
 
 @contextmanager
@@ -43,11 +113,6 @@ def open_reader(layout: PinLayout, threads: bool, from_now: bool) -> Iterator[Ri
             if threads and layout.map("settings").exists():
                 # A thread storm should not fill the ring while nobody asked for threads.
                 write_settings(layout, False, default_wakeup_bytes(reader.size))
-
-
-# Records taken from the ring at most per batch; a full batch is followed by the
-# next at once, anything less by a sleep of POLL_INTERVAL.
-BATCH_LIMIT = 4096
 
 
 def offset_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[int]]:
@@ -87,146 +152,40 @@ def event_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[
         yield [decode_at(view, off) for off in offsets]
 
 
-@dataclass(slots=True)
-class Row:
-    """One line of the default table: a new process (or thread, with --threads)."""
-
-    pid: int
-    tgid: int
-    ppid: int
-    uid: int
-    comm: str
-    filename: str = ""
-    exit_code: int | None = None
-    exit_signal: int | None = None
-    duration_ns: int | None = None
-    thread: bool = False
-    exited: bool = False  # an exit row that follows its process's row (--wide)
-
-
 @dataclass
-class Filters:
-    comm: str | None = None
-    pid: int | None = None
-    ppid: int | None = None
-    uid: int | None = None
-    tree: set[int] | None = None  # the followed process tree, grown as children appear
+class BatchWriter:
+    """Writes a batch, then hands its records back to the ring, and counts what
+    --count counts: the one way every stream loop ends a batch."""
+
+    out: TextIO | None  # None: commit and count, write nothing
+    reader: RingBufferReader
+    limit: int | None  # --count
+    emitted: int = 0
 
     @property
-    def active(self) -> bool:
-        return any(v is not None for v in (self.comm, self.pid, self.ppid, self.uid, self.tree))
+    def room(self) -> int | None:
+        """How many more rows or lines --count allows (None: no limit)."""
+        return None if self.limit is None else self.limit - self.emitted
 
-    def track(self, e: Event) -> None:
-        """Grow the followed tree with new children of its members."""
-        if self.tree is not None and e.type == "fork" and not e.thread and e.ppid in self.tree:
-            self.tree.add(e.tgid)
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.emitted >= self.limit
 
-    def match(self, pid: int, ppid: int, uid: int, comm: str) -> bool:
-        return (
-            (self.pid is None or pid == self.pid)
-            and (self.ppid is None or ppid == self.ppid)
-            and (self.uid is None or uid == self.uid)
-            and (self.comm is None or comm == self.comm)
-            and (self.tree is None or pid in self.tree)
-        )
-
-    def match_event(self, e: Event) -> bool:
-        return self.match(e.tgid, e.ppid, e.uid, e.comm)
-
-
-def descendants(root: int) -> set[int]:
-    """`root` and every process now below it, from /proc (--tree starts from here)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    tree, todo = {root}, [root]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in tree:
-                tree.add(child)
-                todo.append(child)
-    return tree
-
-
-@dataclass
-class ProcessRows:
-    """fork/exec/exit events in, table rows out.
-
-    At fork time a child still carries its parent's name, so a fork is held
-    until the child execs (the row takes the exec'd name and filename), exits,
-    or EXEC_WINDOW_NS passes (a worker or subshell keeps the inherited name)."""
-
-    follow_exits: bool = False  # --wide: an exit row follows each shown process
-    window_ns: int = EXEC_WINDOW_NS
-    pending: dict[int, tuple[int, Row]] = field(default_factory=dict)
-    shown: dict[int, Row] = field(default_factory=dict)
-
-    def feed(self, e: Event) -> list[Row]:
-        if e.type == "fork":
-            row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread)
-            if e.thread:
-                return [row]
-            self.pending[e.tgid] = (e.ts_ns + self.window_ns, row)
-            return []
-        held = self.pending.pop(e.tgid, None)
-        if e.type == "exec":
-            if held is None:
-                return []
-            row = held[1]
-            row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
-            return [self._show(row)]
-        # exit
-        out = [self._show(held[1])] if held else []
-        row = self.shown.pop(e.tgid, None)
-        if row is not None and self.follow_exits:
-            out.append(
-                Row(
-                    row.pid,
-                    row.tgid,
-                    row.ppid,
-                    row.uid,
-                    row.comm,
-                    row.filename,
-                    e.exit_code,
-                    e.exit_signal,
-                    e.duration_ns,
-                    exited=True,
-                )
-            )
-        return out
-
-    def _show(self, row: Row) -> Row:
-        if self.follow_exits:
-            self.shown[row.pid] = row
-        return row
-
-    def expire(self, now_ns: int) -> list[Row]:
-        """Rows whose exec window has passed without an exec."""
-        if not self.pending:
-            return []
-        due = [pid for pid, (deadline, _) in self.pending.items() if deadline <= now_ns]
-        return [self._show(self.pending.pop(pid)[1]) for pid in due]
-
-    def flush(self) -> list[Row]:
-        return self.expire(1 << 63)
-
-
-@dataclass
-class StreamOptions:
-    mode: str = "table"  # table | wide | raw | json
-    threads: bool = False
-    count: int | None = None
-    duration: float | None = None
-    from_now: bool = False
-    filters: Filters = field(default_factory=Filters)
+    def write(
+        self, text: str, emitted: int, records: int | None = None, pos: int | None = None
+    ) -> bool:
+        """Write `text` (`emitted` rows or lines), then commit the first `records`
+        records of the last scan, or up to ring position `pos`.  True once --count
+        is reached."""
+        if text and self.out is not None:
+            self.out.write(text)
+            self.out.flush()
+        if pos is not None:
+            self.reader.commit_to(pos)
+        elif records is not None:
+            self.reader.commit(records)
+        self.emitted += emitted
+        return self.done
 
 
 def batch_scheduling() -> None:
@@ -237,129 +196,147 @@ def batch_scheduling() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
+def _text(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
     """Stream events to `out` until --count, --duration or an interrupt; returns how
-    many rows or lines were written.  Each batch is written with one call and only
-    then consumed from the ring, so nothing read is lost if the reader dies."""
-    from . import render
-
-    fmt_gap = render.gap_json if opts.mode == "json" else render.gap_line
-    fmt_event = render.event_json if opts.mode == "json" else render.raw_line
-    fmt_row = render.wide_line if opts.mode == "wide" else render.row_line
-    rows = ProcessRows(follow_exits=opts.mode == "wide") if opts.mode in ("table", "wide") else None
-    filters = opts.filters
+    many rows or lines were written."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
-    limit = opts.count
-    emitted = 0
     header = render.header(opts.mode)
     if header:
         out.write(header)
         out.flush()
-
-    def take(row_list: list[Row], lines: list[str]) -> None:
-        nonlocal emitted
-        for r in row_list:
-            if limit is not None and emitted >= limit:
-                return
-            if filters.match(r.tgid, r.ppid, r.uid, r.comm):
-                lines.append(fmt_row(r))
-                emitted += 1
-
     batch_scheduling()
     with open_reader(layout, opts.threads, opts.from_now) as reader:
-        if opts.mode == "json" and not filters.active:
-            return _follow_json(reader, deadline, limit, out)
-        for events in event_batches(reader, deadline):
-            lines: list[str] = []
-            consumed = len(events)
-            for i, e in enumerate(events):
+        writer = BatchWriter(out, reader, opts.count)
+        if opts.mode == "json" and not opts.filters.active:
+            _follow_json(reader, deadline, writer)
+        elif opts.mode in ("table", "wide"):
+            _follow_rows(reader, deadline, opts, writer)
+        else:
+            _follow_records(reader, deadline, opts, writer)
+        return writer.emitted
+
+
+def _follow_rows(
+    reader: RingBufferReader, deadline: float | None, opts: StreamOptions, writer: BatchWriter
+) -> None:
+    """The table (and --wide): one row per new process, filtered."""
+    rows = ProcessRows(follow_exits=opts.mode == "wide")
+    filters = opts.filters
+    line = render.wide_line if opts.mode == "wide" else render.row_line
+    gap = render.gap_line
+
+    def take(new: list[Row], lines: list[str], room: int | None) -> int:
+        shown = 0
+        for r in new:
+            if room is not None and shown >= room:
+                break
+            if filters.match(r.tgid, r.ppid, r.uid, r.comm):
+                lines.append(line(r))
+                shown += 1
+        return shown
+
+    for events in event_batches(reader, deadline):
+        lines: list[str] = []
+        room = writer.room
+        shown = consumed = 0
+        for e in events:
+            consumed += 1
+            if e.dropped_before:
+                lines.append(gap(e.dropped_before))
+            filters.track(e)
+            shown += take(rows.feed(e), lines, None if room is None else room - shown)
+            if room is not None and shown >= room:
+                break
+        if room is None or shown < room:
+            late = rows.expire(time.monotonic_ns())
+            shown += take(late, lines, None if room is None else room - shown)
+        if writer.write(_text(lines), shown, records=consumed):
+            return
+    lines = []
+    shown = take(rows.flush(), lines, writer.room)
+    writer.write(_text(lines), shown)
+
+
+def _follow_records(
+    reader: RingBufferReader, deadline: float | None, opts: StreamOptions, writer: BatchWriter
+) -> None:
+    """--raw, and --json with filters: one line per matching record."""
+    filters = opts.filters
+    as_json = opts.mode == "json"
+    gap = gap_json if as_json else render.gap_line
+    view = reader.view
+    for offsets in offset_batches(reader, deadline):
+        lines: list[str] = []
+        room = writer.room
+        shown = consumed = 0
+        for off in offsets:
+            consumed += 1
+            e = decode_at(view, off)
+            filters.track(e)
+            if not filters.match_event(e):
                 if e.dropped_before:
-                    lines.append(fmt_gap(e.dropped_before))
-                filters.track(e)
-                if rows is not None:
-                    take(rows.feed(e), lines)
-                elif filters.match_event(e):
-                    lines.append(fmt_event(e))
-                    emitted += 1
-                if limit is not None and emitted >= limit:
-                    consumed = i + 1
-                    break
-            if rows is not None and (limit is None or emitted < limit):
-                take(rows.expire(time.monotonic_ns()), lines)
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
-            reader.commit(consumed)
-            if limit is not None and emitted >= limit:
-                return emitted
-        if rows is not None:
-            lines = []
-            take(rows.flush(), lines)
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
-    return emitted
+                    lines.append(gap(e.dropped_before))
+                continue
+            if as_json:
+                json_lines(view, [off], lines)  # its gap line first, if any
+            else:
+                if e.dropped_before:
+                    lines.append(gap(e.dropped_before))
+                lines.append(render.raw_line(e))
+            shown += 1
+            if room is not None and shown >= room:
+                break
+        if writer.write(_text(lines), shown, records=consumed):
+            return
 
 
-def _follow_json(
-    reader: RingBufferReader, deadline: float | None, limit: int | None, out: TextIO
-) -> int:
-    """follow() for `--json` without filters: records straight to JSON lines, in C
-    when the native formatter is built, else in Python (same text)."""
+def _follow_json(reader: RingBufferReader, deadline: float | None, writer: BatchWriter) -> None:
+    """--json without filters: records straight to JSON lines, in C when the native
+    formatter is built (and agrees with abi.py), else in Python (same text)."""
     lib = json_native.library()
     if lib is not None:
         with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
-            return _follow_json_native(reader, ring.formatter, deadline, limit, out)
+            _follow_json_native(reader, ring.formatter, deadline, writer)
+        return
     view = reader.view
-    emitted = 0
     for offsets in offset_batches(reader, deadline):
-        if limit is not None and len(offsets) > limit - emitted:
-            del offsets[limit - emitted :]
+        room = writer.room
+        if room is not None:
+            del offsets[room:]
         lines: list[str] = []
         json_lines(view, offsets, lines)
-        if lines:
-            lines.append("")
-            out.write("\n".join(lines))
-            out.flush()
-        reader.commit(len(offsets))
-        emitted += len(offsets)
-        if limit is not None and emitted >= limit:
-            break
-    return emitted
+        if writer.write(_text(lines), len(offsets), records=len(offsets)):
+            return
 
 
 def _follow_json_native(
     reader: RingBufferReader,
     formatter: json_native.JsonLineFormatter,
     deadline: float | None,
-    limit: int | None,
-    out: TextIO,
-) -> int:
+    writer: BatchWriter,
+) -> None:
     """_follow_json() with the C formatter: the same batching, polling and commit
     after write as offset_batches(), with no Python object per record."""
     view = reader.view
-    emitted = 0
     while True:
-        want = BATCH_LIMIT if limit is None else min(BATCH_LIMIT, limit - emitted)
+        room = writer.room
+        want = BATCH_LIMIT if room is None else min(BATCH_LIMIT, room)
         start = reader.consumer_pos
         batch = formatter.format(start, want)
         text, taken, pos = batch.text, batch.records, batch.pos
-        if batch.stop == json_native.STOP_FOREIGN:
+        if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
             lines: list[str] = []
             json_lines(view, [offset], lines)
-            lines.append("")
-            text += "\n".join(lines)
+            text += _text(lines)
             taken += 1
-        if text:
-            out.write(text)
-            out.flush()
-        if pos != start:
-            reader.commit_to(pos)
-        emitted += taken
-        if limit is not None and emitted >= limit:
-            return emitted
-        if batch.stop != json_native.STOP_CAUGHT_UP:
+        if writer.write(text, taken, pos=pos if pos != start else None):
+            return
+        if batch.stop != PmStop.CAUGHT_UP:
             continue
         if not _wait_for_more(reader, deadline, taken > 0):
-            return emitted
+            return

@@ -249,11 +249,11 @@ def test_doctor_warns_when_the_json_formatter_is_not_built(monkeypatch, tmp_path
     from procmon_ctl import json_native
 
     monkeypatch.setattr(json_native, "LIBRARY", tmp_path / "libprocmon_json.so")
-    json_native.library.cache_clear()
+    json_native._load.cache_clear()
     try:
         check = doctor_mod.check_json_formatter()
     finally:
-        json_native.library.cache_clear()
+        json_native._load.cache_clear()
     assert check.status == "WARN"
     assert "not built" in check.detail and check.fix == "run `make`"
 

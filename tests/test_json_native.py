@@ -1,7 +1,8 @@
 """The C formatter of `events --json` (native/json_lines.c) writes byte for byte
-what the Python formatter (decode.json_lines) writes, on a ring laid out in
-memory the way the kernel maps it: no kernel needed.  The real ring is read by
-the kernel tests (test_process_events, test_loss_and_readers) through it too."""
+what the Python formatter (json_lines.py) writes, on a ring laid out in memory
+the way the kernel maps it: no kernel needed.  The real ring is read by the
+kernel tests (test_process_events, test_loss_and_readers) through it too.  And
+the library is used only when it was built from the headers abi.py mirrors."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import ctypes
 import io
 import json
 import os
-import struct
 
 import pytest
-from test_json_fast_path import CASES, record
+from records import CASES, EXIT, FORK, header, record, ring_bytes
 
-from procmon_ctl import decode, json_native, stream
+from procmon_ctl import json_lines, json_native, stream
+from procmon_ctl.abi import (
+    RECORD_LENGTH,
+    RING_POSITION,
+    PmStop,
+    RingbufRecord,
+    record_footprint,
+)
 
-BUSY, DISCARD = 1 << 31, 1 << 30
+BUSY, DISCARD = RingbufRecord.BUSY_BIT, RingbufRecord.DISCARD_BIT
 PAGE = 4096
 
 
@@ -40,7 +47,7 @@ class FakeRing:
         self._set_producer()
 
     def _set_producer(self) -> None:
-        struct.pack_into("<Q", self.mem, 0, self.producer)
+        RING_POSITION.pack_into(self.mem, 0, self.producer)
 
     def _write(self, pos: int, data: bytes) -> None:
         for i, byte in enumerate(data):
@@ -49,8 +56,8 @@ class FakeRing:
 
     def add(self, rec: bytes, flags: int = 0) -> int:
         pos = self.producer
-        self._write(pos, struct.pack("<II", len(rec) | flags, 0) + rec)
-        self.producer += (len(rec) + 8 + 7) & ~7
+        self._write(pos, header(len(rec), flags) + rec)
+        self.producer += record_footprint(len(rec))
         self._set_producer()
         return pos
 
@@ -67,8 +74,10 @@ class FakeRing:
         return self.consumer
 
     def record_at(self, pos: int) -> tuple[int, int]:
-        length = struct.unpack_from("<I", self.mem, PAGE + (pos & self.mask))[0] & ~(BUSY | DISCARD)
-        return PAGE + (pos & self.mask) + 8, pos + ((length + 15) & ~7)
+        length = RECORD_LENGTH.unpack_from(self.mem, PAGE + (pos & self.mask))[0] & ~(
+            BUSY | DISCARD
+        )
+        return PAGE + (pos & self.mask) + RingbufRecord.HDR_SZ, pos + record_footprint(length)
 
     def commit_to(self, pos: int) -> None:
         self.consumer = pos
@@ -78,47 +87,55 @@ class FakeRing:
 
 
 def python_lines(records: list[bytes]) -> str:
-    buf, offsets = bytearray(), []
-    for r in records:
-        buf += struct.pack("<II", len(r), 0)
-        offsets.append(len(buf))
-        buf += r + b"\0" * (-len(r) % 8)
+    buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    decode.json_lines(buf, offsets, lines)
+    json_lines.json_lines(buf, offsets, lines)
     return "".join(line + "\n" for line in lines)
 
 
 def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
     out = io.StringIO()
-    n = stream._follow_json_native(ring, ring.formatter(lib), deadline=0, limit=limit, out=out)
-    return out.getvalue(), n
+    writer = stream.BatchWriter(out, ring, limit)
+    stream._follow_json_native(ring, ring.formatter(lib), 0, writer)
+    return out.getvalue(), writer.emitted
 
 
-ASCII_CASES = [name for name in CASES if name not in ("unknown type", "bytes that are not UTF-8")]
+LEFT_TO_PYTHON = ("unknown type", "bytes that are not UTF-8")
 
 
-@pytest.mark.parametrize("name", ASCII_CASES)
-def test_c_writes_what_python_writes(lib, name):
-    ring = FakeRing()
+@pytest.mark.parametrize("start", [0, 3 * (1 << 16) - 40], ids=["from the start", "wrapping"])
+@pytest.mark.parametrize("name", CASES)
+def test_c_writes_what_python_writes(lib, name, start):
+    """Every record type, hostile names and gaps, from the start of the ring and
+    across its end: the same bytes as the Python writer."""
+    ring = FakeRing(size=1 << 16, start=start)
     for r in CASES[name]:
         ring.add(r)
-    batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
-    assert batch.stop == json_native.STOP_CAUGHT_UP
-    assert batch.records == len(CASES[name])
-    assert batch.pos == ring.producer
-    assert batch.text == python_lines(CASES[name])
+    if name not in LEFT_TO_PYTHON:
+        batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
+        assert batch.stop == PmStop.CAUGHT_UP
+        assert batch.records == len(CASES[name])
+        assert batch.pos == ring.producer
+        assert batch.text == python_lines(CASES[name])
+    text, n = follow_native(ring, lib)
+    assert (text, n) == (python_lines(CASES[name]), len(CASES[name]))
+    assert ring.consumer == ring.producer
 
 
-@pytest.mark.parametrize("name", ["unknown type", "bytes that are not UTF-8"])
+@pytest.mark.parametrize("name", LEFT_TO_PYTHON)
 def test_records_left_to_python_come_out_the_same(lib, name):
     """The C side stops at what it does not format; the stream loop formats that
     one record in Python and goes on: the output is still Python's, in order."""
-    records = [record(1, pid=10, comm=b"before"), *CASES[name], record(3, pid=11, comm=b"after")]
+    records = [
+        record(FORK, pid=10, comm=b"before"),
+        *CASES[name],
+        record(EXIT, pid=11, comm=b"after"),
+    ]
     ring = FakeRing()
     for r in records:
         ring.add(r)
     first = ring.formatter(lib).format(ring.consumer, 100)
-    assert (first.stop, first.records) == (json_native.STOP_FOREIGN, 1)
+    assert (first.stop, first.records) == (PmStop.FOREIGN, 1)
     text, n = follow_native(ring, lib)
     assert text == python_lines(records)
     assert n == len(records)
@@ -142,7 +159,7 @@ def test_stops_at_a_record_still_being_written(lib):
     busy = ring.add(record(1, pid=2), flags=BUSY)
     ring.add(record(1, pid=3))
     batch = ring.formatter(lib).format(ring.consumer, 100)
-    assert (batch.stop, batch.records, batch.pos) == (json_native.STOP_CAUGHT_UP, 1, busy)
+    assert (batch.stop, batch.records, batch.pos) == (PmStop.CAUGHT_UP, 1, busy)
     assert batch.text == python_lines([record(1, pid=1)])
 
 
@@ -173,7 +190,7 @@ def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
         ring.add(r)
     batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
     # 1000 records of ~1.6 KB do not fit in one 1 MiB call.
-    assert batch.stop == json_native.STOP_FULL
+    assert batch.stop == PmStop.FULL
     assert 0 < batch.records < 1000
     assert batch.text == python_lines(records[: batch.records])
     text, n = follow_native(ring, lib)

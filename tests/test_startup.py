@@ -14,18 +14,19 @@ from conftest import CLI
 # Run main() like the console script, and report which commands were made and which
 # of our modules (and heavy dependencies of other commands) were imported.
 PROBE = """
-import atexit, json, sys
+import atexit, gc, json, sys
 from procmon_ctl import cli
+from procmon_ctl.cli import app
 made = []
-make = cli._typer_command
-def counting(name, fn, settings):
+make = app.typer_command
+def counting(name):
     made.append(name)
-    return make(name, fn, settings)
-cli._typer_command = counting
+    return make(name)
+app.typer_command = counting
 def report():
     mods = sorted(m for m in sys.modules
                   if m.startswith("procmon_ctl") or m.split(".")[0] == "prometheus_client")
-    print(json.dumps({"made": made, "modules": mods}), file=sys.stderr)
+    print(json.dumps({"made": made, "modules": mods, "gc": gc.isenabled()}), file=sys.stderr)
 atexit.register(report)
 sys.argv[0] = "procmon-ctl"
 cli.main(sys.argv[1:])
@@ -33,6 +34,17 @@ cli.main(sys.argv[1:])
 
 OTHER_COMMANDS = [
     "procmon_ctl.attach",
+    "procmon_ctl.cli.attach",
+    "procmon_ctl.cli.doctor",
+    "procmon_ctl.cli.events",
+    "procmon_ctl.cli.load",
+    "procmon_ctl.cli.run",
+    "procmon_ctl.cli.schema",
+    "procmon_ctl.cli.serve",
+    "procmon_ctl.instance",
+    "procmon_ctl.json_lines",
+    "procmon_ctl.rows",
+    "procmon_ctl.settings",
     "procmon_ctl.doctor",
     "procmon_ctl.exporter",
     "procmon_ctl.json_native",
@@ -61,6 +73,17 @@ def test_stats_makes_only_its_command_and_imports_only_its_modules(cli):
     assert set(json.loads(r.stdout)) >= {"process_count", "processes", "dropped"}
     assert seen["made"] == ["stats"]
     assert not set(seen["modules"]) & set(OTHER_COMMANDS), seen["modules"]
+    assert seen["gc"] is False  # a quick command runs without the cyclic collector
+
+
+def test_importing_the_cli_leaves_the_collector_alone():
+    r = subprocess.run(
+        [CLI[0], "-c", "import gc, procmon_ctl.cli.app; print(gc.isenabled())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.stdout.strip() == "True", r.stderr
 
 
 def test_help_lists_every_command_in_order(cli):

@@ -1,0 +1,220 @@
+"""The kernel/user contract in Python: the one mirror of bpf/process_monitor.h
+(and of native/json_lines.h, the C formatter's interface).
+
+Every layout, offset and constant the package reads or writes is defined here and
+nowhere else: the structs as ctypes structures with the C names, the enums with
+the C values.  tests/test_abi.py checks each against the compiled object's BTF,
+field by field; json_native.py checks the C formatter's own view (pm_abi_info)
+against this one.  The hot path reads records with the struct formats derived
+below, not through ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from ctypes import c_char, c_int32, c_uint32, c_uint64
+from enum import IntEnum
+
+TASK_COMM_LEN = 16
+MAX_FILENAME_LEN = 256
+
+
+class EventType(IntEnum):
+    """enum event_type"""
+
+    FORK = 1
+    EXEC = 2
+    EXIT = 3
+
+
+class EventFlag(IntEnum):
+    """enum event_flag: bits of process_event.flags"""
+
+    THREAD = 1
+
+
+class CounterKey(IntEnum):
+    """enum counter_key: keys of the per-CPU `counters` map"""
+
+    PROCESSES = 0
+    THREADS = 1
+    EXECS = 2
+    EXITS = 3
+    PRODUCED = 4
+    DROPPED = 5
+    PENDING = 6
+    MAX = 7
+
+
+class RingbufRecord(IntEnum):
+    """enum ringbuf_record: a ring buffer record's header (BPF_RINGBUF_* of the kernel)"""
+
+    BUSY_BIT = 1 << 31
+    DISCARD_BIT = 1 << 30
+    HDR_SZ = 8
+
+
+# The counters `stats`, the exporter and the tests show, by name, in key order
+# (PENDING is the programs' own bookkeeping; MAX is the map size).
+COUNTER_NAMES = tuple(k.name.lower() for k in CounterKey if k < CounterKey.PENDING)
+
+
+_HDR_AND_ALIGN = RingbufRecord.HDR_SZ.value + 7
+
+
+def record_footprint(length: int) -> int:
+    """RINGBUF_FOOTPRINT: the ring space of a record of `length` data bytes."""
+    return (length + _HDR_AND_ALIGN) & ~7
+
+
+class ProcessEvent(ctypes.Structure):
+    """struct process_event: fork and exit records (and the start of exec records)"""
+
+    _fields_ = [
+        ("ts_ns", c_uint64),
+        ("duration_ns", c_uint64),
+        ("type", c_uint32),
+        ("pid", c_uint32),
+        ("tgid", c_uint32),
+        ("ppid", c_uint32),
+        ("uid", c_uint32),
+        ("exit_code", c_int32),
+        ("exit_signal", c_uint32),
+        ("dropped_before", c_uint32),
+        ("flags", c_uint32),
+        ("__pad", c_uint32),
+        ("comm", c_char * TASK_COMM_LEN),
+    ]
+
+
+class ExecEvent(ctypes.Structure):
+    """struct exec_event"""
+
+    _fields_ = [
+        ("base", ProcessEvent),
+        ("filename", c_char * MAX_FILENAME_LEN),
+    ]
+
+
+class Settings(ctypes.Structure):
+    """struct settings: the one value of the `settings` map"""
+
+    _fields_ = [
+        ("stream_threads", c_uint32),
+        ("wakeup_bytes", c_uint32),
+    ]
+
+
+# --- native/json_lines.h --------------------------------------------------------
+
+
+class PmStop(IntEnum):
+    """enum pm_stop: why pm_json_lines() returned"""
+
+    CAUGHT_UP = 0
+    LIMIT = 1
+    FULL = 2
+    FOREIGN = 3
+
+
+class PmBatch(ctypes.Structure):
+    """struct pm_batch"""
+
+    _fields_ = [
+        ("pos", c_uint64),
+        ("records", c_uint64),
+        ("out_len", c_uint64),
+        ("stop", c_uint32),
+        ("__pad", c_uint32),
+    ]
+
+
+class PmAbi(ctypes.Structure):
+    """struct pm_abi: the contract as the C formatter was compiled"""
+
+    _fields_ = [
+        (name, c_uint32)
+        for name in (
+            "abi_size",
+            "batch_size",
+            "process_event_size",
+            "exec_event_size",
+            "comm_offset",
+            "filename_offset",
+            "flags_offset",
+            "dropped_before_offset",
+            "event_fork",
+            "event_exec",
+            "event_exit",
+            "event_flag_thread",
+            "ringbuf_busy_bit",
+            "ringbuf_discard_bit",
+            "ringbuf_hdr_sz",
+        )
+    ]
+
+
+def expected_pm_abi() -> PmAbi:
+    """What pm_abi_info() must report for a library built from the same headers."""
+    return PmAbi(
+        abi_size=ctypes.sizeof(PmAbi),
+        batch_size=ctypes.sizeof(PmBatch),
+        process_event_size=ctypes.sizeof(ProcessEvent),
+        exec_event_size=ctypes.sizeof(ExecEvent),
+        comm_offset=ProcessEvent.comm.offset,
+        filename_offset=ExecEvent.filename.offset,
+        flags_offset=ProcessEvent.flags.offset,
+        dropped_before_offset=ProcessEvent.dropped_before.offset,
+        event_fork=EventType.FORK,
+        event_exec=EventType.EXEC,
+        event_exit=EventType.EXIT,
+        event_flag_thread=EventFlag.THREAD,
+        ringbuf_busy_bit=RingbufRecord.BUSY_BIT,
+        ringbuf_discard_bit=RingbufRecord.DISCARD_BIT,
+        ringbuf_hdr_sz=RingbufRecord.HDR_SZ,
+    )
+
+
+# --- struct formats for the hot path -------------------------------------------
+
+_CODES = {
+    c_uint64: "Q",
+    c_uint32: "I",
+    c_int32: "i",
+}
+
+
+def struct_format(layout: type[ctypes.Structure]) -> str:
+    """The little-endian struct format of a ctypes structure, padding included, so
+    one unpack_from reads every field (nested structures flattened; char arrays
+    as bytes; `__pad` fields skipped)."""
+    fmt, pos = "", 0
+    for name, ctype in layout._fields_:
+        field = getattr(layout, name)
+        if field.offset > pos:
+            fmt += f"{field.offset - pos}x"
+        if name.startswith("__"):
+            fmt += f"{field.size}x"
+        elif isinstance(ctype, type) and issubclass(ctype, ctypes.Structure):
+            fmt += struct_format(ctype)
+        elif isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
+            fmt += f"{ctypes.sizeof(ctype)}s"
+        else:
+            fmt += _CODES[ctype]
+        pos = field.offset + field.size
+    if ctypes.sizeof(layout) > pos:
+        fmt += f"{ctypes.sizeof(layout) - pos}x"
+    return fmt
+
+
+PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
+# The part of an exec record after its process_event.
+FILENAME = struct.Struct(f"<{MAX_FILENAME_LEN}s")
+FILENAME_OFFSET = ExecEvent.filename.offset
+SETTINGS = struct.Struct("<" + struct_format(Settings))
+# A record header's length word (native "I": one 4-byte load).
+RECORD_LENGTH = struct.Struct("I")
+# The consumer and producer positions at the start of the ring's first two pages.
+# Native "Q" is one 8-byte load; "<Q" reads byte by byte, which could combine two
+# values of a position the kernel is moving.
+RING_POSITION = struct.Struct("Q")

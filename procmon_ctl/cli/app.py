@@ -1,0 +1,210 @@
+"""The `procmon-ctl` group: global options, commands made only when used, and
+every error turned into one line on stderr with the error's exit code (a
+traceback only with PROCMON_DEBUG=1)."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Iterator, MutableMapping
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+from typer.main import get_command
+
+from .. import __version__
+from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
+from ._common import REGISTRY, OutputClosed, Terminated, state
+
+try:  # typer 0.17+ carries its own click, whose exceptions derive from this
+    from typer import TyperException as CommandLineError
+except ImportError:  # older typer raises click's own
+    from click import ClickException as CommandLineError
+
+# Every command, in the order `--help` lists them, and the module that defines it.
+COMMANDS = {
+    "load": "load",
+    "attach": "attach",
+    "detach": "attach",
+    "unload": "load",
+    "stats": "stats",
+    "status": "stats",
+    "events": "events",
+    "run": "run",
+    "schema": "schema",
+    "doctor": "doctor",
+    "serve": "serve",
+}
+
+
+def typer_command(name: str):
+    """The click command Typer makes of one command function, as it would for
+    @app.command(): made from a Typer app with only that command."""
+    importlib.import_module(f"{__package__}.{COMMANDS[name]}")
+    fn, settings = REGISTRY[name]
+    single = typer.Typer(
+        add_completion=False,
+        rich_markup_mode=app.rich_markup_mode,
+        pretty_exceptions_short=app.pretty_exceptions_short,
+    )
+    single.command(name, **settings)(fn)
+    return get_command(single)
+
+
+class _LazyCommands(MutableMapping):
+    """The group's commands, each made by Typer the first time it is looked up.
+
+    Typer would make all of them before parsing (reading every signature and type
+    hint); `procmon-ctl stats` needs only one.  `--help` and shell completion look
+    up the ones they list, so they see every command as before."""
+
+    def __init__(self, names: list[str]):
+        self._names: dict[str, None] = dict.fromkeys(names)
+        self._made: dict[str, Any] = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._made:
+            if name not in self._names:
+                raise KeyError(name)
+            self._made[name] = typer_command(name)
+        return self._made[name]
+
+    def __setitem__(self, name: str, command) -> None:
+        self._names.setdefault(name, None)
+        self._made[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._names[name]
+        self._made.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _Group(TyperGroup):
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.commands = _LazyCommands(list(COMMANDS))
+
+    def list_commands(self, ctx) -> list[str]:
+        return list(self.commands)  # the names, without making every command
+
+
+app = typer.Typer(
+    name="procmon-ctl",
+    help="Watch process creation, exec and exit with eBPF (sched_process_* tracepoints).",
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"procmon-ctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    pin_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--pin-dir",
+            envvar="PROCMON_PIN_DIR",
+            show_envvar=True,
+            help="bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    state.pin_dir = pin_dir
+
+
+def _on_signal(signum, frame):
+    raise Terminated()
+
+
+def run(argv: list[str] | None = None) -> None:
+    # Our own exception for both, so Typer does not turn Ctrl-C into exit 130.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    debug = os.environ.get("PROCMON_DEBUG") == "1"
+    try:
+        # Not standalone: click would print usage errors over several lines and
+        # return Exit codes instead of raising; we want one line and our codes.
+        code = app(args=argv, prog_name="procmon-ctl", standalone_mode=False)
+    except ProcmonError as err:
+        if debug:
+            raise
+        _print_log_tail(err)
+        fail(err.message, err.exit_code)
+    except typer.Exit as e:
+        exit_with(e.exit_code)
+    except CommandLineError as err:
+        if debug:
+            raise
+        fail(err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code)
+    except (Terminated, typer.Abort):
+        # Ctrl-C and SIGTERM are how a monitor is stopped: cleanup already ran.
+        exit_with(0)
+    except OutputClosed:
+        # `events | head`: the reader went away; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        exit_with(0)
+    except OSError as err:
+        # A safety net for a file or call that failed where no module expected it:
+        # still one line and a documented code, never a traceback.
+        if debug:
+            raise
+        if isinstance(err, PermissionError) and os.geteuid() != 0:
+            fail(PermissionDenied(err.filename or "").message, EXIT_PERMISSION)
+        where = f": {err.filename}" if err.filename else ""
+        fail(f"{err.strerror or err}{where}", EXIT_FAILED)
+    exit_with(code if isinstance(code, int) else 0)
+
+
+VERIFIER_TAIL = 20
+
+
+def _print_log_tail(err: ProcmonError) -> None:
+    """When the kernel refused to load a program, its verifier log says why: print
+    its last lines before the one-line error."""
+    log = getattr(err, "verifier_log", None)
+    if log:
+        print("\n".join(log[-VERIFIER_TAIL:]), file=sys.stderr)
+
+
+def exit_with(code: int) -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if not gc.isenabled():
+        # A quick command (or an error before any command ran) done without the
+        # collector: the interpreter would still run full collections over all that
+        # startup made as it exits (~60 ms of `procmon-ctl stats`).  Frozen objects
+        # are left out of them; the process ends right after and frees it all anyway.
+        gc.freeze()
+    sys.exit(code)
+
+
+def fail(message: str, code: int) -> None:
+    print(f"procmon-ctl: error: {message}", file=sys.stderr)
+    exit_with(code)

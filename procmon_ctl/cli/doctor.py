@@ -1,0 +1,32 @@
+"""`doctor`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._common import command, print_json
+
+
+@command()
+def doctor(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Mount bpffs and tracefs where they are missing (root).")
+    ] = False,
+    object_path: Annotated[
+        str | None,
+        typer.Option("--object", help="BPF object to check [default: the one `make` builds]"),
+    ] = None,
+) -> None:
+    """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
+    with a fix for each problem; exits 4 when anything FAILs."""
+    from ..doctor import render_table, require_ok, run_checks
+
+    report = run_checks(fix=fix, object_path=object_path)
+    if json_out:
+        print_json(report)
+    else:
+        print(render_table(report))
+    require_ok(report)

@@ -1,0 +1,88 @@
+"""`events`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ._common import (
+    CommOpt,
+    CountOpt,
+    DurationOpt,
+    FromNowOpt,
+    JsonOpt,
+    PidOpt,
+    PpidOpt,
+    RawOpt,
+    ThreadsOpt,
+    TreeOpt,
+    UidOpt,
+    WideOpt,
+    command,
+    layout,
+)
+
+
+@command()
+def events(
+    json_out: JsonOpt = False,
+    raw: RawOpt = False,
+    wide: WideOpt = False,
+    threads: ThreadsOpt = False,
+    count: CountOpt = None,
+    duration: DurationOpt = None,
+    from_now: FromNowOpt = False,
+    comm: CommOpt = None,
+    pid: PidOpt = None,
+    ppid: PpidOpt = None,
+    uid: UidOpt = None,
+    tree: TreeOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            help="Append JSON lines to this file instead (implies --json); "
+            "SIGHUP reopens it, for logrotate.",
+        ),
+    ] = None,
+) -> None:
+    """Read events from the pinned ring buffer: one row per new process by default.
+
+    A later `events` continues where this one stopped."""
+    from ..errors import UsageError
+    from ..stream import check_can_read, follow, stream_options
+
+    if output is not None:
+        if raw or wide or not output:
+            raise UsageError(
+                "--output FILE writes JSON lines: give a file name, without --raw or --wide"
+            )
+        json_out = True
+    opts = stream_options(
+        json_out=json_out,
+        raw=raw,
+        wide=wide,
+        threads=threads,
+        count=count,
+        duration=duration,
+        from_now=from_now,
+        comm=comm,
+        pid=pid,
+        ppid=ppid,
+        uid=uid,
+        tree=tree,
+    )
+    pins = layout()
+    warning = check_can_read(pins)
+    if warning:
+        print(f"procmon-ctl: warning: {warning}", file=sys.stderr)
+    if output is None:
+        follow(pins, opts, sys.stdout)
+        return
+    from ..logfile import ReopeningFile, reopen_on_sighup
+
+    with ReopeningFile(output) as sink:
+        reopen_on_sighup(sink)
+        follow(pins, opts, sink)

@@ -1,0 +1,40 @@
+"""`load` and `unload`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._common import ObjectOpt, command, layout
+
+
+@command()
+def load(
+    object_path: ObjectOpt = None,
+    ring_size: Annotated[
+        int | None,
+        typer.Option(
+            "--ring-size",
+            help="Ring buffer size in bytes: a power of two, at least one page [default: 4194304]",
+        ),
+    ] = None,
+) -> None:
+    """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
+    from ..load import find_object
+    from ..load import load as load_instance
+
+    pins = layout()
+    obj = find_object(object_path)
+    load_instance(pins, obj, ring_size)
+    print(f"loaded {obj} at {pins.root}; next: procmon-ctl attach")
+
+
+@command()
+def unload() -> None:
+    """Detach if needed and remove every pin of this instance."""
+    from ..load import unload as unload_instance
+
+    pins = layout()
+    removed = unload_instance(pins)
+    print(f"unloaded {pins.root} ({len(removed)} pins removed)")

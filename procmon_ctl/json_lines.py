@@ -1,0 +1,82 @@
+"""The Python writer of `events --json` lines (schema: `procmon-ctl schema`).
+
+One of the two writers: native/json_lines.c writes the same text faster and hands
+back to this one what it does not format itself (names that are not plain ASCII,
+unknown record types); without the C library this one writes everything.
+tests/test_json_native.py checks the two byte for byte.
+
+Per record: one unpack, one dict lookup and one format of the record's own
+numbers.  The part from "ppid" to "thread" is what a record shares with the
+records before it (a storm comes from one parent under one name): it is built
+once per (ppid, uid, flags, comm) and looked up after that."""
+
+from __future__ import annotations
+
+import mmap
+from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
+
+from .abi import FILENAME, FILENAME_OFFSET, PROCESS_EVENT, EventFlag, EventType
+from .decode import TYPE_NAMES, cstr
+
+_GAP = '{"type":"gap","dropped":%d}'
+_SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s'
+CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
+_comm_cache: dict[bytes, str] = {}
+_shared_cache: dict[tuple[int, int, int, bytes], str] = {}
+
+
+def gap_json(dropped: int) -> str:
+    """The line that marks where `dropped` records were lost."""
+    return _GAP % dropped
+
+
+def _comm_json(raw: bytes) -> str:
+    text = _comm_cache.get(raw)
+    if text is None:
+        if len(_comm_cache) >= CACHE_LIMIT:
+            _comm_cache.clear()
+        text = _comm_cache[raw] = encode_basestring(cstr(raw))
+    return text
+
+
+def _shared_json(key: tuple[int, int, int, bytes]) -> str:
+    if len(_shared_cache) >= CACHE_LIMIT:
+        _shared_cache.clear()
+    ppid, uid, flags, comm = key
+    thread = "true" if flags & EventFlag.THREAD else "false"
+    text = _shared_cache[key] = _SHARED % (ppid, uid, _comm_json(comm), thread)
+    return text
+
+
+def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str]) -> None:
+    """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
+    preceded by its gap line when records were lost just before it."""
+    unpack, unpack_name = PROCESS_EVENT.unpack_from, FILENAME.unpack_from
+    cache, shared_json, gap = _shared_cache, _shared_json, _GAP
+    fork, exit_, exec_ = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
+    append = lines.append
+    for off in offsets:
+        (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, comm) = unpack(
+            buf, off
+        )
+        if dropped:
+            append(gap % dropped)
+        key = (ppid, uid, flags, comm)
+        shared = cache.get(key) or shared_json(key)
+        # f-strings: no argument tuple and no format string to parse per record.
+        if etype == fork:
+            append(f'{{"type":"fork","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
+        elif etype == exit_:
+            append(
+                f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}'
+            )
+        elif etype == exec_:
+            filename = encode_basestring(cstr(unpack_name(buf, off + FILENAME_OFFSET)[0]))
+            append(
+                f'{{"type":"exec","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f'"filename":{filename}}}'
+            )
+        else:  # a record type this version does not know: its common fields
+            name = TYPE_NAMES.get(etype, str(etype))
+            append(f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')

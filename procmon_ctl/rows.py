@@ -1,0 +1,149 @@
+"""Events to table rows, and the filters: pure, testable without a kernel.
+
+At fork time a child still carries its parent's name, so the table shows a new
+process under what it runs: a fork row waits for the child's exec (or exit, or
+a short window) before it is shown."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .decode import Event
+
+# A fork is shown once the child execs, or after this long without an exec.
+# Shells and launchers exec within a millisecond or two of forking; 100 ms leaves
+# room for a loaded machine and is still well below what a person notices.
+EXEC_WINDOW_NS = 100_000_000
+
+
+@dataclass(slots=True)
+class Row:
+    """One line of the default table: a new process (or thread, with --threads)."""
+
+    pid: int
+    tgid: int
+    ppid: int
+    uid: int
+    comm: str
+    filename: str = ""
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    duration_ns: int | None = None
+    thread: bool = False
+    exited: bool = False  # an exit row that follows its process's row (--wide)
+
+
+@dataclass
+class Filters:
+    comm: str | None = None
+    pid: int | None = None
+    ppid: int | None = None
+    uid: int | None = None
+    tree: set[int] | None = None  # the followed process tree, grown as children appear
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.comm, self.pid, self.ppid, self.uid, self.tree))
+
+    def track(self, e: Event) -> None:
+        """Grow the followed tree with new children of its members."""
+        if self.tree is not None and e.type == "fork" and not e.thread and e.ppid in self.tree:
+            self.tree.add(e.tgid)
+
+    def match(self, pid: int, ppid: int, uid: int, comm: str) -> bool:
+        return (
+            (self.pid is None or pid == self.pid)
+            and (self.ppid is None or ppid == self.ppid)
+            and (self.uid is None or uid == self.uid)
+            and (self.comm is None or comm == self.comm)
+            and (self.tree is None or pid in self.tree)
+        )
+
+    def match_event(self, e: Event) -> bool:
+        return self.match(e.tgid, e.ppid, e.uid, e.comm)
+
+
+def descendants(root: int) -> set[int]:
+    """`root` and every process now below it, from /proc (--tree starts from here)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
+@dataclass
+class ProcessRows:
+    """fork/exec/exit events in, table rows out.
+
+    At fork time a child still carries its parent's name, so a fork is held
+    until the child execs (the row takes the exec'd name and filename), exits,
+    or EXEC_WINDOW_NS passes (a worker or subshell keeps the inherited name)."""
+
+    follow_exits: bool = False  # --wide: an exit row follows each shown process
+    window_ns: int = EXEC_WINDOW_NS
+    pending: dict[int, tuple[int, Row]] = field(default_factory=dict)
+    shown: dict[int, Row] = field(default_factory=dict)
+
+    def feed(self, e: Event) -> list[Row]:
+        if e.type == "fork":
+            row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread)
+            if e.thread:
+                return [row]
+            self.pending[e.tgid] = (e.ts_ns + self.window_ns, row)
+            return []
+        held = self.pending.pop(e.tgid, None)
+        if e.type == "exec":
+            if held is None:
+                return []
+            row = held[1]
+            row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
+            return [self._show(row)]
+        # exit
+        out = [self._show(held[1])] if held else []
+        row = self.shown.pop(e.tgid, None)
+        if row is not None and self.follow_exits:
+            out.append(
+                Row(
+                    row.pid,
+                    row.tgid,
+                    row.ppid,
+                    row.uid,
+                    row.comm,
+                    row.filename,
+                    e.exit_code,
+                    e.exit_signal,
+                    e.duration_ns,
+                    exited=True,
+                )
+            )
+        return out
+
+    def _show(self, row: Row) -> Row:
+        if self.follow_exits:
+            self.shown[row.pid] = row
+        return row
+
+    def expire(self, now_ns: int) -> list[Row]:
+        """Rows whose exec window has passed without an exec."""
+        if not self.pending:
+            return []
+        due = [pid for pid, (deadline, _) in self.pending.items() if deadline <= now_ns]
+        return [self._show(self.pending.pop(pid)[1]) for pid in due]
+
+    def flush(self) -> list[Row]:
+        return self.expire(1 << 63)

@@ -1,0 +1,85 @@
+"""Ring records built in Python from abi.py's layouts, for the tests that need
+no kernel: the decoder, the Python JSON writer and the C one."""
+
+from __future__ import annotations
+
+from procmon_ctl.abi import (
+    FILENAME,
+    PROCESS_EVENT,
+    RECORD_LENGTH,
+    EventFlag,
+    EventType,
+    RingbufRecord,
+    record_footprint,
+)
+
+FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
+THREAD = EventFlag.THREAD
+
+
+def record(
+    etype: int,
+    pid: int = 100,
+    tgid: int = 100,
+    ppid: int = 1,
+    uid: int = 0,
+    comm: bytes = b"bash",
+    flags: int = 0,
+    dropped: int = 0,
+    code: int = 0,
+    sig: int = 0,
+    duration: int = 0,
+    filename: bytes = b"",
+    ts: int = 123_456_789_012,
+) -> bytes:
+    """One record as the BPF programs write it: exec records carry a filename."""
+    base = PROCESS_EVENT.pack(
+        ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, comm
+    )
+    if etype == EXEC:
+        base += FILENAME.pack(filename)
+    return base
+
+
+def header(length: int, flags: int = 0) -> bytes:
+    """A ring record header: the length word (with BUSY/DISCARD bits) and 4 bytes."""
+    word = RECORD_LENGTH.pack(length | flags)
+    return word + bytes(RingbufRecord.HDR_SZ - len(word))
+
+
+def ring_bytes(records: list[bytes]) -> tuple[bytearray, list[int]]:
+    """The records laid out as in the ring's data area; the offset of each one's data."""
+    buf, offsets = bytearray(), []
+    for r in records:
+        start = len(buf)
+        buf += header(len(r))
+        offsets.append(len(buf))
+        buf += r
+        buf += bytes(record_footprint(len(r)) - (len(buf) - start))
+    return buf, offsets
+
+
+CASES = {
+    "fork": [record(FORK, pid=42, tgid=42, ppid=7, comm=b"bash")],
+    "thread": [record(FORK, pid=43, tgid=42, flags=THREAD, comm=b"storm")],
+    "exec": [record(EXEC, comm=b"ls", filename=b"/usr/bin/ls")],
+    "exit": [record(EXIT, code=3, sig=9, duration=200_000_000)],
+    "negative exit code": [record(EXIT, code=-1)],
+    "gap before": [record(FORK, dropped=5), record(EXIT, dropped=2)],
+    "unknown type": [record(9)],
+    "full-length name": [record(FORK, comm=b"a" * 16)],
+    "stale bytes after the name": [
+        record(FORK, comm=b"sh\0garbage\xff\x01xy"),
+        record(FORK, comm=b"sh\0other\0\0\0\0\0\0\0"),
+    ],
+    "control characters": [record(EXEC, comm=b"\x1b[2J\nEVIL\x1b]0;", filename=b"/tmp/\x07bell")],
+    "json escapes": [record(EXEC, comm=b'q"\\\t\r\b\f', filename=b'/a"b\\c\x00tail')],
+    "bytes that are not UTF-8": [
+        record(FORK, comm=b"caf\xe9\xff"),
+        record(EXEC, filename=b'/x/\xc3\x28"q\\'),
+    ],
+    "many parents": [record(FORK, pid=p, tgid=p, ppid=p - 1, uid=p % 3) for p in range(2, 300)],
+    "big numbers": [
+        record(EXIT, ts=2**64 - 1, duration=2**64 - 1, pid=2**32 - 1, uid=2**32 - 1, code=-(2**31))
+    ],
+}

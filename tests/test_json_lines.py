@@ -1,0 +1,84 @@
+"""The Python writer of `events --json` (json_lines.py): every record type comes
+out as the decoder reads it, as valid JSON that the schema accepts.  No kernel
+needed; tests/test_json_native.py checks the C writer against this one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from records import CASES, EXEC, FORK, record, ring_bytes
+
+from procmon_ctl import decode, json_lines
+from procmon_ctl.models import EventLine
+
+
+def expected(records: list[bytes]) -> list[dict]:
+    """What each record's line must say, from the decoder: gap line first, then
+    the fields that apply to its type."""
+    out = []
+    for r in records:
+        e = decode.decode_event(r)
+        if e.dropped_before:
+            out.append({"type": "gap", "dropped": e.dropped_before})
+        line = {
+            "type": e.type,
+            "ts_ns": e.ts_ns,
+            "pid": e.pid,
+            "tgid": e.tgid,
+            "ppid": e.ppid,
+            "uid": e.uid,
+            "comm": e.comm,
+            "thread": e.thread,
+        }
+        if e.type == "exec":
+            line["filename"] = e.filename
+        if e.type == "exit":
+            line.update(exit_code=e.exit_code, exit_signal=e.exit_signal, duration_ns=e.duration_ns)
+        out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_each_record_type_comes_out_as_decoded(name):
+    records = CASES[name]
+    buf, offsets = ring_bytes(records)
+    lines: list[str] = []
+    json_lines.json_lines(buf, offsets, lines)
+    assert [json.loads(line) for line in lines] == expected(records)
+    assert all("\n" not in line for line in lines)
+    if name != "unknown type":
+        for line in lines:
+            EventLine.model_validate_json(line)
+    # Twice: the second pass is served from the caches, from a memoryview.
+    again: list[str] = []
+    json_lines.json_lines(memoryview(buf), offsets, again)
+    assert again == lines
+
+
+def test_names_keep_every_byte():
+    buf, offsets = ring_bytes([record(EXEC, comm=b"\x1b[2J\nx\xff", filename=b"/tmp/\x07bell")])
+    lines: list[str] = []
+    json_lines.json_lines(buf, offsets, lines)
+    parsed = json.loads(lines[0])
+    assert parsed["comm"] == "\x1b[2J\nx\\xff"  # control bytes exact; a non-UTF-8 byte as \xff
+    assert parsed["filename"] == "/tmp/\x07bell"
+
+
+def test_decode_at_reads_in_place():
+    records = [
+        record(EXEC, comm=b"ls", filename=b"/usr/bin/ls"),
+        record(FORK, pid=5, tgid=4, flags=1),
+    ]
+    buf, offsets = ring_bytes(records)
+    assert [decode.decode_at(buf, o) for o in offsets] == [decode.decode_event(r) for r in records]
+
+
+def test_name_caches_stay_bounded():
+    records = [record(FORK, pid=p, tgid=p, ppid=p, comm=b"n%d" % p) for p in range(10_000)]
+    buf, offsets = ring_bytes(records)
+    lines: list[str] = []
+    json_lines.json_lines(buf, offsets, lines)
+    assert [json.loads(line) for line in lines] == expected(records)
+    assert len(json_lines._shared_cache) <= json_lines.CACHE_LIMIT
+    assert len(json_lines._comm_cache) <= json_lines.CACHE_LIMIT
