@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from records import CASES, EXEC, FORK, record, ring_bytes
+from records import CASES, EXEC, FORK, THREAD, record, ring_bytes
 
 from procmon_ctl import decode, json_lines
 from procmon_ctl.models import EventLine
@@ -68,7 +68,7 @@ def test_names_keep_every_byte():
 def test_decode_at_reads_in_place():
     records = [
         record(EXEC, comm=b"ls", filename=b"/usr/bin/ls"),
-        record(FORK, pid=5, tgid=4, flags=1),
+        record(FORK, pid=5, tgid=4, flags=THREAD),
     ]
     buf, offsets = ring_bytes(records)
     assert [decode.decode_at(buf, o) for o in offsets] == [decode.decode_event(r) for r in records]
