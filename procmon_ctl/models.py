@@ -5,7 +5,7 @@ Every model defers building its validator and serializer to its first use
 No `from __future__ import annotations`: pydantic would compile every field's
 annotation string at class creation, which costs more than evaluating them here."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
@@ -125,36 +125,87 @@ class Status(_Model):
     ring_size: int | None = None
 
 
-class ProcessEvent(_Model):
-    """One line of `procmon-ctl events --json`: one kernel event."""
-
-    model_config = ConfigDict(title="procmon-ctl event")
-
-    type: Literal["fork", "exec", "exit"]
-    ts_ns: int = Field(description="CLOCK_MONOTONIC time of the event, in ns")
-    pid: int = Field(description="the task's own id (a thread id for thread forks)")
-    tgid: int = Field(description="the process id (thread group id)")
-    ppid: int = Field(description="the parent process (real_parent->tgid)")
-    uid: int
-    comm: str = Field(description="command name; at fork, still the parent's")
-    thread: bool = Field(description="true for a new thread rather than a process")
-    filename: str | None = Field(None, description="exec only: the file executed")
-    exit_code: int | None = Field(None, description="exit only: the exit status")
-    exit_signal: int | None = Field(None, description="exit only: the signal that ended it")
-    duration_ns: int | None = Field(None, description="exit only: lifetime in ns")
+# One `events --json` line: one model per line type, told apart by `type`.  Exact
+# (strict types, no unknown field, the integer ranges of bpf/process_monitor.h), so
+# `procmon-ctl schema` rejects whatever the writers of those lines (Python and C)
+# never write.  A field that does not apply to a type is absent, never null.
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+S32_MIN, S32_MAX = -(2**31), 2**31 - 1
+U32 = Annotated[int, Field(ge=0, le=U32_MAX)]
+U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
+S32 = Annotated[int, Field(ge=S32_MIN, le=S32_MAX)]
 
 
-class GapEvent(_Model):
-    """Marks where records were lost because the ring buffer was full."""
+class _Line(_Model):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class _ProcessLine(_Line):
+    """The fields every process event has (struct process_event)."""
+
+    type: str = Field(description="what happened: fork, exec or exit")
+    ts_ns: U64 = Field(description="CLOCK_MONOTONIC time of the event, in ns")
+    pid: U32 = Field(description="the task's own id (a thread id for thread forks)")
+    tgid: U32 = Field(description="the process id (thread group id)")
+    ppid: U32 = Field(description="the parent process (real_parent->tgid)")
+    uid: U32 = Field(description="user id")
+    comm: str = Field(
+        description="command name; at fork, still the parent's; bytes that are not UTF-8 as \\xNN"
+    )
+    thread: bool = Field(description="true for a new thread rather than a process (fork only)")
+
+
+class ForkEvent(_ProcessLine):
+    """A new process (or, with `events --threads`, a new thread)."""
+
+    model_config = ConfigDict(title="fork")
+
+    type: Literal["fork"]
+
+
+class ExecEvent(_ProcessLine):
+    """The process ran a program."""
+
+    model_config = ConfigDict(title="exec")
+
+    type: Literal["exec"]
+    filename: str = Field(description="the file executed")
+
+
+class ExitEvent(_ProcessLine):
+    """The process ended (its last thread exited)."""
+
+    model_config = ConfigDict(title="exit")
+
+    type: Literal["exit"]
+    exit_code: S32 = Field(description="the exit status, as wait() gives it (0 if killed)")
+    exit_signal: U32 = Field(description="the signal that ended it, 0 if none")
+    duration_ns: U64 = Field(description="how long the process lived, in ns")
+
+
+class GapEvent(_Line):
+    """Records were lost here because the ring buffer was full; the next line is the
+    first event after the loss."""
+
+    model_config = ConfigDict(title="gap")
 
     type: Literal["gap"]
-    dropped: int
+    dropped: Annotated[int, Field(ge=1, le=U32_MAX)] = Field(
+        description="how many records were lost"
+    )
 
 
 class EventLine(RootModel):
-    model_config = ConfigDict(title="procmon-ctl events --json line", defer_build=True)
+    """One line of `procmon-ctl events --json`."""
 
-    root: ProcessEvent | GapEvent
+    model_config = ConfigDict(
+        title="procmon-ctl events --json line",
+        defer_build=True,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    root: Annotated[ForkEvent | ExecEvent | ExitEvent | GapEvent, Field(discriminator="type")]
 
 
 class RunExit(_Model):
