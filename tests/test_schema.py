@@ -1,0 +1,342 @@
+"""The schema of `events --json` lines is exact: real lines of every type, from
+every writer, pass both the pydantic model and the JSON Schema that
+`procmon-ctl schema` prints; lines no writer writes are rejected by both."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import CLI, ROOT, bpftool_json, fork_processes, lines_until
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+from pydantic import ValidationError
+
+from procmon_ctl import json_native
+from procmon_ctl.models import EventLine, ExecEvent, ExitEvent, ForkEvent, GapEvent
+
+U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
+S32_MIN, S32_MAX = -(2**31), 2**31 - 1
+MODELS = {"fork": ForkEvent, "exec": ExecEvent, "exit": ExitEvent, "gap": GapEvent}
+SHARED = ["type", "ts_ns", "pid", "tgid", "ppid", "uid", "comm", "thread"]
+FIELDS = {
+    "fork": SHARED,
+    "exec": [*SHARED, "filename"],
+    "exit": [*SHARED, "exit_code", "exit_signal", "duration_ns"],
+    "gap": ["type", "dropped"],
+}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    out = subprocess.run([*CLI, "schema"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def validator(schema) -> Draft202012Validator:
+    return Draft202012Validator(schema)
+
+
+def check_line(line: str, validator) -> str:
+    """Validate one line both ways; returns its type."""
+    model = EventLine.model_validate_json(line).root
+    validator.validate(json.loads(line))
+    assert isinstance(model, MODELS[model.type])
+    assert EventLine(model).model_dump_json() == line, "the model keeps every field, in order"
+    return model.type
+
+
+# --- the schema itself ---------------------------------------------------------
+
+
+def test_schema_is_valid_json_schema_2020_12(schema):
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert validator_for(schema) is Draft202012Validator
+    Draft202012Validator.check_schema(schema)
+    assert schema == EventLine.model_json_schema()
+
+
+def test_schema_has_exactly_each_types_fields(schema):
+    by_type = {d["properties"]["type"]["const"]: d for d in schema["$defs"].values()}
+    assert sorted(by_type) == sorted(FIELDS)
+    for name, fields in FIELDS.items():
+        d = by_type[name]
+        assert list(d["properties"]) == fields, name
+        assert d["required"] == fields, f"{name}: every field is always there"
+        assert d["additionalProperties"] is False, name
+        assert list(MODELS[name].model_fields) == fields
+    assert schema["discriminator"]["propertyName"] == "type"
+    assert len(schema["oneOf"]) == 4
+
+
+def test_docs_list_the_schemas_fields():
+    """docs/logs.md's two tables (fields per type, types per field) say what the schema does."""
+    text = (ROOT / "docs" / "logs.md").read_text()
+    per_type = dict(re.findall(r"^\| `(\w+)` \| (`.*`) \|$", text, re.MULTILINE))
+    assert {t: re.findall(r"`(\w+)`", f) for t, f in per_type.items()} == FIELDS
+    per_field: dict[str, list[str]] = {name: [] for name in FIELDS}
+    for field, types in re.findall(r"^\| `(\w+)` \| ([a-z, ]+) \| ", text, re.MULTILINE):
+        for t in FIELDS if types == "all" else types.split(", "):
+            per_field[t].append(field)
+    assert per_field == FIELDS
+
+
+# --- real lines -------------------------------------------------------------------
+
+# Run as its own process: a thread, a command with an exit code, one killed by a
+# signal, a name and a file name that are not UTF-8 (the C formatter hands those
+# records to the Python one), then its own exit.
+WORKLOAD = r"""
+import ctypes, os, subprocess, sys, threading
+t = threading.Thread(target=lambda: None)
+t.start()
+t.join()
+subprocess.run(["sh", "-c", "exit 3"])
+p = subprocess.Popen(["sleep", "60"])
+p.kill()
+p.wait()
+pid = os.fork()
+if pid == 0:
+    ctypes.CDLL(None).prctl(15, b"sch\xe9ma\x1b\xff", 0, 0, 0)  # PR_SET_NAME
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    os._exit(5)
+os.waitpid(pid, 0)
+subprocess.run([sys.argv[1]])
+"""
+
+# `events --json` with the C formatter switched off: the Python one writes every line.
+NO_NATIVE = (
+    "import sys; from procmon_ctl import json_native; json_native.library = lambda: None; "
+    "sys.argv[0] = 'procmon-ctl'; from procmon_ctl.cli import main; main()"
+)
+
+# Each writer of `events --json` lines: the C formatter, the Python one, and the
+# filtered path (a filter that lets every line of root's through).
+WRITERS = {
+    "C": (CLI, []),
+    "python": ([sys.executable, "-c", NO_NATIVE], []),
+    "filtered": (CLI, ["--uid", "0"]),
+}
+
+
+def reader_command(cli, writer: str, *args: str) -> list[str]:
+    prefix, extra = WRITERS[writer]
+    if writer == "C":
+        assert json_native.library() is not None, "the C formatter is not built: run make"
+    return [*prefix, "events", "--json", *extra, *args]
+
+
+def stream_threads(cli) -> int:
+    dump = bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings"))
+    return dump[0]["formatted"]["value"]["stream_threads"]
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_real_lines_of_every_type_are_valid(attached, validator, tmp_path, writer):
+    cli = attached
+    weird = os.path.join(os.fsencode(tmp_path), b"tru\xe9")
+    os.symlink("/bin/true", weird)
+    reader = subprocess.Popen(
+        reader_command(cli, writer, "--threads", "--duration", "120"),
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while stream_threads(cli) != 1:
+        assert reader.poll() is None, reader.communicate()
+        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
+        time.sleep(0.05)
+    work = subprocess.Popen([sys.executable, "-c", WORKLOAD, weird])
+    assert work.wait(timeout=60) == 0
+    mine = f'"pid":{work.pid},'
+    lines, err = lines_until(reader, lambda ls: any('"exit"' in x and mine in x for x in ls))
+    assert reader.returncode == 0, err
+
+    types = [check_line(line, validator) for line in lines]  # every line, not only ours
+    assert {"fork", "exec", "exit"} <= set(types)
+    events = [json.loads(line) for line in lines]
+    ours = {work.pid}
+    for e in events:  # the workload's tree, in order: a child's fork comes before it
+        if e["type"] == "fork" and e["ppid"] in ours:
+            ours.add(e["pid"])
+    tree = [e for e in events if e.get("tgid") in ours]
+    forks = [e for e in tree if e["type"] == "fork"]
+    exits = [e for e in tree if e["type"] == "exit"]
+    assert any(e["pid"] == work.pid and not e["thread"] for e in forks)
+    assert any(e["thread"] and e["tgid"] == work.pid != e["pid"] for e in forks)
+    assert any(e["comm"] == "sch\\xe9ma\x1b\\xff" for e in forks), "a name that is not UTF-8"
+    assert any(e["type"] == "exec" and e["filename"] == sys.executable for e in tree)
+    assert any(e["type"] == "exec" and e["filename"].endswith("/tru\\xe9") for e in tree)
+    assert {3, 5} <= {e["exit_code"] for e in exits}
+    assert 9 in {e["exit_signal"] for e in exits}
+    assert any(e["pid"] == work.pid and e["exit_code"] == 0 for e in exits)
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_real_gap_lines_are_valid(cli, validator, writer):
+    """A small ring with no reader overflows; the first record after the losses on
+    each CPU carries the gap line."""
+    cli("load", "--ring-size", "4096")
+    cli("attach")
+    fork_processes(200)
+
+    def read() -> list[str]:
+        cmd = reader_command(cli, writer, "--duration", "0.5")
+        r = subprocess.run(cmd, env=cli.env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()
+
+    lines = read()
+    for cpu in sorted(os.sched_getaffinity(0)):  # a record on every CPU: its drops reported
+        subprocess.run(["taskset", "-c", str(cpu), "true"], check=True)
+    lines += read()
+    types = [check_line(line, validator) for line in lines]
+    assert "gap" in types, "200 forks into a 4 KiB ring with no reader must lose some"
+    gaps = [i for i, t in enumerate(types) if t == "gap"]
+    assert all(i + 1 < len(types) and types[i + 1] != "gap" for i in gaps), (
+        "a gap line comes right before the event that carried it"
+    )
+
+
+# --- lines to reject --------------------------------------------------------------
+
+FORK = {
+    "type": "fork",
+    "ts_ns": 1682980796523,
+    "pid": 15012,
+    "tgid": 15012,
+    "ppid": 15011,
+    "uid": 0,
+    "comm": "sh",
+    "thread": False,
+}
+EXEC = {**FORK, "type": "exec", "comm": "ls", "filename": "/usr/bin/ls"}
+EXIT = {**FORK, "type": "exit", "exit_code": 2, "exit_signal": 0, "duration_ns": 4148935}
+GAP = {"type": "gap", "dropped": 12}
+SAMPLES = {"fork": FORK, "exec": EXEC, "exit": EXIT, "gap": GAP}
+
+
+def without(line: dict, field: str) -> dict:
+    return {k: v for k, v in line.items() if k != field}
+
+
+ACCEPTED = {
+    "fork": FORK,
+    "thread-fork": {**FORK, "pid": 15013, "thread": True},
+    "exec": EXEC,
+    "exit": EXIT,
+    "exit-by-signal": {**EXIT, "exit_code": 0, "exit_signal": 9},
+    "gap": GAP,
+    "escaped-names": {**EXEC, "comm": "sch\\xe9ma\x1b", "filename": "/tmp/caf\u00e9 \\xff"},
+    "empty-name": {**FORK, "comm": ""},
+    "u32-and-u64-lowest": {**EXIT, "ts_ns": 0, "pid": 0, "tgid": 0, "ppid": 0, "uid": 0,
+                           "duration_ns": 0},
+    "u32-and-u64-highest": {**EXIT, "ts_ns": U64_MAX, "pid": U32_MAX, "tgid": U32_MAX,
+                            "ppid": U32_MAX, "uid": U32_MAX, "exit_signal": U32_MAX,
+                            "duration_ns": U64_MAX},
+    "s32-lowest": {**EXIT, "exit_code": S32_MIN},
+    "s32-highest": {**EXIT, "exit_code": S32_MAX},
+    "gap-lowest": {**GAP, "dropped": 1},
+    "gap-highest": {**GAP, "dropped": U32_MAX},
+}  # fmt: skip
+
+REJECTED = {
+    # fields that belong to another type, or missing
+    "exec-without-filename": without(EXEC, "filename"),
+    "exec-filename-null": {**EXEC, "filename": None},
+    "fork-with-exit_code": {**FORK, "exit_code": 0},
+    "fork-with-filename": {**FORK, "filename": "/usr/bin/ls"},
+    "fork-with-exit-fields-null": {**FORK, "exit_code": None, "exit_signal": None},
+    "fork-with-dropped": {**FORK, "dropped": 1},
+    "exit-without-duration_ns": without(EXIT, "duration_ns"),
+    "exit-without-exit_code": without(EXIT, "exit_code"),
+    "exit-with-filename": {**EXIT, "filename": "/usr/bin/ls"},
+    "fork-without-comm": without(FORK, "comm"),
+    "fork-without-thread": without(FORK, "thread"),
+    "gap-with-string-pid": {**GAP, "pid": "12"},
+    "gap-with-ts_ns": {**GAP, "ts_ns": 1},
+    "gap-without-dropped": {"type": "gap"},
+    # values out of the kernel's ranges
+    "negative-pid": {**FORK, "pid": -1},
+    "pid-over-u32": {**FORK, "pid": U32_MAX + 1},
+    "negative-tgid": {**FORK, "tgid": -1},
+    "ppid-over-u32": {**FORK, "ppid": U32_MAX + 1},
+    "uid-over-u32": {**FORK, "uid": U32_MAX + 1},
+    "negative-ts_ns": {**FORK, "ts_ns": -1},
+    "ts_ns-over-u64": {**FORK, "ts_ns": U64_MAX + 1},
+    "duration_ns-over-u64": {**EXIT, "duration_ns": U64_MAX + 1},
+    "exit_code-over-s32": {**EXIT, "exit_code": S32_MAX + 1},
+    "exit_code-under-s32": {**EXIT, "exit_code": S32_MIN - 1},
+    "negative-exit_signal": {**EXIT, "exit_signal": -1},
+    "gap-dropped-0": {**GAP, "dropped": 0},
+    "gap-dropped-negative": {**GAP, "dropped": -3},
+    "gap-dropped-over-u32": {**GAP, "dropped": U32_MAX + 1},
+    # wrong JSON types, strictly
+    "gap-string-dropped": {**GAP, "dropped": "12"},
+    "int-as-string": {**FORK, "pid": "15012"},
+    "ts_ns-as-string": {**FORK, "ts_ns": "1682980796523"},
+    "exit_code-as-string": {**EXIT, "exit_code": "2"},
+    "bool-as-1": {**FORK, "thread": 1},
+    "bool-as-0": {**FORK, "thread": 0},
+    "bool-as-string": {**FORK, "thread": "false"},
+    "int-as-bool": {**FORK, "pid": True},
+    "comm-as-number": {**FORK, "comm": 5},
+    "comm-null": {**FORK, "comm": None},
+    "filename-as-list": {**EXEC, "filename": ["/usr/bin/ls"]},
+    # the type
+    "unknown-type": {**FORK, "type": "clone"},
+    "type-in-capitals": {**FORK, "type": "FORK"},
+    "type-missing": without(FORK, "type"),
+    "type-null": {**FORK, "type": None},
+    "empty-object": {},
+    "not-an-object-list": [FORK],
+    "not-an-object-string": "fork",
+    "not-an-object-null": None,
+}
+for _name, _line in SAMPLES.items():
+    REJECTED[f"{_name}-with-unknown-field"] = {**_line, "container": "web-1"}
+
+
+@pytest.mark.parametrize("line", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_accepts(line, validator):
+    check_line(json.dumps(line, separators=(",", ":"), ensure_ascii=False), validator)
+
+
+@pytest.mark.parametrize("line", REJECTED.values(), ids=REJECTED.keys())
+def test_rejects(line, validator):
+    text = json.dumps(line)
+    with pytest.raises(ValidationError):
+        EventLine.model_validate_json(text)
+    with pytest.raises(ValidationError):
+        EventLine.model_validate(json.loads(text))
+    assert not validator.is_valid(json.loads(text)), "the JSON Schema must reject it too"
+
+
+def test_integral_floats_only_the_model_rejects(validator):
+    """JSON Schema counts 1.0 as an integer; the model, strict, does not.  No writer
+    prints a number with a point, so the difference never meets a real line."""
+    text = json.dumps({**FORK, "pid": 15012.0})
+    with pytest.raises(ValidationError):
+        EventLine.model_validate_json(text)
+    assert validator.is_valid(json.loads(text))
+
+
+def test_models_defer_building():
+    """Importing the models builds none of them (startup cost: see models.py)."""
+    code = (
+        "from procmon_ctl import models as m; "
+        "print([c.__name__ for c in (m.EventLine, m.ForkEvent, m.ExecEvent, m.ExitEvent, "
+        "m.GapEvent) if c.__pydantic_complete__])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
