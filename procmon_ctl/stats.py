@@ -38,8 +38,18 @@ def stats_text(s: Stats) -> str:
 def watch_rates(
     layout: PinLayout, interval: float, sleep: Callable[[float], None] = time.sleep
 ) -> Iterator[dict[str, float]]:
-    """Per-second rates of RATE_FIELDS, one dict every `interval` seconds, forever."""
-    prev, t_prev = read_stats(layout).model_dump(), time.monotonic()
+    """Per-second rates of RATE_FIELDS, one dict every `interval` seconds, forever.
+    The first reading is taken at once, so a missing instance fails before any output."""
+    return _rates(layout, interval, sleep, read_stats(layout).model_dump(), time.monotonic())
+
+
+def _rates(
+    layout: PinLayout,
+    interval: float,
+    sleep: Callable[[float], None],
+    prev: dict[str, int],
+    t_prev: float,
+) -> Iterator[dict[str, float]]:
     while True:
         sleep(interval)
         cur, now = read_stats(layout).model_dump(), time.monotonic()

@@ -33,9 +33,10 @@ def stats(
         return
     require_positive("--interval", interval)
     gc.enable()  # runs until interrupted: collect as usual
+    rates_every_interval = counters.watch_rates(pins, interval)
     if not json_out:
         print(counters.rates_header())
-    for rates in counters.watch_rates(pins, interval):
+    for rates in rates_every_interval:
         line = counters.rates_json(rates) if json_out else counters.rates_text(rates)
         print(line, flush=True)
 
