@@ -2,7 +2,8 @@
 
 Every case must end with exactly one line on stderr (`procmon-ctl: error: ...`),
 the documented exit code (procmon_ctl/errors.py), no traceback anywhere, and no
-pin left behind that was not there before."""
+pin left behind that was not there before.  Only what these commands could make is
+looked at: other users of the machine make and remove pin dirs in bpffs meanwhile."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from procmon_ctl.errors import (
     EXIT_STATE,
     EXIT_USAGE,
 )
+from procmon_ctl.load import OWN_ENTRIES
 
 BPFFS = Path("/sys/fs/bpf")
 # PATH without /usr/sbin, where Debian's bpftool lives (but with our python).
@@ -47,6 +49,17 @@ def tree(path: Path) -> set[str]:
     return found
 
 
+def top_entries(pin_dir: Path) -> set[str]:
+    """What a command of these tests could make at bpffs's top by mistake: its pin dir,
+    or anything named after it (the name is unique), and the entries of a pin layout
+    (progs, maps, ...) written into bpffs's root itself.  Nothing else there is looked
+    at: other tests and users make and remove their own pin dirs meanwhile.  (The
+    default pin dir, procmon, is never a target: every case here names its own.)"""
+    return {
+        p.name for p in BPFFS.iterdir() if p.name.startswith(pin_dir.name) or p.name in OWN_ENTRIES
+    }
+
+
 @dataclass
 class Snapshot:
     top: set[str]
@@ -57,19 +70,15 @@ class Snapshot:
     def take(cls, pin_dir: Path) -> Snapshot:
         prog_ids = our_program_ids(pin_dir) if (pin_dir / "progs").exists() else set()
         links = {ln["id"] for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids}
-        return cls({p.name for p in BPFFS.iterdir()}, tree(pin_dir), links)
+        return cls(top_entries(pin_dir), tree(pin_dir), links)
 
 
 def assert_nothing_new(before: Snapshot, pin_dir: Path, extra: tuple[Path, ...] = ()) -> None:
     after = Snapshot.take(pin_dir)
     assert after.pins == before.pins, f"pins changed in {pin_dir}"
     assert after.links == before.links, "links of our programs changed"
-    # Other tests and developers make pin dirs under /sys/fs/bpf at the same time
-    # (procmon-*, and the default procmon): anything else new at the top would be
-    # ours.  Every case here names its pin dir, so the default is never a target.
     new = after.top - before.top
-    ours = {n for n in new if n == pin_dir.name or not n.startswith("procmon")}
-    assert not ours, f"new entries in {BPFFS}: {ours}"
+    assert not new, f"new entries in {BPFFS}: {new}"
     for path in extra:
         assert not path.exists(), f"{path} was created"
 
