@@ -19,12 +19,15 @@ from conftest import AS_NOBODY, CLI, ROOT, nobody_env, nobody_python
 from procmon_ctl.doctor import (
     MEMCG_ACCOUNTING,
     MEMLOCK_NEEDED,
+    TRIAL_PREFIX,
     kernel_version,
     read_kernel_config,
     render_table,
     run_checks,
 )
 from procmon_ctl.models import DoctorReport
+from procmon_ctl.pins import PinLayout
+from procmon_ctl.system import BPFFS_ROOT
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -37,6 +40,19 @@ def doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         timeout=60,
         env={**os.environ, **(env or {})},
     )
+
+
+def doctor_and_its_pid(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """doctor, and its pid: its trial pin dir is named after it."""
+    with subprocess.Popen(
+        [*CLI, "doctor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as p:
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err), p.pid
 
 
 def by_name(report: dict) -> dict[str, dict]:
@@ -298,7 +314,7 @@ def test_doctor_fails_exactly_where_load_fails(cli, objects, which):
     `group_dead` is procmon-ctl's object from before it ran on older kernels: only
     kernels since 6.16 pass that argument to sched_process_exit."""
     obj = objects[which]
-    r = doctor("--object", str(obj), "--json")
+    r, pid = doctor_and_its_pid("--object", str(obj), "--json")
     check = by_name(json.loads(r.stdout))["load and attach"]
     loaded = cli("load", "--object", str(obj), check=False)
     assert (check["status"] == "FAIL") == (loaded.returncode != 0), (check, loaded.stderr)
@@ -317,8 +333,11 @@ def test_doctor_fails_exactly_where_load_fails(cli, objects, which):
     }[which]
     if which != "group_dead" or kernel_version() <= (6, 12) or kernel_version() >= (6, 18):
         assert (check["status"] == "PASS") == expected_to_load, check
-    # doctor's own trial pin dir is gone too.
-    assert not [p for p in Path("/sys/fs/bpf").iterdir() if p.name.startswith("procmon-doctor-")]
+    # doctor's own trial pin dir is gone too, and its lock files (only this doctor's:
+    # other doctors on the machine may be trying theirs meanwhile).
+    trial = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{pid}")
+    assert not trial.root.exists(), f"doctor left {trial.root}"
+    assert not [lock for lock in trial.lock_paths() if lock.exists()]
 
 
 @pytest.mark.kernel
