@@ -89,9 +89,12 @@ def pin_dir(bpf) -> Path:
         prog_ids = our_program_ids(path)
     finally:
         remove_tree(path)
-        # Nothing of this test runs any more: its lock files can go too.
+        # Nothing of this test runs any more: its lock files can go too, with those
+        # of the pin dirs it used below its own (named after it: nobody else's).
         for lock in PinLayout(path).lock_paths():
             lock.unlink(missing_ok=True)
+            for below in lock.parent.glob(lock.name.replace(".", "_*.", 1)):
+                below.unlink(missing_ok=True)
     assert not programs_left(prog_ids), f"programs {prog_ids} outlived their pins"
 
 
