@@ -14,7 +14,7 @@ ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
 CLANG   ?= clang
 
-.PHONY: all setup system-packages test-packages mounts run test test-kernels bench lint clean install uninstall
+.PHONY: all setup system-packages test-packages mounts run test test-kernels test-oldest bench lint clean install uninstall
 
 all: setup
 
@@ -97,6 +97,24 @@ test-kernels: setup mounts test-packages
 	@$(BIN)/vng --version >/dev/null 2>&1 || $(BIN)/pip install -q -e '.[dev,kernels]'
 	$(BIN)/python scripts/kernels/kernels.py --timeout $(KERNEL_TIMEOUT) $(KERNELS) \
 	  $(if $(strip $(KERNEL_PYTEST_ARGS)),-- $(KERNEL_PYTEST_ARGS))
+
+# `make test-oldest` (root; slow, so not part of `make test`): the host suite against
+# the oldest release of every direct dependency that pyproject.toml allows.  The pins
+# are derived from pyproject.toml's lower bounds (`>=X` becomes `==X`, for the
+# dependencies and the dev extra) by scripts/oldest_constraints.py, so they cannot drift
+# from it; .venv-oldest is made anew from them each run and checked to hold exactly them.
+VENV_OLDEST := .venv-oldest
+OLDEST_CONSTRAINTS := $(BUILD)/constraints-oldest.txt
+
+test-oldest: system-packages $(OBJ) $(NATIVE) mounts test-packages
+	$(PYTHON) scripts/oldest_constraints.py > $(OLDEST_CONSTRAINTS)
+	rm -rf $(VENV_OLDEST)
+	$(PYTHON) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/pip install -q --upgrade pip
+	$(VENV_OLDEST)/bin/pip install -q -c $(OLDEST_CONSTRAINTS) -e '.[dev]'
+	$(VENV_OLDEST)/bin/pip check
+	$(VENV_OLDEST)/bin/python scripts/oldest_constraints.py --check
+	$(VENV_OLDEST)/bin/pytest -v
 
 lint: setup
 	$(BIN)/ruff check .
