@@ -108,10 +108,11 @@ def test_a_thread_storm_with_a_reader_loses_nothing(attached, storm, tmp_path):
 # Spins reading the consumer position from a mapping of its own until stdin
 # closes, then prints every value it saw.
 _WATCH_CONSUMER = """
-import mmap, select, struct, sys
+import mmap, select, sys
 from procmon_ctl import libbpf
+from procmon_ctl.abi import RING_POSITION
 page = mmap.mmap(libbpf.obj_get(sys.argv[1]), mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
-read, seen = struct.Struct("Q").unpack_from, set()
+read, seen = RING_POSITION.unpack_from, set()
 print("ready", flush=True)
 while not select.select([sys.stdin], [], [], 0)[0]:
     for _ in range(1000):
