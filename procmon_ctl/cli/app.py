@@ -20,11 +20,6 @@ from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
 from ._common import REGISTRY, OutputClosed, Terminated, state
 
-try:  # typer 0.17+ carries its own click, whose exceptions derive from this
-    from typer import TyperException as CommandLineError
-except ImportError:  # older typer raises click's own
-    from click import ClickException as CommandLineError
-
 # Every command, in the order `--help` lists them, and the module that defines it.
 COMMANDS = {
     "load": "load",
@@ -156,7 +151,7 @@ def run(argv: list[str] | None = None) -> None:
         fail(err.message, err.exit_code)
     except typer.Exit as e:
         exit_with(e.exit_code)
-    except CommandLineError as err:
+    except typer.TyperException as err:  # usage errors (typer 0.28+ has its own click)
         if debug:
             raise
         fail(err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code)
