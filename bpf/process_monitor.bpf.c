@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* Process creation, exec and exit, from BTF-enabled tracepoints.
  *
  * tp_btf rather than the seed's tracepoint/sched/sched_process_fork: since

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* The hot path of `procmon-ctl events --json`: records in the mapped ring buffer
  * to JSON lines, with no Python object per record.
  *

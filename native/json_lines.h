@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0-only */
 /* The interface of libprocmon_json.so (json_lines.c), the C formatter of
  * `procmon-ctl events --json`.  procmon_ctl/abi.py mirrors it; pm_abi_info()
  * tells procmon_ctl/json_native.py which record layouts the library was built

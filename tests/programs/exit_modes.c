@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* Multi-threaded processes that end in the ways that make "which thread is the
  * process's exit?" hard.  The test compares procmon-ctl's one exit record per
  * process with what waitpid() told the parent.

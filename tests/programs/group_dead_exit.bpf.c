@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: GPL-2.0-only
 /* procmon-ctl's object as it was before it ran on older kernels: handle_exit read
  * sched_process_exit's group_dead argument, which only kernels since 6.16 pass.
  * Kernels before that reject it ("func 'sched_process_exit' doesn't have 2-th
