@@ -149,7 +149,11 @@ class PinLayout:
         return [self._lock_path(kind) for kind in ("admin", "reader")]
 
     def _lock_path(self, kind: str) -> Path:
-        return LOCK_DIR / (str(self.root).strip("/").replace("/", "_") + f".{kind}.lock")
+        # One name per pin dir: "/" becomes "_", so "_" itself (and the escape
+        # character) must be escaped, or /sys/fs/bpf/a_b and /sys/fs/bpf/a/b would
+        # share their locks and refuse each other.
+        name = str(self.root).strip("/").replace("%", "%25").replace("_", "%5F")
+        return LOCK_DIR / (name.replace("/", "_") + f".{kind}.lock")
 
     @contextmanager
     def _lock(self, kind: str, busy_message: str | None) -> Iterator[None]:
@@ -174,6 +178,7 @@ class PinLayout:
         so two readers would each silently get part of the stream."""
         return self._lock(
             "reader",
-            f"another reader is already reading {self.map('events')}: stop it first "
-            "(only one reader at a time can consume the ring buffer)",
+            f"another reader is already reading {self.map('events')}: stop it first, or get "
+            "a stream of your own from a private instance with `procmon-ctl run` (one "
+            "reader at a time consumes a ring buffer)",
         )

@@ -257,3 +257,27 @@ def test_two_detaches_or_unloads_at_once(cli, command, loser_text):
         assert not programs_left(ids)
     else:
         assert_complete_pin_set(cli.pin_dir)
+
+
+def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
+    """/x/a_b and /x/a/b (and a name that looks escaped) must not share a lock: each
+    takes its reader lock while the others hold theirs."""
+    from contextlib import ExitStack
+
+    from procmon_ctl.pins import PinLayout
+
+    base = f"/sys/fs/bpf/locktest-{os.getpid()}"
+    layouts = [
+        PinLayout(Path(p))
+        for p in (f"{base}_a_b", f"{base}_a/b", f"{base}/a_b", f"{base}/a%5Fb", f"{base}_a%2Fb")
+    ]
+    paths = [lay.lock_paths() for lay in layouts]
+    try:
+        assert len({p for pair in paths for p in pair}) == 2 * len(layouts)
+        with ExitStack() as held:
+            for lay in layouts:
+                held.enter_context(lay.reader_lock())  # StateError if any were shared
+    finally:
+        for pair in paths:
+            for lock in pair:
+                lock.unlink(missing_ok=True)
