@@ -204,13 +204,11 @@ def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
     """Stream events to `out` until --count, --duration or an interrupt; returns how
     many rows or lines were written."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
-    header = render.header(opts.mode)
-    if header:
-        out.write(header)
-        out.flush()
     batch_scheduling()
     with open_reader(layout, opts.threads, opts.from_now) as reader:
         writer = BatchWriter(out, reader, opts.count)
+        # The header only once the ring is ours: a refused reader prints nothing.
+        writer.write(render.header(opts.mode), 0)
         if opts.mode == "json" and not opts.filters.active:
             _follow_json(reader, deadline, writer)
         elif opts.mode in ("table", "wide"):

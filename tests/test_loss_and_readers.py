@@ -194,10 +194,12 @@ def test_second_reader_is_refused(attached):
         "events", "--json", "--duration", "3", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     time.sleep(1)
-    second = cli("events", "--json", "--duration", "1", check=False)
+    second = cli("events", "--duration", "1", check=False)  # the table: it has a header
     first.wait(timeout=10)
     assert second.returncode == 3
     assert second.stderr.count("\n") == 1 and "another reader" in second.stderr
+    assert "`procmon-ctl run`" in second.stderr  # how to get a stream of one's own
+    assert second.stdout == "", "a refused reader prints nothing, not even a header"
     assert first.returncode == 0
 
 
