@@ -4,6 +4,8 @@ With a command, it follows exactly that command's process tree and summarises it
 
 from __future__ import annotations
 
+import errno
+import shlex
 import subprocess
 import time
 from collections import Counter
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import render
-from .errors import MissingError
+from .errors import ProcmonError
 from .instance import require_unused, temporary_instance
 from .models import RunExit, RunLifetime, RunSummary
 from .pins import PinLayout
@@ -54,7 +56,10 @@ def run_command(
         try:
             child = subprocess.Popen(argv)
         except OSError as err:
-            raise MissingError(f"cannot run {argv[0]!r}: {err.strerror}") from None
+            # As a shell reports it: 127 when there is no such command, 126 when it
+            # is there but cannot be executed.
+            code = 127 if err.errno == errno.ENOENT else 126
+            raise ProcmonError(f"cannot run {argv[0]!r}: {err.strerror}", code) from None
         tree = Filters(tree={child.pid})
         writer = BatchWriter(live, reader, None)
         writer.write(render.header("table"), 0)
@@ -104,7 +109,7 @@ def run_command(
 
 def summary_text(s: RunSummary) -> str:
     lines = [
-        f"{' '.join(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
+        f"{shlex.join(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
         f"started in {render.duration_text(s.wall_ns)}"
     ]
     if s.by_name:

@@ -247,8 +247,25 @@ def test_run_command_follows_tree_and_exits_with_its_code(cli):
     assert not cli.pin_dir.exists(), "run removes its own instance"
     human = cli("run", "--", "sh", "-c", "exit 7", check=False)
     assert human.returncode == 7
-    assert "exit code 7" in human.stderr
+    assert "sh -c 'exit 7': exit code 7" in human.stderr  # quoted as a shell would
     assert "PID      PPID     COMM" in human.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "reason"),
+    [("missing", 127, "No such file or directory"), ("not-executable", 126, "Permission denied")],
+)
+def test_run_of_a_command_that_cannot_start_exits_as_a_shell_would(
+    cli, tmp_path, name, code, reason
+):
+    command = str(tmp_path / name)
+    if name == "not-executable":
+        (tmp_path / name).write_text("#!/bin/sh\ntrue\n")
+        (tmp_path / name).chmod(0o644)
+    r = cli("run", "--", command, "arg", check=False)
+    assert r.returncode == code, r.stderr
+    assert r.stderr == f"procmon-ctl: error: cannot run {command!r}: {reason}\n"
+    assert not cli.pin_dir.exists(), "run removes its own instance"
 
 
 def test_schema_describes_event_lines(cli):
