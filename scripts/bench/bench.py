@@ -235,7 +235,7 @@ class ProcmonJson(Contender):
         # before this reader (the ring a reader-less contender left full); the
         # dropped counter over the storm's window is what `lost` shows.
         ids, lost = Counter(), 0
-        with open(self.out) as f:
+        with open(self.out, errors="replace") as f:
             for line in f:
                 e = json.loads(line)
                 if e["type"] == "fork":
@@ -277,7 +277,7 @@ class Bpftrace(Contender):
 
     def seen(self) -> tuple[Counter[int], int]:
         ids = Counter()
-        with open(self.out) as f:
+        with open(self.out, errors="replace") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) == 2 and parts[1].isdigit():
@@ -302,7 +302,7 @@ class Forkstat(Contender):
 
     def seen(self) -> tuple[Counter[int], int]:
         ids = Counter()
-        with open(self.out) as f:
+        with open(self.out, errors="replace") as f:
             for line in f:
                 parts = line.split()
                 if len(parts) >= 4 and parts[1] == "fork" and parts[3] == "child":
