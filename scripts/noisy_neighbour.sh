@@ -2,7 +2,8 @@
 # Another user of this machine's bpffs, until killed: in a loop it loads, attaches,
 # detaches and unloads procmon-ctl instances of its own (neighbour-*), runs `doctor`
 # and a short `run` (procmon-doctor-<pid>, procmon-run-<pid>, as a second test suite
-# would), creates and removes a pinned map and an empty directory under /sys/fs/bpf.
+# would), creates and removes a pinned map and an empty directory under /sys/fs/bpf,
+# and forks under a command line that is not UTF-8.
 # Pin dirs, programs, maps and links come and go while the suite runs next to it:
 #
 #     scripts/noisy_neighbour.sh & .venv/bin/pytest -v; kill $!
@@ -48,6 +49,8 @@ while :; do
 	"$ctl" --pin-dir "$pin" unload >/dev/null 2>&1
 	rm -f "$bpffs/$tag-map"
 	rmdir "$bpffs/$tag-dir" 2>/dev/null
+	# A process whose command line is not UTF-8 forks (tracers print it).
+	sh -c '/bin/true; /bin/true' $'neighbour-caf\xe9'
 	case $((i % 10)) in
 	3) "$ctl" doctor >/dev/null 2>&1 ;;
 	7)
