@@ -166,6 +166,12 @@ def lines_until(proc: subprocess.Popen, done, timeout: float = 120) -> tuple[lis
                 break
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
+    # Readers started without text=True hand back bytes here (the last write after
+    # SIGINT), the others str.
+    if isinstance(rest, bytes):
+        rest = rest.decode(errors="replace")
+    if isinstance(err, bytes):
+        err = err.decode(errors="replace")
     text = data.decode(errors="replace") + (rest or "")
     return text.splitlines(), err
 
