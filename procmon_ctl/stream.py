@@ -69,12 +69,14 @@ def stream_options(
         raise UsageError(f"--count must be a positive number of events (got {count})")
     require_positive("--duration", duration)
     mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
+    since = time.monotonic_ns()  # the tree is read from /proc after this
     filters = Filters(
         comm=comm,
         pid=pid,
         ppid=ppid,
         uid=uid,
         tree=descendants(tree) if tree is not None else None,
+        tree_since_ns=since,
     )
     return StreamOptions(
         mode=mode,
@@ -245,8 +247,11 @@ def _follow_rows(
             consumed += 1
             if e.dropped_before:
                 lines.append(gap(e.dropped_before))
-            filters.track(e)
+            # The rows first: a fork can release the row of the pid's former process,
+            # which track() then drops from the followed tree.  (A new child's row is
+            # held until later, an exit's pid leaves the tree only at the next record.)
             shown += take(rows.feed(e), lines, None if room is None else room - shown)
+            filters.track(e)
             if room is not None and shown >= room:
                 break
         if room is None or shown < room:

@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import bpftool_json, lines_until
+
+from procmon_ctl.pins import PinLayout
 
 THREADS = """
 import threading
@@ -187,6 +190,112 @@ def test_tree_follows_new_descendants(attached):
         child[0]["pid"],
         *(g["pid"] for g in grandchildren),
     }
+
+
+REUSED = """
+import os, sys
+for _ in range(2):
+    sys.stdin.readline()
+    pid = os.fork()
+    if pid == 0:
+        os.execv("/bin/true", ["true"])
+    os.waitpid(pid, 0)
+    print(pid, flush=True)
+"""
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+
+def reader_ready(cli, reader: subprocess.Popen, timeout: float = 60) -> None:
+    """Until `reader` holds its pin dir's reader lock: past reading the tree from
+    /proc, reading the ring.  (Read from /proc/locks: taking the lock to try it
+    could make the reader fail.)"""
+    lock = PinLayout(cli.pin_dir).lock_paths()[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert reader.poll() is None, reader.communicate()
+        if lock.exists():
+            inode = f":{lock.stat().st_ino} "
+            for ln in Path("/proc/locks").read_text().splitlines():
+                if f" {reader.pid} " in ln and inode in ln:
+                    return
+        time.sleep(0.02)
+    raise AssertionError("the reader did not start reading")
+
+
+def fork_with_pid(pid: int, code: int, tries: int = 200) -> bool:
+    """A child of this process with `pid` (via ns_last_pid), which exits `code`
+    at once.  False if other processes on the host kept taking that pid first."""
+    for _ in range(tries):
+        NS_LAST_PID.write_text(str(pid - 1))
+        child = os.fork()
+        if child == 0:
+            os._exit(code)
+        os.waitpid(child, 0)
+        if child == pid:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("mode", ["--json", "--wide"])
+def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
+    """--tree P: P's child exits, then an unrelated process gets the child's pid
+    (set with ns_last_pid): the child's rows or lines are all shown, exit
+    included, and nothing of the stranger."""
+    if not os.access(NS_LAST_PID, os.W_OK):
+        pytest.skip("no writable /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)")
+    cli = attached
+    drain(cli)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", REUSED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    reader = cli.popen(
+        "events",
+        mode,
+        "--tree",
+        str(parent.pid),
+        "--duration",
+        "120",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader_ready(cli, reader)
+    parent.stdin.write("go\n")
+    parent.stdin.flush()
+    child = int(parent.stdout.readline())
+    reused = fork_with_pid(child, 7)
+    parent.stdin.write("go\n")
+    parent.stdin.flush()
+    marker = int(parent.stdout.readline())  # the parent's second child, after the stranger
+    parent.wait()
+    if mode == "--json":
+        out, err = lines_until(
+            reader,
+            lambda lines: any('"exit","ts_ns"' in ln and f'"tgid":{marker},' in ln for ln in lines),
+        )
+        events = [json.loads(x) for x in out]
+        assert [(e["type"], e["ppid"]) for e in events if e["tgid"] == child] == [
+            ("fork", parent.pid),
+            ("exec", parent.pid),
+            ("exit", parent.pid),
+        ], out
+        assert {e["tgid"] for e in events} == {parent.pid, child, marker}, out
+        # The parent's own records are in the ring too (started before the reader).
+        assert not [e for e in events if e["ppid"] == os.getpid() and e["tgid"] != parent.pid]
+    else:
+        out, err = lines_until(
+            reader,
+            lambda lines: any(ln.split()[:1] == [str(marker)] and " exited " in ln for ln in lines),
+        )
+        rows = [ln.split() for ln in out[2:]]
+        assert [r[:6] for r in rows if r[0] == str(child)] == [
+            [str(child), str(parent.pid), "0", "true", "/bin/true"],
+            [str(child), str(parent.pid), "0", "true", "exited", "0"],
+        ], out
+        assert {r[0] for r in rows} <= {str(parent.pid), str(child), str(marker)}, out
+        assert not [r for r in rows if r[1] == str(os.getpid()) and r[0] != str(parent.pid)]
+    assert reader.returncode == 0, err
+    if not reused:
+        pytest.skip(f"the host kept taking pid {child} before this test could (shown: no row)")
 
 
 def test_filters(attached):
