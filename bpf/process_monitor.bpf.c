@@ -40,12 +40,22 @@ struct {
 	__type(value, struct settings);
 } settings SEC(".maps");
 
+/* Follow mode's tree (see enum follow_limits).  One entry here: the shared
+ * instance never follows, and `run` sizes it to FOLLOWED_MAX_PROCESSES at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);  /* tgid */
+	__type(value, __u8);
+} followed SEC(".maps");
+
 /* Referenced so the contract's types land in the object's BTF for the decoder test. */
 const volatile struct exec_event btf_anchor_exec_event = {};
 const volatile enum counter_key btf_anchor_counter_key = COUNTER_MAX;
 const volatile enum event_type btf_anchor_event_type = EVENT_FORK;
 const volatile enum event_flag btf_anchor_event_flag = EVENT_FLAG_THREAD;
 const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
+const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCESSES;
 
 static __always_inline void count(__u32 key)
 {
@@ -107,6 +117,13 @@ static __always_inline const struct settings *get_settings(void)
 	return bpf_map_lookup_elem(&settings, &zero);
 }
 
+/* Follow mode: whether records of process `tgid` are wanted.  Everything else on
+ * the host costs this one lookup and no ring space. */
+static __always_inline bool wanted(const struct settings *s, __u32 tgid)
+{
+	return !s || !s->follow || bpf_map_lookup_elem(&followed, &tgid);
+}
+
 static __always_inline void fill_common(struct process_event *e, __u32 type,
 					 struct task_struct *task)
 {
@@ -135,6 +152,10 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct process_event *e;
 	bool thread = child->pid != child->tgid;
 
+	/* The forking task's process, not child->real_parent: with CLONE_PARENT the
+	 * child of a member is still part of the tree it came from (as strace -f has it). */
+	if (!wanted(s, parent->tgid))
+		return 0;
 	if (thread) {
 		count(COUNTER_THREADS);
 		if (!s || !s->stream_threads)
@@ -146,6 +167,13 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		count(COUNTER_PROCESSES);
 		if (seed_count)
 			__sync_fetch_and_add(seed_count, 1);
+		if (s && s->follow) {
+			__u32 tgid = child->tgid;
+			__u8 one = 1;
+
+			if (bpf_map_update_elem(&followed, &tgid, &one, BPF_ANY))
+				count(COUNTER_UNFOLLOWED);
+		}
 	}
 
 	e = reserve(sizeof(*e));
@@ -160,15 +188,18 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	const struct settings *s = get_settings();
 	struct exec_event *e;
 
+	if (!wanted(s, p->tgid))
+		return 0;
 	count(COUNTER_EXECS);
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p);
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RINGBUF_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
 
@@ -211,18 +242,23 @@ static __always_inline int process_exit_status(struct task_struct *leader)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
+	const struct settings *s = get_settings();
 	struct task_struct *leader = BPF_CORE_READ(p, group_leader);
 	struct exit_key key = {};
 	struct process_event *e;
 	__u8 one = 1;
 	int status;
 
+	key.tgid = BPF_CORE_READ(p, tgid);
+	if (!wanted(s, key.tgid))
+		return 0;
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	key.tgid = BPF_CORE_READ(p, tgid);
 	key.start_time = BPF_CORE_READ(leader, start_time);
 	if (bpf_map_update_elem(&exited, &key, &one, BPF_NOEXIST))
 		return 0; /* another thread of the group wrote it */
+	if (s && s->follow)
+		bpf_map_delete_elem(&followed, &key.tgid); /* its pid may be reused from now on */
 	count(COUNTER_EXITS);
 	e = reserve(sizeof(*e));
 	if (!e)
@@ -234,6 +270,6 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->exit_code = (status >> 8) & 0xff;
 	e->exit_signal = status & 0x7f;
 	e->duration_ns = e->ts_ns - key.start_time;
-	bpf_ringbuf_submit(e, wakeup_flags(get_settings(), RINGBUF_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }

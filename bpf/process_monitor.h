@@ -53,14 +53,26 @@ enum counter_key {
 	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
 	COUNTER_DROPPED = 5,   /* ... of which bpf_ringbuf_reserve refused */
 	COUNTER_PENDING = 6,   /* drops not yet reported in a dropped_before */
-	COUNTER_MAX = 7,
+	COUNTER_UNFOLLOWED = 7, /* follow mode: children of the tree `followed` had no room for */
+	COUNTER_MAX = 8,
+};
+
+/* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  User
+ * space puts CMD in before it may fork or exec; the fork program adds every child
+ * of a member, the exit program removes a member as it ends (so a reused pid is
+ * never taken for one).  A tree wider than this at any moment is counted in
+ * COUNTER_UNFOLLOWED, never silently cut. */
+enum follow_limits {
+	FOLLOWED_MAX_PROCESSES = 32768,
 };
 
 /* The one value of the `settings` map, written by `procmon-ctl` after load.
- * All zero (a fresh load) means: no thread records, wake the reader per record. */
+ * All zero (a fresh load) means: no thread records, wake the reader per record,
+ * every process on the host. */
 struct settings {
 	__u32 stream_threads; /* 1: put thread forks in the ring too */
 	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
+	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

@@ -43,7 +43,14 @@ class CounterKey(IntEnum):
     PRODUCED = 4
     DROPPED = 5
     PENDING = 6
-    MAX = 7
+    UNFOLLOWED = 7
+    MAX = 8
+
+
+class FollowLimits(IntEnum):
+    """enum follow_limits: the size `run` gives the `followed` map"""
+
+    FOLLOWED_MAX_PROCESSES = 32768
 
 
 class RingbufRecord(IntEnum):
@@ -55,7 +62,7 @@ class RingbufRecord(IntEnum):
 
 
 # The counters `stats`, the exporter and the tests show, by name, in key order
-# (PENDING is the programs' own bookkeeping; MAX is the map size).
+# (PENDING is the programs' own bookkeeping, UNFOLLOWED is `run`'s; MAX is the map size).
 COUNTER_NAMES = tuple(k.name.lower() for k in CounterKey if k < CounterKey.PENDING)
 
 
@@ -102,6 +109,7 @@ class Settings(ctypes.Structure):
     _fields_ = [
         ("stream_threads", c_uint32),
         ("wakeup_bytes", c_uint32),
+        ("follow", c_uint32),
     ]
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 #   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel
 #       feature or mount; `doctor` found a FAIL
 #   77  not root: "permission denied: run as root (sudo)" (EX_NOPERM, sysexits.h)
-#   N   `run -- CMD`: CMD's own exit code; 127: CMD not found, 126: not executable
+#   N   `run -- CMD`: CMD's status as a shell reports it (128+N: killed by signal N);
+#       127: CMD not found, 126: not executable
 EXIT_FAILED = 1  # the kernel or bpftool refused an operation
 EXIT_USAGE = 2  # bad input on the command line
 EXIT_STATE = 3  # the pin set is not in the state the command needs

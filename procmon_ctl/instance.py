@@ -1,22 +1,34 @@
-"""Instances a command makes for itself (`run`, `serve --attach`): load and attach
-in a pin dir of its own, and remove every pin on the way out."""
+"""Instances a command makes for itself.
+
+`run` loads its own instance with libbpf in its own process (PrivateInstance): the
+programs, maps and links are fds of that process only and nothing is pinned, so
+when it ends, however it ends (SIGKILL, the OOM killer, a closed terminal), the
+kernel detaches and frees everything.  `serve --attach` shares its instance with
+`events` and `stats`, so it pins one (temporary_instance) and removes it on exit."""
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import libbpf
+from .abi import COUNTER_NAMES, CounterKey, FollowLimits
 from .attach import attach
-from .errors import StateError
-from .load import load, remove_pins
-from .pins import DEFAULT_PIN_DIR, PIN_DIR_ENV, PinLayout
+from .errors import BpfError, StateError
+from .load import DEFAULT_RING_SIZE, check_ring_size, load, remove_pins, require_kernel_features
+from .pins import DEFAULT_PIN_DIR, PIN_DIR_ENV, PROGRAMS, PinLayout
+from .settings import default_wakeup_bytes, settings_value
+from .system import require_root
+
+_PID = struct.Struct("I")  # the `followed` map's key: a tgid
 
 
 def private_pin_dir(explicit: str | None) -> str:
     """Unless told otherwise, a directory of our own: never the shared default, so a
-    `run` cannot disturb an instance that `load` made."""
+    `serve --attach` cannot disturb an instance that `load` made."""
     if explicit or os.environ.get(PIN_DIR_ENV):
         return explicit or os.environ[PIN_DIR_ENV]
     return f"{DEFAULT_PIN_DIR}-run-{os.getpid()}"
@@ -39,3 +51,89 @@ def temporary_instance(
     finally:
         with layout.admin_lock():
             remove_pins(layout)
+
+
+class PrivateInstance:
+    """The object loaded, configured and attached by this process, pinned nowhere.
+
+    With `follow`, the programs write records only for the processes in the
+    `followed` map (and add their children to it): `run -- CMD`'s tree."""
+
+    def __init__(
+        self,
+        obj: Path,
+        events: list[str],
+        ring_size: int | None,
+        follow: bool = False,
+        follow_limit: int = FollowLimits.FOLLOWED_MAX_PROCESSES.value,
+    ):
+        require_root("loading BPF programs")
+        if ring_size is not None:
+            check_ring_size(ring_size)
+        require_kernel_features()
+        self.follow_mode = follow
+        self.ring_size = ring_size or DEFAULT_RING_SIZE
+        self._links: list[int] = []
+        self._object: libbpf.BpfObject | None = None
+        stage = "opening"
+        try:
+            self._object = libbpf.BpfObject(obj)
+            self._object.set_max_entries("events", self.ring_size)
+            if follow:
+                self._object.set_max_entries("followed", follow_limit)
+            stage = "loading"
+            self._object.load()
+            # Before the first link: a program that ran with follow still 0 would
+            # put every process of the host in the ring.
+            self.write_settings(False, default_wakeup_bytes(self.ring_size))
+            for event in events:
+                stage = f"attaching the {event} program of"
+                self._links.append(
+                    libbpf.raw_tracepoint_open(self._object.program_fd(PROGRAMS[event]))
+                )
+        except libbpf.LibbpfError as err:
+            self.close()
+            hint = "; `procmon-ctl doctor` says why" if stage == "loading" else ""
+            raise BpfError(f"{stage} {obj} failed: {os.strerror(err.errno)}{hint}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> PrivateInstance:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Detach (links first) and free everything."""
+        while self._links:
+            os.close(self._links.pop())
+        if self._object is not None:
+            self._object.close()
+            self._object = None
+
+    def map_fd(self, name: str) -> int:
+        return self._object.map_fd(name)
+
+    def write_settings(self, stream_threads: bool, wakeup_bytes: int) -> None:
+        value = settings_value(stream_threads, wakeup_bytes, self.follow_mode)
+        libbpf.map_update(self.map_fd("settings"), bytes(4), value)
+
+    def follow(self, pid: int) -> None:
+        """Put a process in the followed tree: its children join it as they fork."""
+        libbpf.map_update(self.map_fd("followed"), _PID.pack(pid), b"\x01")
+
+    def unfollow(self, pid: int) -> None:
+        libbpf.map_delete(self.map_fd("followed"), _PID.pack(pid))
+
+    def followed(self) -> list[int]:
+        """The processes of the tree that have not exited."""
+        return [_PID.unpack(k)[0] for k in libbpf.map_keys(self.map_fd("followed"), _PID.size)]
+
+    def counters(self) -> dict[str, int]:
+        """COUNTER_NAMES and `unfollowed`, each summed over the CPUs."""
+        sums = libbpf.percpu_array_sums(self.map_fd("counters"), range(CounterKey.MAX))
+        named = dict(zip(COUNTER_NAMES, sums, strict=False))
+        named["unfollowed"] = sums[CounterKey.UNFOLLOWED]
+        return named

@@ -40,6 +40,13 @@ def _check_fd(result, func, args):
     return result
 
 
+def _check_ptr(result, func, args):
+    """Calls that return an object: NULL with errno set on failure (libbpf 1.x)."""
+    if not result:
+        raise LibbpfError(func.__name__, ctypes.get_errno() or errno_mod.EINVAL)
+    return result
+
+
 _SIGNATURES = {
     # name: (argtypes, restype, errcheck)
     "bpf_obj_get": ([c_char_p], c_int, _check_fd),
@@ -51,6 +58,19 @@ _SIGNATURES = {
     "libbpf_probe_bpf_map_type": ([c_int, c_void_p], c_int, _check_fd),
     "libbpf_probe_bpf_helper": ([c_int, c_int, c_void_p], c_int, _check_fd),
     "libbpf_version_string": ([], c_char_p, None),
+    "bpf_map_update_elem": ([c_int, c_void_p, c_void_p, ctypes.c_uint64], c_int, _check_fd),
+    "bpf_map_get_next_key": ([c_int, c_void_p, c_void_p], c_int, None),
+    "bpf_map_delete_elem": ([c_int, c_void_p], c_int, None),
+    # A private instance (`run`): a bpf_object loaded and kept by us, never pinned.
+    "bpf_object__open_file": ([c_char_p, c_void_p], c_void_p, _check_ptr),
+    "bpf_object__load": ([c_void_p], c_int, _check_fd),
+    "bpf_object__close": ([c_void_p], None, None),
+    "bpf_object__find_map_by_name": ([c_void_p, c_char_p], c_void_p, _check_ptr),
+    "bpf_object__find_program_by_name": ([c_void_p, c_char_p], c_void_p, _check_ptr),
+    "bpf_map__set_max_entries": ([c_void_p, c_uint32], c_int, _check_fd),
+    "bpf_map__fd": ([c_void_p], c_int, _check_fd),
+    "bpf_program__fd": ([c_void_p], c_int, _check_fd),
+    "libbpf_set_print": ([c_void_p], c_void_p, None),
 }
 
 
@@ -90,6 +110,70 @@ def map_info(fd: int) -> BpfMapInfo:
     size = c_uint32(ctypes.sizeof(info))
     _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
     return info
+
+
+def map_update(fd: int, key: bytes, value: bytes) -> None:
+    _lib().bpf_map_update_elem(fd, key, value, 0)  # BPF_ANY
+
+
+def map_delete(fd: int, key: bytes) -> None:
+    """Remove a key; one that is not there is not an error."""
+    _lib().bpf_map_delete_elem(fd, key)
+
+
+def map_keys(fd: int, key_size: int) -> list[bytes]:
+    """Every key of a hash map, as bytes (the kernel's order)."""
+    lib = _lib()
+    keys: list[bytes] = []
+    cur = None
+    nxt = ctypes.create_string_buffer(key_size)
+    while lib.bpf_map_get_next_key(fd, cur, nxt) == 0:
+        keys.append(nxt.raw)
+        cur = ctypes.create_string_buffer(nxt.raw, key_size)
+    return keys
+
+
+class BpfObject:
+    """A BPF object opened and loaded by libbpf in this process.  Its programs and
+    maps are fds of ours alone: nothing is pinned, so when the process ends, even
+    by SIGKILL, the kernel frees them.  close() (or the with block) frees them
+    sooner."""
+
+    def __init__(self, path: os.PathLike | str):
+        lib = _lib()
+        # libbpf would print its own (multi-line) diagnostics on stderr; the
+        # caller reports one line, and `doctor` explains a failed load.
+        lib.libbpf_set_print(None)
+        self._obj = lib.bpf_object__open_file(os.fsencode(path), None)
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._obj:
+            _lib().bpf_object__close(self._obj)
+            self._obj = None
+
+    def _map(self, name: str) -> int:
+        return _lib().bpf_object__find_map_by_name(self._obj, name.encode())
+
+    def set_max_entries(self, map_name: str, entries: int) -> None:
+        """Before load(): the size of a map."""
+        _lib().bpf_map__set_max_entries(self._map(map_name), entries)
+
+    def load(self) -> None:
+        _lib().bpf_object__load(self._obj)
+
+    def map_fd(self, name: str) -> int:
+        """After load(): the fd of a map (owned by the object: do not close it)."""
+        return _lib().bpf_map__fd(self._map(name))
+
+    def program_fd(self, name: str) -> int:
+        lib = _lib()
+        return lib.bpf_program__fd(lib.bpf_object__find_program_by_name(self._obj, name.encode()))
 
 
 def version() -> str:

@@ -221,16 +221,34 @@ class RunLifetime(_Model):
     duration_ns: int | None
 
 
+class RunProcess(_Model):
+    pid: int
+    comm: str
+
+
 class RunSummary(_Model):
     """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
 
     command: list[str]
-    exit_code: int
+    exit_code: int = Field(description="CMD's status as a shell reports it (128+N: signal N)")
     processes: int = Field(description="processes started in the tree, CMD included")
-    by_name: dict[str, int]
-    failed: list[RunExit] = Field(description="processes that exited non-zero or by a signal")
+    threads: int = Field(description="threads started in the tree")
+    by_name: dict[str, int] = Field(description="processes by the name they ran as")
+    failures: int = Field(description="processes that exited non-zero or by a signal")
+    failed: list[RunExit] = Field(description="the first 20 of those")
     longest: list[RunLifetime] = Field(description="the longest-lived processes, longest first")
-    wall_ns: int
+    running: list[RunProcess] = Field(
+        description="processes of the tree still running when CMD ended (not waited for)"
+    )
+    lost_records: int = Field(
+        description="records of the tree lost because the ring buffer was full: "
+        "when not 0, the figures above are incomplete"
+    )
+    unfollowed: int = Field(
+        description="processes of the tree not followed because too many ran at once "
+        "(their execs, exits and children are missing): when not 0, the figures are incomplete"
+    )
+    wall_ns: int = Field(description="from CMD's start to its end")
 
 
 class DoctorCheck(_Model):

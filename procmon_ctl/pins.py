@@ -28,7 +28,7 @@ PROGRAMS = {
     "exec": "handle_exec",
     "exit": "handle_exit",
 }
-MAPS = ("events", "process_count", "counters", "settings", "exited")
+MAPS = ("events", "process_count", "counters", "settings", "exited", "followed")
 
 
 @dataclass(frozen=True)

@@ -1,110 +1,213 @@
-"""`procmon-ctl run`: a private instance (load, attach, read) that removes itself on exit.
+"""`procmon-ctl run`: an instance of its own that lives exactly as long as the command.
 
-With a command, it follows exactly that command's process tree and summarises it."""
+The instance is a PrivateInstance: loaded and attached by this process, pinned
+nowhere, so the kernel removes it when this process ends, however it ends.
+
+With `-- CMD` the kernel follows CMD's process tree (follow mode): only its
+processes produce records, so the host's other processes cost one map lookup and
+no ring space, and the stream ends from CMD's own exit, whatever else runs."""
 
 from __future__ import annotations
 
 import errno
+import heapq
+import os
 import shlex
-import subprocess
+import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
 from . import render
+from .abi import FollowLimits
+from .decode import Event
 from .errors import ProcmonError
-from .instance import require_unused, temporary_instance
-from .models import RunExit, RunLifetime, RunSummary
-from .pins import PinLayout
-from .rows import Filters, ProcessRows
-from .stream import BatchWriter, StreamOptions, event_batches, follow, open_reader
+from .instance import PrivateInstance
+from .models import RunExit, RunLifetime, RunProcess, RunSummary
+from .pins import PROGRAMS
+from .rows import ProcessRows
+from .stream import StreamOptions, follow
+
+# Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# si_code of a signal the kernel sent itself: the terminal's Ctrl-C or hangup,
+# which went to the whole foreground process group, CMD included.
+SI_KERNEL = 0x80
+# Python ignores these; CMD gets them at their defaults, as from a shell.
+RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
+
+# How much of the tree the summary details (the counts are always complete).
+LONGEST_SHOWN = 5
+FAILED_SHOWN = 20
+NAMES_KEPT = 1000
+FOLLOWED_LIMIT = FollowLimits.FOLLOWED_MAX_PROCESSES.value
 
 
 def run_monitor(
-    layout: PinLayout,
-    obj: Path,
-    events: list[str],
-    ring_size: int | None,
-    opts: StreamOptions,
-    out: TextIO,
+    obj: Path, events: list[str], ring_size: int | None, opts: StreamOptions, out: TextIO
 ) -> int:
-    with temporary_instance(layout, obj, events, ring_size):
-        return follow(layout, opts, out)
+    with PrivateInstance(obj, events, ring_size) as instance:
+        return follow(instance, opts, out)
 
 
-def run_command(
-    layout: PinLayout,
-    obj: Path,
-    argv: list[str],
-    ring_size: int | None,
-    filters: Filters,
-    live: TextIO | None,
-) -> RunSummary:
-    """Run argv under a private instance; return what its process tree did."""
-    rows = ProcessRows()
-    names: Counter[str] = Counter()
-    started = 0
-    failed: list[RunExit] = []
-    lifetimes: list[RunLifetime] = []
-    shown_names: dict[int, str] = {}
-    t0 = time.monotonic()
-    with (
-        temporary_instance(layout, obj, ["fork", "exec", "exit"], ring_size),
-        open_reader(layout, threads=False, from_now=True) as reader,
-    ):
+class TreeSummary:
+    """Every record of the followed tree in, the summary's figures out.  Bounded:
+    a process is forgotten when it exits; only counts grow."""
+
+    def __init__(self) -> None:
+        self.rows = ProcessRows()
+        self.names: Counter[str] = Counter()
+        self.started = 0
+        self.failed: list[RunExit] = []
+        self.failures = 0
+        self.longest: list[tuple[int, int, str]] = []  # min-heap of (duration, pid, name)
+        self.alive: dict[int, str] = {}  # tgid -> the name its row has, until it exits
+
+    def __call__(self, e: Event) -> None:
+        if e.type == "exit":
+            name = self.alive.pop(e.tgid, e.comm)
+            item = (e.duration_ns or 0, e.tgid, name)
+            if len(self.longest) < LONGEST_SHOWN:
+                heapq.heappush(self.longest, item)
+            else:
+                heapq.heappushpop(self.longest, item)
+            if e.exit_code or e.exit_signal:
+                self.failures += 1
+                if len(self.failed) < FAILED_SHOWN:
+                    self.failed.append(
+                        RunExit(pid=e.tgid, comm=name, exit_code=e.exit_code, signal=e.exit_signal)
+                    )
+        elif e.type == "fork" and not e.thread:
+            self.alive[e.tgid] = e.comm
+        for r in self.rows.feed(e):
+            self._count(r.tgid, r.comm)
+
+    def _count(self, pid: int, name: str) -> None:
+        self.started += 1
+        if name in self.names or len(self.names) < NAMES_KEPT:
+            self.names[name] += 1
+        if pid in self.alive:
+            self.alive[pid] = name
+
+    def finish(self) -> None:
+        for r in self.rows.flush():
+            self._count(r.tgid, r.comm)
+
+
+@contextmanager
+def held_signals() -> Iterator[set[int]]:
+    """SIGINT, SIGTERM and SIGHUP held back for run to forward (sigtimedwait) rather
+    than handled; yields the mask CMD must start with.  On leaving, any still
+    pending are dropped: CMD has ended, and what they asked for is done."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        yield old
+    finally:
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Command:
+    """CMD, started inside the followed tree, and how it ended."""
+
+    def __init__(self, argv: list[str], instance: PrivateInstance, mask: set[int]):
+        # For the instant of the spawn this process is part of the tree, so the
+        # kernel puts CMD in it as it forks: CMD cannot run, fork or exec before.
+        instance.follow(os.getpid())
         try:
-            child = subprocess.Popen(argv)
+            self.pid = os.posix_spawnp(
+                argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
+            )
         except OSError as err:
             # As a shell reports it: 127 when there is no such command, 126 when it
             # is there but cannot be executed.
             code = 127 if err.errno == errno.ENOENT else 126
             raise ProcmonError(f"cannot run {argv[0]!r}: {err.strerror}", code) from None
-        tree = Filters(tree={child.pid})
-        writer = BatchWriter(live, reader, None)
-        writer.write(render.header("table"), 0)
-        finished = False
-        for events in event_batches(reader, None):
-            lines = []
-            for e in events:
-                tree.track(e)
-                if e.tgid not in tree.tree:
-                    continue
-                if e.type == "exit":
-                    name = shown_names.get(e.tgid, e.comm)
-                    lifetimes.append(RunLifetime(pid=e.tgid, comm=name, duration_ns=e.duration_ns))
-                    if e.exit_code or e.exit_signal:
-                        failed.append(
-                            RunExit(
-                                pid=e.tgid, comm=name, exit_code=e.exit_code, signal=e.exit_signal
-                            )
-                        )
-                for r in rows.feed(e):
-                    started += 1
-                    names[r.comm] += 1
-                    shown_names[r.tgid] = r.comm
-                    if filters.match(r.tgid, r.ppid, r.uid, r.comm):
-                        lines.append(render.row_line(r))
-            writer.write("\n".join(lines) + "\n" if lines else "", len(lines), len(events))
-            if finished and not events:
-                break
-            if not finished and child.poll() is not None:
-                # Its exit record is already in the ring: read until the ring is dry.
-                finished = True
-        for r in rows.flush():
-            started += 1
-            names[r.comm] += 1
-    code = child.returncode
-    lifetimes.sort(key=lambda x: x.duration_ns or 0, reverse=True)
+        finally:
+            instance.unfollow(os.getpid())
+        self.started = time.monotonic()
+        self.status: int | None = None
+        self.ended_at = 0.0
+
+    def ended(self) -> bool:
+        """Forward what was sent to run, and reap CMD once it has ended."""
+        while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
+            if info.si_code != SI_KERNEL and self.status is None:
+                with suppress(ProcessLookupError):  # reaped in the meantime
+                    os.kill(self.pid, info.si_signo)
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status, self.ended_at = status, time.monotonic()
+        return self.status is not None
+
+    def exit_code(self) -> int:
+        """As a shell reports it: the code, or 128 + the signal that killed it."""
+        code = os.waitstatus_to_exitcode(self.status)
+        return code if code >= 0 else 128 - code
+
+    def kill(self) -> None:
+        """run itself is failing: do not leave CMD running unwatched."""
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def run_command(
+    obj: Path, argv: list[str], ring_size: int | None, opts: StreamOptions, live: TextIO
+) -> RunSummary:
+    """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
+    return what the tree did."""
+    summary = TreeSummary()
+    with (
+        held_signals() as mask,
+        PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
+    ):
+        command = Command(argv, instance, mask)
+        try:
+            follow(instance, opts, live, end=command.ended, observe=summary)
+        except BaseException:
+            command.kill()
+            raise
+        summary.finish()
+        counters = instance.counters()
+        running = [
+            RunProcess(pid=pid, comm=_comm_of(pid) or summary.alive.get(pid, "?"))
+            for pid in sorted(instance.followed())
+        ]
     return RunSummary(
         command=argv,
-        exit_code=code if code >= 0 else 128 - code,
-        processes=started,
-        by_name=dict(names.most_common()),
-        failed=failed,
-        longest=lifetimes[:5],
-        wall_ns=int((time.monotonic() - t0) * 1e9),
+        exit_code=command.exit_code(),
+        processes=summary.started,
+        threads=counters["threads"],
+        by_name=dict(summary.names.most_common()),
+        failures=summary.failures,
+        failed=summary.failed,
+        longest=[
+            RunLifetime(pid=pid, comm=name, duration_ns=d)
+            for d, pid, name in sorted(summary.longest, reverse=True)
+        ],
+        running=running,
+        lost_records=counters["dropped"],
+        unfollowed=counters["unfollowed"],
+        wall_ns=int((command.ended_at - command.started) * 1e9),
     )
+
+
+def _comm_of(pid: int) -> str | None:
+    """What a process is called now (it may have exec'd after the stream ended)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode(errors="surrogateescape")
+    except OSError:
+        return None
 
 
 def summary_text(s: RunSummary) -> str:
@@ -119,18 +222,27 @@ def summary_text(s: RunSummary) -> str:
     for f in s.failed:
         how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
         lines.append(f"  failed: {render.printable(f.comm)} (pid {f.pid}): {how}")
+    if s.failures > len(s.failed):
+        lines.append(f"  ... and {s.failures - len(s.failed)} more failed")
     if s.longest:
         top = s.longest[0]
         lines.append(
             f"  longest-lived: {render.printable(top.comm)} (pid {top.pid}) "
             f"{render.duration_text(top.duration_ns)}"
         )
+    if s.running:
+        lines.append(
+            "  still running: "
+            + ", ".join(f"{render.printable(p.comm)} (pid {p.pid})" for p in s.running)
+        )
+    if s.lost_records:
+        lines.append(
+            f"  INCOMPLETE: {s.lost_records} record(s) lost (the ring buffer was full; "
+            "a larger --ring-size helps)"
+        )
+    if s.unfollowed:
+        lines.append(
+            f"  INCOMPLETE: {s.unfollowed} process(es) of the tree not followed "
+            f"(more than {FOLLOWED_LIMIT} at once)"
+        )
     return "\n".join(lines)
-
-
-def check_not_shared(layout: PinLayout) -> None:
-    require_unused(
-        layout,
-        f"{layout.root} is already loaded: `run` makes its own instance; give another "
-        "--pin-dir or leave it out",
-    )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import json_native, render
 from .abi import PmStop
@@ -26,6 +26,20 @@ from .rows import Filters, ProcessRows, Row, descendants
 from .settings import default_wakeup_bytes, write_settings
 from .system import require_root
 
+if TYPE_CHECKING:
+    from .instance import PrivateInstance
+
+# run -- CMD: called between batches; True once CMD has ended, and from then on
+# the stream is read up to where the ring's producer stood at that moment.
+SourceEnded = Callable[[], bool]
+
+# run -- CMD: every record taken from the ring, for the summary.
+Observer = Callable[[Event], None]
+
+# After CMD's end, how long a record reserved before it may stay unsubmitted
+# (a program is between reserve and submit) before the reader gives up on it.
+END_GRACE = 1.0
+
 # How long the reader sleeps when the kernel has not woken it.  The programs
 # wake it early once an eighth of the ring is full, so this bounds latency only.
 POLL_INTERVAL = 0.05
@@ -33,6 +47,9 @@ POLL_INTERVAL = 0.05
 # Records taken from the ring at most per batch; a full batch is followed by the
 # next at once, anything less by a sleep of POLL_INTERVAL.
 BATCH_LIMIT = 4096
+
+# run -- CMD: how often CMD's end and forwarded signals are checked.
+RUN_POLL_INTERVAL = 0.02
 
 MODES = ("table", "wide", "raw", "json")
 
@@ -102,28 +119,46 @@ def check_can_read(layout: PinLayout) -> str | None:
 
 
 @contextmanager
-def open_reader(layout: PinLayout, threads: bool, from_now: bool) -> Iterator[RingBufferReader]:
-    """The one reader of this pin set, with the kernel told whether to stream threads."""
+def open_reader(
+    source: PinLayout | PrivateInstance, threads: bool, from_now: bool
+) -> Iterator[RingBufferReader]:
+    """The one reader of this instance, with the kernel told whether to stream threads."""
     require_root("reading the ring buffer")
-    with layout.reader_lock(), RingBufferReader(layout.map("events")) as reader:
-        write_settings(layout, threads, default_wakeup_bytes(reader.size))
+    if isinstance(source, PinLayout):
+        lock, ring = source.reader_lock(), source.map("events")
+
+        def configure(threads: bool, wakeup_bytes: int) -> None:
+            if source.map("settings").exists():
+                write_settings(source, threads, wakeup_bytes)
+
+    else:  # a PrivateInstance: nobody else can reach its ring
+        lock, ring, configure = nullcontext(), source.map_fd("events"), source.write_settings
+    with lock, RingBufferReader(ring) as reader:
+        configure(threads, default_wakeup_bytes(reader.size))
         if from_now:
             reader.skip_backlog()
         try:
             yield reader
         finally:
-            if threads and layout.map("settings").exists():
+            if threads:
                 # A thread storm should not fill the ring while nobody asked for threads.
-                write_settings(layout, False, default_wakeup_bytes(reader.size))
+                configure(False, default_wakeup_bytes(reader.size))
 
 
-def offset_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[int]]:
-    """Batches of record offsets into reader.view until `deadline` (time.monotonic()).
+def offset_batches(
+    reader: RingBufferReader, deadline: float | None, end: SourceEnded | None = None
+) -> Iterator[list[int]]:
+    """Batches of record offsets into reader.view until `deadline` (time.monotonic()),
+    or, once `end()` says the source has ended, up to where the ring stood then.
 
     After a batch that emptied the ring the reader sleeps a poll period (the kernel
     wakes it early only when much data waits), so a busy stream is read in large
     batches, not one tiny batch per wakeup.  An empty batch means the poll period
-    passed with nothing new.  At the deadline, what already waits is still read."""
+    passed with nothing new.  At the deadline, what already waits is still read.
+    Past `end` nothing is waited for: a tree's daemons may go on writing for ever."""
+    if end is not None:
+        yield from _batches_until(reader, end)
+        return
     while True:
         offsets = reader.scan(BATCH_LIMIT)
         if offsets:
@@ -136,6 +171,31 @@ def offset_batches(reader: RingBufferReader, deadline: float | None) -> Iterator
             yield offsets
 
 
+def _batches_until(reader: RingBufferReader, end: SourceEnded) -> Iterator[list[int]]:
+    stop_at = given_up = None
+    while True:
+        if stop_at is None and end():
+            # Everything the source's processes wrote is at or before this position.
+            stop_at = reader.producer_pos
+        offsets = reader.scan(BATCH_LIMIT)
+        if offsets:
+            yield offsets  # the consumer commits what it took before resuming us
+        if stop_at is not None and reader.consumer_pos >= stop_at:
+            return
+        if len(offsets) >= BATCH_LIMIT:
+            continue
+        if stop_at is not None:
+            # What is left before stop_at is a record still being written.
+            given_up = given_up or time.monotonic() + END_GRACE
+            if time.monotonic() >= given_up:
+                return
+            reader.wait(0.001)
+        else:
+            reader.wait(RUN_POLL_INTERVAL)
+        if not offsets:
+            yield offsets
+
+
 def _wait_for_more(reader: RingBufferReader, deadline: float | None, took: bool) -> bool:
     """After a batch that emptied the ring: sleep a poll period, or (past the
     deadline) go on only while the last batch found something.  False: stop."""
@@ -144,14 +204,6 @@ def _wait_for_more(reader: RingBufferReader, deadline: float | None, took: bool)
         return took
     reader.wait(POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, deadline - now))
     return True
-
-
-def event_batches(reader: RingBufferReader, deadline: float | None) -> Iterator[list[Event]]:
-    """Decoded batches until `deadline` (time.monotonic()).  An empty batch means the
-    poll period passed.  The caller commits what it consumed with reader.commit()."""
-    view = reader.view
-    for offsets in offset_batches(reader, deadline):
-        yield [decode_at(view, off) for off in offsets]
 
 
 @dataclass
@@ -202,26 +254,44 @@ def _text(lines: list[str]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def follow(layout: PinLayout, opts: StreamOptions, out: TextIO) -> int:
-    """Stream events to `out` until --count, --duration or an interrupt; returns how
-    many rows or lines were written."""
+def follow(
+    source: PinLayout | PrivateInstance,
+    opts: StreamOptions,
+    out: TextIO,
+    end: SourceEnded | None = None,
+    observe: Observer | None = None,
+) -> int:
+    """Stream events to `out` until --count, --duration, `end` or an interrupt;
+    returns how many rows or lines were written.  `observe` sees every record
+    taken, also those past --count (which are then taken without output)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
-    with open_reader(layout, opts.threads, opts.from_now) as reader:
+    with open_reader(source, opts.threads, opts.from_now) as reader:
         writer = BatchWriter(out, reader, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
         writer.write(render.header(opts.mode), 0)
-        if opts.mode == "json" and not opts.filters.active:
+        batches = offset_batches(reader, deadline, end)
+        if opts.mode == "json" and not opts.filters.active and observe is None:
             _follow_json(reader, deadline, writer)
         elif opts.mode in ("table", "wide"):
-            _follow_rows(reader, deadline, opts, writer)
+            _follow_rows(reader, batches, opts, writer, observe)
         else:
-            _follow_records(reader, deadline, opts, writer)
+            _follow_records(reader, batches, opts, writer, observe)
+        if observe is not None:
+            view = reader.view
+            for offsets in batches:  # --count was reached: the rest is only observed
+                for off in offsets:
+                    observe(decode_at(view, off))
+                reader.commit()
         return writer.emitted
 
 
 def _follow_rows(
-    reader: RingBufferReader, deadline: float | None, opts: StreamOptions, writer: BatchWriter
+    reader: RingBufferReader,
+    batches: Iterator[list[int]],
+    opts: StreamOptions,
+    writer: BatchWriter,
+    observe: Observer | None,
 ) -> None:
     """The table (and --wide): one row per new process, filtered."""
     rows = ProcessRows(follow_exits=opts.mode == "wide")
@@ -239,12 +309,16 @@ def _follow_rows(
                 shown += 1
         return shown
 
-    for events in event_batches(reader, deadline):
+    view = reader.view
+    for offsets in batches:
         lines: list[str] = []
         room = writer.room
         shown = consumed = 0
-        for e in events:
+        for off in offsets:
+            e = decode_at(view, off)
             consumed += 1
+            if observe is not None:
+                observe(e)
             if e.dropped_before:
                 lines.append(gap(e.dropped_before))
             # The rows first: a fork can release the row of the pid's former process,
@@ -265,20 +339,26 @@ def _follow_rows(
 
 
 def _follow_records(
-    reader: RingBufferReader, deadline: float | None, opts: StreamOptions, writer: BatchWriter
+    reader: RingBufferReader,
+    batches: Iterator[list[int]],
+    opts: StreamOptions,
+    writer: BatchWriter,
+    observe: Observer | None,
 ) -> None:
     """--raw, and --json with filters: one line per matching record."""
     filters = opts.filters
     as_json = opts.mode == "json"
     gap = gap_json if as_json else render.gap_line
     view = reader.view
-    for offsets in offset_batches(reader, deadline):
+    for offsets in batches:
         lines: list[str] = []
         room = writer.room
         shown = consumed = 0
         for off in offsets:
             consumed += 1
             e = decode_at(view, off)
+            if observe is not None:
+                observe(e)
             filters.track(e)
             if not filters.match_event(e):
                 if e.dropped_before:

@@ -284,3 +284,40 @@ def storm(tmp_path_factory) -> Path:
 def exit_modes(tmp_path_factory) -> Path:
     """tests/programs/exit_modes.c: multi-threaded processes that end in awkward ways."""
     return build_program(tmp_path_factory, ROOT / "tests" / "programs" / "exit_modes.c")
+
+
+def bpf_held_by(pid: int) -> dict[str, set[int]]:
+    """The BPF objects a process holds through its fds: {"prog": ids, "link": ids,
+    "map": ids}, from /proc/PID/fdinfo (what an unpinned instance is made of)."""
+    held: dict[str, set[int]] = {"prog": set(), "link": set(), "map": set()}
+    fields = {
+        "anon_inode:bpf-prog": "prog",
+        "anon_inode:bpf_link": "link",
+        "anon_inode:bpf-map": "map",
+    }
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return held
+    for fd in fds:
+        try:
+            kind = fields.get(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if kind is None:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        held[kind].add(int(info[f"{kind}_id"]))
+    return held
+
+
+def bpf_ids_alive(kind: str, ids: set[int], wait: float = 5.0) -> set[int]:
+    """Which of these prog/link/map ids the kernel still lists, after giving it a
+    moment to free what nothing holds any more (RCU, deferred work)."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = {o["id"] for o in bpftool_json(kind, "show")} & ids
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)

@@ -29,6 +29,7 @@ ENUMS = {
     "event_flag": (abi.EventFlag, "EVENT_FLAG_"),
     "counter_key": (abi.CounterKey, "COUNTER_"),
     "ringbuf_record": (abi.RingbufRecord, "RINGBUF_"),
+    "follow_limits": (abi.FollowLimits, ""),
 }
 
 

@@ -11,7 +11,6 @@ from . import _common
 from ._common import (
     CommOpt,
     CountOpt,
-    DurationOpt,
     JsonOpt,
     ObjectOpt,
     PidOpt,
@@ -22,7 +21,6 @@ from ._common import (
     UidOpt,
     WideOpt,
     print_json,
-    state,
 )
 
 
@@ -41,23 +39,40 @@ def run(
     wide: WideOpt = False,
     threads: ThreadsOpt = False,
     count: CountOpt = None,
-    duration: DurationOpt = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration",
+            help="Stop after this many seconds (without CMD; with CMD, run lasts as long as "
+            "CMD does: limit CMD with timeout(1)).",
+        ),
+    ] = None,
     comm: CommOpt = None,
     pid: PidOpt = None,
     ppid: PpidOpt = None,
     uid: UidOpt = None,
     tree: TreeOpt = None,
 ) -> None:
-    """Load, attach and stream until Ctrl-C, SIGTERM or --duration, then remove it all.
+    """Load and attach an instance of its own, stream until Ctrl-C, SIGTERM or --duration.
 
-    With `-- CMD ARGS`, follow exactly CMD's process tree (rows on stderr), print a
-    summary (--json: one object, the last line on stdout) and exit with CMD's code."""
-    from ..instance import private_pin_dir
+    The instance is pinned nowhere (--pin-dir does not apply): it is gone when run
+    ends, however it ends.
+
+    With `-- CMD ARGS`, the kernel follows exactly CMD's process tree: rows (in the
+    format the options ask for) go to stderr, then a summary (--json: one object,
+    the last line on stdout); run exits with CMD's status.  SIGINT, SIGTERM and
+    SIGHUP sent to run are passed on to CMD; run waits for CMD and does not wait
+    for descendants still running when it ends (the summary lists them)."""
+    from ..errors import UsageError
     from ..load import find_object
-    from ..pins import PinLayout
-    from ..run import check_not_shared, run_command, run_monitor, summary_text
+    from ..run import run_command, run_monitor, summary_text
     from ..stream import stream_options
 
+    if command and duration is not None:
+        raise UsageError(
+            "--duration does not apply with a command: run lasts as long as CMD; "
+            "limit CMD with timeout(1), e.g. `run -- timeout 10 CMD`"
+        )
     opts = stream_options(
         json_out=json_out,
         raw=raw,
@@ -73,16 +88,15 @@ def run(
         tree=tree,
     )
     obj = find_object(object_path)
-    pins = PinLayout.resolve(private_pin_dir(state.pin_dir))
-    check_not_shared(pins)
     if not command:
-        run_monitor(pins, obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
+        run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
         return
-    summary = run_command(
-        pins, obj, command, ring_size, opts.filters, None if json_out else sys.stderr
-    )
-    if json_out:
-        print_json(summary)
-    else:
-        print(summary_text(summary), file=sys.stderr)
+    summary = run_command(obj, command, ring_size, opts, sys.stderr)
+    try:
+        if json_out:
+            print_json(summary)
+        else:
+            print(summary_text(summary), file=sys.stderr, flush=True)
+    except OSError:
+        pass  # the terminal went away (SIGHUP): the exit status still tells
     raise typer.Exit(summary.exit_code)
