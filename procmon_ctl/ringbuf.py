@@ -26,9 +26,11 @@ BPF_MAP_TYPE_RINGBUF = 27
 
 
 class RingBufferReader:
-    def __init__(self, pin: Path):
+    def __init__(self, pin: Path | int):
+        """`pin`: the ring's pin in bpffs, or an fd of it (a private instance's,
+        which pins nothing); the reader keeps a duplicate of that fd."""
         try:
-            self._fd = libbpf.obj_get(pin)
+            self._fd = os.dup(pin) if isinstance(pin, int) else libbpf.obj_get(pin)
         except libbpf.LibbpfError as err:
             if libbpf.is_not_found(err):
                 raise StateError(
