@@ -1,9 +1,11 @@
-"""`procmon-ctl serve`: the pinned counters as Prometheus metrics.
+"""`procmon-ctl serve`: the counters as Prometheus metrics.
 
 Nothing polls: every scrape opens the pinned `counters` map, sums its per-CPU
 values with one bpf_map_lookup_elem per key, and closes it again (an fd kept
 open would keep the map alive after `unload`).  Whether each program is
-attached is read from its link pin."""
+attached is read from its link pin.  With --attach the instance is serve's own
+(a PrivateInstance, pinned nowhere): its counters are read through its fds, and
+it is attached for as long as serve lives."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,6 +26,9 @@ from .abi import COUNTER_NAMES
 from .errors import BpfError, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
 from .system import require_root
+
+if TYPE_CHECKING:
+    from .instance import PrivateInstance
 
 DEFAULT_PORT = 9464
 
@@ -58,23 +64,31 @@ def read_counters(layout: PinLayout) -> dict[str, int]:
 
 
 class ProcmonCollector(Collector):
-    """Reads the pin set at scrape time.  While nothing is loaded, only
-    procmon_loaded 0 and procmon_attached 0 are reported (no counters)."""
+    """Reads the pin set (or serve's own instance) at scrape time.  While nothing
+    is loaded, only procmon_loaded 0 and procmon_attached 0 are reported."""
 
-    def __init__(self, layout: PinLayout):
+    def __init__(self, layout: PinLayout, instance: PrivateInstance | None = None):
         self.layout = layout
+        self.instance = instance
 
     def describe(self):
         # Registering must not read the maps; the metric set is fixed anyway.
         return []
 
-    def collect(self):
+    def _read(self) -> tuple[dict[str, int] | None, set[str]]:
+        """The counters (None: nothing loaded) and the attached events."""
+        if self.instance is not None:
+            return self.instance.counters(), set(PROGRAMS)
         counters = None
         if self.layout.map("counters").exists():
             try:
                 counters = read_counters(self.layout)
             except libbpf.LibbpfError:
                 counters = None  # unloaded between the check and the read
+        return counters, {e for e in PROGRAMS if self.layout.link(e).exists()}
+
+    def collect(self):
+        counters, attached_events = self._read()
         loaded = GaugeMetricFamily(
             "procmon_loaded", "Whether the BPF programs and maps are loaded (1) or not (0)."
         )
@@ -86,7 +100,7 @@ class ProcmonCollector(Collector):
             labels=["program"],
         )
         for event in PROGRAMS:
-            attached.add_metric([event], 1 if self.layout.link(event).exists() else 0)
+            attached.add_metric([event], 1 if event in attached_events else 0)
         yield attached
         if counters is None:
             return
@@ -96,9 +110,9 @@ class ProcmonCollector(Collector):
             yield metric
 
 
-def make_registry(layout: PinLayout) -> CollectorRegistry:
+def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProcmonCollector(layout))
+    registry.register(collector)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, _resident_memory_bytes...
     return registry
 
@@ -152,34 +166,32 @@ def serve_forever(
     announce: Callable[[str], None],
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
-    With attach_too, load and attach an instance first and remove it on the way out."""
+    With attach_too, serve an instance of its own that lives exactly as long as this
+    process (pinned nowhere: however serve ends, nothing stays loaded or attached)."""
     from .load import find_object
 
     if object_path is not None and not attach_too:
         raise UsageError("--object only applies with --attach (serve loads nothing without it)")
     attach_obj = find_object(object_path) if attach_too else None
     require_root("reading BPF maps")
-    registry = make_registry(layout)
+    collector = ProcmonCollector(layout)
+    registry = make_registry(collector)
     if attach_obj is None:
         check_loaded(layout)
         with metrics_server(registry, address, port) as url:
             announce(f"serving {layout.root} at {url}")
             _wait()
         return
-    from .instance import require_unused, temporary_instance
+    from .instance import PrivateInstance
 
-    require_unused(
-        layout,
-        f"already loaded at {layout.root}: serve it without --attach, or "
-        "`procmon-ctl unload` it first",
-    )
-    # Listen first: a busy port should fail before anything is loaded.
-    with (
-        metrics_server(registry, address, port) as url,
-        temporary_instance(layout, attach_obj, list(PROGRAMS), None),
-    ):
-        announce(f"loaded and attached at {layout.root}; serving at {url}")
-        _wait()
+    # The server stops before the instance closes, so no scrape reads closed fds.
+    with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
+        collector.instance = instance
+        with metrics_server(registry, address, port) as url:
+            announce(
+                f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"
+            )
+            _wait()
 
 
 def _wait() -> None:

@@ -1,56 +1,25 @@
-"""Instances a command makes for itself.
+"""Instances a command makes for itself (`run`, `serve --attach`).
 
-`run` loads its own instance with libbpf in its own process (PrivateInstance): the
-programs, maps and links are fds of that process only and nothing is pinned, so
-when it ends, however it ends (SIGKILL, the OOM killer, a closed terminal), the
-kernel detaches and frees everything.  `serve --attach` shares its instance with
-`events` and `stats`, so it pins one (temporary_instance) and removes it on exit."""
+The object is loaded with libbpf in the command's own process (PrivateInstance):
+its programs, maps and links are fds of that process only and nothing is pinned,
+so when the command ends, however it ends (SIGKILL, the OOM killer, a closed
+terminal), the kernel detaches and frees everything."""
 
 from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import libbpf
 from .abi import COUNTER_NAMES, CounterKey, FollowLimits
-from .attach import attach
-from .errors import BpfError, StateError
-from .load import DEFAULT_RING_SIZE, check_ring_size, load, remove_pins, require_kernel_features
-from .pins import DEFAULT_PIN_DIR, PIN_DIR_ENV, PROGRAMS, PinLayout
+from .errors import BpfError
+from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
+from .pins import PROGRAMS
 from .settings import default_wakeup_bytes, settings_value
 from .system import require_root
 
 _PID = struct.Struct("I")  # the `followed` map's key: a tgid
-
-
-def private_pin_dir(explicit: str | None) -> str:
-    """Unless told otherwise, a directory of our own: never the shared default, so a
-    `serve --attach` cannot disturb an instance that `load` made."""
-    if explicit or os.environ.get(PIN_DIR_ENV):
-        return explicit or os.environ[PIN_DIR_ENV]
-    return f"{DEFAULT_PIN_DIR}-run-{os.getpid()}"
-
-
-def require_unused(layout: PinLayout, message: str) -> None:
-    """Refuse a pin dir that already holds an instance: ours would replace it."""
-    if layout.is_loaded():
-        raise StateError(message)
-
-
-@contextmanager
-def temporary_instance(
-    layout: PinLayout, obj: Path, events: list[str], ring_size: int | None
-) -> Iterator[None]:
-    load(layout, obj, ring_size)
-    try:
-        attach(layout, events)
-        yield
-    finally:
-        with layout.admin_lock():
-            remove_pins(layout)
 
 
 class PrivateInstance:

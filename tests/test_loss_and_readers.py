@@ -16,7 +16,7 @@ import pytest
 from conftest import bpftool_json, fork_processes
 
 from procmon_ctl.abi import CounterKey
-from procmon_ctl.pins import DEFAULT_PIN_DIR, PinLayout
+from procmon_ctl.pins import PinLayout
 from procmon_ctl.ringbuf import RingBufferReader
 
 
@@ -244,31 +244,14 @@ def test_sigint_and_sigterm_end_events_cleanly(attached):
 
 
 def test_run_does_not_disturb_the_default_instance(attached):
-    """`run` without --pin-dir makes its own instance beside the loaded one."""
+    """`run` makes an instance of its own beside the loaded one, and pins nothing."""
     cli = attached
-    env = {k: v for k, v in cli.env.items() if k != "PROCMON_PIN_DIR"}
-    with subprocess.Popen(
-        [sys.executable, "-m", "procmon_ctl", "run", "--duration", "0.5"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as run:
-        try:
-            _, err = run.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            raise
-    # Its own instance is named after its pid (other runs on the machine have theirs).
-    own = PinLayout(Path(f"{DEFAULT_PIN_DIR}-run-{run.pid}"))
-    try:
-        assert run.returncode == 0, err
-        assert cli.json("status", "--json")["loaded"]
-        assert all(p["attached"] for p in cli.json("status", "--json")["programs"])
-        assert not own.root.exists(), f"run left {own.root}"
-    finally:
-        for lock in own.lock_paths():
-            lock.unlink(missing_ok=True)
+    before = sorted(os.listdir("/sys/fs/bpf"))
+    r = cli("run", "--duration", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert cli.json("status", "--json")["loaded"]
+    assert all(p["attached"] for p in cli.json("status", "--json")["programs"])
+    assert sorted(os.listdir("/sys/fs/bpf")) == before, "run pinned something"
 
 
 EVIL = r"""

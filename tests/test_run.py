@@ -54,11 +54,18 @@ class BackgroundForks:
         self.proc.wait()
 
 
+# In the kernel matrix's emulated guests (scripts/kernels) everything is some 20-50
+# times slower: the tree must be exact there too, but the time and rate bounds are
+# the host's.
+EMULATED = os.environ.get("PROCMON_KERNEL_GUEST") == "1"
+RETURN_WITHIN = 0.5  # seconds from CMD's exit to run's
+
+
 @pytest.fixture
 def busy_host(tmp_path):
     load = BackgroundForks(tmp_path)
     deadline = time.monotonic() + 10
-    while load.started() < 100:
+    while load.started() < (10 if EMULATED else 100):
         assert time.monotonic() < deadline, "the background load did not start"
         time.sleep(0.05)
     yield load
@@ -110,8 +117,11 @@ def test_run_follows_only_its_tree_and_returns_at_once_on_a_busy_host(busy_host)
         assert summary["lost_records"] == 0 and summary["unfollowed"] == 0
         cmd_exit = next(r for r in rows if r["type"] == "exit" and r["tgid"] == cmd_pid)
         # run's own end, Python's teardown included, is measured from CMD's exit.
-        assert (ended - cmd_exit["ts_ns"]) / 1e9 < 0.5, (ended - cmd_exit["ts_ns"]) / 1e9
-    assert busy_host.rate() >= 100, f"background load only {busy_host.rate():.0f}/s"
+        if not EMULATED:
+            took = (ended - cmd_exit["ts_ns"]) / 1e9
+            assert took < RETURN_WITHIN, f"run returned {took:.3f} s after CMD's exit"
+    if not EMULATED:
+        assert busy_host.rate() >= 100, f"background load only {busy_host.rate():.0f}/s"
 
 
 def test_run_lists_descendants_still_running_and_does_not_wait():
@@ -124,7 +134,7 @@ def test_run_lists_descendants_still_running_and_does_not_wait():
         running = summary["running"]
         assert [p["comm"] for p in running] == ["sleep"], summary
         sh_exit = next(r for r in rows if r["type"] == "exit")
-        assert (ended - sh_exit["ts_ns"]) / 1e9 < 0.5
+        assert (ended - sh_exit["ts_ns"]) / 1e9 < RETURN_WITHIN
         assert "still running: sleep (pid" not in err  # text only without --json
     finally:
         for p in summary["running"]:

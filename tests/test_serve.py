@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import fork_processes, our_program_ids, programs_left
+from conftest import bpf_held_by, bpf_ids_alive, bpftool_json, fork_processes, programs_left
 
 from procmon_ctl.attach import attach as attach_events
 from procmon_ctl.attach import detach as detach_events
@@ -229,11 +229,14 @@ def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_serve_attach_loads_and_unloads(cli, stop_signal):
-    """`serve --attach` makes its own instance and removes it on SIGTERM or Ctrl-C."""
-    with exporter(cli, "--attach", stop_signal=stop_signal) as (_, port):
-        assert cli.pin_dir.exists()
-        prog_ids = our_program_ids(cli.pin_dir)
-        assert len(prog_ids) == 3
+    """`serve --attach` serves an instance of its own, pinned nowhere, that is gone
+    once serve stops (SIGTERM or Ctrl-C here; SIGKILL in the next test)."""
+    before = sorted(os.listdir("/sys/fs/bpf"))
+    with exporter(cli, "--attach", stop_signal=stop_signal) as (proc, port):
+        assert sorted(os.listdir("/sys/fs/bpf")) == before, "serve --attach pinned something"
+        held = bpf_held_by(proc.pid)
+        prog_ids = held["prog"]
+        assert len(prog_ids) == 3 and len(held["link"]) == 3
         first = scrape(port)
         assert first["procmon_loaded"] == 1
         for event in ("fork", "exec", "exit"):
@@ -246,6 +249,25 @@ def test_serve_attach_loads_and_unloads(cli, stop_signal):
         assert "process_cpu_seconds_total" in second
     assert not cli.pin_dir.exists(), "serve --attach left its pins behind"
     assert not programs_left(prog_ids)
+
+
+def test_serve_attach_killed_leaves_nothing(cli):
+    port = free_port()
+    proc = cli.popen("serve", "--attach", "--port", str(port), stderr=subprocess.PIPE)
+    try:
+        wait_for(
+            "the exporter to answer",
+            lambda: scrape(port).get('procmon_attached{program="exit"}') == 1,
+            proc=proc,
+        )
+        held = bpf_held_by(proc.pid)
+        assert len(held["link"]) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    for kind in ("link", "prog", "map"):
+        assert not bpf_ids_alive(kind, held[kind]), kind
 
 
 def test_serve_reports_unload_while_running(attached):
@@ -296,11 +318,19 @@ def test_serve_port_in_use_is_one_line(attached):
         r_attach = cli("serve", "--attach", "--port", str(port), check=False, timeout=20)
     assert r.returncode != 0 and r.stderr.count("\n") == 1
     assert f"port {port}" in r.stderr and "in use" in r.stderr
-    # --attach on an instance that is there already refuses before listening.
-    assert r_attach.returncode == 3 and "already loaded" in r_attach.stderr
+    # --attach serves an instance of its own beside the loaded one: only the port fails.
+    assert r_attach.returncode == 3 and r_attach.stderr == r.stderr
+    assert cli.json("status", "--json")["loaded"]
 
 
-def test_serve_attach_busy_port_loads_nothing(cli):
+def _our_programs_anywhere() -> set[int]:
+    return {
+        p["id"] for p in bpftool_json("prog", "show") if p.get("name", "").startswith("handle_")
+    }
+
+
+def test_serve_attach_busy_port_leaves_nothing(cli):
+    before = _our_programs_anywhere()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -308,6 +338,10 @@ def test_serve_attach_busy_port_loads_nothing(cli):
         r = cli("serve", "--attach", "--port", str(port), check=False, timeout=20)
     assert r.returncode != 0 and "in use" in r.stderr and r.stderr.count("\n") == 1
     assert not cli.pin_dir.exists()
+    deadline = time.monotonic() + 5
+    while _our_programs_anywhere() - before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel frees a closed instance after an RCU grace period
+    assert not _our_programs_anywhere() - before, "serve's programs outlived it"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, fork_processes, our_program_ids, programs_left
+from conftest import ROOT, bpf_held_by, fork_processes, programs_left
 
 UNIT = ROOT / "scripts" / "procmon-ctl.service"
 VENV_BIN = Path(sys.executable).parent / "procmon-ctl"
@@ -154,7 +154,9 @@ def test_exec_start_works_with_the_unit_capabilities(pin_dir):
         assert cap_eff == (1 << 38) | (1 << 39), f"CapEff {cap_eff:#x}: CAP_PERFMON|CAP_BPF"
         for event in ("fork", "exec", "exit"):
             assert f'procmon_attached{{program="{event}"}} 1.0' in text
-        prog_ids = our_program_ids(pin_dir)
+        assert not pin_dir.exists(), "serve --attach pins nothing"
+        prog_ids = bpf_held_by(proc.pid)["prog"]
+        assert len(prog_ids) == 3
         before = float(re.search(r"^procmon_processes_created_total (\S+)", text, re.M)[1])
         fork_processes(5)
         after = float(re.search(r"^procmon_processes_created_total (\S+)", metrics(port), re.M)[1])
@@ -168,8 +170,7 @@ def test_exec_start_works_with_the_unit_capabilities(pin_dir):
             proc.kill()
             _, err = proc.communicate()
     assert proc.returncode == 0, err
-    assert not pin_dir.exists(), "stop did not unload"
-    assert not programs_left(prog_ids)
+    assert not programs_left(prog_ids), "stop did not unload"
 
 
 @pytest.mark.parametrize("missing", ["CAP_BPF", "CAP_PERFMON"])

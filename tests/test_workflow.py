@@ -128,7 +128,14 @@ def test_status_json(attached):
     assert s["loaded"] is True
     assert {p["event"] for p in s["programs"] if p["attached"]} == {"fork", "exec", "exit"}
     assert all(p["link_id"] for p in s["programs"])
-    assert set(s["maps"]) == {"events", "process_count", "counters", "settings", "exited", "followed"}
+    assert set(s["maps"]) == {
+        "events",
+        "process_count",
+        "counters",
+        "settings",
+        "exited",
+        "followed",
+    }
 
 
 def test_attach_chosen_events_only(cli):

@@ -18,7 +18,11 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 9464,
     attach_too: Annotated[
         bool,
-        typer.Option("--attach", help="Load and attach an instance first; remove it on exit."),
+        typer.Option(
+            "--attach",
+            help="Serve an instance of its own, loaded and attached first and pinned nowhere "
+            "(--pin-dir does not apply): gone when serve ends, however it ends.",
+        ),
     ] = False,
     object_path: Annotated[
         str | None,
