@@ -115,6 +115,13 @@ class Command:
     """CMD, started inside the followed tree, and how it ended."""
 
     def __init__(self, argv: list[str], instance: PrivateInstance, mask: set[int]):
+        early = signal.sigtimedwait(FORWARDED, 0)
+        if early is not None:
+            # Ctrl-C (or a stop) while the instance was loading: do not start CMD.
+            name = signal.Signals(early.si_signo).name
+            raise ProcmonError(
+                f"{name} before {argv[0]!r} started: not running it", 128 + early.si_signo
+            )
         # For the instant of the spawn this process is part of the tree, so the
         # kernel puts CMD in it as it forks: CMD cannot run, fork or exec before.
         instance.follow(os.getpid())
