@@ -11,7 +11,7 @@ NATIVE  := procmon_ctl/data/libprocmon_json.so
 PYC_STAMP := $(BUILD)/pyc.stamp
 VMLINUX := $(BUILD)/vmlinux.h
 ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
-APT_PACKAGES := bpftool clang llvm libbpf-dev python3-venv
+APT_PACKAGES := bpftool clang llvm libbpf-dev libatomic1 python3-venv
 CLANG   ?= clang
 
 .PHONY: all setup system-packages test-packages mounts run test test-kernels test-oldest bench lint clean install uninstall

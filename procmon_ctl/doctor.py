@@ -272,6 +272,19 @@ def check_libbpf() -> DoctorCheck:
     return _check("libbpf", "PASS", f"libbpf.so.1 {version}")
 
 
+def check_libatomic() -> DoctorCheck:
+    from . import atomics
+
+    if not atomics.available():
+        return _check(
+            "libatomic",
+            "FAIL",
+            "libatomic.so.1 not found (the ring buffer reader's acquire loads and release stores)",
+            "apt-get install libatomic1 (or run `make`)",
+        )
+    return _check("libatomic", "PASS", "libatomic.so.1")
+
+
 def check_clang() -> DoctorCheck:
     path = shutil.which("clang")
     if not path:
@@ -498,6 +511,7 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     checks += [
         check_bpftool(),
         check_libbpf(),
+        check_libatomic(),
         check_clang(),
         check_privileges(),
         check_unprivileged_bpf(),
