@@ -7,11 +7,11 @@ import contextlib
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -246,8 +246,11 @@ def _run_then_signal(sig: int, script: str, tmp_path: Path):
     log = tmp_path / "stderr"
     with open(log, "w") as err:
         p = subprocess.Popen([*CLI, "run", "--", "sh", "-c", script], stderr=err)
-        _unpinned_instance_ids(p)
-        time.sleep(0.3)  # let sh install its trap
+        # CMD's `sleep` row: sh is past its trap, and the sleep is running.
+        deadline = time.monotonic() + 30
+        while not re.search(r" sleep$", log.read_text(), re.M):
+            assert p.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
         p.send_signal(sig)
         p.wait(timeout=20)
     return p.returncode, log.read_text()
@@ -271,28 +274,25 @@ def test_cmd_that_handles_the_signal_decides_run_s_status(tmp_path):
     subprocess.run(["pkill", "-KILL", "-f", "^sleep 30$"], check=False)
 
 
-def test_ctrl_c_on_a_terminal_reaches_cmd_once_and_run_prints_the_summary():
-    """Ctrl-C goes to the whole foreground process group: CMD gets it from the
-    terminal, and run does not send it a second one."""
-    script = "trap 'n=$((n+1)); echo INT$n' INT; sleep 30 >/dev/null 2>&1 & wait; sleep 0.3; exit 5"
+def ctrl_c_on_a_terminal(*cmd: str) -> tuple[int, str]:
+    """`run -- CMD` on a pseudo-terminal of its own; once CMD's `sleep` row shows,
+    type Ctrl-C (the terminal sends SIGINT to the foreground process group, run
+    and CMD alike).  Returns run's exit status and everything it printed."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(CLI[0], [*CLI, "run", "--", "sh", "-c", script])
+        os.execv(CLI[0], [*CLI, "run", "--", *cmd])
     out = b""
     try:
         deadline = time.monotonic() + 30
-        while b"COMM" not in out:
+        while b"sleep\r\n" not in out:
             assert time.monotonic() < deadline, out
             if select.select([fd], [], [], 0.1)[0]:
                 out += os.read(fd, 4096)
-        time.sleep(0.5)
         os.write(fd, b"\x03")
-        while True:
-            if not select.select([fd], [], [], 20)[0]:
-                break
+        while select.select([fd], [], [], 20)[0]:
             try:
                 chunk = os.read(fd, 4096)
-            except OSError:
+            except OSError:  # EIO: run has exited and the terminal is gone
                 break
             if not chunk:
                 break
@@ -300,45 +300,24 @@ def test_ctrl_c_on_a_terminal_reaches_cmd_once_and_run_prints_the_summary():
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)
-    text = out.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 5, text
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_ctrl_c_on_a_terminal_reaches_cmd_once_and_run_prints_the_summary():
+    """Ctrl-C goes to the whole foreground process group: CMD gets it from the
+    terminal, and run does not send it a second one."""
+    script = "trap 'n=$((n+1)); echo INT$n' INT; sleep 30 >/dev/null 2>&1 & wait; sleep 0.3; exit 5"
+    code, text = ctrl_c_on_a_terminal("sh", "-c", script)
+    subprocess.run(["pkill", "-KILL", "-f", "^sleep 30$"], check=False)
+    assert code == 5, text
     assert text.count("INT1") == 1 and "INT2" not in text, text
     assert "exit code 5" in text  # the summary
 
 
 def test_ctrl_c_kills_a_plain_cmd_and_run_exits_130():
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(CLI[0], [*CLI, "run", "--", "sleep", "30"])
-    out = b""
-    deadline = time.monotonic() + 30
-    while b"COMM" not in out:
-        assert time.monotonic() < deadline, out
-        if select.select([fd], [], [], 0.1)[0]:
-            out += os.read(fd, 4096)
-    time.sleep(0.3)
-    os.write(fd, b"\x03")
-    with_output = threading.Event()
-
-    def drain():
-        nonlocal out
-        while select.select([fd], [], [], 20)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        with_output.set()
-
-    t = threading.Thread(target=drain)
-    t.start()
-    _, status = os.waitpid(pid, 0)
-    t.join(30)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 130, out
-    assert b"signal 2" in out
+    code, text = ctrl_c_on_a_terminal("sleep", "30")
+    assert code == 130, text
+    assert "failed: sleep" in text and "signal 2" in text
 
 
 # --- every option `run --help` lists, with a command ---
