@@ -14,7 +14,7 @@ ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev libatomic1 python3-venv
 CLANG   ?= clang
 
-.PHONY: all setup system-packages test-packages mounts run test test-kernels test-oldest bench lint clean install uninstall
+.PHONY: all setup system-packages test-packages mounts run test test-kernels test-oldest bench long-run lint clean install uninstall
 
 all: setup
 
@@ -137,6 +137,18 @@ bench: setup mounts $(BUILD)/storm
 $(BUILD)/storm: scripts/bench/storm.c
 	@mkdir -p $(BUILD)
 	$(CLANG) -O2 -Wall -Wextra -Werror -pthread $< -o $@
+
+# `make long-run` (root): a million processes through `events`, `events --json`,
+# `events --tree 1` and `run -- forkloop`; each reader's RSS at the start and the end
+# (issue 12.11).  `make long-run LONG_RUN_ARGS="--processes 100000"` is quicker.
+LONG_RUN_ARGS ?=
+
+long-run: setup mounts $(BUILD)/forkloop
+	$(BIN)/python scripts/bench/long_run.py $(LONG_RUN_ARGS)
+
+$(BUILD)/forkloop: scripts/bench/forkloop.c
+	@mkdir -p $(BUILD)
+	$(CLANG) -O2 -Wall -Wextra -Werror $< -o $@
 
 # `sudo make install`: a virtualenv of its own in PREFIX (not editable, with the
 # built BPF object inside as package data) and a link in BINDIR, so that

@@ -7,6 +7,7 @@ the report come out, and nothing is left behind."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+from conftest import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"
@@ -110,3 +114,57 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
     with no_other_bench():
         assert STATS_SYSCTL.read_text() == sysctl_before
     assert not pin_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def forkloop(tmp_path_factory) -> Path:
+    """scripts/bench/forkloop.c: processes by the million for long_run.py."""
+    return build_program(tmp_path_factory, BENCH / "forkloop.c")
+
+
+def test_forkloop_reports_progress(forkloop, tmp_path):
+    progress = tmp_path / "progress"
+    out = subprocess.run(
+        [str(forkloop), "-p", str(progress), "3000"], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(out)["made"] == 3000
+    pid, made, done = progress.read_text().split()
+    assert (int(pid), int(made), done) == (json.loads(out)["pid"], 3000, "1")
+    bad = subprocess.run([str(forkloop), "many"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_long_run_tiny(bpf, forkloop):
+    """scripts/bench/long_run.py with 2,000 processes per mode: the table comes out
+    with every mode, and no pin dir, lock file or process of it is left."""
+    argv = [
+        sys.executable,
+        str(BENCH / "long_run.py"),
+        "--processes",
+        "2000",
+        "--start",
+        "500",
+        "--generator",
+        str(forkloop),
+    ]
+    deadline = time.monotonic() + WAIT
+    while True:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = proc.communicate(timeout=600)
+        if "another bench is running" not in err or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    # 1: a reader that was not flat; not this test's business at 2,000 processes.
+    assert proc.returncode in (0, 1), out + err
+    rows = {
+        ln.split("|")[1].strip(): ln.split("|") for ln in out.splitlines() if ln.count("|") == 13
+    }
+    assert set(rows) == {"mode", "---", "table", "json", "tree", "run"}, out
+    for mode in ("table", "json", "tree", "run"):
+        assert rows[mode][2].strip() == "2,000", out  # made
+        assert "MiB" in rows[mode][6] and "MiB" in rows[mode][7], out  # RSS start and end
+    assert "run exited 0" in out, out
+    assert not list(Path("/sys/fs/bpf").glob(f"procmon-longrun-{proc.pid}-*"))
+    assert not list(Path("/run/procmon-ctl").glob(f"*procmon-longrun-{proc.pid}-*"))
+    left = subprocess.run(["pgrep", "-f", str(forkloop)], capture_output=True, text=True)
+    assert not left.stdout.strip(), left.stdout
