@@ -3,9 +3,13 @@
 
 Loads a private instance, starts `procmon-ctl events --json --threads > /dev/null`,
 makes a thread storm, and divides the events the reader delivered by the CPU time
-(user + sys) the reader process used.  Run as root after `make`:
+(user + sys) the reader process used.  With --forks N the storm is N processes
+instead (scripts/bench/forkloop.c: a fork and an exit record each; the reader
+without --threads), and --tree adds `--tree 1` (every process followed).  Run as
+root after `make`:
 
-    .venv/bin/python scripts/reader_cost.py [--threads 20000] [--mode json|table]
+    .venv/bin/python scripts/reader_cost.py [--threads 20000 | --forks 100000]
+        [--mode json|table|wide|raw] [--tree]
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,11 +49,32 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def forkloop(work: Path) -> Path:
+    """build/forkloop if `make` built it from the current source, else built in `work`."""
+    source = ROOT / "scripts" / "bench" / "forkloop.c"
+    built = ROOT / "build" / "forkloop"
+    if built.exists() and built.stat().st_mtime >= source.stat().st_mtime:
+        return built
+    exe = work / "forkloop"
+    cc = shutil.which("clang") or "cc"
+    subprocess.run(
+        [cc, "-O2", "-Wall", "-Wextra", "-Werror", str(source), "-o", str(exe)], check=True
+    )
+    return exe
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=20000)
-    ap.add_argument("--mode", choices=("json", "table", "raw"), default="json")
+    ap.add_argument("--forks", type=int, help="a storm of this many processes instead")
+    ap.add_argument("--mode", choices=("json", "table", "wide", "raw"), default="json")
+    ap.add_argument("--tree", action="store_true", help="the reader follows --tree 1")
     args = ap.parse_args()
+    if args.forks:
+        work = Path(tempfile.mkdtemp(prefix="procmon-reader-cost-"))
+        storm = [str(forkloop(work)), str(args.forks)]
+    else:
+        storm = [sys.executable, "-c", STORM, str(args.threads)]
     pin_dir = f"/sys/fs/bpf/procmon-reader-cost-{os.getpid()}"
     env = {**os.environ, "PROCMON_PIN_DIR": pin_dir}
 
@@ -59,15 +86,15 @@ def main() -> int:
     cli("load")
     try:
         cli("attach")
-        flags = {"json": ["--json"], "table": [], "raw": ["--raw"]}[args.mode]
-        reader = subprocess.Popen(
-            [*CLI, "events", *flags, "--threads"], env=env, stdout=subprocess.DEVNULL
-        )
+        flags = {"json": ["--json"], "table": [], "wide": ["--wide"], "raw": ["--raw"]}[args.mode]
+        flags += ["--tree", "1"] if args.tree else []
+        flags += [] if args.forks else ["--threads"]
+        reader = subprocess.Popen([*CLI, "events", *flags], env=env, stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # start-up (imports, bpftool) is not the per-event cost
         cpu0 = cpu_seconds(reader.pid)
         s0 = json.loads(cli("stats", "--json"))
         t0 = time.monotonic()
-        subprocess.run([sys.executable, "-c", STORM, str(args.threads)], check=True)
+        subprocess.run(storm, check=True, stdout=subprocess.DEVNULL)
         time.sleep(0.5)  # let the reader drain the ring
         cpu1 = cpu_seconds(reader.pid)
         wall = time.monotonic() - t0
@@ -76,10 +103,13 @@ def main() -> int:
         reader.wait(timeout=10)
     finally:
         subprocess.run([*CLI, "unload"], env=env, capture_output=True)
+        if args.forks:
+            shutil.rmtree(work, ignore_errors=True)
     delivered = (s1["produced"] - s0["produced"]) - (s1["dropped"] - s0["dropped"])
     cpu = cpu1 - cpu0
     print(
-        f"mode={args.mode} events={delivered} dropped={s1['dropped'] - s0['dropped']} "
+        f"mode={args.mode}{' --tree 1' if args.tree else ''} events={delivered} "
+        f"dropped={s1['dropped'] - s0['dropped']} "
         f"reader_cpu={cpu:.3f}s wall={wall:.2f}s"
     )
     if cpu > 0:
