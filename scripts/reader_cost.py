@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from procmon_ctl.pins import PinLayout  # noqa: E402 (the repository's, not an installed one)
+
 CLI = [sys.executable, "-m", "procmon_ctl"]
 STORM = """
 import sys, threading
@@ -103,6 +106,8 @@ def main() -> int:
         reader.wait(timeout=10)
     finally:
         subprocess.run([*CLI, "unload"], env=env, capture_output=True)
+        for lock in PinLayout(Path(pin_dir)).lock_paths():  # unload leaves them
+            lock.unlink(missing_ok=True)
         if args.forks:
             shutil.rmtree(work, ignore_errors=True)
     delivered = (s1["produced"] - s0["produced"]) - (s1["dropped"] - s0["dropped"])
