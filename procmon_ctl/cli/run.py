@@ -10,7 +10,6 @@ import typer
 from . import _common
 from ._common import (
     CommOpt,
-    CountOpt,
     JsonOpt,
     ObjectOpt,
     PidOpt,
@@ -38,7 +37,15 @@ def run(
     raw: RawOpt = False,
     wide: WideOpt = False,
     threads: ThreadsOpt = False,
-    count: CountOpt = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            "-n",
+            help="Stop after this many rows (or lines with --json/--raw); with CMD, show at "
+            "most this many and still summarise the whole tree.",
+        ),
+    ] = None,
     duration: Annotated[
         float | None,
         typer.Option(
