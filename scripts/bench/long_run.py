@@ -51,6 +51,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from bench import task_cpu_ns  # noqa: E402 (beside this script)
+
 from procmon_ctl.pins import PinLayout  # noqa: E402 (the repository's, not an installed one)
 
 LOCK = Path("/run/procmon-ctl/bench.lock")  # bench.py's: one bench at a time
@@ -89,13 +91,8 @@ def status_kb(pid: int) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + sys) of every thread of `pid`, from schedstat (ns steps)."""
-    total = 0
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-    return total / 1e9
+    """CPU time (user + sys) of every thread of `pid`, in seconds."""
+    return task_cpu_ns(pid) / 1e9
 
 
 def build_generator(path: Path | None, work: Path) -> Path:
