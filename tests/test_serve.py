@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ from conftest import bpf_held_by, bpf_ids_alive, bpftool_json, fork_processes, p
 
 from procmon_ctl.attach import attach as attach_events
 from procmon_ctl.attach import detach as detach_events
+from procmon_ctl.exporter import ANSWERING_THREADS, MAX_CONNECTIONS, REQUEST_TIMEOUT
 from procmon_ctl.pins import PinLayout
 
 
@@ -138,15 +140,19 @@ class Prometheus:
 
 
 @contextmanager
-def prometheus_server(binary: str, tmp: Path, target_port: int):
+def prometheus_server(binary: str, tmp: Path, target_port: int, names: list[str] | None = None):
+    """A Prometheus scraping the exporter every second; with `names`, it asks for
+    those series only (`params: {name[]: [...]}`)."""
     port = free_port()
     config = tmp / "prometheus.yml"
+    params = f"    params: {{'name[]': {json.dumps(names)}}}\n" if names else ""
     config.write_text(
         "global:\n"
         "  scrape_interval: 1s\n"
         "  scrape_timeout: 1s\n"
         "scrape_configs:\n"
         "  - job_name: procmon\n"
+        f"{params}"
         "    static_configs:\n"
         f"      - targets: ['127.0.0.1:{target_port}']\n"
     )
@@ -348,6 +354,9 @@ def test_serve_attach_busy_port_leaves_nothing(cli):
     "args, expected",
     [
         (["--port", "70000"], "--port 70000"),
+        (["--port", "0"], "--port 0 is not a TCP port: use 1-65535"),
+        (["--port", "-1"], "--port -1 is not a TCP port: use 1-65535"),
+        (["--port", "65536"], "--port 65536 is not a TCP port: use 1-65535"),
         (["--address", "no.such.host.invalid"], "--address"),
         (["--port", "abc"], "--port"),
         (["--object", "/nonexistent.o"], "--object only applies with --attach"),
@@ -357,3 +366,145 @@ def test_serve_bad_input_is_one_line(attached, args, expected):
     r = attached("serve", *args, check=False, timeout=20)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and expected in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_attach_port_0_loads_nothing(cli):
+    """The port is checked before anything is loaded: nothing to undo."""
+    before = _our_programs_anywhere()
+    r = cli("serve", "--attach", "--port", "0", check=False, timeout=20)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "use 1-65535" in r.stderr and "Traceback" not in r.stderr
+    assert not cli.pin_dir.exists()
+    assert not _our_programs_anywhere() - before
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the server closed this (non-blocking) socket: EOF or a reset."""
+    try:
+        return sock.recv(4096) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_idle_connections_are_bounded_and_time_out(attached):
+    """600 connections that never finish a request (most send nothing, some half a
+    request head) cost serve no thread each: its thread count stays bounded, a real
+    scrape is answered at once meanwhile, and the server closes every one of them:
+    the surplus at once, the last MAX_CONNECTIONS after REQUEST_TIMEOUT."""
+    cli = attached
+    bound = 2 + ANSWERING_THREADS  # the main thread, the accepting one, the answering ones
+    with exporter(cli) as (proc, port):
+        socks: list[tuple[socket.socket, float]] = []
+        most_threads = 0
+        try:
+            for i in range(600):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if i % 12 == 0:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+                s.setblocking(False)
+                socks.append((s, time.monotonic()))
+                if i % 50 == 0:
+                    most_threads = max(most_threads, thread_count(proc.pid))
+            most_threads = max(most_threads, thread_count(proc.pid))
+
+            started = time.monotonic()
+            body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            scrape_seconds = time.monotonic() - started
+            assert "\nprocmon_loaded 1.0\n" in body
+            most_threads = max(most_threads, thread_count(proc.pid))
+
+            # The server accepted all 600 (or the scrape could not have got in) and
+            # holds at most MAX_CONNECTIONS of them: the rest are closed already.
+            def open_ones():
+                left = [(s, t) for s, t in socks if not closed_by_peer(s)]
+                return left if len(left) <= MAX_CONNECTIONS else None
+
+            survivors = wait_for("the surplus connections to be closed", open_ones, timeout=10)
+            assert survivors, "nothing left to time out: the test would prove no timeout"
+
+            opened = dict(survivors)
+            timed_out: list[float] = []
+            deadline = time.monotonic() + REQUEST_TIMEOUT + 10
+            while opened and time.monotonic() < deadline:
+                ready, _, _ = select.select(list(opened), [], [], 0.2)
+                for s in ready:
+                    if closed_by_peer(s):
+                        timed_out.append(time.monotonic() - opened.pop(s))
+                most_threads = max(most_threads, thread_count(proc.pid))
+            assert not opened, f"{len(opened)} idle connection(s) still open after the timeout"
+            timed_out.sort()
+        finally:
+            for s, _ in socks:
+                s.close()
+    print(
+        f"600 idle connections: at most {most_threads} threads in serve; a scrape "
+        f"meanwhile took {scrape_seconds * 1000:.1f} ms; the last {len(survivors)} closed "
+        f"{timed_out[0]:.1f}-{timed_out[-1]:.1f} s after connecting"
+    )
+    assert most_threads <= bound, f"{most_threads} threads for 600 idle connections"
+    assert scrape_seconds < 3
+    # The ones left were closed by the timeout, not before it (nor long after).
+    assert timed_out[0] >= REQUEST_TIMEOUT - 1 and timed_out[-1] <= REQUEST_TIMEOUT + 5
+
+
+def families(text: str) -> set[str]:
+    """The series names of a text exposition."""
+    return {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"
+    }
+
+
+def test_name_filter_gives_only_those_series(attached):
+    """`/metrics?name[]=...` as in prometheus-client's own server: only the named
+    series, several names at once, an empty (valid) body for unknown names."""
+    cli = attached
+    with exporter(cli) as (_, port):
+        base = f"http://127.0.0.1:{port}/metrics"
+        everything = families(http_get(base))
+        assert {"procmon_loaded", "procmon_exits_total", "process_open_fds"} <= everything
+        only = families(http_get(f"{base}?name[]=procmon_loaded"))
+        several = http_get(
+            f"{base}?name[]=procmon_exits_total&name[]=procmon_attached"
+            "&name[]=process_resident_memory_bytes"
+        )
+        with urllib.request.urlopen(f"{base}?name[]=no_such_metric", timeout=5) as r:
+            unknown_status, unknown_type, unknown = r.status, r.headers["Content-Type"], r.read()
+    assert only == {"procmon_loaded"}
+    assert families(several) == {
+        "procmon_exits_total",
+        "procmon_attached",
+        "process_resident_memory_bytes",
+    }
+    assert "# TYPE procmon_exits_total counter" in several
+    assert several.count("procmon_attached{") == 3  # each program's series
+    assert unknown_status == 200 and unknown_type.startswith("text/plain") and unknown == b""
+
+
+def test_prometheus_scrapes_with_name_filter(attached, prometheus_bin, tmp_path):
+    """A real Prometheus with `params: {name[]: [...]}` stores those series only."""
+    cli = attached
+    wanted = ["procmon_loaded", "procmon_exits_total"]
+    with (
+        exporter(cli) as (_, port),
+        prometheus_server(prometheus_bin, tmp_path, port, names=wanted) as prom,
+    ):
+        assert prom.value('scrape_samples_scraped{job="procmon"}') == len(wanted)
+        assert prom.value('procmon_loaded{job="procmon"}') == 1
+        assert prom.value('procmon_exits_total{job="procmon"}') >= 0
+        assert prom.value('procmon_events_produced_total{job="procmon"}') is None
+        assert prom.value('process_resident_memory_bytes{job="procmon"}') is None
+
+
+def test_serve_help_states_the_limits(cli):
+    text = " ".join(cli("serve", "--help").stdout.split())
+    assert f"at most {MAX_CONNECTIONS} connections" in text
+    assert f"within {REQUEST_TIMEOUT:g} s" in text
+    assert f"at most {ANSWERING_THREADS} answers" in text
+    assert "1-65535" in text and "name[]" in text

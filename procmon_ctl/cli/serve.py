@@ -15,7 +15,7 @@ def serve(
         str,
         typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface)."),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 9464,
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on (1-65535).")] = 9464,
     attach_too: Annotated[
         bool,
         typer.Option(
@@ -29,7 +29,13 @@ def serve(
         typer.Option("--object", help="BPF object for --attach [default: the one `make` builds]"),
     ] = None,
 ) -> None:
-    """Serve the counters as Prometheus metrics over HTTP, read at scrape time."""
+    """Serve the counters as Prometheus metrics over HTTP, read at scrape time.
+
+    /metrics?name[]=NAME (repeatable) gives only those series.  Limits, so that no
+    client can tie serve up: at most 64 connections open at once (a new one closes
+    the oldest that has not sent its request yet), a request must arrive within 10 s
+    of connecting (silent connections are closed then), and at most 4 answers are
+    written at once, each given up after 10 s without progress."""
     from ..exporter import serve_forever
 
     serve_forever(
