@@ -15,6 +15,7 @@ from pathlib import Path
 
 import sh
 
+from . import signals
 from .errors import BpfError, MissingError, PermissionDenied, StateError
 from .models import LinkInfo, MapDump, MapInfo, ProgInfo
 
@@ -77,19 +78,43 @@ def _die_with_us():
     return preexec
 
 
+def _to_the_end(cmd: sh.Command, *argv: str, **options) -> str:
+    """Run bpftool to its end with stop signals held, and return its stdout.
+
+    A stop raised while sh forks or runs its threads can be swallowed there
+    ("Exception ignored in ... _releaseLock", issue 13.7): held, it is raised as
+    bpftool returns.  If bpftool outlives the hold (signals.HELD_GRACE), the stop
+    is raised while waiting: bpftool is killed and reaped first, so nothing it
+    would still pin appears after the caller's cleanup."""
+    with signals.deferred():
+        proc = cmd(
+            *argv,
+            _env={**os.environ, "LC_ALL": "C"},
+            _preexec_fn=_die_with_us(),
+            _bg=True,
+            _bg_exc=False,
+            **options,
+        )
+        try:
+            proc.wait()
+        except sh.ErrorReturnCode:
+            raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait()
+            raise
+    return str(proc)
+
+
 def run(*args: str, what: str, as_json: bool = True, stdin: str | None = None):
     cmd = _bpftool()
     argv = ["-j", *args] if as_json else list(args)
     try:
         # A pipe, not sh's default pseudo-terminal: the output is parsed, never shown,
         # and a pty costs a few ms per call (4.1 against 5.0 ms median here).
-        out = cmd(
-            *argv,
-            _env={**os.environ, "LC_ALL": "C"},
-            _preexec_fn=_die_with_us(),
-            _in=stdin,
-            _tty_out=False,
-        )
+        out = _to_the_end(cmd, *argv, _in=stdin, _tty_out=False)
     except sh.ErrorReturnCode as err:
         raise _translate(err, what) from None
     if not as_json:
@@ -139,16 +164,8 @@ def _load_failure(obj: Path, log: list[str]) -> LoadFailed:
 def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> None:
     cmd = _bpftool()
     try:
-        cmd(
-            "prog",
-            "loadall",
-            str(obj),
-            str(progs_dir),
-            *map_args,
-            "pinmaps",
-            str(maps_dir),
-            _env={**os.environ, "LC_ALL": "C"},
-            _preexec_fn=_die_with_us(),
+        _to_the_end(
+            cmd, "prog", "loadall", str(obj), str(progs_dir), *map_args, "pinmaps", str(maps_dir)
         )
     except sh.ErrorReturnCode as err:
         stderr = (err.stderr or b"").decode(errors="replace")

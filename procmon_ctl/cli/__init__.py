@@ -10,6 +10,12 @@ function of the workflow modules, and renders what it returns.
 def main(argv: list[str] | None = None) -> None:
     import gc
 
+    from .. import signals
+
+    # Before the slow imports: a stop signal from here on is held, not lost, and
+    # not a traceback out of an import; run() raises it once it can be handled.
+    signals.install()
+
     # Starting up (importing Typer, pydantic and sh, making the models and the
     # command) creates some 57,000 objects the cyclic collector tracks, nearly all
     # kept until exit: it would run about ninety collections over them for nothing,

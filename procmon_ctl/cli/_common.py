@@ -18,10 +18,6 @@ from ..pins import PinLayout
 REGISTRY: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
 
 
-class Terminated(Exception):
-    """SIGINT or SIGTERM: how a monitor is stopped.  Cleanup runs as it unwinds."""
-
-
 class OutputClosed(Exception):
     """stdout was closed under us (SIGPIPE); Typer would exit 1 on a BrokenPipeError."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import importlib
 import os
-import signal
 import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any
@@ -16,9 +15,10 @@ import typer
 from typer.core import TyperGroup
 from typer.main import get_command
 
-from .. import __version__
+from .. import __version__, signals
 from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
-from ._common import REGISTRY, OutputClosed, Terminated, state
+from ..signals import Terminated
+from ._common import REGISTRY, OutputClosed, state
 
 # Every command, in the order `--help` lists them, and the module that defines it.
 COMMANDS = {
@@ -131,16 +131,28 @@ def _global(
     state.pin_dir = pin_dir
 
 
-def _on_signal(signum, frame):
-    raise Terminated()
-
-
 def run(argv: list[str] | None = None) -> None:
-    # Our own exception for both, so Typer does not turn Ctrl-C into exit 130.
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    # Installed already by main() when run as the program (before the slow imports);
+    # a caller in its own process (the tests) gets its handlers back afterwards.
+    installed_here = signals.install()
+    try:
+        message, code = _outcome(argv)
+    finally:
+        # From here on a stop is only recorded: the exit path is not interrupted.
+        if installed_here:
+            signals.uninstall()
+        else:
+            signals.stand_down()
+    if message is not None:
+        print(f"procmon-ctl: error: {message}", file=sys.stderr)
+    exit_with(code)
+
+
+def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
+    """Run the command: (the one-line error or None, the exit code)."""
     debug = os.environ.get("PROCMON_DEBUG") == "1"
     try:
+        signals.arm()  # a stop that came while starting up ends the program here
         # Not standalone: click would print usage errors over several lines and
         # return Exit codes instead of raising; we want one line and our codes.
         code = app(args=argv, prog_name="procmon-ctl", standalone_mode=False)
@@ -148,31 +160,31 @@ def run(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _print_log_tail(err)
-        fail(err.message, err.exit_code)
+        return err.message, err.exit_code
     except typer.Exit as e:
-        exit_with(e.exit_code)
+        return None, e.exit_code
     except typer.TyperException as err:  # usage errors (typer 0.28+ has its own click)
         if debug:
             raise
-        fail(err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code)
+        return err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code
     except (Terminated, typer.Abort):
-        # Ctrl-C and SIGTERM are how a monitor is stopped: cleanup already ran.
-        exit_with(0)
+        # Ctrl-C, SIGTERM and SIGHUP are how a monitor is stopped: cleanup already ran.
+        return None, 0
     except OutputClosed:
         # `events | head`: the reader went away; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        exit_with(0)
+        return None, 0
     except OSError as err:
         # A safety net for a file or call that failed where no module expected it:
         # still one line and a documented code, never a traceback.
         if debug:
             raise
         if isinstance(err, PermissionError) and os.geteuid() != 0:
-            fail(PermissionDenied(err.filename or "").message, EXIT_PERMISSION)
+            return PermissionDenied(err.filename or "").message, EXIT_PERMISSION
         where = f": {err.filename}" if err.filename else ""
-        fail(f"{err.strerror or err}{where}", EXIT_FAILED)
-    exit_with(code if isinstance(code, int) else 0)
+        return f"{err.strerror or err}{where}", EXIT_FAILED
+    return None, code if isinstance(code, int) else 0
 
 
 VERIFIER_TAIL = 20
@@ -198,8 +210,3 @@ def exit_with(code: int) -> None:
         # are left out of them; the process ends right after and frees it all anyway.
         gc.freeze()
     sys.exit(code)
-
-
-def fail(message: str, code: int) -> None:
-    print(f"procmon-ctl: error: {message}", file=sys.stderr)
-    exit_with(code)
