@@ -4,6 +4,8 @@ it; the CLI prints that line and exits with the error's code."""
 
 from __future__ import annotations
 
+import math
+
 # Exit codes, documented in the README.  Every failure prints exactly one line,
 # `procmon-ctl: error: ...`, on stderr (a rejected program's verifier log comes
 # before it); success is 0, and so is stopping a monitor with Ctrl-C or SIGTERM.
@@ -64,8 +66,24 @@ class PermissionDenied(ProcmonError):
 
 
 def require_positive(option: str, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise UsageError(f"{option} must be greater than 0 (got {value})")
+    """A number of seconds (--duration): finite and above 0.  nan must be caught
+    here: it fails every comparison, so a deadline made of it is never reached."""
+    if value is not None and not (0 < value < math.inf):
+        raise UsageError(f"{option} must be greater than 0 and finite (got {value})")
+
+
+# The longest --interval: time.sleep() overflows above ~292 years, and a day
+# between two lines is already more than anyone watches for.
+MAX_INTERVAL = 24 * 60 * 60
+
+
+def require_interval(option: str, value: float) -> None:
+    """Seconds between two readings: above 0, at most MAX_INTERVAL (nan and inf
+    are neither)."""
+    if not (0 < value <= MAX_INTERVAL):
+        raise UsageError(
+            f"{option} must be greater than 0 and at most {MAX_INTERVAL} seconds (got {value})"
+        )
 
 
 class BpfError(ProcmonError):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from . import signals
 from .abi import COUNTER_NAMES
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import require_root
@@ -52,6 +53,8 @@ def _rates(
 ) -> Iterator[dict[str, float]]:
     while True:
         sleep(interval)
+        # A checkpoint each line: a stop whose raise was swallowed ends the loop here.
+        signals.raise_if_stopped()
         cur, now = read_stats(layout).model_dump(), time.monotonic()
         yield {f: (cur[f] - prev[f]) / (now - t_prev) for f in RATE_FIELDS}
         prev, t_prev = cur, now
@@ -78,6 +81,7 @@ def read_status(layout: PinLayout) -> Status:
     require_root("reading BPF pins")
     if not layout.root.exists():
         return Status(pin_dir=str(layout.root), loaded=False)
+    layout.check_pins()
     programs = []
     for event in PROGRAMS:
         prog_pin, link_pin = layout.prog(event), layout.link(event)

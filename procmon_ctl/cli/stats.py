@@ -24,14 +24,14 @@ def stats(
 ) -> None:
     """Counters: processes (process_count), threads, execs, exits, dropped."""
     from .. import stats as counters
-    from ..errors import require_positive
+    from ..errors import require_interval
 
+    require_interval("--interval", interval)
     pins = layout()
     if not watch:
         s = counters.read_stats(pins)
         print(s.model_dump_json() if json_out else counters.stats_text(s))
         return
-    require_positive("--interval", interval)
     gc.enable()  # runs until interrupted: collect as usual
     rates_every_interval = counters.watch_rates(pins, interval)
     if not json_out:
