@@ -6,14 +6,30 @@ from __future__ import annotations
 from .decode import Event
 from .rows import Row
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-_CONTROL[ord("\\")] = "\\\\"
+
+def _escape(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(text: str) -> str:
-    """Text safe for a terminal: control characters (ESC, newline, C1 codes) shown
-    as \\xNN, so a process name cannot move the cursor or retitle the terminal."""
-    return text.translate(_CONTROL)
+    """Text safe for a terminal: every character Python's str.isprintable() rejects
+    is shown as a Python escape, and a backslash as two, so the text can be read back
+    exactly.  That covers control characters (ESC, newline, C1 codes: \\x1b), so a
+    process name cannot move the cursor or retitle the terminal, and the bidi
+    controls (U+202A-U+202E, U+2066-U+2069, the marks U+200E, U+200F, U+061C:
+    \\u202e), so it cannot reorder how the rest of its line is displayed; likewise
+    other invisible format characters and separators other than the space."""
+    # Nearly every name passes this test, which costs no copy and no per-character call.
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(map(_escape, text))
 
 
 _TABLE = f"{'PID':<8} {'PPID':<8} COMM\n{'-' * 8} {'-' * 8} {'-' * 16}\n"
