@@ -63,7 +63,7 @@ $(NATIVE): native/json_lines.c native/json_lines.h bpf/process_monitor.h
 	$(CLANG) -O2 -fPIC -shared -Wall -Wextra -Werror -Ibpf $< -o $@
 
 mounts:
-	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	@mountpoint -q /sys/fs/bpf || mount -t bpf -o mode=700 bpf /sys/fs/bpf
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 
 run: setup mounts

@@ -48,12 +48,15 @@ def attach(layout: PinLayout, events: list[str]) -> list[str]:
         except BaseException:
             for event in done:
                 layout.link(event).unlink(missing_ok=True)
+            layout.forget_links(todo)
             raise
         return done
 
 
 def _attach_one(layout: PinLayout, event: str) -> None:
     with _link(layout, event) as link_fd:
+        # Recorded before it is pinned: a pinned link is always a recorded one.
+        layout.remember_link(event, libbpf.link_info(link_fd).id)
         try:
             libbpf.obj_pin(link_fd, layout.link(event))
         except libbpf.LibbpfError as err:
@@ -102,8 +105,13 @@ def detach(layout: PinLayout, events: list[str]) -> list[str]:
         attached = [e for e in events if layout.link(e).exists()]
         if not attached:
             raise StateError(f"nothing attached at {layout.root}: nothing to detach")
+        if layout.read_record() is not None:
+            # Remove no link pin that is not ours (an instance of an older
+            # procmon-ctl has no record: its links are known by name alone).
+            layout.check_pins([f"links/{e}" for e in attached])
         for event in attached:
             layout.link(event).unlink()
+        layout.forget_links(attached)
         if not any(layout.links_dir.iterdir()):
             layout.links_dir.rmdir()
         return attached

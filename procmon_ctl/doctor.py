@@ -21,7 +21,14 @@ from pathlib import Path
 
 from .errors import MissingError, ProcmonError
 from .models import DoctorCheck, DoctorReport
-from .system import BPFFS_ROOT, TRACEFS_ROOT, ensure_bpffs, ensure_tracefs, is_mounted
+from .system import (
+    BPFFS_ROOT,
+    TRACEFS_ROOT,
+    ensure_bpffs,
+    ensure_tracefs,
+    is_mounted,
+    mount_command,
+)
 
 BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 TRACEPOINTS = ("sched_process_fork", "sched_process_exec", "sched_process_exit")
@@ -134,9 +141,9 @@ def _filesystems() -> set[str]:
 def check_mount(
     name: str, fstype: str, point: Path, ensure: Callable[[], bool], fix: bool
 ) -> DoctorCheck:
-    cmd = f"mount -t {fstype} {fstype} {point}"
+    cmd = " ".join(mount_command(fstype, point))
     if is_mounted(point, fstype):
-        return _check(name, "PASS", f"mounted at {point}")
+        return _check_mount_mode(name, point)
     if fstype not in _filesystems():
         return _check(
             name,
@@ -161,6 +168,25 @@ def check_mount(
         f"not mounted at {point} (`load` mounts it when run as root)",
         f"procmon-ctl doctor --fix, or as root: {cmd}",
     )
+
+
+def _check_mount_mode(name: str, point: Path) -> DoctorCheck:
+    """bpffs mounted without mode=700 is world-writable: anyone may plant a directory
+    or a symlink where root's pin dirs go.  procmon-ctl refuses what it meets there,
+    but the name is then taken until root removes it."""
+    try:
+        mode = os.stat(point).st_mode & 0o7777
+    except OSError:
+        return _check(name, "PASS", f"mounted at {point}")
+    if mode & 0o022:
+        return _check(
+            name,
+            "WARN",
+            f"mounted at {point}, mode {mode:o}: any user may create entries there "
+            "(procmon-ctl refuses those it meets)",
+            f"as root: chmod 700 {point} (procmon-ctl and systemd mount it mode 700)",
+        )
+    return _check(name, "PASS", f"mounted at {point} (mode {mode:o})")
 
 
 def _is_dir(path: Path) -> bool:
@@ -473,8 +499,8 @@ def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorC
         )
     finally:
         remove_pins(layout)
-        for lock in layout.lock_paths():
-            lock.unlink(missing_ok=True)
+        for path in layout.state_paths():  # its locks and record: the pin dir was ours
+            path.unlink(missing_ok=True)
     return _check(
         name,
         "PASS",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import errno as errno_mod
 import os
-from ctypes import POINTER, c_char, c_char_p, c_int, c_uint32, c_void_p
+from ctypes import POINTER, c_char, c_char_p, c_int, c_uint8, c_uint32, c_uint64, c_void_p
 from functools import cache
 
 from .errors import BpfError, MissingError
@@ -31,6 +31,28 @@ class BpfMapInfo(ctypes.Structure):
         ("map_flags", c_uint32),
         ("name", c_char * 16),
     ]
+
+
+class BpfProgInfo(ctypes.Structure):
+    # The leading fields of struct bpf_prog_info, up to the ids of the maps it uses.
+    _fields_ = [
+        ("type", c_uint32),
+        ("id", c_uint32),
+        ("tag", c_uint8 * 8),
+        ("jited_prog_len", c_uint32),
+        ("xlated_prog_len", c_uint32),
+        ("jited_prog_insns", c_uint64),
+        ("xlated_prog_insns", c_uint64),
+        ("load_time", c_uint64),
+        ("created_by_uid", c_uint32),
+        ("nr_map_ids", c_uint32),
+        ("map_ids", c_uint64),
+    ]
+
+
+class BpfLinkInfo(ctypes.Structure):
+    # The leading fields of struct bpf_link_info (the per-type union left out).
+    _fields_ = [("type", c_uint32), ("id", c_uint32), ("prog_id", c_uint32)]
 
 
 def _check_fd(result, func, args):
@@ -110,6 +132,54 @@ def map_info(fd: int) -> BpfMapInfo:
     size = c_uint32(ctypes.sizeof(info))
     _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
     return info
+
+
+def prog_info(fd: int) -> tuple[int, list[int]]:
+    """(program id, ids of the maps the program uses)."""
+    slots = 16
+    while True:
+        ids = (c_uint32 * slots)()
+        info = BpfProgInfo(nr_map_ids=slots, map_ids=ctypes.addressof(ids))
+        size = c_uint32(ctypes.sizeof(info))
+        _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+        if info.nr_map_ids <= slots:
+            return info.id, list(ids[: info.nr_map_ids])
+        slots = info.nr_map_ids
+
+
+def link_info(fd: int) -> BpfLinkInfo:
+    info = BpfLinkInfo()
+    size = c_uint32(ctypes.sizeof(info))
+    _lib().bpf_obj_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size))
+    return info
+
+
+# What /proc/self/fd/N links to for each kind of BPF object: an id alone does not
+# say whether it is a program's, a map's or a link's (each kind counts its own).
+# A link's is named bpf_link or bpf-link, depending on the kernel.
+_FD_KINDS = {
+    "anon_inode:bpf-prog": "prog",
+    "anon_inode:bpf-map": "map",
+    "anon_inode:bpf_link": "link",
+    "anon_inode:bpf-link": "link",
+}
+
+
+def fd_kind(fd: int) -> str | None:
+    """The kind of BPF object behind fd ("prog", "map", "link"); None for no BPF fd."""
+    return _FD_KINDS.get(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def object_id(fd: int) -> tuple[str, int] | None:
+    """(kind, kernel id) of the BPF object behind fd; None when fd is no BPF object."""
+    kind = fd_kind(fd)
+    if kind == "prog":
+        return kind, prog_info(fd)[0]
+    if kind == "map":
+        return kind, map_info(fd).id
+    if kind == "link":
+        return kind, link_info(fd).id
+    return None
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:

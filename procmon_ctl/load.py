@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from . import bpftool, features
-from .errors import MissingError, StateError, UsageError
-from .pins import MAPS, PROGRAMS, PinLayout
+from .errors import MissingError, PermissionDenied, StateError, UsageError
+from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
 from .settings import default_wakeup_bytes, write_settings
 from .system import ensure_tracefs, require_root
 
@@ -27,12 +27,20 @@ def check_object(path: Path) -> None:
     """Refuse what is not an eBPF ELF object before bpftool sees it."""
     if path.is_dir():
         raise UsageError(f"BPF object {path} is a directory: give the .bpf.o file")
-    if not path.is_file():
+    if not path.exists():
         hint = "run `make` to build it" if path == PACKAGED_OBJECT else "check the path"
         raise MissingError(f"BPF object {path} not found: {hint}")
+    if not path.is_file():
+        raise UsageError(
+            f"BPF object {path} is not a regular file (a device or pipe?): give the .bpf.o file"
+        )
     try:
         with open(path, "rb") as f:
             head = f.read(20)
+    except PermissionError:
+        if os.geteuid() != 0:
+            raise PermissionDenied(f"reading {path}") from None
+        raise MissingError(f"cannot read BPF object {path}: permission denied") from None
     except OSError as err:
         raise MissingError(f"cannot read BPF object {path}: {err.strerror}") from None
     if len(head) < 20 or head[:4] != b"\x7fELF":
@@ -74,6 +82,7 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
         layout.check_owned()
         if layout.root.exists():
             check_ours(layout)  # a failed load removes every pin below the root
+        layout.forget()  # the record of an instance removed by hand
         created_root = not layout.root.exists()
         made_parents = [d for d in layout.root.parents if not d.exists()]  # deepest first
         layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -82,8 +91,10 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
         try:
             _loadall(layout, obj, ring_size)
             write_settings(layout, False, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
+            layout.remember_loaded()
         except BaseException:
             remove_pins(layout, keep_root=not created_root)
+            layout.forget()
             for d in made_parents:
                 try:
                     d.rmdir()
@@ -97,7 +108,7 @@ def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
     if ring_size is not None and ring_size != DEFAULT_RING_SIZE:
         # bpftool cannot resize a map at load, but it can reuse one we made.
         # No dot in the name: bpffs refuses pins with dots (EPERM, "reserved").
-        staging = layout.root / "ring_staging"
+        staging = layout.root / RING_STAGING
         bpftool.run(
             "map",
             "create",
@@ -152,27 +163,43 @@ def remove_pins(layout: PinLayout, keep_root: bool = False) -> list[Path]:
     return removed
 
 
-def unload(layout: PinLayout) -> list[Path]:
+def unload(layout: PinLayout, force: bool = False) -> list[Path]:
+    """Remove every pin of the instance, having checked that each is what procmon-ctl
+    made there; with a reader active only when forced."""
     require_root("removing BPF pins")
     with layout.admin_lock():
         if not layout.root.exists():
             raise StateError(f"nothing loaded at {layout.root}: nothing to unload")
         check_ours(layout)
-        return remove_pins(layout)
+        with layout.reader_free() as no_reader:
+            if not no_reader and not force:
+                pid = layout.reader_pid()
+                who = f"a reader (pid {pid})" if pid else "a reader"
+                raise StateError(
+                    f"{who} is reading {layout.map('events')}: stop it first, or unload "
+                    "anyway with `procmon-ctl unload --force`"
+                )
+            removed = remove_pins(layout)
+            layout.forget()
+        layout.remove_legacy_locks()
+        return removed
 
 
 # What `load` and `attach` make directly below the pin dir.
-OWN_ENTRIES = ("progs", "maps", "links", "ring_staging")
+OWN_ENTRIES = ("progs", "maps", "links", RING_STAGING)
 
 
 def check_ours(layout: PinLayout) -> None:
-    """Unload removes every pin below the pin dir: refuse a --pin-dir that holds
-    anything procmon-ctl did not make there (another tool's pins, a pin itself)."""
+    """Unload removes every pin below the pin dir: refuse a --pin-dir that holds,
+    at any depth, anything procmon-ctl did not make there (another tool's pins, a
+    pin itself), or a pin of ours that now holds another object."""
     if not layout.root.is_dir() or layout.root.is_symlink():
         raise StateError(f"{layout.root} is not a pin directory: check --pin-dir")
-    foreign = sorted(p.name for p in layout.root.iterdir() if p.name not in OWN_ENTRIES)
+    foreign = layout.foreign_names()
     if foreign:
         raise StateError(
             f"{layout.root} holds {', '.join(foreign[:5])}, which procmon-ctl did not make: "
             "not touching it; check --pin-dir"
         )
+    if layout.read_record() is not None:
+        layout.check_pins()

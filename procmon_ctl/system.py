@@ -46,16 +46,23 @@ def is_mounted(point: Path, fstype: str) -> bool:
     return any(p == str(point) and t == fstype for p, t in mounts())
 
 
+# bpffs's root is mode 1777 by default: anyone could plant a directory or a symlink
+# where root's pin dirs go.  Root's alone, as systemd mounts it.
+MOUNT_OPTIONS = {"bpf": ["-o", "mode=700"]}
+
+
+def mount_command(fstype: str, point: Path) -> list[str]:
+    return ["mount", "-t", fstype, *MOUNT_OPTIONS.get(fstype, []), fstype, str(point)]
+
+
 def _mount(fstype: str, point: Path) -> None:
     point.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        ["mount", "-t", fstype, fstype, str(point)], capture_output=True, text=True
-    )
+    argv = mount_command(fstype, point)
+    result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         reason = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"
         raise MissingError(
-            f"cannot mount {fstype} at {point}: {reason}; "
-            f"mount it by hand: mount -t {fstype} {fstype} {point}"
+            f"cannot mount {fstype} at {point}: {reason}; mount it by hand: {' '.join(argv)}"
         )
 
 

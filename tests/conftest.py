@@ -35,7 +35,9 @@ def _bpf_problem() -> str | None:
     if not OBJECT.exists():
         return f"{OBJECT} not built (run make)"
     if subprocess.run(["mountpoint", "-q", "/sys/fs/bpf"]).returncode != 0:
-        r = subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True)
+        r = subprocess.run(
+            ["mount", "-t", "bpf", "-o", "mode=700", "bpf", "/sys/fs/bpf"], capture_output=True
+        )
         if r.returncode != 0:
             return "cannot mount bpffs"
     r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True)
@@ -85,17 +87,25 @@ def pin_dir(bpf) -> Path:
     path = Path(f"/sys/fs/bpf/procmon-test-{uuid.uuid4().hex[:10]}")
     prog_ids: set[int] = set()
     yield path
+    state_files = state_files_of(path)
     try:
         prog_ids = our_program_ids(path)
     finally:
         remove_tree(path)
-        # Nothing of this test runs any more: its lock files can go too, with those
-        # of the pin dirs it used below its own (named after it: nobody else's).
-        for lock in PinLayout(path).lock_paths():
-            lock.unlink(missing_ok=True)
-            for below in lock.parent.glob(lock.name.replace(".", "_*.", 1)):
-                below.unlink(missing_ok=True)
+        # Nothing of this test runs any more: its lock files and pin records can go
+        # too, with those of the pin dirs it used below its own (nobody else's).
+        for state_file in state_files:
+            state_file.unlink(missing_ok=True)
     assert not programs_left(prog_ids), f"programs {prog_ids} outlived their pins"
+
+
+def state_files_of(path: Path) -> list[Path]:
+    """The files in /run/procmon-ctl (locks, record) of a pin dir and of every
+    directory below it."""
+    dirs = [path]
+    if path.is_dir() and not path.is_symlink():
+        dirs += [Path(top) / name for top, names, _ in os.walk(path) for name in names]
+    return [f for d in dirs for f in PinLayout(d).state_paths()]
 
 
 def programs_left(prog_ids: set[int], wait: float = 5.0) -> set[int]:

@@ -1,18 +1,23 @@
 """Pins are root's alone: modes, ownership, and directories planted by someone else.
 
-bpffs's root directory is world-writable (mode 1777): any user may create a
-directory or a symlink there before root runs `load`."""
+bpffs's root directory is world-writable (mode 1777) unless mounted with mode=700
+(as procmon-ctl, the Makefile and systemd mount it): any user may then create a
+directory or a symlink there before root runs a command.  Such a pin dir, or one
+below such a directory, is refused by every command before it reads or changes
+anything (exit 2)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
-from conftest import CLI, remove_tree
+import pytest
+from conftest import CLI, ROOT, remove_tree
 
-from procmon_ctl.errors import EXIT_STATE
+from procmon_ctl.errors import EXIT_USAGE
 
 
 def modes(root: Path) -> dict[str, tuple[str, int, int]]:
@@ -56,10 +61,18 @@ def test_modes_do_not_depend_on_umask(cli):
 
 
 def _plant_as_nobody(path: Path) -> None:
-    subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "mkdir", str(path)],
-        check=True,
-    )
+    """A directory of uid 65534's, as one planted in a world-writable bpffs root
+    would be (made by root and handed over: the root may be mode 700 here)."""
+    path.mkdir(mode=0o755)
+    os.chown(path, 65534, 65534)
+
+
+def assert_refused(r: subprocess.CompletedProcess, text: str) -> None:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("procmon-ctl: error: "), lines
+    assert text in lines[0], lines[0]
+    assert r.returncode == EXIT_USAGE, f"exit {r.returncode}: {lines[0]}"
 
 
 def test_directory_planted_by_another_user_is_refused(cli):
@@ -67,9 +80,7 @@ def test_directory_planted_by_another_user_is_refused(cli):
     try:
         assert cli.pin_dir.stat().st_uid == 65534
         r = cli("load", check=False)
-        assert r.returncode == EXIT_STATE
-        lines = r.stderr.splitlines()
-        assert len(lines) == 1 and "belongs to uid 65534, not root" in lines[0]
+        assert_refused(r, "belongs to uid 65534, not root")
         assert list(cli.pin_dir.iterdir()) == [], "nothing pinned into a foreign directory"
         assert stat.S_IMODE(cli.pin_dir.stat().st_mode) == 0o755, "and its mode untouched"
     finally:
@@ -80,8 +91,110 @@ def test_parent_planted_by_another_user_is_refused(cli):
     _plant_as_nobody(cli.pin_dir)
     try:
         r = cli("--pin-dir", str(cli.pin_dir / "inner"), "load", check=False)
-        assert r.returncode == EXIT_STATE
-        assert "belongs to uid 65534" in r.stderr
+        assert_refused(r, "belongs to uid 65534")
         assert not (cli.pin_dir / "inner").exists()
     finally:
         remove_tree(cli.pin_dir)
+
+
+# Every command that takes a pin dir, the read-only ones too.
+COMMANDS = [
+    ("detach",),
+    ("unload",),
+    ("unload", "--force"),
+    ("status",),
+    ("stats",),
+    ("events", "--count", "1", "--duration", "2"),
+    ("attach",),
+    ("load",),
+]
+
+
+def pin_snapshot(pin_dir: Path) -> dict[str, int]:
+    """Each pin below pin_dir -> its inode: a pin removed and made again differs."""
+    return {str(p.relative_to(pin_dir)): p.stat().st_ino for p in pin_dir.rglob("*")}
+
+
+def test_a_planted_symlink_redirects_no_command(attached):
+    """The issue's case: `ln -s /sys/fs/bpf/<someone's instance> /sys/fs/bpf/<name>`
+    by another user; root's commands on <name> must not act on the target."""
+    target = attached.pin_dir
+    link = Path(f"{target}-link")
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    before = pin_snapshot(target)
+    try:
+        for command in COMMANDS:
+            r = attached("--pin-dir", str(link), *command, check=False)
+            assert_refused(r, f"{link} is a symbolic link to another place in bpffs")
+        assert pin_snapshot(target) == before
+        assert link.is_symlink()
+    finally:
+        link.unlink()
+    assert "(loaded)" in attached("status").stdout
+    assert attached.json("status", "--json")["programs"][0]["attached"]
+
+
+def test_a_symlink_on_the_way_is_refused(attached):
+    """A link to a directory higher up, reached through a path below it."""
+    link = Path(f"{attached.pin_dir}-up")
+    link.symlink_to(attached.pin_dir.parent)
+    before = pin_snapshot(attached.pin_dir)
+    try:
+        for command in [("status",), ("unload",), ("detach",)]:
+            r = attached("--pin-dir", str(link / attached.pin_dir.name), *command, check=False)
+            assert_refused(r, f"{link} is a symbolic link")
+        assert pin_snapshot(attached.pin_dir) == before
+    finally:
+        link.unlink()
+
+
+def test_an_instance_in_a_directory_someone_else_owns_is_not_used(attached):
+    """Root's instance, then its directory handed to uid 65534 (who could now swap
+    pins in it): no command reads or changes it until root owns it again."""
+    before = pin_snapshot(attached.pin_dir)
+    os.chown(attached.pin_dir, 65534, 65534)
+    try:
+        for command in COMMANDS:
+            r = attached(*command, check=False)
+            assert_refused(r, "belongs to uid 65534, not root")
+        assert pin_snapshot(attached.pin_dir) == before
+    finally:
+        os.chown(attached.pin_dir, 0, 0)
+    attached("unload")
+
+
+def _in_private_mount_ns(script: str) -> subprocess.CompletedProcess:
+    """A shell script in a mount namespace of its own, where bpffs is unmounted
+    first: what procmon-ctl (or make) mounts there vanishes with it."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare not installed")
+    prologue = "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf; done\n"
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-euc", prologue + script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "CLI": " ".join(CLI)},
+    )
+
+
+def test_procmon_ctl_mounts_bpffs_root_only(cli):
+    r = _in_private_mount_ns(f"""
+        PROCMON_PIN_DIR={cli.pin_dir} $CLI status >/dev/null
+        stat -c '%a %u' /sys/fs/bpf
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1700", "0"], r.stdout
+
+
+def test_make_mounts_bpffs_root_only():
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    r = _in_private_mount_ns("""
+        make -s mounts
+        stat -c '%a %u' /sys/fs/bpf
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1700", "0"], r.stdout

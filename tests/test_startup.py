@@ -48,7 +48,7 @@ OTHER_COMMANDS = [
     "procmon_ctl.doctor",
     "procmon_ctl.exporter",
     "procmon_ctl.json_native",
-    "procmon_ctl.libbpf",
+    # (procmon_ctl.libbpf is stats' own too: it checks the pins' kernel ids.)
     "procmon_ctl.load",
     "procmon_ctl.logfile",
     "procmon_ctl.render",

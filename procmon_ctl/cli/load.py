@@ -23,18 +23,25 @@ def load(
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
     from ..load import find_object
     from ..load import load as load_instance
+    from ..system import require_root
 
     pins = layout()
+    require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
     load_instance(pins, obj, ring_size)
     print(f"loaded {obj} at {pins.root}; next: procmon-ctl attach")
 
 
 @command()
-def unload() -> None:
+def unload(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Unload even while a reader (`events`) reads the ring."),
+    ] = False,
+) -> None:
     """Detach if needed and remove every pin of this instance."""
     from ..load import unload as unload_instance
 
     pins = layout()
-    removed = unload_instance(pins)
+    removed = unload_instance(pins, force=force)
     print(f"unloaded {pins.root} ({len(removed)} pins removed)")
