@@ -95,6 +95,7 @@ def _replace_ring(cli) -> int:
     return make_map(ring, "ringbuf", "events")
 
 
+@pytest.mark.kernel
 def test_a_replaced_ring_is_refused_by_every_command(attached):
     """The issue's case: maps/events replaced by another ring buffer of the same name.
     The readers would read a ring nothing writes to."""
@@ -166,6 +167,7 @@ def test_an_instance_without_a_record_must_be_loaded_again(attached):
     attached("status")
 
 
+@pytest.mark.kernel
 def test_record_follows_attach_and_detach(cli):
     layout = PinLayout(cli.pin_dir)
     cli("load")

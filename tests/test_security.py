@@ -8,6 +8,7 @@ anything (exit 2)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -198,3 +199,21 @@ def test_make_mounts_bpffs_root_only():
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1700", "0"], r.stdout
+
+
+def test_doctor_warns_of_a_world_writable_bpffs():
+    r = _in_private_mount_ns("""
+        mount -t bpf bpf /sys/fs/bpf
+        $CLI doctor --json || true
+        chmod 700 /sys/fs/bpf
+        $CLI doctor --json || true
+    """)
+    assert r.returncode == 0, r.stderr
+    before, after = (
+        {c["name"]: c for c in json.loads(line)["checks"]}["bpffs"]
+        for line in r.stdout.splitlines()
+        if line.startswith("{")
+    )
+    assert before["status"] == "WARN" and "mode 1777" in before["detail"], before
+    assert "chmod 700 /sys/fs/bpf" in before["fix"]
+    assert after["status"] == "PASS" and "(mode 700)" in after["detail"], after
