@@ -237,12 +237,11 @@ def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
 def test_serve_attach_loads_and_unloads(cli, stop_signal):
     """`serve --attach` serves an instance of its own, pinned nowhere, that is gone
     once serve stops (SIGTERM or Ctrl-C here; SIGKILL in the next test)."""
-    before = sorted(os.listdir("/sys/fs/bpf"))
     with exporter(cli, "--attach", stop_signal=stop_signal) as (proc, port):
-        assert sorted(os.listdir("/sys/fs/bpf")) == before, "serve --attach pinned something"
         held = bpf_held_by(proc.pid)
         prog_ids = held["prog"]
         assert len(prog_ids) == 3 and len(held["link"]) == 3
+        assert not pinned(held), "serve --attach pinned something"
         first = scrape(port)
         assert first["procmon_loaded"] == 1
         for event in ("fork", "exec", "exit"):
@@ -329,14 +328,56 @@ def test_serve_port_in_use_is_one_line(attached):
     assert cli.json("status", "--json")["loaded"]
 
 
-def _our_programs_anywhere() -> set[int]:
+def pinned(held: dict[str, set[int]]) -> dict[int, list[str]]:
+    """Where in bpffs any of these objects is pinned (bpftool -f walks every mount)."""
     return {
-        p["id"] for p in bpftool_json("prog", "show") if p.get("name", "").startswith("handle_")
+        o["id"]: o["pinned"]
+        for kind, ids in held.items()
+        for o in bpftool_json("-f", kind, "show")
+        if o["id"] in ids and o.get("pinned")
+    }
+
+
+def _pin_dir_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    except OSError:
+        return None
+    return env.get(b"PROCMON_PIN_DIR", b"").decode(errors="replace")
+
+
+def _program_holders() -> dict[int, set[int]]:
+    """Program id -> the processes holding it through an fd (this bpftool cannot
+    say: its `pids` field needs a build with BPF skeletons)."""
+    holders: dict[int, set[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            for prog_id in bpf_held_by(int(entry))["prog"]:
+                holders.setdefault(prog_id, set()).add(int(entry))
+    return holders
+
+
+def _our_programs_anywhere(pin_dir: Path) -> set[int]:
+    """Programs of ours nothing should keep: unpinned ones held by no process (the
+    kernel frees them after an RCU grace period) or by a process of this test (its
+    PROCMON_PIN_DIR, which serve's children would inherit).  Other tests' instances
+    on the host, pinned in their dirs or held by their processes, do not count."""
+    holders = _program_holders()
+    return {
+        p["id"]
+        for p in bpftool_json("-f", "prog", "show")
+        if p.get("name", "").startswith("handle_")
+        and not p.get("pinned")
+        and (
+            not holders.get(p["id"])
+            or any(_pin_dir_of(pid) == str(pin_dir) for pid in holders[p["id"]])
+        )
     }
 
 
 def test_serve_attach_busy_port_leaves_nothing(cli):
-    before = _our_programs_anywhere()
+    before = _our_programs_anywhere(cli.pin_dir)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -345,9 +386,9 @@ def test_serve_attach_busy_port_leaves_nothing(cli):
     assert r.returncode != 0 and "in use" in r.stderr and r.stderr.count("\n") == 1
     assert not cli.pin_dir.exists()
     deadline = time.monotonic() + 5
-    while _our_programs_anywhere() - before and time.monotonic() < deadline:
+    while _our_programs_anywhere(cli.pin_dir) - before and time.monotonic() < deadline:
         time.sleep(0.05)  # the kernel frees a closed instance after an RCU grace period
-    assert not _our_programs_anywhere() - before, "serve's programs outlived it"
+    assert not _our_programs_anywhere(cli.pin_dir) - before, "serve's programs outlived it"
 
 
 @pytest.mark.parametrize(
@@ -370,12 +411,12 @@ def test_serve_bad_input_is_one_line(attached, args, expected):
 
 def test_serve_attach_port_0_loads_nothing(cli):
     """The port is checked before anything is loaded: nothing to undo."""
-    before = _our_programs_anywhere()
+    before = _our_programs_anywhere(cli.pin_dir)
     r = cli("serve", "--attach", "--port", "0", check=False, timeout=20)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "use 1-65535" in r.stderr and "Traceback" not in r.stderr
     assert not cli.pin_dir.exists()
-    assert not _our_programs_anywhere() - before
+    assert not _our_programs_anywhere(cli.pin_dir) - before
 
 
 def thread_count(pid: int) -> int:
