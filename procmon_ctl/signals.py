@@ -55,22 +55,29 @@ class _State:
     held = 0  # depth of deferred() blocks
     previous: dict[int, Any] | None = None  # handlers before install(), to restore
     previous_unraisable: Any = None
+    mask: set[int] | None = None  # the signal mask before stand_down() blocked ours
 
 
 _state = _State()
 
 
-def _unwinding() -> bool:
-    """Whether a Terminated is being handled where the main thread is (an except
-    or finally block, a context manager's __exit__, or code they call)."""
-    exc = sys.exc_info()[1]
+def caused_by_stop(exc: BaseException | None) -> bool:
+    """Whether exc is a Terminated or was raised while one was handled: a stop that
+    landed in code which wraps what it catches (Python turns an exception inside
+    __set_name__, e.g. during an import, into a RuntimeError)."""
     for _ in range(100):  # a __context__ chain is short; never loop on a strange one
         if exc is None:
             return False
         if isinstance(exc, Terminated):
             return True
-        exc = exc.__context__
+        exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _unwinding() -> bool:
+    """Whether a Terminated is being handled where the main thread is (an except
+    or finally block, a context manager's __exit__, or code they call)."""
+    return caused_by_stop(sys.exc_info()[1])
 
 
 def _on_stop(signum: int, frame: FrameType | None) -> None:
@@ -127,16 +134,23 @@ def arm() -> None:
 
 
 def stand_down() -> None:
-    """The program is ending: a stop from now on is only recorded, never raised
-    into the exit path (which would print a traceback)."""
+    """The program is ending: a stop from now on is held back by the kernel (the
+    signals are blocked).  Raised into the exit path it would print a traceback;
+    and the interpreter puts the default actions back as it finalises, so one that
+    came then would kill the program with the signal instead of its exit code."""
     _state.raising = False
     signal.setitimer(signal.ITIMER_REAL, 0)
+    if _state.mask is None:
+        _state.mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
 
 def uninstall() -> None:
     """Put back what install() replaced and forget any stop (for a caller that
     runs the CLI in its own process, as the tests do)."""
     stand_down()
+    # Unblocked while the handlers still only record: what came meanwhile is dropped.
+    signal.pthread_sigmask(signal.SIG_SETMASK, _state.mask)
+    _state.mask = None
     if _state.previous is not None:
         for s, handler in _state.previous.items():
             signal.signal(s, handler)

@@ -184,6 +184,11 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
             return PermissionDenied(err.filename or "").message, EXIT_PERMISSION
         where = f": {err.filename}" if err.filename else ""
         return f"{err.strerror or err}{where}", EXIT_FAILED
+    except Exception as err:
+        if debug or not signals.caused_by_stop(err):
+            raise
+        # A stop that landed in code which wrapped it in an error of its own.
+        return None, 0
     return None, code if isinstance(code, int) else 0
 
 
