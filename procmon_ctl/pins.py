@@ -40,8 +40,9 @@ PROGRAMS = {
 MAPS = ("events", "process_count", "counters", "settings", "exited", "followed")
 # Made by `load` below the pin dir while it sizes the ring, and removed again.
 RING_STAGING = "ring_staging"
-# How bpftool pins the maps libbpf makes of an object's sections (.rodata, .bss,
-# ...): the object's name cut to 8 characters, "_", the section, dots as "_".
+# How bpftool names the pins of the maps libbpf makes of an object's sections: the
+# first 8 characters of the object's name, then the section (.rodata, .bss, ...),
+# every dot as "_" (process__rodata).
 _INTERNAL_MAP = re.compile(r"[^/]{1,8}__(rodata|data|bss|kconfig)(_\w*)?$")
 # What each directory below the pin dir holds, by its name there.
 _KIND_OF_DIR = {"progs": "prog", "maps": "map", "links": "link"}
@@ -111,8 +112,11 @@ class PinLayout:
                 return
             if stat.S_ISLNK(st.st_mode):
                 inside = fs_type_of(Path(os.path.realpath(path)))[1] == "bpf"
-                where = "to another place in bpffs" if inside else "to a place that is"
-                where += "" if inside else " not inside a bpffs mount"
+                where = (
+                    "to another place in bpffs"
+                    if inside
+                    else "to a place that is not inside a bpffs mount"
+                )
                 raise UsageError(
                     f"{path} is a symbolic link {where}: procmon-ctl follows no symbolic "
                     f"links below {mount_point} (anyone who could write there could have "
@@ -262,13 +266,13 @@ class PinLayout:
 
     def remember_loaded(self) -> None:
         """After `load` pinned everything: record the ids of the object's programs
-        and maps, and which maps no program uses (an object may define a map it does not use;
-        every other map must stay one the programs use)."""
+        and maps, and which maps no program uses (an object may define one it does
+        not use; every other map must stay one the programs use)."""
         from . import libbpf
 
         pins = {}
         used: set[int] = set()
-        for path in sorted(self.progs_dir.iterdir()):  # the object may have more
+        for path in sorted(self.progs_dir.iterdir()):  # an object may have more than ours
             name = f"progs/{path.name}"
             fd = self._open(name, "prog")
             try:
