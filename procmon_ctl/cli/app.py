@@ -4,6 +4,7 @@ traceback only with PROCMON_DEBUG=1)."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import importlib
 import os
@@ -144,7 +145,7 @@ def run(argv: list[str] | None = None) -> None:
         else:
             signals.stand_down()
     if message is not None:
-        print(f"procmon-ctl: error: {message}", file=sys.stderr)
+        print(f"procmon-ctl: error: {one_line(message)}", file=sys.stderr)
     exit_with(code)
 
 
@@ -183,6 +184,9 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
         if isinstance(err, PermissionError) and os.geteuid() != 0:
             return PermissionDenied(err.filename or "").message, EXIT_PERMISSION
         where = f": {err.filename}" if err.filename else ""
+        if err.errno == errno.ENAMETOOLONG:
+            # Only a name the user gave can be too long: bad input, not a refusal.
+            return f"{err.strerror}{where}: use a shorter path", EXIT_USAGE
         return f"{err.strerror or err}{where}", EXIT_FAILED
     except Exception as err:
         if debug or not signals.caused_by_stop(err):
@@ -190,6 +194,14 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
         # A stop that landed in code which wrapped it in an error of its own.
         return None, 0
     return None, code if isinstance(code, int) else 0
+
+
+def one_line(message: str) -> str:
+    """The message with what would break its line (a newline in a path the user
+    gave, other control characters) written as escapes: an error is one line."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 VERIFIER_TAIL = 20

@@ -76,13 +76,18 @@ def events(
     )
     pins = layout()
     warning = check_can_read(pins)
-    if warning:
-        print(f"procmon-ctl: warning: {warning}", file=sys.stderr)
     if output is None:
+        warn(warning)
         follow(pins, opts, sys.stdout)
         return
     from ..logfile import ReopeningFile, reopen_on_sighup
 
     with ReopeningFile(output) as sink:
+        warn(warning)  # only once --output is known good: an error is the one line
         reopen_on_sighup(sink)
         follow(pins, opts, sink)
+
+
+def warn(warning: str | None) -> None:
+    if warning:
+        print(f"procmon-ctl: warning: {warning}", file=sys.stderr)
