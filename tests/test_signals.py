@@ -24,6 +24,7 @@ import pytest
 from conftest import CLI, remove_tree
 
 from procmon_ctl import signals
+from procmon_ctl.cli import app
 from procmon_ctl.pins import PinLayout
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -349,3 +350,69 @@ def test_stop_signals_at_random_moments(pin_dir):
     assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
     # Most tries must have caught the command running, or the test proves little.
     assert len(stopped) >= TRIES // 2, summary
+
+
+# --- a stop at the worst moment of load, unload and detach -------------------------
+
+
+def run_in_process(*argv: str) -> int:
+    """procmon-ctl ARGV in this process, as main() runs it: its exit code."""
+    with pytest.raises(SystemExit) as end:
+        app.run(list(argv))
+    return end.value.code
+
+
+def stop_at_call(monkeypatch, owner, name: str, nth: int) -> list[int]:
+    """SIGTERM to this process just before the nth call of owner.name: a stop that
+    lands at exactly that point of a real command (the call itself is real)."""
+    calls = []
+    real = getattr(owner, name)
+
+    def stopping(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == nth:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, stopping)
+    return calls
+
+
+PENDING_FIX = pytest.mark.xfail(
+    strict=True,
+    reason="load.py/attach.py change pins outside any deferred() block or cleanup: the "
+    "fix is reported to the lead (this file's owner may not edit them)",
+)
+
+
+@PENDING_FIX
+def test_stop_in_the_middle_of_unload_leaves_all_or_nothing(cli, monkeypatch):
+    cli("load")
+    cli("attach")
+    full = tree(cli.pin_dir)
+    stop_at_call(monkeypatch, Path, "unlink", 2)  # after the first link pin went
+    code = run_in_process("--pin-dir", str(cli.pin_dir), "unload")
+    assert code == 0
+    assert tree(cli.pin_dir) in (set(), full), sorted(tree(cli.pin_dir))
+
+
+@PENDING_FIX
+def test_stop_in_the_middle_of_detach_leaves_all_or_nothing(cli, monkeypatch):
+    cli("load")
+    cli("attach")
+    attached = tree(cli.pin_dir)
+    cli("detach")
+    detached = tree(cli.pin_dir)
+    cli("attach")
+    stop_at_call(monkeypatch, Path, "unlink", 2)
+    code = run_in_process("--pin-dir", str(cli.pin_dir), "detach")
+    assert code == 0
+    assert tree(cli.pin_dir) in (attached, detached), sorted(tree(cli.pin_dir))
+
+
+@PENDING_FIX
+def test_stop_right_after_load_made_the_pin_dir_leaves_nothing(cli, monkeypatch):
+    stop_at_call(monkeypatch, os, "chmod", 1)  # the first chmod follows the mkdir
+    code = run_in_process("--pin-dir", str(cli.pin_dir), "load")
+    assert code == 0
+    assert not cli.pin_dir.exists(), sorted(tree(cli.pin_dir))
