@@ -40,6 +40,13 @@ struct {
 	__type(value, struct settings);
 } settings SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOSS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} losses SEC(".maps");
+
 /* Follow mode's tree (see enum follow_limits).  One entry here: the shared
  * instance never follows, and `run` sizes it to FOLLOWED_MAX_PROCESSES at load. */
 struct {
@@ -56,6 +63,7 @@ const volatile enum event_type btf_anchor_event_type = EVENT_FORK;
 const volatile enum event_flag btf_anchor_event_flag = EVENT_FLAG_THREAD;
 const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
 const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCESSES;
+const volatile enum loss_key btf_anchor_loss_key = LOSS_MAX;
 
 static __always_inline void count(__u32 key)
 {
@@ -65,17 +73,11 @@ static __always_inline void count(__u32 key)
 		*v += 1; /* per-CPU slot: no atomic needed */
 }
 
-static __always_inline __u64 take_pending_drops(void)
+static __always_inline __u64 *dropped_total(void)
 {
-	__u32 key = COUNTER_PENDING;
-	__u64 *v = bpf_map_lookup_elem(&counters, &key);
-	__u64 n = 0;
+	__u32 key = LOSS_DROPPED;
 
-	if (v) {
-		n = *v;
-		*v = 0;
-	}
-	return n;
+	return bpf_map_lookup_elem(&losses, &key);
 }
 
 static __always_inline void *reserve(__u64 size)
@@ -85,8 +87,12 @@ static __always_inline void *reserve(__u64 size)
 	count(COUNTER_PRODUCED);
 	e = bpf_ringbuf_reserve(&events, size, 0);
 	if (!e) {
+		__u64 *total = dropped_total();
+
 		count(COUNTER_DROPPED);
-		count(COUNTER_PENDING);
+		/* Atomic: shared by all CPUs.  Only a refused record pays for it. */
+		if (total)
+			__sync_fetch_and_add(total, 1);
 	}
 	return e;
 }
@@ -117,6 +123,13 @@ static __always_inline const struct settings *get_settings(void)
 	return bpf_map_lookup_elem(&settings, &zero);
 }
 
+/* Whether thread forks go in the ring: only while the lease of the reader that
+ * asked for them runs (see struct settings). */
+static __always_inline bool stream_threads(const struct settings *s)
+{
+	return s && s->threads_until_ns && bpf_ktime_get_ns() < s->threads_until_ns;
+}
+
 /* Follow mode: whether records of process `tgid` are wanted.  Everything else on
  * the host costs this one lookup and no ring space. */
 static __always_inline bool wanted(const struct settings *s, __u32 tgid)
@@ -127,6 +140,8 @@ static __always_inline bool wanted(const struct settings *s, __u32 tgid)
 static __always_inline void fill_common(struct process_event *e, __u32 type,
 					 struct task_struct *task)
 {
+	__u64 *total = dropped_total();
+
 	e->ts_ns = bpf_ktime_get_ns();
 	e->duration_ns = 0;
 	e->type = type;
@@ -136,9 +151,8 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->exit_code = 0;
 	e->exit_signal = 0;
-	e->dropped_before = (__u32)take_pending_drops();
+	e->dropped_total = total ? *(volatile __u64 *)total : 0;
 	e->flags = 0;
-	e->__pad = 0;
 	/* Reserved ring space holds old records: zero the name's tail, so equal names
 	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
@@ -158,7 +172,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	if (thread) {
 		count(COUNTER_THREADS);
-		if (!s || !s->stream_threads)
+		if (!stream_threads(s))
 			return 0;
 	} else {
 		__u32 zero = 0;

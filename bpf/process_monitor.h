@@ -26,6 +26,9 @@ enum event_flag {
 struct process_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 duration_ns;    /* exit: lifetime since the process started */
+	/* losses[LOSS_DROPPED] as this record was made: every record the ring refused
+	 * so far, on any CPU.  A reader marks the difference to what it already marked. */
+	__u64 dropped_total;
 	__u32 type;           /* enum event_type */
 	__u32 pid;            /* the task's own id (thread id for threads) */
 	__u32 tgid;           /* its process id */
@@ -33,9 +36,7 @@ struct process_event {
 	__u32 uid;
 	__s32 exit_code;      /* exit: the code passed to exit(), else 0 */
 	__u32 exit_signal;    /* exit: the signal that killed it, else 0 */
-	__u32 dropped_before; /* records this CPU could not reserve just before this one */
 	__u32 flags;          /* EVENT_FLAG_* */
-	__u32 __pad;
 	char comm[TASK_COMM_LEN];
 };
 
@@ -52,9 +53,21 @@ enum counter_key {
 	COUNTER_EXITS = 3,     /* processes that ended (last thread of the group) */
 	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
 	COUNTER_DROPPED = 5,   /* ... of which bpf_ringbuf_reserve refused */
-	COUNTER_PENDING = 6,   /* drops not yet reported in a dropped_before */
-	COUNTER_UNFOLLOWED = 7, /* follow mode: children of the tree `followed` had no room for */
-	COUNTER_MAX = 8,
+	COUNTER_UNFOLLOWED = 6, /* follow mode: children of the tree `followed` had no room for */
+	COUNTER_MAX = 7,
+};
+
+/* Keys of the `losses` map, so that every lost record is marked in the stream
+ * exactly once, by whichever reader gets there: the programs count every refused
+ * reservation in LOSS_DROPPED (one counter for all CPUs, so each record can carry
+ * it), and the readers keep in LOSS_MARKED how many of those their gap markers
+ * have reported.  A reader marks dropped_total - marked before a record, and
+ * LOSS_DROPPED - marked whenever it has caught up, so a loss after the last
+ * record is marked too. */
+enum loss_key {
+	LOSS_DROPPED = 0, /* written by the programs only */
+	LOSS_MARKED = 1,  /* written by the reader only */
+	LOSS_MAX = 2,
 };
 
 /* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  User
@@ -66,11 +79,14 @@ enum follow_limits {
 	FOLLOWED_MAX_PROCESSES = 32768,
 };
 
-/* The one value of the `settings` map, written by `procmon-ctl` after load.
- * All zero (a fresh load) means: no thread records, wake the reader per record,
- * every process on the host. */
+/* The one value of the `settings` map, written by `procmon-ctl` after load and by
+ * the reader.  All zero (a fresh load) means: no thread records, wake the reader
+ * per record, every process on the host. */
 struct settings {
-	__u32 stream_threads; /* 1: put thread forks in the ring too */
+	/* Put thread forks in the ring too until bpf_ktime_get_ns() reaches this.  A
+	 * lease, not a switch: the reader that asked for threads renews it while it
+	 * runs, so thread streaming ends soon after that reader dies, however it dies. */
+	__u64 threads_until_ns;
 	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
 	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
 };

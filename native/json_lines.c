@@ -137,7 +137,7 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
 void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
 		   __u64 max_records, char *out, __u64 cap, struct pm_batch *b)
 {
-	__u64 pos = b->pos;
+	__u64 pos = b->pos, marked = b->marked;
 	__u64 prod = __atomic_load_n(producer_pos, __ATOMIC_ACQUIRE);
 	char *p = out, *end = out + cap;
 
@@ -176,19 +176,23 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			break;
 		}
 		line = p;
-		if (e->dropped_before)
-			line = PUT_LIT(PUT_FIELD(line, "{\"type\":\"gap\",\"dropped\":", e->dropped_before),
+		if (e->dropped_total > marked)
+			line = PUT_LIT(PUT_FIELD(line, "{\"type\":\"gap\",\"dropped\":",
+						 e->dropped_total - marked),
 				       "}\n");
 		line = put_record(line, e, len);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;
 		}
+		if (e->dropped_total > marked)
+			marked = e->dropped_total;
 		p = line;
 		pos += RINGBUF_FOOTPRINT(len);
 		b->records++;
 	}
 	b->pos = pos;
+	b->marked = marked;
 	b->out_len = (__u64)(p - out);
 }
 
@@ -202,7 +206,7 @@ void pm_abi_info(struct pm_abi *abi)
 		.comm_offset = offsetof(struct process_event, comm),
 		.filename_offset = offsetof(struct exec_event, filename),
 		.flags_offset = offsetof(struct process_event, flags),
-		.dropped_before_offset = offsetof(struct process_event, dropped_before),
+		.dropped_total_offset = offsetof(struct process_event, dropped_total),
 		.event_fork = EVENT_FORK,
 		.event_exec = EVENT_EXEC,
 		.event_exit = EVENT_EXIT,

@@ -25,6 +25,7 @@ struct pm_batch {
 	__u64 pos;     /* in: ring position to start at; out: just after the last record taken */
 	__u64 records; /* out: records formatted (gap lines not counted) */
 	__u64 out_len; /* out: bytes written */
+	__u64 marked;  /* in: losses already marked (losses[LOSS_MARKED]); out: after this batch */
 	__u32 stop;    /* out: enum pm_stop */
 	__u32 __pad;
 };
@@ -39,7 +40,7 @@ struct pm_abi {
 	__u32 comm_offset;
 	__u32 filename_offset;
 	__u32 flags_offset;
-	__u32 dropped_before_offset;
+	__u32 dropped_total_offset;
 	__u32 event_fork;
 	__u32 event_exec;
 	__u32 event_exit;

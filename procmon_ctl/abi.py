@@ -42,9 +42,16 @@ class CounterKey(IntEnum):
     EXITS = 3
     PRODUCED = 4
     DROPPED = 5
-    PENDING = 6
-    UNFOLLOWED = 7
-    MAX = 8
+    UNFOLLOWED = 6
+    MAX = 7
+
+
+class LossKey(IntEnum):
+    """enum loss_key: keys of the `losses` map"""
+
+    DROPPED = 0
+    MARKED = 1
+    MAX = 2
 
 
 class FollowLimits(IntEnum):
@@ -62,8 +69,8 @@ class RingbufRecord(IntEnum):
 
 
 # The counters `stats`, the exporter and the tests show, by name, in key order
-# (PENDING is the programs' own bookkeeping, UNFOLLOWED is `run`'s; MAX is the map size).
-COUNTER_NAMES = tuple(k.name.lower() for k in CounterKey if k < CounterKey.PENDING)
+# (UNFOLLOWED is `run`'s; MAX is the map size).
+COUNTER_NAMES = tuple(k.name.lower() for k in CounterKey if k < CounterKey.UNFOLLOWED)
 
 
 _HDR_AND_ALIGN = RingbufRecord.HDR_SZ.value + 7
@@ -80,6 +87,7 @@ class ProcessEvent(ctypes.Structure):
     _fields_ = [
         ("ts_ns", c_uint64),
         ("duration_ns", c_uint64),
+        ("dropped_total", c_uint64),
         ("type", c_uint32),
         ("pid", c_uint32),
         ("tgid", c_uint32),
@@ -87,9 +95,7 @@ class ProcessEvent(ctypes.Structure):
         ("uid", c_uint32),
         ("exit_code", c_int32),
         ("exit_signal", c_uint32),
-        ("dropped_before", c_uint32),
         ("flags", c_uint32),
-        ("__pad", c_uint32),
         ("comm", c_char * TASK_COMM_LEN),
     ]
 
@@ -107,7 +113,7 @@ class Settings(ctypes.Structure):
     """struct settings: the one value of the `settings` map"""
 
     _fields_ = [
-        ("stream_threads", c_uint32),
+        ("threads_until_ns", c_uint64),
         ("wakeup_bytes", c_uint32),
         ("follow", c_uint32),
     ]
@@ -132,6 +138,7 @@ class PmBatch(ctypes.Structure):
         ("pos", c_uint64),
         ("records", c_uint64),
         ("out_len", c_uint64),
+        ("marked", c_uint64),
         ("stop", c_uint32),
         ("__pad", c_uint32),
     ]
@@ -150,7 +157,7 @@ class PmAbi(ctypes.Structure):
             "comm_offset",
             "filename_offset",
             "flags_offset",
-            "dropped_before_offset",
+            "dropped_total_offset",
             "event_fork",
             "event_exec",
             "event_exit",
@@ -172,7 +179,7 @@ def expected_pm_abi() -> PmAbi:
         comm_offset=ProcessEvent.comm.offset,
         filename_offset=ExecEvent.filename.offset,
         flags_offset=ProcessEvent.flags.offset,
-        dropped_before_offset=ProcessEvent.dropped_before.offset,
+        dropped_total_offset=ProcessEvent.dropped_total.offset,
         event_fork=EventType.FORK,
         event_exec=EventType.EXEC,
         event_exit=EventType.EXIT,
@@ -220,6 +227,8 @@ PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
 FILENAME = struct.Struct(f"<{MAX_FILENAME_LEN}s")
 FILENAME_OFFSET = ExecEvent.filename.offset
 SETTINGS = struct.Struct("<" + struct_format(Settings))
+# A value of the `losses` map.
+LOSS_VALUE = struct.Struct("<Q")
 # A record header's length word (native "I": one 4-byte load).
 RECORD_LENGTH = struct.Struct("I")
 # The consumer and producer positions at the start of the ring's first two pages.

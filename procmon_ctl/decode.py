@@ -29,7 +29,9 @@ class Event(NamedTuple):
     exit_code: int | None
     exit_signal: int | None
     duration_ns: int | None
-    dropped_before: int
+    # The ring's losses so far (losses[LOSS_DROPPED]) as the record was made: a
+    # reader marks what it has not marked yet (stream.LossMarks).
+    dropped_total: int
 
 
 def cstr(raw: bytes) -> str:
@@ -44,7 +46,7 @@ def decode_event(record: bytes | memoryview) -> Event:
 
 def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     """The record that starts at `offset` of `buf`, read in place (no slice)."""
-    (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, comm) = _unpack_event(
+    (ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm) = _unpack_event(
         buf, offset
     )
     name = TYPE_NAMES.get(etype, str(etype))

@@ -54,7 +54,7 @@ class PrivateInstance:
             self._object.load()
             # Before the first link: a program that ran with follow still 0 would
             # put every process of the host in the ring.
-            self.write_settings(False, default_wakeup_bytes(self.ring_size))
+            self.write_settings(0, default_wakeup_bytes(self.ring_size))
             for event in events:
                 stage = f"attaching the {event} program of"
                 self._links.append(
@@ -85,8 +85,8 @@ class PrivateInstance:
     def map_fd(self, name: str) -> int:
         return self._object.map_fd(name)
 
-    def write_settings(self, stream_threads: bool, wakeup_bytes: int) -> None:
-        value = settings_value(stream_threads, wakeup_bytes, self.follow_mode)
+    def write_settings(self, threads_until_ns: int, wakeup_bytes: int) -> None:
+        value = settings_value(threads_until_ns, wakeup_bytes, self.follow_mode)
         libbpf.map_update(self.map_fd("settings"), bytes(4), value)
 
     def follow(self, pid: int) -> None:

@@ -48,19 +48,23 @@ def _shared_json(key: tuple[int, int, int, bytes]) -> str:
     return text
 
 
-def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str]) -> None:
+def json_lines(
+    buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str], marked: int
+) -> int:
     """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
-    preceded by its gap line when records were lost just before it."""
+    preceded by a gap line when the ring has lost more records than the `marked`
+    already reported; returns the new count of marked losses."""
     unpack, unpack_name = PROCESS_EVENT.unpack_from, FILENAME.unpack_from
     cache, shared_json, gap = _shared_cache, _shared_json, _GAP
     fork, exit_, exec_ = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
     append = lines.append
     for off in offsets:
-        (ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, comm) = unpack(
+        (ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm) = unpack(
             buf, off
         )
-        if dropped:
-            append(gap % dropped)
+        if dropped > marked:
+            append(gap % (dropped - marked))
+            marked = dropped
         key = (ppid, uid, flags, comm)
         shared = cache.get(key) or shared_json(key)
         # f-strings: no argument tuple and no format string to parse per record.
@@ -80,3 +84,4 @@ def json_lines(buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: l
         else:  # a record type this version does not know: its common fields
             name = TYPE_NAMES.get(etype, str(etype))
             append(f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
+    return marked

@@ -88,6 +88,7 @@ class Batch:
     text: str
     records: int
     pos: int  # ring position after the last record taken
+    marked: int  # losses marked, this batch's gap lines included
     stop: int  # abi.PmStop
 
 
@@ -100,9 +101,9 @@ class JsonLineFormatter:
         self._out = ctypes.create_string_buffer(OUTPUT_BYTES)
         self._batch = PmBatch()
 
-    def format(self, pos: int, max_records: int) -> Batch:
+    def format(self, pos: int, max_records: int, marked: int) -> Batch:
         b = self._batch
-        b.pos = pos
+        b.pos, b.marked = pos, marked
         self._lib.pm_json_lines(
             self._data,
             self._mask,
@@ -114,7 +115,7 @@ class JsonLineFormatter:
         )
         # Only ASCII is written here (anything else goes back to Python).
         text = ctypes.string_at(self._out, b.out_len).decode("ascii")
-        return Batch(text, b.records, b.pos, b.stop)
+        return Batch(text, b.records, b.pos, b.marked, b.stop)
 
 
 class MappedRing:

@@ -186,6 +186,13 @@ def map_update(fd: int, key: bytes, value: bytes) -> None:
     _lib().bpf_map_update_elem(fd, key, value, 0)  # BPF_ANY
 
 
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:
+    """The value at `key` (of an array map: always there)."""
+    value = ctypes.create_string_buffer(value_size)
+    _lib().bpf_map_lookup_elem(fd, key, value)
+    return value.raw
+
+
 def map_delete(fd: int, key: bytes) -> None:
     """Remove a key; one that is not there is not an error."""
     _lib().bpf_map_delete_elem(fd, key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import bpftool, features
+from . import bpftool, features, signals
 from .errors import MissingError, PermissionDenied, StateError, UsageError
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
 from .settings import default_wakeup_bytes, write_settings
@@ -85,12 +85,13 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
         layout.forget()  # the record of an instance removed by hand
         created_root = not layout.root.exists()
         made_parents = [d for d in layout.root.parents if not d.exists()]  # deepest first
-        layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        layout.check_owned()
-        os.chmod(layout.root, 0o700)
         try:
+            # In the try: a stop right after mkdir must not leave an empty pin dir.
+            layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            layout.check_owned()
+            os.chmod(layout.root, 0o700)
             _loadall(layout, obj, ring_size)
-            write_settings(layout, False, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
+            write_settings(layout, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
             layout.remember_loaded()
         except BaseException:
             remove_pins(layout, keep_root=not created_root)
@@ -179,8 +180,9 @@ def unload(layout: PinLayout, force: bool = False) -> list[Path]:
                     f"{who} is reading {layout.map('events')}: stop it first, or unload "
                     "anyway with `procmon-ctl unload --force`"
                 )
-            removed = remove_pins(layout)
-            layout.forget()
+            with signals.deferred():  # all pins or none: a stop waits for the last
+                removed = remove_pins(layout)
+                layout.forget()
         layout.remove_legacy_locks()
         return removed
 

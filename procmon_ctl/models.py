@@ -185,13 +185,15 @@ class ExitEvent(_ProcessLine):
 
 
 class GapEvent(_Line):
-    """Records were lost here because the ring buffer was full; the next line is the
-    first event after the loss."""
+    """Records were lost because the ring buffer was full, since the previous gap
+    line (or since the stream began): before the next line, or, when the reader had
+    read everything, after the line before.  Every loss is marked exactly once: the
+    gap lines of a sequence of readers add up to `stats`'s `dropped`."""
 
     model_config = ConfigDict(title="gap")
 
     type: Literal["gap"]
-    dropped: Annotated[int, Field(ge=1, le=U32_MAX)] = Field(
+    dropped: Annotated[int, Field(ge=1, le=U64_MAX)] = Field(
         description="how many records were lost"
     )
 

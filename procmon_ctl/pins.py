@@ -37,7 +37,7 @@ PROGRAMS = {
     "exec": "handle_exec",
     "exit": "handle_exit",
 }
-MAPS = ("events", "process_count", "counters", "settings", "exited", "followed")
+MAPS = ("events", "process_count", "counters", "settings", "exited", "followed", "losses")
 # Made by `load` below the pin dir while it sizes the ring, and removed again.
 RING_STAGING = "ring_staging"
 # How bpftool names the pins of the maps libbpf makes of an object's sections: the
@@ -58,7 +58,14 @@ class PinLayout:
         """The layout for --pin-dir / $PROCMON_PIN_DIR / the default: inside a bpffs
         mount, and every directory of it below the mount a real directory of root's
         (checked before any command reads or changes anything)."""
-        raw = pin_dir if pin_dir not in (None, "") else os.environ.get(PIN_DIR_ENV) or None
+        if pin_dir is not None and not os.fspath(pin_dir):
+            # `--pin-dir "$UNSET"`: acting on the default instance instead would be a
+            # surprise (an unload of the wrong instance).
+            raise UsageError(
+                f"--pin-dir is empty: give a directory inside a bpffs mount, e.g. "
+                f"{DEFAULT_PIN_DIR}, or leave the option out for that default"
+            )
+        raw = pin_dir if pin_dir is not None else os.environ.get(PIN_DIR_ENV) or None
         text = os.fspath(raw) if raw else str(DEFAULT_PIN_DIR)
         try:
             text.encode()

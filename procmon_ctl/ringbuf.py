@@ -57,7 +57,7 @@ class RingBufferReader:
                 ) from None
             raise BpfError(f"cannot open the ring buffer {pin}: {err}") from None
         self._consumer = self._consumer_word = self._data = self._epoll = None
-        self._pending = self._scanned = 0
+        self._read_pos = self._batch_start = self._scanned = 0
         try:
             info = libbpf.map_info(self._fd)
             if info.type != BPF_MAP_TYPE_RINGBUF:
@@ -89,6 +89,7 @@ class RingBufferReader:
             # Edge-triggered: wake on the kernel's forced wakeups only, not merely
             # because data waits (it always does under load); the timeout polls.
             self._epoll.register(self._fd, select.EPOLLIN | select.EPOLLET)
+            self._read_pos = self._batch_start = self.consumer_pos
         except BaseException:
             self.close()
             raise
@@ -126,6 +127,16 @@ class RingBufferReader:
         return self._consumer_word.value
 
     @property
+    def read_pos(self) -> int:
+        """Where the next scan() starts: the consumer position, or past it when the
+        caller holds records it took but has not committed (commit_to)."""
+        return self._read_pos
+
+    @read_pos.setter
+    def read_pos(self, pos: int) -> None:
+        self._read_pos, self._scanned = pos, 0
+
+    @property
     def producer_pos(self) -> int:
         """Acquire: pairs with the kernel's smp_store_release of producer_pos, which
         it makes after writing the header of the record it reserved."""
@@ -152,9 +163,16 @@ class RingBufferReader:
         atomics.store_u64(self._consumer_addr, pos, atomics.RELEASE)
 
     def commit_to(self, pos: int) -> None:
-        """Hand back the space up to ring position `pos` (what a formatter took)."""
-        self._pending, self._scanned = pos, 0
+        """Hand back the space up to ring position `pos`, and no further: the records
+        after it that were taken are read on from read_pos, but stay in the ring for
+        the next reader until they are committed too."""
         self._store_consumer(pos)
+
+    def position_of(self, offset: int) -> int:
+        """The ring position of the record whose data starts at `offset` of `view`,
+        one of the last scan()'s."""
+        start = self._batch_start
+        return start + ((offset - self._page - _HEADER - start) & self._mask)
 
     def pending_bytes(self) -> int:
         return self.producer_pos - self.consumer_pos
@@ -181,7 +199,7 @@ class RingBufferReader:
         # A positive mask: & with a negative int (~_DISCARD) is slower in CPython.
         unpack, busy, discard, size_of = RECORD_LENGTH.unpack_from, _BUSY, _DISCARD, _DISCARD - 1
         header, footprint = _HEADER, record_footprint
-        cons = self.consumer_pos
+        cons = self._batch_start = self._read_pos
         prod = self.producer_pos
         offsets: list[int] = []
         add = offsets.append
@@ -197,7 +215,7 @@ class RingBufferReader:
                 left -= 1
             if cons >= prod:
                 prod = self.producer_pos  # acquire, as every read of it
-        self._pending = cons
+        self._read_pos = cons
         self._scanned = len(offsets)
         # The headers above were plain loads; this acquire fence orders them before
         # the caller's reads of the records' data (see the module's docstring).
@@ -209,7 +227,7 @@ class RingBufferReader:
         Plain loads: scan() already saw these headers submitted (and fenced), and
         their lengths do not change while we hold the space."""
         view, data_off, mask = self._view, self._page, self._mask
-        cons = self.consumer_pos
+        cons = self._batch_start
         while count:
             length = RECORD_LENGTH.unpack_from(view, data_off + (cons & mask))[0]
             cons += record_footprint(length & ~_DISCARD)
@@ -218,18 +236,20 @@ class RingBufferReader:
         return cons
 
     def commit(self, count: int | None = None) -> None:
-        """Hand back the space of the last batch, or of its first `count` records."""
+        """Hand back the space of the last batch, or of its first `count` records;
+        the rest of the batch is then read again by the next scan()."""
         if count is None or count >= self._scanned:
-            pos = self._pending
+            pos = self._read_pos
         elif count <= 0:
-            pos = self.consumer_pos
+            pos = self._batch_start
         else:
             pos = self._end_of(count)
+        self._read_pos = pos
         self._store_consumer(pos)
 
     def skip_backlog(self) -> int:
         """Drop everything already waiting (`events --from-now`); returns bytes skipped."""
         skipped = self.pending_bytes()
-        self._pending, self._scanned = self.producer_pos, 0
+        self.read_pos = self.producer_pos
         self.commit()
         return skipped

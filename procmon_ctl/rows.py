@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .decode import Event
@@ -125,52 +127,99 @@ def descendants(root: int) -> set[int]:
     return tree
 
 
+@dataclass(slots=True)
+class _Held:
+    """A row in ProcessRows.queue: its place in the ring, and whether it is final."""
+
+    pos: int  # ring position of the record the row stands for (its fork or exit)
+    row: Row
+    deadline: int  # ns; a held fork row is final then, without an exec
+    final: bool = False
+    shown: bool = True  # final: whether the filters keep it
+    ended: bool = False  # its process exited before the row was taken
+
+
+# The filters' verdict on a row, at the moment it becomes final.
+Keep = Callable[[Row], bool]
+
+
+def _keep_all(row: Row) -> bool:
+    return True
+
+
 @dataclass
 class ProcessRows:
-    """fork/exec/exit events in, table rows out.
+    """fork/exec/exit events in, table rows out, in the order of their records.
 
-    At fork time a child still carries its parent's name, so a fork is held
+    At fork time a child still carries its parent's name, so a fork row is held
     until the child execs (the row takes the exec'd name and filename), exits,
-    or EXEC_WINDOW_NS passes (a worker or subshell keeps the inherited name).
+    or its window passes (a worker or subshell keeps the inherited name).
 
-    Both tables are bounded: `pending` by the forks of one exec window (or of one
-    batch, when reading a backlog), `shown` (--wide) by the live processes shown.
-    An entry whose exit record was lost (the ring was full) goes when its pid is
-    forked again, and `shown` never holds more than SHOWN_LIMIT rows."""
+    Rows come out in ring order, each once every row before it is final, so the
+    ring position of the first row not taken bounds what the reader may hand back
+    to the ring: a row still held, or left behind by --count, is read again by the
+    next reader; a record before that position has had all its rows written.
+    (`keep`, the filters, judges a row as it becomes final, in ring order: the
+    tree a row is judged against is the one of its record's time.)
+
+    Bounded: `queue` by the records of one exec window (or of one batch, when
+    reading a backlog), `pending` likewise, `shown` (--wide) by the live processes
+    shown.  An entry whose exit record was lost (the ring was full) goes when its
+    pid is forked again, and `shown` never holds more than SHOWN_LIMIT rows."""
 
     follow_exits: bool = False  # --wide: an exit row follows each shown process
     window_ns: int = EXEC_WINDOW_NS
-    pending: dict[int, tuple[int, Row]] = field(default_factory=dict)
+    keep: Keep = _keep_all
+    queue: deque[_Held] = field(default_factory=deque)
+    pending: dict[int, _Held] = field(default_factory=dict)  # tgid -> its row, not yet taken
     shown: dict[int, Row] = field(default_factory=dict)
 
-    def feed(self, e: Event) -> list[Row]:
-        """The rows `e` completes.  A fork can release the row still held for the
-        process that had its pid before (its exit record was lost): match the rows
-        before Filters.track(e) drops that pid from the followed tree."""
+    def _final(self, held: _Held) -> None:
+        held.final = True
+        held.shown = self.keep(held.row)
+
+    def _now_final(self, pos: int, row: Row) -> None:
+        held = _Held(pos, row, 0)
+        self._final(held)
+        self.queue.append(held)
+
+    def feed(self, e: Event, pos: int = 0) -> None:
+        """Take record `e` (at ring position `pos`).  Call before Filters.track(e):
+        a fork can make final the row still held for the process that had its pid
+        before (its exit record was lost), which must be judged while that pid is
+        still in the followed tree."""
         if e.type == "fork":
             row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread)
             if e.thread:
-                return [row]
+                self._now_final(pos, row)
+                return
             # A new process with this pid: whoever had it before is gone.
             held = self.pending.pop(e.tgid, None)
+            if held is not None:
+                self._ended(held)
             if self.shown:
                 self.shown.pop(e.tgid, None)
-            self.pending[e.tgid] = (e.ts_ns + self.window_ns, row)
-            return [held[1]] if held else []
-        held = self.pending.pop(e.tgid, None)
+            held = _Held(pos, row, e.ts_ns + self.window_ns)
+            self.pending[e.tgid] = held
+            self.queue.append(held)
+            return
         if e.type == "exec":
-            if held is None:
-                return []
-            row = held[1]
-            row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
-            return [self._show(row)]
+            held = self.pending.get(e.tgid)
+            if held is not None and not held.final:
+                row = held.row
+                row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
+                self._final(held)
+            return
         # exit
-        out = [held[1]] if held else []
-        row = self.shown.pop(e.tgid, None) if self.shown else None
-        if row is None and held is not None:
-            row = held[1]
+        held = self.pending.pop(e.tgid, None)
+        if held is not None:
+            self._ended(held)
+            row = held.row
+        else:
+            row = self.shown.pop(e.tgid, None) if self.shown else None
         if row is not None and self.follow_exits:
-            out.append(
+            self._now_final(
+                pos,
                 Row(
                     row.pid,
                     row.tgid,
@@ -182,12 +231,41 @@ class ProcessRows:
                     e.exit_signal,
                     e.duration_ns,
                     exited=True,
-                )
+                ),
             )
+
+    def _ended(self, held: _Held) -> None:
+        """The process of a row not yet taken is gone: its row is final as it is,
+        and is not remembered for an exit row (--wide)."""
+        held.ended = True
+        if not held.final:
+            self._final(held)
+
+    def take(self, now_ns: int, limit: int | None = None) -> list[Row]:
+        """The rows at the front of the queue that are final (held fork rows are
+        once their window has passed by `now_ns`), in order, at most `limit` kept
+        by the filters."""
+        queue, out = self.queue, []
+        while queue and (limit is None or len(out) < limit):
+            held = queue[0]
+            if not held.final:
+                if held.deadline > now_ns:
+                    break
+                self._final(held)
+            queue.popleft()
+            if not held.row.thread and self.pending.get(held.row.tgid) is held:
+                del self.pending[held.row.tgid]
+            if held.shown:
+                out.append(self._show(held))
         return out
 
-    def _show(self, row: Row) -> Row:
-        if self.follow_exits:
+    def first_pos(self) -> int | None:
+        """Ring position of the first row not taken (None: all taken)."""
+        return self.queue[0].pos if self.queue else None
+
+    def _show(self, held: _Held) -> Row:
+        row = held.row
+        if self.follow_exits and not row.exited and not row.thread and not held.ended:
             shown = self.shown
             if len(shown) >= SHOWN_LIMIT:
                 # Only a host with this many live processes, or lost exit records,
@@ -196,12 +274,6 @@ class ProcessRows:
             shown[row.pid] = row
         return row
 
-    def expire(self, now_ns: int) -> list[Row]:
-        """Rows whose exec window has passed without an exec."""
-        if not self.pending:
-            return []
-        due = [pid for pid, (deadline, _) in self.pending.items() if deadline <= now_ns]
-        return [self._show(self.pending.pop(pid)[1]) for pid in due]
-
     def flush(self) -> list[Row]:
-        return self.expire(1 << 63)
+        """Every row left, held ones as they are (the stream ends)."""
+        return self.take(1 << 63)

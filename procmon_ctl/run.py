@@ -82,7 +82,10 @@ class TreeSummary:
                     )
         elif e.type == "fork" and not e.thread:
             self.alive[e.tgid] = e.comm
-        for r in self.rows.feed(e):
+        self.rows.feed(e)
+        # The records' own clock: a fork row is final once a record a window later
+        # is seen, so the queue stays as short as one exec window.
+        for r in self.rows.take(e.ts_ns):
             self._count(r.tgid, r.comm)
 
     def _count(self, pid: int, name: str) -> None:

@@ -1,6 +1,6 @@
 """The `settings` map: what user space tells the loaded programs (struct settings).
 
-Written through bpftool after `load` and by each reader as it starts and stops."""
+Written through bpftool after `load`, and by the reader (session.py) while it reads."""
 
 from __future__ import annotations
 
@@ -9,19 +9,21 @@ from .abi import SETTINGS
 from .pins import PinLayout
 
 
-def write_settings(layout: PinLayout, stream_threads: bool, wakeup_bytes: int) -> None:
-    """A pinned instance is shared by every process on the host: it never follows
-    one tree (follow mode is `run`'s, on an instance of its own)."""
+def write_settings(layout: PinLayout, wakeup_bytes: int) -> None:
+    """A fresh load's settings: no thread records (a reader asks for them), and
+    never one tree (a pinned instance is shared by every process on the host;
+    follow mode is `run`'s, on an instance of its own)."""
     bpftool.map_update(
         layout.map("settings"),
         key=(0).to_bytes(4, "little"),
-        value=settings_value(stream_threads, wakeup_bytes, follow=False),
+        value=settings_value(0, wakeup_bytes, follow=False),
     )
 
 
-def settings_value(stream_threads: bool, wakeup_bytes: int, follow: bool) -> bytes:
-    """struct settings, as the map stores it."""
-    return SETTINGS.pack(int(stream_threads), wakeup_bytes, int(follow))
+def settings_value(threads_until_ns: int, wakeup_bytes: int, follow: bool) -> bytes:
+    """struct settings, as the map stores it.  `threads_until_ns`: CLOCK_MONOTONIC
+    (bpf_ktime_get_ns) until which thread forks are streamed; 0: never."""
+    return SETTINGS.pack(threads_until_ns, wakeup_bytes, int(follow))
 
 
 def default_wakeup_bytes(ring_size: int) -> int:

@@ -13,17 +13,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
-from . import json_native, render
+from . import json_native, render, signals
 from .abi import PmStop
 from .decode import Event, decode_at
 from .errors import UsageError, require_positive
 from .json_lines import gap_json, json_lines
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
-from .rows import Filters, ProcessRows, Row, descendants
-from .settings import default_wakeup_bytes, write_settings
+from .rows import Filters, ProcessRows, descendants
+from .session import ReaderSession
+from .settings import default_wakeup_bytes
+from .sink import Sink, sink_for
 from .system import require_root
 
 if TYPE_CHECKING:
@@ -121,28 +123,52 @@ def check_can_read(layout: PinLayout) -> str | None:
 @contextmanager
 def open_reader(
     source: PinLayout | PrivateInstance, threads: bool, from_now: bool
-) -> Iterator[RingBufferReader]:
-    """The one reader of this instance, with the kernel told whether to stream threads."""
+) -> Iterator[tuple[RingBufferReader, ReaderSession]]:
+    """The one reader of this instance, and its session (the thread lease, the
+    losses marked, the check that the instance is still there)."""
     require_root("reading the ring buffer")
     if isinstance(source, PinLayout):
-        lock, ring = source.reader_lock(), source.map("events")
-
-        def configure(threads: bool, wakeup_bytes: int) -> None:
-            if source.map("settings").exists():
-                write_settings(source, threads, wakeup_bytes)
-
+        lock = source.reader_lock()
+        open_map = source.open_map
+        gone = f"the instance at {source.root}"
     else:  # a PrivateInstance: nobody else can reach its ring
-        lock, ring, configure = nullcontext(), source.map_fd("events"), source.write_settings
-    with lock, RingBufferReader(ring) as reader:
-        configure(threads, default_wakeup_bytes(reader.size))
-        if from_now:
-            reader.skip_backlog()
+        lock, gone = nullcontext(), "the instance"
+
+        def open_map(name: str) -> int:
+            return os.dup(source.map_fd(name))
+
+    with lock:
+        ring = open_map("events")
         try:
-            yield reader
+            reader = RingBufferReader(ring)
         finally:
-            if threads:
-                # A thread storm should not fill the ring while nobody asked for threads.
-                configure(False, default_wakeup_bytes(reader.size))
+            os.close(ring)
+        with reader:
+            if isinstance(source, PinLayout):
+
+                def still_there() -> bool:
+                    return source.same_map("events", reader.fd)
+
+            else:
+                still_there = None
+            follow_mode = getattr(source, "follow_mode", False)
+            settings_fd = open_map("settings")
+            try:
+                losses_fd = open_map("losses")
+            except BaseException:
+                os.close(settings_fd)
+                raise
+            wakeup = default_wakeup_bytes(reader.size)
+            session = ReaderSession(
+                settings_fd, losses_fd, wakeup, follow_mode, threads, still_there, gone
+            )
+            with session:
+                if from_now:
+                    reader.skip_backlog()
+                    # What was lost in the skipped backlog is not this reader's to mark.
+                    session.marked += session.unmarked()
+                    session.save_marked()
+                yield reader, session
 
 
 def offset_batches(
@@ -180,7 +206,7 @@ def _batches_until(reader: RingBufferReader, end: SourceEnded) -> Iterator[list[
         offsets = reader.scan(BATCH_LIMIT)
         if offsets:
             yield offsets  # the consumer commits what it took before resuming us
-        if stop_at is not None and reader.consumer_pos >= stop_at:
+        if stop_at is not None and reader.read_pos >= stop_at:
             return
         if len(offsets) >= BATCH_LIMIT:
             continue
@@ -211,8 +237,9 @@ class BatchWriter:
     """Writes a batch, then hands its records back to the ring, and counts what
     --count counts: the one way every stream loop ends a batch."""
 
-    out: TextIO | None  # None: commit and count, write nothing
+    out: Sink | None  # None: commit and count, write nothing
     reader: RingBufferReader
+    session: ReaderSession
     limit: int | None  # --count
     emitted: int = 0
 
@@ -230,16 +257,32 @@ class BatchWriter:
     ) -> bool:
         """Write `text` (`emitted` rows or lines), then commit the first `records`
         records of the last scan, or up to ring position `pos`.  True once --count
-        is reached."""
-        if text and self.out is not None:
-            self.out.write(text)
-            self.out.flush()
-        if pos is not None:
-            self.reader.commit_to(pos)
-        elif records is not None:
-            self.reader.commit(records)
+        is reached.
+
+        In that order, and a stop signal waits until all of it is done: a record
+        leaves the ring only once its line is written whole, and the losses marked
+        by the batch's gap lines are saved before its records are handed back (a
+        reader killed in between repeats the batch, but not its gap lines)."""
+        with signals.deferred():
+            if text and self.out is not None:
+                self.out.write(text)
+                self.out.flush()
+            self.session.save_marked()
+            if pos is not None:
+                self.reader.commit_to(pos)
+            elif records is not None:
+                self.reader.commit(records)
         self.emitted += emitted
+        self.session.tick()
         return self.done
+
+    def caught_up_gap(self, gap: Callable[[int], str], lines: list[str]) -> None:
+        """The reader has read all there is: mark the losses no record carries (those
+        after the last record written)."""
+        lost = self.session.unmarked()
+        if lost:
+            lines.append(gap(lost))
+            self.session.marked += lost
 
 
 def batch_scheduling() -> None:
@@ -257,7 +300,7 @@ def _text(lines: list[str]) -> str:
 def follow(
     source: PinLayout | PrivateInstance,
     opts: StreamOptions,
-    out: TextIO,
+    out: Sink,
     end: SourceEnded | None = None,
     observe: Observer | None = None,
 ) -> int:
@@ -266,8 +309,8 @@ def follow(
     taken, also those past --count (which are then taken without output)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
-    with open_reader(source, opts.threads, opts.from_now) as reader:
-        writer = BatchWriter(out, reader, opts.count)
+    with open_reader(source, opts.threads, opts.from_now) as (reader, session):
+        writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
         writer.write(render.header(opts.mode), 0)
         batches = offset_batches(reader, deadline, end)
@@ -283,6 +326,7 @@ def follow(
                 for off in offsets:
                     observe(decode_at(view, off))
                 reader.commit()
+                session.tick()
         return writer.emitted
 
 
@@ -293,49 +337,48 @@ def _follow_rows(
     writer: BatchWriter,
     observe: Observer | None,
 ) -> None:
-    """The table (and --wide): one row per new process, filtered."""
-    rows = ProcessRows(follow_exits=opts.mode == "wide")
+    """The table (and --wide): one row per new process, filtered, in ring order.
+    The ring is handed back only up to the first row not yet written, so the rows
+    held for an exec, and those --count left, are the next reader's."""
     filters = opts.filters
+    rows = ProcessRows(
+        follow_exits=opts.mode == "wide",
+        keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm),
+    )
     line = render.wide_line if opts.mode == "wide" else render.row_line
     gap = render.gap_line
-
-    def take(new: list[Row], lines: list[str], room: int | None) -> int:
-        shown = 0
-        for r in new:
-            if room is not None and shown >= room:
-                break
-            if filters.match(r.tgid, r.ppid, r.uid, r.comm):
-                lines.append(line(r))
-                shown += 1
-        return shown
-
-    view = reader.view
+    session = writer.session
+    view, position_of = reader.view, reader.position_of
     for offsets in batches:
         lines: list[str] = []
-        room = writer.room
-        shown = consumed = 0
+        marked = session.marked
         for off in offsets:
             e = decode_at(view, off)
-            consumed += 1
             if observe is not None:
                 observe(e)
-            if e.dropped_before:
-                lines.append(gap(e.dropped_before))
-            # The rows first: a fork can release the row of the pid's former process,
-            # which track() then drops from the followed tree.  (A new child's row is
-            # held until later, an exit's pid leaves the tree only at the next record.)
-            shown += take(rows.feed(e), lines, None if room is None else room - shown)
+            if e.dropped_total > marked:
+                lines.append(gap(e.dropped_total - marked))
+                marked = e.dropped_total
+            # The row first: a fork can make final the row of the pid's former process,
+            # which track() then drops from the followed tree.
+            rows.feed(e, position_of(off))
             filters.track(e)
-            if room is not None and shown >= room:
-                break
-        if room is None or shown < room:
-            late = rows.expire(time.monotonic_ns())
-            shown += take(late, lines, None if room is None else room - shown)
-        if writer.write(_text(lines), shown, records=consumed):
+        session.marked = marked
+        taken = rows.take(time.monotonic_ns(), writer.room)
+        lines += map(line, taken)
+        first = rows.first_pos()
+        if first is None and len(offsets) < BATCH_LIMIT:
+            writer.caught_up_gap(gap, lines)
+        if writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first):
             return
+    # The stream ended (--duration, `end`): the rows still held are shown as they are.
     lines = []
-    shown = take(rows.flush(), lines, writer.room)
-    writer.write(_text(lines), shown)
+    taken = rows.take(1 << 63, writer.room)
+    lines += map(line, taken)
+    first = rows.first_pos()
+    if first is None:
+        writer.caught_up_gap(gap, lines)
+    writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first)
 
 
 def _follow_records(
@@ -349,11 +392,13 @@ def _follow_records(
     filters = opts.filters
     as_json = opts.mode == "json"
     gap = gap_json if as_json else render.gap_line
+    session = writer.session
     view = reader.view
     for offsets in batches:
         lines: list[str] = []
         room = writer.room
         shown = consumed = 0
+        marked = session.marked
         for off in offsets:
             consumed += 1
             e = decode_at(view, off)
@@ -361,18 +406,23 @@ def _follow_records(
                 observe(e)
             filters.track(e)
             if not filters.match_event(e):
-                if e.dropped_before:
-                    lines.append(gap(e.dropped_before))
+                if e.dropped_total > marked:
+                    lines.append(gap(e.dropped_total - marked))
+                    marked = e.dropped_total
                 continue
             if as_json:
-                json_lines(view, [off], lines)  # its gap line first, if any
+                marked = json_lines(view, [off], lines, marked)  # its gap line first, if any
             else:
-                if e.dropped_before:
-                    lines.append(gap(e.dropped_before))
+                if e.dropped_total > marked:
+                    lines.append(gap(e.dropped_total - marked))
+                    marked = e.dropped_total
                 lines.append(render.raw_line(e))
             shown += 1
             if room is not None and shown >= room:
                 break
+        session.marked = marked
+        if consumed == len(offsets) < BATCH_LIMIT:
+            writer.caught_up_gap(gap, lines)
         if writer.write(_text(lines), shown, records=consumed):
             return
 
@@ -385,13 +435,18 @@ def _follow_json(reader: RingBufferReader, deadline: float | None, writer: Batch
         with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
             _follow_json_native(reader, ring.formatter, deadline, writer)
         return
+    session = writer.session
     view = reader.view
     for offsets in offset_batches(reader, deadline):
         room = writer.room
-        if room is not None:
+        caught_up = len(offsets) < BATCH_LIMIT
+        if room is not None and room < len(offsets):
             del offsets[room:]
+            caught_up = False
         lines: list[str] = []
-        json_lines(view, offsets, lines)
+        session.marked = json_lines(view, offsets, lines, session.marked)
+        if caught_up:
+            writer.caught_up_gap(gap_json, lines)
         if writer.write(_text(lines), len(offsets), records=len(offsets)):
             return
 
@@ -404,19 +459,25 @@ def _follow_json_native(
 ) -> None:
     """_follow_json() with the C formatter: the same batching, polling and commit
     after write as offset_batches(), with no Python object per record."""
+    session = writer.session
     view = reader.view
     while True:
         room = writer.room
         want = BATCH_LIMIT if room is None else min(BATCH_LIMIT, room)
-        start = reader.consumer_pos
-        batch = formatter.format(start, want)
-        text, taken, pos = batch.text, batch.records, batch.pos
+        start = reader.read_pos
+        batch = formatter.format(start, want, session.marked)
+        text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
             lines: list[str] = []
-            json_lines(view, [offset], lines)
+            session.marked = json_lines(view, [offset], lines, session.marked)
             text += _text(lines)
             taken += 1
+        elif batch.stop == PmStop.CAUGHT_UP:
+            lines = []
+            writer.caught_up_gap(gap_json, lines)
+            text += _text(lines)
+        reader.read_pos = pos
         if writer.write(text, taken, pos=pos if pos != start else None):
             return
         if batch.stop != PmStop.CAUGHT_UP:

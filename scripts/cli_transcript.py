@@ -78,7 +78,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BPFFS = Path("/sys/fs/bpf")
-LOCK_DIR = Path("/run/procmon-ctl")
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 COMMANDS = [
     "load",
@@ -570,8 +569,6 @@ class Transcript:
             if d.exists():
                 remove_tree(d)
                 removed.append(str(d))
-            for lock in LOCK_DIR.glob(str(d).strip("/").replace("/", "_") + ".*lock"):
-                lock.unlink(missing_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         return removed
 

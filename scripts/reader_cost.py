@@ -106,8 +106,8 @@ def main() -> int:
         reader.wait(timeout=10)
     finally:
         subprocess.run([*CLI, "unload"], env=env, capture_output=True)
-        for lock in PinLayout(Path(pin_dir)).lock_paths():  # unload leaves them
-            lock.unlink(missing_ok=True)
+        for path in PinLayout(Path(pin_dir)).state_paths():  # if unload could not run
+            path.unlink(missing_ok=True)
         if args.forks:
             shutil.rmtree(work, ignore_errors=True)
     delivered = (s1["produced"] - s0["produced"]) - (s1["dropped"] - s0["dropped"])

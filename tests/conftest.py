@@ -71,6 +71,13 @@ def bpftool_json(*args: str):
     return json.loads(out.stdout) if out.stdout.strip() else []
 
 
+def threads_streamed(pin_dir: Path) -> bool:
+    """Whether the instance streams thread forks now: a reader's lease in `settings`
+    runs (struct settings.threads_until_ns, on CLOCK_MONOTONIC as bpf_ktime_get_ns)."""
+    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "settings"))
+    return dump[0]["formatted"]["value"]["threads_until_ns"] > time.monotonic_ns()
+
+
 def our_program_ids(pin_dir: Path) -> set[int]:
     ids = set()
     progs = pin_dir / "progs"

@@ -25,7 +25,7 @@ def record(
     uid: int = 0,
     comm: bytes = b"bash",
     flags: int = 0,
-    dropped: int = 0,
+    dropped: int = 0,  # dropped_total: the ring's losses so far
     code: int = 0,
     sig: int = 0,
     duration: int = 0,
@@ -34,7 +34,7 @@ def record(
 ) -> bytes:
     """One record as the BPF programs write it: exec records carry a filename."""
     base = PROCESS_EVENT.pack(
-        ts, duration, etype, pid, tgid, ppid, uid, code, sig, dropped, flags, comm
+        ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm
     )
     if etype == EXEC:
         base += FILENAME.pack(filename)
@@ -65,7 +65,7 @@ CASES = {
     "exec": [record(EXEC, comm=b"ls", filename=b"/usr/bin/ls")],
     "exit": [record(EXIT, code=3, sig=9, duration=200_000_000)],
     "negative exit code": [record(EXIT, code=-1)],
-    "gap before": [record(FORK, dropped=5), record(EXIT, dropped=2)],
+    "gap before": [record(FORK, dropped=5), record(EXIT, dropped=7), record(EXIT, dropped=7)],
     "unknown type": [record(9)],
     "full-length name": [record(FORK, comm=b"a" * 16)],
     "stale bytes after the name": [
@@ -83,3 +83,19 @@ CASES = {
         record(EXIT, ts=2**64 - 1, duration=2**64 - 1, pid=2**32 - 1, uid=2**32 - 1, code=-(2**31))
     ],
 }
+
+
+class LossesInMemory:
+    """What stream's writers need of a ReaderSession, for a ring with no kernel
+    behind it: nothing lost beyond what the records carry, no lease, no pins."""
+
+    marked = 0
+
+    def unmarked(self) -> int:
+        return 0
+
+    def save_marked(self) -> None:
+        pass
+
+    def tick(self) -> None:
+        pass

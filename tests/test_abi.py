@@ -30,6 +30,7 @@ ENUMS = {
     "counter_key": (abi.CounterKey, "COUNTER_"),
     "ringbuf_record": (abi.RingbufRecord, "RINGBUF_"),
     "follow_limits": (abi.FollowLimits, ""),
+    "loss_key": (abi.LossKey, "LOSS_"),
 }
 
 
@@ -81,6 +82,7 @@ def test_struct_formats_read_every_field_where_c_puts_it():
     values = {
         "ts_ns": 1,
         "duration_ns": 2,
+        "dropped_total": 10,
         "type": 3,
         "pid": 4,
         "tgid": 5,
@@ -88,7 +90,6 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "uid": 7,
         "exit_code": -8,
         "exit_signal": 9,
-        "dropped_before": 10,
         "flags": 11,
         "comm": b"comm",
     }

@@ -183,7 +183,7 @@ def test_the_reader_acquires_the_ring_and_releases_what_it_read(attached, monkey
             for _, addr, order, _ in loads:
                 assert (addr, order) == (producer_addr, atomics.ACQUIRE)
             assert scan_calls[-1][1:] == (atomics.ACQUIRE, None)
-            end = reader._pending
+            end = reader._read_pos
             assert start < end <= loads[-1][-1], "took what the acquire load published"
             if end >= loads[0][-1]:
                 assert len(loads) >= 2, "it reached the position it loaded, and loads it again"

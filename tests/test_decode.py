@@ -21,7 +21,7 @@ def test_fork_record():
 def test_thread_flag_and_gap():
     e = decode.decode_event(record(FORK, pid=43, tgid=42, flags=THREAD, dropped=5))
     assert e.thread is True
-    assert e.dropped_before == 5
+    assert e.dropped_total == 5
 
 
 def test_exec_record_filename():
@@ -50,5 +50,5 @@ def test_every_json_field_is_in_the_schema():
     for etype, model in ((FORK, ForkEvent), (EXEC, ExecEvent), (EXIT, ExitEvent)):
         buf, offsets = ring_bytes([record(etype, code=1, filename=b"/x")])
         lines: list[str] = []
-        json_lines.json_lines(buf, offsets, lines)
+        json_lines.json_lines(buf, offsets, lines, 0)
         assert set(json.loads(lines[0])) == set(model.model_fields)

@@ -16,11 +16,12 @@ from procmon_ctl.models import EventLine
 def expected(records: list[bytes]) -> list[dict]:
     """What each record's line must say, from the decoder: gap line first, then
     the fields that apply to its type."""
-    out = []
+    out, marked = [], 0
     for r in records:
         e = decode.decode_event(r)
-        if e.dropped_before:
-            out.append({"type": "gap", "dropped": e.dropped_before})
+        if e.dropped_total > marked:
+            out.append({"type": "gap", "dropped": e.dropped_total - marked})
+            marked = e.dropped_total
         line = {
             "type": e.type,
             "ts_ns": e.ts_ns,
@@ -44,7 +45,7 @@ def test_each_record_type_comes_out_as_decoded(name):
     records = CASES[name]
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines)
+    json_lines.json_lines(buf, offsets, lines, 0)
     assert [json.loads(line) for line in lines] == expected(records)
     assert all("\n" not in line for line in lines)
     if name != "unknown type":
@@ -52,14 +53,14 @@ def test_each_record_type_comes_out_as_decoded(name):
             EventLine.model_validate_json(line)
     # Twice: the second pass is served from the caches, from a memoryview.
     again: list[str] = []
-    json_lines.json_lines(memoryview(buf), offsets, again)
+    json_lines.json_lines(memoryview(buf), offsets, again, 0)
     assert again == lines
 
 
 def test_names_keep_every_byte():
     buf, offsets = ring_bytes([record(EXEC, comm=b"\x1b[2J\nx\xff", filename=b"/tmp/\x07bell")])
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines)
+    json_lines.json_lines(buf, offsets, lines, 0)
     parsed = json.loads(lines[0])
     assert parsed["comm"] == "\x1b[2J\nx\\xff"  # control bytes exact; a non-UTF-8 byte as \xff
     assert parsed["filename"] == "/tmp/\x07bell"
@@ -78,7 +79,7 @@ def test_name_caches_stay_bounded():
     records = [record(FORK, pid=p, tgid=p, ppid=p, comm=b"n%d" % p) for p in range(10_000)]
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines)
+    json_lines.json_lines(buf, offsets, lines, 0)
     assert [json.loads(line) for line in lines] == expected(records)
     assert len(json_lines._shared_cache) <= json_lines.CACHE_LIMIT
     assert len(json_lines._comm_cache) <= json_lines.CACHE_LIMIT

@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from records import CASES, EXIT, FORK, header, record, ring_bytes
+from records import CASES, EXIT, FORK, LossesInMemory, header, record, ring_bytes
 
 from procmon_ctl import json_lines, json_native, stream
 from procmon_ctl.abi import (
@@ -73,6 +73,8 @@ class FakeRing:
     def consumer_pos(self) -> int:
         return self.consumer
 
+    read_pos = property(lambda self: self.pos, lambda self, pos: setattr(self, "pos", pos))
+
     def record_at(self, pos: int) -> tuple[int, int]:
         length = RECORD_LENGTH.unpack_from(self.mem, PAGE + (pos & self.mask))[0] & ~(
             BUSY | DISCARD
@@ -89,13 +91,13 @@ class FakeRing:
 def python_lines(records: list[bytes]) -> str:
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines)
+    json_lines.json_lines(buf, offsets, lines, 0)
     return "".join(line + "\n" for line in lines)
 
 
 def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
     out = io.StringIO()
-    writer = stream.BatchWriter(out, ring, limit)
+    writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
     stream._follow_json_native(ring, ring.formatter(lib), 0, writer)
     return out.getvalue(), writer.emitted
 
@@ -112,7 +114,7 @@ def test_c_writes_what_python_writes(lib, name, start):
     for r in CASES[name]:
         ring.add(r)
     if name not in LEFT_TO_PYTHON:
-        batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
+        batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
         assert batch.stop == PmStop.CAUGHT_UP
         assert batch.records == len(CASES[name])
         assert batch.pos == ring.producer
@@ -134,7 +136,7 @@ def test_records_left_to_python_come_out_the_same(lib, name):
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    first = ring.formatter(lib).format(ring.consumer, 100)
+    first = ring.formatter(lib).format(ring.consumer, 100, 0)
     assert (first.stop, first.records) == (PmStop.FOREIGN, 1)
     text, n = follow_native(ring, lib)
     assert text == python_lines(records)
@@ -158,7 +160,7 @@ def test_stops_at_a_record_still_being_written(lib):
     ring.add(record(1, pid=1))
     busy = ring.add(record(1, pid=2), flags=BUSY)
     ring.add(record(1, pid=3))
-    batch = ring.formatter(lib).format(ring.consumer, 100)
+    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
     assert (batch.stop, batch.records, batch.pos) == (PmStop.CAUGHT_UP, 1, busy)
     assert batch.text == python_lines([record(1, pid=1)])
 
@@ -168,7 +170,7 @@ def test_skips_discarded_records(lib):
     ring.add(record(1, pid=1))
     ring.add(record(1, pid=2), flags=DISCARD)
     ring.add(record(1, pid=3))
-    batch = ring.formatter(lib).format(ring.consumer, 100)
+    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
     assert batch.records == 2 and batch.pos == ring.producer
     assert batch.text == python_lines([record(1, pid=1), record(1, pid=3)])
 
@@ -188,7 +190,7 @@ def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
     records = [record(2, pid=p, filename=b"/" + b"\x01" * 250) for p in range(1000)]
     for r in records:
         ring.add(r)
-    batch = ring.formatter(lib).format(ring.consumer, 1 << 20)
+    batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
     # 1000 records of ~1.6 KB do not fit in one 1 MiB call.
     assert batch.stop == PmStop.FULL
     assert 0 < batch.records < 1000

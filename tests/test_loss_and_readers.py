@@ -10,25 +10,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from conftest import bpftool_json, fork_processes
+from conftest import fork_processes
 
-from procmon_ctl.abi import CounterKey
 from procmon_ctl.pins import PinLayout
 from procmon_ctl.ringbuf import RingBufferReader
 
 
 def read_all(cli, *extra) -> list[dict]:
     return cli.json_lines("events", "--json", "--duration", "0.5", *extra)
-
-
-def pending_drops(pin_dir: Path) -> int:
-    """Drops counted but not yet marked in front of a record, over every CPU."""
-    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "counters"))
-    pending = next(e for e in dump if e["formatted"]["key"] == CounterKey.PENDING)
-    return sum(v["value"] for v in pending["formatted"]["values"])
 
 
 def on_cpu(cpu: int) -> None:
@@ -54,14 +45,9 @@ def test_drops_are_counted_exactly_and_marked_in_the_stream(cli):
     assert final["dropped"] > 0
     assert final["produced"] == len(delivered) + final["dropped"], "produced = delivered + dropped"
     assert gaps, "the stream must say where it has a hole"
-    # Drops after the last record on a CPU wait for the next record there to be
-    # marked: on a busy machine (other processes' events fill the ring until detach)
-    # some may still be waiting, in this instance's own counters.
-    marked, waiting = sum(g["dropped"] for g in gaps), pending_drops(cli.pin_dir)
-    print(f"dropped {final['dropped']}: {marked} marked, {waiting} waiting")
-    assert marked + waiting == final["dropped"], (marked, waiting, final["dropped"])
-    # Markers stand where the hole is: right before the first event after it.
-    assert lines[lines.index(gaps[0]) + 1]["type"] != "gap"
+    # Every loss is marked, once, by the readers that had caught up: also those
+    # after the last record (nothing follows them after detach).
+    assert sum(g["dropped"] for g in gaps) == final["dropped"]
     table = cli("events", "--duration", "0.1").stdout
     assert "lost" not in table  # nothing new since
 

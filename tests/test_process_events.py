@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import bpftool_json, lines_until
+from conftest import bpftool_json, lines_until, threads_streamed
 
 from procmon_ctl.pins import PinLayout
 
@@ -85,7 +85,7 @@ def test_threads_streamed_with_flag(attached):
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
-    while _settings(cli)["stream_threads"] != 1:
+    while not threads_streamed(cli.pin_dir):
         assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
         time.sleep(0.05)
     prog = subprocess.Popen([sys.executable, "-c", THREADS])
@@ -101,7 +101,7 @@ def test_threads_streamed_with_flag(attached):
     assert len({e["pid"] for e in threads}) == 1000
     assert all(e["ppid"] != prog.pid for e in threads), "ppid is the parent *process*"
     # The reader switches thread streaming off again when it leaves.
-    assert _settings(cli)["stream_threads"] == 0
+    assert _settings(cli)["threads_until_ns"] == 0
     # Once it has gone, new threads cost no ring space again.  (Drain first: the
     # reader's own helper threads, made while it switched streaming off, are in the ring.)
     drain(cli)

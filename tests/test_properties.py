@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from procmon_ctl import render
-from procmon_ctl.abi import FILENAME, FILENAME_OFFSET, PROCESS_EVENT, EventType
+from procmon_ctl.abi import FILENAME, FILENAME_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
 from procmon_ctl.cli import app
 from procmon_ctl.decode import cstr, decode_at
 from procmon_ctl.errors import (
@@ -322,20 +322,23 @@ def test_output_option(pin_dir, tmp_path, monkeypatch, name, relative):
 # --- records ----------------------------------------------------------------------
 
 RECORD_SIZE = FILENAME_OFFSET + FILENAME.size  # an exec record, the longest
-COMM_OFFSET = PROCESS_EVENT.size - 16
+TYPE_OFFSET = ProcessEvent.type.offset
+
+
+def type_of(raw: bytes) -> int:
+    return int.from_bytes(raw[TYPE_OFFSET : TYPE_OFFSET + 4], "little")
 
 
 def record_size(raw: bytes) -> int:
-    etype = PROCESS_EVENT.unpack_from(raw)[2]
-    return RECORD_SIZE if etype == EventType.EXEC else PROCESS_EVENT.size
+    return RECORD_SIZE if type_of(raw) == EventType.EXEC else PROCESS_EVENT.size
 
 
 RECORDS = st.binary(min_size=RECORD_SIZE, max_size=RECORD_SIZE)
 
 
 def with_type(raw: bytes, etype: int) -> bytes:
-    """raw with its type field set (the field after the two u64s)."""
-    return raw[:16] + etype.to_bytes(4, "little") + raw[20:]
+    """raw with its type field set."""
+    return raw[:TYPE_OFFSET] + etype.to_bytes(4, "little") + raw[TYPE_OFFSET + 4 :]
 
 
 TYPED_RECORDS = st.one_of(
@@ -350,9 +353,7 @@ def test_any_record_decodes(raw):
     """Any bytes, of the size of a record of their type, decode: no exception."""
     record = raw[: record_size(raw)]
     e = decode_at(memoryview(record), 0)
-    assert e.type in {t.name.lower() for t in EventType} | {
-        str(PROCESS_EVENT.unpack(raw[: PROCESS_EVENT.size])[2])
-    }
+    assert e.type in {t.name.lower() for t in EventType} | {str(type_of(raw))}
     assert (e.filename is not None) == (e.type == "exec")
 
 
@@ -362,8 +363,9 @@ def test_any_record_gives_valid_json_lines(raw):
     record = raw[: record_size(raw)]
     e = decode_at(record, 0)
     lines: list[str] = []
-    json_lines(record, [0], lines)
-    assert len(lines) == (2 if e.dropped_before else 1)
+    marked = json_lines(record, [0], lines, 0)
+    assert len(lines) == (2 if e.dropped_total else 1)
+    assert marked == e.dropped_total
     docs = [json.loads(line) for line in lines]
     assert all("\n" not in line for line in lines)
     doc = docs[-1]
@@ -371,8 +373,8 @@ def test_any_record_gives_valid_json_lines(raw):
     assert doc["comm"] == e.comm
     if e.type == "exec":
         assert doc["filename"] == e.filename
-    if e.dropped_before:
-        assert docs[0] == {"type": "gap", "dropped": e.dropped_before}
+    if e.dropped_total:
+        assert docs[0] == {"type": "gap", "dropped": e.dropped_total}
 
 
 @settings(database=None, max_examples=400)
@@ -384,7 +386,8 @@ def test_any_record_gives_single_printable_table_lines(raw):
     e = decode_at(record, 0)
     rows = ProcessRows(follow_exits=True)
     lines = [render.raw_line(e)]
-    for r in [*rows.feed(e), *rows.flush()]:
+    rows.feed(e)
+    for r in rows.flush():
         lines += [render.row_line(r), render.wide_line(r)]
     for line in lines:
         assert line.isprintable(), repr(line)

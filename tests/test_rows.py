@@ -11,15 +11,17 @@ import json
 from contextlib import contextmanager
 
 import pytest
-from records import EXEC, EXIT, FORK, THREAD, record, ring_bytes
+from records import EXEC, EXIT, FORK, THREAD, LossesInMemory, record, ring_bytes
 
 from procmon_ctl import rows as rows_mod
 from procmon_ctl import stream
+from procmon_ctl.abi import RingbufRecord
 from procmon_ctl.decode import decode_event
 from procmon_ctl.rows import Filters, ProcessRows
 
 ROOT, CHILD, OTHER = 1000, 1001, 2000  # the followed root, its child, a stranger
 T0 = 5_000_000_000  # ts_ns of the first record; the tree is known from T0 - 1
+HDR = RingbufRecord.HDR_SZ.value
 
 
 def fork(tgid, ppid, ts, comm=b"sh", thread=False, dropped=0, pid=None):
@@ -47,22 +49,41 @@ def exit_(tgid, ppid, ts, comm=b"sh", code=0, dropped=0):
 
 class FakeReader:
     """The part of RingBufferReader the stream loops use: the records once, then
-    nothing (the loops stop at their deadline)."""
+    nothing (the loops stop at their deadline).  Positions are offsets into `view`
+    less the header, as if the ring started at position 0."""
 
     def __init__(self, records: list[bytes]):
         self.view, self.offsets = ring_bytes(records)
-        self.scanned = self.committed = 0
+        self.read_pos = self.committed = self._batch_start = 0
+        self.end = len(self.view)
+
+    def _pos_after(self, i: int) -> int:
+        """The position just after the i-th record (0-based) of `offsets`."""
+        return self.offsets[i + 1] - HDR if i + 1 < len(self.offsets) else self.end
 
     def scan(self, limit: int) -> list[int]:
-        taken, self.offsets = self.offsets[:limit], self.offsets[limit:]
-        self.scanned += len(taken)
+        taken = [off for off in self.offsets if off - HDR >= self.read_pos][:limit]
+        self._batch_start = self.read_pos
+        if taken:
+            self.read_pos = self._pos_after(self.offsets.index(taken[-1]))
         return taken
+
+    def position_of(self, offset: int) -> int:
+        return offset - HDR
 
     def wait(self, timeout: float) -> None:
         pass
 
     def commit(self, n: int | None = None) -> None:
-        self.committed = self.scanned if n is None else self.committed + n
+        if n == 0:
+            self.read_pos = self._batch_start
+        elif n is not None:
+            first = next(i for i, off in enumerate(self.offsets) if off - HDR >= self._batch_start)
+            self.read_pos = self._pos_after(first + n - 1)
+        self.committed = self.read_pos
+
+    def commit_to(self, pos: int) -> None:
+        self.committed = pos
 
 
 def tree_filters(*members: int) -> Filters:
@@ -76,13 +97,13 @@ def follow(records: list[bytes], mode: str, filters: Filters, monkeypatch) -> li
 
     @contextmanager
     def open_reader(*args, **kwargs):
-        yield reader
+        yield reader, LossesInMemory()
 
     monkeypatch.setattr(stream, "open_reader", open_reader)
     out = io.StringIO()
     opts = stream.StreamOptions(mode=mode, duration=0.001, filters=filters)
     stream.follow(None, opts, out)
-    assert reader.committed == len(records)
+    assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
     return lines[2:] if mode in ("table", "wide") else lines[1:] if mode == "raw" else lines
 
@@ -200,9 +221,10 @@ def test_tree_stays_flat_over_many_processes():
             e = decode_event(r)
             rows.feed(e)
             filters.track(e)
+        rows.take(ts)
         ts += 3
     filters.track(decode_event(exec_(ROOT, 1, ts)))
-    assert filters.tree == {ROOT} and not rows.pending and not rows.shown
+    assert filters.tree == {ROOT} and not rows.queue and not rows.pending and not rows.shown
 
 
 def test_shown_is_bounded(monkeypatch):
@@ -212,6 +234,7 @@ def test_shown_is_bounded(monkeypatch):
     for i in range(1000):
         rows.feed(decode_event(fork(3000 + i, ROOT, T0 + i)))
         rows.feed(decode_event(exec_(3000 + i, ROOT, T0 + i)))
+        rows.take(T0 + i)
     assert len(rows.shown) == 100 and min(rows.shown) == 3900
     # A pid forked again takes its former process's row with it.
     rows.feed(decode_event(fork(3999, OTHER, T0 + 2000)))

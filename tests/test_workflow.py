@@ -10,7 +10,15 @@ import threading
 import time
 
 import pytest
-from conftest import CLI, bpftool_json, fork_processes, lines_until, our_program_ids, programs_left
+from conftest import (
+    CLI,
+    bpftool_json,
+    fork_processes,
+    lines_until,
+    our_program_ids,
+    programs_left,
+    threads_streamed,
+)
 
 
 @pytest.mark.kernel
@@ -135,6 +143,7 @@ def test_status_json(attached):
         "settings",
         "exited",
         "followed",
+        "losses",
     }
 
 
@@ -194,10 +203,7 @@ def test_thread_rows_with_threads_flag(attached):
     )
     prog = None
     deadline = time.monotonic() + 60
-    while True:
-        value = bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings"))
-        if value[0]["formatted"]["value"]["stream_threads"] == 1:
-            break
+    while not threads_streamed(cli.pin_dir):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     prog = subprocess.Popen(

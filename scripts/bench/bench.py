@@ -211,11 +211,13 @@ class ProcmonJson(Contender):
                 stdout=f,
                 env=self.bench.env,
             )
-        # Ready once it has told the kernel to stream threads (it then skips the backlog).
+        # Ready once its thread lease runs (struct settings.threads_until_ns, on
+        # bpf_ktime_get_ns's clock; it then skips the backlog).
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             dump = bpftool_json("map", "dump", "pinned", str(self.bench.pin_dir / "maps/settings"))
-            if dump and dump[0]["formatted"]["value"].get("stream_threads") == 1:
+            value = dump[0]["formatted"]["value"] if dump else {}
+            if value.get("threads_until_ns", 0) > time.monotonic_ns():
                 break
             if self.proc.poll() is not None:
                 raise RuntimeError("procmon-ctl events exited early")

@@ -364,8 +364,8 @@ class LongRun:
                     for name in dirnames:
                         (Path(dirpath) / name).rmdir()
                 pin_dir.rmdir()
-            for lock in PinLayout(pin_dir).lock_paths():
-                lock.unlink(missing_ok=True)
+            for path in PinLayout(pin_dir).state_paths():
+                path.unlink(missing_ok=True)
         return forced
 
 

@@ -1,0 +1,104 @@
+"""ReaderSession: what one reader keeps in the kernel while it reads.
+
+- The thread lease: `--threads` is a lease in the `settings` map that the reader
+  renews, never a switch it must remember to turn off; a reader that dies by
+  SIGKILL leaves thread streaming on for at most THREADS_LEASE_NS.
+- The losses it has marked: LOSS_MARKED in the `losses` map, so that a sequence of
+  readers marks every lost record exactly once (see enum loss_key).
+- Whether its instance is still there: a pinned ring that was unloaded (or
+  unloaded and loaded again) is a dead end, and the reader says so and stops."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from . import libbpf
+from .abi import LOSS_VALUE, LossKey
+from .errors import StateError
+from .settings import settings_value
+
+# Thread streaming outlives a reader that dies without cleaning up by at most this.
+THREADS_LEASE_NS = 1_000_000_000
+# The reader renews its lease this often (it passes here at least every poll period).
+RENEW_EVERY_NS = THREADS_LEASE_NS // 4
+# How often a pinned reader checks that its ring is still the one pinned.
+CHECK_SOURCE_EVERY_NS = 1_000_000_000
+
+_KEY_DROPPED = LossKey.DROPPED.value.to_bytes(4, "little")
+_KEY_MARKED = LossKey.MARKED.value.to_bytes(4, "little")
+_SETTINGS_KEY = bytes(4)
+
+# A pinned instance: whether its `events` pin still is the ring the reader has.
+StillThere = Callable[[], bool]
+
+
+class ReaderSession:
+    """Owns two map fds (closed by close()); `gone` names the instance for the
+    message when `still_there()` says it was unloaded."""
+
+    def __init__(
+        self,
+        settings_fd: int,
+        losses_fd: int,
+        wakeup_bytes: int,
+        follow: bool,
+        threads: bool,
+        still_there: StillThere | None = None,
+        gone: str = "",
+    ):
+        self._settings_fd, self._losses_fd = settings_fd, losses_fd
+        self._wakeup_bytes, self._follow, self.threads = wakeup_bytes, follow, threads
+        self._still_there, self._gone = still_there, gone
+        self._renewed = self._checked = time.monotonic_ns()
+        self.marked = self._saved = self._lookup(_KEY_MARKED)
+        self._write_settings(self._renewed + THREADS_LEASE_NS if threads else 0)
+
+    def close(self) -> None:
+        try:
+            if self.threads:
+                # A thread storm should not fill the ring while nobody asked for threads.
+                self._write_settings(0)
+        finally:
+            for fd in (self._settings_fd, self._losses_fd):
+                os.close(fd)
+
+    def __enter__(self) -> ReaderSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write_settings(self, threads_until_ns: int) -> None:
+        value = settings_value(threads_until_ns, self._wakeup_bytes, self._follow)
+        libbpf.map_update(self._settings_fd, _SETTINGS_KEY, value)
+
+    def _lookup(self, key: bytes) -> int:
+        return LOSS_VALUE.unpack(libbpf.map_lookup(self._losses_fd, key, LOSS_VALUE.size))[0]
+
+    def unmarked(self) -> int:
+        """Losses the ring has counted that no gap line has reported yet.  Ask only
+        when the reader has read everything: a record still unread carries its own."""
+        return max(0, self._lookup(_KEY_DROPPED) - self.marked)
+
+    def save_marked(self) -> None:
+        """Record the gap lines written so far, before their records are committed:
+        a reader killed in between repeats the batch, but not its gap lines."""
+        if self.marked != self._saved:
+            libbpf.map_update(self._losses_fd, _KEY_MARKED, LOSS_VALUE.pack(self.marked))
+            self._saved = self.marked
+
+    def tick(self) -> None:
+        """Between batches: renew the thread lease, and stop if the instance is gone."""
+        now = time.monotonic_ns()
+        if self.threads and now - self._renewed >= RENEW_EVERY_NS:
+            self._renewed = now
+            self._write_settings(now + THREADS_LEASE_NS)
+        if self._still_there is not None and now - self._checked >= CHECK_SOURCE_EVERY_NS:
+            self._checked = now
+            if not self._still_there():
+                raise StateError(
+                    f"{self._gone} was unloaded while this reader ran (it reads a ring "
+                    "nobody writes any more): start the reader again once it is loaded"
+                )
