@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import libbpf
+from . import libbpf, signals
 from .errors import BpfError, PermissionDenied, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
 from .system import require_root
@@ -109,9 +109,10 @@ def detach(layout: PinLayout, events: list[str]) -> list[str]:
             # Remove no link pin that is not ours (an instance of an older
             # procmon-ctl has no record: its links are known by name alone).
             layout.check_pins([f"links/{e}" for e in attached])
-        for event in attached:
-            layout.link(event).unlink()
-        layout.forget_links(attached)
-        if not any(layout.links_dir.iterdir()):
-            layout.links_dir.rmdir()
+        with signals.deferred():  # every link asked for or none: a stop waits
+            for event in attached:
+                layout.link(event).unlink()
+            layout.forget_links(attached)
+            if not any(layout.links_dir.iterdir()):
+                layout.links_dir.rmdir()
         return attached

@@ -378,14 +378,6 @@ def stop_at_call(monkeypatch, owner, name: str, nth: int) -> list[int]:
     return calls
 
 
-PENDING_FIX = pytest.mark.xfail(
-    strict=True,
-    reason="load.py/attach.py change pins outside any deferred() block or cleanup: the "
-    "fix is reported to the lead (this file's owner may not edit them)",
-)
-
-
-@PENDING_FIX
 def test_stop_in_the_middle_of_unload_leaves_all_or_nothing(cli, monkeypatch):
     cli("load")
     cli("attach")
@@ -396,7 +388,6 @@ def test_stop_in_the_middle_of_unload_leaves_all_or_nothing(cli, monkeypatch):
     assert tree(cli.pin_dir) in (set(), full), sorted(tree(cli.pin_dir))
 
 
-@PENDING_FIX
 def test_stop_in_the_middle_of_detach_leaves_all_or_nothing(cli, monkeypatch):
     cli("load")
     cli("attach")
@@ -410,7 +401,6 @@ def test_stop_in_the_middle_of_detach_leaves_all_or_nothing(cli, monkeypatch):
     assert tree(cli.pin_dir) in (attached, detached), sorted(tree(cli.pin_dir))
 
 
-@PENDING_FIX
 def test_stop_right_after_load_made_the_pin_dir_leaves_nothing(cli, monkeypatch):
     stop_at_call(monkeypatch, os, "chmod", 1)  # the first chmod follows the mkdir
     code = run_in_process("--pin-dir", str(cli.pin_dir), "load")
