@@ -1,7 +1,9 @@
 """What a reader guarantees whatever ends it (issue 13): every loss is marked once,
 a record leaves the ring only after all it produces is written, what a reader turns
 on dies with it, a reader notices its instance going, and --output never holds
-half a line.  Real kernel, real processes, real files."""
+half a line.  Real kernel, real processes, real files.  Marked `kernel` (run on every
+kernel of the matrix) where the programs themselves are tested: the losses counter
+and the thread lease; the rest is the reader's, the same on every kernel."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import bpf_held_by, bpftool_json, fork_processes, threads_streamed
 
+from procmon_ctl.session import THREADS_LEASE_NS
+
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ, Python 3.10+
 GAP_TEXT = re.compile(r"^-- (\d+) event\(s\) lost here")
 
@@ -31,6 +35,11 @@ def gaps_in(text: str, mode: str) -> int:
             json.loads(ln)["dropped"] for ln in text.splitlines() if ln.startswith('{"type":"gap"')
         )
     return sum(int(m.group(1)) for ln in text.splitlines() if (m := GAP_TEXT.match(ln)))
+
+
+def settings_value(pin_dir: Path) -> dict:
+    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "settings"))
+    return dump[0]["formatted"]["value"]
 
 
 def wait_for(condition, timeout: float = 30, what: str = "condition") -> float:
@@ -117,7 +126,6 @@ def test_losses_after_the_last_record_are_marked(cli):
     assert gaps_in(out, "json") == dropped
 
 
-@pytest.mark.kernel
 def test_a_sequence_of_readers_marks_every_loss_exactly_once(cli):
     """Readers of every mode, each stopped a different way, each after a burst that
     overflows the ring: their gap markers add up to `dropped`, exactly."""
@@ -149,7 +157,6 @@ def _start_table_reader(cli, *args: str) -> subprocess.Popen:
 STOPS = ["SIGINT", "SIGTERM", "SIGHUP", "count", "closed-pipe"]
 
 
-@pytest.mark.kernel
 @pytest.mark.parametrize("stop", STOPS)
 def test_held_rows_are_the_next_readers(attached, stop):
     """Five forks that do not exec wait out their exec window as held rows; a
@@ -180,8 +187,7 @@ def test_held_rows_are_the_next_readers(attached, stop):
         assert len(table_pids(first)) == 1
 
 
-@pytest.mark.kernel
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
+@pytest.mark.parametrize("how", [pytest.param("SIGKILL", marks=pytest.mark.kernel), "SIGHUP"])
 def test_thread_streaming_dies_with_its_reader(attached, how):
     """A reader of --threads that dies (SIGKILL: no cleanup at all) leaves thread
     streaming on for at most a second: then threads cost no ring space again."""
@@ -197,11 +203,11 @@ def test_thread_streaming_dies_with_its_reader(attached, how):
     wait_for(lambda: threads_streamed(cli.pin_dir), what="the reader's thread lease")
     reader.send_signal(getattr(signal, how))
     reader.wait(timeout=10)
-    died = time.monotonic()
+    died = time.monotonic_ns()  # the reader is gone by now: nobody renews the lease
+    until = settings_value(cli.pin_dir)["threads_until_ns"]
+    print(f"thread streaming ends {(until - died) / 1e6:.0f} ms after the reader died")
+    assert until - died <= THREADS_LEASE_NS
     wait_for(lambda: not threads_streamed(cli.pin_dir), timeout=5, what="the lease to end")
-    took = time.monotonic() - died
-    print(f"thread streaming ended {took * 1000:.0f} ms after the reader died")
-    assert took <= 1.2
     before = cli.json("stats", "--json")
     threads = subprocess.run(
         [
@@ -219,7 +225,6 @@ def test_thread_streaming_dies_with_its_reader(attached, how):
     assert after["produced"] - before["produced"] < 100
 
 
-@pytest.mark.kernel
 def test_a_reader_stops_when_its_instance_is_unloaded(attached, tmp_path):
     """unload (forced, as a reader is active) and load again: the reader that read
     the old ring stops within seconds with one line, and a new one reads the new ring."""
@@ -260,7 +265,6 @@ def _valid_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in data.splitlines()]
 
 
-@pytest.mark.kernel
 def test_a_full_disk_leaves_whole_lines_and_loses_nothing(attached, small_disk):
     """ENOSPC: the reader stops with one line naming the file, the file ends in a
     whole line, and the records that did not fit come out of the next reader."""
@@ -284,7 +288,6 @@ def test_a_full_disk_leaves_whole_lines_and_loses_nothing(attached, small_disk):
     assert len(forks) == len(set(forks)), "a record written twice"
 
 
-@pytest.mark.kernel
 def test_output_starts_on_a_fresh_line(attached, tmp_path):
     """A file that ends in part of a line (a reader killed mid-write, another
     writer): the next reader's lines start on a line of their own."""
@@ -300,7 +303,6 @@ def test_output_starts_on_a_fresh_line(attached, tmp_path):
     assert set(pids) <= {e["pid"] for e in events if e["type"] == "fork"}
 
 
-@pytest.mark.kernel
 def test_a_stop_signal_never_cuts_a_line_in_half(attached):
     """SIGINT while the reader is blocked writing a large batch to a full pipe: the
     batch is finished once the pipe drains, and the last line is whole."""
@@ -338,7 +340,6 @@ def _pipe_stuck(fd: int):
     return stuck
 
 
-@pytest.mark.kernel
 def test_after_sigkill_the_next_reader_repeats_at_most_one_batch(attached, tmp_path):
     """A reader killed outright loses nothing: the next one starts where the last
     committed batch ended, so it repeats at most that batch."""
