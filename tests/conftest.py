@@ -71,6 +71,32 @@ def bpftool_json(*args: str):
     return json.loads(out.stdout) if out.stdout.strip() else []
 
 
+def in_private_mount_ns(script: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """A shell script (`sh -eu`, `$CLI` is procmon-ctl) in a mount namespace of its
+    own: what it mounts or unmounts is invisible to the host and goes with it."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare not installed")
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "CLI": " ".join(CLI)},
+    )
+
+
+def pin_tree(path: Path) -> set[str]:
+    """Every file and directory below path, relative, plus path itself if it exists."""
+    if not path.exists():
+        return set()
+    found = {"."}
+    for dirpath, dirnames, filenames in os.walk(path):
+        rel = Path(dirpath).relative_to(path)
+        found |= {str(rel / n) for n in dirnames + filenames}
+    return found
+
+
 def threads_streamed(pin_dir: Path) -> bool:
     """Whether the instance streams thread forks now: a reader's lease in `settings`
     runs (struct settings.threads_until_ns, on CLOCK_MONOTONIC as bpf_ktime_get_ns)."""

@@ -22,6 +22,7 @@ from conftest import (
     nobody_env,
     nobody_python,
     our_program_ids,
+    pin_tree,
     remove_tree,
 )
 
@@ -36,17 +37,6 @@ from procmon_ctl.load import OWN_ENTRIES
 BPFFS = Path("/sys/fs/bpf")
 # PATH without /usr/sbin, where Debian's bpftool lives (but with our python).
 NO_BPFTOOL_PATH = f"{Path(sys.executable).parent}:/usr/bin:/bin"
-
-
-def tree(path: Path) -> set[str]:
-    """Every file and directory below path, relative, plus path itself if it exists."""
-    if not path.exists():
-        return set()
-    found = {"."}
-    for dirpath, dirnames, filenames in os.walk(path):
-        rel = Path(dirpath).relative_to(path)
-        found |= {str(rel / n) for n in dirnames + filenames}
-    return found
 
 
 def top_entries(pin_dir: Path) -> set[str]:
@@ -70,7 +60,7 @@ class Snapshot:
     def take(cls, pin_dir: Path) -> Snapshot:
         prog_ids = our_program_ids(pin_dir) if (pin_dir / "progs").exists() else set()
         links = {ln["id"] for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids}
-        return cls(top_entries(pin_dir), tree(pin_dir), links)
+        return cls(top_entries(pin_dir), pin_tree(pin_dir), links)
 
 
 def assert_nothing_new(before: Snapshot, pin_dir: Path, extra: tuple[Path, ...] = ()) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -17,7 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AS_NOBODY, CLI, ROOT, bpftool_json, nobody_env, nobody_python
+from conftest import (
+    AS_NOBODY,
+    CLI,
+    bpftool_json,
+    in_private_mount_ns,
+    nobody_env,
+    nobody_python,
+)
 
 from procmon_ctl.errors import EXIT_PERMISSION, EXIT_STATE, EXIT_USAGE, StateError
 from procmon_ctl.pins import LOCK_DIR, PinLayout
@@ -259,18 +265,9 @@ def test_unload_while_a_reader_reads_needs_force(attached):
 def _in_private_run_dir(script: str) -> subprocess.CompletedProcess:
     """Run a shell script with a private, empty /run/procmon-ctl (a tmpfs in a mount
     namespace of its own), so what it leaves there is exactly what it made."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare not installed")
     LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
     prologue = f"mount -t tmpfs -o mode=700 procmon-test {LOCK_DIR}\n"
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-euc", prologue + script],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env={**os.environ, "CLI": " ".join(CLI)},
-    )
+    return in_private_mount_ns(prologue + script, timeout=600)
 
 
 def test_load_unload_cycles_and_runs_leave_no_files(cli):

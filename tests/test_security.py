@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ROOT, remove_tree
+from conftest import CLI, in_private_mount_ns, remove_tree
 
 from procmon_ctl.errors import EXIT_USAGE
 
@@ -166,18 +166,10 @@ def test_an_instance_in_a_directory_someone_else_owns_is_not_used(attached):
 
 
 def _in_private_mount_ns(script: str) -> subprocess.CompletedProcess:
-    """A shell script in a mount namespace of its own, where bpffs is unmounted
-    first: what procmon-ctl (or make) mounts there vanishes with it."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare not installed")
-    prologue = "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf; done\n"
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-euc", prologue + script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "CLI": " ".join(CLI)},
+    """in_private_mount_ns, where bpffs is unmounted first: what procmon-ctl (or make)
+    mounts there vanishes with the namespace."""
+    return in_private_mount_ns(
+        "while mountpoint -q /sys/fs/bpf; do umount /sys/fs/bpf; done\n" + script
     )
 
 

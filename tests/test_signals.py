@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CLI, remove_tree
+from conftest import CLI, pin_tree, remove_tree
 
 from procmon_ctl import signals
 from procmon_ctl.cli import app
@@ -209,16 +209,6 @@ def handlers_installed(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
 
 
-def tree(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-    found = {"."}
-    for dirpath, dirnames, filenames in os.walk(path):
-        rel = Path(dirpath).relative_to(path)
-        found |= {str(rel / n) for n in dirnames + filenames}
-    return found
-
-
 @dataclass
 class Try:
     scenario: str
@@ -250,9 +240,9 @@ class Worker:
         self.env = {**os.environ, "PROCMON_PIN_DIR": str(self.instance)}
         for argv in (["load"], ["attach"]):
             self.cli(self.instance, *argv)
-        self.instance_pins = tree(self.instance)
+        self.instance_pins = pin_tree(self.instance)
         self.cli(self.cycle, "load")
-        self.loaded_pins = tree(self.cycle)
+        self.loaded_pins = pin_tree(self.cycle)
         self.cli(self.cycle, "unload")
 
     def cli(self, pin_dir: Path, *argv: str) -> None:
@@ -306,12 +296,12 @@ class Worker:
         if attempt.stderr and not problems:
             problems.append("something on stderr")
         if pin_dir == self.cycle:
-            left = tree(self.cycle)
+            left = pin_tree(self.cycle)
             if left not in (set(), self.loaded_pins):
                 problems.append(f"{attempt.argv[0]} left a half-made pin dir: {sorted(left)}")
                 remove_tree(self.cycle)
-        elif tree(self.instance) != self.instance_pins:
-            problems.append(f"the instance's pins changed: {sorted(tree(self.instance))}")
+        elif pin_tree(self.instance) != self.instance_pins:
+            problems.append(f"the instance's pins changed: {sorted(pin_tree(self.instance))}")
         trial = PinLayout(Path(f"/sys/fs/bpf/procmon-doctor-{pid}"))
         if trial.root.exists() or any(p.exists() for p in trial.lock_paths()):
             problems.append(f"doctor left {trial.root} or its lock files")
@@ -381,28 +371,28 @@ def stop_at_call(monkeypatch, owner, name: str, nth: int) -> list[int]:
 def test_stop_in_the_middle_of_unload_leaves_all_or_nothing(cli, monkeypatch):
     cli("load")
     cli("attach")
-    full = tree(cli.pin_dir)
+    full = pin_tree(cli.pin_dir)
     stop_at_call(monkeypatch, Path, "unlink", 2)  # after the first link pin went
     code = run_in_process("--pin-dir", str(cli.pin_dir), "unload")
     assert code == 0
-    assert tree(cli.pin_dir) in (set(), full), sorted(tree(cli.pin_dir))
+    assert pin_tree(cli.pin_dir) in (set(), full), sorted(pin_tree(cli.pin_dir))
 
 
 def test_stop_in_the_middle_of_detach_leaves_all_or_nothing(cli, monkeypatch):
     cli("load")
     cli("attach")
-    attached = tree(cli.pin_dir)
+    attached = pin_tree(cli.pin_dir)
     cli("detach")
-    detached = tree(cli.pin_dir)
+    detached = pin_tree(cli.pin_dir)
     cli("attach")
     stop_at_call(monkeypatch, Path, "unlink", 2)
     code = run_in_process("--pin-dir", str(cli.pin_dir), "detach")
     assert code == 0
-    assert tree(cli.pin_dir) in (attached, detached), sorted(tree(cli.pin_dir))
+    assert pin_tree(cli.pin_dir) in (attached, detached), sorted(pin_tree(cli.pin_dir))
 
 
 def test_stop_right_after_load_made_the_pin_dir_leaves_nothing(cli, monkeypatch):
     stop_at_call(monkeypatch, os, "chmod", 1)  # the first chmod follows the mkdir
     code = run_in_process("--pin-dir", str(cli.pin_dir), "load")
     assert code == 0
-    assert not cli.pin_dir.exists(), sorted(tree(cli.pin_dir))
+    assert not cli.pin_dir.exists(), sorted(pin_tree(cli.pin_dir))
