@@ -367,7 +367,10 @@ def _follow_rows(
         taken = rows.take(time.monotonic_ns(), writer.room)
         lines += map(line, taken)
         first = rows.first_pos()
-        if first is None and len(offsets) < BATCH_LIMIT:
+        if len(offsets) < BATCH_LIMIT:
+            # Read all there is (rows held for an exec or not): the losses no record
+            # carries are marked now; the held rows' records, read again by a next
+            # reader, carry no more than is marked.
             writer.caught_up_gap(gap, lines)
         if writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first):
             return
@@ -376,8 +379,7 @@ def _follow_rows(
     taken = rows.take(1 << 63, writer.room)
     lines += map(line, taken)
     first = rows.first_pos()
-    if first is None:
-        writer.caught_up_gap(gap, lines)
+    writer.caught_up_gap(gap, lines)
     writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first)
 
 
