@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import build_program
 
+from procmon_ctl.pins import PinLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -147,7 +149,6 @@ def test_long_run_tiny(bpf, forkloop):
         "--generator",
         str(forkloop),
     ]
-    state_before = set(Path("/run/procmon-ctl").glob("*"))
     deadline = time.monotonic() + WAIT
     while True:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -167,7 +168,9 @@ def test_long_run_tiny(bpf, forkloop):
     assert "run exited 0" in out, out
     assert not list(Path("/sys/fs/bpf").glob(f"procmon-longrun-{proc.pid}-*"))
     # Its pin dirs' lock and record files too (named by a hash of the pin dir).
-    left_files = set(Path("/run/procmon-ctl").glob("*")) - state_before
-    assert not {p for p in left_files if p.name != "bench.lock"}, left_files
+    modes = ("table", "json", "tree")  # run pins nothing
+    pin_dirs = [Path(f"/sys/fs/bpf/procmon-longrun-{proc.pid}-{mode}") for mode in modes]
+    left_files = [p for d in pin_dirs for p in PinLayout(d).state_paths() if p.exists()]
+    assert not left_files, left_files
     left = subprocess.run(["pgrep", "-f", str(forkloop)], capture_output=True, text=True)
     assert not left.stdout.strip(), left.stdout
