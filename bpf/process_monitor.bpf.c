@@ -64,6 +64,7 @@ const volatile enum event_flag btf_anchor_event_flag = EVENT_FLAG_THREAD;
 const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
 const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCESSES;
 const volatile enum loss_key btf_anchor_loss_key = LOSS_MAX;
+const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
 
 static __always_inline void count(__u32 key)
 {
@@ -199,22 +200,228 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* Exec records are built here, then copied into the ring at their own length
+ * (bpf_ringbuf_reserve needs a constant size).  Per CPU: the programs that use
+ * it run with preemption off and cannot nest on one CPU.  The failed-exec path
+ * reads up to FAILED_ARGV_MAX_BYTES at an offset the verifier only knows to be
+ * below ARGV_MAX_BYTES: the last term is its room. */
+#define EXEC_SCRATCH_SIZE                                                           \
+	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[EXEC_SCRATCH_SIZE]);
+} exec_scratch SEC(".maps");
+
+static __always_inline struct exec_event *scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&exec_scratch, &zero);
+}
+
+/* Count the exec record, then copy it into the ring (or count it lost). */
+static __always_inline void output(const struct settings *s, struct exec_event *rec, __u64 size)
+{
+	__u64 *total;
+
+	if (size > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
+		size = EXEC_SCRATCH_SIZE;
+	count(COUNTER_PRODUCED);
+	if (!bpf_ringbuf_output(&events, rec, size, wakeup_flags(s, RINGBUF_FOOTPRINT(size))))
+		return;
+	count(COUNTER_DROPPED);
+	total = dropped_total();
+	if (total)
+		__sync_fetch_and_add(total, 1);
+}
+
+static __always_inline __u32 argv_limit(const struct settings *s, __u32 most)
+{
+	__u32 limit = s ? s->argv_bytes : 0;
+
+	return limit < most ? limit : most;
+}
+
+/* Reads the filename into e->data; returns its length (no NUL). */
+static __always_inline __u32 put_filename(struct exec_event *e, const void *name, bool user)
+{
+	long n = user ? bpf_probe_read_user_str(e->data, MAX_FILENAME_LEN, name)
+		      : bpf_probe_read_kernel_str(e->data, MAX_FILENAME_LEN, name);
+
+	n = n > 0 ? n - 1 : 0;
+	if (n >= MAX_FILENAME_LEN)
+		n = MAX_FILENAME_LEN - 1;
+	e->filename_len = n;
+	return n;
+}
+
+/* The new image's arguments are in its own memory, written by the kernel a
+ * moment ago (copy_strings): one bounded read of mm->arg_start..arg_end, so no
+ * user pointer is followed and nothing can fault. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	const struct settings *s = get_settings();
 	struct exec_event *e;
+	struct mm_struct *mm;
+	__u64 start, size;
+	__u32 limit, n;
 
 	if (!wanted(s, p->tgid))
 		return 0;
 	count(COUNTER_EXECS);
-	e = reserve(sizeof(*e));
+	e = scratch();
 	if (!e)
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p);
-	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
+	e->error = 0;
+	e->argc = BPF_CORE_READ(bprm, argc);
+	n = put_filename(e, BPF_CORE_READ(bprm, filename), false);
+
+	mm = BPF_CORE_READ(p, mm);
+	start = BPF_CORE_READ(mm, arg_start);
+	size = BPF_CORE_READ(mm, arg_end) - start;
+	limit = argv_limit(s, ARGV_MAX_BYTES);
+	if (size > limit) {
+		size = limit;
+		e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
+	}
+	if (size > ARGV_MAX_BYTES) /* for the verifier: limit is at most this */
+		size = ARGV_MAX_BYTES;
+	if (size && bpf_probe_read_user(e->data + n, size, (const void *)start)) {
+		size = 0;
+		e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
+	}
+	e->argv_len = size;
+	output(s, e, sizeof(*e) + n + size);
 	return 0;
+}
+
+/* Failed execs (EVENT_EXEC_FAILED).  The syscall's entry keeps where the
+ * caller's path and argv are; its exit, when it returns an error, reads them:
+ * the caller's memory is as it was, since a failed exec replaced nothing.
+ * These four programs are attached only while an `events --failed` reader runs
+ * (enabling syscall tracepoints slows every syscall of every process). */
+struct exec_attempt {
+	__u64 filename; /* const char __user * */
+	__u64 argv;     /* const char __user *const __user * */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* threads inside execve at once */
+	__type(key, __u32);        /* thread id */
+	__type(value, struct exec_attempt);
+} exec_attempts SEC(".maps");
+
+static __always_inline int exec_entered(__u64 filename, __u64 argv)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct exec_attempt a = { .filename = filename, .argv = argv };
+
+	bpf_map_update_elem(&exec_attempts, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+/* Reads argv[] of the caller into e->data after the filename's `n` bytes;
+ * returns the bytes kept. */
+static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u32 limit,
+					     const char *const *argv)
+{
+	__u32 used = 0, i;
+
+	for (i = 0; i < FAILED_ARGS_MAX; i++) {
+		const char *arg = NULL;
+		char last = 0;
+		__u64 room;
+		long got;
+
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+			return used;
+		if (used >= limit || used > FAILED_ARGV_MAX_BYTES)
+			break;
+		room = limit - used;
+		/* For the verifier, which cannot relate limit and used: room is in
+		 * 1..limit, and limit is at most FAILED_ARGV_MAX_BYTES.  The barrier
+		 * keeps the compiler from passing an unchecked copy of it. */
+		if (room > FAILED_ARGV_MAX_BYTES)
+			room = FAILED_ARGV_MAX_BYTES;
+		barrier_var(room);
+		/* The mask changes nothing (n + used < ARGV_MAX_BYTES) but bounds the
+		 * offset for the verifier, which loses the sum's range. */
+		got = bpf_probe_read_user_str(e->data + ((n + used) & (ARGV_MAX_BYTES - 1)), room,
+					      arg);
+		if (got <= 0)
+			break;
+		e->argc = i + 1;
+		/* A string that filled the room was cut unless its last byte is its NUL;
+		 * a cut argument is kept without one, as in a successful exec's record. */
+		if (got == room && (bpf_probe_read_user(&last, 1, arg + got - 1) || last)) {
+			used += got - 1;
+			break;
+		}
+		used += got;
+	}
+	e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
+	return used;
+}
+
+static __always_inline int exec_returned(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, n, used;
+	const struct settings *s = get_settings();
+	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &tid);
+	struct exec_attempt attempt;
+	struct exec_event *e;
+
+	if (!a)
+		return 0;
+	attempt = *a;
+	bpf_map_delete_elem(&exec_attempts, &tid);
+	if (ret >= 0 || !wanted(s, id >> 32))
+		return 0;
+	e = scratch();
+	if (!e)
+		return 0;
+	fill_common(&e->base, EVENT_EXEC_FAILED, (struct task_struct *)bpf_get_current_task());
+	e->error = ret;
+	e->argc = 0;
+	n = put_filename(e, (const void *)attempt.filename, true);
+	used = put_failed_argv(e, n, argv_limit(s, FAILED_ARGV_MAX_BYTES),
+			       (const char *const *)attempt.argv);
+	if (used > FAILED_ARGV_MAX_BYTES)
+		used = FAILED_ARGV_MAX_BYTES;
+	e->argv_len = used;
+	output(s, e, sizeof(*e) + n + used);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int handle_execve_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_entered(ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_execveat")
+int handle_execveat_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return exec_entered(ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_returned(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_execveat")
+int handle_execveat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_returned(ctx->ret);
 }
 
 /* Processes whose exit record is written, so that only one of their threads

@@ -14,11 +14,26 @@ enum event_type {
 	EVENT_FORK = 1,
 	EVENT_EXEC = 2,
 	EVENT_EXIT = 3,
+	/* An execve/execveat that returned an error (`events --failed` only: its
+	 * programs are attached only while such a reader runs). */
+	EVENT_EXEC_FAILED = 4,
 };
 
 /* Bits of process_event.flags. */
 enum event_flag {
-	EVENT_FLAG_THREAD = 1, /* the new task is a thread, not a process */
+	EVENT_FLAG_THREAD = 1,         /* the new task is a thread, not a process */
+	EVENT_FLAG_ARGV_TRUNCATED = 2, /* exec records: argv was cut (see exec_event) */
+};
+
+/* How much of a command line exec records keep. */
+enum argv_limits {
+	ARGV_DEFAULT_BYTES = 4096,  /* `load` keeps this much unless told otherwise */
+	ARGV_MAX_BYTES = 16384,     /* the most `load --argv-bytes` may ask for */
+	/* Failed execs read each argument through a pointer array in the caller's
+	 * memory: at most this many arguments, and half the bytes (the verifier needs
+	 * room for the largest read at the largest offset). */
+	FAILED_ARGS_MAX = 256,
+	FAILED_ARGV_MAX_BYTES = ARGV_MAX_BYTES / 2,
 };
 
 /* Fork and exit records are a bare process_event; exec records are an
@@ -40,9 +55,19 @@ struct process_event {
 	char comm[TASK_COMM_LEN];
 };
 
+/* An exec (or failed exec) record is only as long as what it holds:
+ * sizeof(struct exec_event) + filename_len + argv_len bytes.  data[] holds the
+ * filename (no NUL), then the arguments as the kernel lays them out in the new
+ * image (mm->arg_start..arg_end): each followed by a NUL.  When the arguments
+ * were longer than `settings.argv_bytes`, argv_len is that bound, the last
+ * argument is cut, and EVENT_FLAG_ARGV_TRUNCATED is set. */
 struct exec_event {
 	struct process_event base;
-	char filename[MAX_FILENAME_LEN];
+	__u32 filename_len;   /* < MAX_FILENAME_LEN */
+	__u32 argv_len;       /* <= ARGV_MAX_BYTES */
+	__u32 argc;           /* arguments the program was given (failed: found, up to FAILED_ARGS_MAX) */
+	__s32 error;          /* EVENT_EXEC_FAILED: what the syscall returned (-errno); else 0 */
+	char data[];
 };
 
 /* Keys of the per-CPU `counters` map. */
@@ -81,7 +106,8 @@ enum follow_limits {
 
 /* The one value of the `settings` map, written by `procmon-ctl` after load and by
  * the reader.  All zero (a fresh load) means: no thread records, wake the reader
- * per record, every process on the host. */
+ * per record, every process on the host, no arguments in exec records (`load`
+ * writes ARGV_DEFAULT_BYTES unless told otherwise). */
 struct settings {
 	/* Put thread forks in the ring too until bpf_ktime_get_ns() reaches this.  A
 	 * lease, not a switch: the reader that asked for threads renews it while it
@@ -89,6 +115,8 @@ struct settings {
 	__u64 threads_until_ns;
 	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
 	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
+	__u32 argv_bytes;     /* exec records keep at most this many bytes of argv (0: none) */
+	__u32 __pad;
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

@@ -6,8 +6,9 @@
  * building the line's string; here it is a few dozen nanoseconds.  The text is
  * byte for byte what procmon_ctl/decode.py writes (tests/test_json_native.py
  * checks it), and the record layout is bpf/process_monitor.h, included as is.
- * Records this code would have to think about (a name that is not plain ASCII,
- * an unknown type) are handed back to the Python formatter, one at a time. */
+ * Records this code would have to think about (text that is not plain ASCII, a
+ * failed exec, an unknown type) are handed back to the Python formatter, one at
+ * a time. */
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,8 +16,9 @@
 
 #include "json_lines.h"
 
-/* Longest line: an exec record whose every filename byte needs \u00XX, plus its gap line. */
-#define PM_MAX_LINE (512 + 6 * MAX_FILENAME_LEN + 6 * TASK_COMM_LEN)
+/* Longest line: an exec record whose every byte of text needs \u00XX (an empty
+ * argument, `"",` for its one NUL, needs less), plus its gap line. */
+#define PM_MAX_LINE (512 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -52,8 +54,9 @@ static char *put_s32(char *p, __s32 v)
 	return put_u64(p, (__u64)v);
 }
 
-/* A C string of at most `max` bytes as a JSON string, escaped the way Python's
- * json.encoder.encode_basestring does; NULL if it holds a byte >= 0x80 (the
+/* `n` bytes (or fewer, up to a NUL) as the JSON string of decode.text(): a
+ * backslash doubled, then escaped the way Python's
+ * json.encoder.encode_basestring does; NULL if they hold a byte >= 0x80 (the
  * Python side decodes those, keeping invalid UTF-8 visible). */
 static char *put_json_str(char *p, const char *s, size_t max)
 {
@@ -73,7 +76,7 @@ static char *put_json_str(char *p, const char *s, size_t max)
 		*p++ = '\\';
 		switch (c) {
 		case '"': *p++ = '"'; break;
-		case '\\': *p++ = '\\'; break;
+		case '\\': p = PUT_LIT(p, "\\\\\\"); break; /* text() made it two */
 		case '\n': *p++ = 'n'; break;
 		case '\r': *p++ = 'r'; break;
 		case '\t': *p++ = 't'; break;
@@ -89,17 +92,47 @@ static char *put_json_str(char *p, const char *s, size_t max)
 	return p;
 }
 
+/* An exec record's fields from "filename" on; NULL if the caller must format it. */
+static char *put_exec(char *p, const struct exec_event *x, __u32 len)
+{
+	const char *data = x->data, *arg, *end;
+
+	if (len < sizeof(*x) || x->filename_len >= MAX_FILENAME_LEN || x->argv_len > ARGV_MAX_BYTES ||
+	    len - sizeof(*x) < (__u64)x->filename_len + x->argv_len ||
+	    memchr(data, 0, x->filename_len))
+		return NULL;
+	p = PUT_LIT(p, ",\"filename\":");
+	p = put_json_str(p, data, x->filename_len);
+	if (!p)
+		return NULL;
+	p = PUT_LIT(p, ",\"argv\":[");
+	arg = data + x->filename_len;
+	end = arg + x->argv_len;
+	while (arg < end) {
+		const char *nul = memchr(arg, 0, (size_t)(end - arg));
+		size_t n = nul ? (size_t)(nul - arg) : (size_t)(end - arg);
+
+		if (arg != data + x->filename_len)
+			*p++ = ',';
+		p = put_json_str(p, arg, n);
+		if (!p)
+			return NULL;
+		arg += n + 1; /* past its NUL (or past the end: a cut last argument) */
+	}
+	if (x->base.flags & EVENT_FLAG_ARGV_TRUNCATED)
+		p = PUT_LIT(p, "],\"argv_truncated\":true");
+	else
+		p = PUT_LIT(p, "],\"argv_truncated\":false");
+	return PUT_FIELD(p, ",\"argc\":", x->argc);
+}
+
 /* One record's line (and its gap line first); NULL if the caller must format it. */
 static char *put_record(char *p, const struct process_event *e, __u32 len)
 {
 	switch (e->type) {
 	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\",\"ts_ns\":"); break;
 	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\",\"ts_ns\":"); break;
-	case EVENT_EXEC:
-		if (len < sizeof(struct exec_event))
-			return NULL;
-		p = PUT_LIT(p, "{\"type\":\"exec\",\"ts_ns\":");
-		break;
+	case EVENT_EXEC: p = PUT_LIT(p, "{\"type\":\"exec\",\"ts_ns\":"); break;
 	default:
 		return NULL;
 	}
@@ -121,8 +154,7 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
 		p = PUT_FIELD(p, ",\"exit_signal\":", e->exit_signal);
 		p = PUT_FIELD(p, ",\"duration_ns\":", e->duration_ns);
 	} else if (e->type == EVENT_EXEC) {
-		p = PUT_LIT(p, ",\"filename\":");
-		p = put_json_str(p, ((const struct exec_event *)e)->filename, MAX_FILENAME_LEN);
+		p = put_exec(p, (const struct exec_event *)e, len);
 		if (!p)
 			return NULL;
 	}
@@ -204,7 +236,7 @@ void pm_abi_info(struct pm_abi *abi)
 		.process_event_size = sizeof(struct process_event),
 		.exec_event_size = sizeof(struct exec_event),
 		.comm_offset = offsetof(struct process_event, comm),
-		.filename_offset = offsetof(struct exec_event, filename),
+		.data_offset = offsetof(struct exec_event, data),
 		.flags_offset = offsetof(struct process_event, flags),
 		.dropped_total_offset = offsetof(struct process_event, dropped_total),
 		.event_fork = EVENT_FORK,

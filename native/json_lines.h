@@ -38,7 +38,7 @@ struct pm_abi {
 	__u32 process_event_size;
 	__u32 exec_event_size;
 	__u32 comm_offset;
-	__u32 filename_offset;
+	__u32 data_offset;
 	__u32 flags_offset;
 	__u32 dropped_total_offset;
 	__u32 event_fork;

@@ -25,12 +25,23 @@ class EventType(IntEnum):
     FORK = 1
     EXEC = 2
     EXIT = 3
+    EXEC_FAILED = 4
 
 
 class EventFlag(IntEnum):
     """enum event_flag: bits of process_event.flags"""
 
     THREAD = 1
+    ARGV_TRUNCATED = 2
+
+
+class ArgvLimits(IntEnum):
+    """enum argv_limits: how much of a command line exec records keep"""
+
+    DEFAULT_BYTES = 4096
+    MAX_BYTES = 16384
+    FAILED_ARGS_MAX = 256
+    FAILED_ARGV_MAX_BYTES = 8192
 
 
 class CounterKey(IntEnum):
@@ -101,11 +112,14 @@ class ProcessEvent(ctypes.Structure):
 
 
 class ExecEvent(ctypes.Structure):
-    """struct exec_event"""
+    """struct exec_event: its fixed part; `data` (filename, then argv) follows it"""
 
     _fields_ = [
         ("base", ProcessEvent),
-        ("filename", c_char * MAX_FILENAME_LEN),
+        ("filename_len", c_uint32),
+        ("argv_len", c_uint32),
+        ("argc", c_uint32),
+        ("error", c_int32),
     ]
 
 
@@ -116,6 +130,8 @@ class Settings(ctypes.Structure):
         ("threads_until_ns", c_uint64),
         ("wakeup_bytes", c_uint32),
         ("follow", c_uint32),
+        ("argv_bytes", c_uint32),
+        ("__pad", c_uint32),
     ]
 
 
@@ -155,7 +171,7 @@ class PmAbi(ctypes.Structure):
             "process_event_size",
             "exec_event_size",
             "comm_offset",
-            "filename_offset",
+            "data_offset",
             "flags_offset",
             "dropped_total_offset",
             "event_fork",
@@ -177,7 +193,7 @@ def expected_pm_abi() -> PmAbi:
         process_event_size=ctypes.sizeof(ProcessEvent),
         exec_event_size=ctypes.sizeof(ExecEvent),
         comm_offset=ProcessEvent.comm.offset,
-        filename_offset=ExecEvent.filename.offset,
+        data_offset=ctypes.sizeof(ExecEvent),
         flags_offset=ProcessEvent.flags.offset,
         dropped_total_offset=ProcessEvent.dropped_total.offset,
         event_fork=EventType.FORK,
@@ -223,9 +239,11 @@ def struct_format(layout: type[ctypes.Structure]) -> str:
 
 
 PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
-# The part of an exec record after its process_event.
-FILENAME = struct.Struct(f"<{MAX_FILENAME_LEN}s")
-FILENAME_OFFSET = ExecEvent.filename.offset
+# The fixed part of an exec record after its process_event: filename_len,
+# argv_len, argc, error; the filename and the arguments follow at EXEC_DATA_OFFSET.
+EXEC_TAIL = struct.Struct("<" + struct_format(ExecEvent)[len(PROCESS_EVENT.format) - 1 :])
+EXEC_TAIL_OFFSET = ExecEvent.filename_len.offset
+EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))
 # A value of the `losses` map.
 LOSS_VALUE = struct.Struct("<Q")

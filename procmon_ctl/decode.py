@@ -1,19 +1,27 @@
 """Ring-buffer records to events: pure functions, testable without a kernel.
 
 The layouts come from abi.py (the mirror of bpf/process_monitor.h).  This is the
-hot path: one struct.unpack per record, no model objects."""
+hot path: one struct.unpack per record, no model objects.
+
+Names, filenames and arguments are bytes chosen by whoever started the process.
+They become text reversibly (text() and unescape() are inverses): valid UTF-8 as
+it is, a byte that is not UTF-8 as the four characters \\xNN, and a backslash as
+two, so that no text stands for two different byte strings."""
 
 from __future__ import annotations
 
+import errno as _errno
 import mmap
+import re
 from typing import NamedTuple
 
-from .abi import FILENAME, FILENAME_OFFSET, PROCESS_EVENT, EventFlag, EventType
+from .abi import EXEC_DATA_OFFSET, EXEC_TAIL, EXEC_TAIL_OFFSET, PROCESS_EVENT, EventFlag, EventType
 
 TYPE_NAMES = {t.value: t.name.lower() for t in EventType}
 _unpack_event = PROCESS_EVENT.unpack_from
-_unpack_filename = FILENAME.unpack_from
-_EXEC, _EXIT, _THREAD = EventType.EXEC.value, EventType.EXIT.value, EventFlag.THREAD.value
+_unpack_tail = EXEC_TAIL.unpack_from
+_EXEC, _EXIT, _FAILED = EventType.EXEC.value, EventType.EXIT.value, EventType.EXEC_FAILED.value
+_THREAD, _TRUNCATED = EventFlag.THREAD.value, EventFlag.ARGV_TRUNCATED.value
 
 
 class Event(NamedTuple):
@@ -32,12 +40,70 @@ class Event(NamedTuple):
     # The ring's losses so far (losses[LOSS_DROPPED]) as the record was made: a
     # reader marks what it has not marked yet (stream.LossMarks).
     dropped_total: int
+    # exec and exec_failed: the arguments (each one text()), whether the last was
+    # cut or some are missing, and how many the program was given.
+    argv: tuple[str, ...] | None = None
+    argv_truncated: bool | None = None
+    argc: int | None = None
+    # exec_failed: the errno the syscall returned (positive).
+    errno: int | None = None
+
+
+def text(raw: bytes) -> str:
+    """Bytes as text, reversibly (see the module's docstring)."""
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")  # ASCII: never inside a multi-byte sequence
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def cstr(raw: bytes) -> str:
-    """A NUL-padded name as text.  Names are bytes chosen by whoever started the
-    process: every byte is kept, invalid UTF-8 as \\xNN escapes."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+    """A NUL-padded name as text()."""
+    return text(raw.split(b"\0", 1)[0])
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def unescape(s: str) -> bytes:
+    """The bytes that text() made `s` from."""
+    out, pos = bytearray(), 0
+    for m in _ESCAPE.finditer(s):
+        out += s[pos : m.start()].encode()
+        esc = m.group(1)
+        out += b"\\" if esc == "\\" else bytes((int(esc[1:], 16),))
+        pos = m.end()
+    out += s[pos:].encode()
+    return bytes(out)
+
+
+def split_argv(raw: bytes) -> tuple[str, ...]:
+    """The argument area as the kernel lays it out (each argument followed by a
+    NUL) to its arguments; a cut last argument (no NUL) is kept as it is."""
+    if not raw:
+        return ()
+    parts = raw.split(b"\0")
+    if not parts[-1]:
+        parts.pop()  # what follows the last NUL: nothing
+    return tuple(map(text, parts))
+
+
+def errno_name(code: int | None) -> str | None:
+    if code is None:
+        return None
+    return _errno.errorcode.get(code, f"E{code}")
+
+
+def exec_parts(
+    buf: bytes | memoryview | mmap.mmap, offset: int
+) -> tuple[str, tuple[str, ...], bool, int, int]:
+    """An exec or exec_failed record's filename, argv, argv_truncated, argc and
+    error (the syscall's -errno, 0 for exec)."""
+    fn_len, argv_len, argc, error = _unpack_tail(buf, offset + EXEC_TAIL_OFFSET)
+    start = offset + EXEC_DATA_OFFSET
+    name = bytes(buf[start : start + fn_len])
+    argv = bytes(buf[start + fn_len : start + fn_len + argv_len])
+    flags = PROCESS_EVENT.unpack_from(buf, offset)[10]
+    return text(name), split_argv(argv), bool(flags & _TRUNCATED), argc, error
 
 
 def decode_event(record: bytes | memoryview) -> Event:
@@ -50,9 +116,27 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
         buf, offset
     )
     name = TYPE_NAMES.get(etype, str(etype))
-    filename = None
-    if etype == _EXEC:
-        filename = cstr(_unpack_filename(buf, offset + FILENAME_OFFSET)[0])
+    if etype in (_EXEC, _FAILED):
+        filename, argv, truncated, argc, error = exec_parts(buf, offset)
+        return Event(
+            name,
+            ts,
+            pid,
+            tgid,
+            ppid,
+            uid,
+            cstr(comm),
+            bool(flags & _THREAD),
+            filename,
+            None,
+            None,
+            None,
+            dropped,
+            argv,
+            truncated,
+            argc,
+            -error if etype == _FAILED else None,
+        )
     is_exit = etype == _EXIT
     return Event(
         name,
@@ -63,7 +147,7 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
         uid,
         cstr(comm),
         bool(flags & _THREAD),
-        filename,
+        None,
         code if is_exit else None,
         sig if is_exit else None,
         duration if is_exit else None,

@@ -16,7 +16,7 @@ from .abi import COUNTER_NAMES, CounterKey, FollowLimits
 from .errors import BpfError
 from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
 from .pins import PROGRAMS
-from .settings import default_wakeup_bytes, settings_value
+from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, settings_value
 from .system import require_root
 
 _PID = struct.Struct("I")  # the `followed` map's key: a tgid
@@ -35,10 +35,13 @@ class PrivateInstance:
         ring_size: int | None,
         follow: bool = False,
         follow_limit: int = FollowLimits.FOLLOWED_MAX_PROCESSES.value,
+        argv_bytes: int = DEFAULT_ARGV_BYTES,
     ):
         require_root("loading BPF programs")
         if ring_size is not None:
             check_ring_size(ring_size)
+        check_argv_bytes(argv_bytes)
+        self.argv_bytes = argv_bytes
         require_kernel_features()
         self.follow_mode = follow
         self.ring_size = ring_size or DEFAULT_RING_SIZE
@@ -86,7 +89,7 @@ class PrivateInstance:
         return self._object.map_fd(name)
 
     def write_settings(self, threads_until_ns: int, wakeup_bytes: int) -> None:
-        value = settings_value(threads_until_ns, wakeup_bytes, self.follow_mode)
+        value = settings_value(threads_until_ns, wakeup_bytes, self.follow_mode, self.argv_bytes)
         libbpf.map_update(self.map_fd("settings"), bytes(4), value)
 
     def follow(self, pid: int) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import mmap
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 
-from .abi import FILENAME, FILENAME_OFFSET, PROCESS_EVENT, EventFlag, EventType
-from .decode import TYPE_NAMES, cstr
+from .abi import PROCESS_EVENT, EventFlag, EventType
+from .decode import TYPE_NAMES, cstr, errno_name, exec_parts
 
 _GAP = '{"type":"gap","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s'
@@ -48,15 +48,29 @@ def _shared_json(key: tuple[int, int, int, bytes]) -> str:
     return text
 
 
+def exec_json(buf: bytes | memoryview | mmap.mmap, off: int) -> str:
+    """The fields an exec (or exec_failed) record adds, from "filename" on."""
+    filename, argv, truncated, argc, error = exec_parts(buf, off)
+    args = ",".join(map(encode_basestring, argv))
+    text = (
+        f'"filename":{encode_basestring(filename)},"argv":[{args}],'
+        f'"argv_truncated":{"true" if truncated else "false"},"argc":{argc}'
+    )
+    if error:
+        text += f',"errno":{-error},"error":"{errno_name(-error)}"'
+    return text
+
+
 def json_lines(
     buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str], marked: int
 ) -> int:
     """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
     preceded by a gap line when the ring has lost more records than the `marked`
     already reported; returns the new count of marked losses."""
-    unpack, unpack_name = PROCESS_EVENT.unpack_from, FILENAME.unpack_from
+    unpack = PROCESS_EVENT.unpack_from
     cache, shared_json, gap = _shared_cache, _shared_json, _GAP
     fork, exit_, exec_ = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
+    failed = EventType.EXEC_FAILED.value
     append = lines.append
     for off in offsets:
         (ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm) = unpack(
@@ -75,11 +89,11 @@ def json_lines(
                 f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
                 f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}'
             )
-        elif etype == exec_:
-            filename = encode_basestring(cstr(unpack_name(buf, off + FILENAME_OFFSET)[0]))
+        elif etype in (exec_, failed):
+            name = "exec" if etype == exec_ else "exec_failed"
             append(
-                f'{{"type":"exec","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
-                f'"filename":{filename}}}'
+                f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f"{exec_json(buf, off)}}}"
             )
         else:  # a record type this version does not know: its common fields
             name = TYPE_NAMES.get(etype, str(etype))

@@ -8,7 +8,7 @@ from pathlib import Path
 from . import bpftool, features, signals
 from .errors import MissingError, PermissionDenied, StateError, UsageError
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
-from .settings import default_wakeup_bytes, write_settings
+from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, write_settings
 from .system import ensure_tracefs, require_root
 
 OBJECT_ENV = "PROCMON_OBJECT"
@@ -65,10 +65,16 @@ def require_kernel_features() -> None:
         raise MissingError(lacking[0].missing())
 
 
-def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
+def load(
+    layout: PinLayout,
+    obj: Path,
+    ring_size: int | None = None,
+    argv_bytes: int = DEFAULT_ARGV_BYTES,
+) -> None:
     require_root("loading BPF programs")
     if ring_size is not None:
         check_ring_size(ring_size)
+    check_argv_bytes(argv_bytes)
     require_kernel_features()
     with layout.admin_lock():
         if layout.is_loaded():
@@ -91,7 +97,7 @@ def load(layout: PinLayout, obj: Path, ring_size: int | None = None) -> None:
             layout.check_owned()
             os.chmod(layout.root, 0o700)
             _loadall(layout, obj, ring_size)
-            write_settings(layout, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE))
+            write_settings(layout, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE), argv_bytes)
             layout.remember_loaded()
         except BaseException:
             remove_pins(layout, keep_root=not created_root)

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 
 from . import libbpf
-from .abi import LOSS_VALUE, LossKey
+from .abi import LOSS_VALUE, SETTINGS, LossKey
 from .errors import StateError
-from .settings import settings_value
+from .settings import argv_bytes_of, settings_value
 
 # Thread streaming outlives a reader that dies without cleaning up by at most this.
 THREADS_LEASE_NS = 1_000_000_000
@@ -51,6 +51,10 @@ class ReaderSession:
         self._settings_fd, self._losses_fd = settings_fd, losses_fd
         self._wakeup_bytes, self._follow, self.threads = wakeup_bytes, follow, threads
         self._still_there, self._gone = still_there, gone
+        # What `load` chose: the reader rewrites the value, and keeps this as it was.
+        self._argv_bytes = argv_bytes_of(
+            libbpf.map_lookup(settings_fd, _SETTINGS_KEY, SETTINGS.size)
+        )
         self._renewed = self._checked = time.monotonic_ns()
         self.marked = self._saved = self._lookup(_KEY_MARKED)
         self._write_settings(self._renewed + THREADS_LEASE_NS if threads else 0)
@@ -71,7 +75,7 @@ class ReaderSession:
         self.close()
 
     def _write_settings(self, threads_until_ns: int) -> None:
-        value = settings_value(threads_until_ns, self._wakeup_bytes, self._follow)
+        value = settings_value(threads_until_ns, self._wakeup_bytes, self._follow, self._argv_bytes)
         libbpf.map_update(self._settings_fd, _SETTINGS_KEY, value)
 
     def _lookup(self, key: bytes) -> int:

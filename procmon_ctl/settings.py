@@ -5,25 +5,43 @@ Written through bpftool after `load`, and by the reader (session.py) while it re
 from __future__ import annotations
 
 from . import bpftool
-from .abi import SETTINGS
+from .abi import SETTINGS, ArgvLimits
+from .errors import UsageError
 from .pins import PinLayout
 
+DEFAULT_ARGV_BYTES = ArgvLimits.DEFAULT_BYTES.value
 
-def write_settings(layout: PinLayout, wakeup_bytes: int) -> None:
+
+def check_argv_bytes(n: int) -> None:
+    if not 0 <= n <= ArgvLimits.MAX_BYTES:
+        raise UsageError(
+            f"--argv-bytes {n} is not allowed: use 0 (no arguments) to "
+            f"{ArgvLimits.MAX_BYTES.value}, e.g. {DEFAULT_ARGV_BYTES}"
+        )
+
+
+def write_settings(layout: PinLayout, wakeup_bytes: int, argv_bytes: int) -> None:
     """A fresh load's settings: no thread records (a reader asks for them), and
     never one tree (a pinned instance is shared by every process on the host;
     follow mode is `run`'s, on an instance of its own)."""
     bpftool.map_update(
         layout.map("settings"),
         key=(0).to_bytes(4, "little"),
-        value=settings_value(0, wakeup_bytes, follow=False),
+        value=settings_value(0, wakeup_bytes, False, argv_bytes),
     )
 
 
-def settings_value(threads_until_ns: int, wakeup_bytes: int, follow: bool) -> bytes:
+def settings_value(
+    threads_until_ns: int, wakeup_bytes: int, follow: bool, argv_bytes: int
+) -> bytes:
     """struct settings, as the map stores it.  `threads_until_ns`: CLOCK_MONOTONIC
     (bpf_ktime_get_ns) until which thread forks are streamed; 0: never."""
-    return SETTINGS.pack(threads_until_ns, wakeup_bytes, int(follow))
+    return SETTINGS.pack(threads_until_ns, wakeup_bytes, int(follow), argv_bytes)
+
+
+def argv_bytes_of(value: bytes) -> int:
+    """The argv bound a settings value holds."""
+    return SETTINGS.unpack(value)[3]
 
 
 def default_wakeup_bytes(ring_size: int) -> int:

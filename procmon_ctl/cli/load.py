@@ -19,6 +19,14 @@ def load(
             help="Ring buffer size in bytes: a power of two, at least one page [default: 4194304]",
         ),
     ] = None,
+    argv_bytes: Annotated[
+        int,
+        typer.Option(
+            "--argv-bytes",
+            help="Keep at most this many bytes of each exec's command line (0 to 16384); "
+            "a longer one is cut and marked argv_truncated.",
+        ),
+    ] = 4096,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
     from ..load import find_object
@@ -28,7 +36,7 @@ def load(
     pins = layout()
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
-    load_instance(pins, obj, ring_size)
+    load_instance(pins, obj, ring_size, argv_bytes)
     print(f"loaded {obj} at {pins.root}; next: procmon-ctl attach")
 
 
