@@ -38,8 +38,8 @@ class EventFlag(IntEnum):
 class ArgvLimits(IntEnum):
     """enum argv_limits: how much of a command line exec records keep"""
 
-    DEFAULT_BYTES = 4096
-    MAX_BYTES = 16384
+    ARGV_DEFAULT_BYTES = 4096
+    ARGV_MAX_BYTES = 16384
     FAILED_ARGS_MAX = 256
     FAILED_ARGV_MAX_BYTES = 8192
 
@@ -120,6 +120,7 @@ class ExecEvent(ctypes.Structure):
         ("argv_len", c_uint32),
         ("argc", c_uint32),
         ("error", c_int32),
+        ("data", c_char * 0),
     ]
 
 
@@ -241,7 +242,9 @@ def struct_format(layout: type[ctypes.Structure]) -> str:
 PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
 # The fixed part of an exec record after its process_event: filename_len,
 # argv_len, argc, error; the filename and the arguments follow at EXEC_DATA_OFFSET.
-EXEC_TAIL = struct.Struct("<" + struct_format(ExecEvent)[len(PROCESS_EVENT.format) - 1 :])
+EXEC_TAIL = struct.Struct(
+    "<" + "".join(_CODES[ctype] for name, ctype in ExecEvent._fields_[1:] if name != "data")
+)
 EXEC_TAIL_OFFSET = ExecEvent.filename_len.offset
 EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))

@@ -9,14 +9,14 @@ from .abi import SETTINGS, ArgvLimits
 from .errors import UsageError
 from .pins import PinLayout
 
-DEFAULT_ARGV_BYTES = ArgvLimits.DEFAULT_BYTES.value
+DEFAULT_ARGV_BYTES = ArgvLimits.ARGV_DEFAULT_BYTES.value
 
 
 def check_argv_bytes(n: int) -> None:
-    if not 0 <= n <= ArgvLimits.MAX_BYTES:
+    if not 0 <= n <= ArgvLimits.ARGV_MAX_BYTES:
         raise UsageError(
             f"--argv-bytes {n} is not allowed: use 0 (no arguments) to "
-            f"{ArgvLimits.MAX_BYTES.value}, e.g. {DEFAULT_ARGV_BYTES}"
+            f"{ArgvLimits.ARGV_MAX_BYTES.value}, e.g. {DEFAULT_ARGV_BYTES}"
         )
 
 

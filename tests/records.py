@@ -4,7 +4,7 @@ no kernel: the decoder, the Python JSON writer and the C one."""
 from __future__ import annotations
 
 from procmon_ctl.abi import (
-    FILENAME,
+    EXEC_TAIL,
     PROCESS_EVENT,
     RECORD_LENGTH,
     EventFlag,
@@ -14,7 +14,13 @@ from procmon_ctl.abi import (
 )
 
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
-THREAD = EventFlag.THREAD
+EXEC_FAILED = EventType.EXEC_FAILED
+THREAD, TRUNCATED = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED
+
+
+def argv_area(*args: bytes) -> bytes:
+    """Arguments as the kernel lays them out in a new image: each followed by a NUL."""
+    return b"".join(a + b"\0" for a in args)
 
 
 def record(
@@ -31,13 +37,20 @@ def record(
     duration: int = 0,
     filename: bytes = b"",
     ts: int = 123_456_789_012,
+    argv: bytes = b"",  # the argument area (argv_area()), as much as the record keeps
+    argc: int | None = None,
+    error: int = 0,  # exec_failed: -errno
 ) -> bytes:
-    """One record as the BPF programs write it: exec records carry a filename."""
+    """One record as the BPF programs write it: exec (and exec_failed) records are
+    an exec_event followed by the filename and the argument area, and only as long
+    as those."""
     base = PROCESS_EVENT.pack(
         ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm
     )
-    if etype == EXEC:
-        base += FILENAME.pack(filename)
+    if etype in (EXEC, EXEC_FAILED):
+        if argc is None:
+            argc = argv.count(b"\0")
+        base += EXEC_TAIL.pack(len(filename), len(argv), argc, error) + filename + argv
     return base
 
 
@@ -62,7 +75,26 @@ def ring_bytes(records: list[bytes]) -> tuple[bytearray, list[int]]:
 CASES = {
     "fork": [record(FORK, pid=42, tgid=42, ppid=7, comm=b"bash")],
     "thread": [record(FORK, pid=43, tgid=42, flags=THREAD, comm=b"storm")],
-    "exec": [record(EXEC, comm=b"ls", filename=b"/usr/bin/ls")],
+    "exec": [
+        record(EXEC, comm=b"ls", filename=b"/usr/bin/ls", argv=argv_area(b"ls", b"-l", b"/tmp"))
+    ],
+    "exec without arguments": [record(EXEC, comm=b"x", filename=b"/x")],
+    "empty arguments": [record(EXEC, filename=b"/bin/e", argv=argv_area(b"e", b"", b"x", b""))],
+    "truncated argv": [
+        record(EXEC, filename=b"/bin/t", argv=b"t\0abc\0de", argc=9, flags=TRUNCATED),
+        record(EXEC, filename=b"/bin/t", argv=b"t\0abc\0", argc=9, flags=TRUNCATED),
+    ],
+    "hostile arguments": [
+        record(
+            EXEC,
+            filename=b"/bin/h",
+            argv=argv_area(b"\x1b[2J", b"a\nb", b'q"\\', b"caf\xc3\xa9", b"\xff\xfe", b"\\xff"),
+        )
+    ],
+    "failed exec": [
+        record(EXEC_FAILED, filename=b"/nonexistent", argv=argv_area(b"nx", b""), error=-2),
+        record(EXEC_FAILED, filename=b"/etc/passwd", argv=b"", error=-13),
+    ],
     "exit": [record(EXIT, code=3, sig=9, duration=200_000_000)],
     "negative exit code": [record(EXIT, code=-1)],
     "gap before": [record(FORK, dropped=5), record(EXIT, dropped=7), record(EXIT, dropped=7)],
@@ -73,7 +105,7 @@ CASES = {
         record(FORK, comm=b"sh\0other\0\0\0\0\0\0\0"),
     ],
     "control characters": [record(EXEC, comm=b"\x1b[2J\nEVIL\x1b]0;", filename=b"/tmp/\x07bell")],
-    "json escapes": [record(EXEC, comm=b'q"\\\t\r\b\f', filename=b'/a"b\\c\x00tail')],
+    "json escapes": [record(EXEC, comm=b'q"\\\t\r\b\f', filename=b'/a"b\\c')],
     "bytes that are not UTF-8": [
         record(FORK, comm=b"caf\xe9\xff"),
         record(EXEC, filename=b'/x/\xc3\x28"q\\'),

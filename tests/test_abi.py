@@ -31,6 +31,7 @@ ENUMS = {
     "ringbuf_record": (abi.RingbufRecord, "RINGBUF_"),
     "follow_limits": (abi.FollowLimits, ""),
     "loss_key": (abi.LossKey, "LOSS_"),
+    "argv_limits": (abi.ArgvLimits, ""),
 }
 
 
@@ -78,7 +79,8 @@ def test_struct_formats_read_every_field_where_c_puts_it():
     record packed field by field through ctypes unpacks to the same values."""
     assert abi.PROCESS_EVENT.size == ctypes.sizeof(abi.ProcessEvent)
     assert abi.SETTINGS.size == ctypes.sizeof(abi.Settings)
-    assert abi.FILENAME_OFFSET + abi.FILENAME.size == ctypes.sizeof(abi.ExecEvent)
+    assert abi.EXEC_TAIL_OFFSET + abi.EXEC_TAIL.size == abi.EXEC_DATA_OFFSET
+    assert abi.EXEC_DATA_OFFSET == ctypes.sizeof(abi.ExecEvent) == abi.ExecEvent.data.offset
     values = {
         "ts_ns": 1,
         "duration_ns": 2,
@@ -93,12 +95,14 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "flags": 11,
         "comm": b"comm",
     }
-    rec = abi.ExecEvent(base=abi.ProcessEvent(**values), filename=b"/bin/x")
+    rec = abi.ExecEvent(
+        base=abi.ProcessEvent(**values), filename_len=6, argv_len=12, argc=3, error=-2
+    )
     raw = bytes(rec)
     fields = [f for f, _ in abi.ProcessEvent._fields_ if not f.startswith("__")]
     unpacked = dict(zip(fields, abi.PROCESS_EVENT.unpack_from(raw), strict=True))
     assert {**unpacked, "comm": unpacked["comm"].rstrip(b"\0")} == values
-    assert abi.FILENAME.unpack_from(raw, abi.FILENAME_OFFSET)[0].rstrip(b"\0") == b"/bin/x"
+    assert abi.EXEC_TAIL.unpack_from(raw, abi.EXEC_TAIL_OFFSET) == (6, 12, 3, -2)
 
 
 @pytest.mark.parametrize("name", ENUMS)

@@ -32,8 +32,12 @@ def expected(records: list[bytes]) -> list[dict]:
             "comm": e.comm,
             "thread": e.thread,
         }
-        if e.type == "exec":
-            line["filename"] = e.filename
+        if e.filename is not None:
+            line.update(
+                filename=e.filename, argv=list(e.argv), argv_truncated=e.argv_truncated, argc=e.argc
+            )
+        if e.errno is not None:
+            line.update(errno=e.errno, error=decode.errno_name(e.errno))
         if e.type == "exit":
             line.update(exit_code=e.exit_code, exit_signal=e.exit_signal, duration_ns=e.duration_ns)
         out.append(line)

@@ -102,7 +102,7 @@ def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
     return out.getvalue(), writer.emitted
 
 
-LEFT_TO_PYTHON = ("unknown type", "bytes that are not UTF-8")
+LEFT_TO_PYTHON = ("unknown type", "bytes that are not UTF-8", "hostile arguments", "failed exec")
 
 
 @pytest.mark.parametrize("start", [0, 3 * (1 << 16) - 40], ids=["from the start", "wrapping"])
