@@ -94,15 +94,14 @@ def errno_name(code: int | None) -> str | None:
 
 
 def exec_parts(
-    buf: bytes | memoryview | mmap.mmap, offset: int
+    buf: bytes | memoryview | mmap.mmap, offset: int, flags: int
 ) -> tuple[str, tuple[str, ...], bool, int, int]:
     """An exec or exec_failed record's filename, argv, argv_truncated, argc and
-    error (the syscall's -errno, 0 for exec)."""
+    error (the syscall's -errno, 0 for exec); `flags` is the record's."""
     fn_len, argv_len, argc, error = _unpack_tail(buf, offset + EXEC_TAIL_OFFSET)
     start = offset + EXEC_DATA_OFFSET
     name = bytes(buf[start : start + fn_len])
     argv = bytes(buf[start + fn_len : start + fn_len + argv_len])
-    flags = PROCESS_EVENT.unpack_from(buf, offset)[10]
     return text(name), split_argv(argv), bool(flags & _TRUNCATED), argc, error
 
 
@@ -117,7 +116,7 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     )
     name = TYPE_NAMES.get(etype, str(etype))
     if etype in (_EXEC, _FAILED):
-        filename, argv, truncated, argc, error = exec_parts(buf, offset)
+        filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)
         return Event(
             name,
             ts,

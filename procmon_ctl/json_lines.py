@@ -48,9 +48,9 @@ def _shared_json(key: tuple[int, int, int, bytes]) -> str:
     return text
 
 
-def exec_json(buf: bytes | memoryview | mmap.mmap, off: int) -> str:
+def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
     """The fields an exec (or exec_failed) record adds, from "filename" on."""
-    filename, argv, truncated, argc, error = exec_parts(buf, off)
+    filename, argv, truncated, argc, error = exec_parts(buf, off, flags)
     args = ",".join(map(encode_basestring, argv))
     text = (
         f'"filename":{encode_basestring(filename)},"argv":[{args}],'
@@ -93,7 +93,7 @@ def json_lines(
             name = "exec" if etype == exec_ else "exec_failed"
             append(
                 f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
-                f"{exec_json(buf, off)}}}"
+                f"{exec_json(buf, off, flags)}}}"
             )
         else:  # a record type this version does not know: its common fields
             name = TYPE_NAMES.get(etype, str(etype))
