@@ -19,7 +19,6 @@ import os
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
-import pytest
 from conftest import OBJECT
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
