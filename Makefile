@@ -123,10 +123,10 @@ lint: setup
 clean:
 	rm -rf $(BUILD) $(OBJ) $(NATIVE) .pytest_cache
 
-# `make bench` (root): procmon-ctl against bpftrace and forkstat on storms it makes
-# itself; writes docs/benchmarks.md and its chart.  `make bench BENCH_ARGS=--quick`
-# takes under a minute and writes no report.  Code: scripts/bench/.
-BENCH_PACKAGES := bpftrace forkstat
+# `make bench` (root): procmon-ctl against bpftrace, forkstat and bcc's execsnoop on
+# storms it makes itself; writes docs/benchmarks.md and its chart.  `make bench
+# BENCH_ARGS=--quick` takes about a minute and writes no report.  Code: scripts/bench/.
+BENCH_PACKAGES := bpftrace forkstat bpfcc-tools
 BENCH_ARGS ?=
 
 bench: setup mounts $(BUILD)/storm
