@@ -55,6 +55,24 @@ class BpfLinkInfo(ctypes.Structure):
     _fields_ = [("type", c_uint32), ("id", c_uint32), ("prog_id", c_uint32)]
 
 
+class PerfEventAttr(ctypes.Structure):
+    # The first 64 bytes of struct perf_event_attr (PERF_ATTR_SIZE_VER0, every
+    # kernel accepts it): all a tracepoint event needs.  The bit fields after
+    # read_format (disabled, inherit, ...) are one u64 here, left 0: enabled.
+    _fields_ = [
+        ("type", c_uint32),  # PERF_TYPE_TRACEPOINT
+        ("size", c_uint32),  # sizeof(this)
+        ("config", c_uint64),  # the tracepoint's id (tracefs events/<group>/<name>/id)
+        ("sample_period", c_uint64),
+        ("sample_type", c_uint64),
+        ("read_format", c_uint64),
+        ("flags", c_uint64),
+        ("wakeup_events", c_uint32),
+        ("bp_type", c_uint32),
+        ("config1", c_uint64),
+    ]
+
+
 def _check_fd(result, func, args):
     """libbpf 1.x returns -errno for failure (and sets errno)."""
     if result < 0:
@@ -66,6 +84,13 @@ def _check_ptr(result, func, args):
     """Calls that return an object: NULL with errno set on failure (libbpf 1.x)."""
     if not result:
         raise LibbpfError(func.__name__, ctypes.get_errno() or errno_mod.EINVAL)
+    return result
+
+
+def _check_libc(result, func, args):
+    """libc calls: -1 with errno set on failure."""
+    if result == -1:
+        raise LibbpfError(func.__name__, ctypes.get_errno())
     return result
 
 
@@ -96,6 +121,42 @@ _SIGNATURES = {
 }
 
 
+# The libc calls that attach a `tracepoint/...` program (perf_event_open has no libc
+# wrapper: syscall(2), typed here for that one use).
+_LIBC_SIGNATURES = {
+    "syscall": (
+        [ctypes.c_long, POINTER(PerfEventAttr), c_int, c_int, c_int, ctypes.c_ulong],
+        ctypes.c_long,
+        _check_libc,
+    ),
+    "ioctl": ([c_int, ctypes.c_ulong, c_int], c_int, _check_libc),
+}
+
+# perf_event_open's syscall number, by machine (asm/unistd.h).
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241}
+PERF_TYPE_TRACEPOINT = 2
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+# linux/perf_event.h: _IO('$', 0) and _IOW('$', 8, __u32).
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+
+
+def _bind(lib: ctypes.CDLL, signatures: dict) -> ctypes.CDLL:
+    for name, (argtypes, restype, errcheck) in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = argtypes
+        fn.restype = restype
+        if errcheck is not None:
+            fn.errcheck = errcheck
+    return lib
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    # Our own handle: the argument types set here are not imposed on ctypes.CDLL(None)'s.
+    return _bind(ctypes.CDLL("libc.so.6", use_errno=True), _LIBC_SIGNATURES)
+
+
 @cache
 def _lib() -> ctypes.CDLL:
     try:
@@ -104,13 +165,7 @@ def _lib() -> ctypes.CDLL:
         raise MissingError(
             "libbpf.so.1 not found: install it with `apt-get install libbpf1` (or run `make`)"
         ) from None
-    for name, (argtypes, restype, errcheck) in _SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = argtypes
-        fn.restype = restype
-        if errcheck is not None:
-            fn.errcheck = errcheck
-    return lib
+    return _bind(lib, _SIGNATURES)
 
 
 def obj_get(path: os.PathLike | str) -> int:
@@ -125,6 +180,37 @@ def obj_pin(fd: int, path: os.PathLike | str) -> None:
 def raw_tracepoint_open(prog_fd: int) -> int:
     """Attach a tp_btf program to the tracepoint it was loaded for; returns the link fd."""
     return _lib().bpf_raw_tracepoint_open(None, prog_fd)
+
+
+def perf_tracepoint_attach(prog_fd: int, tracepoint_id: int) -> int:
+    """Attach a `tracepoint/...` program by fd, the way every kernel since 4.x takes
+    it (bpf_link_create on a perf event needs 5.15): a perf event on the tracepoint
+    (pid -1, cpu 0: the program then runs wherever the tracepoint fires), the
+    program set on it, the event enabled.  Returns the perf event's fd, which alone
+    holds the attachment: closing it, or the end of the process however it ends,
+    detaches the program.  Nothing is pinned."""
+    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
+    if nr is None:
+        raise LibbpfError("perf_event_open", errno_mod.ENOSYS)
+    attr = PerfEventAttr(
+        type=PERF_TYPE_TRACEPOINT,
+        size=ctypes.sizeof(PerfEventAttr),
+        config=tracepoint_id,
+        sample_period=1,  # as libbpf sets them for tracepoints
+        wakeup_events=1,
+    )
+    libc = _libc()
+    try:
+        perf_fd = libc.syscall(nr, ctypes.byref(attr), -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    except LibbpfError as err:
+        raise LibbpfError("perf_event_open", err.errno) from None
+    try:
+        libc.ioctl(perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+        libc.ioctl(perf_fd, PERF_EVENT_IOC_ENABLE, 0)
+    except BaseException:
+        os.close(perf_fd)
+        raise
+    return perf_fd
 
 
 def map_info(fd: int) -> BpfMapInfo:

@@ -184,6 +184,27 @@ class ExitEvent(_ProcessLine):
     duration_ns: U64 = Field(description="how long the process lived, in ns")
 
 
+class ExecFailedEvent(_ProcessLine):
+    """An execve or execveat that failed (`events --failed` only): the process runs
+    on as it was.  comm and pid are the caller's."""
+
+    model_config = ConfigDict(title="exec_failed")
+
+    type: Literal["exec_failed"]
+    filename: str = Field(description="the path the caller tried to execute, as it gave it")
+    argv: list[str] = Field(description="the arguments it gave, argv[0] first")
+    argv_truncated: bool = Field(
+        description="argv was cut: its last argument, or the arguments after it, are missing"
+    )
+    argc: U32 = Field(description="how many arguments were read (at most 256)")
+    errno: Annotated[int, Field(ge=1, le=4095)] = Field(
+        description="the error the syscall returned, as a positive errno"
+    )
+    error: Annotated[str, Field(pattern=r"^E[A-Z0-9]+$")] = Field(
+        description="its name (ENOENT, EACCES, ENOEXEC, ...)"
+    )
+
+
 class GapEvent(_Line):
     """Records were lost because the ring buffer was full, since the previous gap
     line (or since the stream began): before the next line, or, when the reader had
@@ -207,7 +228,10 @@ class EventLine(RootModel):
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
 
-    root: Annotated[ForkEvent | ExecEvent | ExitEvent | GapEvent, Field(discriminator="type")]
+    root: Annotated[
+        ForkEvent | ExecEvent | ExitEvent | ExecFailedEvent | GapEvent,
+        Field(discriminator="type"),
+    ]
 
 
 class RunExit(_Model):

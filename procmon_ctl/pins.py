@@ -38,6 +38,19 @@ PROGRAMS = {
     "exit": "handle_exit",
 }
 MAPS = ("events", "process_count", "counters", "settings", "exited", "followed", "losses")
+# The failed-exec programs (`events --failed`): loaded and pinned by `load` with
+# the others, but attached only by such a reader, by fds it holds for as long as
+# it runs (exec_failures.py): never by `attach`, never as a pinned link.  Entries
+# first: the order they are attached in.
+FAILED_EXEC_PROGRAMS = (
+    "handle_execve_enter",
+    "handle_execveat_enter",
+    "handle_execve_exit",
+    "handle_execveat_exit",
+)
+# Maps `load` pins besides MAPS (which `status` lists): where exec records are
+# built, and the failed-exec programs' execs in progress.
+EXEC_MAPS = ("exec_scratch", "exec_attempts")
 # Made by `load` below the pin dir while it sizes the ring, and removed again.
 RING_STAGING = "ring_staging"
 # How bpftool names the pins of the maps libbpf makes of an object's sections: the
@@ -155,6 +168,10 @@ class PinLayout:
     def prog(self, event: str) -> Path:
         return self.progs_dir / PROGRAMS[event]
 
+    def program(self, name: str) -> Path:
+        """The pin of a program by its own name (prog() takes an event's)."""
+        return self.progs_dir / name
+
     def map(self, name: str) -> Path:
         return self.maps_dir / name
 
@@ -203,8 +220,8 @@ class PinLayout:
     def _pin_names(self, record: dict[str, int] | None) -> set[str]:
         """The pins (relative names) a load and an attach make, and what the record
         says this one made (the object's internal maps, e.g. process__rodata)."""
-        names = {f"progs/{p}" for p in PROGRAMS.values()}
-        names |= {f"maps/{m}" for m in MAPS}
+        names = {f"progs/{p}" for p in (*PROGRAMS.values(), *FAILED_EXEC_PROGRAMS)}
+        names |= {f"maps/{m}" for m in (*MAPS, *EXEC_MAPS)}
         names |= {f"links/{e}" for e in PROGRAMS}
         return names | set(record or ())
 
@@ -423,6 +440,23 @@ class PinLayout:
         fd = self._open(rel, "map")
         try:
             self._same(rel, "map", record, libbpf.map_info(fd).id)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def open_program(self, name: str) -> int:
+        """An fd of the pinned program `name` (the caller closes it), checked as
+        open_map() checks a map."""
+        from . import libbpf
+
+        record = self.read_record()
+        if record is None:
+            raise StateError(self._unrecorded_message())
+        rel = f"progs/{name}"
+        fd = self._open(rel, "prog")
+        try:
+            self._same(rel, "prog", record, libbpf.prog_info(fd)[0])
         except BaseException:
             os.close(fd)
             raise

@@ -9,6 +9,7 @@ is the hot path."""
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import json_native, render, signals
-from .abi import PmStop
+from .abi import EventType, PmStop, ProcessEvent
 from .decode import Event, decode_at
 from .errors import UsageError, require_positive
 from .json_lines import gap_json, json_lines
@@ -55,6 +56,23 @@ RUN_POLL_INTERVAL = 0.02
 
 MODES = ("table", "wide", "raw", "json")
 
+# exec_failed records (`events --failed`): shown only to a reader that asked for
+# them; an earlier --failed reader may have left some in the ring.
+_FAILED = EventType.EXEC_FAILED.value
+_FAILED_NAME = "exec_failed"
+_TYPE_OFFSET = ProcessEvent.type.offset
+_unpack_u32 = struct.Struct("<I").unpack_from
+
+
+def _is_failed(view, offset: int) -> bool:
+    return _unpack_u32(view, offset + _TYPE_OFFSET)[0] == _FAILED
+
+
+def _without_failed(view, offsets: list[int]) -> list[int]:
+    """The offsets of the records that are not exec_failed (`offsets` itself if none is)."""
+    kept = [o for o in offsets if _unpack_u32(view, o + _TYPE_OFFSET)[0] != _FAILED]
+    return offsets if len(kept) == len(offsets) else kept
+
 
 @dataclass
 class StreamOptions:
@@ -64,6 +82,7 @@ class StreamOptions:
     duration: float | None = None
     from_now: bool = False
     filters: Filters = field(default_factory=Filters)
+    failed: bool = False  # --failed: attach the failed-exec programs, show their records
 
 
 def stream_options(
@@ -80,6 +99,7 @@ def stream_options(
     ppid: int | None,
     uid: int | None,
     tree: int | None,
+    failed: bool = False,
 ) -> StreamOptions:
     """StreamOptions from the command line's options, checked."""
     if sum((json_out, raw, wide)) > 1:
@@ -104,18 +124,24 @@ def stream_options(
         duration=duration,
         from_now=from_now,
         filters=filters,
+        failed=failed,
     )
 
 
-def check_can_read(layout: PinLayout) -> str | None:
+def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
     """Fail before any output (the table header) when the ring cannot be read;
     a warning when nothing new will arrive."""
     require_root("reading the ring buffer")
     layout.require_loaded()
+    if failed:
+        from .exec_failures import check
+
+        check(layout)
     if layout.attached_events():
         return None
+    also = "failed execs and " if failed else ""
     return (
-        f"nothing attached at {layout.root}: only events already in the ring will show "
+        f"nothing attached at {layout.root}: only {also}events already in the ring will show "
         "(run `procmon-ctl attach`)"
     )
 
@@ -309,13 +335,19 @@ def follow(
     taken, also those past --count (which are then taken without output)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
-    with open_reader(source, opts.threads, opts.from_now) as (reader, session):
+    if opts.failed:
+        from .exec_failures import attached
+
+        failed_execs = attached(source)  # for as long as the reader runs
+    else:
+        failed_execs = nullcontext()
+    with open_reader(source, opts.threads, opts.from_now) as (reader, session), failed_execs:
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
         writer.write(render.header(opts.mode), 0)
         batches = offset_batches(reader, deadline, end)
         if opts.mode == "json" and not opts.filters.active and observe is None:
-            _follow_json(reader, deadline, writer)
+            _follow_json(reader, deadline, writer, opts.failed)
         elif opts.mode in ("table", "wide"):
             _follow_rows(reader, batches, opts, writer, observe)
         else:
@@ -346,6 +378,11 @@ def _follow_rows(
         keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm),
     )
     line = render.wide_line if opts.mode == "wide" else render.row_line
+    failed_row = None
+    if opts.failed:
+        from .exec_failures import failed_row, row_line
+
+        line = row_line(line, opts.mode == "wide")
     gap = render.gap_line
     session = writer.session
     view, position_of = reader.view, reader.position_of
@@ -359,6 +396,11 @@ def _follow_rows(
             if e.dropped_total > marked:
                 lines.append(gap(e.dropped_total - marked))
                 marked = e.dropped_total
+            if e.type == _FAILED_NAME:
+                if failed_row is not None:
+                    failed_row(rows, e, position_of(off))
+                filters.track(e)
+                continue
             # The row first: a fork can make final the row of the pid's former process,
             # which track() then drops from the followed tree.
             rows.feed(e, position_of(off))
@@ -394,6 +436,9 @@ def _follow_records(
     filters = opts.filters
     as_json = opts.mode == "json"
     gap = gap_json if as_json else render.gap_line
+    failed, raw_failed = opts.failed, None
+    if failed:
+        from .exec_failures import raw_line as raw_failed
     session = writer.session
     view = reader.view
     for offsets in batches:
@@ -407,7 +452,7 @@ def _follow_records(
             if observe is not None:
                 observe(e)
             filters.track(e)
-            if not filters.match_event(e):
+            if not filters.match_event(e) or (e.type == _FAILED_NAME and not failed):
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
@@ -418,7 +463,7 @@ def _follow_records(
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
-                lines.append(render.raw_line(e))
+                lines.append(raw_failed(e) if e.type == _FAILED_NAME else render.raw_line(e))
             shown += 1
             if room is not None and shown >= room:
                 break
@@ -429,27 +474,33 @@ def _follow_records(
             return
 
 
-def _follow_json(reader: RingBufferReader, deadline: float | None, writer: BatchWriter) -> None:
+def _follow_json(
+    reader: RingBufferReader, deadline: float | None, writer: BatchWriter, failed: bool
+) -> None:
     """--json without filters: records straight to JSON lines, in C when the native
-    formatter is built (and agrees with abi.py), else in Python (same text)."""
+    formatter is built (and agrees with abi.py), else in Python (same text).
+    exec_failed records only with --failed (`failed`)."""
     lib = json_native.library()
     if lib is not None:
         with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
-            _follow_json_native(reader, ring.formatter, deadline, writer)
+            _follow_json_native(reader, ring.formatter, deadline, writer, failed)
         return
     session = writer.session
     view = reader.view
     for offsets in offset_batches(reader, deadline):
         room = writer.room
         caught_up = len(offsets) < BATCH_LIMIT
-        if room is not None and room < len(offsets):
-            del offsets[room:]
+        shown = offsets if failed else _without_failed(view, offsets)
+        consumed = len(offsets)
+        if room is not None and room < len(shown):
+            consumed = offsets.index(shown[room])
+            del shown[room:]
             caught_up = False
         lines: list[str] = []
-        session.marked = json_lines(view, offsets, lines, session.marked)
+        session.marked = json_lines(view, shown, lines, session.marked)
         if caught_up:
             writer.caught_up_gap(gap_json, lines)
-        if writer.write(_text(lines), len(offsets), records=len(offsets)):
+        if writer.write(_text(lines), len(shown), records=consumed):
             return
 
 
@@ -458,9 +509,11 @@ def _follow_json_native(
     formatter: json_native.JsonLineFormatter,
     deadline: float | None,
     writer: BatchWriter,
+    failed: bool,
 ) -> None:
     """_follow_json() with the C formatter: the same batching, polling and commit
-    after write as offset_batches(), with no Python object per record."""
+    after write as offset_batches(), with no Python object per record.  It hands
+    exec_failed records back one at a time, as those it leaves to Python."""
     session = writer.session
     view = reader.view
     while True:
@@ -471,10 +524,11 @@ def _follow_json_native(
         text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
-            lines: list[str] = []
-            session.marked = json_lines(view, [offset], lines, session.marked)
-            text += _text(lines)
-            taken += 1
+            if failed or not _is_failed(view, offset):
+                lines: list[str] = []
+                session.marked = json_lines(view, [offset], lines, session.marked)
+                text += _text(lines)
+                taken += 1
         elif batch.stop == PmStop.CAUGHT_UP:
             lines = []
             writer.caught_up_gap(gap_json, lines)

@@ -47,6 +47,15 @@ def events(
             "SIGHUP reopens it, for logrotate.",
         ),
     ] = None,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed",
+            help="Also show execs that failed (errno, path and arguments tried): attaches "
+            "the execve/execveat syscall tracepoints while this reader runs, which slows "
+            "every syscall a little.",
+        ),
+    ] = False,
 ) -> None:
     """Read events from the pinned ring buffer: one row per new process by default.
 
@@ -73,9 +82,10 @@ def events(
         ppid=ppid,
         uid=uid,
         tree=tree,
+        failed=failed,
     )
     pins = layout()
-    warning = check_can_read(pins)
+    warning = check_can_read(pins, failed)
     if output is None:
         warn(warning)
         follow(pins, opts, sys.stdout)

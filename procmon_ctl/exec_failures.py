@@ -1,0 +1,156 @@
+"""`events --failed`: execs that failed, from the execve/execveat syscall tracepoints.
+
+`load` pins four programs for them (pins.FAILED_EXEC_PROGRAMS) that `attach` never
+attaches: a syscall tracepoint, once enabled, makes every syscall of every process
+take the slow path (TIF_SYSCALL_TRACEPOINT).  So only a reader that asks for them
+attaches them, by perf event fds of its own, never pinned: they are detached when
+it ends, however it ends (even SIGKILL closes its fds).  Without --failed they cost
+nothing; the exec_failed records an earlier --failed reader left in the ring are
+not shown (stream.py)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from . import libbpf
+from .decode import Event, errno_name
+from .errors import BpfError, MissingError, PermissionDenied, StateError, UsageError
+from .pins import FAILED_EXEC_PROGRAMS, PinLayout
+from .render import printable
+from .rows import ProcessRows, Row
+from .system import TRACEFS_ROOT, ensure_tracefs, require_root
+
+# Each program's tracepoint, in the syscalls group.
+TRACEPOINTS = {
+    "handle_execve_enter": "sys_enter_execve",
+    "handle_execveat_enter": "sys_enter_execveat",
+    "handle_execve_exit": "sys_exit_execve",
+    "handle_execveat_exit": "sys_exit_execveat",
+}
+ATTEMPTS_MAP = "exec_attempts"  # thread id (u32) -> where its exec's path and argv are
+
+
+def check(source: object) -> PinLayout:
+    """Refuse --failed where it cannot work, before any output."""
+    if not isinstance(source, PinLayout):
+        raise UsageError(
+            "--failed works on a pinned instance only (`procmon-ctl load`, then "
+            "`procmon-ctl events --failed`), not on a private one"
+        )
+    missing = [p for p in FAILED_EXEC_PROGRAMS if not source.program(p).exists()]
+    if missing:
+        raise StateError(
+            f"the instance at {source.root} has no failed-exec programs ({', '.join(missing)}): "
+            "it was loaded from an older object; run `procmon-ctl unload` and load again"
+        )
+    return source
+
+
+def tracepoint_id(name: str) -> int:
+    path = TRACEFS_ROOT / "events" / "syscalls" / name / "id"
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        raise MissingError(
+            f"{path} not found: this kernel has no syscall tracepoints "
+            "(CONFIG_FTRACE_SYSCALLS), which --failed needs"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise MissingError(f"cannot read the id of tracepoint syscalls/{name}: {err}") from None
+
+
+@contextmanager
+def attached(source: object) -> Iterator[None]:
+    """The failed-exec programs of a pinned instance attached for the with block:
+    all four or none (a failure closes those already attached), detached on leaving."""
+    layout = check(source)
+    require_root("attaching the failed-exec programs")
+    ensure_tracefs()
+    ids = {prog: tracepoint_id(TRACEPOINTS[prog]) for prog in FAILED_EXEC_PROGRAMS}
+    perf_fds: list[int] = []
+    try:
+        _forget_attempts(layout)
+        for prog in FAILED_EXEC_PROGRAMS:
+            prog_fd = layout.open_program(prog)
+            try:
+                perf_fds.append(libbpf.perf_tracepoint_attach(prog_fd, ids[prog]))
+            except libbpf.LibbpfError as err:
+                if libbpf.is_permission(err):
+                    raise PermissionDenied(f"attaching {prog}") from None
+                raise BpfError(
+                    f"attaching {prog} to tracepoint syscalls/{TRACEPOINTS[prog]} failed: {err}"
+                ) from None
+            finally:
+                os.close(prog_fd)  # the perf event holds the program
+        yield
+    finally:
+        # Exits first: an exit program that runs finds only entries its entry made.
+        for fd in reversed(perf_fds):
+            os.close(fd)
+
+
+def _forget_attempts(layout: PinLayout) -> None:
+    """Empty exec_attempts before the entry programs run: an entry left by an earlier
+    reader (detached between a syscall's entry and exit) would otherwise be read at
+    the exit of a later exec of the same thread that entered unseen."""
+    fd = layout.open_map(ATTEMPTS_MAP)
+    try:
+        for key in libbpf.map_keys(fd, 4):
+            libbpf.map_delete(fd, key)
+    finally:
+        os.close(fd)
+
+
+def attempt_text(e: Event, sep: str = ": ") -> str:
+    """What was tried, for people: `ENOENT: /nonexistent/x x a '' 'b c'`.  The path
+    and each argument printable() and quoted as a shell word (shlex.split gives them
+    back), then ... when argv was cut."""
+    words = [shlex.quote(printable(w)) for w in (e.filename or "", *(e.argv or ()))]
+    if e.argv_truncated:
+        words.append("...")
+    return f"{errno_name(e.errno)}{sep}{' '.join(words)}"
+
+
+def raw_line(e: Event) -> str:
+    """--raw: `exec! PID TGID PPID UID COMM ENOENT /path arg0 arg1 ...`."""
+    return (
+        f"{'exec!':<5} {e.pid:<8} {e.tgid:<8} {e.ppid:<8} {e.uid:<6} {printable(e.comm):<16} "
+        f"{attempt_text(e, ' ')}"
+    )
+
+
+class FailedRow(Row):
+    """A table row for a failed exec: the caller's pid, ppid, uid and name, and what
+    it tried (attempt_text) as `filename`.  Made with exited=True, so that --wide
+    never takes it for a process to follow with an exit row."""
+
+    __slots__ = ()
+
+
+def failed_row(rows: ProcessRows, e: Event, pos: int) -> None:
+    """Table and --wide: queue the failed attempt's row among the process rows, in
+    ring order (`pos`: its record's ring position), final at once and judged by the
+    filters like any row."""
+    row = FailedRow(e.pid, e.tgid, e.ppid, e.uid, e.comm, attempt_text(e), exited=True)
+    rows._now_final(pos, row)
+
+
+def row_line(line: Callable[..., str], wide: bool) -> Callable[..., str]:
+    """The table's (or --wide's) line function, for failed-exec rows too: the
+    caller's pid, ppid and name, then what it tried where the command line goes
+    (--wide: where FILENAME goes)."""
+
+    def with_attempts(r: Row, *args) -> str:
+        if type(r) is not FailedRow:
+            return line(r, *args)
+        if wide:
+            return (
+                f"{r.pid:<8} {r.ppid:<8} {r.uid:<6} {printable(r.comm):<16} {'':<6} {'':>10}  "
+                f"{r.filename}"
+            )
+        return f"{r.pid:<8} {r.ppid:<8} {printable(r.comm):<16} {r.filename}"
+
+    return with_attempts
