@@ -151,7 +151,9 @@ class _ProcessLine(_Line):
     ppid: U32 = Field(description="the parent process (real_parent->tgid)")
     uid: U32 = Field(description="user id")
     comm: str = Field(
-        description="command name; at fork, still the parent's; bytes that are not UTF-8 as \\xNN"
+        description="command name; at fork, still the parent's; as text like every name and "
+        "argument: valid UTF-8 as it is, a byte that is not UTF-8 as the four characters "
+        "\\xNN (lowercase hex), a backslash as two (\\\\), so it maps back to the exact bytes"
     )
     thread: bool = Field(description="true for a new thread rather than a process (fork only)")
 
@@ -170,7 +172,23 @@ class ExecEvent(_ProcessLine):
     model_config = ConfigDict(title="exec")
 
     type: Literal["exec"]
-    filename: str = Field(description="the file executed")
+    filename: str = Field(description="the file executed (as text, like comm)")
+    argv: list[str] = Field(
+        description="the program's arguments, argv[0] first, as the kernel holds them when "
+        "it starts (each as text, like comm: a backslash as \\\\, a byte that is not UTF-8 "
+        "as \\xNN); an empty argument is kept, as an empty string; at most the load's "
+        "--argv-bytes (default 4096) of the argument area, see argv_truncated; [] with "
+        "--argv-bytes 0"
+    )
+    argv_truncated: bool = Field(
+        description="true when argv is not the whole command line: its last element is the "
+        "cut start of an argument, or arguments after it are missing (there were more bytes "
+        "than --argv-bytes, or they could not be read)"
+    )
+    argc: U32 = Field(
+        description="how many arguments the program was given; argv holds that many unless "
+        "argv_truncated"
+    )
 
 
 class ExitEvent(_ProcessLine):
@@ -239,6 +257,12 @@ class RunExit(_Model):
     comm: str
     exit_code: int | None
     signal: int | None
+    argv: list[str] | None = Field(
+        None,
+        description="the command line of the program it last ran (as in exec lines); a "
+        "process that exec'd nothing has its parent's; null when neither was seen",
+    )
+    argv_truncated: bool = Field(False, description="argv is cut short (as in exec lines)")
 
 
 class RunLifetime(_Model):
@@ -255,13 +279,13 @@ class RunProcess(_Model):
 class RunSummary(_Model):
     """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
 
-    command: list[str]
+    command: list[str] = Field(description="CMD's command line, as given to run")
     exit_code: int = Field(description="CMD's status as a shell reports it (128+N: signal N)")
     processes: int = Field(description="processes started in the tree, CMD included")
     threads: int = Field(description="threads started in the tree")
     by_name: dict[str, int] = Field(description="processes by the name they ran as")
     failures: int = Field(description="processes that exited non-zero or by a signal")
-    failed: list[RunExit] = Field(description="the first 20 of those")
+    failed: list[RunExit] = Field(description="the first 20 of those, with their command lines")
     longest: list[RunLifetime] = Field(description="the longest-lived processes, longest first")
     running: list[RunProcess] = Field(
         description="processes of the tree still running when CMD ended (not waited for)"

@@ -2,7 +2,8 @@
 
 At fork time a child still carries its parent's name, so the table shows a new
 process under what it runs: a fork row waits for the child's exec (or exit, or
-a short window) before it is shown."""
+a short window) before it is shown, and after an exec a while longer, for the
+program that execs another (env, nice, setpriv, version managers' shims)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .decode import Event
 
@@ -18,6 +19,15 @@ from .decode import Event
 # Shells and launchers exec within a millisecond or two of forking; 100 ms leaves
 # room for a loaded machine and is still well below what a person notices.
 EXEC_WINDOW_NS = 100_000_000
+
+# A process that has exec'd may exec again: `env CMD`, `nice CMD`, `setpriv ...
+# CMD` and the shims of version managers (pyenv, rbenv, asdf) run what they
+# launch in their own process, within a few milliseconds (a shim written in shell,
+# after a few subprocesses of its own).  So a row shows the last program exec'd
+# within EXEC_WINDOW_NS of the one before (of the fork, for the first), and is
+# held at most this long after its fork: a process that execs again and again
+# cannot hold back the rows behind it for longer.
+HOLD_LIMIT_NS = 5 * EXEC_WINDOW_NS
 
 # --wide remembers each shown process until its exit row: at most this many (a
 # host with more live processes than this loses the exit rows of the oldest).
@@ -34,6 +44,8 @@ class Row:
     uid: int
     comm: str
     filename: str = ""
+    argv: tuple[str, ...] = ()  # of its last exec shown (see ProcessRows)
+    argv_truncated: bool = False
     exit_code: int | None = None
     exit_signal: int | None = None
     duration_ns: int | None = None
@@ -133,10 +145,12 @@ class _Held:
 
     pos: int  # ring position of the record the row stands for (its fork or exit)
     row: Row
-    deadline: int  # ns; a held fork row is final then, without an exec
+    deadline: int  # ns; a held fork row is final then, without another exec
+    limit: int = 0  # ns; no exec moves the deadline past this (HOLD_LIMIT_NS after the fork)
     final: bool = False
     shown: bool = True  # final: whether the filters keep it
     ended: bool = False  # its process exited before the row was taken
+    later: Event | None = None  # --wide: an exec after the row's window, for the exit row
 
 
 # The filters' verdict on a row, at the moment it becomes final.
@@ -147,13 +161,23 @@ def _keep_all(row: Row) -> bool:
     return True
 
 
+def _take_exec(row: Row, e: Event) -> None:
+    """`row` now stands for the program `e` exec'd."""
+    row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
+    row.argv, row.argv_truncated = e.argv or (), bool(e.argv_truncated)
+
+
 @dataclass
 class ProcessRows:
     """fork/exec/exit events in, table rows out, in the order of their records.
 
     At fork time a child still carries its parent's name, so a fork row is held
-    until the child execs (the row takes the exec'd name and filename), exits,
-    or its window passes (a worker or subshell keeps the inherited name).
+    until the child exits or its window passes (a worker or subshell keeps the
+    inherited name).  An exec within the window gives the row the exec'd name,
+    filename and arguments, and moves the window to EXEC_WINDOW_NS after it (up to
+    HOLD_LIMIT_NS after the fork), so that the row shows what a launcher that
+    execs again (env, nice, shims) finally ran.  An exec after the window leaves
+    the row as it is; with --wide, the exit row shows the last program.
 
     Rows come out in ring order, each once every row before it is final, so the
     ring position of the first row not taken bounds what the reader may hand back
@@ -162,8 +186,9 @@ class ProcessRows:
     (`keep`, the filters, judges a row as it becomes final, in ring order: the
     tree a row is judged against is the one of its record's time.)
 
-    Bounded: `queue` by the records of one exec window (or of one batch, when
-    reading a backlog), `pending` likewise, `shown` (--wide) by the live processes
+    Bounded: `queue` by the records of HOLD_LIMIT_NS, of one exec window but for
+    a process that keeps exec'ing (or of one batch, when reading a backlog),
+    `pending` likewise, `shown` (--wide) by the live processes
     shown.  An entry whose exit record was lost (the ring was full) goes when its
     pid is forked again, and `shown` never holds more than SHOWN_LIMIT rows."""
 
@@ -199,18 +224,16 @@ class ProcessRows:
                 self._ended(held)
             if self.shown:
                 self.shown.pop(e.tgid, None)
-            held = _Held(pos, row, e.ts_ns + self.window_ns)
+            limit = e.ts_ns + max(self.window_ns, HOLD_LIMIT_NS)
+            held = _Held(pos, row, e.ts_ns + self.window_ns, limit)
             self.pending[e.tgid] = held
             self.queue.append(held)
             return
         if e.type == "exec":
-            held = self.pending.get(e.tgid)
-            if held is not None and not held.final:
-                row = held.row
-                row.comm, row.filename, row.uid = e.comm, e.filename or "", e.uid
-                self._final(held)
+            self._exec(e)
             return
-        # exit
+        if e.type != "exit":
+            return  # exec_failed: the process runs on as it was
         held = self.pending.pop(e.tgid, None)
         if held is not None:
             self._ended(held)
@@ -218,21 +241,35 @@ class ProcessRows:
         else:
             row = self.shown.pop(e.tgid, None) if self.shown else None
         if row is not None and self.follow_exits:
+            if held is not None and held.later is not None:
+                row = replace(row)
+                _take_exec(row, held.later)
             self._now_final(
                 pos,
-                Row(
-                    row.pid,
-                    row.tgid,
-                    row.ppid,
-                    row.uid,
-                    row.comm,
-                    row.filename,
-                    e.exit_code,
-                    e.exit_signal,
-                    e.duration_ns,
+                replace(
+                    row,
+                    exit_code=e.exit_code,
+                    exit_signal=e.exit_signal,
+                    duration_ns=e.duration_ns,
                     exited=True,
                 ),
             )
+
+    def _exec(self, e: Event) -> None:
+        held = self.pending.get(e.tgid)
+        if held is not None and not held.final and e.ts_ns <= held.deadline:
+            _take_exec(held.row, e)
+            held.deadline = min(max(held.deadline, e.ts_ns + self.window_ns), held.limit)
+            return
+        if not self.follow_exits:
+            return
+        # After its row's window: --wide's exit row will show this program.
+        if held is not None:
+            held.later = e
+        elif self.shown and e.tgid in self.shown:
+            row = replace(self.shown[e.tgid])
+            _take_exec(row, e)
+            self.shown[e.tgid] = row
 
     def _ended(self, held: _Held) -> None:
         """The process of a row not yet taken is gone: its row is final as it is,
@@ -271,7 +308,12 @@ class ProcessRows:
                 # Only a host with this many live processes, or lost exit records,
                 # gets here: the longest-shown row gives up its exit row.
                 del shown[next(iter(shown))]
-            shown[row.pid] = row
+            if held.later is not None:
+                later = replace(row)
+                _take_exec(later, held.later)
+                shown[row.pid] = later
+            else:
+                shown[row.pid] = row
         return row
 
     def flush(self) -> list[Row]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import errno
 import heapq
 import os
-import shlex
 import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -53,6 +53,15 @@ def run_monitor(
         return follow(instance, opts, out)
 
 
+@dataclass(slots=True)
+class _Running:
+    """A process of the tree until it exits: the program it last exec'd."""
+
+    name: str
+    argv: tuple[str, ...] | None = None  # None: no exec seen, nor its parent's
+    argv_truncated: bool = False
+
+
 class TreeSummary:
     """Every record of the followed tree in, the summary's figures out.  Bounded:
     a process is forgotten when it exits; only counts grow."""
@@ -64,12 +73,12 @@ class TreeSummary:
         self.failed: list[RunExit] = []
         self.failures = 0
         self.longest: list[tuple[int, int, str]] = []  # min-heap of (duration, pid, name)
-        self.alive: dict[int, str] = {}  # tgid -> the name its row has, until it exits
+        self.alive: dict[int, _Running] = {}  # tgid -> what it runs, until it exits
 
     def __call__(self, e: Event) -> None:
         if e.type == "exit":
-            name = self.alive.pop(e.tgid, e.comm)
-            item = (e.duration_ns or 0, e.tgid, name)
+            proc = self.alive.pop(e.tgid, None) or _Running(e.comm)
+            item = (e.duration_ns or 0, e.tgid, proc.name)
             if len(self.longest) < LONGEST_SHOWN:
                 heapq.heappush(self.longest, item)
             else:
@@ -78,10 +87,25 @@ class TreeSummary:
                 self.failures += 1
                 if len(self.failed) < FAILED_SHOWN:
                     self.failed.append(
-                        RunExit(pid=e.tgid, comm=name, exit_code=e.exit_code, signal=e.exit_signal)
+                        RunExit(
+                            pid=e.tgid,
+                            comm=proc.name,
+                            exit_code=e.exit_code,
+                            signal=e.exit_signal,
+                            argv=None if proc.argv is None else list(proc.argv),
+                            argv_truncated=proc.argv_truncated,
+                        )
                     )
+        elif e.type == "exec":
+            # The last program it exec'd, whenever (its row may show an earlier one).
+            self.alive[e.tgid] = _Running(e.comm, e.argv or (), bool(e.argv_truncated))
         elif e.type == "fork" and not e.thread:
-            self.alive[e.tgid] = e.comm
+            # Until it execs, a child runs its parent's program (as ps shows it).
+            parent = self.alive.get(e.ppid)
+            if parent is None:
+                self.alive[e.tgid] = _Running(e.comm)
+            else:
+                self.alive[e.tgid] = _Running(e.comm, parent.argv, parent.argv_truncated)
         self.rows.feed(e)
         # The records' own clock: a fork row is final once a record a window later
         # is seen, so the queue stays as short as one exec window.
@@ -92,8 +116,10 @@ class TreeSummary:
         self.started += 1
         if name in self.names or len(self.names) < NAMES_KEPT:
             self.names[name] += 1
-        if pid in self.alive:
-            self.alive[pid] = name
+
+    def name_of(self, pid: int) -> str:
+        proc = self.alive.get(pid)
+        return "?" if proc is None else proc.name
 
     def finish(self) -> None:
         for r in self.rows.flush():
@@ -189,7 +215,7 @@ def run_command(
         summary.finish()
         counters = instance.counters()
         running = [
-            RunProcess(pid=pid, comm=_comm_of(pid) or summary.alive.get(pid, "?"))
+            RunProcess(pid=pid, comm=_comm_of(pid) or summary.name_of(pid))
             for pid in sorted(instance.followed())
         ]
     return RunSummary(
@@ -220,9 +246,11 @@ def _comm_of(pid: int) -> str | None:
         return None
 
 
-def summary_text(s: RunSummary) -> str:
+def summary_text(s: RunSummary, width: int | None = None) -> str:
+    """The summary for people; with `width` (a terminal's), a failed process's
+    command line is cut to fit it."""
     lines = [
-        f"{shlex.join(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
+        f"{render.cmdline(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
         f"started in {render.duration_text(s.wall_ns)}"
     ]
     if s.by_name:
@@ -231,7 +259,13 @@ def summary_text(s: RunSummary) -> str:
         )
     for f in s.failed:
         how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
-        lines.append(f"  failed: {render.printable(f.comm)} (pid {f.pid}): {how}")
+        line = f"  failed: {render.printable(f.comm)} (pid {f.pid}): {how}"
+        if f.argv is not None:
+            cmd = render.cmdline(f.argv, f.argv_truncated)
+            if width is not None:
+                cmd = render.fit(cmd, max(width - render.columns(line) - 2, 20))
+            line = f"{line}: {cmd}"
+        lines.append(line)
     if s.failures > len(s.failed):
         lines.append(f"  ... and {s.failures - len(s.failed)} more failed")
     if s.longest:

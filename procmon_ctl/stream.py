@@ -377,13 +377,15 @@ def _follow_rows(
         follow_exits=opts.mode == "wide",
         keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm),
     )
-    line = render.wide_line if opts.mode == "wide" else render.row_line
+    # The table is cut to a terminal's width, whole when piped; --wide always whole.
+    tty = getattr(writer.out, "fd", None)
+    line = render.wide_line if opts.mode == "wide" else render.table_line(tty)
+    gap = render.gap_line
     failed_row = None
     if opts.failed:
         from .exec_failures import failed_row, row_line
 
         line = row_line(line, opts.mode == "wide")
-    gap = render.gap_line
     session = writer.session
     view, position_of = reader.view, reader.position_of
     for offsets in batches:
@@ -406,7 +408,12 @@ def _follow_rows(
             rows.feed(e, position_of(off))
             filters.track(e)
         session.marked = marked
-        taken = rows.take(time.monotonic_ns(), writer.room)
+        now = time.monotonic_ns()
+        if len(offsets) >= BATCH_LIMIT:
+            # More waits (a backlog): the records' own clock, so that a row is not
+            # taken before the exec that a next batch holds.
+            now = min(now, e.ts_ns)
+        taken = rows.take(now, writer.room)
         lines += map(line, taken)
         first = rows.first_pos()
         if len(offsets) < BATCH_LIMIT:

@@ -36,13 +36,36 @@ def test_seed_example_literally(attached):
     sh = subprocess.Popen(["sh", "-c", "ls /tmp; ps aux | head"], stdout=subprocess.DEVNULL)
     sh.wait()
     out = cli("events", "--duration", "0.5").stdout.splitlines()
-    assert out[0].split() == ["PID", "PPID", "COMM"]
-    rows = [ln.split(None, 2) for ln in out[2:]]
+    assert out[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
+    rows = [ln.split() for ln in out[2:]]
     children = {r[2]: int(r[1]) for r in rows if int(r[1]) == sh.pid}
     assert {"ls", "ps", "head"} <= set(children), out
     assert all(children[name] == sh.pid for name in ("ls", "ps", "head"))
     # The sh itself: the row names what it runs, not the python that forked it.
     assert [r[2] for r in rows if int(r[0]) == sh.pid] == ["sh"]
+    assert f"{sh.pid:<8} {os.getpid():<8} {'sh':<16} sh -c 'ls /tmp; ps aux | head'" in out
+
+
+def test_the_table_shows_what_a_launcher_finally_ran(attached):
+    """`env /bin/true xyz` execs env, which execs true: the table's row is true's,
+    with its command line whole when piped; --wide's names both the file and the
+    command line, on the exit row too."""
+    cli = attached
+    drain(cli)
+    long = "y" * 300
+    subprocess.run(["env", "/bin/true", "xyz", "a b", "", long], check=True)
+    table = cli("events", "--ppid", str(os.getpid()), "--duration", "0.5").stdout.splitlines()
+    mine = [ln for ln in table[2:] if "xyz" in ln]
+    [row] = mine
+    assert row.split()[2] == "true", table
+    assert row.endswith(f" {'true':<16} /bin/true xyz 'a b' '' {long}"), table
+    drain(cli)
+    subprocess.run(["env", "/bin/true", "xyz"], check=True)
+    wide = cli("events", "--wide", "--ppid", str(os.getpid()), "--duration", "0.5").stdout
+    started, ended = [ln for ln in wide.splitlines() if ln.endswith(" xyz")]
+    assert started.split()[3:] == ["true", "/bin/true", "/bin/true", "xyz"], wide
+    assert ended.split()[3:6] == ["true", "exited", "0"], wide
+    assert ended.split()[-3:] == ["/bin/true", "/bin/true", "xyz"], wide
 
 
 def _settings(cli) -> dict:
@@ -289,7 +312,7 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
         )
         rows = [ln.split() for ln in out[2:]]
         assert [r[:6] for r in rows if r[0] == str(child)] == [
-            [str(child), str(parent.pid), "0", "true", "/bin/true"],
+            [str(child), str(parent.pid), "0", "true", "/bin/true", "true"],
             [str(child), str(parent.pid), "0", "true", "exited", "0"],
         ], out
         assert {r[0] for r in rows} <= {str(parent.pid), str(child), str(marker)}, out
@@ -329,11 +352,13 @@ def test_wide_shows_exit_row_and_raw_every_event(attached):
     p = subprocess.Popen(["sh", "-c", "exit 4"])
     p.wait()
     wide = cli("events", "--wide", "--pid", str(p.pid), "--duration", "0.5").stdout.splitlines()
-    assert wide[0].split() == ["PID", "PPID", "UID", "COMM", "EXIT", "DURATION", "FILENAME"]
+    assert wide[0].split() == [
+        "PID", "PPID", "UID", "COMM", "EXIT", "DURATION", "FILENAME", "CMDLINE"
+    ]  # fmt: skip
     started, ended = wide[2].split(), wide[3].split()
     assert started[:4] == [str(p.pid), str(os.getpid()), "0", "sh"]
-    assert started[-1].endswith("/sh")
-    assert ended[3:6] == ["sh", "exited", "4"]
+    assert started[4].endswith("/sh") and wide[2].endswith("  sh -c 'exit 4'")
+    assert ended[3:6] == ["sh", "exited", "4"] and wide[3].endswith("  sh -c 'exit 4'")
     assert len(wide) == 4
     drain(cli)
     q = subprocess.Popen(["sh", "-c", "exit 5"])

@@ -8,15 +8,27 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 from contextlib import contextmanager
 
 import pytest
-from records import EXEC, EXIT, FORK, THREAD, LossesInMemory, record, ring_bytes
+from records import (
+    EXEC,
+    EXEC_FAILED,
+    EXIT,
+    FORK,
+    THREAD,
+    TRUNCATED,
+    LossesInMemory,
+    argv_area,
+    record,
+    ring_bytes,
+)
 
+from procmon_ctl import render, stream
 from procmon_ctl import rows as rows_mod
-from procmon_ctl import stream
 from procmon_ctl.abi import RingbufRecord
-from procmon_ctl.decode import decode_event
+from procmon_ctl.decode import decode_event, text
 from procmon_ctl.rows import Filters, ProcessRows
 
 ROOT, CHILD, OTHER = 1000, 1001, 2000  # the followed root, its child, a stranger
@@ -37,8 +49,20 @@ def fork(tgid, ppid, ts, comm=b"sh", thread=False, dropped=0, pid=None):
     )
 
 
-def exec_(tgid, ppid, ts, comm=b"ls"):
-    return record(EXEC, pid=tgid, tgid=tgid, ppid=ppid, comm=comm, ts=ts, filename=b"/bin/" + comm)
+def exec_(tgid, ppid, ts, comm=b"ls", args=None, filename=None, flags=0, argc=None):
+    """An exec of /bin/COMM; its arguments `args` (default: just COMM)."""
+    return record(
+        EXEC,
+        pid=tgid,
+        tgid=tgid,
+        ppid=ppid,
+        comm=comm,
+        ts=ts,
+        filename=filename or b"/bin/" + comm,
+        argv=argv_area(*(args if args is not None else [comm])),
+        argc=argc,
+        flags=flags,
+    )
 
 
 def exit_(tgid, ppid, ts, comm=b"sh", code=0, dropped=0):
@@ -90,7 +114,9 @@ def tree_filters(*members: int) -> Filters:
     return Filters(tree=set(members), tree_since_ns=T0 - 1)
 
 
-def follow(records: list[bytes], mode: str, filters: Filters, monkeypatch) -> list[str]:
+def follow(
+    records: list[bytes], mode: str, filters: Filters | None = None, monkeypatch=None
+) -> list[str]:
     """What `events` in `mode` prints for `records` (the header left out): the real
     stream loop, over a fake ring."""
     reader = FakeReader(records)
@@ -101,7 +127,7 @@ def follow(records: list[bytes], mode: str, filters: Filters, monkeypatch) -> li
 
     monkeypatch.setattr(stream, "open_reader", open_reader)
     out = io.StringIO()
-    opts = stream.StreamOptions(mode=mode, duration=0.001, filters=filters)
+    opts = stream.StreamOptions(mode=mode, duration=0.001, filters=filters or Filters())
     stream.follow(None, opts, out)
     assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
@@ -234,8 +260,226 @@ def test_shown_is_bounded(monkeypatch):
     for i in range(1000):
         rows.feed(decode_event(fork(3000 + i, ROOT, T0 + i)))
         rows.feed(decode_event(exec_(3000 + i, ROOT, T0 + i)))
-        rows.take(T0 + i)
+        rows.take(T0 + i + rows_mod.EXEC_WINDOW_NS)
     assert len(rows.shown) == 100 and min(rows.shown) == 3900
     # A pid forked again takes its former process's row with it.
     rows.feed(decode_event(fork(3999, OTHER, T0 + 2000)))
     assert 3999 not in rows.shown
+
+
+# --- a process that execs again: the row shows what it finally ran -------------------
+
+MS = 1_000_000
+WINDOW = rows_mod.EXEC_WINDOW_NS
+
+
+def env_true(pid=CHILD, ts=T0):
+    """`env /bin/true xyz` started by ROOT: fork, exec of env, exec of true."""
+    return [
+        fork(pid, ROOT, ts, comm=b"bash"),
+        exec_(pid, ROOT, ts + MS, b"env", [b"env", b"/bin/true", b"xyz"], b"/usr/bin/env"),
+        exec_(pid, ROOT, ts + 2 * MS, b"true", [b"/bin/true", b"xyz"], b"/bin/true"),
+    ]
+
+
+def test_the_table_shows_the_last_exec(monkeypatch):
+    lines = follow([*env_true(), exit_(CHILD, ROOT, T0 + 3 * MS, comm=b"true")], "table", None,
+                   monkeypatch)  # fmt: skip
+    assert lines == [f"{CHILD:<8} {ROOT:<8} {'true':<16} /bin/true xyz"]
+
+
+@pytest.mark.parametrize("ends", ["exit", "window"])
+def test_a_row_waits_after_an_exec_for_the_next(ends):
+    """After an exec the row is held until its process exits or EXEC_WINDOW_NS pass
+    without another exec: the second exec, 1 ms later, is the one shown."""
+    rows = ProcessRows()
+    records = env_true()
+    for r in records[:2]:
+        rows.feed(decode_event(r))
+    assert rows.take(T0 + MS + WINDOW - 1) == []  # env exec'd: maybe not the last
+    rows.feed(decode_event(records[2]))
+    if ends == "exit":
+        rows.feed(decode_event(exit_(CHILD, ROOT, T0 + 3 * MS, comm=b"true")))
+        now = T0 + 3 * MS
+    else:
+        assert rows.take(T0 + 2 * MS + WINDOW - 1) == []
+        now = T0 + 2 * MS + WINDOW
+    [row] = rows.take(now)
+    assert (row.comm, row.filename, row.argv) == ("true", "/bin/true", ("/bin/true", "xyz"))
+    assert not rows.queue and not rows.pending
+
+
+def test_an_exec_after_the_window_leaves_the_row_and_the_wide_exit_row_shows_it(monkeypatch):
+    """A daemon that re-execs itself a second later: its row stays what it first
+    ran; --wide's exit row names the program that exited."""
+    records = [
+        fork(CHILD, ROOT, T0),
+        exec_(CHILD, ROOT, T0 + MS, b"daemon", [b"daemon", b"--start"]),
+        exec_(CHILD, ROOT, T0 + MS + WINDOW + 1, b"daemon2", [b"daemon2", b"--run"]),
+        exit_(CHILD, ROOT, T0 + 5 * WINDOW, comm=b"daemon2", code=1),
+    ]
+    table = follow(records, "table", None, monkeypatch)
+    assert table == [f"{CHILD:<8} {ROOT:<8} {'daemon':<16} daemon --start"]
+    wide = follow(records, "wide", None, monkeypatch)
+    assert wide[0].split()[3:] == ["daemon", "/bin/daemon", "daemon", "--start"]
+    assert wide[1].split()[3:] == ["daemon2", "exited", "1", "0.0ms", "/bin/daemon2",
+                                   "daemon2", "--run"]  # fmt: skip
+    # The same once the row was taken before the second exec.
+    rows = ProcessRows(follow_exits=True)
+    for r in records[:2]:
+        rows.feed(decode_event(r))
+    assert [r.comm for r in rows.take(T0 + MS + WINDOW)] == ["daemon"]
+    for r in records[2:]:
+        rows.feed(decode_event(r))
+    [ended] = rows.take(T0 + 5 * WINDOW)
+    assert (ended.exited, ended.comm, ended.argv) == (True, "daemon2", ("daemon2", "--run"))
+
+
+def test_a_process_that_keeps_exec_ing_is_held_no_longer_than_the_limit():
+    """An exec every 90 ms, for ever: each would keep the row open; it is final
+    HOLD_LIMIT_NS after its fork, with the last exec before then, and the rows
+    behind it wait no longer."""
+    rows = ProcessRows()
+    rows.feed(decode_event(fork(CHILD, ROOT, T0)))
+    rows.feed(decode_event(fork(OTHER, ROOT, T0 + 1)))
+    step = 90 * MS
+    for i in range(1, 20):
+        rows.feed(decode_event(exec_(CHILD, ROOT, T0 + i * step, f"x{i}".encode())))
+        taken = rows.take(T0 + i * step)
+        if taken:
+            break
+    limit = T0 + rows_mod.HOLD_LIMIT_NS
+    assert T0 + i * step > limit >= T0 + (i - 1) * step, i
+    assert [r.tgid for r in taken] == [CHILD, OTHER]
+    assert taken[0].comm == f"x{i - 1}"  # the last exec before the limit
+
+
+def test_rows_keep_ring_order_and_the_held_row_bounds_the_commit():
+    """A row held for a second exec keeps back the rows after it (which are
+    final), and the ring position the reader may hand back."""
+    rows = ProcessRows()
+    first, second = 2001, 2002
+    records = [
+        fork(first, ROOT, T0),
+        exec_(first, ROOT, T0 + MS, b"env", [b"env", b"sleep", b"9"]),
+        fork(second, ROOT, T0 + 2 * MS),
+        exec_(second, ROOT, T0 + 3 * MS, b"ls"),
+        exit_(second, ROOT, T0 + 4 * MS, comm=b"ls"),
+        exec_(first, ROOT, T0 + 5 * MS, b"sleep", [b"sleep", b"9"]),
+    ]
+    for pos, r in enumerate(records):
+        rows.feed(decode_event(r), pos)
+        if pos == 4:
+            assert rows.take(T0 + 4 * MS) == [] and rows.first_pos() == 0
+    assert rows.take(T0 + 5 * MS + WINDOW - 1) == [] and rows.first_pos() == 0
+    taken = rows.take(T0 + 5 * MS + WINDOW)
+    assert [(r.tgid, r.comm) for r in taken] == [(first, "sleep"), (second, "ls")]
+    assert rows.first_pos() is None
+
+
+def test_filters_judge_the_last_exec(monkeypatch):
+    filters = Filters(comm="true")
+    assert len(follow(env_true(), "table", filters, monkeypatch)) == 1
+    assert follow(env_true(), "table", Filters(comm="env"), monkeypatch) == []
+
+
+def test_a_failed_exec_does_not_end_the_row(monkeypatch):
+    """exec_failed records (an `events --failed` reader's) change nothing: the
+    process runs on, and may exec something else."""
+    failed = record(EXEC_FAILED, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"sh", ts=T0 + MS,
+                    filename=b"/nope", argv=argv_area(b"nope"), error=-2)  # fmt: skip
+    records = [fork(CHILD, ROOT, T0), failed, exec_(CHILD, ROOT, T0 + 2 * MS, b"ls")]
+    rows = ProcessRows()
+    for r in records:
+        rows.feed(decode_event(r))
+    assert rows.pending and rows.take(T0 + 2 * MS) == []
+    assert [r.comm for r in rows.flush()] == ["ls"]
+
+
+def test_backlog_batches_use_the_records_clock(monkeypatch):
+    """Reading a backlog (full batches), a row whose second exec is in the next
+    batch is not taken at the end of the first, however old its records are."""
+    monkeypatch.setattr(stream, "BATCH_LIMIT", 2)
+    lines = follow(env_true(), "table", None, monkeypatch)
+    assert lines == [f"{CHILD:<8} {ROOT:<8} {'true':<16} /bin/true xyz"]
+
+
+# --- the command line in the table ----------------------------------------------------
+
+
+def row_of(*records: bytes, follow_exits: bool = False):
+    rows = ProcessRows(follow_exits=follow_exits)
+    for r in records:
+        rows.feed(decode_event(r))
+    return rows.flush()
+
+
+def test_the_command_line_is_quoted_and_escaped(monkeypatch):
+    """Empty arguments and arguments with spaces are quoted, control characters and
+    bidi controls escaped as in names, bytes that are not UTF-8 as \\xNN."""
+    args = [b"printf", b"", b"a b", b"\x1b]0;x\x07", b"r\xe2\x80\xaeL", b"caf\xe9", b"it's", b"..."]
+    [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"printf", args))
+    line = render.row_line(row)
+    cmd = "printf '' 'a b' '\\x1b]0;x\\x07' 'r\\u202eL' 'caf\\xe9' 'it'\"'\"'s' '...'"
+    assert line == f"{CHILD:<8} {ROOT:<8} {'printf':<16} {cmd}"
+    assert line.isprintable()
+    assert shlex.split(cmd) == [render.printable(text(a)) for a in args]
+
+
+def test_a_truncated_command_line_ends_with_dots():
+    area = argv_area(b"cc", b"-c", b"x.c")[:-3]  # the last argument cut
+    r = record(EXEC, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"cc", ts=T0 + 1,
+               filename=b"/usr/bin/cc", argv=area, argc=40, flags=TRUNCATED)  # fmt: skip
+    [row] = row_of(fork(CHILD, ROOT, T0), r)
+    assert row.argv == ("cc", "-c", "x") and row.argv_truncated
+    assert render.row_line(row).endswith(" cc -c x ...")
+    nothing = record(EXEC, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"cc", ts=T0 + 1,
+                     filename=b"/usr/bin/cc", argc=3, flags=TRUNCATED)  # fmt: skip
+    [row] = row_of(fork(CHILD, ROOT, T0), nothing)  # --argv-bytes 0
+    assert render.row_line(row).endswith(" cc               ...")
+
+
+def test_rows_without_exec_have_no_command_line():
+    [row] = row_of(fork(CHILD, ROOT, T0, comm=b"python3"))
+    assert render.row_line(row, 40) == f"{CHILD:<8} {ROOT:<8} python3"
+
+
+def test_a_terminal_s_width_cuts_the_command_line_only():
+    args = [b"python3", b"-c", b"x" * 200]
+    [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"python3", args))
+    whole = render.row_line(row)
+    assert whole.endswith("x" * 200) and len(whole) == 35 + len("python3 -c ") + 200
+    cut = render.row_line(row, 60)
+    assert len(cut) == 60 and cut.endswith("x\u2026") and whole.startswith(cut[:-1])
+    # Narrower than PID, PPID and COMM: those stay whole, the command line is a mark.
+    assert render.row_line(row, 20) == f"{CHILD:<8} {ROOT:<8} {'python3':<16} \u2026"
+    # Wide characters take two columns.
+    wide = [b"echo", "日本語".encode() * 20]
+    [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"echo", wide))
+    cut = render.row_line(row, 60)
+    assert render.columns(cut) <= 60 and cut.endswith("\u2026") and len(cut) < 60
+
+
+def test_wide_shows_filename_and_the_whole_command_line(monkeypatch):
+    records = [*env_true(), exit_(CHILD, ROOT, T0 + 3 * MS, comm=b"true", code=2)]
+    long = [b"/bin/true", b"y" * 500]
+    records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", long, b"/bin/true")
+    started, ended = follow(records, "wide", None, monkeypatch)
+    assert started.split()[3:] == ["true", "/bin/true", "/bin/true", "y" * 500]
+    assert ended.split()[3:7] == ["true", "exited", "2", "0.0ms"]
+    assert ended.endswith("/bin/true  /bin/true " + "y" * 500)
+
+
+def test_raw_exec_lines_show_the_arguments(monkeypatch):
+    lines = follow(env_true(), "raw", None, monkeypatch)
+    assert lines[1].split()[6:] == ["/usr/bin/env", "env", "/bin/true", "xyz"]
+    assert lines[2].endswith(" /bin/true  /bin/true xyz")
+    failed = record(EXEC_FAILED, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"sh", ts=T0,
+                    filename=b"/no pe", argv=argv_area(b"no pe", b"-x"), error=-2)  # fmt: skip
+    assert render.raw_line(decode_event(failed)).endswith(" '/no pe'  'no pe' -x  (ENOENT)")
+
+
+def test_the_header_names_the_command_line():
+    assert render.header("table").splitlines()[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
+    assert render.header("table").splitlines()[0].index("CMDLINE") == 35
+    assert render.header("wide").splitlines()[0].split()[-2:] == ["FILENAME", "CMDLINE"]

@@ -248,7 +248,7 @@ def _run_then_signal(sig: int, script: str, tmp_path: Path):
         p = subprocess.Popen([*CLI, "run", "--", "sh", "-c", script], stderr=err)
         # CMD's `sleep` row: sh is past its trap, and the sleep is running.
         deadline = time.monotonic() + 30
-        while not re.search(r" sleep$", log.read_text(), re.M):
+        while not re.search(r" sleep +sleep 30$", log.read_text(), re.M):
             assert p.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.01)
         p.send_signal(sig)
@@ -284,7 +284,7 @@ def ctrl_c_on_a_terminal(*cmd: str) -> tuple[int, str]:
     out = b""
     try:
         deadline = time.monotonic() + 30
-        while b"sleep\r\n" not in out:
+        while b" sleep 30\r\n" not in out:
             assert time.monotonic() < deadline, out
             if select.select([fd], [], [], 0.1)[0]:
                 out += os.read(fd, 4096)
@@ -317,7 +317,26 @@ def test_ctrl_c_on_a_terminal_reaches_cmd_once_and_run_prints_the_summary():
 def test_ctrl_c_kills_a_plain_cmd_and_run_exits_130():
     code, text = ctrl_c_on_a_terminal("sleep", "30")
     assert code == 130, text
-    assert "failed: sleep" in text and "signal 2" in text
+    assert "failed: sleep" in text and "signal 2: sleep 30\r\n" in text
+
+
+def test_the_summary_gives_each_failed_process_s_command_line(cli):
+    """What a failed process finally ran (env execs false): its name and its
+    arguments, quoted and escaped as in the table; a subshell that exec'd nothing
+    has its parent's command line (as ps shows it)."""
+    script = "env false 'a b' '' \"$(printf '\\033[2J')\"; (exit 3); exit 0"
+    r = cli("run", "--json", "--", "sh", "-c", script)
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["by_name"] == {"sh": 3, "false": 1}, summary  # $(...): a subshell
+    failed = sorted(summary["failed"], key=lambda f: f["exit_code"])
+    assert [(f["comm"], f["exit_code"], f["argv"], f["argv_truncated"]) for f in failed] == [
+        ("false", 1, ["false", "a b", "", "\x1b[2J"], False),
+        ("sh", 3, ["sh", "-c", script.replace("\\", "\\\\")], False),  # as text(): \\ doubled
+    ]
+    text = cli("run", "--", "sh", "-c", script).stderr
+    assert "  failed: false (pid " in text
+    assert "): exit code 1: false 'a b' '' '\\x1b[2J'\n" in text, text
+    assert "\x1b" not in text
 
 
 # --- every option `run --help` lists, with a command ---

@@ -18,16 +18,30 @@ from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
 from procmon_ctl import json_native
-from procmon_ctl.models import EventLine, ExecEvent, ExitEvent, ForkEvent, GapEvent
+from procmon_ctl.models import (
+    EventLine,
+    ExecEvent,
+    ExecFailedEvent,
+    ExitEvent,
+    ForkEvent,
+    GapEvent,
+)
 
 U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
 S32_MIN, S32_MAX = -(2**31), 2**31 - 1
-MODELS = {"fork": ForkEvent, "exec": ExecEvent, "exit": ExitEvent, "gap": GapEvent}
+MODELS = {
+    "fork": ForkEvent,
+    "exec": ExecEvent,
+    "exit": ExitEvent,
+    "exec_failed": ExecFailedEvent,
+    "gap": GapEvent,
+}
 SHARED = ["type", "ts_ns", "pid", "tgid", "ppid", "uid", "comm", "thread"]
 FIELDS = {
     "fork": SHARED,
-    "exec": [*SHARED, "filename"],
+    "exec": [*SHARED, "filename", "argv", "argv_truncated", "argc"],
     "exit": [*SHARED, "exit_code", "exit_signal", "duration_ns"],
+    "exec_failed": [*SHARED, "filename", "argv", "argv_truncated", "argc", "errno", "error"],
     "gap": ["type", "dropped"],
 }
 
@@ -72,7 +86,7 @@ def test_schema_has_exactly_each_types_fields(schema):
         assert d["additionalProperties"] is False, name
         assert list(MODELS[name].model_fields) == fields
     assert schema["discriminator"]["propertyName"] == "type"
-    assert len(schema["oneOf"]) == 4
+    assert len(schema["oneOf"]) == len(FIELDS)
 
 
 def test_docs_list_the_schemas_fields():
@@ -215,10 +229,20 @@ FORK = {
     "comm": "sh",
     "thread": False,
 }
-EXEC = {**FORK, "type": "exec", "comm": "ls", "filename": "/usr/bin/ls"}
+EXEC = {
+    **FORK,
+    "type": "exec",
+    "comm": "ls",
+    "filename": "/usr/bin/ls",
+    "argv": ["ls", "-l", "/tmp"],
+    "argv_truncated": False,
+    "argc": 3,
+}
 EXIT = {**FORK, "type": "exit", "exit_code": 2, "exit_signal": 0, "duration_ns": 4148935}
 GAP = {"type": "gap", "dropped": 12}
-SAMPLES = {"fork": FORK, "exec": EXEC, "exit": EXIT, "gap": GAP}
+FAILED = {**EXEC, "type": "exec_failed", "comm": "sh", "filename": "/nope", "argv": ["nope"],
+          "argc": 1, "errno": 2, "error": "ENOENT"}  # fmt: skip
+SAMPLES = {"fork": FORK, "exec": EXEC, "exit": EXIT, "exec_failed": FAILED, "gap": GAP}
 
 
 def without(line: dict, field: str) -> dict:
@@ -232,8 +256,16 @@ ACCEPTED = {
     "exit": EXIT,
     "exit-by-signal": {**EXIT, "exit_code": 0, "exit_signal": 9},
     "gap": GAP,
+    "exec_failed": FAILED,
     "escaped-names": {**EXEC, "comm": "sch\\xe9ma\x1b", "filename": "/tmp/caf\u00e9 \\xff"},
     "empty-name": {**FORK, "comm": ""},
+    "empty-arguments-kept": {**EXEC, "argv": ["printf", "", "a b", ""], "argc": 4},
+    "escaped-arguments": {**EXEC, "argv": ["sh", "-c", "caf\\xe9 \\\\ \x1b", "\u202e"],
+                          "argc": 4},
+    "truncated-argv": {**EXEC, "argv": ["cc", "-c", "x"], "argv_truncated": True, "argc": 900},
+    "no-argv-read": {**EXEC, "argv": [], "argv_truncated": True, "argc": 3},
+    "argc-0": {**EXEC, "argv": [], "argc": 0},
+    "argc-highest": {**EXEC, "argc": U32_MAX},
     "u32-and-u64-lowest": {**EXIT, "ts_ns": 0, "pid": 0, "tgid": 0, "ppid": 0, "uid": 0,
                            "duration_ns": 0},
     "u32-and-u64-highest": {**EXIT, "ts_ns": U64_MAX, "pid": U32_MAX, "tgid": U32_MAX,
@@ -249,6 +281,15 @@ REJECTED = {
     # fields that belong to another type, or missing
     "exec-without-filename": without(EXEC, "filename"),
     "exec-filename-null": {**EXEC, "filename": None},
+    "exec-without-argv": without(EXEC, "argv"),
+    "exec-without-argv_truncated": without(EXEC, "argv_truncated"),
+    "exec-without-argc": without(EXEC, "argc"),
+    "exec-argv-null": {**EXEC, "argv": None},
+    "fork-with-argv": {**FORK, "argv": ["ls"]},
+    "exit-with-argc": {**EXIT, "argc": 1},
+    "exec-with-errno": {**EXEC, "errno": 2, "error": "ENOENT"},
+    "exec_failed-without-errno": without(FAILED, "errno"),
+    "exec_failed-without-argv": without(FAILED, "argv"),
     "fork-with-exit_code": {**FORK, "exit_code": 0},
     "fork-with-filename": {**FORK, "filename": "/usr/bin/ls"},
     "fork-with-exit-fields-null": {**FORK, "exit_code": None, "exit_signal": None},
@@ -288,6 +329,13 @@ REJECTED = {
     "comm-as-number": {**FORK, "comm": 5},
     "comm-null": {**FORK, "comm": None},
     "filename-as-list": {**EXEC, "filename": ["/usr/bin/ls"]},
+    "argv-as-string": {**EXEC, "argv": "ls -l /tmp"},
+    "argv-with-a-number": {**EXEC, "argv": ["ls", 5]},
+    "argv-with-null": {**EXEC, "argv": ["ls", None]},
+    "argv_truncated-as-0": {**EXEC, "argv_truncated": 0},
+    "negative-argc": {**EXEC, "argc": -1},
+    "argc-over-u32": {**EXEC, "argc": U32_MAX + 1},
+    "argc-as-string": {**EXEC, "argc": "3"},
     # the type
     "unknown-type": {**FORK, "type": "clone"},
     "type-in-capitals": {**FORK, "type": "FORK"},

@@ -1,12 +1,16 @@
 """What a shell user meets around the commands: --version, shell completion
-through Typer, and no colour codes when output is not a terminal or NO_COLOR is set."""
+through Typer, no colour codes when output is not a terminal or NO_COLOR is set,
+and the table's command lines cut to the terminal's width."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 
 import pytest
 from conftest import CLI
@@ -31,9 +35,12 @@ COMMANDS = [
 ]
 
 
-def on_a_tty(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run with stdin, stdout and stderr on a pseudo-terminal; returns (code, output)."""
+def on_a_tty(argv: list[str], env: dict[str, str], columns: int = 0) -> tuple[int, str]:
+    """Run with stdin, stdout and stderr on a pseudo-terminal (`columns` wide, if
+    given); returns (code, output)."""
     master, slave = pty.openpty()
+    if columns:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     try:
         proc = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
@@ -110,3 +117,23 @@ def test_install_completion_writes_to_home(cli, tmp_path):
     script = tmp_path / ".bash_completions" / "procmon-ctl.sh"
     assert "_procmon_ctl_completion" in script.read_text()
     assert str(script) in (tmp_path / ".bashrc").read_text()
+
+
+def test_the_table_is_cut_to_the_terminal_s_width(attached):
+    """On a terminal 70 columns wide, a long command line is cut to fit, with a
+    mark; --wide shows it whole (and a pipe does: test_process_events)."""
+    cli = attached
+    cli("events", "--duration", "0.1")  # drain
+    long = "z" * 300
+    subprocess.run(["env", "/bin/true", long], check=True)
+    env = {k: v for k, v in cli.env.items() if k != "COLUMNS"}
+    only = ["--ppid", str(os.getpid()), "--duration", "0.5"]
+    code, text = on_a_tty([*CLI, "events", *only], env, columns=70)
+    assert code == 0, text
+    [row] = [ln.rstrip("\r") for ln in text.split("\n") if "zzz" in ln]
+    assert len(row) == 70 and row.endswith("zz\u2026"), text
+    assert row.split()[2:4] == ["true", "/bin/true"]
+    subprocess.run(["env", "/bin/true", long], check=True)
+    code, text = on_a_tty([*CLI, "events", "--wide", *only], env, columns=70)
+    assert code == 0, text
+    assert [ln for ln in text.split("\n") if ln.rstrip("\r").endswith(f" /bin/true {long}")]

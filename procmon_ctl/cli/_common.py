@@ -73,7 +73,9 @@ RawOpt = Annotated[bool, typer.Option("--raw", help="Every kernel event as it ar
 WideOpt = Annotated[
     bool,
     typer.Option(
-        "--wide", help="Add UID, EXIT, DURATION and FILENAME; an exit row follows each process."
+        "--wide",
+        help="Add UID, EXIT, DURATION and FILENAME, show the command line whole; an exit "
+        "row follows each process.",
     ),
 ]
 ThreadsOpt = Annotated[

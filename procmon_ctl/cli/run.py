@@ -72,6 +72,7 @@ def run(
     for descendants still running when it ends (the summary lists them)."""
     from ..errors import UsageError
     from ..load import find_object
+    from ..render import tty_width
     from ..run import run_command, run_monitor, summary_text
     from ..stream import stream_options
 
@@ -103,7 +104,16 @@ def run(
         if json_out:
             print_json(summary)
         else:
-            print(summary_text(summary), file=sys.stderr, flush=True)
+            print(
+                summary_text(summary, tty_width(_fileno(sys.stderr))), file=sys.stderr, flush=True
+            )
     except OSError:
         pass  # the terminal went away (SIGHUP): the exit status still tells
     raise typer.Exit(summary.exit_code)
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):
+        return None
