@@ -327,20 +327,26 @@ static __always_inline int exec_entered(__u64 filename, __u64 argv)
 }
 
 /* Reads argv[] of the caller into e->data after the filename's `n` bytes;
- * returns the bytes kept. */
+ * returns the bytes kept.  The running count lives in e->argv_len and is read
+ * back each time round: the verifier then sees every pass alike (an unknown
+ * count, checked against the bounds), instead of one state per count so far,
+ * which took 256 arguments close to its limit of a million instructions. */
 static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u32 limit,
 					     const char *const *argv)
 {
-	__u32 used = 0, i;
+	volatile __u32 *kept = &e->argv_len;
+	__u32 i;
 
+	*kept = 0;
 	for (i = 0; i < FAILED_ARGS_MAX; i++) {
 		const char *arg = NULL;
-		char last = 0;
+		char last = 0, *dst;
+		__u32 used = *kept;
 		__u64 room;
 		long got;
 
 		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
-			return used;
+			return *kept;
 		if (used >= limit || used > FAILED_ARGV_MAX_BYTES)
 			break;
 		room = limit - used;
@@ -352,21 +358,25 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u3
 		barrier_var(room);
 		/* The mask changes nothing (n + used < ARGV_MAX_BYTES) but bounds the
 		 * offset for the verifier, which loses the sum's range. */
-		got = bpf_probe_read_user_str(e->data + ((n + used) & (ARGV_MAX_BYTES - 1)), room,
-					      arg);
-		if (got <= 0)
+		dst = e->data + ((n + used) & (ARGV_MAX_BYTES - 1));
+		*dst = 0; /* an empty argument's NUL, should the helper not write it */
+		got = bpf_probe_read_user_str(dst, room, arg);
+		if (got < 0)
 			break;
+		/* An empty argument reads as 0 on 5.10, as 1 (its NUL) on later kernels:
+		 * count its NUL.  (got - 1) >> 63 is 1 for 0 only, with no branch. */
+		got += (__u64)(got - 1) >> 63;
 		e->argc = i + 1;
 		/* A string that filled the room was cut unless its last byte is its NUL;
 		 * a cut argument is kept without one, as in a successful exec's record. */
 		if (got == room && (bpf_probe_read_user(&last, 1, arg + got - 1) || last)) {
-			used += got - 1;
+			*kept = used + got - 1;
 			break;
 		}
-		used += got;
+		*kept = used + got;
 	}
 	e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
-	return used;
+	return *kept;
 }
 
 static __always_inline int exec_returned(long ret)

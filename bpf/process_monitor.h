@@ -32,7 +32,7 @@ enum argv_limits {
 	/* Failed execs read each argument through a pointer array in the caller's
 	 * memory: at most this many arguments, and half the bytes (the verifier needs
 	 * room for the largest read at the largest offset). */
-	FAILED_ARGS_MAX = 256,
+	FAILED_ARGS_MAX = 128,
 	FAILED_ARGV_MAX_BYTES = ARGV_MAX_BYTES / 2,
 };
 
