@@ -40,9 +40,13 @@ def test_full_comm_without_nul():
 
 
 def test_printable_escapes_control_characters():
-    text = printable("\x1b[2J\nname\x07\x9b\\")
-    assert text == "\\x1b[2J\\x0aname\\x07\\x9b\\\\"
+    """Control characters below 0x80 as \\xNN (the same byte either way), the C1
+    control U+009B as \\u009b: never as \\x9b, which text() uses for the byte 0x9b
+    that is not UTF-8.  A backslash is left alone: text() has already doubled it."""
+    text = printable("\x1b[2J\nname\x07\x9b\\\\")
+    assert text == "\\x1b[2J\\x0aname\\x07\\u009b\\\\"
     assert all(ch.isprintable() for ch in text)
+    assert printable(decode.text(b"\x9b")) == "\\x9b" != printable(decode.text("\x9b".encode()))
 
 
 def test_every_json_field_is_in_the_schema():
