@@ -16,7 +16,7 @@ import pytest
 from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left
 
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.pins import MAPS, PROGRAMS
+from procmon_ctl.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
 
 ROUNDS = 3
 
@@ -69,8 +69,10 @@ def assert_complete_pin_set(pin_dir: Path) -> set[int]:
         ["maps", "progs"],
         ["links", "maps", "progs"],
     )
+    for prog in FAILED_EXEC_PROGRAMS:
+        assert (pin_dir / "progs" / prog).exists(), f"program {prog} not pinned"
     ids = our_program_ids(pin_dir)
-    assert len(ids) == len(PROGRAMS)
+    assert len(ids) == len(PROGRAMS) + len(FAILED_EXEC_PROGRAMS)
     return ids
 
 

@@ -111,7 +111,7 @@ def test_documented_lines_match_the_schema():
     text = (DOCS / "logs.md").read_text()
     block = text.split("Example:\n\n```json\n", 1)[1].split("```", 1)[0]
     lines = block.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     for line in lines:
         EventLine.model_validate_json(line)
 

@@ -95,7 +95,7 @@ def test_docs_list_the_schemas_fields():
     per_type = dict(re.findall(r"^\| `(\w+)` \| (`.*`) \|$", text, re.MULTILINE))
     assert {t: re.findall(r"`(\w+)`", f) for t, f in per_type.items()} == FIELDS
     per_field: dict[str, list[str]] = {name: [] for name in FIELDS}
-    for field, types in re.findall(r"^\| `(\w+)` \| ([a-z, ]+) \| ", text, re.MULTILINE):
+    for field, types in re.findall(r"^\| `(\w+)` \| ([a-z_, ]+) \| ", text, re.MULTILINE):
         for t in FIELDS if types == "all" else types.split(", "):
             per_field[t].append(field)
     assert per_field == FIELDS
