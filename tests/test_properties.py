@@ -91,8 +91,8 @@ def check_outcome(argv, code: int, out: str, err: str, allowed: set[int] = INPUT
     assert isinstance(code, int), shown
     assert code in DOCUMENTED, shown
     assert code in allowed, shown
-    for text in ("Traceback", "Exception ignored"):
-        assert text not in out + err, shown
+    for bad in ("Traceback", "Exception ignored"):
+        assert bad not in out + err, shown
     if code != 0:
         lines = err.split("\n")
         if lines[-1] == "":
