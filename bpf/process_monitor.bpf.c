@@ -138,17 +138,17 @@ static __always_inline bool wanted(const struct settings *s, __u32 tgid)
 	return !s || !s->follow || bpf_map_lookup_elem(&followed, &tgid);
 }
 
-static __always_inline void fill_common(struct process_event *e, __u32 type,
-					 struct task_struct *task)
+static __always_inline void fill_record(struct process_event *e, __u32 type, __u32 pid,
+					 __u32 tgid, __u32 ppid, const char *comm)
 {
 	__u64 *total = dropped_total();
 
 	e->ts_ns = bpf_ktime_get_ns();
 	e->duration_ns = 0;
 	e->type = type;
-	e->pid = BPF_CORE_READ(task, pid);
-	e->tgid = BPF_CORE_READ(task, tgid);
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->pid = pid;
+	e->tgid = tgid;
+	e->ppid = ppid;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->exit_code = 0;
 	e->exit_signal = 0;
@@ -157,7 +157,15 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 	/* Reserved ring space holds old records: zero the name's tail, so equal names
 	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
+}
+
+/* tp_btf programs get BTF-typed task pointers: their fields are plain loads
+ * (relocated by CO-RE), not a helper call each as BPF_CORE_READ makes. */
+static __always_inline void fill_common(struct process_event *e, __u32 type,
+					 struct task_struct *task)
+{
+	fill_record(e, type, task->pid, task->tgid, task->real_parent->tgid, task->comm);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -278,12 +286,12 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p);
 	e->error = 0;
-	e->argc = BPF_CORE_READ(bprm, argc);
-	n = put_filename(e, BPF_CORE_READ(bprm, filename), false);
+	e->argc = bprm->argc;
+	n = put_filename(e, bprm->filename, false);
 
-	mm = BPF_CORE_READ(p, mm);
-	start = BPF_CORE_READ(mm, arg_start);
-	size = BPF_CORE_READ(mm, arg_end) - start;
+	mm = p->mm;
+	start = mm->arg_start;
+	size = mm->arg_end - start;
 	limit = argv_limit(s, ARGV_MAX_BYTES);
 	if (size > limit) {
 		size = limit;
@@ -386,6 +394,7 @@ static __always_inline int exec_returned(long ret)
 	const struct settings *s = get_settings();
 	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &tid);
 	struct exec_attempt attempt;
+	struct task_struct *task;
 	struct exec_event *e;
 
 	if (!a)
@@ -397,7 +406,11 @@ static __always_inline int exec_returned(long ret)
 	e = scratch();
 	if (!e)
 		return 0;
-	fill_common(&e->base, EVENT_EXEC_FAILED, (struct task_struct *)bpf_get_current_task());
+	/* A tracepoint program: its task pointer is a plain number (no
+	 * bpf_get_current_task_btf() before 5.11), read through helpers. */
+	task = (struct task_struct *)bpf_get_current_task();
+	fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
+		    BPF_CORE_READ(task, real_parent, tgid), task->comm);
 	e->error = ret;
 	e->argc = 0;
 	n = put_filename(e, (const void *)attempt.filename, true);
@@ -458,11 +471,11 @@ struct {
  * else the leader's own. */
 static __always_inline int process_exit_status(struct task_struct *leader)
 {
-	struct signal_struct *sig = BPF_CORE_READ(leader, signal);
+	struct signal_struct *sig = leader->signal;
 
-	if (BPF_CORE_READ(sig, flags) & SIGNAL_GROUP_EXIT)
-		return BPF_CORE_READ(sig, group_exit_code);
-	return BPF_CORE_READ(leader, exit_code);
+	if (sig->flags & SIGNAL_GROUP_EXIT)
+		return sig->group_exit_code;
+	return leader->exit_code;
 }
 
 /* Only the last thread of a process writes its exit record.  Kernels before
@@ -474,18 +487,18 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
 	const struct settings *s = get_settings();
-	struct task_struct *leader = BPF_CORE_READ(p, group_leader);
+	struct task_struct *leader = p->group_leader;
 	struct exit_key key = {};
 	struct process_event *e;
 	__u8 one = 1;
 	int status;
 
-	key.tgid = BPF_CORE_READ(p, tgid);
+	key.tgid = p->tgid;
 	if (!wanted(s, key.tgid))
 		return 0;
-	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+	if (p->signal->live.counter != 0)
 		return 0;
-	key.start_time = BPF_CORE_READ(leader, start_time);
+	key.start_time = leader->start_time;
 	if (bpf_map_update_elem(&exited, &key, &one, BPF_NOEXIST))
 		return 0; /* another thread of the group wrote it */
 	if (s && s->follow)
