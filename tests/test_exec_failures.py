@@ -322,7 +322,7 @@ def test_records_left_in_the_ring(loaded, tmp_path, mode, failed):
     elif mode == "raw":
         fields = ["exec!", str(pid), str(pid), str(os.getpid()), "0", our_comm()]
         assert line.split()[:6] == fields, line
-        assert line.endswith(f"ENOENT {path} left-behind a '' 'b c'"), line
+        assert line.endswith(f"ENOENT: {path} left-behind a '' 'b c'"), line
     else:
         assert line.split()[:2] == [str(pid), str(os.getpid())], line
         assert line.endswith(f"ENOENT: {path} left-behind a '' 'b c'"), line
