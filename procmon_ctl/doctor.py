@@ -240,6 +240,25 @@ def check_tracepoints() -> DoctorCheck:
     return _check("tracepoints", "PASS", f"{', '.join(TRACEPOINTS)} (in {' and '.join(found_in)})")
 
 
+def check_syscall_tracepoints() -> DoctorCheck:
+    """Only `events --failed` needs them: a WARN, never a FAIL."""
+    from .exec_failures import TRACEPOINTS
+
+    name, wanted = "syscall tracepoints", sorted(set(TRACEPOINTS.values()))
+    events = TRACEFS_ROOT / "events" / "syscalls"
+    if not is_mounted(TRACEFS_ROOT, "tracefs"):
+        return _check(name, "WARN", "cannot check: tracefs is not mounted", "mount tracefs")
+    missing = [tp for tp in wanted if not _is_dir(events / tp)]
+    if missing:
+        return _check(
+            name,
+            "WARN",
+            f"not in {events}: {', '.join(missing)}; `events --failed` cannot work",
+            "use a kernel with CONFIG_FTRACE_SYSCALLS=y",
+        )
+    return _check(name, "PASS", f"{', '.join(wanted)} (for `events --failed`)")
+
+
 def _first_line(argv: list[str]) -> str | None:
     try:
         out = subprocess.run(
@@ -534,6 +553,7 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
     ]
     checks += mounts
     checks.append(check_tracepoints())
+    checks.append(check_syscall_tracepoints())
     checks += [
         check_bpftool(),
         check_libbpf(),

@@ -95,6 +95,8 @@ def test_doctor_json_matches_machine():
     assert checks["kernel BTF"]["status"] == "PASS"
     assert checks["tracepoints"]["status"] == "PASS"
     assert "sched_process_fork" in checks["tracepoints"]["detail"]
+    assert checks["syscall tracepoints"]["status"] == "PASS"
+    assert "sys_exit_execveat" in checks["syscall tracepoints"]["detail"]
     bpftool_version = subprocess.run(
         ["bpftool", "version"], capture_output=True, text=True
     ).stdout.split()[1]
