@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import json_native, render, signals
 from .abi import EventType, PmStop, ProcessEvent
-from .decode import Event, decode_at
+from .decode import Event, decode_at, text
 from .errors import UsageError, require_positive
 from .json_lines import gap_json, json_lines
 from .pins import PinLayout
@@ -110,7 +110,9 @@ def stream_options(
     mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
     since = time.monotonic_ns()  # the tree is read from /proc after this
     filters = Filters(
-        comm=comm,
+        # Names are matched as decode.text() shows them (a backslash doubled, a byte
+        # that is not UTF-8 as \xNN): the name typed is the bytes meant.
+        comm=text(os.fsencode(comm)) if comm is not None else None,
         pid=pid,
         ppid=ppid,
         uid=uid,

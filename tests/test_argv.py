@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import uuid
 
 import pytest
-from conftest import ROOT, build_program, pin_tree
+from conftest import CLI, ROOT, build_program, pin_tree
 
 from procmon_ctl.decode import unescape
 
@@ -151,3 +152,21 @@ def test_a_process_that_rewrites_its_argv_shows_what_it_was_started_with(attache
         if e["type"] == "exec" and e["tgid"] == proc.pid
     )
     assert e["argv"] == [str(rewrite_argv), marker, "secret"]
+
+
+@pytest.mark.parametrize("name", [b"back\\sl", b"caf\xe9"])
+def test_comm_filter_takes_the_name_as_typed(attached, tmp_path, name):
+    """--comm NAME matches the process whose name is those bytes, though the output
+    shows it escaped (a backslash doubled, a byte that is not UTF-8 as \\xNN)."""
+    link = os.path.join(os.fsencode(tmp_path), name)
+    os.symlink(TRUE, link)
+    assert subprocess.run([link]).returncode == 0
+    result = subprocess.run(
+        [*CLI, "events", "--json", "--comm", name, "--duration", "1"],
+        capture_output=True,
+        env=attached.env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    execs = [e for e in lines if e["type"] == "exec"]
+    assert execs and all(unescape(e["comm"]) == name for e in lines)
