@@ -115,40 +115,11 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
         buf, offset
     )
     name = TYPE_NAMES.get(etype, str(etype))
+    common = (name, ts, pid, tgid, ppid, uid, cstr(comm), bool(flags & _THREAD))
     if etype in (_EXEC, _FAILED):
         filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)
-        return Event(
-            name,
-            ts,
-            pid,
-            tgid,
-            ppid,
-            uid,
-            cstr(comm),
-            bool(flags & _THREAD),
-            filename,
-            None,
-            None,
-            None,
-            dropped,
-            argv,
-            truncated,
-            argc,
-            -error if etype == _FAILED else None,
-        )
-    is_exit = etype == _EXIT
-    return Event(
-        name,
-        ts,
-        pid,
-        tgid,
-        ppid,
-        uid,
-        cstr(comm),
-        bool(flags & _THREAD),
-        None,
-        code if is_exit else None,
-        sig if is_exit else None,
-        duration if is_exit else None,
-        dropped,
-    )
+        errno = -error if etype == _FAILED else None
+        return Event(*common, filename, None, None, None, dropped, argv, truncated, argc, errno)
+    if etype == _EXIT:
+        return Event(*common, None, code, sig, duration, dropped)
+    return Event(*common, None, None, None, None, dropped)

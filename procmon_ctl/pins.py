@@ -18,7 +18,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,30 +433,22 @@ class PinLayout:
         is gone, or nothing was recorded."""
         from . import libbpf
 
-        record = self.read_record()
-        if record is None:
-            raise StateError(self._unrecorded_message())
-        rel = f"maps/{name}"
-        fd = self._open(rel, "map")
-        try:
-            self._same(rel, "map", record, libbpf.map_info(fd).id)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return self._open_recorded(f"maps/{name}", "map", lambda fd: libbpf.map_info(fd).id)
 
     def open_program(self, name: str) -> int:
         """An fd of the pinned program `name` (the caller closes it), checked as
         open_map() checks a map."""
         from . import libbpf
 
+        return self._open_recorded(f"progs/{name}", "prog", lambda fd: libbpf.prog_info(fd)[0])
+
+    def _open_recorded(self, rel: str, kind: str, id_of: Callable[[int], int]) -> int:
         record = self.read_record()
         if record is None:
             raise StateError(self._unrecorded_message())
-        rel = f"progs/{name}"
-        fd = self._open(rel, "prog")
+        fd = self._open(rel, kind)
         try:
-            self._same(rel, "prog", record, libbpf.prog_info(fd)[0])
+            self._same(rel, kind, record, id_of(fd))
         except BaseException:
             os.close(fd)
             raise

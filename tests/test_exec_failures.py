@@ -54,6 +54,26 @@ def attachments(prog_ids: set[int], pid: int | None = None) -> list[dict]:
     ]
 
 
+def failed_reader(cli, prog_ids: set[int]) -> subprocess.Popen:
+    """`events --failed --json`, piped, once its programs are attached."""
+    reader = cli.popen(
+        "events",
+        "--failed",
+        "--json",
+        "--duration",
+        "300",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_attached(prog_ids, reader)
+    except BaseException:
+        reader.kill()
+        reader.wait()
+        raise
+    return reader
+
+
 def wait_attached(prog_ids: set[int], reader: subprocess.Popen) -> None:
     def ready() -> bool:
         assert reader.poll() is None, f"the reader exited with {reader.returncode}"
@@ -135,17 +155,8 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
     assert not attachments(ids)
     missing = str(tmp_path / "no-such-program")
     denied = not_executable(tmp_path)
-    reader = cli.popen(
-        "events",
-        "--failed",
-        "--json",
-        "--duration",
-        "300",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    reader = failed_reader(cli, ids)
     try:
-        wait_attached(ids, reader)
         enoent = failed_exec(missing, ["no-such-program", "one", "", "two words"])
         eacces = failed_exec(str(denied), ["not-executable", ""])
         lines, err = lines_until(
@@ -190,17 +201,8 @@ def test_execveat_failures(loaded, tmp_path):
     denied = not_executable(tmp_path)
     dirfd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     filefd = os.open(denied, os.O_RDONLY)
-    reader = cli.popen(
-        "events",
-        "--failed",
-        "--json",
-        "--duration",
-        "300",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    reader = failed_reader(cli, ids)
     try:
-        wait_attached(ids, reader)
         relative = failed_execveat(dirfd, "missing-here", ["missing-here", "x"])
         empty_path = failed_execveat(filefd, "", ["by-fd"], 0x1000)  # AT_EMPTY_PATH
         lines, err = lines_until(
