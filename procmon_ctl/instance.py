@@ -15,7 +15,7 @@ from . import libbpf
 from .abi import COUNTER_NAMES, CounterKey, FollowLimits
 from .errors import BpfError
 from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
-from .pins import PROGRAMS
+from .pins import FAILED_EXEC_PROGRAMS, PROGRAMS
 from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, settings_value
 from .system import require_root
 
@@ -53,6 +53,10 @@ class PrivateInstance:
             self._object.set_max_entries("events", self.ring_size)
             if follow:
                 self._object.set_max_entries("followed", follow_limit)
+            # Only `events --failed` (on a pinned instance) attaches these: a private
+            # instance need not pay for their verification.
+            for program in FAILED_EXEC_PROGRAMS:
+                self._object.skip_program(program)
             stage = "loading"
             self._object.load()
             # Before the first link: a program that ran with follow still 0 would

@@ -117,6 +117,7 @@ _SIGNATURES = {
     "bpf_map__set_max_entries": ([c_void_p, c_uint32], c_int, _check_fd),
     "bpf_map__fd": ([c_void_p], c_int, _check_fd),
     "bpf_program__fd": ([c_void_p], c_int, _check_fd),
+    "bpf_program__set_autoload": ([c_void_p, ctypes.c_bool], c_int, _check_fd),
     "libbpf_set_print": ([c_void_p], c_void_p, None),
 }
 
@@ -326,6 +327,13 @@ class BpfObject:
     def set_max_entries(self, map_name: str, entries: int) -> None:
         """Before load(): the size of a map."""
         _lib().bpf_map__set_max_entries(self._map(map_name), entries)
+
+    def skip_program(self, name: str) -> None:
+        """Before load(): leave program `name` out (not loaded, not verified)."""
+        lib = _lib()
+        lib.bpf_program__set_autoload(
+            lib.bpf_object__find_program_by_name(self._obj, name.encode()), False
+        )
 
     def load(self) -> None:
         _lib().bpf_object__load(self._obj)

@@ -518,7 +518,7 @@ def _follow_json_native(
     formatter: json_native.JsonLineFormatter,
     deadline: float | None,
     writer: BatchWriter,
-    failed: bool,
+    failed: bool = False,
 ) -> None:
     """_follow_json() with the C formatter: the same batching, polling and commit
     after write as offset_batches(), with no Python object per record.  It hands

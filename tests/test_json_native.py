@@ -98,7 +98,9 @@ def python_lines(records: list[bytes]) -> str:
 def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
     out = io.StringIO()
     writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
-    stream._follow_json_native(ring, ring.formatter(lib), 0, writer)
+    # failed=True: every record type is shown (tests/test_exec_failures.py checks
+    # that exec_failed records are not, without --failed).
+    stream._follow_json_native(ring, ring.formatter(lib), 0, writer, failed=True)
     return out.getvalue(), writer.emitted
 
 
