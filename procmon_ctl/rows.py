@@ -151,6 +151,7 @@ class _Held:
     shown: bool = True  # final: whether the filters keep it
     ended: bool = False  # its process exited before the row was taken
     later: Event | None = None  # --wide: an exec after the row's window, for the exit row
+    execed: bool = False  # the row has taken its process's first exec
 
 
 # The filters' verdict on a row, at the moment it becomes final.
@@ -257,8 +258,12 @@ class ProcessRows:
 
     def _exec(self, e: Event) -> None:
         held = self.pending.get(e.tgid)
-        if held is not None and not held.final and e.ts_ns <= held.deadline:
+        # The first exec, whenever it comes while the row is held (on a loaded host, or
+        # in a backlog read at once, it may come long after the fork); a later one
+        # within the window that the exec before it opened.
+        if held is not None and not held.final and (not held.execed or e.ts_ns <= held.deadline):
             _take_exec(held.row, e)
+            held.execed = True
             held.deadline = min(max(held.deadline, e.ts_ns + self.window_ns), held.limit)
             return
         if not self.follow_exits:

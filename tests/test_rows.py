@@ -309,6 +309,21 @@ def test_a_row_waits_after_an_exec_for_the_next(ends):
     assert not rows.queue and not rows.pending
 
 
+def test_a_first_exec_long_after_the_fork_names_the_row_of_a_backlog(monkeypatch):
+    """On a loaded host a child may exec seconds after its fork (seen in a VM under
+    load): read as a backlog, where the exec arrives with its fork, the row still
+    takes the program's name, as a row held for its first exec always has."""
+    late = T0 + 20 * WINDOW
+    records = [
+        fork(CHILD, ROOT, T0),
+        exec_(CHILD, ROOT, late, b"ls", [b"ls", b"/tmp"]),
+        exit_(CHILD, ROOT, late + MS, comm=b"ls"),
+    ]
+    assert follow(records, "table", None, monkeypatch) == [
+        f"{CHILD:<8} {ROOT:<8} {'ls':<16} ls /tmp"
+    ]
+
+
 def test_an_exec_after_the_window_leaves_the_row_and_the_wide_exit_row_shows_it(monkeypatch):
     """A daemon that re-execs itself a second later: its row stays what it first
     ran; --wide's exit row names the program that exited."""
