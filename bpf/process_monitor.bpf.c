@@ -65,6 +65,7 @@ const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
 const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCESSES;
 const volatile enum loss_key btf_anchor_loss_key = LOSS_MAX;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
+const volatile enum cgroup_limits btf_anchor_cgroup_limits = CGROUP_WALK_MAX;
 
 static __always_inline void count(__u32 key)
 {
@@ -138,6 +139,67 @@ static __always_inline bool wanted(const struct settings *s, __u32 tgid)
 	return !s || !s->follow || bpf_map_lookup_elem(&followed, &tgid);
 }
 
+/* The cgroup filter (struct settings): whether a process in cgroup `cg` may
+ * produce records.  Walks up from `cg` to the filter's level through each
+ * cgroup's own css (`self.parent->cgroup`), which every kernel of the matrix
+ * has, rather than cgroup->ancestors[], which was ancestor_ids[] before 6.1.
+ * Helper reads: `cg` may come from a tracepoint program (a plain number). */
+static __always_inline bool in_cgroup(const struct settings *s, struct cgroup *cg)
+{
+	int steps, i;
+
+	if (!s || !s->cgroup_id || bpf_ktime_get_ns() >= s->cgroup_until_ns)
+		return true;
+	steps = BPF_CORE_READ(cg, level) - (int)s->cgroup_level;
+	if (steps < 0 || steps > CGROUP_WALK_MAX)
+		return false;
+	for (i = 0; i < CGROUP_WALK_MAX; i++) {
+		if (i >= steps)
+			break;
+		cg = BPF_CORE_READ(cg, self.parent, cgroup);
+	}
+	return BPF_CORE_READ(cg, kn, id) == s->cgroup_id;
+}
+
+/* Counts a record the cgroup filter keeps out; true if it does. */
+static __always_inline bool filtered_out(const struct settings *s, struct cgroup *cg)
+{
+	if (in_cgroup(s, cg))
+		return false;
+	count(COUNTER_FILTERED);
+	return true;
+}
+
+/* pid_nr_ns(): the id `pid` has in the namespace `ns` at `level`, 0 if it has
+ * none there (a parent outside a container).  numbers[] is indexed by a level
+ * known only at run time, so these are helper reads. */
+static __always_inline __u32 pid_nr_at(struct pid *pid, unsigned int level,
+				       struct pid_namespace *ns)
+{
+	struct upid up = {};
+
+	if (!pid || BPF_CORE_READ(pid, level) < level)
+		return 0;
+	if (bpf_core_read(&up, sizeof(up), &pid->numbers[level]))
+		return 0;
+	return up.ns == ns ? up.nr : 0;
+}
+
+/* A process in a PID namespace below the host's (`level` > 0): its tgid and its
+ * parent's as that namespace sees them (getpid(), getppid() there). */
+static __always_inline void put_ns_ids(struct process_event *e, struct task_struct *task,
+				       unsigned int level)
+{
+	struct pid *own = BPF_CORE_READ(task, thread_pid);
+	struct pid_namespace *ns = NULL;
+
+	if (bpf_core_read(&ns, sizeof(ns), &own->numbers[level].ns))
+		return;
+	e->ns_pid = pid_nr_at(BPF_CORE_READ(task, group_leader, thread_pid), level, ns);
+	e->ns_ppid = pid_nr_at(BPF_CORE_READ(task, real_parent, group_leader, thread_pid), level, ns);
+	e->flags |= EVENT_FLAG_PIDNS;
+}
+
 static __always_inline void fill_record(struct process_event *e, __u32 type, __u32 pid,
 					 __u32 tgid, __u32 ppid, const char *comm)
 {
@@ -154,6 +216,8 @@ static __always_inline void fill_record(struct process_event *e, __u32 type, __u
 	e->exit_signal = 0;
 	e->dropped_total = total ? *(volatile __u64 *)total : 0;
 	e->flags = 0;
+	e->ns_pid = 0;
+	e->ns_ppid = 0;
 	/* Reserved ring space holds old records: zero the name's tail, so equal names
 	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
@@ -161,11 +225,17 @@ static __always_inline void fill_record(struct process_event *e, __u32 type, __u
 }
 
 /* tp_btf programs get BTF-typed task pointers: their fields are plain loads
- * (relocated by CO-RE), not a helper call each as BPF_CORE_READ makes. */
+ * (relocated by CO-RE), not a helper call each as BPF_CORE_READ makes.  Only a
+ * process in a PID namespace of its own pays for helper reads. */
 static __always_inline void fill_common(struct process_event *e, __u32 type,
-					 struct task_struct *task)
+					 struct task_struct *task, struct cgroup *cg)
 {
+	unsigned int level = task->thread_pid->level;
+
 	fill_record(e, type, task->pid, task->tgid, task->real_parent->tgid, task->comm);
+	e->cgroup_id = cg->kn->id;
+	if (level)
+		put_ns_ids(e, task, level);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -174,6 +244,8 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	const struct settings *s = get_settings();
 	struct process_event *e;
 	bool thread = child->pid != child->tgid;
+	/* The child's own: CLONE_INTO_CGROUP can start it outside its parent's. */
+	struct cgroup *cg = child->cgroups->dfl_cgrp;
 
 	/* The forking task's process, not child->real_parent: with CLONE_PARENT the
 	 * child of a member is still part of the tree it came from (as strace -f has it). */
@@ -198,12 +270,15 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 				count(COUNTER_UNFOLLOWED);
 		}
 	}
+	if (filtered_out(s, cg))
+		return 0;
 
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_common(e, EVENT_FORK, child);
-	e->flags = thread ? EVENT_FLAG_THREAD : 0;
+	fill_common(e, EVENT_FORK, child, cg);
+	if (thread)
+		e->flags |= EVENT_FLAG_THREAD;
 	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
 	return 0;
 }
@@ -273,6 +348,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	const struct settings *s = get_settings();
+	struct cgroup *cg = p->cgroups->dfl_cgrp;
 	struct exec_event *e;
 	struct mm_struct *mm;
 	__u64 start, size;
@@ -281,10 +357,12 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (!wanted(s, p->tgid))
 		return 0;
 	count(COUNTER_EXECS);
+	if (filtered_out(s, cg))
+		return 0;
 	e = scratch();
 	if (!e)
 		return 0;
-	fill_common(&e->base, EVENT_EXEC, p);
+	fill_common(&e->base, EVENT_EXEC, p, cg);
 	e->error = 0;
 	e->argc = bprm->argc;
 	n = put_filename(e, bprm->filename, false);
@@ -396,6 +474,8 @@ static __always_inline int exec_returned(long ret)
 	struct exec_attempt attempt;
 	struct task_struct *task;
 	struct exec_event *e;
+	unsigned int level;
+	struct cgroup *cg;
 
 	if (!a)
 		return 0;
@@ -403,14 +483,21 @@ static __always_inline int exec_returned(long ret)
 	bpf_map_delete_elem(&exec_attempts, &tid);
 	if (ret >= 0 || !wanted(s, id >> 32))
 		return 0;
-	e = scratch();
-	if (!e)
-		return 0;
 	/* A tracepoint program: its task pointer is a plain number (no
 	 * bpf_get_current_task_btf() before 5.11), read through helpers. */
 	task = (struct task_struct *)bpf_get_current_task();
+	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	if (filtered_out(s, cg))
+		return 0;
+	e = scratch();
+	if (!e)
+		return 0;
 	fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
 		    BPF_CORE_READ(task, real_parent, tgid), task->comm);
+	e->base.cgroup_id = bpf_get_current_cgroup_id();
+	level = BPF_CORE_READ(task, thread_pid, level);
+	if (level)
+		put_ns_ids(&e->base, task, level);
 	e->error = ret;
 	e->argc = 0;
 	n = put_filename(e, (const void *)attempt.filename, true);
@@ -490,6 +577,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	struct task_struct *leader = p->group_leader;
 	struct exit_key key = {};
 	struct process_event *e;
+	struct cgroup *cg;
 	__u8 one = 1;
 	int status;
 
@@ -504,12 +592,15 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	if (s && s->follow)
 		bpf_map_delete_elem(&followed, &key.tgid); /* its pid may be reused from now on */
 	count(COUNTER_EXITS);
+	cg = leader->cgroups->dfl_cgrp;
+	if (filtered_out(s, cg))
+		return 0;
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
 	/* The record is the process's, whichever thread went last: its id, name,
-	 * parent and lifetime are the leader's. */
-	fill_common(e, EVENT_EXIT, leader);
+	 * parent, cgroup and lifetime are the leader's. */
+	fill_common(e, EVENT_EXIT, leader, cg);
 	status = process_exit_status(leader);
 	e->exit_code = (status >> 8) & 0xff;
 	e->exit_signal = status & 0x7f;

@@ -23,6 +23,16 @@ enum event_type {
 enum event_flag {
 	EVENT_FLAG_THREAD = 1,         /* the new task is a thread, not a process */
 	EVENT_FLAG_ARGV_TRUNCATED = 2, /* exec records: argv was cut (see exec_event) */
+	/* The process lives in a PID namespace below the host's (a container,
+	 * unshare --pid): ns_pid and ns_ppid are its ids there. */
+	EVENT_FLAG_PIDNS = 4,
+};
+
+/* The cgroup filter walks from a process's cgroup up to the filter's level:
+ * at most this many steps (a process nested deeper below the filter's cgroup
+ * is taken as outside it). */
+enum cgroup_limits {
+	CGROUP_WALK_MAX = 32,
 };
 
 /* How much of a command line exec records keep. */
@@ -44,6 +54,10 @@ struct process_event {
 	/* losses[LOSS_DROPPED] as this record was made: every record the ring refused
 	 * so far, on any CPU.  A reader marks the difference to what it already marked. */
 	__u64 dropped_total;
+	/* The process's cgroup in the v2 (default) hierarchy: its kernfs id, the inode
+	 * number of its directory on a cgroup2 mount (bpf_get_current_cgroup_id()).
+	 * On a hybrid v1/v2 host this is the v2 mount's, e.g. /sys/fs/cgroup/unified. */
+	__u64 cgroup_id;
 	__u32 type;           /* enum event_type */
 	__u32 pid;            /* the task's own id (thread id for threads) */
 	__u32 tgid;           /* its process id */
@@ -52,6 +66,11 @@ struct process_event {
 	__s32 exit_code;      /* exit: the code passed to exit(), else 0 */
 	__u32 exit_signal;    /* exit: the signal that killed it, else 0 */
 	__u32 flags;          /* EVENT_FLAG_* */
+	/* With EVENT_FLAG_PIDNS: tgid and ppid as the process's own PID namespace
+	 * sees them (getpid(), getppid() there; ns_ppid 0 when the parent is outside
+	 * it, as for a container's init).  Else 0. */
+	__u32 ns_pid;
+	__u32 ns_ppid;
 	char comm[TASK_COMM_LEN];
 };
 
@@ -79,7 +98,10 @@ enum counter_key {
 	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
 	COUNTER_DROPPED = 5,   /* ... of which bpf_ringbuf_reserve refused */
 	COUNTER_UNFOLLOWED = 6, /* follow mode: children of the tree `followed` had no room for */
-	COUNTER_MAX = 7,
+	/* Records a reader's cgroup filter kept out of the ring (never produced):
+	 * the events above count the whole host, filtered or not. */
+	COUNTER_FILTERED = 7,
+	COUNTER_MAX = 8,
 };
 
 /* Keys of the `losses` map, so that every lost record is marked in the stream
@@ -116,7 +138,14 @@ struct settings {
 	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
 	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
 	__u32 argv_bytes;     /* exec records keep at most this many bytes of argv (0: none) */
-	__u32 __pad;
+	/* The cgroup filter (`events --cgroup`, `--container`): while bpf_ktime_get_ns()
+	 * is below cgroup_until_ns, only processes in cgroup `cgroup_id` (a v2 kernfs
+	 * id, at level `cgroup_level`: the v2 root is 0) or below it produce records.
+	 * A lease like threads_until_ns, renewed by the reader that set it, so the
+	 * host's records are not kept out after that reader dies. */
+	__u32 cgroup_level;
+	__u64 cgroup_id;
+	__u64 cgroup_until_ns;
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

@@ -18,7 +18,8 @@
 
 /* Longest line: an exec record whose every byte of text needs \u00XX (an empty
  * argument, `"",` for its one NUL, needs less), plus its gap line. */
-#define PM_MAX_LINE (512 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
+#define PM_MAX_LINE                                                                         \
+	(512 + PM_CGROUP_JSON_MAX + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -126,9 +127,28 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len)
 	return PUT_FIELD(p, ",\"argc\":", x->argc);
 }
 
-/* One record's line (and its gap line first); NULL if the caller must format it. */
-static char *put_record(char *p, const struct process_event *e, __u32 len)
+static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 {
+	__u64 i, slot;
+
+	for (i = 0; i <= t->mask; i++) {
+		slot = (id + i) & t->mask;
+		if (t->slots[slot].id == id)
+			return &t->slots[slot];
+		if (!t->slots[slot].id)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* One record's line (and its gap line first); NULL if the caller must format it. */
+static char *put_record(char *p, const struct process_event *e, __u32 len,
+			const struct pm_cgroups *cgroups)
+{
+	const struct pm_cgroup *cg = find_cgroup(cgroups, e->cgroup_id);
+
+	if (!cg)
+		return NULL;
 	switch (e->type) {
 	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\",\"ts_ns\":"); break;
 	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\",\"ts_ns\":"); break;
@@ -149,6 +169,11 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
 		p = PUT_LIT(p, ",\"thread\":true");
 	else
 		p = PUT_LIT(p, ",\"thread\":false");
+	p = put_str(p, cg->json, cg->len);
+	if (e->flags & EVENT_FLAG_PIDNS) {
+		p = PUT_FIELD(p, ",\"ns_pid\":", e->ns_pid);
+		p = PUT_FIELD(p, ",\"ns_ppid\":", e->ns_ppid);
+	}
 	if (e->type == EVENT_EXIT) {
 		p = put_s32(PUT_LIT(p, ",\"exit_code\":"), e->exit_code);
 		p = PUT_FIELD(p, ",\"exit_signal\":", e->exit_signal);
@@ -167,7 +192,8 @@ static char *put_record(char *p, const struct process_event *e, __u32 len)
  * size - 1, `producer_pos` the kernel's producer position.  Nothing is consumed:
  * the caller writes the text, then moves the consumer position to b->pos. */
 void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
-		   __u64 max_records, char *out, __u64 cap, struct pm_batch *b)
+		   __u64 max_records, const struct pm_cgroups *cgroups, char *out, __u64 cap,
+		   struct pm_batch *b)
 {
 	__u64 pos = b->pos, marked = b->marked;
 	__u64 prod = __atomic_load_n(producer_pos, __ATOMIC_ACQUIRE);
@@ -212,7 +238,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			line = PUT_LIT(PUT_FIELD(line, "{\"type\":\"gap\",\"dropped\":",
 						 e->dropped_total - marked),
 				       "}\n");
-		line = put_record(line, e, len);
+		line = put_record(line, e, len, cgroups);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;
@@ -246,6 +272,11 @@ void pm_abi_info(struct pm_abi *abi)
 		.ringbuf_busy_bit = RINGBUF_BUSY_BIT,
 		.ringbuf_discard_bit = RINGBUF_DISCARD_BIT,
 		.ringbuf_hdr_sz = RINGBUF_HDR_SZ,
+		.cgroup_id_offset = offsetof(struct process_event, cgroup_id),
+		.ns_pid_offset = offsetof(struct process_event, ns_pid),
+		.event_flag_pidns = EVENT_FLAG_PIDNS,
+		.cgroup_slot_size = sizeof(struct pm_cgroup),
+		.cgroup_json_max = PM_CGROUP_JSON_MAX,
 	};
 }
 

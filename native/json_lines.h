@@ -21,6 +21,25 @@ enum pm_stop {
 	PM_STOP_FOREIGN = 3,   /* the record at pos is left to the caller */
 };
 
+/* The cgroups the formatter knows: an open-addressing table filled by Python
+ * (procmon_ctl/json_native.py), since turning an id into a path and a container
+ * is user space's work (procmon_ctl/cgroups.py).  A record whose cgroup is not
+ * in it goes back to Python, which formats it and adds its cgroup. */
+enum pm_cgroup_limits {
+	PM_CGROUP_JSON_MAX = 1024, /* longest fragment the table takes (longer: Python's) */
+};
+
+struct pm_cgroup {
+	__u64 id;         /* 0: an empty slot (no cgroup has id 0) */
+	const char *json; /* what follows "thread": ,"cgroup_id":N,"cgroup":"…"[,…] (ASCII) */
+	__u64 len;
+};
+
+struct pm_cgroups {
+	const struct pm_cgroup *slots; /* mask + 1 of them; a cgroup sits at id & mask or after */
+	__u64 mask;
+};
+
 struct pm_batch {
 	__u64 pos;     /* in: ring position to start at; out: just after the last record taken */
 	__u64 records; /* out: records formatted (gap lines not counted) */
@@ -48,11 +67,18 @@ struct pm_abi {
 	__u32 ringbuf_busy_bit;
 	__u32 ringbuf_discard_bit;
 	__u32 ringbuf_hdr_sz;
+	__u32 cgroup_id_offset;
+	__u32 ns_pid_offset;
+	__u32 event_flag_pidns;
+	__u32 cgroup_slot_size;
+	__u32 cgroup_json_max;
+	__u32 __pad;
 };
 
 void pm_abi_info(struct pm_abi *abi);
 void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
-		   __u64 max_records, char *out, __u64 cap, struct pm_batch *b);
+		   __u64 max_records, const struct pm_cgroups *cgroups, char *out, __u64 cap,
+		   struct pm_batch *b);
 void *pm_ring_map(int fd, __u64 size);
 int pm_ring_unmap(void *addr, __u64 size);
 long pm_page_size(void);

@@ -33,6 +33,7 @@ class EventFlag(IntEnum):
 
     THREAD = 1
     ARGV_TRUNCATED = 2
+    PIDNS = 4
 
 
 class ArgvLimits(IntEnum):
@@ -54,7 +55,14 @@ class CounterKey(IntEnum):
     PRODUCED = 4
     DROPPED = 5
     UNFOLLOWED = 6
-    MAX = 7
+    FILTERED = 7
+    MAX = 8
+
+
+class CgroupLimits(IntEnum):
+    """enum cgroup_limits"""
+
+    CGROUP_WALK_MAX = 32
 
 
 class LossKey(IntEnum):
@@ -79,9 +87,10 @@ class RingbufRecord(IntEnum):
     HDR_SZ = 8
 
 
-# The counters `stats`, the exporter and the tests show, by name, in key order
-# (UNFOLLOWED is `run`'s; MAX is the map size).
-COUNTER_NAMES = tuple(k.name.lower() for k in CounterKey if k < CounterKey.UNFOLLOWED)
+# The counters `stats`, the exporter and the tests show, and their names, in key
+# order (UNFOLLOWED is `run`'s; MAX is the map size).
+COUNTER_KEYS = tuple(k for k in CounterKey if k not in (CounterKey.UNFOLLOWED, CounterKey.MAX))
+COUNTER_NAMES = tuple(k.name.lower() for k in COUNTER_KEYS)
 
 
 _HDR_AND_ALIGN = RingbufRecord.HDR_SZ.value + 7
@@ -99,6 +108,7 @@ class ProcessEvent(ctypes.Structure):
         ("ts_ns", c_uint64),
         ("duration_ns", c_uint64),
         ("dropped_total", c_uint64),
+        ("cgroup_id", c_uint64),
         ("type", c_uint32),
         ("pid", c_uint32),
         ("tgid", c_uint32),
@@ -107,6 +117,8 @@ class ProcessEvent(ctypes.Structure):
         ("exit_code", c_int32),
         ("exit_signal", c_uint32),
         ("flags", c_uint32),
+        ("ns_pid", c_uint32),
+        ("ns_ppid", c_uint32),
         ("comm", c_char * TASK_COMM_LEN),
     ]
 
@@ -132,7 +144,9 @@ class Settings(ctypes.Structure):
         ("wakeup_bytes", c_uint32),
         ("follow", c_uint32),
         ("argv_bytes", c_uint32),
-        ("__pad", c_uint32),
+        ("cgroup_level", c_uint32),
+        ("cgroup_id", c_uint64),
+        ("cgroup_until_ns", c_uint64),
     ]
 
 
@@ -161,6 +175,24 @@ class PmBatch(ctypes.Structure):
     ]
 
 
+class PmCgroupLimits(IntEnum):
+    """enum pm_cgroup_limits"""
+
+    PM_CGROUP_JSON_MAX = 1024
+
+
+class PmCgroup(ctypes.Structure):
+    """struct pm_cgroup: a slot of the C formatter's cgroup table"""
+
+    _fields_ = [("id", c_uint64), ("json", ctypes.c_void_p), ("len", c_uint64)]
+
+
+class PmCgroups(ctypes.Structure):
+    """struct pm_cgroups"""
+
+    _fields_ = [("slots", ctypes.POINTER(PmCgroup)), ("mask", c_uint64)]
+
+
 class PmAbi(ctypes.Structure):
     """struct pm_abi: the contract as the C formatter was compiled"""
 
@@ -182,6 +214,12 @@ class PmAbi(ctypes.Structure):
             "ringbuf_busy_bit",
             "ringbuf_discard_bit",
             "ringbuf_hdr_sz",
+            "cgroup_id_offset",
+            "ns_pid_offset",
+            "event_flag_pidns",
+            "cgroup_slot_size",
+            "cgroup_json_max",
+            "__pad",
         )
     ]
 
@@ -204,6 +242,11 @@ def expected_pm_abi() -> PmAbi:
         ringbuf_busy_bit=RingbufRecord.BUSY_BIT,
         ringbuf_discard_bit=RingbufRecord.DISCARD_BIT,
         ringbuf_hdr_sz=RingbufRecord.HDR_SZ,
+        cgroup_id_offset=ProcessEvent.cgroup_id.offset,
+        ns_pid_offset=ProcessEvent.ns_pid.offset,
+        event_flag_pidns=EventFlag.PIDNS,
+        cgroup_slot_size=ctypes.sizeof(PmCgroup),
+        cgroup_json_max=PmCgroupLimits.PM_CGROUP_JSON_MAX,
     )
 
 

@@ -22,6 +22,7 @@ _unpack_event = PROCESS_EVENT.unpack_from
 _unpack_tail = EXEC_TAIL.unpack_from
 _EXEC, _EXIT, _FAILED = EventType.EXEC.value, EventType.EXIT.value, EventType.EXEC_FAILED.value
 _THREAD, _TRUNCATED = EventFlag.THREAD.value, EventFlag.ARGV_TRUNCATED.value
+_PIDNS = EventFlag.PIDNS.value
 
 
 class Event(NamedTuple):
@@ -47,6 +48,12 @@ class Event(NamedTuple):
     argc: int | None = None
     # exec_failed: the errno the syscall returned (positive).
     errno: int | None = None
+    # The process's cgroup v2 id (cgroups.CgroupNames turns it into a path).
+    cgroup_id: int = 0
+    # tgid and ppid in the process's own PID namespace, when that is not the
+    # host's (None there); ns_ppid 0: its parent is outside that namespace.
+    ns_pid: int | None = None
+    ns_ppid: int | None = None
 
 
 def text(raw: bytes) -> str:
@@ -111,15 +118,34 @@ def decode_event(record: bytes | memoryview) -> Event:
 
 def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     """The record that starts at `offset` of `buf`, read in place (no slice)."""
-    (ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm) = _unpack_event(
-        buf, offset
-    )
+    (
+        ts,
+        duration,
+        dropped,
+        cgroup,
+        etype,
+        pid,
+        tgid,
+        ppid,
+        uid,
+        code,
+        sig,
+        flags,
+        nspid,
+        nsppid,
+        comm,
+    ) = _unpack_event(buf, offset)
     name = TYPE_NAMES.get(etype, str(etype))
     common = (name, ts, pid, tgid, ppid, uid, cstr(comm), bool(flags & _THREAD))
+    ns = (nspid, nsppid) if flags & _PIDNS else (None, None)
     if etype in (_EXEC, _FAILED):
         filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)
         errno = -error if etype == _FAILED else None
-        return Event(*common, filename, None, None, None, dropped, argv, truncated, argc, errno)
+        return Event(
+            *common, filename, None, None, None, dropped, argv, truncated, argc, errno, cgroup, *ns
+        )
     if etype == _EXIT:
-        return Event(*common, None, code, sig, duration, dropped)
-    return Event(*common, None, None, None, None, dropped)
+        return Event(
+            *common, None, code, sig, duration, dropped, None, None, None, None, cgroup, *ns
+        )
+    return Event(*common, None, None, None, None, dropped, None, None, None, None, cgroup, *ns)

@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import libbpf
-from .abi import COUNTER_NAMES
+from .abi import COUNTER_KEYS, COUNTER_NAMES
 from .errors import BpfError, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
 from .system import require_root
@@ -69,8 +69,12 @@ COUNTER_METRICS = {
         "Events the programs tried to put in the ring buffer (dropped included).",
     ),
     "dropped": ("procmon_events_dropped", "Events lost because the ring buffer was full."),
+    "filtered": (
+        "procmon_events_filtered",
+        "Events a reader's --cgroup or --container filter kept out of the ring buffer.",
+    ),
 }
-_KEYS = range(len(COUNTER_NAMES))
+_KEYS = [k.value for k in COUNTER_KEYS]
 
 
 def read_counters(layout: PinLayout) -> dict[str, int]:

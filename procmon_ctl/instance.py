@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 from . import libbpf
-from .abi import COUNTER_NAMES, CounterKey, FollowLimits
+from .abi import COUNTER_KEYS, COUNTER_NAMES, CounterKey, FollowLimits
 from .errors import BpfError
 from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
 from .pins import FAILED_EXEC_PROGRAMS, PROGRAMS
@@ -110,6 +110,6 @@ class PrivateInstance:
     def counters(self) -> dict[str, int]:
         """COUNTER_NAMES and `unfollowed`, each summed over the CPUs."""
         sums = libbpf.percpu_array_sums(self.map_fd("counters"), range(CounterKey.MAX))
-        named = dict(zip(COUNTER_NAMES, sums, strict=False))
+        named = {name: sums[k] for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
         named["unfollowed"] = sums[CounterKey.UNFOLLOWED]
         return named

@@ -13,16 +13,23 @@ once per (ppid, uid, flags, comm) and looked up after that."""
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 
 from .abi import PROCESS_EVENT, EventFlag, EventType
 from .decode import TYPE_NAMES, cstr, errno_name, exec_parts
 
 _GAP = '{"type":"gap","dropped":%d}'
-_SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s'
+_SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
 CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 _comm_cache: dict[bytes, str] = {}
-_shared_cache: dict[tuple[int, int, int, bytes], str] = {}
+_shared_cache: dict[tuple[int, int, int, bytes, int], str] = {}
+_PIDNS = EventFlag.PIDNS.value
+
+# What a record's cgroup adds to its line, after "thread": the fragment
+# (`,"cgroup_id":N,"cgroup":"…"`, then the container's fields) of
+# cgroups.CgroupNames.json_fragment.
+CgroupJson = Callable[[int], str]
 
 
 def gap_json(dropped: int) -> str:
@@ -39,12 +46,13 @@ def _comm_json(raw: bytes) -> str:
     return text
 
 
-def _shared_json(key: tuple[int, int, int, bytes]) -> str:
+def _shared_json(key: tuple[int, int, int, bytes, int], cgroup_json: CgroupJson) -> str:
     if len(_shared_cache) >= CACHE_LIMIT:
         _shared_cache.clear()
-    ppid, uid, flags, comm = key
+    ppid, uid, flags, comm, cgroup = key
     thread = "true" if flags & EventFlag.THREAD else "false"
-    text = _shared_cache[key] = _SHARED % (ppid, uid, _comm_json(comm), thread)
+    text = _SHARED % (ppid, uid, _comm_json(comm), thread, cgroup_json(cgroup))
+    _shared_cache[key] = text
     return text
 
 
@@ -62,25 +70,47 @@ def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
 
 
 def json_lines(
-    buf: bytes | memoryview | mmap.mmap, offsets: list[int], lines: list[str], marked: int
+    buf: bytes | memoryview | mmap.mmap,
+    offsets: list[int],
+    lines: list[str],
+    marked: int,
+    cgroup_json: CgroupJson,
 ) -> int:
     """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
     preceded by a gap line when the ring has lost more records than the `marked`
-    already reported; returns the new count of marked losses."""
+    already reported; returns the new count of marked losses.  The cache of the
+    lines' shared part is keyed by cgroup id, so `cgroup_json` must give one id
+    the same text for as long as the process runs (CgroupNames does)."""
     unpack = PROCESS_EVENT.unpack_from
     cache, shared_json, gap = _shared_cache, _shared_json, _GAP
     fork, exit_, exec_ = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
     failed = EventType.EXEC_FAILED.value
     append = lines.append
     for off in offsets:
-        (ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm) = unpack(
-            buf, off
-        )
+        (
+            ts,
+            duration,
+            dropped,
+            cgroup,
+            etype,
+            pid,
+            tgid,
+            ppid,
+            uid,
+            code,
+            sig,
+            flags,
+            nspid,
+            nsppid,
+            comm,
+        ) = unpack(buf, off)
         if dropped > marked:
             append(gap % (dropped - marked))
             marked = dropped
-        key = (ppid, uid, flags, comm)
-        shared = cache.get(key) or shared_json(key)
+        key = (ppid, uid, flags, comm, cgroup)
+        shared = cache.get(key) or shared_json(key, cgroup_json)
+        if flags & _PIDNS:
+            shared = f'{shared},"ns_pid":{nspid},"ns_ppid":{nsppid}'
         # f-strings: no argument tuple and no format string to parse per record.
         if etype == fork:
             append(f'{{"type":"fork","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .abi import PmAbi, PmBatch, expected_pm_abi
+from .abi import PmAbi, PmBatch, PmCgroup, PmCgroupLimits, PmCgroups, expected_pm_abi
 from .errors import BpfError
 
 LIBRARY = Path(__file__).parent / "data" / "libprocmon_json.so"
@@ -30,7 +30,16 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 _SIGNATURES = {
     # name: (argtypes, restype)
     "pm_json_lines": (
-        [c_void_p, c_uint64, c_void_p, c_uint64, POINTER(c_char), c_uint64, POINTER(PmBatch)],
+        [
+            c_void_p,
+            c_uint64,
+            c_void_p,
+            c_uint64,
+            POINTER(PmCgroups),
+            POINTER(c_char),
+            c_uint64,
+            POINTER(PmBatch),
+        ],
         None,
     ),
     "pm_ring_map": ([c_int, c_uint64], c_void_p),
@@ -83,6 +92,42 @@ def problem() -> str | None:
     return _load()[1]
 
 
+# Slots of the cgroup table: a host's processes live in a few hundred cgroups.
+CGROUP_SLOTS = 4096
+_CGROUP_JSON_MAX = PmCgroupLimits.PM_CGROUP_JSON_MAX.value
+
+
+class CgroupTable:
+    """The cgroups the C formatter knows, with the JSON each one's records carry
+    (struct pm_cgroups).  Filled from Python as records of new cgroups come back
+    to it; cleared when three quarters full, so a host that makes cgroup after
+    cgroup never slows the lookups.  Owns the fragments' memory."""
+
+    def __init__(self, slots: int = CGROUP_SLOTS):
+        self._slots = (PmCgroup * slots)()
+        self._texts: list[ctypes.Array] = []
+        self.table = PmCgroups(self._slots, slots - 1)
+
+    def add(self, cgroup_id: int, fragment: str) -> None:
+        """Make records of `cgroup_id` the C side's: `fragment` is what follows
+        "thread" in their lines.  Fragments C cannot take stay Python's."""
+        data = fragment.encode("ascii", "replace")
+        if not cgroup_id or len(data) > _CGROUP_JSON_MAX or not fragment.isascii():
+            return
+        mask = self.table.mask
+        if len(self._texts) >= (mask + 1) * 3 // 4:
+            ctypes.memset(self._slots, 0, ctypes.sizeof(self._slots))
+            self._texts.clear()
+        slot = cgroup_id & mask
+        while self._slots[slot].id not in (0, cgroup_id):
+            slot = (slot + 1) & mask
+        text = ctypes.create_string_buffer(data, len(data))
+        self._texts.append(text)
+        self._slots[slot].json = ctypes.cast(text, c_void_p)
+        self._slots[slot].len = len(data)
+        self._slots[slot].id = cgroup_id
+
+
 @dataclass
 class Batch:
     text: str
@@ -100,6 +145,7 @@ class JsonLineFormatter:
         self._lib, self._data, self._mask, self._producer = lib, data, mask, producer
         self._out = ctypes.create_string_buffer(OUTPUT_BYTES)
         self._batch = PmBatch()
+        self.cgroups = CgroupTable()
 
     def format(self, pos: int, max_records: int, marked: int) -> Batch:
         b = self._batch
@@ -109,6 +155,7 @@ class JsonLineFormatter:
             self._mask,
             self._producer,
             max_records,
+            ctypes.byref(self.cgroups.table),
             self._out,
             OUTPUT_BYTES,
             ctypes.byref(b),

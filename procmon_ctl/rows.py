@@ -29,6 +29,9 @@ EXEC_WINDOW_NS = 100_000_000
 # cannot hold back the rows behind it for longer.
 HOLD_LIMIT_NS = 5 * EXEC_WINDOW_NS
 
+# The cgroup filter's verdicts kept (a host that makes cgroup after cgroup).
+CGROUPS_KEPT = 4096
+
 # --wide remembers each shown process until its exit row: at most this many (a
 # host with more live processes than this loses the exit rows of the oldest).
 SHOWN_LIMIT = 65_536
@@ -51,6 +54,7 @@ class Row:
     duration_ns: int | None = None
     thread: bool = False
     exited: bool = False  # an exit row that follows its process's row (--wide)
+    cgroup_id: int = 0
 
 
 @dataclass
@@ -74,10 +78,16 @@ class Filters:
     # it that this record releases, are matched first, in every loop that calls
     # track() and then match().
     leaving: int | None = None
+    # --cgroup, --container: the kernel keeps other cgroups' records out of the ring
+    # from the moment the reader starts; the backlog is judged by cgroup path here.
+    cgroup: CgroupScope | None = None
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.comm, self.pid, self.ppid, self.uid, self.tree))
+        return any(
+            v is not None
+            for v in (self.comm, self.pid, self.ppid, self.uid, self.tree, self.cgroup)
+        )
 
     def track(self, e: Event) -> None:
         """Keep the followed tree exact: call it with every record, in ring order,
@@ -88,6 +98,8 @@ class Filters:
         removes that pid: the pid is being reused, so whoever had it is gone, even if
         its exit record was lost (the ring was full).  So the tree holds live
         processes only, never more than pid_max of them."""
+        if self.cgroup is not None:
+            self.cgroup.track(e)
         tree = self.tree
         if tree is None:
             return
@@ -104,17 +116,50 @@ class Filters:
         elif e.type == "exit" and e.tgid in tree and e.ts_ns >= self.tree_since_ns:
             self.leaving = e.tgid
 
-    def match(self, pid: int, ppid: int, uid: int, comm: str) -> bool:
+    def match(self, pid: int, ppid: int, uid: int, comm: str, cgroup_id: int = 0) -> bool:
         return (
             (self.pid is None or pid == self.pid)
             and (self.ppid is None or ppid == self.ppid)
             and (self.uid is None or uid == self.uid)
             and (self.comm is None or comm == self.comm)
             and (self.tree is None or pid in self.tree)
+            and (self.cgroup is None or self.cgroup.contains(cgroup_id))
         )
 
     def match_event(self, e: Event) -> bool:
-        return self.match(e.tgid, e.ppid, e.uid, e.comm)
+        return self.match(e.tgid, e.ppid, e.uid, e.comm, e.cgroup_id)
+
+
+@dataclass
+class CgroupScope:
+    """Which cgroups --cgroup and --container let through, in user space.
+
+    Records made once the reader's kernel filter was set (`since_ns`, the records'
+    clock) are all inside: the kernel let them through, and their cgroups are
+    remembered as inside, so that a container's records still count once it is
+    gone.  Older records (the ring's backlog) are judged by their cgroup's path:
+    at or below `path`; a cgroup already removed cannot be placed and is left out."""
+
+    path: str  # as cgroups.CgroupNames shows paths: "/", "/a/b"
+    path_of: Callable[[int], str | None]
+    since_ns: int = 1 << 63  # set when the reader starts
+    inside: dict[int, bool] = field(default_factory=dict)
+
+    def track(self, e: Event) -> None:
+        if e.ts_ns >= self.since_ns:
+            self.inside[e.cgroup_id] = True
+
+    def contains(self, cgroup_id: int) -> bool:
+        verdict = self.inside.get(cgroup_id)
+        if verdict is None:
+            where = self.path_of(cgroup_id)
+            verdict = where is not None and (
+                self.path == "/" or where == self.path or where.startswith(self.path + "/")
+            )
+            if len(self.inside) >= CGROUPS_KEPT:
+                self.inside.clear()
+            self.inside[cgroup_id] = verdict
+        return verdict
 
 
 def descendants(root: int) -> set[int]:
@@ -215,7 +260,7 @@ class ProcessRows:
         before (its exit record was lost), which must be judged while that pid is
         still in the followed tree."""
         if e.type == "fork":
-            row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread)
+            row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread, cgroup_id=e.cgroup_id)
             if e.thread:
                 self._now_final(pos, row)
                 return

@@ -1,8 +1,9 @@
 """ReaderSession: what one reader keeps in the kernel while it reads.
 
-- The thread lease: `--threads` is a lease in the `settings` map that the reader
-  renews, never a switch it must remember to turn off; a reader that dies by
-  SIGKILL leaves thread streaming on for at most THREADS_LEASE_NS.
+- The leases: `--threads`, and the cgroup filter of `--cgroup`/`--container`, are
+  leases in the `settings` map that the reader renews, never switches it must
+  remember to turn off; a reader that dies by SIGKILL leaves thread streaming on,
+  or the host's other processes kept out of the ring, for at most THREADS_LEASE_NS.
 - The losses it has marked: LOSS_MARKED in the `losses` map, so that a sequence of
   readers marks every lost record exactly once (see enum loss_key).
 - Whether its instance is still there: a pinned ring that was unloaded (or
@@ -23,6 +24,9 @@ from .settings import argv_bytes_of, settings_value
 THREADS_LEASE_NS = 1_000_000_000
 # The reader renews its lease this often (it passes here at least every poll period).
 RENEW_EVERY_NS = THREADS_LEASE_NS // 4
+# How long after the reader writes its settings a record may still have been made
+# under the old ones (a program reads them first, then stamps its record).
+SETTINGS_SEEN_NS = 1_000_000
 # How often a pinned reader checks that its ring is still the one pinned.
 CHECK_SOURCE_EVERY_NS = 1_000_000_000
 
@@ -47,9 +51,12 @@ class ReaderSession:
         threads: bool,
         still_there: StillThere | None = None,
         gone: str = "",
+        cgroup: tuple[int, int] | None = None,
     ):
         self._settings_fd, self._losses_fd = settings_fd, losses_fd
         self._wakeup_bytes, self._follow, self.threads = wakeup_bytes, follow, threads
+        self._cgroup = cgroup  # (id, level) of the cgroup filter
+        self._leased = threads or cgroup is not None
         self._still_there, self._gone = still_there, gone
         # What `load` chose: the reader rewrites the value, and keeps this as it was.
         self._argv_bytes = argv_bytes_of(
@@ -57,12 +64,17 @@ class ReaderSession:
         )
         self._renewed = self._checked = time.monotonic_ns()
         self.marked = self._saved = self._lookup(_KEY_MARKED)
-        self._write_settings(self._renewed + THREADS_LEASE_NS if threads else 0)
+        self._write_settings(self._renewed + THREADS_LEASE_NS if self._leased else 0)
+        # Records stamped from here on were made under these settings (the kernel's
+        # cgroup filter): those before are the backlog.  A program that read the old
+        # settings stamps its record within microseconds: the margin covers it.
+        self.started_ns = time.monotonic_ns() + SETTINGS_SEEN_NS
 
     def close(self) -> None:
         try:
-            if self.threads:
-                # A thread storm should not fill the ring while nobody asked for threads.
+            if self._leased:
+                # A thread storm should not fill the ring while nobody asked for
+                # threads, nor the host's records be kept out once nobody filters.
                 self._write_settings(0)
         finally:
             for fd in (self._settings_fd, self._losses_fd):
@@ -74,8 +86,15 @@ class ReaderSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _write_settings(self, threads_until_ns: int) -> None:
-        value = settings_value(threads_until_ns, self._wakeup_bytes, self._follow, self._argv_bytes)
+    def _write_settings(self, until_ns: int) -> None:
+        value = settings_value(
+            until_ns if self.threads else 0,
+            self._wakeup_bytes,
+            self._follow,
+            self._argv_bytes,
+            self._cgroup if until_ns else None,
+            until_ns,
+        )
         libbpf.map_update(self._settings_fd, _SETTINGS_KEY, value)
 
     def _lookup(self, key: bytes) -> int:
@@ -94,9 +113,9 @@ class ReaderSession:
             self._saved = self.marked
 
     def tick(self) -> None:
-        """Between batches: renew the thread lease, and stop if the instance is gone."""
+        """Between batches: renew the leases, and stop if the instance is gone."""
         now = time.monotonic_ns()
-        if self.threads and now - self._renewed >= RENEW_EVERY_NS:
+        if self._leased and now - self._renewed >= RENEW_EVERY_NS:
             self._renewed = now
             self._write_settings(now + THREADS_LEASE_NS)
         if self._still_there is not None and now - self._checked >= CHECK_SOURCE_EVERY_NS:

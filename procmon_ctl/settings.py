@@ -32,11 +32,27 @@ def write_settings(layout: PinLayout, wakeup_bytes: int, argv_bytes: int) -> Non
 
 
 def settings_value(
-    threads_until_ns: int, wakeup_bytes: int, follow: bool, argv_bytes: int
+    threads_until_ns: int,
+    wakeup_bytes: int,
+    follow: bool,
+    argv_bytes: int,
+    cgroup: tuple[int, int] | None = None,
+    cgroup_until_ns: int = 0,
 ) -> bytes:
     """struct settings, as the map stores it.  `threads_until_ns`: CLOCK_MONOTONIC
-    (bpf_ktime_get_ns) until which thread forks are streamed; 0: never."""
-    return SETTINGS.pack(threads_until_ns, wakeup_bytes, int(follow), argv_bytes)
+    (bpf_ktime_get_ns) until which thread forks are streamed; 0: never.  `cgroup`:
+    (id, level) of the cgroup whose processes alone produce records until
+    `cgroup_until_ns`; None: every process."""
+    cgroup_id, level = cgroup or (0, 0)
+    return SETTINGS.pack(
+        threads_until_ns,
+        wakeup_bytes,
+        int(follow),
+        argv_bytes,
+        level,
+        cgroup_id,
+        cgroup_until_ns if cgroup_id else 0,
+    )
 
 
 def argv_bytes_of(value: bytes) -> int:

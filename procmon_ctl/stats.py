@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from . import signals
-from .abi import COUNTER_NAMES
+from .abi import COUNTER_KEYS, COUNTER_NAMES
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import require_root
 
@@ -28,7 +28,7 @@ def read_stats(layout: PinLayout) -> Stats:
     layout.require_loaded()
     seed, counters = bpftool.map_dumps(layout.map("process_count"), layout.map("counters"))
     by_key = counters.by_key()
-    values = {name: by_key.get(i, 0) for i, name in enumerate(COUNTER_NAMES)}
+    values = {name: by_key.get(k, 0) for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
     return Stats(process_count=seed.by_key().get(0, 0), **values)
 
 

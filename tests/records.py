@@ -15,7 +15,7 @@ from procmon_ctl.abi import (
 
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
 EXEC_FAILED = EventType.EXEC_FAILED
-THREAD, TRUNCATED = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED
+THREAD, TRUNCATED, PIDNS = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED, EventFlag.PIDNS
 
 
 def argv_area(*args: bytes) -> bytes:
@@ -40,18 +40,41 @@ def record(
     argv: bytes = b"",  # the argument area (argv_area()), as much as the record keeps
     argc: int | None = None,
     error: int = 0,  # exec_failed: -errno
+    cgroup: int = 1,  # cgroup_id (1: the v2 root)
+    ns_pid: int = 0,  # with EventFlag.PIDNS in flags
+    ns_ppid: int = 0,
 ) -> bytes:
     """One record as the BPF programs write it: exec (and exec_failed) records are
     an exec_event followed by the filename and the argument area, and only as long
     as those."""
     base = PROCESS_EVENT.pack(
-        ts, duration, dropped, etype, pid, tgid, ppid, uid, code, sig, flags, comm
+        ts,
+        duration,
+        dropped,
+        cgroup,
+        etype,
+        pid,
+        tgid,
+        ppid,
+        uid,
+        code,
+        sig,
+        flags,
+        ns_pid,
+        ns_ppid,
+        comm,
     )
     if etype in (EXEC, EXEC_FAILED):
         if argc is None:
             argc = argv.count(b"\0")
         base += EXEC_TAIL.pack(len(filename), len(argv), argc, error) + filename + argv
     return base
+
+
+def cgroup_json(cgroup_id: int) -> str:
+    """What the JSON writers add for a cgroup, as cgroups.CgroupNames would for a
+    cgroup at /test/ID (no cgroup of this machine is needed)."""
+    return f',"cgroup_id":{cgroup_id},"cgroup":"/test/{cgroup_id}"'
 
 
 def header(length: int, flags: int = 0) -> bytes:
@@ -96,6 +119,12 @@ CASES = {
         record(EXEC_FAILED, filename=b"/etc/passwd", argv=b"", error=-13),
     ],
     "exit": [record(EXIT, code=3, sig=9, duration=200_000_000)],
+    "cgroups": [record(FORK, cgroup=c) for c in (1, 2, 3, 2, 1, 987654321)],
+    "pid namespace": [
+        record(FORK, pid=900, tgid=900, flags=PIDNS, ns_pid=1, ns_ppid=0, cgroup=7),
+        record(EXEC, pid=901, tgid=901, flags=PIDNS, ns_pid=2, ns_ppid=1, filename=b"/bin/sh"),
+        record(EXIT, pid=902, tgid=902, flags=PIDNS | THREAD, ns_pid=3, ns_ppid=1),
+    ],
     "negative exit code": [record(EXIT, code=-1)],
     "gap before": [record(FORK, dropped=5), record(EXIT, dropped=7), record(EXIT, dropped=7)],
     "unknown type": [record(9)],

@@ -32,6 +32,7 @@ ENUMS = {
     "follow_limits": (abi.FollowLimits, ""),
     "loss_key": (abi.LossKey, "LOSS_"),
     "argv_limits": (abi.ArgvLimits, ""),
+    "cgroup_limits": (abi.CgroupLimits, ""),
 }
 
 
@@ -85,6 +86,7 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "ts_ns": 1,
         "duration_ns": 2,
         "dropped_total": 10,
+        "cgroup_id": 12,
         "type": 3,
         "pid": 4,
         "tgid": 5,
@@ -93,6 +95,8 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "exit_code": -8,
         "exit_signal": 9,
         "flags": 11,
+        "ns_pid": 13,
+        "ns_ppid": 14,
         "comm": b"comm",
     }
     rec = abi.ExecEvent(
@@ -126,7 +130,15 @@ def test_ring_record_header_is_the_kernels():
 
 
 def test_counter_names_are_the_shown_keys():
-    assert abi.COUNTER_NAMES == ("processes", "threads", "execs", "exits", "produced", "dropped")
+    assert abi.COUNTER_NAMES == (
+        "processes",
+        "threads",
+        "execs",
+        "exits",
+        "produced",
+        "dropped",
+        "filtered",
+    )
 
 
 def test_the_c_formatter_reports_the_layouts_abi_py_mirrors():
@@ -169,7 +181,7 @@ def test_a_formatter_built_from_another_header_is_refused(tmp_path, monkeypatch)
     json_native._load.cache_clear()
     try:
         assert json_native.library() is None
-        assert "process_event_size 88 != 72" in json_native.problem()
+        assert "process_event_size 104 != 88" in json_native.problem()
         check = doctor.check_json_formatter()
         assert check.status == "WARN"
         assert "built from other headers" in check.detail

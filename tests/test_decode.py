@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from records import EXEC, EXIT, FORK, THREAD, record, ring_bytes
+from records import EXEC, EXIT, FORK, PIDNS, THREAD, cgroup_json, record, ring_bytes
 
 from procmon_ctl import decode, json_lines
 from procmon_ctl.models import ExecEvent, ExitEvent, ForkEvent
@@ -49,10 +49,27 @@ def test_printable_escapes_control_characters():
     assert printable(decode.text(b"\x9b")) == "\\x9b" != printable(decode.text("\x9b".encode()))
 
 
+# Fields a line has only where they apply: a container's, a PID namespace's, and
+# --lineage's (written by the stream, not by json_lines()).
+OPTIONAL = {"container_id", "container_runtime", "pod_uid", "ns_pid", "ns_ppid", "lineage"}
+
+
+def container_json(cgroup_id: int) -> str:
+    return (
+        cgroup_json(cgroup_id) + ',"container_id":"ab","container_runtime":"podman","pod_uid":"c-d"'
+    )
+
+
 def test_every_json_field_is_in_the_schema():
     """Each type's line has exactly its model's fields: none missing, none extra."""
     for etype, model in ((FORK, ForkEvent), (EXEC, ExecEvent), (EXIT, ExitEvent)):
         buf, offsets = ring_bytes([record(etype, code=1, filename=b"/x")])
         lines: list[str] = []
-        json_lines.json_lines(buf, offsets, lines, 0)
-        assert set(json.loads(lines[0])) == set(model.model_fields)
+        json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
+        assert set(json.loads(lines[0])) == set(model.model_fields) - OPTIONAL
+        buf, offsets = ring_bytes(
+            [record(etype, code=1, filename=b"/y", flags=PIDNS, ns_pid=1, cgroup=5)]
+        )
+        json_lines.json_lines(buf, offsets, lines, 0, container_json)
+        assert set(json.loads(lines[1])) == set(model.model_fields) - {"lineage"}
+        model.model_validate_json(lines[1])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from records import CASES, EXEC, FORK, THREAD, record, ring_bytes
+from records import CASES, EXEC, FORK, THREAD, cgroup_json, record, ring_bytes
 
 from procmon_ctl import decode, json_lines
 from procmon_ctl.models import EventLine
@@ -31,7 +31,11 @@ def expected(records: list[bytes]) -> list[dict]:
             "uid": e.uid,
             "comm": e.comm,
             "thread": e.thread,
+            "cgroup_id": e.cgroup_id,
+            "cgroup": f"/test/{e.cgroup_id}",
         }
+        if e.ns_pid is not None:
+            line.update(ns_pid=e.ns_pid, ns_ppid=e.ns_ppid)
         if e.filename is not None:
             line.update(
                 filename=e.filename, argv=list(e.argv), argv_truncated=e.argv_truncated, argc=e.argc
@@ -49,7 +53,7 @@ def test_each_record_type_comes_out_as_decoded(name):
     records = CASES[name]
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
     assert [json.loads(line) for line in lines] == expected(records)
     assert all("\n" not in line for line in lines)
     if name != "unknown type":
@@ -57,14 +61,14 @@ def test_each_record_type_comes_out_as_decoded(name):
             EventLine.model_validate_json(line)
     # Twice: the second pass is served from the caches, from a memoryview.
     again: list[str] = []
-    json_lines.json_lines(memoryview(buf), offsets, again, 0)
+    json_lines.json_lines(memoryview(buf), offsets, again, 0, cgroup_json)
     assert again == lines
 
 
 def test_names_keep_every_byte():
     buf, offsets = ring_bytes([record(EXEC, comm=b"\x1b[2J\nx\xff", filename=b"/tmp/\x07bell")])
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
     parsed = json.loads(lines[0])
     assert parsed["comm"] == "\x1b[2J\nx\\xff"  # control bytes exact; a non-UTF-8 byte as \xff
     assert parsed["filename"] == "/tmp/\x07bell"
@@ -83,7 +87,7 @@ def test_name_caches_stay_bounded():
     records = [record(FORK, pid=p, tgid=p, ppid=p, comm=b"n%d" % p) for p in range(10_000)]
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
     assert [json.loads(line) for line in lines] == expected(records)
     assert len(json_lines._shared_cache) <= json_lines.CACHE_LIMIT
     assert len(json_lines._comm_cache) <= json_lines.CACHE_LIMIT

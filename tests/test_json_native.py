@@ -12,7 +12,7 @@ import json
 import os
 
 import pytest
-from records import CASES, EXIT, FORK, LossesInMemory, header, record, ring_bytes
+from records import CASES, EXIT, FORK, LossesInMemory, cgroup_json, header, record, ring_bytes
 
 from procmon_ctl import json_lines, json_native, stream
 from procmon_ctl.abi import (
@@ -32,6 +32,10 @@ def lib():
     lib = json_native.library()
     assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
     return lib
+
+
+# The cgroups of the records of records.CASES.
+KNOWN_CGROUPS = (1, 2, 3, 7, 987654321)
 
 
 class FakeRing:
@@ -61,8 +65,12 @@ class FakeRing:
         self._set_producer()
         return pos
 
-    def formatter(self, lib) -> json_native.JsonLineFormatter:
-        return json_native.JsonLineFormatter(lib, self.addr + PAGE, self.mask, self.addr)
+    def formatter(self, lib, cgroups=KNOWN_CGROUPS) -> json_native.JsonLineFormatter:
+        """A formatter that knows `cgroups` already (as after their first records)."""
+        fmt = json_native.JsonLineFormatter(lib, self.addr + PAGE, self.mask, self.addr)
+        for cgroup in cgroups:
+            fmt.cgroups.add(cgroup, cgroup_json(cgroup))
+        return fmt
 
     # What stream._follow_json_native needs of a RingBufferReader.
     @property
@@ -91,16 +99,16 @@ class FakeRing:
 def python_lines(records: list[bytes]) -> str:
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
     return "".join(line + "\n" for line in lines)
 
 
-def follow_native(ring: FakeRing, lib, limit=None) -> tuple[str, int]:
+def follow_native(ring: FakeRing, lib, limit=None, cgroups=KNOWN_CGROUPS) -> tuple[str, int]:
     out = io.StringIO()
     writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
     # failed=True: every record type is shown (tests/test_exec_failures.py checks
     # that exec_failed records are not, without --failed).
-    stream._follow_json_native(ring, ring.formatter(lib), 0, writer, failed=True)
+    stream._follow_json_native(ring, ring.formatter(lib, cgroups), 0, writer, True, cgroup_json)
     return out.getvalue(), writer.emitted
 
 
@@ -144,6 +152,41 @@ def test_records_left_to_python_come_out_the_same(lib, name):
     assert text == python_lines(records)
     assert n == len(records)
     assert ring.consumer == ring.producer
+
+
+def test_a_new_cgroup_is_formatted_once_in_python_then_in_c(lib):
+    """The C side knows no cgroup at first: the first record of each comes back to
+    Python, which formats it and gives C its cgroup's fragment; the next ones of
+    that cgroup are C's.  The text is Python's either way."""
+    records = [record(FORK, pid=p, cgroup=40 + p % 2) for p in range(6)]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    first = ring.formatter(lib, cgroups=()).format(ring.consumer, 100, 0)
+    assert (first.stop, first.records) == (PmStop.FOREIGN, 0)
+    text, n = follow_native(ring, lib, cgroups=())
+    assert (text, n) == (python_lines(records), 6)
+    fmt = ring.formatter(lib, cgroups=())
+    fmt.cgroups.add(40, cgroup_json(40))
+    fmt.cgroups.add(41, cgroup_json(41))
+    batch = fmt.format(0, 100, 0)
+    assert (batch.stop, batch.records, batch.text) == (PmStop.CAUGHT_UP, 6, python_lines(records))
+
+
+def test_the_cgroup_table_starts_afresh_when_three_quarters_full():
+    table = json_native.CgroupTable(slots=8)
+
+    def known() -> set[int]:
+        return {table._slots[i].id for i in range(8)} - {0}
+
+    for cgroup in range(1, 7):
+        table.add(cgroup * 8, cgroup_json(cgroup))  # one slot for all: probing
+    assert known() == {8, 16, 24, 32, 40, 48}
+    table.add(7, cgroup_json(7))
+    assert known() == {7}
+    table.add(9, ',"cgroup":"caf\u00e9"'.encode().decode("unicode_escape"))  # not ASCII
+    table.add(10, "," + "x" * 2000)  # longer than C takes
+    assert known() == {7}
 
 
 def test_a_record_that_wraps_reads_straight(lib):
