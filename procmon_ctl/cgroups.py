@@ -380,10 +380,12 @@ def cgroup_path(cgroup_id: int) -> str | None:
 
 def cgroup_json(info: CgroupInfo) -> str:
     """The JSON members a record gets for its cgroup, without braces or a leading
-    comma: "cgroup_id":N,"cgroup":"/path" (null once removed), then the container
+    comma: "cgroup_id":N,"cgroup":"/path" ("cgroup" absent once removed), then the container
     and pod members that are known."""
-    path = "null" if info.path is None else encode_basestring(info.path)
-    fragment = f'"cgroup_id":{info.id},"cgroup":{path}'
+    # Absent rather than null once removed, as every JSON field that does not apply.
+    fragment = f'"cgroup_id":{info.id}'
+    if info.path is not None:
+        fragment += f',"cgroup":{encode_basestring(info.path)}'
     if info.container_id is not None:
         fragment += f',"container_id":{encode_basestring(info.container_id)}'
     if info.runtime is not None:

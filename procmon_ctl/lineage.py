@@ -31,12 +31,13 @@ left the table: it still holds its ancestors."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
 
 from .decode import Event, split_argv, text
+from .render import fit, printable, tty_width
 
 # Entries in a table at most.  A table that never loses a record holds the living
 # processes and the exited ancestors they need, well below this on any host (the
@@ -387,3 +388,53 @@ class ProcessTable:
             if p.parent is not None and p.parent not in victims:
                 self._release(p.parent)
             p.parent = None
+
+
+# --- what the readers show ------------------------------------------------------
+
+# Rows waiting to be written with their lineage at most (far more than are held).
+ROW_LINEAGES_KEPT = 65_536
+
+
+def with_lineage(line: str, process: Process | None, as_json: bool) -> str:
+    """An `events --json` or `--raw` line with its record's lineage: the JSON
+    array last in the object, or the short chain after the raw line."""
+    if as_json:
+        chain = "[]" if process is None else process.lineage_json()
+        return f'{line[:-1]},"lineage":{chain}}}'
+    chain = "" if process is None else process.chain_text()
+    return f"{line}  < {printable(chain)}" if chain else line
+
+
+class RowLineages:
+    """The table and --wide: each row's process as the reader met it, until the
+    row is written (a row is held for its exec, and its process may have exited
+    and left the table by then), shown on a line below the row."""
+
+    def __init__(self) -> None:
+        self._of: dict[int, Process] = {}
+
+    def note(self, e: Event, process: Process | None) -> None:
+        """Call with each record and what ProcessTable.feed() returned for it."""
+        if process is not None and e.type in ("fork", "exec") and not e.thread:
+            if len(self._of) >= ROW_LINEAGES_KEPT:
+                self._of.clear()
+            self._of[e.tgid] = process
+
+    def below(self, line: Callable[..., str], tty: int | None) -> Callable[..., str]:
+        """The table's line function, with a line under each process row saying who
+        started it (cut to the terminal's width, as the row's command line is)."""
+        width = tty_width(tty)
+
+        def with_chain(r, *args) -> str:
+            text = line(r, *args)
+            if r.exited or r.thread:
+                return text
+            process = self._of.pop(r.tgid, None)
+            chain = "" if process is None else process.chain_text()
+            if not chain:
+                return text
+            under = f"{'':8} < {printable(chain)}"
+            return f"{text}\n{under if width is None else fit(under, width)}"
+
+        return with_chain

@@ -20,16 +20,17 @@ from . import json_native, render, signals
 from .abi import EventType, PmStop, ProcessEvent
 from .decode import Event, decode_at, text
 from .errors import UsageError, require_positive
-from .json_lines import gap_json, json_lines
+from .json_lines import CgroupJson, gap_json, json_lines
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
-from .rows import Filters, ProcessRows, descendants
+from .rows import CgroupScope, Filters, ProcessRows, descendants
 from .session import ReaderSession
 from .settings import default_wakeup_bytes
 from .sink import Sink, sink_for
 from .system import require_root
 
 if TYPE_CHECKING:
+    from .cgroups import CgroupNames, CgroupTarget
     from .instance import PrivateInstance
 
 # run -- CMD: called between batches; True once CMD has ended, and from then on
@@ -61,7 +62,9 @@ MODES = ("table", "wide", "raw", "json")
 _FAILED = EventType.EXEC_FAILED.value
 _FAILED_NAME = "exec_failed"
 _TYPE_OFFSET = ProcessEvent.type.offset
+_CGROUP_OFFSET = ProcessEvent.cgroup_id.offset
 _unpack_u32 = struct.Struct("<I").unpack_from
+_unpack_u64 = struct.Struct("<Q").unpack_from
 
 
 def _is_failed(view, offset: int) -> bool:
@@ -83,6 +86,27 @@ class StreamOptions:
     from_now: bool = False
     filters: Filters = field(default_factory=Filters)
     failed: bool = False  # --failed: attach the failed-exec programs, show their records
+    # --cgroup, --container: the cgroup whose processes alone produce records
+    cgroup: CgroupTarget | None = None
+    lineage: bool = False  # --lineage: each record's ancestors
+    _cgroups: CgroupNames | None = None
+
+    @property
+    def cgroups(self) -> CgroupNames:
+        """The cgroup ids' paths and containers, for every mode but the bare table."""
+        if self._cgroups is None:
+            from .cgroups import CgroupNames
+            from .errors import MissingError
+
+            try:
+                self._cgroups = CgroupNames()
+            except MissingError:  # no cgroup2 mount: records keep their cgroup ids
+                self._cgroups = CgroupNames(path_of=lambda cgroup_id: None)
+        return self._cgroups
+
+    def cgroup_json(self, cgroup_id: int) -> str:
+        """What a JSON line gets for its cgroup (json_lines.CgroupJson)."""
+        return "," + self.cgroups.json_fragment(cgroup_id)
 
 
 def stream_options(
@@ -100,10 +124,18 @@ def stream_options(
     uid: int | None,
     tree: int | None,
     failed: bool = False,
+    cgroup: str | None = None,
+    container: str | None = None,
+    lineage: bool = False,
 ) -> StreamOptions:
     """StreamOptions from the command line's options, checked."""
     if sum((json_out, raw, wide)) > 1:
         raise UsageError("choose one of --json, --raw and --wide")
+    if cgroup is not None and container is not None:
+        raise UsageError(
+            "choose one of --cgroup and --container (a container is a cgroup: "
+            "--container picks it by id)"
+        )
     if count is not None and count <= 0:
         raise UsageError(f"--count must be a positive number of events (got {count})")
     require_positive("--duration", duration)
@@ -119,7 +151,12 @@ def stream_options(
         tree=descendants(tree) if tree is not None else None,
         tree_since_ns=since,
     )
-    return StreamOptions(
+    target = None
+    if cgroup is not None or container is not None:
+        from .cgroups import cgroup_target, container_target
+
+        target = cgroup_target(cgroup) if cgroup is not None else container_target(container)
+    opts = StreamOptions(
         mode=mode,
         threads=threads,
         count=count,
@@ -127,7 +164,12 @@ def stream_options(
         from_now=from_now,
         filters=filters,
         failed=failed,
+        cgroup=target,
+        lineage=lineage,
     )
+    if target is not None:
+        filters.cgroup = CgroupScope(target.path, lambda i: opts.cgroups.lookup(i).path)
+    return opts
 
 
 def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
@@ -150,10 +192,13 @@ def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
 
 @contextmanager
 def open_reader(
-    source: PinLayout | PrivateInstance, threads: bool, from_now: bool
+    source: PinLayout | PrivateInstance,
+    threads: bool,
+    from_now: bool,
+    cgroup: CgroupTarget | None = None,
 ) -> Iterator[tuple[RingBufferReader, ReaderSession]]:
-    """The one reader of this instance, and its session (the thread lease, the
-    losses marked, the check that the instance is still there)."""
+    """The one reader of this instance, and its session (the leases, the losses
+    marked, the check that the instance is still there)."""
     require_root("reading the ring buffer")
     if isinstance(source, PinLayout):
         lock = source.reader_lock()
@@ -188,7 +233,14 @@ def open_reader(
                 raise
             wakeup = default_wakeup_bytes(reader.size)
             session = ReaderSession(
-                settings_fd, losses_fd, wakeup, follow_mode, threads, still_there, gone
+                settings_fd,
+                losses_fd,
+                wakeup,
+                follow_mode,
+                threads,
+                still_there,
+                gone,
+                None if cgroup is None else (cgroup.id, cgroup.level),
             )
             with session:
                 if from_now:
@@ -343,13 +395,19 @@ def follow(
         failed_execs = attached(source)  # for as long as the reader runs
     else:
         failed_execs = nullcontext()
-    with open_reader(source, opts.threads, opts.from_now) as (reader, session), failed_execs:
+    with (
+        open_reader(source, opts.threads, opts.from_now, opts.cgroup) as (reader, session),
+        failed_execs,
+    ):
+        if opts.filters.cgroup is not None:
+            opts.filters.cgroup.since_ns = session.started_ns
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
         writer.write(render.header(opts.mode), 0)
         batches = offset_batches(reader, deadline, end)
-        if opts.mode == "json" and not opts.filters.active and observe is None:
-            _follow_json(reader, deadline, writer, opts.failed)
+        plain_json = not (opts.filters.active or opts.lineage or observe)
+        if opts.mode == "json" and plain_json:
+            _follow_json(reader, deadline, writer, opts.failed, opts.cgroup_json)
         elif opts.mode in ("table", "wide"):
             _follow_rows(reader, batches, opts, writer, observe)
         else:
@@ -377,7 +435,7 @@ def _follow_rows(
     filters = opts.filters
     rows = ProcessRows(
         follow_exits=opts.mode == "wide",
-        keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm),
+        keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm, r.cgroup_id),
     )
     # The table is cut to a terminal's width, whole when piped; --wide always whole.
     tty = getattr(writer.out, "fd", None)
@@ -388,6 +446,12 @@ def _follow_rows(
         from .exec_failures import failed_row, row_line
 
         line = row_line(line, opts.mode == "wide")
+    lineage = None
+    if opts.lineage:
+        from .lineage import ProcessTable, RowLineages
+
+        lineage, lineages = ProcessTable.from_proc(), RowLineages()
+        line = lineages.below(line, tty)
     session = writer.session
     view, position_of = reader.view, reader.position_of
     for offsets in batches:
@@ -397,6 +461,8 @@ def _follow_rows(
             e = decode_at(view, off)
             if observe is not None:
                 observe(e)
+            if lineage is not None:
+                lineages.note(e, lineage.feed(e))
             if e.dropped_total > marked:
                 lines.append(gap(e.dropped_total - marked))
                 marked = e.dropped_total
@@ -445,9 +511,15 @@ def _follow_records(
     filters = opts.filters
     as_json = opts.mode == "json"
     gap = gap_json if as_json else render.gap_line
+    lineage = None
+    if opts.lineage:
+        from .lineage import ProcessTable, with_lineage
+
+        lineage = ProcessTable.from_proc()
     failed, raw_failed = opts.failed, None
     if failed:
         from .exec_failures import raw_line as raw_failed
+    cgroup_json = opts.cgroup_json
     session = writer.session
     view = reader.view
     for offsets in batches:
@@ -461,18 +533,21 @@ def _follow_records(
             if observe is not None:
                 observe(e)
             filters.track(e)
+            process = lineage.feed(e) if lineage is not None else None
             if not filters.match_event(e) or (e.type == _FAILED_NAME and not failed):
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
                 continue
             if as_json:
-                marked = json_lines(view, [off], lines, marked)  # its gap line first, if any
+                marked = json_lines(view, [off], lines, marked, cgroup_json)  # gap line first
             else:
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
                 lines.append(raw_failed(e) if e.type == _FAILED_NAME else render.raw_line(e))
+            if lineage is not None:
+                lines[-1] = with_lineage(lines[-1], process, as_json)
             shown += 1
             if room is not None and shown >= room:
                 break
@@ -484,7 +559,11 @@ def _follow_records(
 
 
 def _follow_json(
-    reader: RingBufferReader, deadline: float | None, writer: BatchWriter, failed: bool
+    reader: RingBufferReader,
+    deadline: float | None,
+    writer: BatchWriter,
+    failed: bool,
+    cgroup_json: CgroupJson,
 ) -> None:
     """--json without filters: records straight to JSON lines, in C when the native
     formatter is built (and agrees with abi.py), else in Python (same text).
@@ -492,7 +571,7 @@ def _follow_json(
     lib = json_native.library()
     if lib is not None:
         with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
-            _follow_json_native(reader, ring.formatter, deadline, writer, failed)
+            _follow_json_native(reader, ring.formatter, deadline, writer, failed, cgroup_json)
         return
     session = writer.session
     view = reader.view
@@ -506,7 +585,7 @@ def _follow_json(
             del shown[room:]
             caught_up = False
         lines: list[str] = []
-        session.marked = json_lines(view, shown, lines, session.marked)
+        session.marked = json_lines(view, shown, lines, session.marked, cgroup_json)
         if caught_up:
             writer.caught_up_gap(gap_json, lines)
         if writer.write(_text(lines), len(shown), records=consumed):
@@ -518,13 +597,17 @@ def _follow_json_native(
     formatter: json_native.JsonLineFormatter,
     deadline: float | None,
     writer: BatchWriter,
-    failed: bool = False,
+    failed: bool,
+    cgroup_json: CgroupJson,
 ) -> None:
     """_follow_json() with the C formatter: the same batching, polling and commit
     after write as offset_batches(), with no Python object per record.  It hands
-    exec_failed records back one at a time, as those it leaves to Python."""
+    exec_failed records back one at a time, as those it leaves to Python, and the
+    first record of each cgroup it does not know yet, whose fragment Python then
+    gives it."""
     session = writer.session
     view = reader.view
+    known = formatter.cgroups
     while True:
         room = writer.room
         want = BATCH_LIMIT if room is None else min(BATCH_LIMIT, room)
@@ -533,9 +616,11 @@ def _follow_json_native(
         text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
+            cgroup = _unpack_u64(view, offset + _CGROUP_OFFSET)[0]
+            known.add(cgroup, cgroup_json(cgroup))
             if failed or not _is_failed(view, offset):
                 lines: list[str] = []
-                session.marked = json_lines(view, [offset], lines, session.marked)
+                session.marked = json_lines(view, [offset], lines, session.marked, cgroup_json)
                 text += _text(lines)
                 taken += 1
         elif batch.stop == PmStop.CAUGHT_UP:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI, bpftool_json, lines_until, pin_tree
 
+from procmon_ctl.cgroups import v2_root
 from procmon_ctl.errors import EXIT_STATE
 from procmon_ctl.models import EventLine, ExecFailedEvent
 from procmon_ctl.pins import FAILED_EXEC_PROGRAMS, PinLayout
@@ -117,6 +118,16 @@ def failed_execveat(dirfd: int, path: str, argv: list[str], flags: int = 0) -> i
     return pid
 
 
+def our_cgroup_path() -> str:
+    """This process's cgroup v2 path, as /proc shows it (and records carry it)."""
+    text = Path("/proc/self/cgroup").read_text()
+    return next(ln for ln in text.splitlines() if ln.startswith("0::"))[3:]
+
+
+def our_cgroup() -> Path:
+    return v2_root() / our_cgroup_path().lstrip("/")
+
+
 def failed_lines(lines: list[str], pid: int) -> list[dict]:
     found = []
     for line in lines:
@@ -167,6 +178,7 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
         reader.wait()
     assert reader.returncode == 0, err
     shared = {"ppid": os.getpid(), "uid": 0, "comm": our_comm(), "thread": False}
+    shared.update(cgroup_id=our_cgroup().stat().st_ino, cgroup=our_cgroup_path())
     assert failed_lines(lines, enoent) == [
         {
             "type": "exec_failed",

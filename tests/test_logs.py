@@ -111,9 +111,17 @@ def test_documented_lines_match_the_schema():
     text = (DOCS / "logs.md").read_text()
     block = text.split("Example:\n\n```json\n", 1)[1].split("```", 1)[0]
     lines = block.strip().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     for line in lines:
-        EventLine.model_validate_json(line)
+        model = EventLine.model_validate_json(line).root
+        assert EventLine(model).model_dump_json(exclude_none=True) == line
+    assert {json.loads(line)["type"] for line in lines} == {
+        "fork",
+        "exec",
+        "exit",
+        "exec_failed",
+        "gap",
+    }
 
 
 def test_vector_example_is_wired():

@@ -36,14 +36,23 @@ MODELS = {
     "exec_failed": ExecFailedEvent,
     "gap": GapEvent,
 }
-SHARED = ["type", "ts_ns", "pid", "tgid", "ppid", "uid", "comm", "thread"]
+SHARED = ["type", "ts_ns", "pid", "tgid", "ppid", "uid", "comm", "thread", "cgroup_id", "cgroup"]
+# Where they apply: a container's, a PID namespace's, --lineage's.
+CONTAINER = ["container_id", "container_runtime", "pod_uid"]
+NAMESPACE = ["ns_pid", "ns_ppid"]
+# Every field of each type, in the order the writers write them.
 FIELDS = {
-    "fork": SHARED,
-    "exec": [*SHARED, "filename", "argv", "argv_truncated", "argc"],
-    "exit": [*SHARED, "exit_code", "exit_signal", "duration_ns"],
-    "exec_failed": [*SHARED, "filename", "argv", "argv_truncated", "argc", "errno", "error"],
+    "fork": [*SHARED, *CONTAINER, *NAMESPACE, "lineage"],
+    "exec": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated", "argc",
+             "lineage"],
+    "exit": [*SHARED, *CONTAINER, *NAMESPACE, "exit_code", "exit_signal", "duration_ns",
+             "lineage"],
+    "exec_failed": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated",
+                    "argc", "errno", "error", "lineage"],
     "gap": ["type", "dropped"],
-}
+}  # fmt: skip
+# Those a line may lack: the cgroup's path once it is removed, and the above.
+OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, "lineage"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +71,8 @@ def check_line(line: str, validator) -> str:
     model = EventLine.model_validate_json(line).root
     validator.validate(json.loads(line))
     assert isinstance(model, MODELS[model.type])
-    assert EventLine(model).model_dump_json() == line, "the model keeps every field, in order"
+    again = EventLine(model).model_dump_json(exclude_none=True)
+    assert again == line, "the model keeps every field, in order"
     return model.type
 
 
@@ -77,12 +87,14 @@ def test_schema_is_valid_json_schema_2020_12(schema):
 
 
 def test_schema_has_exactly_each_types_fields(schema):
-    by_type = {d["properties"]["type"]["const"]: d for d in schema["$defs"].values()}
+    lines = [d for d in schema["$defs"].values() if "type" in d["properties"]]
+    by_type = {d["properties"]["type"]["const"]: d for d in lines}
+    assert [name for name, d in schema["$defs"].items() if d not in lines] == ["Ancestor"]
     assert sorted(by_type) == sorted(FIELDS)
     for name, fields in FIELDS.items():
         d = by_type[name]
         assert list(d["properties"]) == fields, name
-        assert d["required"] == fields, f"{name}: every field is always there"
+        assert d["required"] == [f for f in fields if f not in OPTIONAL], name
         assert d["additionalProperties"] is False, name
         assert list(MODELS[name].model_fields) == fields
     assert schema["discriminator"]["propertyName"] == "type"
@@ -228,7 +240,22 @@ FORK = {
     "uid": 0,
     "comm": "sh",
     "thread": False,
+    "cgroup_id": 1,
+    "cgroup": "/",
 }
+IN_CONTAINER = {
+    "cgroup_id": 4242,
+    "cgroup": "/libpod_parent/libpod-" + "3f2a" * 16,
+    "container_id": "3f2a" * 16,
+    "container_runtime": "podman",
+    "ns_pid": 7,
+    "ns_ppid": 1,
+}
+LINEAGE = [
+    {"pid": 15011, "comm": "bash", "argv": ["-bash"]},
+    {"pid": 900, "comm": "sshd", "argv": ["sshd: alice [priv]"], "exited": True},
+    {"pid": 1, "comm": "systemd", "argv": ["/sbin/init"]},
+]
 EXEC = {
     **FORK,
     "type": "exec",
@@ -243,6 +270,11 @@ GAP = {"type": "gap", "dropped": 12}
 FAILED = {**EXEC, "type": "exec_failed", "comm": "sh", "filename": "/nope", "argv": ["nope"],
           "argc": 1, "errno": 2, "error": "ENOENT"}  # fmt: skip
 SAMPLES = {"fork": FORK, "exec": EXEC, "exit": EXIT, "exec_failed": FAILED, "gap": GAP}
+
+
+def placed(line: dict) -> dict:
+    """`line` with its fields in the order the writers write them."""
+    return {f: line[f] for f in FIELDS[line["type"]] if f in line}
 
 
 def without(line: dict, field: str) -> dict:
@@ -273,6 +305,12 @@ ACCEPTED = {
                             "duration_ns": U64_MAX},
     "s32-lowest": {**EXIT, "exit_code": S32_MIN},
     "s32-highest": {**EXIT, "exit_code": S32_MAX},
+    "in-a-container": placed({**EXEC, **IN_CONTAINER}),
+    "in-a-pod": placed({**FORK, **IN_CONTAINER, "container_runtime": "cri", "pod_uid": "0f1e-22"}),
+    "cgroup-removed": without(FORK, "cgroup"),
+    "with-lineage": {**EXIT, "lineage": LINEAGE},
+    "lineage-cut": {**FORK, "lineage": [{**LINEAGE[0], "cut": True}]},
+    "empty-lineage": {**FORK, "lineage": []},
     "gap-lowest": {**GAP, "dropped": 1},
     "gap-highest": {**GAP, "dropped": U32_MAX},
 }  # fmt: skip
@@ -336,6 +374,16 @@ REJECTED = {
     "negative-argc": {**EXEC, "argc": -1},
     "argc-over-u32": {**EXEC, "argc": U32_MAX + 1},
     "argc-as-string": {**EXEC, "argc": "3"},
+    # where it ran, who started it
+    "without-cgroup_id": without(FORK, "cgroup_id"),
+    "cgroup-null": {**FORK, "cgroup": None},
+    "container_id-null": {**FORK, "container_id": None},
+    "ns_pid-negative": {**FORK, "ns_pid": -1, "ns_ppid": 0},
+    "gap-with-cgroup_id": {**GAP, "cgroup_id": 1},
+    "lineage-null": {**FORK, "lineage": None},
+    "ancestor-without-pid": {**FORK, "lineage": [without(LINEAGE[0], "pid")]},
+    "ancestor-exited-false": {**FORK, "lineage": [{**LINEAGE[0], "exited": False}]},
+    "ancestor-with-unknown-field": {**FORK, "lineage": [{**LINEAGE[0], "ppid": 1}]},
     # the type
     "unknown-type": {**FORK, "type": "clone"},
     "type-in-capitals": {**FORK, "type": "FORK"},
@@ -347,7 +395,7 @@ REJECTED = {
     "not-an-object-null": None,
 }
 for _name, _line in SAMPLES.items():
-    REJECTED[f"{_name}-with-unknown-field"] = {**_line, "container": "web-1"}
+    REJECTED[f"{_name}-with-unknown-field"] = {**_line, "container_name": "web-1"}
 
 
 @pytest.mark.parametrize("line", ACCEPTED.values(), ids=ACCEPTED.keys())

@@ -56,6 +56,31 @@ def events(
             "every syscall a little.",
         ),
     ] = False,
+    cgroup: Annotated[
+        str | None,
+        typer.Option(
+            "--cgroup",
+            help="Only processes in this cgroup v2 or below it: its path as /proc/PID/cgroup "
+            "shows it (/system.slice/x.service) or under the cgroup2 mount. Filtered in the "
+            "kernel: other processes take no ring space.",
+        ),
+    ] = None,
+    container: Annotated[
+        str | None,
+        typer.Option(
+            "--container",
+            help="Only processes of this container (docker, containerd, CRI-O, podman, "
+            "nspawn): its id or a unique prefix of it. Filtered in the kernel, like --cgroup.",
+        ),
+    ] = None,
+    lineage: Annotated[
+        bool,
+        typer.Option(
+            "--lineage",
+            help="Add who started each process: its ancestors up to init, with their "
+            "command lines (JSON: a `lineage` array; tables: a line under each row).",
+        ),
+    ] = False,
 ) -> None:
     """Read events from the pinned ring buffer: one row per new process by default.
 
@@ -83,6 +108,9 @@ def events(
         uid=uid,
         tree=tree,
         failed=failed,
+        cgroup=cgroup,
+        container=container,
+        lineage=lineage,
     )
     pins = layout()
     warning = check_can_read(pins, failed)

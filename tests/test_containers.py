@@ -1,0 +1,92 @@
+"""A real podman container (issue 15): its processes carry its id, runtime and
+cgroup, their pids inside it, and a lineage through conmon; `events --container`
+(a unique prefix) keeps everything else out of the ring in the kernel, a fork
+storm on the host included.  Host only: the kernel matrix's guests run no podman.
+The image is built locally from busybox-static (tests/containers.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+from conftest import lines_until
+from containers import podman, podman_problem, running_container
+from test_where_it_ran import settings_of, wait_for
+
+pytestmark = pytest.mark.skipif(
+    podman_problem() is not None, reason=f"no podman here: {podman_problem()}"
+)
+
+
+def marker_exec(tag: str) -> list[str]:
+    """A command whose exec record holds `tag` (busybox sh runs `true` and `echo`
+    itself, without an exec)."""
+    return ["/bin/sh", "-c", ":", tag]
+
+
+def test_a_containers_processes_carry_its_identity(attached):
+    tag = uuid.uuid4().hex[:8]
+    script = f"{' '.join(marker_exec(tag)[:3])} {tag}; exec sleep 600"
+    with running_container("sh", "-c", script) as c:
+        events = attached.json_lines("events", "--json", "--lineage", "--duration", "2")
+    inside = [e for e in events if e.get("container_id") == c.id]
+    assert inside, f"no record of container {c.id}"
+    assert all(e["container_runtime"] == "podman" and e["cgroup"] == c.cgroup for e in inside)
+    child = next(e for e in inside if e["type"] == "exec" and tag in e["argv"])
+    init = next(e for e in inside if e["type"] == "exec" and e["argv"][:2] == ["sh", "-c"])
+    # The container's sh is pid 1 inside, its parent outside; sh's child has a
+    # small pid there (runc's own steps took the first few), and sh as parent.
+    assert (init["ns_pid"], init["ns_ppid"]) == (1, 0)
+    assert 1 < child["ns_pid"] < 20 and child["ns_ppid"] == 1
+    assert child["ppid"] == init["pid"] == c.pid
+    # Who started it: the container's sh, then conmon (podman's monitor) outside it.
+    names = [a["comm"] for a in child["lineage"]]
+    assert names[0] == "sh" and "conmon" in names and child["lineage"][-1]["pid"] == 1
+    outside = [e for e in events if e.get("cgroup") != c.cgroup]
+    assert outside and not [e for e in outside if "container_id" in e and e.get("ns_pid")]
+
+
+def test_the_container_filter_keeps_a_host_fork_storm_out(attached, storm):
+    """`events --container PREFIX`: the container's processes only, filtered in
+    the kernel: a fork storm on the host is counted but never produced."""
+    tag = uuid.uuid4().hex[:8]
+    with running_container() as c:
+        reader = attached.popen(
+            "events",
+            "--json",
+            "--container",
+            c.id[:12],
+            "--duration",
+            "120",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: settings_of(attached.pin_dir)["cgroup_id"] != 0, what="the filter")
+            before = attached.json("stats", "--json")
+            subprocess.run([str(storm), "fork", "2000", "60"], capture_output=True, check=True)
+            podman("exec", c.name, *marker_exec(tag))
+            after = attached.json("stats", "--json")
+            lines, err = lines_until(reader, lambda ls: any(tag in line for line in ls))
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+                reader.wait()
+    events = [json.loads(line) for line in lines]
+    assert any(e["type"] == "exec" and tag in e["argv"] for e in events if "argv" in e), err
+    assert {e["container_id"] for e in events} == {c.id}
+    grew = {k: after[k] - before[k] for k in after}
+    assert grew["processes"] >= 2000 and grew["filtered"] >= 2 * 2000
+    # podman exec's own processes on the host are filtered too; runc's in the container are not.
+    assert grew["produced"] < 200
+
+
+def test_a_container_prefix_must_name_one_container(attached):
+    with running_container() as c:
+        missing = attached("events", "--container", "f" * 63 + "x", check=False)
+        ok = attached("events", "--json", "--container", c.id[:6], "--duration", "0.1")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "no container" in missing.stderr.lower() or "not" in missing.stderr.lower()
+    assert ok.returncode == 0

@@ -1,0 +1,215 @@
+"""Where a process ran and who started it (issue 15), on real processes: its
+cgroup (read in the kernel, named in user space), its pids in its own PID
+namespace, the in-kernel cgroup filter under a fork storm from elsewhere, and
+`events --lineage` across a parent's exit.  Containers: tests/test_containers.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import bpftool_json, lines_until
+from test_process_events import reader_ready
+
+from procmon_ctl.cgroups import v2_root
+
+
+def move_out_and_remove(cgroup: Path) -> None:
+    """Every process left in `cgroup` back to the root, then the cgroup removed."""
+    root = v2_root()
+    deadline = time.monotonic() + 10
+    while cgroup.exists():
+        for pid in (cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                (root / "cgroup.procs").write_text(pid)
+        try:
+            cgroup.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def test_cgroup() -> Iterator[Path]:
+    """A cgroup of this test's own, right below the cgroup v2 root."""
+    path = v2_root() / f"procmon-test-{uuid.uuid4().hex[:10]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        move_out_and_remove(path)
+
+
+def in_cgroup(cgroup: Path, script: str) -> list[str]:
+    """`sh -c script`, moved into `cgroup` before it runs anything."""
+    return ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && {script}']
+
+
+def shown(cgroup: Path) -> str:
+    """A cgroup's path as records and /proc/PID/cgroup show it."""
+    return "/" + str(cgroup.relative_to(v2_root()))
+
+
+@pytest.mark.kernel
+def test_each_record_has_its_cgroup_and_its_pids_in_its_pid_namespace(attached, test_cgroup):
+    """A shell moved into a test-made cgroup starts `unshare --pid --fork`: the
+    processes inside have their cgroup's id and path, and pids 1 and 2 as their
+    namespace sees them; processes outside have neither.  Once the cgroup is
+    removed, a new reader shows the records by cgroup id, without a path."""
+    tag = uuid.uuid4().hex[:8]
+    inner = f"/bin/true {tag}; exit 0"
+    subprocess.run(
+        in_cgroup(test_cgroup, f"unshare --pid --fork --mount-proc sh -c '{inner}'"), check=True
+    )
+    cgroup_id = test_cgroup.stat().st_ino
+    events = attached.json_lines("events", "--json", "--duration", "2")
+    ours = [e for e in events if e.get("cgroup_id") == cgroup_id]
+    true = next(e for e in ours if e["type"] == "exec" and tag in e["argv"])
+    sh = next(
+        e
+        for e in ours
+        if e["type"] == "exec" and e["argv"][:2] == ["sh", "-c"] and e["argv"][2] == inner
+    )
+    # The sh that unshare forked is its namespace's init; true is its first child.
+    assert (sh["ns_pid"], sh["ns_ppid"]) == (1, 0)
+    assert (true["ns_pid"], true["ns_ppid"]) == (2, 1)
+    assert true["ppid"] == sh["pid"] != 1 and true["pid"] != 2
+    assert all(e["cgroup"] == shown(test_cgroup) for e in ours)
+    assert "container_id" not in true
+    outside = [e for e in events if e.get("cgroup_id") != cgroup_id]
+    assert outside and all("ns_pid" not in e for e in outside if e["comm"] == "procmon-ctl")
+    assert all(e["cgroup_id"] > 0 for e in events)
+
+    # The same records again, read after the cgroup is gone: its id, no path.
+    subprocess.run(in_cgroup(test_cgroup, f"/bin/true again-{tag}"), check=True)
+    move_out_and_remove(test_cgroup)
+    again = attached.json_lines("events", "--json", "--duration", "1")
+    gone = next(e for e in again if e["type"] == "exec" and f"again-{tag}" in e["argv"])
+    assert gone["cgroup_id"] == cgroup_id and "cgroup" not in gone
+
+
+def settings_of(pin_dir: Path) -> dict:
+    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "settings"))
+    return dump[0]["formatted"]["value"]
+
+
+def wait_for(condition, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.kernel
+def test_the_cgroup_filter_keeps_a_fork_storm_out_of_the_ring(attached, test_cgroup, storm):
+    """`events --cgroup` set the filter in the kernel: a fork storm from another
+    cgroup is counted (processes) but never produced (filtered), and the reader
+    sees only the process in its cgroup.  The filter is a lease: it ends with
+    the reader."""
+    tag = uuid.uuid4().hex[:8]
+    reader = attached.popen(
+        "events",
+        "--json",
+        "--cgroup",
+        shown(test_cgroup),
+        "--duration",
+        "120",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: settings_of(attached.pin_dir)["cgroup_id"] != 0, what="the filter")
+        before = attached.json("stats", "--json")
+        result = subprocess.run(
+            [str(storm), "fork", "2000", "60"], capture_output=True, text=True, check=True
+        )
+        subprocess.run(in_cgroup(test_cgroup, f"/bin/true {tag}"), check=True)
+        after = attached.json("stats", "--json")
+        lines, err = lines_until(reader, lambda ls: any(tag in line for line in ls))
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    events = [json.loads(line) for line in lines]
+    assert any(e["type"] == "exec" and tag in e.get("argv", ()) for e in events), err
+    assert {e["cgroup"] for e in events} == {shown(test_cgroup)}
+    storm_pid = json.loads(result.stdout)["pid"]
+    assert not [e for e in events if storm_pid in (e["pid"], e["ppid"])]
+    grew = {k: after[k] - before[k] for k in after}
+    assert grew["processes"] >= 2000
+    # Each storm child's fork and exit records were kept out: never produced.
+    assert grew["filtered"] >= 2 * 2000
+    assert grew["produced"] < 200  # the cgroup's shell and true, and nothing of the storm
+    # The reader has ended: its filter with it.
+    assert settings_of(attached.pin_dir)["cgroup_id"] == 0
+
+
+def test_lineage_names_who_started_a_process_after_its_parent_exits(attached):
+    """A parent that exits leaves its child to the reaper: the child's exit record
+    has the reaper as ppid, and its lineage still starts with the parent (marked
+    exited), then this test's own process: who started it.  A process that started
+    before the reader has its lineage from /proc."""
+    tag = uuid.uuid4().hex[:8]
+    early = subprocess.Popen(["sleep", "30"])
+    reader = attached.popen(
+        "events",
+        "--json",
+        "--lineage",
+        "--from-now",
+        "--duration",
+        "60",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        reader_ready(attached, reader)
+        # sh (outer) starts sh (inner) in the background and exits at once; the inner
+        # one outlives it, reparented, then runs true (not last: so not exec'd in place).
+        subprocess.run(
+            ["sh", "-c", f"sh -c 'sleep 0.3; /bin/true {tag}; exit 0' & exit 0"], check=True
+        )
+        early.kill()
+        early.wait()
+        lines, err = lines_until(reader, lambda ls: lineage_seen(ls, tag, early.pid))
+    finally:
+        early.kill()
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert lineage_seen(lines, tag, early.pid), err
+    events = [json.loads(line) for line in lines]
+    me = os.getpid()
+    true = next(e for e in events if e["type"] == "exec" and tag in e["argv"])
+    inner = true["ppid"]
+    inner_exit = next(e for e in events if e["type"] == "exit" and e["pid"] == inner)
+    lineage = inner_exit["lineage"]
+    outer = lineage[0]
+    assert outer["exited"] is True and outer["argv"][:2] == ["sh", "-c"]
+    assert inner_exit["ppid"] != outer["pid"]  # reparented to the reaper
+    assert lineage[1]["pid"] == me and "exited" not in lineage[1]
+    assert lineage[-1]["pid"] == 1
+    # true's own lineage: the inner sh, then the same chain.
+    assert [a["pid"] for a in true["lineage"]] == [inner] + [a["pid"] for a in lineage]
+
+    # Started before the reader: its lineage from /proc.
+    slept = next(e for e in events if e["type"] == "exit" and e["pid"] == early.pid)
+    assert slept["lineage"][0]["pid"] == me
+    assert slept["lineage"][0]["argv"] == [
+        a.decode() for a in Path(f"/proc/{me}/cmdline").read_bytes().split(b"\0")[:-1]
+    ]
+
+
+def lineage_seen(lines: list[str], tag: str, early: int) -> bool:
+    """Whether the lines hold true's exec, its parent's exit and `early`'s exit."""
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    exits = {e["pid"] for e in events if e["type"] == "exit"}
+    true = [e for e in events if e["type"] == "exec" and tag in e["argv"]]
+    return bool(true) and true[0]["ppid"] in exits and early in exits
