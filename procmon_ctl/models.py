@@ -106,6 +106,10 @@ class Stats(_Model):
     exits: int = Field(description="processes that ended (last thread of the group)")
     produced: int = Field(description="records the programs tried to put in the ring buffer")
     dropped: int = Field(description="records lost because the ring buffer was full")
+    filtered: int = Field(
+        description="records never produced because a reader's --cgroup or --container "
+        "filter kept them out (the counts above include their events)"
+    )
 
 
 class ProgramStatus(_Model):
@@ -137,8 +141,34 @@ U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
 S32 = Annotated[int, Field(ge=S32_MIN, le=S32_MAX)]
 
 
+def _no_null_defaults(schema: dict) -> None:
+    """A field that may be absent is never null: the schema says no default."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
 class _Line(_Model):
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_no_null_defaults)
+
+
+class Ancestor(_Line):
+    """One process of a lineage (`events --lineage`)."""
+
+    pid: U32 = Field(description="its process id")
+    comm: str = Field(description="its name (as text, like comm)")
+    argv: list[str] = Field(
+        description="its command line (from its exec record, or /proc when it started before "
+        "the reader; [] for kernel threads)"
+    )
+    exited: Literal[True] = Field(
+        None, description="true when it has exited (its children were reparented); else absent"
+    )
+    cut: Literal[True] = Field(
+        None,
+        description="true on the last ancestor shown when the lineage was longer than 64 "
+        "(a chain that deep is made on purpose); else absent",
+    )
 
 
 class _ProcessLine(_Line):
@@ -156,6 +186,52 @@ class _ProcessLine(_Line):
         "\\xNN (lowercase hex), a backslash as two (\\\\), so it maps back to the exact bytes"
     )
     thread: bool = Field(description="true for a new thread rather than a process (fork only)")
+    cgroup_id: U64 = Field(
+        description="the process's cgroup in the cgroup v2 hierarchy: its kernel id (the "
+        "inode number of its directory on the cgroup2 mount), read in the kernel"
+    )
+    # Absent rather than null when unknown, as every field that does not apply.
+    cgroup: str = Field(
+        None,
+        description="that cgroup's path below the cgroup2 mount, as /proc/PID/cgroup's 0:: "
+        "line shows it; absent when the cgroup was removed before the reader saw it "
+        "(cgroup_id still says which it was)",
+    )
+    container_id: str = Field(
+        None,
+        description="the container the process runs in, from its cgroup path (docker, "
+        "containerd, CRI-O, podman: the 64-hex id; systemd-nspawn: the machine name); "
+        "absent outside containers",
+    )
+    container_runtime: str = Field(
+        None,
+        description="which runtime's cgroup layout named it: docker, containerd, cri-o, "
+        "podman, systemd-nspawn, libvirt-lxc, or cri (a Kubernetes container whose path "
+        "does not say which runtime); absent outside containers",
+    )
+    pod_uid: str = Field(
+        None, description="the Kubernetes pod, when the cgroup path names one (else absent)"
+    )
+    ns_pid: U32 = Field(
+        None,
+        description="the process id (tgid) in the process's own PID namespace; present only "
+        "when that is not the host's (a container, unshare --pid)",
+    )
+    ns_ppid: U32 = Field(
+        None,
+        description="its parent's id in that namespace, 0 when the parent is outside it (as "
+        "for a container's init); present with ns_pid",
+    )
+
+
+# Last in every process line, after the type's own fields (the writers append it).
+Lineage = Annotated[
+    list[Ancestor],
+    Field(
+        description="with `events --lineage` only: who started the process, parent first, up "
+        "to init (pid 1) or the topmost process known"
+    ),
+]
 
 
 class ForkEvent(_ProcessLine):
@@ -164,6 +240,7 @@ class ForkEvent(_ProcessLine):
     model_config = ConfigDict(title="fork")
 
     type: Literal["fork"]
+    lineage: Lineage = None
 
 
 class ExecEvent(_ProcessLine):
@@ -189,6 +266,7 @@ class ExecEvent(_ProcessLine):
         description="how many arguments the program was given; argv holds that many unless "
         "argv_truncated"
     )
+    lineage: Lineage = None
 
 
 class ExitEvent(_ProcessLine):
@@ -200,6 +278,7 @@ class ExitEvent(_ProcessLine):
     exit_code: S32 = Field(description="the exit status, as wait() gives it (0 if killed)")
     exit_signal: U32 = Field(description="the signal that ended it, 0 if none")
     duration_ns: U64 = Field(description="how long the process lived, in ns")
+    lineage: Lineage = None
 
 
 class ExecFailedEvent(_ProcessLine):
@@ -221,6 +300,7 @@ class ExecFailedEvent(_ProcessLine):
     error: Annotated[str, Field(pattern=r"^E[A-Z0-9]+$")] = Field(
         description="its name (ENOENT, EACCES, ENOEXEC, ...)"
     )
+    lineage: Lineage = None
 
 
 class GapEvent(_Line):
@@ -276,6 +356,46 @@ class RunProcess(_Model):
     comm: str
 
 
+class RunNode(_Model):
+    """One process of CMD's tree, with the processes it started."""
+
+    pid: int = Field(description="the process id")
+    ppid: int | None = Field(
+        description="its parent as its fork record gives it (for CMD: run); null when that "
+        "record was not seen"
+    )
+    comm: str = Field(description="the name of the program it last exec'd (as in exec lines)")
+    argv: list[str] | None = Field(
+        description="the command line of the program it last exec'd (as in exec lines); "
+        "null when not seen"
+    )
+    argv_truncated: bool = Field(description="argv is cut short (as in exec lines)")
+    inherited: bool = Field(
+        description="it exec'd nothing: comm and argv are the program its parent ran when it "
+        "forked (as ps shows such a process)"
+    )
+    started_ns: int | None = Field(
+        description="when it was forked, CLOCK_MONOTONIC ns (as ts_ns in lines); null when not seen"
+    )
+    duration_ns: int | None = Field(description="how long it lived, in ns; null while running")
+    exit_code: int | None = Field(
+        description="its exit status (0 when a signal ended it); null while running"
+    )
+    signal: int | None = Field(
+        description="the signal that ended it, 0 if none; null while running"
+    )
+    running: bool = Field(description="it had not exited when CMD ended")
+    threads: int | None = Field(
+        description="threads it started; counted with --threads only (null without)"
+    )
+    parent_unseen: bool = Field(
+        description="its parent is not in the tree (records were lost): it is put under CMD"
+    )
+    children: list["RunNode"] = Field(
+        description="the processes it forked, in the order they started"
+    )
+
+
 class RunSummary(_Model):
     """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
 
@@ -299,6 +419,15 @@ class RunSummary(_Model):
         "(their execs, exits and children are missing): when not 0, the figures are incomplete"
     )
     wall_ns: int = Field(description="from CMD's start to its end")
+    tree: RunNode | None = Field(
+        None,
+        description="CMD's process tree, CMD at its root (always there in run --json)",
+    )
+    tree_left_out: int = Field(
+        0,
+        description="processes of the tree left out of `tree`, which keeps the first 10,000 "
+        "in start order, down to 200 levels (a process left out, its descendants with it)",
+    )
 
 
 class DoctorCheck(_Model):

@@ -29,6 +29,7 @@ from .instance import PrivateInstance
 from .models import RunExit, RunLifetime, RunProcess, RunSummary
 from .pins import PROGRAMS
 from .rows import ProcessRows
+from .run_tree import ProcessTree
 from .stream import StreamOptions, follow
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
@@ -64,9 +65,11 @@ class _Running:
 
 class TreeSummary:
     """Every record of the followed tree in, the summary's figures out.  Bounded:
-    a process is forgotten when it exits; only counts grow."""
+    a process is forgotten when it exits; only counts grow (and `tree`, when one
+    is built, up to its own bound)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tree: ProcessTree | None = None) -> None:
+        self.tree = tree
         self.rows = ProcessRows()
         self.names: Counter[str] = Counter()
         self.started = 0
@@ -106,6 +109,8 @@ class TreeSummary:
                 self.alive[e.tgid] = _Running(e.comm)
             else:
                 self.alive[e.tgid] = _Running(e.comm, parent.argv, parent.argv_truncated)
+        if self.tree is not None:
+            self.tree.feed(e)
         self.rows.feed(e)
         # The records' own clock: a fork row is final once a record a window later
         # is seen, so the queue stays as short as one exec window.
@@ -197,16 +202,23 @@ class Command:
 
 
 def run_command(
-    obj: Path, argv: list[str], ring_size: int | None, opts: StreamOptions, live: TextIO
+    obj: Path,
+    argv: list[str],
+    ring_size: int | None,
+    opts: StreamOptions,
+    live: TextIO,
+    tree: bool = False,
 ) -> RunSummary:
     """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
-    return what the tree did."""
-    summary = TreeSummary()
+    return what the tree did (with `tree`, its process tree too)."""
     with (
         held_signals() as mask,
         PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
     ):
         command = Command(argv, instance, mask)
+        summary = TreeSummary(
+            ProcessTree(command.pid, argv, count_threads=opts.threads) if tree else None
+        )
         try:
             follow(instance, opts, live, end=command.ended, observe=summary)
         except BaseException:
@@ -234,6 +246,8 @@ def run_command(
         lost_records=counters["dropped"],
         unfollowed=counters["unfollowed"],
         wall_ns=int((command.ended_at - command.started) * 1e9),
+        tree=None if summary.tree is None else summary.tree.model(),
+        tree_left_out=0 if summary.tree is None else summary.tree.left_out,
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from conftest import OBJECT
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
+from records import cgroup_json
 
 from procmon_ctl import render
 from procmon_ctl.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
@@ -162,7 +163,7 @@ NUMERIC_OPTIONS = [
     (["run"], "--duration", ["--count", "1"]),
     (["run"], "--count", ["--duration", "0.01"]),
     (["run"], "--pid", ["--duration", "0.01"]),
-    (["run"], "--tree", ["--duration", "0.01"]),
+    (["run"], "--tree-of", ["--duration", "0.01"]),
     (["load"], "--ring-size", []),
 ]
 
@@ -366,7 +367,7 @@ def test_any_record_gives_valid_json_lines(raw):
     record = raw[: record_size(raw)]
     e = decode_at(record, 0)
     lines: list[str] = []
-    marked = json_lines(record, [0], lines, 0)
+    marked = json_lines(record, [0], lines, 0, cgroup_json)
     assert len(lines) == (2 if e.dropped_total else 1)
     assert marked == e.dropped_total
     docs = [json.loads(line) for line in lines]

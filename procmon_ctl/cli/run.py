@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import Annotated
 
@@ -16,7 +17,6 @@ from ._common import (
     PpidOpt,
     RawOpt,
     ThreadsOpt,
-    TreeOpt,
     UidOpt,
     WideOpt,
     print_json,
@@ -58,7 +58,22 @@ def run(
     pid: PidOpt = None,
     ppid: PpidOpt = None,
     uid: UidOpt = None,
-    tree: TreeOpt = None,
+    tree_of: Annotated[
+        int | None,
+        typer.Option(
+            "--tree-of",
+            help="Only rows of this process and its descendants, following new children "
+            "(as `events --tree PID`).",
+        ),
+    ] = None,
+    tree: Annotated[
+        bool,
+        typer.Option(
+            "--tree",
+            help="With CMD: after the summary, print CMD's whole process tree, each process "
+            "with its command line, lifetime and exit status (--json always has it).",
+        ),
+    ] = False,
 ) -> None:
     """Load and attach an instance of its own, stream until Ctrl-C, SIGTERM or --duration.
 
@@ -69,13 +84,23 @@ def run(
     format the options ask for) go to stderr, then a summary (--json: one object,
     the last line on stdout); run exits with CMD's status.  SIGINT, SIGTERM and
     SIGHUP sent to run are passed on to CMD; run waits for CMD and does not wait
-    for descendants still running when it ends (the summary lists them)."""
+    for descendants still running when it ends (the summary lists them).  --tree
+    prints the tree of processes CMD started, pstree-like."""
     from ..errors import UsageError
     from ..load import find_object
     from ..render import tty_width
     from ..run import run_command, run_monitor, summary_text
+    from ..run_tree import tree_text
     from ..stream import stream_options
 
+    if tree and not command:
+        raise UsageError("--tree prints the tree of a command: give it one, `run --tree -- CMD`")
+    if tree and len(command) == 1 and command[0].isdigit() and shutil.which(command[0]) is None:
+        # `run --tree PID` filtered rows before --tree became this flag.
+        raise UsageError(
+            f"--tree takes no PID: for the rows of {command[0]}'s tree use `run --tree-of "
+            f"{command[0]}`; for a command's tree, `run --tree -- CMD`"
+        )
     if command and duration is not None:
         raise UsageError(
             "--duration does not apply with a command: run lasts as long as CMD; "
@@ -93,20 +118,24 @@ def run(
         pid=pid,
         ppid=ppid,
         uid=uid,
-        tree=tree,
+        tree=tree_of,
     )
     obj = find_object(object_path)
     if not command:
         run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
         return
-    summary = run_command(obj, command, ring_size, opts, sys.stderr)
+    # The JSON summary always has the tree: a program reading it should not need
+    # to know a flag to find a field, and the tree is bounded.
+    summary = run_command(obj, command, ring_size, opts, sys.stderr, tree=tree or json_out)
     try:
         if json_out:
             print_json(summary)
         else:
-            print(
-                summary_text(summary, tty_width(_fileno(sys.stderr))), file=sys.stderr, flush=True
-            )
+            width = tty_width(_fileno(sys.stderr))
+            text = summary_text(summary, width)
+            if tree and summary.tree is not None:
+                text += "\n" + tree_text(summary.tree, summary.tree_left_out, width)
+            print(text, file=sys.stderr, flush=True)
     except OSError:
         pass  # the terminal went away (SIGHUP): the exit status still tells
     raise typer.Exit(summary.exit_code)
