@@ -5,11 +5,12 @@ Loads a private instance, starts `procmon-ctl events --json --threads > /dev/nul
 makes a thread storm, and divides the events the reader delivered by the CPU time
 (user + sys) the reader process used.  With --forks N the storm is N processes
 instead (scripts/bench/forkloop.c: a fork and an exit record each; the reader
-without --threads), and --tree adds `--tree 1` (every process followed).  Run as
-root after `make`:
+without --threads), --tree adds `--tree 1` (every process followed), and
+--lineage adds `--lineage` (each record's ancestors, from the reader's process
+table).  Run as root after `make`:
 
     .venv/bin/python scripts/reader_cost.py [--threads 20000 | --forks 100000]
-        [--mode json|table|wide|raw] [--tree]
+        [--mode json|table|wide|raw] [--tree] [--lineage]
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> int:
     ap.add_argument("--forks", type=int, help="a storm of this many processes instead")
     ap.add_argument("--mode", choices=("json", "table", "wide", "raw"), default="json")
     ap.add_argument("--tree", action="store_true", help="the reader follows --tree 1")
+    ap.add_argument("--lineage", action="store_true", help="the reader adds --lineage")
     args = ap.parse_args()
     if args.forks:
         work = Path(tempfile.mkdtemp(prefix="procmon-reader-cost-"))
@@ -91,6 +93,7 @@ def main() -> int:
         cli("attach")
         flags = {"json": ["--json"], "table": [], "wide": ["--wide"], "raw": ["--raw"]}[args.mode]
         flags += ["--tree", "1"] if args.tree else []
+        flags += ["--lineage"] if args.lineage else []
         flags += [] if args.forks else ["--threads"]
         reader = subprocess.Popen([*CLI, "events", *flags], env=env, stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # start-up (imports, bpftool) is not the per-event cost
@@ -113,7 +116,8 @@ def main() -> int:
     delivered = (s1["produced"] - s0["produced"]) - (s1["dropped"] - s0["dropped"])
     cpu = cpu1 - cpu0
     print(
-        f"mode={args.mode}{' --tree 1' if args.tree else ''} events={delivered} "
+        f"mode={args.mode}{' --tree 1' if args.tree else ''}"
+        f"{' --lineage' if args.lineage else ''} events={delivered} "
         f"dropped={s1['dropped'] - s0['dropped']} "
         f"reader_cpu={cpu:.3f}s wall={wall:.2f}s"
     )
