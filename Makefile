@@ -69,8 +69,9 @@ mounts:
 run: setup mounts
 	$(BIN)/procmon-ctl run
 
-# The tests also need a real Prometheus server, systemd-analyze and sudo (issue 6).
-TEST_APT_PACKAGES := prometheus systemd sudo
+# The tests also need a real Prometheus server, systemd-analyze and sudo (issue 6), a real
+# container (podman with runc, and busybox-static for its image) and a C build (issue 15).
+TEST_APT_PACKAGES := prometheus systemd sudo podman runc busybox-static make gcc
 
 test-packages:
 	$(call apt_install_missing,$(TEST_APT_PACKAGES),--no-install-recommends)

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from containers import cgroup_v2_of, podman_problem, run_container, running_container
+from containers import cgroup_v2_of, require_podman, run_container, running_container
 
 from procmon_ctl import cgroups
 from procmon_ctl.cgroups import (
@@ -614,8 +614,7 @@ def test_container_target_lists_at_most_five(made_cgroups):
 
 @pytest.fixture
 def container():
-    if podman_problem():
-        pytest.skip(f"no real container: {podman_problem()}")
+    require_podman()
     _v2_or_skip()
     with running_container() as running:
         yield running
@@ -635,8 +634,7 @@ def test_a_podman_container(container):
 
 
 def test_run_container_sees_its_own_cgroup():
-    if podman_problem():
-        pytest.skip(f"no real container: {podman_problem()}")
+    require_podman()
     result = run_container(["/bin/sh", "-c", "cat /proc/self/cgroup; echo pid=$$"])
     lines = result.stdout.splitlines()
     assert "pid=1" in lines

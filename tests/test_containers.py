@@ -12,12 +12,13 @@ import uuid
 
 import pytest
 from conftest import lines_until
-from containers import podman, podman_problem, running_container
+from containers import podman, require_podman, running_container
 from test_where_it_ran import settings_of, wait_for
 
-pytestmark = pytest.mark.skipif(
-    podman_problem() is not None, reason=f"no podman here: {podman_problem()}"
-)
+
+@pytest.fixture(autouse=True)
+def _podman() -> None:
+    require_podman()
 
 
 def marker_exec(tag: str) -> list[str]:
