@@ -25,6 +25,10 @@ CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 _comm_cache: dict[bytes, str] = {}
 _shared_cache: dict[tuple[int, int, int, bytes, int], str] = {}
 _PIDNS = EventFlag.PIDNS.value
+# Module constants, not enum lookups per call: --lineage and the filters call
+# json_lines() once per record.
+_FORK, _EXIT, _EXEC = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
+_EXEC_FAILED = EventType.EXEC_FAILED.value
 
 # What a record's cgroup adds to its line, after "thread": the fragment
 # (`,"cgroup_id":N,"cgroup":"…"`, then the container's fields) of
@@ -83,8 +87,7 @@ def json_lines(
     the same text for as long as the process runs (CgroupNames does)."""
     unpack = PROCESS_EVENT.unpack_from
     cache, shared_json, gap = _shared_cache, _shared_json, _GAP
-    fork, exit_, exec_ = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
-    failed = EventType.EXEC_FAILED.value
+    fork, exit_, exec_, failed = _FORK, _EXIT, _EXEC, _EXEC_FAILED
     append = lines.append
     for off in offsets:
         (
