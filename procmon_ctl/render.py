@@ -15,7 +15,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from .decode import Event, errno_name
+from .decode import Event
 from .rows import Row
 
 
@@ -217,10 +217,8 @@ def wide_line(r: Row) -> str:
 
 def raw_line(e: Event) -> str:
     detail = ""
-    if e.type in ("exec", "exec_failed"):
+    if e.type == "exec":
         detail = _program(e.filename, e.argv, e.argv_truncated)
-        if e.errno is not None:
-            detail += f"  ({errno_name(e.errno)})"
     elif e.type == "exit":
         code = _exit_text(e.exit_code, e.exit_signal)
         detail = f"exit={code} after {duration_text(e.duration_ns)}"
