@@ -205,7 +205,9 @@ def lines_until(proc: subprocess.Popen, done, timeout: float = 120) -> tuple[lis
             if not chunk:
                 break
             data += chunk
-            if done(data.decode(errors="replace").splitlines()):
+            # Only whole lines: a long record can arrive in two reads.
+            whole = data[: data.rfind(b"\n") + 1]
+            if done(whole.decode(errors="replace").splitlines()):
                 break
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=60)
