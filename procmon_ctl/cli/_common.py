@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ class OutputClosed(Exception):
 
 class _State:
     pin_dir: str | None = None
+    pin_dir_given: bool = False  # on the command line, not from PROCMON_PIN_DIR
 
 
 state = _State()
@@ -31,6 +33,70 @@ state = _State()
 
 def layout() -> PinLayout:
     return PinLayout.resolve(state.pin_dir)
+
+
+# Commands with no pinned instance: an explicit --pin-dir is refused (it would do
+# nothing) and PROCMON_PIN_DIR, exported for the others, is ignored.
+NO_INSTANCE = {
+    "run": "it loads an instance of its own, pinned nowhere",
+    "doctor": "it checks the host, trying the programs in a pin dir of its own",
+    "schema": "it prints the schema of `events --json` lines, from no instance",
+}
+PIN_DIR_HELP = "bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]"
+
+
+def use_pin_dir(command: str, value: str | None, given: bool) -> None:
+    """The instance `command` acts on: --pin-dir before or after the command (given)
+    or PROCMON_PIN_DIR (not given), checked here once for both places."""
+    from .. import hints
+    from ..errors import UsageError
+
+    if command in NO_INSTANCE:
+        if given:
+            raise UsageError(
+                f"--pin-dir does not apply to {command}: {NO_INSTANCE[command]}; "
+                "leave --pin-dir out"
+            )
+        value = None
+    if given and state.pin_dir_given and not _same_dir(value, state.pin_dir):
+        raise UsageError(
+            f"--pin-dir given twice with different directories ({state.pin_dir!r} before "
+            f"{command}, {value!r} after it): give it once"
+        )
+    if given or not state.pin_dir_given:
+        state.pin_dir, state.pin_dir_given = value, given
+    source = "option" if state.pin_dir_given else "env" if state.pin_dir else "default"
+    hints.name_instance(state.pin_dir, source)
+
+
+def _same_dir(a: str | None, b: str | None) -> bool:
+    return a == b or bool(a and b and os.path.normpath(a) == os.path.normpath(b))
+
+
+def _pin_dir_after_command(ctx: typer.Context, value: str | None) -> str | None:
+    if ctx.get_parameter_source("pin_dir").name == "COMMANDLINE":
+        use_pin_dir(ctx.info_name, value, given=True)
+    return value
+
+
+# The global option again after the command (`procmon-ctl load --pin-dir X`):
+# app.typer_command adds it to every command, whose function never sees it (the
+# callback takes it).
+PinDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pin-dir",
+        envvar="PROCMON_PIN_DIR",
+        show_envvar=True,
+        callback=_pin_dir_after_command,
+        help=PIN_DIR_HELP,
+    ),
+]
+# The same for the commands without an instance: hidden, to refuse it with why.
+NoPinDirOpt = Annotated[
+    str | None,
+    typer.Option("--pin-dir", hidden=True, callback=_pin_dir_after_command),
+]
 
 
 def command(*, quick: bool = False, **settings: Any):

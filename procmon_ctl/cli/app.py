@@ -5,8 +5,10 @@ traceback only with PROCMON_DEBUG=1)."""
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator, MutableMapping
@@ -19,7 +21,16 @@ from typer.main import get_command
 from .. import __version__, signals
 from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
 from ..signals import Terminated
-from ._common import REGISTRY, OutputClosed, state
+from ._common import (
+    NO_INSTANCE,
+    PIN_DIR_HELP,
+    REGISTRY,
+    NoPinDirOpt,
+    OutputClosed,
+    PinDirOpt,
+    state,
+    use_pin_dir,
+)
 
 # Every command, in the order `--help` lists them, and the module that defines it.
 COMMANDS = {
@@ -42,6 +53,7 @@ def typer_command(name: str):
     @app.command(): made from a Typer app with only that command."""
     importlib.import_module(f"{__package__}.{COMMANDS[name]}")
     fn, settings = REGISTRY[name]
+    fn = _taking_pin_dir(fn, NoPinDirOpt if name in NO_INSTANCE else PinDirOpt)
     single = typer.Typer(
         add_completion=False,
         rich_markup_mode=app.rich_markup_mode,
@@ -49,6 +61,24 @@ def typer_command(name: str):
     )
     single.command(name, **settings)(fn)
     return get_command(single)
+
+
+def _taking_pin_dir(fn, option):
+    """fn with a first parameter `--pin-dir` for Typer to make: the global option
+    accepted after the command too, in one place for every command.  Its callback
+    takes the value (use_pin_dir); fn never sees it."""
+    signature = inspect.signature(fn, eval_str=True)
+    extra = inspect.Parameter(
+        "pin_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=option
+    )
+
+    @functools.wraps(fn)
+    def command(*args, pin_dir=None, **kwargs):
+        return fn(*args, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=[extra, *signature.parameters.values()])
+    command.__annotations__ = {"pin_dir": option, **fn.__annotations__}
+    return command
 
 
 class _LazyCommands(MutableMapping):
@@ -113,14 +143,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
+    ctx: typer.Context,
     pin_dir: Annotated[
         str | None,
-        typer.Option(
-            "--pin-dir",
-            envvar="PROCMON_PIN_DIR",
-            show_envvar=True,
-            help="bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]",
-        ),
+        typer.Option("--pin-dir", envvar="PROCMON_PIN_DIR", show_envvar=True, help=PIN_DIR_HELP),
     ] = None,
     version: Annotated[
         bool,
@@ -129,7 +155,10 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    state.pin_dir = pin_dir
+    # Each run starts afresh: the tests run several in one process.
+    state.pin_dir, state.pin_dir_given = None, False
+    given = ctx.get_parameter_source("pin_dir").name == "COMMANDLINE"
+    use_pin_dir(ctx.invoked_subcommand or "", pin_dir, given)
 
 
 def run(argv: list[str] | None = None) -> None:
