@@ -140,8 +140,9 @@ WideOpt = Annotated[
     bool,
     typer.Option(
         "--wide",
-        help="Add UID, EXIT, DURATION and FILENAME, show the command line whole; an exit "
-        "row follows each process.",
+        help="Add TIME, UID and EVENT (exec, fork, thread, exit N or the signal); an exit "
+        "row follows each process, with how long it ran. COMMAND shows the file exec'd in "
+        "(parentheses) when argv[0] does not name it.",
     ),
 ]
 ThreadsOpt = Annotated[
@@ -159,7 +160,22 @@ FromNowOpt = Annotated[
     bool,
     typer.Option("--from-now", help="Skip what waits in the ring buffer; show only new events."),
 ]
-CommOpt = Annotated[str | None, typer.Option("--comm", help="Only processes with this name.")]
+CommOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--comm",
+        help="Only processes with this name (as the kernel keeps it: its first 15 bytes).",
+    ),
+]
+TimeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--time/--no-time",
+        help="A TIME column first: the local time of day of each row "
+        "[default: on with --wide, off otherwise].",
+        show_default=False,
+    ),
+]
 PidOpt = Annotated[int | None, typer.Option("--pid", help="Only this process id.")]
 PpidOpt = Annotated[int | None, typer.Option("--ppid", help="Only children of this process.")]
 UidOpt = Annotated[int | None, typer.Option("--uid", help="Only processes of this user id.")]
