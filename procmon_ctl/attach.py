@@ -28,17 +28,17 @@ def parse_events(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def attach(layout: PinLayout, events: list[str]) -> list[str]:
-    """Attach the programs for `events`; returns those newly attached."""
+def attach(layout: PinLayout, events: list[str]) -> tuple[list[str], list[str]]:
+    """Attach the programs for `events` that are not: (those newly attached, those
+    that already were).  Idempotent, as detach: what was asked holds afterwards,
+    whether or not it held before, and a script need not tell the cases apart."""
     require_root("attaching BPF programs")
     with layout.admin_lock():
         layout.require_loaded()
         todo = [e for e in events if not layout.link(e).exists()]
+        already = [e for e in events if e not in todo]
         if not todo:
-            raise StateError(
-                f"already attached at {layout.root} ({', '.join(events)}): nothing to do; "
-                "`procmon-ctl detach` first to re-attach"
-            )
+            return [], already
         layout.links_dir.mkdir(mode=0o700, exist_ok=True)
         done = []
         try:
@@ -50,7 +50,7 @@ def attach(layout: PinLayout, events: list[str]) -> list[str]:
                 layout.link(event).unlink(missing_ok=True)
             layout.forget_links(todo)
             raise
-        return done
+        return done, already
 
 
 def _attach_one(layout: PinLayout, event: str) -> None:
@@ -98,13 +98,17 @@ def _attach_error(event: str, err: libbpf.LibbpfError) -> Exception:
     return BpfError(f"attaching the {event} program failed: {err}")
 
 
-def detach(layout: PinLayout, events: list[str]) -> list[str]:
-    """Remove the link pins for `events`; returns those that were attached."""
+def detach(layout: PinLayout, events: list[str]) -> tuple[list[str], list[str]]:
+    """Remove the link pins for `events`: (those detached, those that were not
+    attached).  Refused only where nothing is loaded (a mistyped --pin-dir)."""
     require_root("detaching BPF programs")
     with layout.admin_lock():
         attached = [e for e in events if layout.link(e).exists()]
+        idle = [e for e in events if e not in attached]
+        if not attached and not layout.is_loaded():
+            raise StateError(f"nothing loaded at {layout.root}: nothing to detach")
         if not attached:
-            raise StateError(f"nothing attached at {layout.root}: nothing to detach")
+            return [], idle
         if layout.read_record() is not None:
             # Remove no link pin that is not ours (an instance of an older
             # procmon-ctl has no record: its links are known by name alone).
@@ -115,4 +119,4 @@ def detach(layout: PinLayout, events: list[str]) -> list[str]:
             layout.forget_links(attached)
             if not any(layout.links_dir.iterdir()):
                 layout.links_dir.rmdir()
-        return attached
+        return attached, idle

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sh
 
-from . import signals
+from . import hints, signals
 from .errors import BpfError, MissingError, PermissionDenied, StateError
 from .models import LinkInfo, MapDump, MapInfo, ProgInfo
 
@@ -52,7 +52,7 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
     if ("Operation not permitted" in text or "Permission denied" in text) and os.geteuid() != 0:
         return PermissionDenied(what)
     if "No such file or directory" in text:
-        return StateError(f"{what}: nothing is pinned there: run `procmon-ctl load` first")
+        return StateError(f"{what}: nothing is pinned there: run {hints.command('load')} first")
     first = next((ln for ln in lines if ln.startswith("Error")), lines[-1] if lines else "failed")
     return BpfError(f"{what}: {first.removeprefix('Error: ')}")
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import libbpf
+from . import hints, libbpf
 from .decode import Event, errno_name
 from .errors import BpfError, MissingError, PermissionDenied, StateError, UsageError
 from .pins import FAILED_EXEC_PROGRAMS, PinLayout
@@ -36,14 +36,14 @@ def check(source: object) -> PinLayout:
     """Refuse --failed where it cannot work, before any output."""
     if not isinstance(source, PinLayout):
         raise UsageError(
-            "--failed works on a pinned instance only (`procmon-ctl load`, then "
-            "`procmon-ctl events --failed`), not on a private one"
+            f"--failed works on a pinned instance only ({hints.command('load')}, then "
+            f"{hints.command('events --failed')}), not on a private one"
         )
     missing = [p for p in FAILED_EXEC_PROGRAMS if not source.program(p).exists()]
     if missing:
         raise StateError(
             f"the instance at {source.root} has no failed-exec programs ({', '.join(missing)}): "
-            "it was loaded from an older object; run `procmon-ctl unload` and load again"
+            f"it was loaded from an older object; run {hints.command('unload')} and load again"
         )
     return source
 

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import libbpf
+from . import hints, libbpf
 from .abi import COUNTER_KEYS, COUNTER_NAMES
 from .errors import BpfError, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
@@ -150,7 +150,8 @@ def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
 
 def check_loaded(layout: PinLayout) -> None:
     layout.require_loaded(
-        "run `procmon-ctl load` (and `attach`) first, or use `procmon-ctl serve --attach`"
+        f"run {hints.command('load')} and {hints.command('attach')} first, or use "
+        f"{hints.command('serve --attach')}"
     )
     try:
         read_counters(layout)

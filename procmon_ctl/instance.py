@@ -11,7 +11,7 @@ import os
 import struct
 from pathlib import Path
 
-from . import libbpf
+from . import hints, libbpf
 from .abi import COUNTER_KEYS, COUNTER_NAMES, CounterKey, FollowLimits
 from .errors import BpfError
 from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
@@ -69,7 +69,7 @@ class PrivateInstance:
                 )
         except libbpf.LibbpfError as err:
             self.close()
-            hint = "; `procmon-ctl doctor` says why" if stage == "loading" else ""
+            hint = f"; {hints.command('doctor')} says why" if stage == "loading" else ""
             raise BpfError(f"{stage} {obj} failed: {os.strerror(err.errno)}{hint}") from None
         except BaseException:
             self.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import bpftool, features, signals
+from . import bpftool, features, hints, signals
 from .errors import MissingError, PermissionDenied, StateError, UsageError
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
 from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, write_settings
@@ -81,7 +81,7 @@ def load(
             if not layout.is_complete():
                 raise StateError(layout.incomplete_message())
             raise StateError(
-                f"already loaded at {layout.root}: run `procmon-ctl unload` first, "
+                f"already loaded at {layout.root}: run {hints.command('unload')} first, "
                 "or choose another --pin-dir"
             )
         ensure_tracefs()
@@ -184,7 +184,7 @@ def unload(layout: PinLayout, force: bool = False) -> list[Path]:
                 who = f"a reader (pid {pid})" if pid else "a reader"
                 raise StateError(
                     f"{who} is reading {layout.map('events')}: stop it first, or unload "
-                    "anyway with `procmon-ctl unload --force`"
+                    f"anyway with {hints.command('unload --force')}"
                 )
             with signals.deferred():  # all pins or none: a stop waits for the last
                 removed = remove_pins(layout)

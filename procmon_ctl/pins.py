@@ -17,12 +17,14 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import hints
 from .errors import StateError, UsageError
 from .system import BPFFS_ROOT, ensure_bpffs, fs_type_of
 
@@ -181,10 +183,11 @@ class PinLayout:
     def is_loaded(self) -> bool:
         return self.progs_dir.exists() or self.maps_dir.exists()
 
-    def require_loaded(self, fix: str = "run `procmon-ctl load` first") -> None:
+    def require_loaded(self, fix: str | None = None) -> None:
         """Refuse to go on unless a whole instance is pinned here, and it is the one
-        procmon-ctl loaded (check_pins)."""
+        procmon-ctl loaded (check_pins).  fix: what to do instead of loading first."""
         if not self.is_loaded():
+            fix = fix or f"run {hints.command('load')} first"
             raise StateError(f"nothing loaded at {self.root}: {fix}")
         if not self.is_complete():
             raise StateError(self.incomplete_message())
@@ -193,7 +196,7 @@ class PinLayout:
     def incomplete_message(self) -> str:
         return (
             f"an incomplete pin set is at {self.root} (an interrupted load?): "
-            "run `procmon-ctl unload` to remove it, then load again"
+            f"run {hints.command('unload')} to remove it, then load again"
         )
 
     def is_complete(self) -> bool:
@@ -393,7 +396,7 @@ class PinLayout:
         except libbpf.LibbpfError as err:
             if libbpf.is_not_found(err):
                 raise StateError(
-                    f"{path} is gone: run `procmon-ctl unload` and load again"
+                    f"{path} is gone: run {hints.command('unload')} and load again"
                 ) from None
             raise
         if libbpf.fd_kind(fd) != kind:
@@ -414,14 +417,15 @@ class PinLayout:
         path = self.root / name
         return (
             f"{path} is not the {_KIND_NAME[kind]} procmon-ctl pinned there ({detail}): "
-            f"someone replaced it; remove it (rm {path}), then `procmon-ctl unload` and "
+            f"someone replaced it; remove it (rm {shlex.quote(str(path))}), then "
+            f"{hints.command('unload')} and "
             "load again"
         )
 
     def _unrecorded_message(self) -> str:
         return (
             f"no record of what procmon-ctl pinned at {self.root} (loaded by an older "
-            "procmon-ctl, or its load was interrupted): run `procmon-ctl unload` and "
+            f"procmon-ctl, or its load was interrupted): run {hints.command('unload')} and "
             "load again"
         )
 
@@ -516,7 +520,7 @@ class PinLayout:
         return self._lock(
             "reader",
             f"another reader is already reading {self.map('events')}: stop it first, or get "
-            "a stream of your own from a private instance with `procmon-ctl run` (one "
+            f"a stream of your own from a private instance with {hints.command('run')} (one "
             "reader at a time consumes a ring buffer)",
         )
 

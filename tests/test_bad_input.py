@@ -93,49 +93,50 @@ def prepare(cli, state: str) -> None:
         cli("unload")
 
 
+# The cli fixture names its instance through PROCMON_PIN_DIR: so do the hints.
+LOAD_FIRST = "run `PROCMON_PIN_DIR={pin_dir} procmon-ctl load` first"
+
 # (id, state before, argv, exit code, text in the message)
 STATE_CASES = [
     # Every command before `load`.
-    ("attach-before-load", "fresh", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
-    ("detach-before-load", "fresh", ["detach"], EXIT_STATE, "nothing attached"),
+    ("attach-before-load", "fresh", ["attach"], EXIT_STATE, LOAD_FIRST),
+    ("detach-before-load", "fresh", ["detach"], EXIT_STATE, "nothing loaded"),
     ("unload-before-load", "fresh", ["unload"], EXIT_STATE, "nothing to unload"),
-    ("stats-before-load", "fresh", ["stats"], EXIT_STATE, "run `procmon-ctl load` first"),
+    ("stats-before-load", "fresh", ["stats"], EXIT_STATE, LOAD_FIRST),
     (
         "events-before-load",
         "fresh",
         ["events", "--count", "1"],
         EXIT_STATE,
-        "run `procmon-ctl load` first",
+        LOAD_FIRST,
     ),
     (
         "stats-watch-before-load",
         "fresh",
         ["stats", "--watch"],
         EXIT_STATE,
-        "run `procmon-ctl load` first",
+        LOAD_FIRST,
     ),
     ("serve-before-load", "fresh", ["serve"], EXIT_STATE, "nothing loaded"),
     # ... and after `unload`.
-    ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, "run `procmon-ctl load` first"),
-    ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing attached"),
+    ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, LOAD_FIRST),
+    ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing to detach"),
     (
         "stats-after-unload",
         "unloaded",
         ["stats", "--json"],
         EXIT_STATE,
-        "run `procmon-ctl load` first",
+        LOAD_FIRST,
     ),
     (
         "events-after-unload",
         "unloaded",
         ["events", "--json", "--count", "1"],
         EXIT_STATE,
-        "run `procmon-ctl load` first",
+        LOAD_FIRST,
     ),
     # Twice in a row: the second one.
     ("load-twice", "loaded", ["load"], EXIT_STATE, "already loaded"),
-    ("attach-twice", "attached", ["attach"], EXIT_STATE, "already attached"),
-    ("detach-twice", "detached", ["detach"], EXIT_STATE, "nothing attached"),
     ("unload-twice", "unloaded", ["unload"], EXIT_STATE, "nothing to unload"),
 ]
 
@@ -147,9 +148,46 @@ def test_wrong_state(cli, state, argv, code, text):
     prepare(cli, state)
     before = Snapshot.take(cli.pin_dir)
     r = cli(*argv, check=False)
-    assert_one_line_error(r, code, text)
+    assert_one_line_error(r, code, text.format(pin_dir=cli.pin_dir))
     assert r.stdout == "", "no output (not even a table header) before the error"
     assert_nothing_new(before, cli.pin_dir)
+
+
+def attached_now(cli) -> set[str]:
+    return {p["event"] for p in cli.json("status", "--json")["programs"] if p["attached"]}
+
+
+def test_attach_and_detach_answer_alike_for_all_or_part_done(cli):
+    """attach makes sure what was asked is attached: exit 0 and the same kind of line
+    whether none, part or all of it already was (detach alike); only where nothing
+    is loaded is it refused."""
+    cli("load")
+    steps = [
+        (["attach", "--events", "exec"], "attached exec", {"exec"}),
+        (
+            ["attach", "--events", "fork,exec"],
+            "attached fork; exec was already attached",
+            {"fork", "exec"},
+        ),
+        (["attach"], "attached exit; fork, exec were already attached", {"fork", "exec", "exit"}),
+        (["attach"], "fork, exec, exit were already attached: nothing to do", None),
+        (["attach", "--events", "exit"], "exit was already attached: nothing to do", None),
+        (["detach", "--events", "fork"], "detached fork", {"exec", "exit"}),
+        (["detach", "--events", "fork,exec"], "detached exec; fork was not attached", {"exit"}),
+        (["detach"], "detached exit; fork, exec were not attached", set()),
+        (["detach"], "fork, exec, exit were not attached: nothing to do", set()),
+    ]
+    now = set()
+    for argv, line, after in steps:
+        before = Snapshot.take(cli.pin_dir)
+        r = cli(*argv)
+        assert (r.stdout, r.stderr) == (line + "\n", ""), argv
+        if after is None:  # nothing to do: nothing done
+            assert_nothing_new(before, cli.pin_dir)
+        else:
+            now = after
+        assert attached_now(cli) == now, argv
+    cli("unload")
 
 
 @pytest.mark.parametrize("state", ["fresh", "unloaded"])

@@ -13,12 +13,13 @@ EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
 
 @command()
 def attach(events: EventsOpt = "fork,exec,exit") -> None:
-    """Attach the loaded programs with pinned links that outlive this command."""
+    """Attach the loaded programs with pinned links that outlive this command; those
+    already attached are left as they are."""
     from ..attach import attach as attach_programs
     from ..attach import parse_events
 
-    done = attach_programs(layout(), parse_events(events))
-    print(f"attached {', '.join(done)}")
+    done, already = attach_programs(layout(), parse_events(events))
+    print(_outcome("attached", done, already, "already attached"))
 
 
 @command()
@@ -27,5 +28,13 @@ def detach(events: EventsOpt = "fork,exec,exit") -> None:
     from ..attach import detach as detach_programs
     from ..attach import parse_events
 
-    done = detach_programs(layout(), parse_events(events))
-    print(f"detached {', '.join(done)}")
+    done, idle = detach_programs(layout(), parse_events(events))
+    print(_outcome("detached", done, idle, "not attached"))
+
+
+def _outcome(verb: str, done: list[str], left: list[str], state: str) -> str:
+    """ "attached fork; exec was already attached", or "... : nothing to do"."""
+    if not left:
+        return f"{verb} {', '.join(done)}"
+    were = f"{', '.join(left)} {'was' if len(left) == 1 else 'were'} {state}"
+    return f"{verb} {', '.join(done)}; {were}" if done else f"{were}: nothing to do"

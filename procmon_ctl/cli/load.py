@@ -29,6 +29,7 @@ def load(
     ] = 4096,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
+    from .. import hints
     from ..load import find_object
     from ..load import load as load_instance
     from ..system import require_root
@@ -37,7 +38,9 @@ def load(
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
     load_instance(pins, obj, ring_size, argv_bytes)
-    print(f"loaded {obj} at {pins.root}; next: procmon-ctl attach")
+    # The packaged object by name alone: where the project sits is no news.
+    shown = obj.name if object_path is None else object_path
+    print(f"loaded {shown} at {pins.root}; next: {hints.command_line('attach')}")
 
 
 @command()
