@@ -10,6 +10,7 @@
  * failed exec, an unknown type) are handed back to the Python formatter, one at
  * a time. */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -45,6 +46,98 @@ static char *put_u64(char *p, __u64 v)
 
 /* ,"key":N */
 #define PUT_FIELD(p, key, v) put_u64(PUT_LIT((p), key), (v))
+
+#define NSEC_PER_SEC 1000000000LL
+#define SEC_PER_DAY 86400
+
+/* What "time" needs of a batch: the offset to Unix time, and the text of the
+ * last second written (a storm's records share their second). */
+struct pm_clock {
+	int64_t offset_sec; /* the offset as whole seconds (floor) and ns in [0, 1e9): */
+	int64_t offset_ns;  /* a stamp of any u64 value adds without overflow */
+	int64_t sec;
+	char text[19]; /* YYYY-MM-DDTHH:MM:SS */
+};
+
+static struct pm_clock clock_of(int64_t offset_ns)
+{
+	struct pm_clock c = { offset_ns / NSEC_PER_SEC, offset_ns % NSEC_PER_SEC, INT64_MIN, "" };
+
+	if (c.offset_ns < 0) {
+		c.offset_ns += NSEC_PER_SEC;
+		c.offset_sec--;
+	}
+	return c;
+}
+
+static void put_2(char *p, unsigned v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+/* Unix seconds as YYYY-MM-DDTHH:MM:SS, UTC, in the proleptic Gregorian calendar
+ * (what Python's time.gmtime gives), with no time zone or locale involved.  Days
+ * are counted from 0000-03-01 in eras of 400 years, so that the leap day is the
+ * last day of its year and every era has the same 146097 days. */
+static void civil_text(char *out, int64_t sec)
+{
+	int64_t days = sec / SEC_PER_DAY, rest = sec % SEC_PER_DAY;
+	int64_t era, year;
+	unsigned day_of_era, year_of_era, day_of_year, month5, month, mday;
+
+	if (rest < 0) {
+		rest += SEC_PER_DAY;
+		days--;
+	}
+	days += 719468; /* days from 0000-03-01 to 1970-01-01 */
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	day_of_era = (unsigned)(days - era * 146097);
+	year_of_era =
+		(day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+	day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+	month5 = (5 * day_of_year + 2) / 153; /* 0 is March */
+	mday = day_of_year - (153 * month5 + 2) / 5 + 1;
+	month = month5 < 10 ? month5 + 3 : month5 - 9;
+	year = (int64_t)year_of_era + era * 400 + (month <= 2);
+	put_2(out, (unsigned)(year / 100 % 100));
+	put_2(out + 2, (unsigned)(year % 100));
+	out[4] = '-';
+	put_2(out + 5, month);
+	out[7] = '-';
+	put_2(out + 8, mday);
+	out[10] = 'T';
+	put_2(out + 11, (unsigned)(rest / 3600));
+	out[13] = ':';
+	put_2(out + 14, (unsigned)(rest / 60 % 60));
+	out[16] = ':';
+	put_2(out + 17, (unsigned)(rest % 60));
+}
+
+/* ,"time":"2026-11-29T22:15:01.123456Z": the kernel stamp `ts` (CLOCK_MONOTONIC)
+ * as wall-clock time, microseconds truncated (clock.rfc3339_utc). */
+static char *put_time(char *p, struct pm_clock *c, __u64 ts)
+{
+	int64_t sec = (int64_t)(ts / NSEC_PER_SEC) + c->offset_sec;
+	int64_t ns = (int64_t)(ts % NSEC_PER_SEC) + c->offset_ns;
+	unsigned us, i;
+
+	if (ns >= NSEC_PER_SEC) {
+		ns -= NSEC_PER_SEC;
+		sec++;
+	}
+	if (sec != c->sec) {
+		civil_text(c->text, sec);
+		c->sec = sec;
+	}
+	p = PUT_LIT(p, ",\"time\":\"");
+	p = put_str(p, c->text, sizeof(c->text));
+	*p++ = '.';
+	us = (unsigned)(ns / 1000);
+	for (i = 6; i--; us /= 10)
+		p[i] = (char)('0' + us % 10);
+	return PUT_LIT(p + 6, "Z\"");
+}
 
 static char *put_s32(char *p, __s32 v)
 {
@@ -143,20 +236,21 @@ static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 
 /* One record's line (and its gap line first); NULL if the caller must format it. */
 static char *put_record(char *p, const struct process_event *e, __u32 len,
-			const struct pm_cgroups *cgroups)
+			const struct pm_cgroups *cgroups, struct pm_clock *clock)
 {
 	const struct pm_cgroup *cg = find_cgroup(cgroups, e->cgroup_id);
 
 	if (!cg)
 		return NULL;
 	switch (e->type) {
-	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\",\"ts_ns\":"); break;
-	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\",\"ts_ns\":"); break;
-	case EVENT_EXEC: p = PUT_LIT(p, "{\"type\":\"exec\",\"ts_ns\":"); break;
+	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\""); break;
+	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\""); break;
+	case EVENT_EXEC: p = PUT_LIT(p, "{\"type\":\"exec\""); break;
 	default:
 		return NULL;
 	}
-	p = put_u64(p, e->ts_ns);
+	p = put_time(p, clock, e->ts_ns);
+	p = PUT_FIELD(p, ",\"ts_ns\":", e->ts_ns);
 	p = PUT_FIELD(p, ",\"pid\":", e->pid);
 	p = PUT_FIELD(p, ",\"tgid\":", e->tgid);
 	p = PUT_FIELD(p, ",\"ppid\":", e->ppid);
@@ -198,6 +292,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 	__u64 pos = b->pos, marked = b->marked;
 	__u64 prod = __atomic_load_n(producer_pos, __ATOMIC_ACQUIRE);
 	char *p = out, *end = out + cap;
+	struct pm_clock clock = clock_of(b->offset_ns);
 
 	b->records = 0;
 	b->stop = PM_STOP_CAUGHT_UP;
@@ -234,11 +329,12 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			break;
 		}
 		line = p;
-		if (e->dropped_total > marked)
-			line = PUT_LIT(PUT_FIELD(line, "{\"type\":\"gap\",\"dropped\":",
-						 e->dropped_total - marked),
-				       "}\n");
-		line = put_record(line, e, len, cgroups);
+		if (e->dropped_total > marked) {
+			line = put_time(PUT_LIT(line, "{\"type\":\"gap\""), &clock, b->gap_ns);
+			line = PUT_FIELD(line, ",\"dropped\":", e->dropped_total - marked);
+			line = PUT_LIT(line, "}\n");
+		}
+		line = put_record(line, e, len, cgroups, &clock);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;
@@ -277,6 +373,7 @@ void pm_abi_info(struct pm_abi *abi)
 		.event_flag_pidns = EVENT_FLAG_PIDNS,
 		.cgroup_slot_size = sizeof(struct pm_cgroup),
 		.cgroup_json_max = PM_CGROUP_JSON_MAX,
+		.json_format = PM_JSON_FORMAT,
 	};
 }
 

@@ -10,6 +10,7 @@
 
 typedef uint32_t __u32;
 typedef int32_t __s32;
+typedef int64_t __s64;
 typedef uint64_t __u64;
 #include "process_monitor.h"
 
@@ -45,8 +46,16 @@ struct pm_batch {
 	__u64 records; /* out: records formatted (gap lines not counted) */
 	__u64 out_len; /* out: bytes written */
 	__u64 marked;  /* in: losses already marked (losses[LOSS_MARKED]); out: after this batch */
+	__s64 offset_ns; /* in: CLOCK_REALTIME - CLOCK_MONOTONIC, added to ts_ns for "time" */
+	__u64 gap_ns;    /* in: the CLOCK_MONOTONIC stamp whose time gap lines carry (now) */
 	__u32 stop;    /* out: enum pm_stop */
 	__u32 __pad;
+};
+
+/* The version of the lines' text: raised whenever what a line holds changes, so a
+ * library built before is not used (pm_abi.json_format). 2: "time" after "type". */
+enum pm_json_format {
+	PM_JSON_FORMAT = 2,
 };
 
 /* The contract as this library was compiled: sizes, offsets and constants of
@@ -72,7 +81,7 @@ struct pm_abi {
 	__u32 event_flag_pidns;
 	__u32 cgroup_slot_size;
 	__u32 cgroup_json_max;
-	__u32 __pad;
+	__u32 json_format;
 };
 
 void pm_abi_info(struct pm_abi *abi);

@@ -170,9 +170,15 @@ class PmBatch(ctypes.Structure):
         ("records", c_uint64),
         ("out_len", c_uint64),
         ("marked", c_uint64),
+        ("offset_ns", ctypes.c_int64),
+        ("gap_ns", c_uint64),
         ("stop", c_uint32),
         ("__pad", c_uint32),
     ]
+
+
+# enum pm_json_format: the version of the lines' text the C formatter writes.
+PM_JSON_FORMAT = 2
 
 
 class PmCgroupLimits(IntEnum):
@@ -219,7 +225,7 @@ class PmAbi(ctypes.Structure):
             "event_flag_pidns",
             "cgroup_slot_size",
             "cgroup_json_max",
-            "__pad",
+            "json_format",
         )
     ]
 
@@ -247,6 +253,7 @@ def expected_pm_abi() -> PmAbi:
         event_flag_pidns=EventFlag.PIDNS,
         cgroup_slot_size=ctypes.sizeof(PmCgroup),
         cgroup_json_max=PmCgroupLimits.PM_CGROUP_JSON_MAX,
+        json_format=PM_JSON_FORMAT,
     )
 
 

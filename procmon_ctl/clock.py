@@ -42,8 +42,14 @@ def rfc3339_utc(unix_ns: int) -> str:
     seconds, ns = divmod(unix_ns, 1_000_000_000)
     # A storm's records share their second: format it once.
     if _last_second[0] != seconds:
+        # Fields by number, not strftime: no locale, and the text the C writer makes
+        # (native/json_lines.c) whatever the C library's %Y does with the year.
+        t = time.gmtime(seconds)
+        _last_second[1] = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
         _last_second[0] = seconds
-        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{_last_second[1]}.{ns // 1000:06d}Z"
 
 
@@ -81,6 +87,12 @@ def rfc3339(ts_ns: int) -> str:
 def time_of_day(ts_ns: int) -> str:
     """A kernel stamp as `local_time_of_day` writes it (the tables' TIME column)."""
     return local_time_of_day(ts_ns + _offset_ns)
+
+
+def monotonic_ns() -> int:
+    """Now on the kernel stamps' clock: the stamp of lines the reader makes itself
+    (gap lines), so that their time comes from the same offset as the records'."""
+    return time.clock_gettime_ns(_MONOTONIC)
 
 
 def now_rfc3339() -> str:

@@ -8,7 +8,13 @@ tests/test_json_native.py checks the two byte for byte.
 Per record: one unpack, one dict lookup and one format of the record's own
 numbers.  The part from "ppid" to "thread" is what a record shares with the
 records before it (a storm comes from one parent under one name): it is built
-once per (ppid, uid, flags, comm) and looked up after that."""
+once per (ppid, uid, flags, comm) and looked up after that.
+
+"time" is the record's ts_ns (CLOCK_MONOTONIC) plus clock.offset_ns() as it is
+when the line is written: the reading loop takes the offset again each batch
+(clock.resync), so it follows a resume or a clock step.  Gap lines carry no
+kernel stamp: their time is the reader's now (clock.monotonic_ns()) on that
+same offset."""
 
 from __future__ import annotations
 
@@ -16,10 +22,11 @@ import mmap
 from collections.abc import Callable
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 
+from . import clock
 from .abi import PROCESS_EVENT, EventFlag, EventType
 from .decode import TYPE_NAMES, cstr, errno_name, exec_parts
 
-_GAP = '{"type":"gap","dropped":%d}'
+_GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
 CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 _comm_cache: dict[bytes, str] = {}
@@ -36,9 +43,10 @@ _EXEC_FAILED = EventType.EXEC_FAILED.value
 CgroupJson = Callable[[int], str]
 
 
-def gap_json(dropped: int) -> str:
-    """The line that marks where `dropped` records were lost."""
-    return _GAP % dropped
+def gap_json(dropped: int, now_ns: int | None = None) -> str:
+    """The line that marks where `dropped` records were lost, at `now_ns` (a
+    CLOCK_MONOTONIC stamp; default: now)."""
+    return _GAP % (clock.rfc3339(clock.monotonic_ns() if now_ns is None else now_ns), dropped)
 
 
 def _comm_json(raw: bytes) -> str:
@@ -79,14 +87,17 @@ def json_lines(
     lines: list[str],
     marked: int,
     cgroup_json: CgroupJson,
+    gap_ns: int | None = None,
 ) -> int:
     """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
     preceded by a gap line when the ring has lost more records than the `marked`
     already reported; returns the new count of marked losses.  The cache of the
     lines' shared part is keyed by cgroup id, so `cgroup_json` must give one id
-    the same text for as long as the process runs (CgroupNames does)."""
+    the same text for as long as the process runs (CgroupNames does).  Gap lines
+    carry the time of `gap_ns` (CLOCK_MONOTONIC; default: when they are written)."""
     unpack = PROCESS_EVENT.unpack_from
-    cache, shared_json, gap = _shared_cache, _shared_json, _GAP
+    cache, shared_json = _shared_cache, _shared_json
+    offset, utc = clock.offset_ns(), clock.rfc3339_utc
     fork, exit_, exec_, failed = _FORK, _EXIT, _EXEC, _EXEC_FAILED
     append = lines.append
     for off in offsets:
@@ -108,27 +119,25 @@ def json_lines(
             comm,
         ) = unpack(buf, off)
         if dropped > marked:
-            append(gap % (dropped - marked))
+            append(gap_json(dropped - marked, gap_ns))
             marked = dropped
         key = (ppid, uid, flags, comm, cgroup)
         shared = cache.get(key) or shared_json(key, cgroup_json)
         if flags & _PIDNS:
             shared = f'{shared},"ns_pid":{nspid},"ns_ppid":{nsppid}'
         # f-strings: no argument tuple and no format string to parse per record.
+        common = f'"time":"{utc(ts + offset)}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}'
         if etype == fork:
-            append(f'{{"type":"fork","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
+            append(f'{{"type":"fork",{common}}}')
         elif etype == exit_:
             append(
-                f'{{"type":"exit","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
+                f'{{"type":"exit",{common},'
                 f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}'
             )
         elif etype in (exec_, failed):
             name = "exec" if etype == exec_ else "exec_failed"
-            append(
-                f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared},'
-                f"{exec_json(buf, off, flags)}}}"
-            )
+            append(f'{{"type":"{name}",{common},{exec_json(buf, off, flags)}}}')
         else:  # a record type this version does not know: its common fields
             name = TYPE_NAMES.get(etype, str(etype))
-            append(f'{{"type":"{name}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}}}')
+            append(f'{{"type":"{name}",{common}}}')
     return marked

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from . import clock
 from .abi import PmAbi, PmBatch, PmCgroup, PmCgroupLimits, PmCgroups, expected_pm_abi
 from .errors import BpfError
 
@@ -150,6 +151,9 @@ class JsonLineFormatter:
     def format(self, pos: int, max_records: int, marked: int) -> Batch:
         b = self._batch
         b.pos, b.marked = pos, marked
+        # The offset as the reading loop last took it (clock.resync, per batch), as
+        # json_lines.py uses it, and now as the time of the batch's gap lines.
+        b.offset_ns, b.gap_ns = clock.offset_ns(), clock.monotonic_ns()
         self._lib.pm_json_lines(
             self._data,
             self._mask,

@@ -171,10 +171,27 @@ class Ancestor(_Line):
     )
 
 
+# "time" as the writers write it: RFC 3339, UTC, always six digits of microseconds.
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+
+
+def _time_field(description: str):
+    return Field(
+        description=description,
+        pattern=RFC3339_PATTERN,
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class _ProcessLine(_Line):
     """The fields every process event has (struct process_event)."""
 
     type: str = Field(description="what happened: fork, exec or exit")
+    time: str = _time_field(
+        "wall-clock time of the event, RFC 3339 in UTC with microseconds "
+        "(2026-11-29T22:15:01.123456Z): ts_ns plus CLOCK_REALTIME - CLOCK_MONOTONIC as "
+        "the reader took it for the batch the record came in"
+    )
     ts_ns: U64 = Field(description="CLOCK_MONOTONIC time of the event, in ns")
     pid: U32 = Field(description="the task's own id (a thread id for thread forks)")
     tgid: U32 = Field(description="the process id (thread group id)")
@@ -312,6 +329,10 @@ class GapEvent(_Line):
     model_config = ConfigDict(title="gap")
 
     type: Literal["gap"]
+    time: str = _time_field(
+        "when the reader wrote the line (it found the loss then), RFC 3339 in UTC with "
+        "microseconds; the lost records were made before it"
+    )
     dropped: Annotated[int, Field(ge=1, le=U64_MAX)] = Field(
         description="how many records were lost"
     )

@@ -3,6 +3,9 @@ no kernel: the decoder, the Python JSON writer and the C one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from procmon_ctl import clock
 from procmon_ctl.abi import (
     EXEC_TAIL,
     PROCESS_EVENT,
@@ -160,3 +163,25 @@ class LossesInMemory:
 
     def tick(self) -> None:
         pass
+
+
+# The clock of the tests that compare lines: REALTIME - MONOTONIC, and the reader's
+# "now" (CLOCK_MONOTONIC) that gap lines carry.  Not round numbers: the seconds,
+# microseconds and the truncated nanoseconds all show.
+OFFSET_NS = 1_795_000_000_987_654_321
+NOW_NS = 424_242_123_456_789
+
+
+def fix_clock(monkeypatch, offset_ns: int = OFFSET_NS, now_ns: int = NOW_NS) -> None:
+    """Pin clock.py's offset (a resync by the reading loop takes it again) and
+    monotonic now, so that two writers, or two runs, give the same "time"."""
+    monkeypatch.setattr(clock, "realtime_offset_ns", lambda: offset_ns)
+    monkeypatch.setattr(clock, "_offset_ns", offset_ns)
+    monkeypatch.setattr(clock, "monotonic_ns", lambda: now_ns)
+
+
+def utc_text(unix_ns: int) -> str:
+    """RFC 3339 UTC with microseconds, by datetime arithmetic: a check of clock.py
+    and of the C writer that shares no code with either."""
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=unix_ns // 1000)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

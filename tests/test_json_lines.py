@@ -7,10 +7,27 @@ from __future__ import annotations
 import json
 
 import pytest
-from records import CASES, EXEC, FORK, THREAD, cgroup_json, record, ring_bytes
+from records import (
+    CASES,
+    EXEC,
+    FORK,
+    NOW_NS,
+    OFFSET_NS,
+    THREAD,
+    cgroup_json,
+    fix_clock,
+    record,
+    ring_bytes,
+    utc_text,
+)
 
 from procmon_ctl import decode, json_lines
 from procmon_ctl.models import EventLine
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch):
+    fix_clock(monkeypatch)
 
 
 def expected(records: list[bytes]) -> list[dict]:
@@ -20,10 +37,12 @@ def expected(records: list[bytes]) -> list[dict]:
     for r in records:
         e = decode.decode_event(r)
         if e.dropped_total > marked:
-            out.append({"type": "gap", "dropped": e.dropped_total - marked})
+            gap_time = utc_text(NOW_NS + OFFSET_NS)
+            out.append({"type": "gap", "time": gap_time, "dropped": e.dropped_total - marked})
             marked = e.dropped_total
         line = {
             "type": e.type,
+            "time": utc_text(e.ts_ns + OFFSET_NS),
             "ts_ns": e.ts_ns,
             "pid": e.pid,
             "tgid": e.tgid,
@@ -56,6 +75,8 @@ def test_each_record_type_comes_out_as_decoded(name):
     json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
     assert [json.loads(line) for line in lines] == expected(records)
     assert all("\n" not in line for line in lines)
+    # "time" right after "type": what a reader of the raw text sees first.
+    assert all(line.startswith('{"type":"') and '","time":"' in line[:30] for line in lines)
     if name != "unknown type":
         for line in lines:
             EventLine.model_validate_json(line)

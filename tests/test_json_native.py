@@ -12,7 +12,21 @@ import json
 import os
 
 import pytest
-from records import CASES, EXIT, FORK, LossesInMemory, cgroup_json, header, record, ring_bytes
+from records import (
+    CASES,
+    EXEC,
+    EXIT,
+    FORK,
+    NOW_NS,
+    OFFSET_NS,
+    LossesInMemory,
+    cgroup_json,
+    fix_clock,
+    header,
+    record,
+    ring_bytes,
+    utc_text,
+)
 
 from procmon_ctl import json_lines, json_native, stream
 from procmon_ctl.abi import (
@@ -32,6 +46,13 @@ def lib():
     lib = json_native.library()
     assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
     return lib
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch):
+    """One offset and one "now" for both writers: the lines are compared byte for
+    byte, and the real clock would move between the two."""
+    fix_clock(monkeypatch)
 
 
 # The cgroups of the records of records.CASES.
@@ -99,7 +120,7 @@ class FakeRing:
 def python_lines(records: list[bytes]) -> str:
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, NOW_NS)
     return "".join(line + "\n" for line in lines)
 
 
@@ -242,6 +263,99 @@ def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
     assert batch.text == python_lines(records[: batch.records])
     text, n = follow_native(ring, lib)
     assert (text, n) == (python_lines(records), 1000)
+
+
+def unix_ns(*date: int, ns: int = 0) -> int:
+    """The Unix time, in ns, of a UTC date and time (year, month, day, h, m, s)."""
+    from datetime import UTC, datetime
+
+    return int(datetime(*date, tzinfo=UTC).timestamp()) * 1_000_000_000 + ns
+
+
+NS = 1_000_000_000
+# Instants whose text changes in more than the last digits, as the records' time
+# just before and after them: a second, a minute, a day, a month, a leap day (2024;
+# 2000 is one, 2100 is not), a year, a century.  The records' ts_ns stay what a
+# kernel gives; the offset (REALTIME - MONOTONIC) moves them there.
+BOUNDARIES = {
+    "second": unix_ns(2026, 11, 29, 22, 15, 2),
+    "day": unix_ns(2026, 11, 30),
+    "leap day starts": unix_ns(2024, 2, 29),
+    "leap day ends": unix_ns(2024, 3, 1),
+    "no leap day in 2100": unix_ns(2100, 3, 1),
+    "leap day of 2000": unix_ns(2000, 2, 29),
+    "year": unix_ns(2027, 1, 1),
+    "century": unix_ns(2000, 1, 1),
+    "epoch": unix_ns(1970, 1, 1, 0, 0, 1),
+}
+# ns from the boundary: the nanoseconds cut (999 ns before is still the second
+# before, 1 ns after is .000000), and a batch whose records cross it and go back.
+AROUND = (-NS - 1, -1_000_001, -1000, -999, -1, 0, 1, 999, 1000, 123_456_789, -5, NS + 7)
+
+
+@pytest.mark.parametrize(
+    "behind", [False, True], ids=["83 min after boot", "wall clock behind the kernel's"]
+)
+@pytest.mark.parametrize("boundary", BOUNDARIES.values(), ids=BOUNDARIES.keys())
+def test_time_is_the_same_across_seconds_days_and_years(lib, monkeypatch, boundary, behind):
+    """The C writer's dates (its own calendar arithmetic, a cache of the second) are
+    Python's, and both are datetime's, around each boundary and in one batch; with a
+    positive offset and with a negative one (a clock set to 1970 at boot)."""
+    stamp = boundary + 10 * NS if behind else 5_000 * NS + 987
+    offset = boundary - stamp
+    fix_clock(monkeypatch, offset_ns=offset, now_ns=stamp + 3)
+    types = (FORK, EXEC, EXIT)
+    records = [
+        record(types[i % 3], pid=i + 2, ts=stamp + d, dropped=i // 4, filename=b"/bin/x")
+        for i, d in enumerate(AROUND)
+    ]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
+    assert (batch.stop, batch.records) == (PmStop.CAUGHT_UP, len(records))
+    buf, offsets = ring_bytes(records)
+    lines: list[str] = []
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
+    assert batch.text == "".join(line + "\n" for line in lines)
+    times = [json.loads(line)["time"] for line in lines if '"gap"' not in line]
+    assert times == [utc_text(boundary + d) for d in AROUND]
+    gaps = [json.loads(line)["time"] for line in lines if '"gap"' in line]
+    assert gaps == [utc_text(boundary + 3)] * 2
+
+
+def test_time_of_the_highest_stamps(lib, monkeypatch):
+    """ts_ns near 2^64 (no kernel gets there, but the record allows it): the sum with
+    the offset does not wrap in either writer."""
+    fix_clock(monkeypatch, offset_ns=unix_ns(2026, 1, 1))
+    records = [record(FORK, ts=2**64 - 1), record(FORK, ts=2**63), record(EXIT, ts=2**63 - 1)]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
+    assert batch.text == python_lines(records)
+    assert [json.loads(x)["time"] for x in batch.text.splitlines()] == [
+        utc_text(unix_ns(2026, 1, 1) + ts) for ts in (2**64 - 1, 2**63, 2**63 - 1)
+    ]
+
+
+def test_the_offset_is_taken_for_each_call(lib, monkeypatch):
+    """A clock step between two batches: the second batch's lines have the new time,
+    as the Python writer's would (the reading loop resyncs between them)."""
+    from procmon_ctl import clock
+
+    ring = FakeRing()
+    ring.add(record(FORK, pid=1))
+    fmt = ring.formatter(lib)
+    before = fmt.format(ring.consumer, 100, 0).text
+    monkeypatch.setattr(clock, "realtime_offset_ns", lambda: OFFSET_NS + 3600 * NS)
+    clock.resync()
+    after = fmt.format(ring.consumer, 100, 0).text
+    assert after == python_lines([record(FORK, pid=1)]) != before
+    step = clock.parse_rfc3339(json.loads(after)["time"]) - clock.parse_rfc3339(
+        json.loads(before)["time"]
+    )
+    assert step.total_seconds() == 3600
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["C", "python"])

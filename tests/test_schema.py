@@ -36,7 +36,19 @@ MODELS = {
     "exec_failed": ExecFailedEvent,
     "gap": GapEvent,
 }
-SHARED = ["type", "ts_ns", "pid", "tgid", "ppid", "uid", "comm", "thread", "cgroup_id", "cgroup"]
+SHARED = [
+    "type",
+    "time",
+    "ts_ns",
+    "pid",
+    "tgid",
+    "ppid",
+    "uid",
+    "comm",
+    "thread",
+    "cgroup_id",
+    "cgroup",
+]
 # Where they apply: a container's, a PID namespace's, --lineage's.
 CONTAINER = ["container_id", "container_runtime", "pod_uid"]
 NAMESPACE = ["ns_pid", "ns_ppid"]
@@ -49,7 +61,7 @@ FIELDS = {
              "lineage"],
     "exec_failed": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated",
                     "argc", "errno", "error", "lineage"],
-    "gap": ["type", "dropped"],
+    "gap": ["type", "time", "dropped"],
 }  # fmt: skip
 # Those a line may lack: the cgroup's path once it is removed, and the above.
 OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, "lineage"}
@@ -233,6 +245,7 @@ def test_real_gap_lines_are_valid(cli, validator, writer):
 
 FORK = {
     "type": "fork",
+    "time": "2026-11-29T22:15:01.123456Z",
     "ts_ns": 1682980796523,
     "pid": 15012,
     "tgid": 15012,
@@ -266,7 +279,7 @@ EXEC = {
     "argc": 3,
 }
 EXIT = {**FORK, "type": "exit", "exit_code": 2, "exit_signal": 0, "duration_ns": 4148935}
-GAP = {"type": "gap", "dropped": 12}
+GAP = {"type": "gap", "time": "2026-11-29T22:15:01.200000Z", "dropped": 12}
 FAILED = {**EXEC, "type": "exec_failed", "comm": "sh", "filename": "/nope", "argv": ["nope"],
           "argc": 1, "errno": 2, "error": "ENOENT"}  # fmt: skip
 SAMPLES = {"fork": FORK, "exec": EXEC, "exit": EXIT, "exec_failed": FAILED, "gap": GAP}
@@ -313,6 +326,8 @@ ACCEPTED = {
     "empty-lineage": {**FORK, "lineage": []},
     "gap-lowest": {**GAP, "dropped": 1},
     "gap-highest": {**GAP, "dropped": U32_MAX},
+    "leap-day": {**FORK, "time": "2028-02-29T23:59:59.999999Z"},
+    "epoch": {**EXIT, "time": "1970-01-01T00:00:00.000000Z"},
 }  # fmt: skip
 
 REJECTED = {
@@ -339,7 +354,19 @@ REJECTED = {
     "fork-without-thread": without(FORK, "thread"),
     "gap-with-string-pid": {**GAP, "pid": "12"},
     "gap-with-ts_ns": {**GAP, "ts_ns": 1},
-    "gap-without-dropped": {"type": "gap"},
+    "gap-without-dropped": {"type": "gap", "time": GAP["time"]},
+    "gap-without-time": without(GAP, "time"),
+    "fork-without-time": without(FORK, "time"),
+    "exit-without-time": without(EXIT, "time"),
+    # time as the writers never write it
+    "time-null": {**FORK, "time": None},
+    "time-as-number": {**FORK, "time": 1764454501.123456},
+    "time-with-offset": {**FORK, "time": "2026-11-29T22:15:01.123456+00:00"},
+    "time-local-no-zone": {**FORK, "time": "2026-11-29T22:15:01.123456"},
+    "time-milliseconds": {**FORK, "time": "2026-11-29T22:15:01.123Z"},
+    "time-no-fraction": {**GAP, "time": "2026-11-29T22:15:01Z"},
+    "time-with-space": {**FORK, "time": "2026-11-29 22:15:01.123456Z"},
+    "time-lowercase-z": {**EXEC, "time": "2026-11-29t22:15:01.123456z"},
     # values out of the kernel's ranges
     "negative-pid": {**FORK, "pid": -1},
     "pid-over-u32": {**FORK, "pid": U32_MAX + 1},
