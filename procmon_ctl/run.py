@@ -31,6 +31,7 @@ from .pins import PROGRAMS
 from .rows import ProcessRows
 from .run_tree import ProcessTree
 from .stream import StreamOptions, follow
+from .wrap import wrap
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -260,47 +261,110 @@ def _comm_of(pid: int) -> str | None:
         return None
 
 
+# On a terminal a process name is cut to the table's COMM column, so that a name of
+# escapes (15 bytes that are not UTF-8 show as 60 columns) leaves room for the rest.
+_NAME_SHOWN = 16
+# A command line gives way to the rest of its line down to its first character and
+# the mark; only on a terminal too narrow for even that is the rest cut too.
+_MIN_COMMAND = 2
+
+
 def summary_text(s: RunSummary, width: int | None = None) -> str:
-    """The summary for people; with `width` (a terminal's), a failed process's
-    command line is cut to fit it."""
-    lines = [
-        f"{render.cmdline(s.command)}: exit code {s.exit_code}, {s.processes} process(es) "
-        f"started in {render.duration_text(s.wall_ns)}"
-    ]
+    """The summary for people.  With `width` (the terminal's the summary goes to)
+    every line fits it: what varies in length is what is cut (a command line,
+    ending in CUT) or counted (the names left off a list); the exit code and the
+    counts are never cut; an INCOMPLETE line, which says what to do, is folded
+    instead.  Without `width` (piped), every line whole."""
+
+    def name(comm: str) -> str:
+        shown = render.printable(comm)
+        return shown if width is None else render.fit(shown, _NAME_SHOWN)
+
+    # CMD's command line names what the summary is of; the outcome after it is the
+    # part that matters, so on a terminal the command line gives way.
+    outcome = (
+        f": exit code {s.exit_code}, {s.processes} process(es) started in "
+        f"{render.duration_text(s.wall_ns)}"
+    )
+    command = render.cmdline(s.command)
+    if width is not None:
+        command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))
+    lines = [_fit(command + outcome, width)]
     if s.by_name:
         lines.append(
-            "  by name: " + ", ".join(f"{render.printable(n)} x{c}" for n, c in s.by_name.items())
+            _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
         )
     for f in s.failed:
         how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
-        line = f"  failed: {render.printable(f.comm)} (pid {f.pid}): {how}"
-        if f.argv is not None:
-            cmd = render.cmdline(f.argv, f.argv_truncated)
-            if width is not None:
-                cmd = render.fit(cmd, max(width - render.columns(line) - 2, 20))
-            line = f"{line}: {cmd}"
-        lines.append(line)
+        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
+        if f.argv is None:
+            lines.append(_fit(head, width))
+        else:
+            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
     if s.failures > len(s.failed):
-        lines.append(f"  ... and {s.failures - len(s.failed)} more failed")
+        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
     if s.longest:
         top = s.longest[0]
         lines.append(
-            f"  longest-lived: {render.printable(top.comm)} (pid {top.pid}) "
-            f"{render.duration_text(top.duration_ns)}"
+            _fit(
+                f"  longest-lived: {name(top.comm)} (pid {top.pid}) "
+                f"{render.duration_text(top.duration_ns)}",
+                width,
+            )
         )
     if s.running:
         lines.append(
-            "  still running: "
-            + ", ".join(f"{render.printable(p.comm)} (pid {p.pid})" for p in s.running)
+            _listed(
+                "  still running: ", [f"{name(p.comm)} (pid {p.pid})" for p in s.running], width
+            )
         )
     if s.lost_records:
-        lines.append(
-            f"  INCOMPLETE: {s.lost_records} record(s) lost (the ring buffer was full; "
-            "a larger --ring-size helps)"
+        lines += wrap(
+            f"{s.lost_records} record(s) lost (the ring buffer was full; "
+            "a larger --ring-size helps)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
         )
     if s.unfollowed:
-        lines.append(
-            f"  INCOMPLETE: {s.unfollowed} process(es) of the tree not followed "
-            f"(more than {FOLLOWED_LIMIT} at once)"
+        lines += wrap(
+            f"{s.unfollowed} process(es) of the tree not followed "
+            f"(more than {FOLLOWED_LIMIT} at once)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
         )
     return "\n".join(lines)
+
+
+def _fit(line: str, width: int | None) -> str:
+    return line if width is None else render.fit(line, width)
+
+
+def _with_command(head: str, command: str, width: int | None) -> str:
+    """`head: command`, the command line cut (at its end) to what room is left."""
+    line = f"{head}: {command}"
+    if width is None or render.columns(line) <= width:
+        return line
+    room = width - render.columns(head) - 2
+    if room < _MIN_COMMAND:
+        return render.fit(line, width)
+    return f"{head}: {render.fit(command, room)}"
+
+
+def _listed(label: str, items: list[str], width: int | None) -> str:
+    """label + items, comma-separated; on a terminal, the items that fit and then
+    `… N more`, so a long list costs one line and says what it left off."""
+    line = label + ", ".join(items)
+    if width is None or render.columns(line) <= width:
+        return line
+    kept, used = 0, render.columns(label)
+    # Keep one more item while it and the mark of the rest still fit.
+    while kept < len(items) - 1:
+        more = f", {render.CUT} {len(items) - kept - 1} more"
+        if used + render.columns(items[kept]) + render.columns(more) > width:
+            break
+        used += render.columns(items[kept]) + 2
+        kept += 1
+    shown = [*items[:kept], f"{render.CUT} {len(items) - kept} more"]
+    return render.fit(label + ", ".join(shown), width)

@@ -18,6 +18,7 @@ from operator import attrgetter
 from . import render
 from .decode import Event
 from .models import RunNode
+from .wrap import wrap
 
 # A big build starts 100,000 processes and more: enough to read, little to hold.
 TREE_NODES_KEPT = 10_000
@@ -253,16 +254,24 @@ _MIN_COMMAND = 12
 
 
 def _line(prefix: str, n: RunNode, width: int | None) -> str:
+    """prefix, command line, details: on a terminal the command line is what is cut,
+    and a prefix too deep to leave it room keeps only its last levels, after CUT
+    (the details are whole but for a terminal too narrow for them alone)."""
     command, details = _command(n), _details(n)
-    if width is not None:
-        room = width - render.columns(prefix) - render.columns(details)
-        command = render.fit(command, max(room, _MIN_COMMAND))
-    return prefix + command + details
+    if width is None:
+        return prefix + command + details
+    room = width - render.columns(details) - _MIN_COMMAND
+    if len(prefix) > room:
+        # Each level of the prefix is 3 columns (_STEM, _SPACE, _BRANCH, _LAST).
+        levels = max((room - 1) // 3, 1)
+        prefix = render.CUT + prefix[-3 * levels :]
+    command = render.fit(command, max(width - len(prefix) - render.columns(details), _MIN_COMMAND))
+    return render.fit(prefix + command + details, width)
 
 
 def tree_text(tree: RunNode, left_out: int = 0, width: int | None = None) -> str:
     """The tree, one line per process, pstree-like; with `width` (a terminal's), each
-    command line is cut so that its line fits."""
+    line fits it (see _line)."""
     lines = [_line("", tree, width)]
     stack = [(c, "", i == len(tree.children) - 1) for i, c in enumerate(tree.children)]
     stack.reverse()
@@ -274,8 +283,11 @@ def tree_text(tree: RunNode, left_out: int = 0, width: int | None = None) -> str
             (c, below, i == len(n.children) - 1) for i, c in reversed(list(enumerate(n.children)))
         )
     if left_out:
-        lines.append(
+        lines += wrap(
             f"... and {left_out} more process(es) not in the tree (it keeps the first "
-            f"{TREE_NODES_KEPT} processes, {TREE_DEPTH_KEPT} levels deep)"
+            f"{TREE_NODES_KEPT} processes, {TREE_DEPTH_KEPT} levels deep)",
+            width,
+            "",
+            "    ",
         )
     return "\n".join(lines)

@@ -19,13 +19,14 @@ from conftest import AS_NOBODY, CLI, ROOT, nobody_env, nobody_python
 from procmon_ctl.doctor import (
     MEMCG_ACCOUNTING,
     MEMLOCK_NEEDED,
+    NAME_COLUMN_MAX,
     TRIAL_PREFIX,
     kernel_version,
     read_kernel_config,
     render_table,
     run_checks,
 )
-from procmon_ctl.models import DoctorReport
+from procmon_ctl.models import DoctorCheck, DoctorReport
 from procmon_ctl.pins import PinLayout
 from procmon_ctl.system import BPFFS_ROOT
 
@@ -143,11 +144,47 @@ def test_doctor_without_bpftool_fails(tmp_path):
 
 def test_table_has_fix_for_each_failure():
     report = run_checks(object_path="/nonexistent/x.bpf.o")
-    text = render_table(report)
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith(("FAIL", "WARN")):
-            assert lines[i + 1].strip().startswith("fix: "), line
+    lines = render_table(report).splitlines()
+    failing = [i for i, line in enumerate(lines) if line.startswith(("FAIL", "WARN"))]
+    assert failing, lines  # the missing object, at least
+    for i in failing:
+        # A name too long for its column has its detail on the next line.
+        below = lines[i + 2] if "  " not in lines[i][6:] else lines[i + 1]
+        assert below.strip().startswith("fix: "), lines[i]
+
+
+def test_table_columns_hold_whatever_the_name_lengths():
+    """A name longer than the column has a line of its own; the details and fixes of
+    all the others start in one column; on a terminal long text is folded there."""
+    long_name = "x" * (NAME_COLUMN_MAX + 10)
+    report = DoctorReport(
+        ok=False,
+        failed=["a"],
+        checks=[
+            DoctorCheck(name="a", status="FAIL", detail=" ".join("d" * 60), fix=" ".join("f" * 60)),
+            DoctorCheck(name=long_name, status="WARN", detail="short", fix="do this"),
+            DoctorCheck(name="b" * NAME_COLUMN_MAX, status="PASS", detail="fine"),
+        ],
+    )
+    at = 4 + 2 + NAME_COLUMN_MAX + 2
+    whole = render_table(report).splitlines()
+    assert whole == [
+        f"FAIL  {'a':<{NAME_COLUMN_MAX}}  {'d ' * 59}d",
+        f"{'':<{at}}fix: {'f ' * 59}f",
+        f"WARN  {long_name}",
+        f"{'':<{at}}short",
+        f"{'':<{at}}fix: do this",
+        f"PASS  {'b' * NAME_COLUMN_MAX}  fine",
+        "1 passed, 1 warnings, 1 failed",
+    ]
+    folded = render_table(report, 80).splitlines()
+    assert all(len(line) <= 80 for line in folded), folded
+    assert folded[0] == f"FAIL  {'a':<{NAME_COLUMN_MAX}}  {'d ' * 25}d"
+    assert folded[1] == f"{'':<{at}}{'d ' * 25}d"
+    fix = [line for line in folded if line.startswith(f"{'':<{at}}fix: ")]
+    assert fix == [f"{'':<{at}}fix: {'f ' * 22}f", f"{'':<{at}}fix: do this"]
+    i = folded.index(fix[0])  # its next lines hang under its text
+    assert folded[i + 1 : i + 3] == [f"{'':<{at + 5}}{'f ' * 22}f", f"{'':<{at + 5}}{'f ' * 13}f"]
 
 
 def _in_private_mount_ns(script: str) -> subprocess.CompletedProcess:

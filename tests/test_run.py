@@ -345,9 +345,11 @@ def test_the_summary_gives_each_failed_process_s_command_line(cli):
 def test_run_wide_shows_exit_rows(cli):
     r = cli("run", "--wide", "--", "sh", "-c", "exit 3", check=False)
     assert r.returncode == 3
-    rows = r.stderr.splitlines()
-    exits = [ln.split() for ln in rows if "exited" in ln.split()]
-    assert [(row[3], row[5]) for row in exits] == [("sh", "3")], r.stderr
+    header, *rows = r.stderr.splitlines()
+    event = header.split().index("EVENT")  # after a TIME column, when there is one
+    exits = [ln for ln in rows if ln[:1].isdigit() and ln.split()[event : event + 1] == ["exit"]]
+    assert [ln.split()[event + 1] for ln in exits] == ["3"], r.stderr
+    assert exits[0].endswith(": sh -c 'exit 3'"), r.stderr
 
 
 def test_run_raw_shows_every_record(cli):
