@@ -165,7 +165,10 @@ def test_an_instance_without_a_record_must_be_loaded_again(attached):
     for command in [*READ_COMMANDS, ("attach",)]:
         r = attached(*command, check=False)
         assert_one_line_error(
-            r, EXIT_STATE, "no record of what procmon-ctl pinned", "`procmon-ctl unload` and load"
+            r,
+            EXIT_STATE,
+            "no record of what procmon-ctl pinned",
+            f"`PROCMON_PIN_DIR={attached.pin_dir} procmon-ctl unload` and load",
         )
     attached("unload")
     assert not attached.pin_dir.exists()
