@@ -70,8 +70,9 @@ run: setup mounts
 	$(BIN)/procmon-ctl run
 
 # The tests also need a real Prometheus server, systemd-analyze and sudo (issue 6), a real
-# container (podman with runc, and busybox-static for its image) and a C build (issue 15).
-TEST_APT_PACKAGES := prometheus systemd sudo podman runc busybox-static make gcc
+# container (podman with runc, and busybox-static for its image) and a C build (issue 15),
+# and tmux: tables are checked in a real 80-column terminal (issue 16).
+TEST_APT_PACKAGES := prometheus systemd sudo podman runc busybox-static make gcc tmux
 
 test-packages:
 	$(call apt_install_missing,$(TEST_APT_PACKAGES),--no-install-recommends)

@@ -8,18 +8,25 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 import uuid
+from pathlib import Path
 
 
 def run_in_tmux(
-    argv: list[str], env: dict[str, str], columns: int = 80, timeout: float = 120
+    argv: list[str],
+    env: dict[str, str],
+    columns: int = 80,
+    timeout: float = 120,
+    cwd: Path | None = None,
 ) -> tuple[int, list[str]]:
     """Run argv in a detached tmux pane `columns` wide; wait for it to end; return
     (exit code, the pane's lines with wrapped lines joined, trailing blank lines
     dropped).  Each call has a tmux server of its own (-L), killed afterwards."""
     socket = f"procmon-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmux = ["tmux", "-L", socket, "-f", "/dev/null"]
+    # The scrollback must be long enough before the pane exists: a config file.
+    config = Path(f"/tmp/{socket}.conf")
+    config.write_text("set-option -g history-limit 200000\n")
+    tmux = ["tmux", "-L", socket, "-f", str(config)]
     # The variables go on the command line: a tmux server takes its environment from
     # whoever started it, but panes get only what `update-environment` says.
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.isidentifier())
@@ -29,22 +36,22 @@ def run_in_tmux(
             [
                 *tmux,
                 "new-session", "-d", "-x", str(columns), "-y", "50",
-                "-s", "t", "sh", "-c", f"{command}; echo \"exit:$?\" >&2; sleep 86400",
+                "-s", "t", "-c", str(cwd or Path.cwd()),
+                "sh", "-c",
+                f"{command}; echo \"exit:$?\" >&2; "
+                f"tmux -L {socket} wait-for -S done; sleep 86400",
             ],
             check=True,
         )  # fmt: skip
-        subprocess.run([*tmux, "set-option", "-t", "t", "history-limit", "100000"], check=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = _capture(tmux)
-            codes = [line for line in lines if line.startswith("exit:")]
-            if codes:
-                return int(codes[-1][5:]), [line for line in lines if not line.startswith("exit:")]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{argv} still running in tmux after {timeout} s")
-            time.sleep(0.05)
+        # Woken by the pane when the command has ended (no polling: its forks would
+        # show in the tables under test).
+        subprocess.run([*tmux, "wait-for", "done"], check=True, timeout=timeout)
+        lines = _capture(tmux)
+        codes = [line for line in lines if line.startswith("exit:")]
+        return int(codes[-1][5:]), [line for line in lines if not line.startswith("exit:")]
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        config.unlink(missing_ok=True)
 
 
 def _capture(tmux: list[str]) -> list[str]:
