@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import signals
 from .abi import COUNTER_KEYS, COUNTER_NAMES
+from .clock import rfc3339_utc
 from .pins import MAPS, PROGRAMS, PinLayout
 from .system import require_root
 
@@ -36,42 +39,107 @@ def stats_text(s: Stats) -> str:
     return "\n".join(f"{name:<14} {value}" for name, value in s.model_dump().items())
 
 
-def watch_rates(
+def stats_json(s: Stats, at: str) -> str:
+    """`stats --json`: one compact line, "time" (when the counters were read) first."""
+    return _compact({"time": at, **s.model_dump()})
+
+
+def _compact(obj: dict) -> str:
+    import json
+
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def attach_warning(layout: PinLayout) -> str | None:
+    """Why some counters cannot move: programs that are not attached (the counters
+    count in the programs).  None when all are."""
+    from . import hints
+
+    missing = [e for e in PROGRAMS if e not in layout.attached_events()]
+    if not missing:
+        return None
+    if len(missing) == len(PROGRAMS):
+        what = f"nothing attached at {layout.root}: the counters will not move"
+    else:
+        what = (
+            f"{', '.join(missing)} not attached at {layout.root}: "
+            f"{' and '.join(_COUNTED_BY[e] for e in missing)} will not be counted"
+        )
+    return f"{what} (run {hints.command('attach')})"
+
+
+# What each program counts (the `stats` fields it moves).
+_COUNTED_BY = {
+    "fork": "processes and threads",
+    "exec": "execs",
+    "exit": "exits",
+}
+
+
+@dataclass
+class Sample:
+    """One `stats --watch` line: the rates per second over the interval that ended
+    at `unix_ns` (the wall clock when the counters were read), and the totals then."""
+
+    unix_ns: int
+    seconds: float  # the interval measured (the monotonic clock), not the one asked for
+    rates: dict[str, float]
+    totals: Stats
+
+
+def watch(
     layout: PinLayout, interval: float, sleep: Callable[[float], None] = time.sleep
-) -> Iterator[dict[str, float]]:
-    """Per-second rates of RATE_FIELDS, one dict every `interval` seconds, forever.
-    The first reading is taken at once, so a missing instance fails before any output."""
-    return _rates(layout, interval, sleep, read_stats(layout).model_dump(), time.monotonic())
+) -> Iterator[Sample]:
+    """A Sample every `interval` seconds, forever.  The first reading is taken at
+    once, so a missing instance fails before any output."""
+    return _samples(layout, interval, sleep, read_stats(layout), time.monotonic())
 
 
-def _rates(
+def _samples(
     layout: PinLayout,
     interval: float,
     sleep: Callable[[float], None],
-    prev: dict[str, int],
+    prev: Stats,
     t_prev: float,
-) -> Iterator[dict[str, float]]:
+) -> Iterator[Sample]:
+    before = prev.model_dump()
     while True:
         sleep(interval)
         # A checkpoint each line: a stop whose raise was swallowed ends the loop here.
         signals.raise_if_stopped()
-        cur, now = read_stats(layout).model_dump(), time.monotonic()
-        yield {f: (cur[f] - prev[f]) / (now - t_prev) for f in RATE_FIELDS}
-        prev, t_prev = cur, now
+        cur, now, unix_ns = read_stats(layout), time.monotonic(), time.time_ns()
+        after, seconds = cur.model_dump(), now - t_prev
+        rates = {f: (after[f] - before[f]) / seconds for f in RATE_FIELDS}
+        yield Sample(unix_ns, seconds, rates, cur)
+        before, t_prev = after, now
+
+
+# TIME (local, to the second) then one column per rate: 78 columns.
+_RATE_WIDTH = 12
 
 
 def rates_header() -> str:
-    return "  ".join(f"{f + '/s':>12}" for f in RATE_FIELDS)
+    return f"{'TIME':<8}  " + "  ".join(f"{f + '/s':>{_RATE_WIDTH}}" for f in RATE_FIELDS)
 
 
-def rates_text(rates: dict[str, float]) -> str:
-    return "  ".join(f"{rates[f]:>12.1f}" for f in RATE_FIELDS)
+def rates_text(sample: Sample) -> str:
+    at = time.strftime("%H:%M:%S", time.localtime(sample.unix_ns // 1_000_000_000))
+    return f"{at:<8}  " + "  ".join(f"{sample.rates[f]:>{_RATE_WIDTH}.1f}" for f in RATE_FIELDS)
 
 
-def rates_json(rates: dict[str, float]) -> str:
-    import json
-
-    return json.dumps({f"{k}_per_s": round(v, 1) for k, v in rates.items()})
+def rates_json(sample: Sample) -> str:
+    """`stats --watch --json`: one compact line per interval: "time" (when the
+    counters were read), "interval_s" (seconds since the reading before), the rates
+    per second over it ("<field>_per_s"), then every total as `stats --json` has it,
+    so a shipper needs no other source and a missed line loses no count."""
+    return _compact(
+        {
+            "time": rfc3339_utc(sample.unix_ns),
+            "interval_s": round(sample.seconds, 3),
+            **{f"{k}_per_s": round(v, 1) for k, v in sample.rates.items()},
+            **sample.totals.model_dump(),
+        }
+    )
 
 
 def read_status(layout: PinLayout) -> Status:
@@ -113,13 +181,54 @@ def read_status(layout: PinLayout) -> Status:
     )
 
 
-def status_text(s: Status) -> str:
-    lines = [f"pin dir: {s.pin_dir} ({'loaded' if s.loaded else 'not loaded'})"]
-    for p in s.programs:
-        link = f"attached, link {p.link_id} ({p.link_pin})" if p.attached else "not attached"
-        lines.append(f"  {p.event:<5} program {p.id} ({p.pin}): {link}")
-    for name, map_id in s.maps.items():
-        lines.append(f"  map {name:<14} id {map_id}")
+def status_text(s: Status, width: int | None = None) -> str:
+    """The pin dir once, then aligned tables of the programs and the maps, their
+    pins relative to it; ids only in --json (bpftool takes a pin path as well).
+    `width`: a terminal's, to cut a pin dir too long for it (with render.CUT);
+    None (piped): the whole path."""
+    from .render import fit
+
+    state = "loaded" if s.loaded else "not loaded"
+    pin_dir = s.pin_dir
+    if width is not None:
+        pin_dir = fit(pin_dir, max(width - len(f"pin dir:  ({state})"), 12))
+    lines = [f"pin dir: {pin_dir} ({state})"]
+    root = Path(s.pin_dir)
+    if s.programs:
+        rows = [("EVENT", "STATE", "PROGRAM", "LINK")]
+        for p in s.programs:
+            status = "attached" if p.attached else "not attached"
+            if p.id is None:
+                status = "no program"
+            link = _relative(p.link_pin, root) if p.link_pin else "-"
+            rows.append((p.event, status, _relative(p.pin, root), link))
+        lines += _table(rows)
+    if s.maps:
+        pins = PinLayout(root)
+        maps = ((name, _relative(str(pins.map(name)), root)) for name in s.maps)
+        lines += _table([("MAP", "PIN"), *maps])
     if s.ring_size:
-        lines.append(f"  ring buffer: {s.ring_size} bytes")
+        lines.append(f"ring buffer: {_size_text(s.ring_size)}")
     return "\n".join(lines)
+
+
+def _relative(pin: str, root: Path) -> str:
+    try:
+        return str(Path(pin).relative_to(root))
+    except ValueError:  # not below the pin dir: whole
+        return pin
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in rows
+    ]
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit} ({size} bytes)"
+    return f"{size} bytes"

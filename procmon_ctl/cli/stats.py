@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Annotated
 
 import typer
@@ -14,40 +15,61 @@ JsonObjectOpt = Annotated[bool, typer.Option("--json", help="Print one JSON obje
 
 @command(quick=True)
 def stats(
-    json_out: JsonObjectOpt = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print compact JSON: one object, or with --watch one per interval."
+        ),
+    ] = False,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Print rates per second until interrupted.")
+        bool,
+        typer.Option("--watch", help="Print rates per second every --interval until interrupted."),
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between --watch lines.")
-    ] = 1.0,
+        float | None,
+        typer.Option("--interval", help="Seconds between --watch lines.  [default: 1.0]"),
+    ] = None,
 ) -> None:
     """Counters: processes (process_count), threads, execs, exits, dropped."""
     from .. import stats as counters
-    from ..errors import require_interval
+    from ..clock import now_rfc3339
+    from ..errors import UsageError, require_interval
 
-    require_interval("--interval", interval)
+    if interval is not None:
+        require_interval("--interval", interval)
+        if not watch:
+            raise UsageError("--interval applies only with --watch: add --watch")
     pins = layout()
     if not watch:
         s = counters.read_stats(pins)
-        print(s.model_dump_json() if json_out else counters.stats_text(s))
+        at = now_rfc3339()
+        _warn(counters.attach_warning(pins))
+        print(counters.stats_json(s, at) if json_out else counters.stats_text(s))
         return
     gc.enable()  # runs until interrupted: collect as usual
-    rates_every_interval = counters.watch_rates(pins, interval)
+    samples = counters.watch(pins, 1.0 if interval is None else interval)
+    _warn(counters.attach_warning(pins))
     if not json_out:
-        print(counters.rates_header())
-    for rates in rates_every_interval:
-        line = counters.rates_json(rates) if json_out else counters.rates_text(rates)
+        print(counters.rates_header(), flush=True)
+    for sample in samples:
+        line = counters.rates_json(sample) if json_out else counters.rates_text(sample)
         print(line, flush=True)
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(f"procmon-ctl: warning: {warning}", file=sys.stderr, flush=True)
 
 
 @command(quick=True)
 def status(json_out: JsonObjectOpt = False) -> None:
-    """What is loaded and attached: program, map and link ids and pin paths."""
+    """What is loaded and attached: programs and links, maps, the ring buffer, by pin
+    path (their kernel ids with --json)."""
+    from ..render import tty_width
     from ..stats import read_status, status_text
 
     s = read_status(layout())
     if json_out:
         print_json(s)
     else:
-        print(status_text(s))
+        print(status_text(s, tty_width(sys.stdout.fileno())))
