@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import time
+import signal as signal_names
+import time as time_module
 import unicodedata
 from collections.abc import Callable, Sequence
 
+from . import clock, hints
 from .decode import Event
 from .rows import Row
 
@@ -135,52 +137,198 @@ def tty_width(fd: int | None) -> int | None:
     return width if width > 0 else 80  # a terminal that says 0: what shutil assumes
 
 
-_TABLE = f"{'PID':<8} {'PPID':<8} {'COMM':<16} CMDLINE\n{'-' * 8} {'-' * 8} {'-' * 16} {'-' * 7}\n"
-_WIDE = (
-    f"{'PID':<8} {'PPID':<8} {'UID':<6} {'COMM':<16} {'EXIT':<6} {'DURATION':>10}  "
-    "FILENAME  CMDLINE\n"
-    f"{'-' * 8} {'-' * 8} {'-' * 6} {'-' * 16} {'-' * 6} {'-' * 10}  {'-' * 8}  {'-' * 7}\n"
-)
-_RAW = f"{'TYPE':<5} {'PID':<8} {'TGID':<8} {'PPID':<8} {'UID':<6} {'COMM':<16} DETAIL\n"
+# Column widths.  Fixed, not fitted to what was seen, so that every row of a stream
+# lines up with the header and a table reads the same on any host.
+TIME_WIDTH = 12  # "22:15:01.123"
+PID_WIDTH = 7  # pid_max is at most 4194304 (PID_MAX_LIMIT)
+UID_WIDTH = 6  # rootless containers' subordinate ids have 6 digits
+COMM_WIDTH = 15  # the kernel keeps 15 bytes of a name (TASK_COMM_LEN - 1)
+EVENT_WIDTH = 8  # "exit 255", "SIGKILL"
+TYPE_WIDTH = 5  # --raw: fork, exec, exit, exec!
+
+# (title, width) of each column before the last, which takes the rest of the line.
+_COLUMNS = {
+    "table": ((("PID", PID_WIDTH), ("PPID", PID_WIDTH), ("COMM", COMM_WIDTH)), "CMDLINE"),
+    "wide": (
+        (("PID", PID_WIDTH), ("PPID", PID_WIDTH), ("UID", UID_WIDTH), ("EVENT", EVENT_WIDTH)),
+        "COMMAND",
+    ),
+    "raw": (
+        (
+            ("TYPE", TYPE_WIDTH),
+            ("PID", PID_WIDTH),
+            ("TGID", PID_WIDTH),
+            ("PPID", PID_WIDTH),
+            ("UID", UID_WIDTH),
+            ("COMM", COMM_WIDTH),
+        ),
+        "DETAIL",
+    ),
+}
+
+# Where each mode shows the TIME column unless --time/--no-time says otherwise: --wide
+# is the view with everything; the narrow table gives its columns to the command line.
+TIME_BY_DEFAULT = {"table": False, "wide": True, "raw": False}
+
+# After the ring's backlog (the records from before the reader started), in the tables.
+BACKLOG_LINE = "-- above: from before this reader started (--from-now skips them) --"
 
 
-def header(mode: str) -> str:
-    return {"table": _TABLE, "wide": _WIDE, "raw": _RAW}.get(mode, "")
+def _cells(cells: Sequence[tuple[str, int]], last: str, width: int | None) -> str:
+    """Cells padded to their widths, then `last`.  On a terminal (`width`) a cell is
+    cut to its column and `last` to what is left of the line; piped, all is whole
+    (a cell longer than its column, a name full of escapes, pushes the rest on)."""
+    parts = []
+    for text, size in cells:
+        if width is not None:
+            text = fit(text, size)
+        parts.append(text + " " * (size - columns(text)))
+    head = " ".join(parts)
+    if not last:
+        return head.rstrip()
+    head += " "
+    if width is None:
+        return head + last
+    used = columns(head)
+    if used >= width:
+        return fit(head + last, width)
+    return head + fit(last, width - used)
 
 
-def row_line(r: Row, width: int | None = None) -> str:
-    """A row of the default table; with `width` (a terminal's), its command line
-    is cut so that the line fits (PID, PPID and COMM are always whole)."""
-    name = printable(r.comm)
+def header(mode: str, time: bool | None = None) -> str:
+    """The title line and the dashed rule of `mode`'s table ("" for JSON), with the
+    TIME column first when `time` (None: the mode's default)."""
+    if mode not in _COLUMNS:
+        return ""
+    cells, last = _COLUMNS[mode]
+    if time if time is not None else TIME_BY_DEFAULT[mode]:
+        cells = (("TIME", TIME_WIDTH), *cells)
+    titles = _cells(cells, last, None)
+    rule = _cells([("-" * size, size) for _, size in cells], "-" * len(last), None)
+    return f"{titles}\n{rule}\n"
+
+
+def _time_cell(ts_ns: int) -> tuple[str, int]:
+    return (clock.time_of_day(ts_ns), TIME_WIDTH)
+
+
+def row_line(r: Row, width: int | None = None, time: bool = False) -> str:
+    """A row of the default table: [TIME] PID PPID COMM CMDLINE.  With `width` (a
+    terminal's) every column is cut to fit, the command line to the rest of the
+    line; without, the line is whole."""
     if r.thread:
-        name += f" (thread of {r.tgid})"
-    line = f"{r.pid:<8} {r.ppid:<8} {name}"
-    if not r.argv and not r.argv_truncated:
+        last = f"[thread of {r.tgid}]"
+    elif r.argv or r.argv_truncated:
+        last = cmdline(r.argv, r.argv_truncated)
+    else:
+        last = ""
+    cells = [(str(r.pid), PID_WIDTH), (str(r.ppid), PID_WIDTH), (printable(r.comm), COMM_WIDTH)]
+    if time:
+        cells.insert(0, _time_cell(r.ts_ns))
+    return _cells(cells, last, width)
+
+
+def _signal_name(signal: int) -> str:
+    try:
+        name = signal_names.Signals(signal).name
+    except ValueError:
+        return f"sig{signal}"
+    return name if len(name) <= EVENT_WIDTH else f"sig{signal}"
+
+
+def _event_text(r: Row) -> str:
+    if r.failed:
+        return "failed"
+    if r.exited:
+        if r.exit_signal:
+            return _signal_name(r.exit_signal)
+        return "exit" if r.exit_code is None else f"exit {r.exit_code}"
+    if r.thread:
+        return "thread"
+    return "exec" if r.filename or r.argv or r.argv_truncated else "fork"
+
+
+def _resolves_to(argv0: str, filename: str) -> bool:
+    """Whether a shell would find `filename` for `argv0` (the same path, or a name
+    looked up in PATH that ends the path): then FILENAME says nothing more."""
+    if argv0 == filename:
+        return True
+    return "/" not in argv0 and filename.endswith("/" + argv0)
+
+
+def program(filename: str, argv: Sequence[str], truncated: bool) -> str:
+    """The command line, after the file exec'd in parentheses when argv[0] does not
+    name it (`exec -a`, a login shell's -bash, a wrapper's argv[0]): `(/bin/bash) -bash`.
+    Parentheses: no word of a command line shows unquoted with one (quote_arg)."""
+    line = cmdline(argv, truncated)
+    if not filename or (argv and _resolves_to(argv[0], filename)):
         return line
-    line = f"{line:<34} "  # COMM's 16 columns (a longer name pushes the command line on)
-    cmd = cmdline(r.argv, r.argv_truncated)
-    if width is not None:
-        cmd = fit(cmd, max(width - columns(line), 1))
-    return line + cmd
+    shown = f"({quote_arg(filename)})"
+    return f"{shown} {line}" if line else shown
 
 
-def table_line(fd: int | None) -> Callable[[Row], str]:
-    """row_line() for the table written to `fd`: cut to the terminal's width when
-    `fd` is a terminal (read again every second: the window may be resized), whole
-    when it is not (a pipe, a file)."""
+def _command_text(r: Row) -> str:
+    """--wide's COMMAND: the program and its arguments; a name in brackets (as ps shows
+    a process without a command line) for a process that has exec'd nothing."""
+    if r.failed:
+        return cmdline(r.argv, r.argv_truncated)
+    if r.thread:
+        return f"[{printable(r.comm)}, thread of {r.tgid}]"
+    if r.filename or r.argv or r.argv_truncated:
+        return program(r.filename, r.argv, r.argv_truncated)
+    return f"[{printable(r.comm)}]"
+
+
+def wide_line(r: Row, width: int | None = None, time: bool = True) -> str:
+    """A row of --wide: [TIME] PID PPID UID EVENT COMMAND.  EVENT says what the row
+    is (exec, fork: a process that exec'd nothing, thread, failed: an exec that
+    failed, or how the process ended: exit N or the signal); an exit row's COMMAND
+    starts with how long the process ran."""
+    last = _command_text(r)
+    if r.exited and not r.failed:
+        last = f"after {duration_text(r.duration_ns) or '?'}: {last}"
+    cells = [
+        (str(r.pid), PID_WIDTH),
+        (str(r.ppid), PID_WIDTH),
+        (str(r.uid), UID_WIDTH),
+        (_event_text(r), EVENT_WIDTH),
+    ]
+    if time:
+        cells.insert(0, _time_cell(r.ts_ns))
+    return _cells(cells, last, width)
+
+
+def table_line(
+    fd: int | None, mode: str = "table", time: bool | None = None
+) -> Callable[[Row], str]:
+    """The row function of `mode`'s table ("table" or "wide") written to `fd`: cut to
+    the terminal's width when `fd` is a terminal (read again every second: the window
+    may be resized), whole when it is not (a pipe, a file)."""
+    render_row = wide_line if mode == "wide" else row_line
+    with_time = time if time is not None else TIME_BY_DEFAULT[mode]
+    return _at_width(fd, lambda r, width: render_row(r, width, with_time))
+
+
+def _at_width(fd: int | None, render_one: Callable) -> Callable:
     width = tty_width(fd)
     if width is None:
-        return row_line
-    checked = time.monotonic()
+        return lambda item: render_one(item, None)
+    checked = time_module.monotonic()
 
-    def line(r: Row) -> str:
+    def line(item) -> str:
         nonlocal width, checked
-        now = time.monotonic()
+        now = time_module.monotonic()
         if now - checked >= 1.0:
             width, checked = tty_width(fd), now
-        return row_line(r, width)
+        return render_one(item, width)
 
     return line
+
+
+def line_at_width(fd: int | None) -> Callable[[str], str]:
+    """A line that is not a row (the gap and backlog lines): cut to the terminal's
+    width, whole when piped."""
+    return _at_width(fd, lambda text, width: text if width is None else fit(text, width))
 
 
 def _exit_text(code: int | None, signal: int | None) -> str:
@@ -197,38 +345,41 @@ def duration_text(ns: int | None) -> str:
     return f"{ns / 1e9:.2f}s"
 
 
-def _program(filename: str | None, argv: Sequence[str] | None, truncated: bool | None) -> str:
-    """FILENAME  CMDLINE, as --wide and --raw show them."""
-    if not filename and not argv and not truncated:
-        return ""
-    return f"{quote_arg(filename or '')}  {cmdline(argv or (), bool(truncated))}".rstrip()
-
-
-def wide_line(r: Row) -> str:
-    name = printable(r.comm) + (" (thread)" if r.thread else "")
-    if r.exited:
-        name = f"{name} exited"
-    return (
-        f"{r.pid:<8} {r.ppid:<8} {r.uid:<6} {name:<16} "
-        f"{_exit_text(r.exit_code, r.exit_signal):<6} {duration_text(r.duration_ns):>10}  "
-        f"{_program(r.filename, r.argv, r.argv_truncated)}"
-    ).rstrip()
-
-
-def raw_line(e: Event) -> str:
-    detail = ""
+def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
+    """A line of --raw: [TIME] TYPE PID TGID PPID UID COMM DETAIL, one per record."""
+    kind = e.type
     if e.type == "exec":
-        detail = _program(e.filename, e.argv, e.argv_truncated)
+        detail = program(e.filename or "", e.argv or (), bool(e.argv_truncated))
     elif e.type == "exit":
         code = _exit_text(e.exit_code, e.exit_signal)
         detail = f"exit={code} after {duration_text(e.duration_ns)}"
-    elif e.thread:
-        detail = "thread"
-    return (
-        f"{e.type:<5} {e.pid:<8} {e.tgid:<8} {e.ppid:<8} {e.uid:<6} {printable(e.comm):<16} "
-        f"{detail}"
-    ).rstrip()
+    elif e.type == "exec_failed":
+        from .exec_failures import attempt_words
+
+        kind, detail = "exec!", cmdline(attempt_words(e), bool(e.argv_truncated))
+    else:
+        detail = "thread" if e.thread else ""
+    cells = [
+        (kind, TYPE_WIDTH),
+        (str(e.pid), PID_WIDTH),
+        (str(e.tgid), PID_WIDTH),
+        (str(e.ppid), PID_WIDTH),
+        (str(e.uid), UID_WIDTH),
+        (printable(e.comm), COMM_WIDTH),
+    ]
+    if time:
+        cells.insert(0, _time_cell(e.ts_ns))
+    return _cells(cells, detail, width)
+
+
+def raw_lines(fd: int | None, time: bool | None = None) -> Callable[[Event], str]:
+    """raw_line() for --raw written to `fd`, cut to a terminal's width as the tables are."""
+    with_time = time if time is not None else TIME_BY_DEFAULT["raw"]
+    return _at_width(fd, lambda e, width: raw_line(e, width, with_time))
 
 
 def gap_line(dropped: int) -> str:
-    return f"-- {dropped} event(s) lost here: the ring buffer was full (see `stats`) --"
+    return (
+        f"-- {dropped} event(s) lost here: the ring buffer was full "
+        f"(see {hints.command('stats')}) --"
+    )

@@ -55,6 +55,9 @@ class Row:
     thread: bool = False
     exited: bool = False  # an exit row that follows its process's row (--wide)
     cgroup_id: int = 0
+    ts_ns: int = 0  # of its record (fork, exit, exec_failed): the TIME column
+    pos: int = 0  # ring position of its record: the backlog ends before a position
+    failed: bool = False  # an exec that failed (--failed); made with exited=True
 
 
 @dataclass
@@ -249,7 +252,13 @@ class ProcessRows:
         held.final = True
         held.shown = self.keep(held.row)
 
+    def add_final(self, row: Row, pos: int) -> None:
+        """Queue a row that is final as it is (a failed exec's), judged by the
+        filters, among the others in ring order (`pos`: its record's position)."""
+        self._now_final(pos, row)
+
     def _now_final(self, pos: int, row: Row) -> None:
+        row.pos = pos
         held = _Held(pos, row, 0)
         self._final(held)
         self.queue.append(held)
@@ -260,7 +269,17 @@ class ProcessRows:
         before (its exit record was lost), which must be judged while that pid is
         still in the followed tree."""
         if e.type == "fork":
-            row = Row(e.pid, e.tgid, e.ppid, e.uid, e.comm, thread=e.thread, cgroup_id=e.cgroup_id)
+            row = Row(
+                e.pid,
+                e.tgid,
+                e.ppid,
+                e.uid,
+                e.comm,
+                thread=e.thread,
+                cgroup_id=e.cgroup_id,
+                ts_ns=e.ts_ns,
+                pos=pos,
+            )
             if e.thread:
                 self._now_final(pos, row)
                 return
@@ -298,6 +317,7 @@ class ProcessRows:
                     exit_signal=e.exit_signal,
                     duration_ns=e.duration_ns,
                     exited=True,
+                    ts_ns=e.ts_ns,
                 ),
             )
 

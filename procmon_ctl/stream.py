@@ -16,14 +16,14 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import json_native, render, signals
+from . import clock, hints, json_native, render, signals
 from .abi import EventType, PmStop, ProcessEvent
 from .decode import Event, decode_at, text
 from .errors import UsageError, require_positive
 from .json_lines import CgroupJson, gap_json, json_lines
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
-from .rows import CgroupScope, Filters, ProcessRows, descendants
+from .rows import CgroupScope, Filters, ProcessRows, Row, descendants
 from .session import ReaderSession
 from .settings import default_wakeup_bytes
 from .sink import Sink, sink_for
@@ -89,6 +89,9 @@ class StreamOptions:
     # --cgroup, --container: the cgroup whose processes alone produce records
     cgroup: CgroupTarget | None = None
     lineage: bool = False  # --lineage: each record's ancestors
+    time: bool | None = None  # --time/--no-time (None: the mode's default)
+    # What the user should know about how the options were taken (one line each).
+    notes: list[str] = field(default_factory=list)
     _cgroups: CgroupNames | None = None
 
     @property
@@ -127,10 +130,18 @@ def stream_options(
     cgroup: str | None = None,
     container: str | None = None,
     lineage: bool = False,
+    with_time: bool | None = None,
 ) -> StreamOptions:
     """StreamOptions from the command line's options, checked."""
     if sum((json_out, raw, wide)) > 1:
         raise UsageError("choose one of --json, --raw and --wide")
+    if json_out and with_time is not None:
+        raise UsageError("--time and --no-time are for the tables: every JSON line has its `time`")
+    notes = []
+    if comm is not None:
+        comm, note = kernel_name(comm, "--comm")
+        if note:
+            notes.append(note)
     if cgroup is not None and container is not None:
         raise UsageError(
             "choose one of --cgroup and --container (a container is a cgroup: "
@@ -166,10 +177,28 @@ def stream_options(
         failed=failed,
         cgroup=target,
         lineage=lineage,
+        time=with_time,
+        notes=notes,
     )
     if target is not None:
         filters.cgroup = CgroupScope(target.path, lambda i: opts.cgroups.lookup(i).path)
     return opts
+
+
+# The kernel keeps this many bytes of a process's name (TASK_COMM_LEN - 1).
+COMM_BYTES = 15
+
+
+def kernel_name(name: str, option: str) -> tuple[str, str | None]:
+    """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
+    so when that cut it (a longer name would match nothing)."""
+    raw = os.fsencode(name)
+    if len(raw) <= COMM_BYTES:
+        return name, None
+    return os.fsdecode(raw[:COMM_BYTES]), (
+        f"{option} {text(raw)}: the kernel keeps {COMM_BYTES} characters of a name; "
+        f"matching {text(raw[:COMM_BYTES])}"
+    )
 
 
 def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
@@ -186,7 +215,7 @@ def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
     also = "failed execs and " if failed else ""
     return (
         f"nothing attached at {layout.root}: only {also}events already in the ring will show "
-        "(run `procmon-ctl attach`)"
+        f"(run {hints.command('attach')})"
     )
 
 
@@ -267,6 +296,9 @@ def offset_batches(
         return
     while True:
         offsets = reader.scan(BATCH_LIMIT)
+        # Every writer (TIME column, JSON `time`) takes a record's wall-clock time
+        # from the offset taken here: right across a suspend or a clock step.
+        clock.resync()
         if offsets:
             yield offsets
             if len(offsets) >= BATCH_LIMIT:
@@ -284,6 +316,7 @@ def _batches_until(reader: RingBufferReader, end: SourceEnded) -> Iterator[list[
             # Everything the source's processes wrote is at or before this position.
             stop_at = reader.producer_pos
         offsets = reader.scan(BATCH_LIMIT)
+        clock.resync()
         if offsets:
             yield offsets  # the consumer commits what it took before resuming us
         if stop_at is not None and reader.read_pos >= stop_at:
@@ -403,15 +436,21 @@ def follow(
             opts.filters.cgroup.since_ns = session.started_ns
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
-        writer.write(render.header(opts.mode), 0)
+        writer.write(render.header(opts.mode, opts.time), 0)
         batches = offset_batches(reader, deadline, end)
         plain_json = not (opts.filters.active or opts.lineage or observe)
+        # The tables mark where the ring's backlog ends (JSON lines have their time);
+        # not for a private instance (`run`): all its records are its command's.
+        backlog = None
+        if opts.mode != "json" and isinstance(source, PinLayout):
+            tty = getattr(writer.out, "fd", None)
+            backlog = Backlog(reader.producer_pos, render.line_at_width(tty))
         if opts.mode == "json" and plain_json:
             _follow_json(reader, deadline, writer, opts.failed, opts.cgroup_json)
         elif opts.mode in ("table", "wide"):
-            _follow_rows(reader, batches, opts, writer, observe)
+            _follow_rows(reader, batches, opts, writer, observe, backlog)
         else:
-            _follow_records(reader, batches, opts, writer, observe)
+            _follow_records(reader, batches, opts, writer, observe, backlog)
         if observe is not None:
             view = reader.view
             for offsets in batches:  # --count was reached: the rest is only observed
@@ -422,12 +461,50 @@ def follow(
         return writer.emitted
 
 
+@dataclass
+class Backlog:
+    """Where the records from before the reader started end (`end`, a ring position:
+    the producer's when the reader took the ring), and the line that says so in a
+    table, written once, after the last backlog row shown and before the first row
+    after it.  Nothing when no backlog row was shown (--from-now, an empty ring)."""
+
+    end: int
+    fit: Callable[[str], str]
+    shown: bool = False  # a row from the backlog was written
+    done: bool = False
+
+    def before(self, pos: int, lines: list[str]) -> None:
+        """Call before writing the line of the record (or row) at ring position `pos`."""
+        if self.done:
+            return
+        if pos < self.end:
+            self.shown = True
+        else:
+            self.close(lines)
+
+    def caught_up(self, read_pos: int, first_held: int | None, lines: list[str]) -> None:
+        """After a batch: once everything before `end` has been read and written,
+        the line goes out now rather than with the next new row."""
+        if (
+            not self.done
+            and read_pos >= self.end
+            and (first_held is None or first_held >= self.end)
+        ):
+            self.close(lines)
+
+    def close(self, lines: list[str]) -> None:
+        if self.shown:
+            lines.append(self.fit(render.BACKLOG_LINE))
+        self.done = True
+
+
 def _follow_rows(
     reader: RingBufferReader,
     batches: Iterator[list[int]],
     opts: StreamOptions,
     writer: BatchWriter,
     observe: Observer | None,
+    backlog: Backlog | None = None,
 ) -> None:
     """The table (and --wide): one row per new process, filtered, in ring order.
     The ring is handed back only up to the first row not yet written, so the rows
@@ -437,15 +514,17 @@ def _follow_rows(
         follow_exits=opts.mode == "wide",
         keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm, r.cgroup_id),
     )
-    # The table is cut to a terminal's width, whole when piped; --wide always whole.
+    # Cut to a terminal's width, whole when piped.
     tty = getattr(writer.out, "fd", None)
-    line = render.wide_line if opts.mode == "wide" else render.table_line(tty)
-    gap = render.gap_line
-    failed_row = None
-    if opts.failed:
-        from .exec_failures import failed_row, row_line
+    line = render.table_line(tty, opts.mode, opts.time)
+    fit = render.line_at_width(tty)
 
-        line = row_line(line, opts.mode == "wide")
+    def gap(dropped: int) -> str:
+        return fit(render.gap_line(dropped))
+
+    attempt_words = None
+    if opts.failed:
+        from .exec_failures import attempt_words
     lineage = None
     if opts.lineage:
         from .lineage import ProcessTable, RowLineages
@@ -467,8 +546,25 @@ def _follow_rows(
                 lines.append(gap(e.dropped_total - marked))
                 marked = e.dropped_total
             if e.type == _FAILED_NAME:
-                if failed_row is not None:
-                    failed_row(rows, e, position_of(off))
+                if attempt_words is not None:
+                    # Final at once, among the process rows in ring order; exited, so
+                    # that --wide never follows it with an exit row.
+                    rows.add_final(
+                        Row(
+                            e.pid,
+                            e.tgid,
+                            e.ppid,
+                            e.uid,
+                            e.comm,
+                            argv=attempt_words(e),
+                            argv_truncated=bool(e.argv_truncated),
+                            exited=True,
+                            cgroup_id=e.cgroup_id,
+                            ts_ns=e.ts_ns,
+                            failed=True,
+                        ),
+                        position_of(off),
+                    )
                 filters.track(e)
                 continue
             # The row first: a fork can make final the row of the pid's former process,
@@ -482,8 +578,10 @@ def _follow_rows(
             # taken before the exec that a next batch holds.
             now = min(now, e.ts_ns)
         taken = rows.take(now, writer.room)
-        lines += map(line, taken)
+        _row_lines(taken, line, backlog, lines)
         first = rows.first_pos()
+        if backlog is not None:
+            backlog.caught_up(reader.read_pos, first, lines)
         if len(offsets) < BATCH_LIMIT:
             # Read all there is (rows held for an exec or not): the losses no record
             # carries are marked now; the held rows' records, read again by a next
@@ -494,10 +592,21 @@ def _follow_rows(
     # The stream ended (--duration, `end`): the rows still held are shown as they are.
     lines = []
     taken = rows.take(1 << 63, writer.room)
-    lines += map(line, taken)
+    _row_lines(taken, line, backlog, lines)
     first = rows.first_pos()
     writer.caught_up_gap(gap, lines)
     writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first)
+
+
+def _row_lines(
+    taken: list[Row], line: Callable[[Row], str], backlog: Backlog | None, lines: list[str]
+) -> None:
+    if backlog is None or backlog.done:
+        lines += map(line, taken)
+        return
+    for r in taken:
+        backlog.before(r.pos, lines)
+        lines.append(line(r))
 
 
 def _follow_records(
@@ -506,22 +615,30 @@ def _follow_records(
     opts: StreamOptions,
     writer: BatchWriter,
     observe: Observer | None,
+    backlog: Backlog | None = None,
 ) -> None:
     """--raw, and --json with filters: one line per matching record."""
     filters = opts.filters
     as_json = opts.mode == "json"
-    gap = gap_json if as_json else render.gap_line
+    tty = getattr(writer.out, "fd", None)
+    if as_json:
+        gap = gap_json
+    else:
+        fit = render.line_at_width(tty)
+        raw_line = render.raw_lines(tty, opts.time)
+
+        def gap(dropped: int) -> str:
+            return fit(render.gap_line(dropped))
+
     lineage = None
     if opts.lineage:
         from .lineage import ProcessTable, with_lineage
 
         lineage = ProcessTable.from_proc()
-    failed, raw_failed = opts.failed, None
-    if failed:
-        from .exec_failures import raw_line as raw_failed
+    failed = opts.failed
     cgroup_json = opts.cgroup_json
     session = writer.session
-    view = reader.view
+    view, position_of = reader.view, reader.position_of
     for offsets in batches:
         lines: list[str] = []
         room = writer.room
@@ -545,13 +662,17 @@ def _follow_records(
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
-                lines.append(raw_failed(e) if e.type == _FAILED_NAME else render.raw_line(e))
+                if backlog is not None:
+                    backlog.before(position_of(off), lines)
+                lines.append(raw_line(e))
             if lineage is not None:
                 lines[-1] = with_lineage(lines[-1], process, as_json)
             shown += 1
             if room is not None and shown >= room:
                 break
         session.marked = marked
+        if backlog is not None and consumed == len(offsets):
+            backlog.caught_up(reader.read_pos, None, lines)
         if consumed == len(offsets) < BATCH_LIMIT:
             writer.caught_up_gap(gap, lines)
         if writer.write(_text(lines), shown, records=consumed):
@@ -612,6 +733,7 @@ def _follow_json_native(
         room = writer.room
         want = BATCH_LIMIT if room is None else min(BATCH_LIMIT, room)
         start = reader.read_pos
+        clock.resync()
         batch = formatter.format(start, want, session.marked)
         text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:

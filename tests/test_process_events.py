@@ -37,13 +37,13 @@ def test_seed_example_literally(attached):
     sh.wait()
     out = cli("events", "--duration", "0.5").stdout.splitlines()
     assert out[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
-    rows = [ln.split() for ln in out[2:]]
+    rows = [ln.split() for ln in out[2:] if not ln.startswith("--")]
     children = {r[2]: int(r[1]) for r in rows if int(r[1]) == sh.pid}
     assert {"ls", "ps", "head"} <= set(children), out
     assert all(children[name] == sh.pid for name in ("ls", "ps", "head"))
     # The sh itself: the row names what it runs, not the python that forked it.
     assert [r[2] for r in rows if int(r[0]) == sh.pid] == ["sh"]
-    assert f"{sh.pid:<8} {os.getpid():<8} {'sh':<16} sh -c 'ls /tmp; ps aux | head'" in out
+    assert f"{sh.pid:<7} {os.getpid():<7} {'sh':<15} sh -c 'ls /tmp; ps aux | head'" in out
 
 
 def test_the_table_shows_what_a_launcher_finally_ran(attached):
@@ -58,14 +58,14 @@ def test_the_table_shows_what_a_launcher_finally_ran(attached):
     mine = [ln for ln in table[2:] if "xyz" in ln]
     [row] = mine
     assert row.split()[2] == "true", table
-    assert row.endswith(f" {'true':<16} /bin/true xyz 'a b' '' {long}"), table
+    assert row.endswith(f" {'true':<15} /bin/true xyz 'a b' '' {long}"), table
     drain(cli)
     subprocess.run(["env", "/bin/true", "xyz"], check=True)
     wide = cli("events", "--wide", "--ppid", str(os.getpid()), "--duration", "0.5").stdout
     started, ended = [ln for ln in wide.splitlines() if ln.endswith(" xyz")]
-    assert started.split()[3:] == ["true", "/bin/true", "/bin/true", "xyz"], wide
-    assert ended.split()[3:6] == ["true", "exited", "0"], wide
-    assert ended.split()[-3:] == ["/bin/true", "/bin/true", "xyz"], wide
+    assert started.split()[4:] == ["exec", "/bin/true", "xyz"], wide
+    assert ended.split()[4:6] == ["exit", "0"], wide
+    assert ended.endswith(": /bin/true xyz"), wide
 
 
 def _settings(cli) -> dict:
@@ -308,12 +308,12 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
     else:
         out, err = lines_until(
             reader,
-            lambda lines: any(ln.split()[:1] == [str(marker)] and " exited " in ln for ln in lines),
+            lambda lines: any(ln.split()[1:2] == [str(marker)] and " exit " in ln for ln in lines),
         )
-        rows = [ln.split() for ln in out[2:]]
-        assert [r[:6] for r in rows if r[0] == str(child)] == [
-            [str(child), str(parent.pid), "0", "true", "/bin/true", "true"],
-            [str(child), str(parent.pid), "0", "true", "exited", "0"],
+        rows = [ln.split()[1:] for ln in out[2:] if not ln.startswith("--")]
+        assert [r[:5] for r in rows if r[0] == str(child)] == [
+            [str(child), str(parent.pid), "0", "exec", "true"],
+            [str(child), str(parent.pid), "0", "exit", "0"],
         ], out
         assert {r[0] for r in rows} <= {str(parent.pid), str(child), str(marker)}, out
         assert not [r for r in rows if r[1] == str(os.getpid()) and r[0] != str(parent.pid)]
@@ -335,13 +335,16 @@ def test_filters(attached):
     drain(cli)
     target = subprocess.Popen(["sleep", "0.3"])
     target.wait()
-    rows = cli("events", "--pid", str(target.pid), "--duration", "0.5").stdout.splitlines()[2:]
+    out = cli("events", "--pid", str(target.pid), "--duration", "0.5").stdout.splitlines()
+    rows = [r for r in out[2:] if not r.startswith("--")]
     assert [r.split()[0] for r in rows] == [str(target.pid)]
     drain(cli)
     subprocess.run(["sh", "-c", "true"], check=True)
     rows = cli(
         "events", "--comm", "sh", "--ppid", str(os.getpid()), "--duration", "0.5"
     ).stdout.splitlines()[2:]
+    assert rows[-1].startswith("-- above: "), rows
+    rows = rows[:-1]
     assert rows and all(r.split()[2] == "sh" and r.split()[1] == str(os.getpid()) for r in rows)
     assert nobody.returncode == mine.returncode == 0
 
@@ -352,20 +355,19 @@ def test_wide_shows_exit_row_and_raw_every_event(attached):
     p = subprocess.Popen(["sh", "-c", "exit 4"])
     p.wait()
     wide = cli("events", "--wide", "--pid", str(p.pid), "--duration", "0.5").stdout.splitlines()
-    assert wide[0].split() == [
-        "PID", "PPID", "UID", "COMM", "EXIT", "DURATION", "FILENAME", "CMDLINE"
-    ]  # fmt: skip
+    assert wide[0].split() == ["TIME", "PID", "PPID", "UID", "EVENT", "COMMAND"]
     started, ended = wide[2].split(), wide[3].split()
-    assert started[:4] == [str(p.pid), str(os.getpid()), "0", "sh"]
-    assert started[4].endswith("/sh") and wide[2].endswith("  sh -c 'exit 4'")
-    assert ended[3:6] == ["sh", "exited", "4"] and wide[3].endswith("  sh -c 'exit 4'")
-    assert len(wide) == 4
+    assert started[1:5] == [str(p.pid), str(os.getpid()), "0", "exec"]
+    assert wide[2].endswith(" sh -c 'exit 4'")
+    assert ended[4:6] == ["exit", "4"] and wide[3].endswith(": sh -c 'exit 4'")
+    assert wide[4] == "-- above: from before this reader started (--from-now skips them) --"
+    assert len(wide) == 5
     drain(cli)
     q = subprocess.Popen(["sh", "-c", "exit 5"])
     q.wait()
     raw = cli("events", "--raw", "--pid", str(q.pid), "--duration", "0.5").stdout.splitlines()
-    assert [ln.split()[0] for ln in raw[1:]] == ["fork", "exec", "exit"]
-    assert "exit=5" in raw[-1]
+    assert [ln.split()[0] for ln in raw[2:5]] == ["fork", "exec", "exit"]
+    assert "exit=5" in raw[4]
 
 
 @pytest.mark.kernel
@@ -383,7 +385,7 @@ def test_run_command_follows_tree_and_exits_with_its_code(cli):
     human = cli("run", "--", "sh", "-c", "exit 7", check=False)
     assert human.returncode == 7
     assert "sh -c 'exit 7': exit code 7" in human.stderr  # quoted as a shell would
-    assert "PID      PPID     COMM" in human.stderr
+    assert "PID     PPID    COMM" in human.stderr
 
 
 @pytest.mark.parametrize(

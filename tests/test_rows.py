@@ -29,7 +29,6 @@ from procmon_ctl import render, stream
 from procmon_ctl import rows as rows_mod
 from procmon_ctl.abi import RingbufRecord
 from procmon_ctl.decode import decode_event, text
-from procmon_ctl.exec_failures import raw_line as failed_raw_line
 from procmon_ctl.rows import Filters, ProcessRows
 
 ROOT, CHILD, OTHER = 1000, 1001, 2000  # the followed root, its child, a stranger
@@ -132,13 +131,13 @@ def follow(
     stream.follow(None, opts, out)
     assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
-    return lines[2:] if mode in ("table", "wide") else lines[1:] if mode == "raw" else lines
+    return lines[2:] if mode in ("table", "wide", "raw") else lines
 
 
 def pids(lines: list[str], mode: str) -> list[int]:
     if mode == "json":
         return [json.loads(ln)["tgid"] for ln in lines]
-    column = 2 if mode == "raw" else 0  # raw: TYPE PID TGID ...
+    column = {"raw": 2, "wide": 1}.get(mode, 0)  # raw: TYPE PID TGID ...; wide: TIME PID
     return [int(ln.split()[column]) for ln in lines]
 
 
@@ -161,7 +160,7 @@ def test_exit_is_shown_then_the_pid_leaves_the_tree(mode, monkeypatch):
     assert pids(lines, mode) == [CHILD] * expected, lines
     assert "stranger" not in "\n".join(lines)
     if mode == "wide":
-        assert lines[1].split()[3:6] == ["sh", "exited", "3"]
+        assert lines[1].split()[4:7] == ["exit", "3", "after"]
     assert filters.tree == {ROOT}
 
 
@@ -206,7 +205,7 @@ def test_lost_exit_reused_pid_leaves_the_tree_and_its_held_row_is_shown(monkeypa
         filters = tree_filters(ROOT)
         lines = follow(records, mode, filters, monkeypatch)
         assert lines[0].startswith("--") and "1 event(s) lost" in lines[0], lines
-        assert [ln.split()[0] for ln in lines[1:]] == [str(CHILD)], (mode, lines)
+        assert pids(lines[1:], mode) == [CHILD], (mode, lines)
         assert "worker" in lines[1] and "stranger" not in "\n".join(lines)
         assert filters.tree == {ROOT}
 
@@ -215,7 +214,7 @@ def test_held_fork_row_of_an_exited_child_is_shown(monkeypatch):
     """A child that exits without exec: its row comes out at its exit, under --tree."""
     records = [fork(CHILD, ROOT, T0, comm=b"python3"), exit_(CHILD, ROOT, T0 + 1)]
     filters = tree_filters(ROOT)
-    assert follow(records, "table", filters, monkeypatch) == [f"{CHILD:<8} {ROOT:<8} python3"]
+    assert follow(records, "table", filters, monkeypatch) == [f"{CHILD:<7} {ROOT:<7} python3"]
 
 
 def test_backlog_only_adds():
@@ -286,7 +285,7 @@ def env_true(pid=CHILD, ts=T0):
 def test_the_table_shows_the_last_exec(monkeypatch):
     lines = follow([*env_true(), exit_(CHILD, ROOT, T0 + 3 * MS, comm=b"true")], "table", None,
                    monkeypatch)  # fmt: skip
-    assert lines == [f"{CHILD:<8} {ROOT:<8} {'true':<16} /bin/true xyz"]
+    assert lines == [f"{CHILD:<7} {ROOT:<7} {'true':<15} /bin/true xyz"]
 
 
 @pytest.mark.parametrize("ends", ["exit", "window"])
@@ -321,7 +320,7 @@ def test_a_first_exec_long_after_the_fork_names_the_row_of_a_backlog(monkeypatch
         exit_(CHILD, ROOT, late + MS, comm=b"ls"),
     ]
     assert follow(records, "table", None, monkeypatch) == [
-        f"{CHILD:<8} {ROOT:<8} {'ls':<16} ls /tmp"
+        f"{CHILD:<7} {ROOT:<7} {'ls':<15} ls /tmp"
     ]
 
 
@@ -335,11 +334,10 @@ def test_an_exec_after_the_window_leaves_the_row_and_the_wide_exit_row_shows_it(
         exit_(CHILD, ROOT, T0 + 5 * WINDOW, comm=b"daemon2", code=1),
     ]
     table = follow(records, "table", None, monkeypatch)
-    assert table == [f"{CHILD:<8} {ROOT:<8} {'daemon':<16} daemon --start"]
+    assert table == [f"{CHILD:<7} {ROOT:<7} {'daemon':<15} daemon --start"]
     wide = follow(records, "wide", None, monkeypatch)
-    assert wide[0].split()[3:] == ["daemon", "/bin/daemon", "daemon", "--start"]
-    assert wide[1].split()[3:] == ["daemon2", "exited", "1", "0.0ms", "/bin/daemon2",
-                                   "daemon2", "--run"]  # fmt: skip
+    assert wide[0].split()[4:] == ["exec", "daemon", "--start"]
+    assert wide[1].split()[4:] == ["exit", "1", "after", "0.0ms:", "daemon2", "--run"]
     # The same once the row was taken before the second exec.
     rows = ProcessRows(follow_exits=True)
     for r in records[:2]:
@@ -417,7 +415,7 @@ def test_backlog_batches_use_the_records_clock(monkeypatch):
     batch is not taken at the end of the first, however old its records are."""
     monkeypatch.setattr(stream, "BATCH_LIMIT", 2)
     lines = follow(env_true(), "table", None, monkeypatch)
-    assert lines == [f"{CHILD:<8} {ROOT:<8} {'true':<16} /bin/true xyz"]
+    assert lines == [f"{CHILD:<7} {ROOT:<7} {'true':<15} /bin/true xyz"]
 
 
 # --- the command line in the table ----------------------------------------------------
@@ -437,7 +435,7 @@ def test_the_command_line_is_quoted_and_escaped(monkeypatch):
     [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"printf", args))
     line = render.row_line(row)
     cmd = "printf '' 'a b' '\\x1b]0;x\\x07' 'r\\u202eL' 'caf\\xe9' 'it'\"'\"'s' '...'"
-    assert line == f"{CHILD:<8} {ROOT:<8} {'printf':<16} {cmd}"
+    assert line == f"{CHILD:<7} {ROOT:<7} {'printf':<15} {cmd}"
     assert line.isprintable()
     assert shlex.split(cmd) == [render.printable(text(a)) for a in args]
 
@@ -452,23 +450,23 @@ def test_a_truncated_command_line_ends_with_dots():
     nothing = record(EXEC, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"cc", ts=T0 + 1,
                      filename=b"/usr/bin/cc", argc=3, flags=TRUNCATED)  # fmt: skip
     [row] = row_of(fork(CHILD, ROOT, T0), nothing)  # --argv-bytes 0
-    assert render.row_line(row).endswith(" cc               ...")
+    assert render.row_line(row).endswith(" cc              ...")
 
 
 def test_rows_without_exec_have_no_command_line():
     [row] = row_of(fork(CHILD, ROOT, T0, comm=b"python3"))
-    assert render.row_line(row, 40) == f"{CHILD:<8} {ROOT:<8} python3"
+    assert render.row_line(row, 40) == f"{CHILD:<7} {ROOT:<7} python3"
 
 
 def test_a_terminal_s_width_cuts_the_command_line_only():
     args = [b"python3", b"-c", b"x" * 200]
     [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"python3", args))
     whole = render.row_line(row)
-    assert whole.endswith("x" * 200) and len(whole) == 35 + len("python3 -c ") + 200
+    assert whole.endswith("x" * 200) and len(whole) == 32 + len("python3 -c ") + 200
     cut = render.row_line(row, 60)
     assert len(cut) == 60 and cut.endswith("x\u2026") and whole.startswith(cut[:-1])
-    # Narrower than PID, PPID and COMM: those stay whole, the command line is a mark.
-    assert render.row_line(row, 20) == f"{CHILD:<8} {ROOT:<8} {'python3':<16} \u2026"
+    # Narrower than PID, PPID and COMM: the whole line is cut to the width.
+    assert render.row_line(row, 20) == f"{CHILD:<7} {ROOT:<7} pyt\u2026"
     # Wide characters take two columns.
     wide = [b"echo", "日本語".encode() * 20]
     [row] = row_of(fork(CHILD, ROOT, T0), exec_(CHILD, ROOT, T0 + 1, b"echo", wide))
@@ -476,27 +474,44 @@ def test_a_terminal_s_width_cuts_the_command_line_only():
     assert render.columns(cut) <= 60 and cut.endswith("\u2026") and len(cut) < 60
 
 
-def test_wide_shows_filename_and_the_whole_command_line(monkeypatch):
+def test_wide_shows_the_whole_command_line_and_the_file_when_argv0_does_not_name_it(
+    monkeypatch,
+):
     records = [*env_true(), exit_(CHILD, ROOT, T0 + 3 * MS, comm=b"true", code=2)]
     long = [b"/bin/true", b"y" * 500]
     records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", long, b"/bin/true")
     started, ended = follow(records, "wide", None, monkeypatch)
-    assert started.split()[3:] == ["true", "/bin/true", "/bin/true", "y" * 500]
-    assert ended.split()[3:7] == ["true", "exited", "2", "0.0ms"]
-    assert ended.endswith("/bin/true  /bin/true " + "y" * 500)
+    assert started.split()[1:] == [str(CHILD), str(ROOT), "0", "exec", "/bin/true", "y" * 500]
+    assert ended.split()[4:8] == ["exit", "2", "after", "0.0ms:"]
+    assert ended.endswith(": /bin/true " + "y" * 500)
+    # argv[0] that a PATH lookup does not turn into the file: the file, in parentheses.
+    records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", [b"-bash", b"-l"], b"/bin/true")
+    started, ended = follow(records, "wide", None, monkeypatch)
+    assert started.endswith(" exec     (/bin/true) -bash -l"), started
+    records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", [b"true"], b"/usr/bin/true")
+    started, ended = follow(records, "wide", None, monkeypatch)
+    assert started.endswith(" exec     true"), started
 
 
 def test_raw_exec_lines_show_the_arguments(monkeypatch):
     lines = follow(env_true(), "raw", None, monkeypatch)
-    assert lines[1].split()[6:] == ["/usr/bin/env", "env", "/bin/true", "xyz"]
-    assert lines[2].endswith(" /bin/true  /bin/true xyz")
+    assert lines[1].split()[6:] == ["env", "/bin/true", "xyz"]
+    assert lines[2].endswith(" /bin/true xyz")
     failed = record(EXEC_FAILED, pid=CHILD, tgid=CHILD, ppid=ROOT, comm=b"sh", ts=T0,
                     filename=b"/no pe", argv=argv_area(b"no pe", b"-x"), error=-2)  # fmt: skip
-    line = failed_raw_line(decode_event(failed))
-    assert line.split()[5:] == ["sh", "ENOENT:", "'/no", "pe'", "'no", "pe'", "-x"]
+    line = render.raw_line(decode_event(failed))
+    assert line.split()[:1] + line.split()[5:] == [
+        "exec!", "sh", "ENOENT:", "'/no", "pe'", "'no", "pe'", "-x",
+    ]  # fmt: skip
 
 
 def test_the_header_names_the_command_line():
     assert render.header("table").splitlines()[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
-    assert render.header("table").splitlines()[0].index("CMDLINE") == 35
-    assert render.header("wide").splitlines()[0].split()[-2:] == ["FILENAME", "CMDLINE"]
+    assert render.header("table").splitlines()[0].index("CMDLINE") == 32
+    titles, rule = render.header("wide").splitlines()
+    assert titles.split() == ["TIME", "PID", "PPID", "UID", "EVENT", "COMMAND"]
+    # The rule's dashes start where the titles do.
+    assert [i for i, c in enumerate(titles) if c != " " and (i == 0 or titles[i - 1] == " ")] == [
+        i for i, c in enumerate(rule) if c == "-" and (i == 0 or rule[i - 1] == " ")
+    ]
+    assert render.header("table", time=True).splitlines()[0].split()[0] == "TIME"

@@ -121,7 +121,7 @@ def test_install_completion_writes_to_home(cli, tmp_path):
 
 def test_the_table_is_cut_to_the_terminal_s_width(attached):
     """On a terminal 70 columns wide, a long command line is cut to fit, with a
-    mark; --wide shows it whole (and a pipe does: test_process_events)."""
+    mark, in the table and in --wide (a pipe shows it whole: test_process_events)."""
     cli = attached
     cli("events", "--duration", "0.1")  # drain
     long = "z" * 300
@@ -136,4 +136,6 @@ def test_the_table_is_cut_to_the_terminal_s_width(attached):
     subprocess.run(["env", "/bin/true", long], check=True)
     code, text = on_a_tty([*CLI, "events", "--wide", *only], env, columns=70)
     assert code == 0, text
-    assert [ln for ln in text.split("\n") if ln.rstrip("\r").endswith(f" /bin/true {long}")]
+    rows = [ln.rstrip("\r") for ln in text.split("\n") if "/bin/true z" in ln]
+    assert [r.split()[4:6] for r in rows] == [["exec", "/bin/true"], ["exit", "0"]], text
+    assert all(len(r) == 70 and r.endswith("z\u2026") for r in rows), text

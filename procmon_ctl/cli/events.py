@@ -17,6 +17,7 @@ from ._common import (
     PpidOpt,
     RawOpt,
     ThreadsOpt,
+    TimeOpt,
     TreeOpt,
     UidOpt,
     WideOpt,
@@ -30,6 +31,7 @@ def events(
     json_out: JsonOpt = False,
     raw: RawOpt = False,
     wide: WideOpt = False,
+    with_time: TimeOpt = None,
     threads: ThreadsOpt = False,
     count: CountOpt = None,
     duration: DurationOpt = None,
@@ -93,6 +95,11 @@ def events(
             raise UsageError(
                 "--output FILE writes JSON lines: give a file name, without --raw or --wide"
             )
+        if with_time is not None:
+            raise UsageError(
+                "--output FILE writes JSON lines, each with its `time`: "
+                "--time and --no-time are for the tables"
+            )
         json_out = True
     opts = stream_options(
         json_out=json_out,
@@ -111,7 +118,10 @@ def events(
         cgroup=cgroup,
         container=container,
         lineage=lineage,
+        with_time=with_time,
     )
+    for note in opts.notes:
+        print(f"procmon-ctl: note: {note}", file=sys.stderr)
     pins = layout()
     warning = check_can_read(pins, failed)
     if output is None:
