@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from records import cgroup_json
 
-from procmon_ctl import render
+from procmon_ctl import clock, render
 from procmon_ctl.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
 from procmon_ctl.cli import app
 from procmon_ctl.decode import cstr, decode_at, split_argv, text, unescape
@@ -375,11 +375,12 @@ def test_any_record_gives_valid_json_lines(raw):
     doc = docs[-1]
     assert doc["type"] == e.type and doc["pid"] == e.pid and doc["ppid"] == e.ppid
     assert doc["comm"] == e.comm
+    assert doc["time"] == clock.rfc3339(e.ts_ns)
     if e.filename is not None:
         assert doc["filename"] == e.filename
         assert doc["argv"] == list(e.argv) and doc["argv_truncated"] == e.argv_truncated
     if e.dropped_total:
-        assert docs[0] == {"type": "gap", "dropped": e.dropped_total}
+        assert docs[0] == {"type": "gap", "time": docs[0]["time"], "dropped": e.dropped_total}
 
 
 @settings(database=None, max_examples=400)
