@@ -269,9 +269,10 @@ def program(filename: str, argv: Sequence[str], truncated: bool) -> str:
 
 def _command_text(r: Row) -> str:
     """--wide's COMMAND: the program and its arguments; a name in brackets (as ps shows
-    a process without a command line) for a process that has exec'd nothing."""
-    if r.failed:
-        return cmdline(r.argv, r.argv_truncated)
+    a process without a command line) for a process that has exec'd nothing, a
+    thread, and the process whose exec failed (before what it tried)."""
+    if r.failed:  # the caller, by name (its command line is elsewhere), then the attempt
+        return f"[{printable(r.comm)}] {cmdline(r.argv, r.argv_truncated)}"
     if r.thread:
         return f"[{printable(r.comm)}, thread of {r.tgid}]"
     if r.filename or r.argv or r.argv_truncated:
