@@ -11,15 +11,12 @@ not shown (stream.py)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from . import hints, libbpf
-from .decode import Event, errno_name
 from .errors import BpfError, MissingError, PermissionDenied, StateError, UsageError
 from .pins import FAILED_EXEC_PROGRAMS, PinLayout
-from .render import cmdline, printable
-from .rows import ProcessRows, Row
 from .system import TRACEFS_ROOT, ensure_tracefs, require_root
 
 # Each program's tracepoint, in the syscalls group.
@@ -101,62 +98,3 @@ def _forget_attempts(layout: PinLayout) -> None:
             libbpf.map_delete(fd, key)
     finally:
         os.close(fd)
-
-
-def attempt_words(e: Event) -> tuple[str, ...]:
-    """What was tried, as the words of a command line: `ENOENT:`, the path, then the
-    arguments (render.cmdline quotes and escapes them, and adds ... when cut)."""
-    return (f"{errno_name(e.errno)}:", e.filename or "", *(e.argv or ()))
-
-
-def raw_line(e: Event) -> str:
-    """--raw: `exec! PID TGID PPID UID COMM ENOENT: /path arg0 arg1 ...`."""
-    return (
-        f"{'exec!':<5} {e.pid:<8} {e.tgid:<8} {e.ppid:<8} {e.uid:<6} {printable(e.comm):<16} "
-        f"{cmdline(attempt_words(e), bool(e.argv_truncated))}"
-    )
-
-
-class FailedRow(Row):
-    """A table row for a failed exec: the caller's pid, ppid, uid and name, and
-    attempt_words() where a process row has its command line, so that the table
-    shows it (and cuts it to a terminal's width) like any command line.  Made with
-    exited=True, so that --wide never takes it for a process to follow with an
-    exit row."""
-
-    __slots__ = ()
-
-
-def failed_row(rows: ProcessRows, e: Event, pos: int) -> None:
-    """Table and --wide: queue the failed attempt's row among the process rows, in
-    ring order (`pos`: its record's ring position), final at once and judged by the
-    filters like any row."""
-    row = FailedRow(
-        e.pid,
-        e.tgid,
-        e.ppid,
-        e.uid,
-        e.comm,
-        argv=attempt_words(e),
-        argv_truncated=bool(e.argv_truncated),
-        exited=True,
-    )
-    rows._now_final(pos, row)
-
-
-def row_line(line: Callable[..., str], wide: bool) -> Callable[..., str]:
-    """The table's (or --wide's) line function, for failed-exec rows too: the
-    default table shows them as it is (their attempt is their command line);
-    --wide shows the attempt where FILENAME goes, with no EXIT or DURATION."""
-    if not wide:
-        return line
-
-    def with_attempts(r: Row, *args) -> str:
-        if type(r) is not FailedRow:
-            return line(r, *args)
-        return (
-            f"{r.pid:<8} {r.ppid:<8} {r.uid:<6} {printable(r.comm):<16} {'':<6} {'':>10}  "
-            f"{cmdline(r.argv, r.argv_truncated)}"
-        )
-
-    return with_attempts

@@ -17,7 +17,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 from . import clock, hints
-from .decode import Event
+from .decode import Event, errno_name
 from .rows import Row
 
 
@@ -113,6 +113,16 @@ def fit(text: str, width: int) -> str:
         if used > room:
             return text[:i] + CUT
     return text  # not reached
+
+
+def stream_width(stream) -> int | None:
+    """tty_width of a Python stream; None when it has no descriptor (a test's capture):
+    then it is not a terminal."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return None
+    return tty_width(fd)
 
 
 def tty_width(fd: int | None) -> int | None:
@@ -346,6 +356,12 @@ def duration_text(ns: int | None) -> str:
     return f"{ns / 1e9:.2f}s"
 
 
+def attempt_words(e: Event) -> tuple[str, ...]:
+    """What a failed exec tried, as the words of a command line: `ENOENT:`, the path,
+    then the arguments (cmdline() quotes and escapes them, and adds ... when cut)."""
+    return (f"{errno_name(e.errno)}:", e.filename or "", *(e.argv or ()))
+
+
 def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
     """A line of --raw: [TIME] TYPE PID TGID PPID UID COMM DETAIL, one per record."""
     kind = e.type
@@ -355,8 +371,6 @@ def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
         code = _exit_text(e.exit_code, e.exit_signal)
         detail = f"exit={code} after {duration_text(e.duration_ns)}"
     elif e.type == "exec_failed":
-        from .exec_failures import attempt_words
-
         kind, detail = "exec!", cmdline(attempt_words(e), bool(e.argv_truncated))
     else:
         detail = "thread" if e.thread else ""

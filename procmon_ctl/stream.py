@@ -524,7 +524,7 @@ def _follow_rows(
 
     attempt_words = None
     if opts.failed:
-        from .exec_failures import attempt_words
+        from .render import attempt_words
     lineage = None
     if opts.lineage:
         from .lineage import ProcessTable, RowLineages
