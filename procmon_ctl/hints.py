@@ -12,7 +12,6 @@ caller's environment) or in another shell, where a bare `procmon-ctl attach` wou
 
 from __future__ import annotations
 
-import os
 import shlex
 from typing import Literal
 
@@ -54,11 +53,8 @@ def command_line(args: str) -> str:
 
 
 def _instance_dir() -> str | None:
-    """The pin dir to spell out, or None for the default (or no pin dir given)."""
+    """The pin dir to spell out, or None for the default (the CLI names the default
+    instance with source "default", however it was given)."""
     if not _pin_dir or _source == "default":
-        return None
-    from .pins import DEFAULT_PIN_DIR  # pins names commands in its errors: not at import
-
-    if os.path.normpath(_pin_dir) == str(DEFAULT_PIN_DIR):
         return None
     return _pin_dir

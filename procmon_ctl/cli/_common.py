@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..pins import PinLayout
+from ..pins import DEFAULT_PIN_DIR, PinLayout
 
 # Every registered command: name -> (function, Typer settings).  A command module
 # registers its commands when app.py imports it, which happens only when the
@@ -66,6 +66,8 @@ def use_pin_dir(command: str, value: str | None, given: bool) -> None:
     if given or not state.pin_dir_given:
         state.pin_dir, state.pin_dir_given = value, given
     source = "option" if state.pin_dir_given else "env" if state.pin_dir else "default"
+    if state.pin_dir and _same_dir(state.pin_dir, str(DEFAULT_PIN_DIR)):
+        source = "default"  # hints spell the default instance bare, however it was given
     hints.name_instance(state.pin_dir, source)
 
 
