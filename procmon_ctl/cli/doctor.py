@@ -24,19 +24,11 @@ def doctor(
     """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
     with a fix for each problem; exits 4 when anything FAILs."""
     from ..doctor import render_table, require_ok, run_checks
-    from ..render import tty_width
+    from ..render import stream_width
 
     report = run_checks(fix=fix, object_path=object_path)
     if json_out:
         print_json(report)
     else:
-        print(render_table(report, tty_width(_fileno(sys.stdout))), flush=True)
+        print(render_table(report, stream_width(sys.stdout)), flush=True)
     require_ok(report)
-
-
-def _fileno(stream) -> int | None:
-    """None when stdout has no descriptor (a test's capture): then, not a terminal."""
-    try:
-        return stream.fileno()
-    except (OSError, ValueError):
-        return None

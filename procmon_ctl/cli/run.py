@@ -88,7 +88,7 @@ def run(
     prints the tree of processes CMD started, pstree-like."""
     from ..errors import UsageError
     from ..load import find_object
-    from ..render import tty_width
+    from ..render import stream_width
     from ..run import run_command, run_monitor, summary_text
     from ..run_tree import tree_text
     from ..stream import stream_options
@@ -131,7 +131,7 @@ def run(
         if json_out:
             print_json(summary)
         else:
-            width = tty_width(_fileno(sys.stderr))
+            width = stream_width(sys.stderr)
             text = summary_text(summary, width)
             if tree and summary.tree is not None:
                 text += "\n" + tree_text(summary.tree, summary.tree_left_out, width)
@@ -139,10 +139,3 @@ def run(
     except OSError:
         pass  # the terminal went away (SIGHUP): the exit status still tells
     raise typer.Exit(summary.exit_code)
-
-
-def _fileno(stream) -> int | None:
-    try:
-        return stream.fileno()
-    except (OSError, ValueError):
-        return None

@@ -65,11 +65,11 @@ def _warn(warning: str | None) -> None:
 def status(json_out: JsonObjectOpt = False) -> None:
     """What is loaded and attached: programs and links, maps, the ring buffer, by pin
     path (their kernel ids with --json)."""
-    from ..render import tty_width
+    from ..render import stream_width
     from ..stats import read_status, status_text
 
     s = read_status(layout())
     if json_out:
         print_json(s)
     else:
-        print(status_text(s, tty_width(sys.stdout.fileno())))
+        print(status_text(s, stream_width(sys.stdout)))
