@@ -182,6 +182,7 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
     assert failed_lines(lines, enoent) == [
         {
             "type": "exec_failed",
+            "time": failed_lines(lines, enoent)[0]["time"],
             "ts_ns": failed_lines(lines, enoent)[0]["ts_ns"],
             "pid": enoent,
             "tgid": enoent,
@@ -338,7 +339,8 @@ def test_records_left_in_the_ring(loaded, tmp_path, mode, failed):
         assert line.split()[:6] == fields, line
         assert line.endswith(f"ENOENT: {path} left-behind a '' 'b c'"), line
     else:
-        assert line.split()[:2] == [str(pid), str(os.getpid())], line
+        fields = line.split()[1:] if mode == "wide" else line.split()  # --wide: TIME first
+        assert fields[:2] == [str(pid), str(os.getpid())], line
         assert line.endswith(f"ENOENT: {path} left-behind a '' 'b c'"), line
         assert our_comm() in line
 

@@ -189,7 +189,9 @@ def _runs_long(option: str, value: str) -> bool:
 def test_numeric_options(pin_dir, which, value):
     command, option, rest = which
     assume(not (command == ["run"] and _runs_long(option, value)))
-    argv = ["--pin-dir", str(pin_dir), *command, f"{option}={value}", *rest]
+    # run has no pinned instance, and refuses a --pin-dir.
+    instance = [] if command == ["run"] else ["--pin-dir", str(pin_dir)]
+    argv = [*instance, *command, f"{option}={value}", *rest]
     before = bpffs_top()
     code, out, err = procmon(*argv)
     check_outcome(argv, code, out, err)

@@ -290,8 +290,10 @@ class Worker:
             pin_dir = self.cycle
             argv = ["unload"] if self.cycle.exists() else ["load"]
         attempt = Try(scenario, argv, sig, self.rng.uniform(0, MAX_DELAY))
+        # run and doctor have no pinned instance, and refuse a --pin-dir.
+        instance = [] if argv[0] in ("run", "doctor") else ["--pin-dir", str(pin_dir)]
         proc = subprocess.Popen(
-            [*CLI, "--pin-dir", str(pin_dir), *argv],
+            [*CLI, *instance, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -218,7 +218,7 @@ def test_thread_rows_with_threads_flag(attached):
         ]
     )
     prog.wait()
-    row = f"(thread of {prog.pid})"
+    row = f"[thread of {prog.pid}]"
     out, err = lines_until(reader, lambda lines: sum(row in ln for ln in lines) >= 5)
     assert reader.returncode == 0, err
     assert sum(row in ln for ln in out) == 5
