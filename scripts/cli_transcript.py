@@ -649,13 +649,13 @@ def help_and_usage(t: Transcript) -> None:
         ("serve-port-70000", ["serve", "--port", "70000"]),
         ("serve-port-not-int", ["serve", "--port", "http"]),
         ("serve-object-without-attach", ["serve", "--object", "/nonexistent/x.bpf.o"]),
-        ("run-count-0", ["--pin-dir", str(t.pin_run), "run", "--count", "0", "--", "true"]),
-        ("run-json-raw", ["--pin-dir", str(t.pin_run), "run", "--json", "--raw", "--", "true"]),
+        ("run-count-0", ["run", "--count", "0", "--", "true"]),
+        ("run-json-raw", ["run", "--json", "--raw", "--", "true"]),
         (
             "run-ring-size-1000",
-            ["--pin-dir", str(t.pin_run), "run", "--ring-size", "1000", "--", "true"],
+            ["run", "--ring-size", "1000", "--", "true"],
         ),
-        ("run-command-missing", ["--pin-dir", str(t.pin_run), "run", "--", "/nonexistent/cmd"]),
+        ("run-command-missing", ["run", "--", "/nonexistent/cmd"]),
         ("doctor-unknown-option", ["doctor", "--bogus"]),
         ("schema-unknown-option", ["schema", "--json"]),
     ]
@@ -702,7 +702,7 @@ NOBODY_ARGS = [
 def not_root(t: Transcript) -> None:
     for name, args in NOBODY_ARGS:
         t.rec(f"not-root-{name}", args, nobody=True, timeout=10)
-    run = ["--pin-dir", str(t.pin_run), "run", "--", "true"]
+    run = ["run", "--", "true"]
     t.rec("not-root-run", run, nobody=True, timeout=10)
     t.rec("not-root-doctor", ["doctor"], nobody=True, masks=["doctor"])
     t.rec("not-root-doctor-json", ["doctor", "--json"], nobody=True, masks=["doctor"])

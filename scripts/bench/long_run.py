@@ -279,7 +279,6 @@ class LongRun:
         """`procmon-ctl run --json -- forkloop -e N`: forkloop holds on after its last
         child until its stdin closes, so the run can be measured before it ends."""
         res, t0 = Result("run"), time.monotonic()
-        pin_dir = self.pin_dir("run")
         progress = self.work / "run.progress"
         self.progress_files.append(progress)
         out = (self.work / "run.out").open("w+")
@@ -287,8 +286,6 @@ class LongRun:
         run = subprocess.Popen(
             [
                 *self.cli,
-                "--pin-dir",
-                str(pin_dir),
                 "run",
                 "--json",
                 "--",
@@ -306,7 +303,6 @@ class LongRun:
         self.follow_generator(res, run.pid, progress, run)
         self.wait_drained(run.pid)
         self.finish(res, run.pid)
-        after = self.stats(pin_dir)  # None when `run` keeps nothing pinned
         run.stdin.close()  # forkloop exits now, and so should run
         try:
             code = run.wait(timeout=RUN_EXIT_LIMIT)
@@ -320,9 +316,7 @@ class LongRun:
         with contextlib.suppress(IndexError, ValueError):
             summary = json.loads(lines[-1])
         if summary is not None:
-            res.counted = summary.get("processes")
-            if after:
-                res.produced, res.dropped = after["produced"], after["dropped"]
+            res.counted = summary.get("processes")  # run pins nothing: no stats to read
             lost = summary.get("lost_records")
             if lost is not None:
                 res.dropped = lost
