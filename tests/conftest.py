@@ -104,6 +104,17 @@ def threads_streamed(pin_dir: Path) -> bool:
     return dump[0]["formatted"]["value"]["threads_until_ns"] > time.monotonic_ns()
 
 
+def wait_threads_streamed(pin_dir: Path, reader: subprocess.Popen | None = None) -> None:
+    """Poll until a --threads reader has switched thread streaming on (its lease is in
+    `settings`), for at most a minute; fail early if the reader has ended."""
+    deadline = time.monotonic() + 60
+    while not threads_streamed(pin_dir):
+        if reader is not None:
+            assert reader.poll() is None, reader.communicate()
+        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
+        time.sleep(0.02)
+
+
 def our_program_ids(pin_dir: Path) -> set[int]:
     ids = set()
     progs = pin_dir / "progs"

@@ -9,10 +9,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import CLI, ROOT, fork_processes, lines_until, threads_streamed
+from conftest import CLI, ROOT, fork_processes, lines_until, wait_threads_streamed
 from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 from pydantic import ValidationError
@@ -184,11 +183,7 @@ def test_real_lines_of_every_type_are_valid(attached, validator, tmp_path, write
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while not threads_streamed(cli.pin_dir):
-        assert reader.poll() is None, reader.communicate()
-        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
-        time.sleep(0.05)
+    wait_threads_streamed(cli.pin_dir, reader)
     work = subprocess.Popen([sys.executable, "-c", WORKLOAD, weird])
     assert work.wait(timeout=60) == 0
     mine = f'"pid":{work.pid},'

@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import CLI, threads_streamed
+from conftest import CLI, wait_threads_streamed
 from tmux80 import run_in_tmux
 
 from procmon_ctl.render import BACKLOG_LINE, CUT
@@ -126,10 +126,7 @@ def test_thread_rows_name_their_process(attached):
         )
         reader.start()
         try:
-            deadline = time.monotonic() + 60
-            while not threads_streamed(cli.pin_dir):
-                assert time.monotonic() < deadline, "the --threads reader never started"
-                time.sleep(0.02)
+            wait_threads_streamed(cli.pin_dir)
             child = subprocess.Popen([sys.executable, "-c", THREAD])
             child.wait()
         finally:

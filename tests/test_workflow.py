@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from conftest import (
@@ -17,7 +16,7 @@ from conftest import (
     lines_until,
     our_program_ids,
     programs_left,
-    threads_streamed,
+    wait_threads_streamed,
 )
 
 
@@ -204,10 +203,7 @@ def test_thread_rows_with_threads_flag(attached):
         "events", "--threads", "--duration", "120", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     prog = None
-    deadline = time.monotonic() + 60
-    while not threads_streamed(cli.pin_dir):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_threads_streamed(cli.pin_dir)
     prog = subprocess.Popen(
         [
             sys.executable,
