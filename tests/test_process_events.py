@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import bpftool_json, lines_until, threads_streamed
+from conftest import bpftool_json, lines_until, wait_threads_streamed
 
 from procmon_ctl.pins import PinLayout
 
@@ -107,10 +107,7 @@ def test_threads_streamed_with_flag(attached):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while not threads_streamed(cli.pin_dir):
-        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
-        time.sleep(0.05)
+    wait_threads_streamed(cli.pin_dir)
     prog = subprocess.Popen([sys.executable, "-c", THREADS])
     prog.wait()
     marker = f'"tgid":{prog.pid},'
@@ -294,7 +291,7 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
     if mode == "--json":
         out, err = lines_until(
             reader,
-            lambda lines: any('"exit","ts_ns"' in ln and f'"tgid":{marker},' in ln for ln in lines),
+            lambda lines: any('"type":"exit"' in ln and f'"tgid":{marker},' in ln for ln in lines),
         )
         events = [json.loads(x) for x in out]
         assert [(e["type"], e["ppid"]) for e in events if e["tgid"] == child] == [
