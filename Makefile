@@ -90,7 +90,7 @@ test: setup lint mounts test-packages
 # KERNEL_TIMEOUT (s) bounds each kernel's run, KERNEL_PYTEST_ARGS go to pytest after
 # `-m kernel`.  Results: build/kernels/results/<series>/.  Code: scripts/kernels/.
 KERNELS ?= 5.10 6.1 6.12 host
-KERNEL_TIMEOUT ?= 1200
+KERNEL_TIMEOUT ?= 1500
 KERNEL_PYTEST_ARGS ?=
 KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static kmod udev file
 

@@ -68,7 +68,7 @@ SOURCES = [
 ]
 
 GUEST_UP = "procmon-kernels: guest up"
-DEFAULT_TIMEOUT = 20 * 60
+DEFAULT_TIMEOUT = 25 * 60
 GUEST_MARGIN = 60  # seconds of the limit kept for booting and shutting down
 # A guest that is not up by then hung while booting: seen once in many boots of 5.10
 # under TCG (the console stopped 1.7 s in, qemu spinning on both vCPUs).  Booting
@@ -538,7 +538,7 @@ def main() -> int:
         "--timeout",
         type=float,
         default=float(os.environ.get("KERNEL_TIMEOUT", DEFAULT_TIMEOUT)),
-        help="seconds for each kernel's run, boot included (default: $KERNEL_TIMEOUT or 1200)",
+        help="seconds for each kernel's run, boot included (default: $KERNEL_TIMEOUT or 1500)",
     )
     p.add_argument("--refresh", action="store_true", help="look for newer kernel revisions")
     p.add_argument("--fetch-only", action="store_true", help="fetch the kernels, run nothing")
