@@ -12,6 +12,7 @@ ids of what procmon-ctl pinned there.  /run and bpffs both start empty at boot.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -276,7 +277,7 @@ class PinLayout:
         return data
 
     def _write_record(self, pins: dict[str, int], unused_maps: list[str] | None = None) -> None:
-        _own_lock_dir()
+        own_state_dir()
         if unused_maps is None:
             unused_maps = (self._record_data() or {}).get("unused_maps", [])
         data = {
@@ -565,7 +566,7 @@ class PinLayout:
 def _take(path: Path, wait: bool) -> int | None:
     """An fd holding the flock of the file at `path`; None when another holds it and
     wait is False."""
-    _own_lock_dir()
+    own_state_dir()
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
@@ -592,15 +593,30 @@ def _is_file_at(fd: int, path: Path) -> bool:
     return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
-def _own_lock_dir() -> None:
-    """/run/procmon-ctl, root's alone: what is in it decides what procmon-ctl trusts."""
-    LOCK_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(LOCK_DIR)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
-        raise StateError(
-            f"{LOCK_DIR} is not a directory of root's that only root may write: "
-            f"remove it (rm -r {LOCK_DIR}); procmon-ctl makes it again"
-        )
+def own_state_dir() -> Path:
+    """/run/procmon-ctl, root's alone (0700): what is in it decides what procmon-ctl
+    trusts.  Whoever made it (the CLI, the service, `make bench`), a directory of
+    root's that others may only read is put back to 0700; one that others could
+    write, or that is not root's, may hold planted files and is refused."""
+    with contextlib.suppress(FileExistsError):  # checked below, a symlink or a file included
+        LOCK_DIR.mkdir(mode=0o700, parents=True)
+    try:
+        fd = os.open(LOCK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        fd = None  # a symlink, or something else that is not a directory
+    try:
+        st = os.fstat(fd) if fd is not None else None
+        if st is None or st.st_uid != 0 or st.st_mode & 0o022:
+            raise StateError(
+                f"{LOCK_DIR} is not a directory of root's that only root may write: "
+                f"remove it (rm -r {LOCK_DIR}); procmon-ctl makes it again"
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return LOCK_DIR
 
 
 def _boot_id() -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -290,6 +291,58 @@ def test_load_unload_cycles_and_runs_leave_no_files(cli):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "left: 0", r.stdout
     assert not cli.pin_dir.exists()
+
+
+# -- issue 24.4: /run/procmon-ctl is root's and 0700, whoever made it -----------------
+
+
+@pytest.mark.parametrize(
+    "mode, owner, repaired",
+    [("0755", "0", True), ("0750", "0", True), ("0777", "0", False), ("0700", "65534", False)],
+    ids=["readable-repaired", "group-readable-repaired", "writable-refused", "not-roots-refused"],
+)
+def test_a_looser_state_dir_is_repaired_or_refused(cli, mode, owner, repaired):
+    """A state dir of root's that others may only read (as `mkdir` makes it under
+    umask 022) is put back to 0700 by the first command; one that others could write,
+    or someone else's, is refused in one line, and nothing is loaded."""
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    r = in_private_mount_ns(f"""
+        mount -t tmpfs -o mode={mode},uid={owner} procmon-test {LOCK_DIR}
+        rc=0 err=$(mktemp)
+        $CLI --pin-dir {cli.pin_dir} load >/dev/null 2>"$err" || rc=$?
+        echo "rc=$rc mode=$(stat -c %a {LOCK_DIR}) loaded=$(test -e {cli.pin_dir} && echo yes)"
+        cat "$err" >&2 && rm -f "$err"
+        $CLI --pin-dir {cli.pin_dir} unload >/dev/null 2>&1 || true
+    """)
+    assert r.returncode == 0, r.stderr
+    if repaired:
+        assert r.stdout.split() == ["rc=0", "mode=700", "loaded=yes"], r
+    else:
+        assert r.stdout.split() == [f"rc={EXIT_STATE}", f"mode={int(mode[1:])}", "loaded="], r
+        assert r.stderr.splitlines() == [
+            f"procmon-ctl: error: {LOCK_DIR} is not a directory of root's that only root "
+            f"may write: remove it (rm -r {LOCK_DIR}); procmon-ctl makes it again"
+        ]
+    assert not cli.pin_dir.exists()
+
+
+def test_bench_takes_its_lock_in_a_state_dir_made_as_procmon_ctl_makes_it():
+    """`make bench` and `make long-run` take their lock (bench.take_bench_lock) in
+    procmon-ctl's state dir, checked and repaired by procmon-ctl's own code: after
+    a bench, the suite finds it 0700 (a bench used to leave it 0755)."""
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    r = in_private_mount_ns(f"""
+        mount -t tmpfs -o mode=755 procmon-test {LOCK_DIR}
+        cd scripts/bench
+        {sys.executable} -c 'import bench; print(bench.take_bench_lock() is not None)'
+        stat -c %a {LOCK_DIR}
+        mount -t tmpfs -o mode=777 procmon-test {LOCK_DIR}
+        {sys.executable} bench.py --quick --contenders untraced --storm /bin/true \
+            --pin-dir /sys/fs/bpf/procmon-test-never-{os.getpid()} 2>&1 | tail -1
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:2] == ["True", "700"], r
+    assert f"{LOCK_DIR} is not a directory of root's that only root may write" in r.stdout
 
 
 def test_a_long_pin_dir_loads_and_unloads(cli):

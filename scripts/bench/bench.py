@@ -53,8 +53,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from procmon_ctl.errors import StateError  # noqa: E402 (the repository's, not an installed one)
+from procmon_ctl.pins import LOCK_DIR, own_state_dir  # noqa: E402
+
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
-LOCK = Path("/run/procmon-ctl/bench.lock")
+# In procmon-ctl's own state directory (root's, 0700, made and checked by procmon-ctl's
+# own code): one bench or long run at a time.
+LOCK = LOCK_DIR / "bench.lock"
+
+
+def take_bench_lock() -> int | None:
+    """An fd holding LOCK (None while another bench holds it), in procmon-ctl's
+    state dir made and checked by procmon-ctl's own code (root's, 0700)."""
+    own_state_dir()
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 BPFTRACE_PROG = (
     'tracepoint:sched:sched_process_fork { printf("%d %d\\n", args->parent_pid, args->child_pid); }'
 )
@@ -971,12 +992,12 @@ def main() -> int:
     if a.pin_dir.exists():
         p.error(f"{a.pin_dir} exists: another bench running? (unload it first)")
 
-    LOCK.parent.mkdir(parents=True, exist_ok=True)
-    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        p.error("another bench is running (it holds /run/procmon-ctl/bench.lock)")
+        lock = take_bench_lock()
+    except StateError as e:
+        p.error(str(e))
+    if lock is None:
+        p.error(f"another bench is running (it holds {LOCK})")
     venv_cli = ROOT / ".venv" / "bin" / "procmon-ctl"
     cli = [str(venv_cli)] if venv_cli.exists() else [sys.executable, "-m", "procmon_ctl"]
     started = dt.datetime.now(dt.UTC)

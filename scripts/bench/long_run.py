@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import shlex
@@ -51,11 +50,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from bench import task_cpu_ns  # noqa: E402 (beside this script)
+# bench.py's LOCK: one bench or long run at a time.
+from bench import LOCK, take_bench_lock, task_cpu_ns  # noqa: E402 (beside this script)
 
-from procmon_ctl.pins import PinLayout  # noqa: E402 (the repository's, not an installed one)
+from procmon_ctl.errors import StateError  # noqa: E402 (the repository's, not an installed one)
+from procmon_ctl.pins import PinLayout  # noqa: E402
 
-LOCK = Path("/run/procmon-ctl/bench.lock")  # bench.py's: one bench at a time
 SOURCE = ROOT / "scripts" / "bench" / "forkloop.c"
 EVENTS_MODES = {
     "table": ["events"],
@@ -409,11 +409,11 @@ def main() -> int:
         p.error("--processes: at least 100")
     if os.geteuid() != 0:
         p.error("run as root")
-    LOCK.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        lock = take_bench_lock()
+    except StateError as e:
+        p.error(str(e))
+    if lock is None:
         p.error(f"another bench is running (it holds {LOCK})")
 
     signal.signal(signal.SIGTERM, _on_signal)
