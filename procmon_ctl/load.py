@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import bpftool, features, hints, signals
+from . import features, hints, signals
 from .errors import MissingError, PermissionDenied, StateError, UsageError
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
 from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, write_settings
@@ -111,6 +111,8 @@ def load(
 
 
 def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
+    from . import bpftool  # here: sh and pydantic are most of `unload`'s start-up
+
     args: list[str] = []
     if ring_size is not None and ring_size != DEFAULT_RING_SIZE:
         # bpftool cannot resize a map at load, but it can reuse one we made.

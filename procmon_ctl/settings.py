@@ -4,7 +4,6 @@ Written through bpftool after `load`, and by the reader (session.py) while it re
 
 from __future__ import annotations
 
-from . import bpftool
 from .abi import SETTINGS, ArgvLimits
 from .errors import UsageError
 from .pins import PinLayout
@@ -24,6 +23,10 @@ def write_settings(layout: PinLayout, wakeup_bytes: int, argv_bytes: int) -> Non
     """A fresh load's settings: no thread records (a reader asks for them), and
     never one tree (a pinned instance is shared by every process on the host;
     follow mode is `run`'s, on an instance of its own)."""
+    # Here, not at the top: the readers import this module, and bpftool's (sh and
+    # pydantic) is most of a command's start-up; only `load` writes through it.
+    from . import bpftool
+
     bpftool.map_update(
         layout.map("settings"),
         key=(0).to_bytes(4, "little"),
