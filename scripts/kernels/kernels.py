@@ -20,7 +20,15 @@ by vng (9p and virtio are modules in Debian's kernels).  In the guest, as root,
 from the repository, the guest script (written into the results directory)
 mounts bpffs and tracefs, then runs the project's pytest on the host's .venv and
 built BPF object, writing its output and a JUnit report into
-build/kernels/results/<series>/, the one directory the guest may write.
+build/kernels/results/<series>/, the one directory the guest may write.  The guest
+gets only the test files that hold kernel-marked tests (collected on the host first)
+and no pytest plugin: collecting the whole suite cost ~45 s per kernel there.
+
+With --suite the host's whole suite (`pytest -v`, every test) is one more run, its
+output on stdout; with --jobs N, N runs go at once (a VM under TCG keeps about one
+core busy), the longest first.  `make test` runs `--suite --jobs 2 5.10 6.1 6.12`.
+At the end: one line per run with its verdict, then one with its time against its
+limit (at most half of it leaves room for a slower machine).
 
 A kernel passes when its VM finished within the time limit, the guest ran the
 expected kernel release, pytest exited 0, the JUnit report shows no failure or
@@ -28,7 +36,8 @@ error, and at least one test passed.  Anything else fails the run (exit 1).
 The VM's whole process group is killed on timeout, on failure and when the
 runner itself is interrupted or terminated.
 
-Usage (as root, after `make`):  kernels.py [SERIES ...] [--timeout S] [--refresh]
+Usage (as root, after `make`):  kernels.py [SERIES ...] [--timeout S] [--suite]
+                                [--suite-timeout S] [--jobs N] [--refresh]
                                 [--fetch-only] [-- EXTRA PYTEST ARGS]"""
 
 from __future__ import annotations
@@ -69,6 +78,9 @@ SOURCES = [
 
 GUEST_UP = "procmon-kernels: guest up"
 DEFAULT_TIMEOUT = 25 * 60
+DEFAULT_SUITE_TIMEOUT = 25 * 60
+# The host's whole suite, as one more run (--suite).
+SUITE = "suite"
 GUEST_MARGIN = 60  # seconds of the limit kept for booting and shutting down
 # A guest that is not up by then hung while booting: seen once in many boots of 5.10
 # under TCG (the console stopped 1.7 s in, qemu spinning on both vCPUs).  Booting
@@ -232,6 +244,7 @@ def ensure_kernels(wanted: list[str], refresh: bool) -> dict[str, dict]:
 class Outcome:
     label: str
     host: bool = False
+    limit: float = 0.0
     ok: bool = False
     reason: str = ""
     passed: int = 0
@@ -251,6 +264,11 @@ ROOT_TAG = "procmon_hostroot"
 ROOT_VIRTFS = (
     f"-virtfs local,path=/,mount_tag={ROOT_TAG},security_model=none,readonly=on,multidevs=remap"
 )
+# The guest's CPU: the x86-64 baseline (SSE2), not vng's `-cpu max`.  With max, glibc
+# and the interpreter take their AVX2 paths, which TCG emulates slowly: under
+# qemu64 a procmon-ctl command took 35-45 % less time here (5.10: `stats` 6.1 -> 3.9 s,
+# `load` 10.3 -> 6.6 s, 100 execs of /bin/true 9.9 -> 5.2 s).  A later -cpu wins.
+GUEST_CPU = "-cpu qemu64"
 
 
 def cached_root(results: Path) -> str:
@@ -272,10 +290,33 @@ mount --bind {r} /run/results
 mount --bind /run/results {r}"""
 
 
-def guest_script(results: Path, pytest_args: list[str], limit: float, guest: bool = True) -> str:
+def kernel_test_files() -> list[str]:
+    """The test files that hold kernel-marked tests, as pytest collects them on the
+    host (with `-m kernel`).  The guests import only these: collecting the whole
+    suite there (every test module, the hypothesis plugin) took ~45 s per kernel
+    under emulation.  Collected with bytecode written, so that the guests, which
+    cannot write the repository, find each test module already rewritten by pytest."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    r = subprocess.run(
+        [str(VENV_BIN / "python"), "-m", "pytest", "--collect-only", "-q", "-m", "kernel"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    files = sorted({line.split("::", 1)[0] for line in r.stdout.splitlines() if "::" in line})
+    if r.returncode != 0 or not files:
+        raise RuntimeError(f"collecting the kernel tests failed ({r.returncode}):\n{r.stdout}")
+    return files
+
+
+def guest_script(
+    results: Path, pytest_args: list[str], limit: float, guest: bool = True, suite: bool = False
+) -> str:
     """The script run as root in the guest (or on the host for its line).  pytest gets
     SIGINT after LIMIT seconds, so that a run cut short still reports what failed
-    (the runner's own limit, a little later, kills the VM)."""
+    (the runner's own limit, a little later, kills the VM).  suite: the whole suite on
+    the host (every test, every plugin, -v), rather than the kernel tests alone."""
     env = {
         "CI": os.environ.get("CI", ""),
         "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -286,17 +327,20 @@ def guest_script(results: Path, pytest_args: list[str], limit: float, guest: boo
         # keep every exactness check there but leave wall-clock bounds to the host.
         "PROCMON_KERNEL_GUEST": "1" if guest else "",
     }
+    if not suite:
+        # No plugin but pytest's own: the kernel tests use none, and hypothesis's
+        # import alone took ~30 s per kernel under emulation.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    select = ["-v"] if suite else ["-m", "kernel", "-q"]
     pytest = shlex.join(
         [
             str(VENV_BIN / "python"),
             "-m",
             "pytest",
-            "-m",
-            "kernel",
+            *select,
             "-p",
             "no:cacheprovider",
-            "-q",
             f"--junitxml={results / 'junit.xml'}",
             *pytest_args,
         ]
@@ -363,28 +407,68 @@ def on_signal(signum, _frame):
     raise Interrupted(signum)
 
 
-def run_one(label: str, cmd: list[str], results: Path, timeout: float, host: bool) -> Outcome:
+class Runs:
+    """The runs under way (a VM each, or the host's suite), several at once: each in a
+    process group of its own, all stopped together when the runner is interrupted."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._print = threading.Lock()
+
+    def say(self, msg: str) -> None:
+        """One whole line on stdout, whichever run's thread prints it."""
+        with self._print:
+            print(msg, flush=True)
+
+    def start(self, cmd: list[str]) -> subprocess.Popen:
+        with self._lock:
+            if self.stopping.is_set():
+                raise Interrupted(signal.SIGTERM)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
+            )
+            self._procs.add(proc)
+            return proc
+
+    def finish(self, proc: subprocess.Popen) -> None:
+        kill_group(proc)
+        with self._lock:
+            self._procs.discard(proc)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopping.set()
+            procs = list(self._procs)
+        for proc in procs:
+            kill_group(proc)
+
+
+def run_one(
+    runs: Runs, label: str, cmd: list[str], results: Path, timeout: float, host: bool, echo: bool
+) -> Outcome:
     """Run CMD (a VM, or the guest script itself for the host) in a process group
-    of its own, its output in results/console.log; judge it from what the guest
-    script left in RESULTS."""
-    out = Outcome(label, host)
+    of its own, its output in results/console.log (and on stdout with echo); judge
+    it from what the guest script left in RESULTS."""
+    out = Outcome(label, host, timeout)
     start = time.monotonic()
     boot_at: list[float] = []
     console = open(results / "console.log", "wb")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"},
-    )
+    proc = runs.start(cmd)
 
     def pump():
         for line in proc.stdout:
             console.write(line)
             console.flush()
+            if echo:
+                runs.say(line.decode(errors="replace").rstrip("\n"))
             if not boot_at and GUEST_UP.encode() in line:
                 boot_at.append(time.monotonic())
 
@@ -393,7 +477,7 @@ def run_one(label: str, cmd: list[str], results: Path, timeout: float, host: boo
     timed_out = False
     code = None
     try:
-        while code is None:
+        while code is None and not runs.stopping.is_set():
             try:
                 code = proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
@@ -405,9 +489,9 @@ def run_one(label: str, cmd: list[str], results: Path, timeout: float, host: boo
                     out.boot_hung = True
                     break
     finally:
-        # Always: on timeout, on an interrupt of ours, and after a normal exit
-        # (helpers the VM left behind).
-        kill_group(proc)
+        # Always: on timeout, on an interrupt, and after a normal exit (helpers the VM
+        # left behind).
+        runs.finish(proc)
         reader.join(timeout=5)
         console.close()
     out.seconds = time.monotonic() - start
@@ -472,27 +556,32 @@ def judge(out: Outcome, results: Path, code: int | None, timed_out: bool, timeou
         out.ok = True
 
 
-def run_series(name: str, info: dict | None, timeout: float, pytest_args: list[str]) -> Outcome:
+def run_series(
+    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str]
+) -> Outcome:
     for attempt in range(1, BOOT_ATTEMPTS + 1):
-        out = run_attempt(name, info, timeout, pytest_args)
+        out = run_attempt(runs, name, info, timeout, pytest_args)
         if not out.boot_hung or attempt == BOOT_ATTEMPTS:
             return out
-        log(f"{name}: {out.reason}; booting it again ({attempt + 1} of {BOOT_ATTEMPTS})")
+        runs.say(f"{name}: {out.reason}; booting it again ({attempt + 1} of {BOOT_ATTEMPTS})")
     raise AssertionError("unreachable")
 
 
-def run_attempt(name: str, info: dict | None, timeout: float, pytest_args: list[str]) -> Outcome:
+def run_attempt(
+    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str]
+) -> Outcome:
     results = RESULTS / name
     shutil.rmtree(results, ignore_errors=True)
     results.mkdir(parents=True)
     script = results / "guest.sh"
+    suite = name == SUITE
     # Boot (~15-25 s under TCG) and power-off come out of the same budget.
     limit = timeout - GUEST_MARGIN if timeout > 2 * GUEST_MARGIN else timeout
-    script.write_text(guest_script(results, pytest_args, limit, guest=info is not None))
+    script.write_text(guest_script(results, pytest_args, limit, info is not None, suite))
     script.chmod(0o755)
     if info is None:  # the host
         release = os.uname().release
-        label = f"{release} (host)"
+        label = f"{release} (host{', whole suite' if suite else ''})"
         cmd = ["/bin/bash", str(script)]
     else:
         release = info["release"]
@@ -511,14 +600,16 @@ def run_attempt(name: str, info: dict | None, timeout: float, pytest_args: list[
             # tsc: TCG's TSCs count host time, the same on every vCPU; without this
             # the guest finds them unsynchronised and reads the slower HPET.
             "--append", "modprobe.blacklist=kvm,kvm_amd,kvm_intel tsc=reliable",
-            f"--qemu-opts={ROOT_VIRTFS}",  # one word: the value starts with a dash
+            f"--qemu-opts={ROOT_VIRTFS} {GUEST_CPU}",  # one word: it starts with a dash
             "--rodir", f"/boot={root / 'boot'}",  # /boot/config-<release> for doctor
             "--rwdir", str(results),
             "--exec", f"/bin/bash {shlex.quote(str(script))}",
         ]  # fmt: skip
     (results / "expected-release").write_text(release + "\n")
-    log(f"{name}: running {label} (limit {timeout:.0f} s); log in {results.relative_to(REPO)}/")
-    return run_one(label, cmd, results, timeout, info is None)
+    runs.say(
+        f"{name}: running {label} (limit {timeout:.0f} s); log in {results.relative_to(REPO)}/"
+    )
+    return run_one(runs, label, cmd, results, timeout, info is None, echo=suite)
 
 
 def line(o: Outcome) -> str:
@@ -526,6 +617,54 @@ def line(o: Outcome) -> str:
     boot = f" (boot {o.boot_seconds:.0f} s)" if o.boot_seconds and not o.host else ""
     verdict = "" if o.ok else f"   FAILED: {o.reason}"
     return f"{o.label:<42} {counts:<34} {o.seconds:5.0f} s{boot}{verdict}"
+
+
+def time_line(o: Outcome) -> str:
+    """The run's time against its limit: at most half of it leaves room for a slower
+    machine."""
+    share = o.seconds / o.limit if o.limit else 0.0
+    over = "   over half its limit" if share > 0.5 else ""
+    return f"{o.label:<42} {o.seconds:5.0f} s of its {o.limit:.0f} s limit ({share:4.0%}){over}"
+
+
+def run_all(
+    runs: Runs, wanted: list[str], kernels: dict, timeouts: dict[str, float], args
+) -> list[Outcome]:
+    """Each series in WANTED, at most args.jobs at once, in the order given (put the
+    longest first); each result is printed as it comes, in the order they end."""
+    pending = list(wanted)
+    outcomes: dict[str, Outcome] = {}
+    errors: list[BaseException] = []
+    threads: list[threading.Thread] = []
+    slots = threading.Semaphore(args.jobs)
+
+    def one(name: str) -> None:
+        try:
+            extra = args.suite_args if name == SUITE else args.pytest_args
+            o = run_series(runs, name, kernels.get(name), timeouts[name], extra)
+            outcomes[name] = o
+            runs.say(line(o))
+            if not o.ok and name != SUITE:  # the suite's own output is on stdout already
+                runs.say(f"--- last lines of {name}'s output:\n{o.tail}\n---")
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            slots.release()
+
+    while pending:
+        while not slots.acquire(timeout=0.5):
+            pass  # a signal reaches the main thread between waits
+        if runs.stopping.is_set():
+            break
+        t = threading.Thread(target=one, args=(pending.pop(0),), daemon=True)
+        threads.append(t)
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.5)
+    if errors:
+        raise errors[0]
+    return [outcomes[n] for n in wanted if n in outcomes]
 
 
 def main() -> int:
@@ -540,6 +679,24 @@ def main() -> int:
         default=float(os.environ.get("KERNEL_TIMEOUT", DEFAULT_TIMEOUT)),
         help="seconds for each kernel's run, boot included (default: $KERNEL_TIMEOUT or 1500)",
     )
+    p.add_argument(
+        "--suite",
+        action="store_true",
+        help="also run the whole suite on the host (every test, as `pytest -v`), as one "
+        "more run beside the kernels' (what `make test` does)",
+    )
+    p.add_argument(
+        "--suite-timeout",
+        type=float,
+        default=DEFAULT_SUITE_TIMEOUT,
+        help=f"seconds for the host's whole suite (default: {DEFAULT_SUITE_TIMEOUT:.0f})",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once (default 1); a VM under TCG keeps about one core busy",
+    )
     p.add_argument("--refresh", action="store_true", help="look for newer kernel revisions")
     p.add_argument("--fetch-only", action="store_true", help="fetch the kernels, run nothing")
     argv = sys.argv[1:]
@@ -552,6 +709,10 @@ def main() -> int:
     unknown = [s for s in wanted if s not in ALL]
     if unknown:
         p.error(f"unknown series {unknown}; known: {' '.join(ALL)}")
+    if args.jobs < 1:
+        p.error("--jobs: at least 1")
+    if args.suite and "host" in wanted:
+        p.error("--suite runs every test on the host, the kernel tests included: leave out host")
     if os.geteuid() != 0:
         p.error("run as root (the tests load BPF programs)")
 
@@ -566,7 +727,9 @@ def main() -> int:
         log(f"another kernel matrix run holds {BUILD / '.lock'}")
         return 2
 
+    runs = Runs()
     outcomes: list[Outcome] = []
+    started = time.monotonic()
     try:
         t = time.monotonic()
         kernels = ensure_kernels([s for s in wanted if s != "host"], args.refresh)
@@ -576,29 +739,41 @@ def main() -> int:
         if not OBJECT.exists():
             log(f"{OBJECT.relative_to(REPO)} missing: run make first (the guest builds nothing)")
             return 2
-        for name in wanted:
-            o = run_series(name, kernels.get(name), args.timeout, pytest_args)
-            outcomes.append(o)
-            log(line(o))
-            if not o.ok:
-                log(f"--- last lines of {name}'s output:\n{o.tail}\n---")
+        args.suite_args = pytest_args
+        args.pytest_args = pytest_args
+        if not any(a.startswith("tests") or ".py" in a for a in pytest_args):
+            args.pytest_args = [*pytest_args, *kernel_test_files()]  # no test path given
+        timeouts = {name: args.timeout for name in wanted}
+        order = list(wanted)
+        if args.suite:
+            # After the longest kernel: the two longest runs go first, side by side.
+            order.insert(1, SUITE)
+            timeouts[SUITE] = args.suite_timeout
+        outcomes = run_all(runs, order, kernels, timeouts, args)
     except Interrupted as e:
         signum = e.args[0]
-        log(f"interrupted by {signal.Signals(signum).name}: VM stopped")
+        runs.stop_all()
+        log(f"interrupted by {signal.Signals(signum).name}: every run stopped")
         return 128 + signum
     except RuntimeError as e:
+        runs.stop_all()
         log(f"error: {e}")
         return 2
 
     log("")
     for o in outcomes:
         log(line(o))
+    log("")
+    log(f"time per run, {args.jobs} at once on {os.cpu_count()} CPUs:")
+    for o in outcomes:
+        log(time_line(o))
     bad = sum(not o.ok for o in outcomes)
     # Not pytest's "N passed, N failed" shape: CI reads that as the suite's test count.
     tests = sum(o.passed for o in outcomes), sum(o.failed for o in outcomes)
     log(
-        f"kernel matrix: {len(outcomes) - bad} of {len(outcomes)} kernels passed "
-        f"({tests[0]} tests passed and {tests[1]} failed in all)"
+        f"kernel matrix: {len(outcomes) - bad} of {len(outcomes)} runs passed "
+        f"({tests[0]} tests passed and {tests[1]} failed in all) in "
+        f"{time.monotonic() - started:.0f} s"
     )
     return 1 if bad else 0
 
