@@ -6,6 +6,7 @@ suite instead of skipping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -16,11 +17,16 @@ import sys
 import sysconfig
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.attach import attach as attach_programs
+from procmon_ctl.cgroups import v2_root
+from procmon_ctl.load import find_object
+from procmon_ctl.load import load as load_instance
+from procmon_ctl.pins import PROGRAMS, PinLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECT = ROOT / "procmon_ctl" / "data" / "process_monitor.bpf.o"
@@ -44,6 +50,40 @@ def _bpf_problem() -> str | None:
     if r.returncode != 0:
         return f"bpftool cannot list programs: {r.stderr.decode().strip()}"
     return None
+
+
+# Set in a test's own process by the private_bpffs marker (see pytest_pyfunc_call).
+INSIDE_PRIVATE_BPFFS = "PROCMON_TEST_PRIVATE_BPFFS"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A test marked private_bpffs runs in a pytest of its own, in a mount namespace
+    of its own with a fresh bpffs on /sys/fs/bpf and a fresh /run/procmon-ctl: what it
+    finds at the top of bpffs is what its commands made, whatever other users of the
+    machine pin meanwhile.  This process only reports how that run went."""
+    if not pyfuncitem.get_closest_marker("private_bpffs") or os.environ.get(INSIDE_PRIVATE_BPFFS):
+        return None
+    problem = _bpf_problem()
+    if problem:
+        pytest.fail(f"a private bpffs needs BPF, which is unusable here: {problem}")
+    Path("/run/procmon-ctl").mkdir(mode=0o700, exist_ok=True)
+    r = subprocess.run(
+        [
+            "unshare", "-m", "--propagation", "private", "sh", "-euc",
+            "mount -t bpf -o mode=700 bpf /sys/fs/bpf; "
+            'mount -t tmpfs -o mode=700 tmpfs /run/procmon-ctl; exec "$@"', "sh",
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
+            pyfuncitem.nodeid,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, INSIDE_PRIVATE_BPFFS: "1"},
+    )  # fmt: skip
+    report = r.stdout[-6000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and "1 passed" in r.stdout, report
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -239,9 +279,14 @@ def cli(pin_dir) -> Cli:
 
 @pytest.fixture
 def attached(cli) -> Cli:
-    """Loaded and attached, with the ring drained of everything before the test."""
-    cli("load")
-    cli("attach")
+    """Loaded and attached (a new instance: its ring holds nothing yet).  Set up
+    through the library, in this process: `load` and `attach` as commands are what
+    test_workflow and test_bad_input test (on every kernel of the matrix); here they
+    are the set-up only, and each start of the CLI costs seconds in the matrix's
+    emulated guests."""
+    layout = PinLayout(cli.pin_dir)
+    load_instance(layout, find_object())
+    attach_programs(layout, list(PROGRAMS))
     return cli
 
 
@@ -377,3 +422,43 @@ def bpf_ids_alive(kind: str, ids: set[int], wait: float = 5.0) -> set[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+# -- a cgroup of the test's own ---------------------------------------------------
+
+
+def move_out_and_remove(cgroup: Path) -> None:
+    """Every process left in `cgroup` back to the root, then the cgroup removed."""
+    root = v2_root()
+    deadline = time.monotonic() + 10
+    while cgroup.exists():
+        for pid in (cgroup / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                (root / "cgroup.procs").write_text(pid)
+        try:
+            cgroup.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def test_cgroup() -> Iterator[Path]:
+    """A cgroup of this test's own, right below the cgroup v2 root."""
+    path = v2_root() / f"procmon-test-{uuid.uuid4().hex[:10]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        move_out_and_remove(path)
+
+
+def in_cgroup(cgroup: Path, script: str) -> list[str]:
+    """`sh -c script`, moved into `cgroup` before it runs anything."""
+    return ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && {script}']
+
+
+def shown(cgroup: Path) -> str:
+    """A cgroup's path as records and /proc/PID/cgroup show it."""
+    return "/" + str(cgroup.relative_to(v2_root()))
