@@ -19,6 +19,7 @@ import os
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import pytest
 from conftest import OBJECT
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
@@ -106,9 +107,10 @@ def bpffs_top() -> set[str]:
     return {p.name for p in BPFFS.iterdir()}
 
 
-def assert_nothing_new_at_bpffs_top(before: set[str]) -> None:
-    # Other tests make pin dirs of their own (all named procmon-...) meanwhile.
-    new = {n for n in bpffs_top() - before if not n.startswith("procmon-")}
+def assert_nothing_new_at_bpffs_top(before: set[str], own: Path) -> None:
+    # In a bpffs of the test's own (the private_bpffs marker): nothing but its own pin
+    # dir may appear, whatever other users of the machine pin meanwhile.
+    new = bpffs_top() - before - {own.name}
     assert not new, f"made at the top of bpffs: {new}"
     assert not {n for n in OWN_ENTRIES if (BPFFS / n).exists()}, "a pin layout in bpffs's root"
 
@@ -178,6 +180,7 @@ def _runs_long(option: str, value: str) -> bool:
         return False
 
 
+@pytest.mark.private_bpffs
 @settings(SHARED, max_examples=600)
 @given(which=st.sampled_from(NUMERIC_OPTIONS), value=NUMBER_TEXTS)
 @example(which=(["stats", "--watch"], "--interval", []), value="nan")
@@ -195,7 +198,7 @@ def test_numeric_options(pin_dir, which, value):
     before = bpffs_top()
     code, out, err = procmon(*argv)
     check_outcome(argv, code, out, err)
-    assert_nothing_new_at_bpffs_top(before)
+    assert_nothing_new_at_bpffs_top(before, pin_dir)
     if command == ["load"] and code == 0:  # a ring size that is allowed: it loaded
         code, out, err = procmon("--pin-dir", str(pin_dir), "unload")
         assert code == 0, err
@@ -237,6 +240,7 @@ def pin_dirs(draw, below: Path, outside: Path) -> str:
 PIN_DIR_COMMANDS = [["status"], ["stats", "--json"], ["unload"], ["detach"], ["load"]]
 
 
+@pytest.mark.private_bpffs
 @settings(SHARED, max_examples=400)
 @given(data=st.data())
 def test_pin_dir_option_and_variable(pin_dir, tmp_path, monkeypatch, data):
@@ -256,7 +260,7 @@ def test_pin_dir_option_and_variable(pin_dir, tmp_path, monkeypatch, data):
     before = bpffs_top()
     code, out, err = procmon(*argv, env=env)
     check_outcome(argv, code, out, err)
-    assert_nothing_new_at_bpffs_top(before)
+    assert_nothing_new_at_bpffs_top(before, pin_dir)
     assert not list(outside.iterdir()), f"made outside bpffs: {list(outside.iterdir())}"
     assert not list(cwd.iterdir()), f"made next to a relative pin dir: {list(cwd.iterdir())}"
     if command == ["load"] and code == 0:
@@ -284,6 +288,7 @@ OBJECT_PATHS = st.one_of(
 )
 
 
+@pytest.mark.private_bpffs
 @settings(SHARED, max_examples=200)
 @given(obj=OBJECT_PATHS, command=st.sampled_from(["load", "run", "serve"]))
 def test_object_option(pin_dir, tmp_path, monkeypatch, obj, command):
@@ -295,7 +300,7 @@ def test_object_option(pin_dir, tmp_path, monkeypatch, obj, command):
     before = bpffs_top()
     code, out, err = procmon(*argv)
     check_outcome(argv, code, out, err)
-    assert_nothing_new_at_bpffs_top(before)
+    assert_nothing_new_at_bpffs_top(before, pin_dir)
     assert not list(tmp_path.iterdir())
     if command == "load" and code == 0:
         code, out, err = procmon("--pin-dir", str(pin_dir), "unload")

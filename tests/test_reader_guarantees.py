@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import signal
 import struct
 import subprocess
@@ -20,7 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import bpf_held_by, bpftool_json, fork_processes, threads_streamed
+from conftest import (
+    bpf_held_by,
+    bpftool_json,
+    fork_processes,
+    in_cgroup,
+    shown,
+    threads_streamed,
+)
 
 from procmon_ctl.session import THREADS_LEASE_NS
 
@@ -191,9 +199,11 @@ def test_held_rows_are_the_next_readers(attached, stop):
 
 
 @pytest.mark.parametrize("how", [pytest.param("SIGKILL", marks=pytest.mark.kernel), "SIGHUP"])
-def test_thread_streaming_dies_with_its_reader(attached, how):
+def test_thread_streaming_dies_with_its_reader(attached, how, test_cgroup):
     """A reader of --threads that dies (SIGKILL: no cleanup at all) leaves thread
-    streaming on for at most a second: then threads cost no ring space again."""
+    streaming on for at most a second: then threads cost no ring space again.
+    Measured in a cgroup of the test's own, with a reader filtering on it (no
+    --threads): what the rest of the machine forks meanwhile is filtered, not produced."""
     cli = attached
     reader = cli.popen(
         "events",
@@ -211,20 +221,29 @@ def test_thread_streaming_dies_with_its_reader(attached, how):
     print(f"thread streaming ends {(until - died) / 1e6:.0f} ms after the reader died")
     assert until - died <= THREADS_LEASE_NS
     wait_for(lambda: not threads_streamed(cli.pin_dir), timeout=5, what="the lease to end")
-    before = cli.json("stats", "--json")
-    threads = subprocess.run(
-        [
-            sys.executable,
-            "-c",
+    watcher = cli.popen(
+        "events", "--cgroup", shown(test_cgroup), "--duration", "120",
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: settings_value(cli.pin_dir)["cgroup_id"] != 0, what="the cgroup filter")
+        assert not threads_streamed(cli.pin_dir)
+        before = cli.json("stats", "--json")
+        storm = (
             "import threading\nfor _ in range(500):\n"
-            "    t = threading.Thread(target=lambda: None); t.start(); t.join()",
-        ],
-        check=True,
-    )
-    assert threads.returncode == 0
-    after = cli.json("stats", "--json")
+            "    t = threading.Thread(target=lambda: None); t.start(); t.join()"
+        )
+        subprocess.run(
+            in_cgroup(test_cgroup, f"exec {shlex.quote(sys.executable)} -c {shlex.quote(storm)}"),
+            check=True,
+        )
+        after = cli.json("stats", "--json")
+    finally:
+        watcher.kill()
+        watcher.wait()
     assert after["threads"] - before["threads"] >= 500
-    # The threads were counted, and not one of them was put in the ring.
+    # The threads were counted, and not one of them was put in the ring: the cgroup's
+    # few process records are all it produced.
     assert after["produced"] - before["produced"] < 100
 
 
@@ -270,19 +289,22 @@ def _valid_lines(path: Path) -> list[dict]:
 
 def test_a_full_disk_leaves_whole_lines_and_loses_nothing(attached, small_disk):
     """ENOSPC: the reader stops with one line naming the file, the file ends in a
-    whole line, and the records that did not fit come out of the next reader."""
+    whole line, and the records that did not fit come out of the next reader.  The
+    readers keep this test's own children (--ppid): what else the machine forks
+    meanwhile would fill the disk again."""
     cli = attached
     cli("events", "--duration", "0.1")  # drain
     filler = small_disk / "filler"
     filler.write_bytes(b"x" * (200 * 1024))
     log = small_disk / "events.jsonl"
+    ours = ["--ppid", str(os.getpid())]
     pids = fork_processes(600)  # ~150 KiB of JSON: more than the 56 KiB left
-    r = cli("events", "--output", str(log), "--duration", "5", check=False)
+    r = cli("events", "--output", str(log), *ours, "--duration", "5", check=False)
     assert r.returncode == 1, r.stderr
     assert r.stderr.count("\n") == 1 and str(log) in r.stderr and "space" in r.stderr, r.stderr
     first = _valid_lines(log) if log.stat().st_size else []
     filler.unlink()
-    r = cli("events", "--output", str(log), "--duration", "0.5")
+    r = cli("events", "--output", str(log), *ours, "--duration", "0.5")
     assert r.returncode == 0, r.stderr
     lines = _valid_lines(log)
     assert lines[: len(first)] == first

@@ -5,58 +5,17 @@ namespace, the in-kernel cgroup filter under a fork storm from elsewhere, and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import bpftool_json, lines_until
+from conftest import bpftool_json, in_cgroup, lines_until, move_out_and_remove, shown
 from test_process_events import reader_ready
-
-from procmon_ctl.cgroups import v2_root
-
-
-def move_out_and_remove(cgroup: Path) -> None:
-    """Every process left in `cgroup` back to the root, then the cgroup removed."""
-    root = v2_root()
-    deadline = time.monotonic() + 10
-    while cgroup.exists():
-        for pid in (cgroup / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):  # gone meanwhile
-                (root / "cgroup.procs").write_text(pid)
-        try:
-            cgroup.rmdir()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-@pytest.fixture
-def test_cgroup() -> Iterator[Path]:
-    """A cgroup of this test's own, right below the cgroup v2 root."""
-    path = v2_root() / f"procmon-test-{uuid.uuid4().hex[:10]}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        move_out_and_remove(path)
-
-
-def in_cgroup(cgroup: Path, script: str) -> list[str]:
-    """`sh -c script`, moved into `cgroup` before it runs anything."""
-    return ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && {script}']
-
-
-def shown(cgroup: Path) -> str:
-    """A cgroup's path as records and /proc/PID/cgroup show it."""
-    return "/" + str(cgroup.relative_to(v2_root()))
 
 
 @pytest.mark.kernel
