@@ -229,6 +229,7 @@ def test_sigint_and_sigterm_end_events_cleanly(attached):
     assert "processes/s" in out.splitlines()[0]
 
 
+@pytest.mark.private_bpffs  # what appears at the top of bpffs is then run's alone
 def test_run_does_not_disturb_the_default_instance(attached):
     """`run` makes an instance of its own beside the loaded one, and pins nothing."""
     cli = attached

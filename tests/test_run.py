@@ -221,6 +221,7 @@ def _unpinned_instance_ids(p: subprocess.Popen, timeout=30) -> dict[str, set[int
 
 
 @pytest.mark.kernel
+@pytest.mark.private_bpffs  # what appears at the top of bpffs is then run's alone
 def test_run_pins_nothing_and_leaves_nothing_when_killed(tmp_path):
     """SIGKILL at several moments (starting, loading, attached with CMD running):
     nothing of run's instance outlives it."""
