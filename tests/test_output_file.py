@@ -141,10 +141,12 @@ def events_to(cli, path: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def fork_pids(path: Path) -> set[int]:
+    # Split at b"\n" only: str.splitlines() also splits at U+2028 or U+0085 inside
+    # a string of another process's line.
     return {
         event["pid"]
-        for line in path.read_text().splitlines()
-        if (event := json.loads(line))["type"] == "fork"
+        for line in path.read_bytes().split(b"\n")
+        if line and (event := json.loads(line))["type"] == "fork"
     }
 
 
