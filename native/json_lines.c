@@ -149,9 +149,10 @@ static char *put_s32(char *p, __s32 v)
 }
 
 /* `n` bytes (or fewer, up to a NUL) as the JSON string of decode.text(): a
- * backslash doubled, then escaped the way Python's
- * json.encoder.encode_basestring does; NULL if they hold a byte >= 0x80 (the
- * Python side decodes those, keeping invalid UTF-8 visible). */
+ * backslash doubled, then escaped the way decode.json_string does (Python's
+ * json.encoder.encode_basestring, and DEL as \u007f); NULL if they hold a byte
+ * >= 0x80 (the Python side decodes those, keeping invalid UTF-8 visible, and
+ * escapes the C1 and bidi controls and U+2028/U+2029 among them). */
 static char *put_json_str(char *p, const char *s, size_t max)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -163,7 +164,7 @@ static char *put_json_str(char *p, const char *s, size_t max)
 
 		if (c >= 0x80)
 			return NULL;
-		if (c >= 0x20 && c != '"' && c != '\\') {
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
 			*p++ = (char)c;
 			continue;
 		}

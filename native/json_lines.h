@@ -53,9 +53,10 @@ struct pm_batch {
 };
 
 /* The version of the lines' text: raised whenever what a line holds changes, so a
- * library built before is not used (pm_abi.json_format). 2: "time" after "type". */
+ * library built before is not used (pm_abi.json_format). 2: "time" after "type";
+ * 3: DEL as \u007f. */
 enum pm_json_format {
-	PM_JSON_FORMAT = 2,
+	PM_JSON_FORMAT = 3,
 };
 
 /* The contract as this library was compiled: sizes, offsets and constants of

@@ -178,7 +178,7 @@ class PmBatch(ctypes.Structure):
 
 
 # enum pm_json_format: the version of the lines' text the C formatter writes.
-PM_JSON_FORMAT = 2
+PM_JSON_FORMAT = 3
 
 
 class PmCgroupLimits(IntEnum):

@@ -133,7 +133,13 @@ def follow_native(ring: FakeRing, lib, limit=None, cgroups=KNOWN_CGROUPS) -> tup
     return out.getvalue(), writer.emitted
 
 
-LEFT_TO_PYTHON = ("unknown type", "bytes that are not UTF-8", "hostile arguments", "failed exec")
+LEFT_TO_PYTHON = (
+    "unknown type",
+    "bytes that are not UTF-8",
+    "hostile arguments",
+    "failed exec",
+    "characters JSON lines escape",
+)
 
 
 @pytest.mark.parametrize("start", [0, 3 * (1 << 16) - 40], ids=["from the start", "wrapping"])
