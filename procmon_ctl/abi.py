@@ -184,7 +184,7 @@ PM_JSON_FORMAT = 3
 class PmCgroupLimits(IntEnum):
     """enum pm_cgroup_limits"""
 
-    PM_CGROUP_JSON_MAX = 1024
+    PM_CGROUP_JSON_MAX = 32768
 
 
 class PmCgroup(ctypes.Structure):

@@ -1,4 +1,5 @@
-"""JSON lines are safe to print and to split (issue 25.9).
+"""JSON lines are safe to print and to split (issue 25.9), and the records of a
+cgroup with a long path, up to PATH_MAX, are the C writer's (issue 25.10).
 
 JSON lets DEL, the C1 controls (U+0085 is a line break to str.splitlines(),
 U+009B a CSI to a terminal), the bidi controls (they reorder the rest of a
@@ -7,10 +8,20 @@ in a string.  Both writers of `events --json` (native/json_lines.c and
 json_lines.py) write them as \\uNNNN: byte for byte the same lines, each one line
 to str.splitlines(), that json.loads() and decode.unescape() turn back into the
 exact bytes.  Unit tests on a ring laid out in memory, then real processes
-named so, read from a real instance by each writer and by `run --json`."""
+named so, read from a real instance by each writer and by `run --json`.
+
+A cgroup's fragment (its path, container and pod) is held in the C writer's
+table when it fits PM_CGROUP_JSON_MAX, which takes a path of PATH_MAX bytes
+escaped; records of a cgroup the table does not hold come back to Python one by
+one (stop FOREIGN): past the old limit of 1,024 bytes that made every record of
+the cgroup cost 10 times more.  The C writer needs the room of a line's own
+fragment only, so a batch holds as many lines as fit.  No timing here: the
+figures are scripts/reader_cost.py --cgroup-paths's."""
 
 from __future__ import annotations
 
+import ctypes
+import io
 import json
 import subprocess
 import sys
@@ -25,17 +36,18 @@ from records import (
     EXIT,
     FORK,
     NOW_NS,
+    LossesInMemory,
     argv_area,
     fix_clock,
     record,
     ring_bytes,
 )
 from records import cgroup_json as base_cgroup_json
-from test_json_native import FakeRing, follow_native, python_lines
+from test_json_native import PAGE, FakeRing, follow_native, python_lines
 
-from procmon_ctl import decode, json_lines, json_native
-from procmon_ctl.abi import PmStop
-from procmon_ctl.cgroups import CgroupNames
+from procmon_ctl import decode, json_lines, json_native, stream
+from procmon_ctl.abi import PmCgroupLimits, PmStop
+from procmon_ctl.cgroups import CgroupNames, _shown
 from procmon_ctl.decode import unescape
 from procmon_ctl.lineage import Process, with_lineage
 
@@ -220,6 +232,120 @@ def test_json_string_is_json_and_plain_text_unchanged():
     out = decode.json_string(every)
     assert json.loads(out) == every and not UNSAFE_SET & set(out)
     assert out.splitlines() == [out]
+
+
+# -- a long cgroup path (issue 25.10) ---------------------------------------------
+
+POD = "0f8e6b3c_5a1d_4e2f_9c7b_1d2e3f4a5b6c"
+CONTAINER = "4f" * 32
+
+
+def long_path(size: int = 2000) -> str:
+    """A Kubernetes pod's container under a systemd slice, nested below a deep
+    delegated subtree, `size` bytes in all."""
+    tail = (
+        "/kubepods.slice/kubepods-burstable.slice"
+        f"/kubepods-burstable-pod{POD}.slice/cri-containerd-{CONTAINER}.scope"
+    )
+    head, level = "", 0
+    while len(head) + len(tail) < size:
+        level += 1
+        head += f"/tenant-{level:02d}-" + "d" * 100 + ".slice"
+    return "/" + (head + tail)[-(size - 1) :]
+
+
+def follow_counting(ring: FakeRing, lib, cgroup_json, monkeypatch) -> tuple[str, int, int]:
+    """`events --json`'s loop over the ring with the C writer, starting with no
+    cgroup known: (the text, lines, records the Python writer formatted)."""
+    in_python = []
+    real = stream.json_lines
+
+    def counting(buf, offsets, *a, **kw):
+        in_python.extend(offsets)
+        return real(buf, offsets, *a, **kw)
+
+    monkeypatch.setattr(stream, "json_lines", counting)
+    out = io.StringIO()
+    writer = stream.BatchWriter(out, ring, LossesInMemory(), None)
+    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    stream._follow_json_native(ring, fmt, 0, writer, True, cgroup_json)
+    return out.getvalue(), writer.emitted, len(in_python)
+
+
+def fragment_of(path: str, cgroup_id: int) -> str:
+    return "," + CgroupNames(path_of=lambda _: path).json_fragment(cgroup_id)
+
+
+def test_a_2000_byte_cgroup_path_is_formatted_in_c(lib, monkeypatch):
+    path = long_path(2000)
+    assert len(path) == 2000
+    fragment = fragment_of(path, 77)
+    assert len(fragment) > 1024  # the table's limit before issue 25.10
+    assert f'"container_id":"{CONTAINER}"' in fragment and '"pod_uid":"' in fragment
+
+    def cgroup_json(cgroup_id: int) -> str:
+        return fragment if cgroup_id == 77 else base_cgroup_json(cgroup_id)
+
+    types = (FORK, EXEC, EXIT)
+    records = [
+        record(types[p % 3], pid=p, cgroup=77, filename=b"/bin/true", argv=argv_area(b"true"))
+        for p in range(1, 61)
+    ]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    expected = python_text(records, cgroup_json)
+    # How the code decides: the table holds the cgroup's fragment, so the C writer
+    # formats its records and hands none back.
+    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    fmt.cgroups.add(77, cgroup_json(77))
+    held = [s for s in fmt.cgroups._slots if s.id == 77]
+    assert len(held) == 1 and ctypes.string_at(held[0].json, held[0].len) == fragment.encode()
+    batch = fmt.format(0, 1000, 0)
+    assert (batch.stop, batch.records, batch.text) == (PmStop.CAUGHT_UP, 60, expected)
+    # The reading loop: the first record tells Python's side the cgroup; the other
+    # 59 are C's.
+    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 60, 1)
+
+
+def test_the_longest_cgroup_path_is_formatted_in_c(lib, monkeypatch):
+    """PATH_MAX bytes, none of them UTF-8 (5 bytes of JSON each): still the C
+    writer's, and more of them than one output buffer holds end the C batches
+    cleanly (stop FULL) with nothing lost or reordered."""
+    raw = ((b"/" + b"\xff" * 255) * 16)[:4095]  # PATH_MAX with its NUL, NAME_MAX names
+    fragment = fragment_of(_shown(raw), 78)
+    assert len(fragment) > 5 * 4000
+
+    def cgroup_json(cgroup_id: int) -> str:
+        return fragment if cgroup_id == 78 else base_cgroup_json(cgroup_id)
+
+    records = [record(FORK, pid=p, cgroup=78) for p in range(1, 121)]  # 2.5 MB of lines
+    ring = FakeRing(size=1 << 16)
+    for r in records:
+        ring.add(r)
+    expected = python_text(records, cgroup_json)
+    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    fmt.cgroups.add(78, cgroup_json(78))
+    batch = fmt.format(0, 1000, 0)
+    assert batch.stop == PmStop.FULL and 0 < batch.records < 120
+    assert batch.text == expected[: len(batch.text)]
+    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 120, 1)
+
+
+def test_a_fragment_longer_than_the_table_takes_is_still_written_whole(lib, monkeypatch):
+    """Past PM_CGROUP_JSON_MAX the records are Python's, one by one: slower,
+    never lost."""
+    fragment = "," + '"cgroup":"' + "y" * PmCgroupLimits.PM_CGROUP_JSON_MAX + '"'
+
+    def cgroup_json(cgroup_id: int) -> str:
+        return fragment if cgroup_id == 79 else base_cgroup_json(cgroup_id)
+
+    records = [record(FORK, pid=p, cgroup=79) for p in range(1, 6)]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    expected = python_text(records, cgroup_json)
+    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 5, 5)
 
 
 # -- the real kernel ----------------------------------------------------------------
