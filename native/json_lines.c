@@ -17,10 +17,11 @@
 
 #include "json_lines.h"
 
-/* Longest line: an exec record whose every byte of text needs \u00XX (an empty
- * argument, `"",` for its one NUL, needs less), plus its gap line. */
-#define PM_MAX_LINE                                                                         \
-	(512 + PM_CGROUP_JSON_MAX + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
+/* Longest line but its cgroup's fragment: an exec record whose every byte of
+ * text needs \u00XX (an empty argument, `"",` for its one NUL, needs less), plus
+ * its gap line.  The fragment (up to PM_CGROUP_JSON_MAX) is added per record, so
+ * that a long cgroup path costs the room of its own length only. */
+#define PM_MAX_LINE (512 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -149,9 +150,10 @@ static char *put_s32(char *p, __s32 v)
 }
 
 /* `n` bytes (or fewer, up to a NUL) as the JSON string of decode.text(): a
- * backslash doubled, then escaped the way Python's
- * json.encoder.encode_basestring does; NULL if they hold a byte >= 0x80 (the
- * Python side decodes those, keeping invalid UTF-8 visible). */
+ * backslash doubled, then escaped the way decode.json_string does (Python's
+ * json.encoder.encode_basestring, and DEL as \u007f); NULL if they hold a byte
+ * >= 0x80 (the Python side decodes those, keeping invalid UTF-8 visible, and
+ * escapes the C1 and bidi controls and U+2028/U+2029 among them). */
 static char *put_json_str(char *p, const char *s, size_t max)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -163,7 +165,7 @@ static char *put_json_str(char *p, const char *s, size_t max)
 
 		if (c >= 0x80)
 			return NULL;
-		if (c >= 0x20 && c != '"' && c != '\\') {
+		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) {
 			*p++ = (char)c;
 			continue;
 		}
@@ -234,14 +236,10 @@ static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 	return NULL;
 }
 
-/* One record's line (and its gap line first); NULL if the caller must format it. */
+/* One record's line, `cg` its cgroup's; NULL if the caller must format it. */
 static char *put_record(char *p, const struct process_event *e, __u32 len,
-			const struct pm_cgroups *cgroups, struct pm_clock *clock)
+			const struct pm_cgroup *cg, struct pm_clock *clock)
 {
-	const struct pm_cgroup *cg = find_cgroup(cgroups, e->cgroup_id);
-
-	if (!cg)
-		return NULL;
 	switch (e->type) {
 	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\""); break;
 	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\""); break;
@@ -299,6 +297,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 	for (;;) {
 		const unsigned char *hdr;
 		const struct process_event *e;
+		const struct pm_cgroup *cg;
 		__u32 len;
 		char *line;
 
@@ -328,13 +327,22 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			b->stop = PM_STOP_FOREIGN;
 			break;
 		}
+		cg = find_cgroup(cgroups, e->cgroup_id);
+		if (!cg) {
+			b->stop = PM_STOP_FOREIGN;
+			break;
+		}
+		if ((__u64)(end - p) - PM_MAX_LINE < cg->len) {
+			b->stop = PM_STOP_FULL;
+			break;
+		}
 		line = p;
 		if (e->dropped_total > marked) {
 			line = put_time(PUT_LIT(line, "{\"type\":\"gap\""), &clock, b->gap_ns);
 			line = PUT_FIELD(line, ",\"dropped\":", e->dropped_total - marked);
 			line = PUT_LIT(line, "}\n");
 		}
-		line = put_record(line, e, len, cgroups, &clock);
+		line = put_record(line, e, len, cg, &clock);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;

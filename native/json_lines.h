@@ -27,7 +27,11 @@ enum pm_stop {
  * is user space's work (procmon_ctl/cgroups.py).  A record whose cgroup is not
  * in it goes back to Python, which formats it and adds its cgroup. */
 enum pm_cgroup_limits {
-	PM_CGROUP_JSON_MAX = 1024, /* longest fragment the table takes (longer: Python's) */
+	/* The longest fragment the table takes (longer: Python's): a path of PATH_MAX
+	 * (4096) bytes, none of them UTF-8 (\xNN each, 5 bytes in JSON with its
+	 * backslash doubled), and the container's fields.  A line needs the room of
+	 * its own fragment only. */
+	PM_CGROUP_JSON_MAX = 32768,
 };
 
 struct pm_cgroup {
@@ -53,9 +57,10 @@ struct pm_batch {
 };
 
 /* The version of the lines' text: raised whenever what a line holds changes, so a
- * library built before is not used (pm_abi.json_format). 2: "time" after "type". */
+ * library built before is not used (pm_abi.json_format). 2: "time" after "type";
+ * 3: DEL as \u007f. */
 enum pm_json_format {
-	PM_JSON_FORMAT = 2,
+	PM_JSON_FORMAT = 3,
 };
 
 /* The contract as this library was compiled: sizes, offsets and constants of

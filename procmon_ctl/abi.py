@@ -178,13 +178,13 @@ class PmBatch(ctypes.Structure):
 
 
 # enum pm_json_format: the version of the lines' text the C formatter writes.
-PM_JSON_FORMAT = 2
+PM_JSON_FORMAT = 3
 
 
 class PmCgroupLimits(IntEnum):
     """enum pm_cgroup_limits"""
 
-    PM_CGROUP_JSON_MAX = 1024
+    PM_CGROUP_JSON_MAX = 32768
 
 
 class PmCgroup(ctypes.Structure):

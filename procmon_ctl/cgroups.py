@@ -28,11 +28,10 @@ import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterator
-from json.encoder import encode_basestring
 from pathlib import Path
 from typing import NamedTuple
 
-from .decode import text, unescape
+from .decode import json_string, text, unescape
 from .errors import MissingError, ProcmonError, UsageError
 
 CACHE_LIMIT = 4096  # CgroupNames entries: a host may create cgroups without end
@@ -166,7 +165,7 @@ def _level(rel: bytes) -> int:
 
 def _quoted(s: str) -> str:
     """s for an error line: as it is if printable, else JSON-escaped (one line)."""
-    return s if s.isprintable() else encode_basestring(s)
+    return s if s.isprintable() else json_string(s)
 
 
 # ---------------------------------------------------------------------------
@@ -385,13 +384,13 @@ def cgroup_json(info: CgroupInfo) -> str:
     # Absent rather than null once removed, as every JSON field that does not apply.
     fragment = f'"cgroup_id":{info.id}'
     if info.path is not None:
-        fragment += f',"cgroup":{encode_basestring(info.path)}'
+        fragment += f',"cgroup":{json_string(info.path)}'
     if info.container_id is not None:
-        fragment += f',"container_id":{encode_basestring(info.container_id)}'
+        fragment += f',"container_id":{json_string(info.container_id)}'
     if info.runtime is not None:
-        fragment += f',"container_runtime":{encode_basestring(info.runtime)}'
+        fragment += f',"container_runtime":{json_string(info.runtime)}'
     if info.pod_uid is not None:
-        fragment += f',"pod_uid":{encode_basestring(info.pod_uid)}'
+        fragment += f',"pod_uid":{json_string(info.pod_uid)}'
     return fragment
 
 

@@ -6,13 +6,19 @@ hot path: one struct.unpack per record, no model objects.
 Names, filenames and arguments are bytes chosen by whoever started the process.
 They become text reversibly (text() and unescape() are inverses): valid UTF-8 as
 it is, a byte that is not UTF-8 as the four characters \\xNN, and a backslash as
-two, so that no text stands for two different byte strings."""
+two, so that no text stands for two different byte strings.
+
+In JSON, json_string() and json_safe() escape as \\uNNNN what a terminal or a
+line splitter would act on (DEL, C1 controls, bidi controls, U+2028/U+2029), on
+top of the control characters JSON itself escapes: json.loads() gives back the
+same text, so unescape() still gives the exact bytes."""
 
 from __future__ import annotations
 
 import errno as _errno
 import mmap
 import re
+from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
 
 from .abi import EXEC_DATA_OFFSET, EXEC_TAIL, EXEC_TAIL_OFFSET, PROCESS_EVENT, EventFlag, EventType
@@ -81,6 +87,32 @@ def unescape(s: str) -> bytes:
         pos = m.end()
     out += s[pos:].encode()
     return bytes(out)
+
+
+# What JSON allows raw in a string but a line must not hold raw: DEL and the C1
+# controls (U+009B is CSI to a terminal that takes 8-bit controls, U+0085 a line
+# break to str.splitlines()), the bidi controls (Unicode's Bidi_Control: they
+# reorder the rest of a terminal's line) and the line and paragraph separators.
+# A fixed list, not str.isprintable(), so that the lines do not change with the
+# Python (Unicode) version, and native/json_lines.c can write the same.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def _u_escape(m: re.Match) -> str:
+    return f"\\u{ord(m.group()):04x}"
+
+
+def json_safe(json_text: str) -> str:
+    """A JSON text with each character of _JSON_UNSAFE as \\uNNNN (outside strings
+    JSON text is ASCII, so only the inside of strings changes)."""
+    if json_text.isascii() and "\x7f" not in json_text:
+        return json_text
+    return _JSON_UNSAFE.sub(_u_escape, json_text)
+
+
+def json_string(s: str) -> str:
+    """s as a JSON string, safe to print and to split into lines (json_safe)."""
+    return json_safe(encode_basestring(s))
 
 
 def split_argv(raw: bytes) -> tuple[str, ...]:

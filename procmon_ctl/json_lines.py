@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable
-from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 
 from . import clock
 from .abi import PROCESS_EVENT, EventFlag, EventType
-from .decode import TYPE_NAMES, cstr, errno_name, exec_parts
+from .decode import TYPE_NAMES, cstr, errno_name, exec_parts, json_string
 
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
@@ -54,7 +53,7 @@ def _comm_json(raw: bytes) -> str:
     if text is None:
         if len(_comm_cache) >= CACHE_LIMIT:
             _comm_cache.clear()
-        text = _comm_cache[raw] = encode_basestring(cstr(raw))
+        text = _comm_cache[raw] = json_string(cstr(raw))
     return text
 
 
@@ -71,9 +70,9 @@ def _shared_json(key: tuple[int, int, int, bytes, int], cgroup_json: CgroupJson)
 def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
     """The fields an exec (or exec_failed) record adds, from "filename" on."""
     filename, argv, truncated, argc, error = exec_parts(buf, off, flags)
-    args = ",".join(map(encode_basestring, argv))
+    args = ",".join(map(json_string, argv))
     text = (
-        f'"filename":{encode_basestring(filename)},"argv":[{args}],'
+        f'"filename":{json_string(filename)},"argv":[{args}],'
         f'"argv_truncated":{"true" if truncated else "false"},"argc":{argc}'
     )
     if error:

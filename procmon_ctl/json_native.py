@@ -23,7 +23,9 @@ from .errors import BpfError
 
 LIBRARY = Path(__file__).parent / "data" / "libprocmon_json.so"
 
-# Output room per call: a batch of thread records is ~150 bytes each.
+# Output room per call: a batch of thread records is ~150 bytes each.  It must
+# hold a worst-case line (~100 KB of escaped arguments) with the longest cgroup
+# fragment (PM_CGROUP_JSON_MAX), or a batch could never start.
 OUTPUT_BYTES = 1 << 20
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -164,8 +166,10 @@ class JsonLineFormatter:
             OUTPUT_BYTES,
             ctypes.byref(b),
         )
-        # Only ASCII is written here (anything else goes back to Python).
-        text = ctypes.string_at(self._out, b.out_len).decode("ascii")
+        # Only ASCII is written here (anything else goes back to Python).  Decoded
+        # from the buffer itself: a copy to bytes first cost as much again per
+        # byte, which long lines (a long cgroup path) make count.
+        text = str(memoryview(self._out)[: b.out_len], "ascii")
         return Batch(text, b.records, b.pos, b.marked, b.stop)
 
 

@@ -33,10 +33,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from itertools import islice
-from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
 
-from .decode import Event, split_argv, text
+from .decode import Event, json_string, split_argv, text
 from .render import fit, printable, tty_width
 
 # Entries in a table at most.  A table that never loses a record holds the living
@@ -88,9 +87,9 @@ class Process:
         """This process as a JSON object: pid, comm, argv and, once it has
         exited, "exited": true."""
         if self._json is None:
-            args = ",".join(map(encode_basestring, self.argv))
+            args = ",".join(map(json_string, self.argv))
             form = _JSON_EXITED if self.exited else _JSON
-            self._json = form % (self.pid, encode_basestring(self.comm), args)
+            self._json = form % (self.pid, json_string(self.comm), args)
         return self._json
 
     def ancestors(self) -> Iterator[Process]:

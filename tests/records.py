@@ -138,6 +138,18 @@ CASES = {
     ],
     "control characters": [record(EXEC, comm=b"\x1b[2J\nEVIL\x1b]0;", filename=b"/tmp/\x07bell")],
     "json escapes": [record(EXEC, comm=b'q"\\\t\r\b\f', filename=b'/a"b\\c')],
+    # DEL (the C writer's) and, left to Python, C1 controls, bidi controls and the
+    # line and paragraph separators (issue 25.9): all as \\uNNNN.
+    "DEL": [record(EXEC, comm=b"a\x7fb", filename=b"/x\x7f", argv=argv_area(b"\x7f", b"x"))],
+    "characters JSON lines escape": [
+        record(FORK, comm="r\u202eo\u2028\x85".encode()),
+        record(
+            EXEC,
+            comm="\u2066\u2069\u061c".encode(),
+            filename="/t/\x9b2J\u200e\u200f".encode(),
+            argv=argv_area("\u2029".encode(), "\x80\x9f\u202a".encode(), b"\x85"),
+        ),
+    ],
     "bytes that are not UTF-8": [
         record(FORK, comm=b"caf\xe9\xff"),
         record(EXEC, filename=b'/x/\xc3\x28"q\\'),

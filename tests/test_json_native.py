@@ -133,7 +133,13 @@ def follow_native(ring: FakeRing, lib, limit=None, cgroups=KNOWN_CGROUPS) -> tup
     return out.getvalue(), writer.emitted
 
 
-LEFT_TO_PYTHON = ("unknown type", "bytes that are not UTF-8", "hostile arguments", "failed exec")
+LEFT_TO_PYTHON = (
+    "unknown type",
+    "bytes that are not UTF-8",
+    "hostile arguments",
+    "failed exec",
+    "characters JSON lines escape",
+)
 
 
 @pytest.mark.parametrize("start", [0, 3 * (1 << 16) - 40], ids=["from the start", "wrapping"])
@@ -206,7 +212,7 @@ def test_the_cgroup_table_starts_afresh_when_three_quarters_full():
     table.add(7, cgroup_json(7))
     assert known() == {7}
     table.add(9, ',"cgroup":"caf\u00e9"'.encode().decode("unicode_escape"))  # not ASCII
-    table.add(10, "," + "x" * 2000)  # longer than C takes
+    table.add(10, "," + "x" * json_native._CGROUP_JSON_MAX)  # longer than C takes
     assert known() == {7}
 
 

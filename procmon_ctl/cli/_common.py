@@ -124,7 +124,9 @@ def command(*, quick: bool = False, **settings: Any):
 
 
 def print_json(model) -> None:
-    print(model.model_dump_json())
+    from ..decode import json_safe  # pydantic writes bidi controls and U+2028 raw
+
+    print(json_safe(model.model_dump_json()))
 
 
 EVENTS_HELP = "Which programs: a comma-separated list of fork, exec, exit."
