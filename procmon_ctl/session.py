@@ -4,6 +4,10 @@
   leases in the `settings` map that the reader renews, never switches it must
   remember to turn off; a reader that dies by SIGKILL leaves thread streaming on,
   or the host's other processes kept out of the ring, for at most THREADS_LEASE_NS.
+  A thread of the reader's own renews them, not its reading loop: a reader that is
+  alive but stalled (blocked writing to a paused pager or a slow pipe, or starved
+  of CPU) must keep the threads it asked for, which would otherwise go unrecorded
+  without any gap to say so.
 - The losses it has marked: LOSS_MARKED in the `losses` map, so that a sequence of
   readers marks every lost record exactly once (see enum loss_key).
 - Whether its instance is still there: a pinned ring that was unloaded (or
@@ -12,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -22,7 +27,7 @@ from .settings import argv_bytes_of, settings_value
 
 # Thread streaming outlives a reader that dies without cleaning up by at most this.
 THREADS_LEASE_NS = 1_000_000_000
-# The reader renews its lease this often (it passes here at least every poll period).
+# The reader renews its lease this often.
 RENEW_EVERY_NS = THREADS_LEASE_NS // 4
 # How long after the reader writes its settings a record may still have been made
 # under the old ones (a program reads them first, then stamps its record).
@@ -62,17 +67,28 @@ class ReaderSession:
         self._argv_bytes = argv_bytes_of(
             libbpf.map_lookup(settings_fd, _SETTINGS_KEY, SETTINGS.size)
         )
-        self._renewed = self._checked = time.monotonic_ns()
+        self._checked = time.monotonic_ns()
         self.marked = self._saved = self._lookup(_KEY_MARKED)
-        self._write_settings(self._renewed + THREADS_LEASE_NS if self._leased else 0)
+        self._write_settings(time.monotonic_ns() + THREADS_LEASE_NS if self._leased else 0)
         # Records stamped from here on were made under these settings (the kernel's
         # cgroup filter): those before are the backlog.  A program that read the old
         # settings stamps its record within microseconds: the margin covers it.
         self.started_ns = time.monotonic_ns() + SETTINGS_SEEN_NS
+        self._stop_renewing = threading.Event()
+        self._renewer = None
+        if self._leased:
+            self._renewer = threading.Thread(target=self._renew, name="procmon-lease", daemon=True)
+            self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop_renewing.wait(RENEW_EVERY_NS / 1e9):
+            self._write_settings(time.monotonic_ns() + THREADS_LEASE_NS)
 
     def close(self) -> None:
         try:
-            if self._leased:
+            if self._renewer is not None:
+                self._stop_renewing.set()
+                self._renewer.join()
                 # A thread storm should not fill the ring while nobody asked for
                 # threads, nor the host's records be kept out once nobody filters.
                 self._write_settings(0)
@@ -113,11 +129,8 @@ class ReaderSession:
             self._saved = self.marked
 
     def tick(self) -> None:
-        """Between batches: renew the leases, and stop if the instance is gone."""
+        """Between batches: stop if the instance is gone."""
         now = time.monotonic_ns()
-        if self._leased and now - self._renewed >= RENEW_EVERY_NS:
-            self._renewed = now
-            self._write_settings(now + THREADS_LEASE_NS)
         if self._still_there is not None and now - self._checked >= CHECK_SOURCE_EVERY_NS:
             self._checked = now
             if not self._still_there():

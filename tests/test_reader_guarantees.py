@@ -26,6 +26,7 @@ from conftest import (
     bpftool_json,
     fork_processes,
     in_cgroup,
+    lines_until,
     shown,
     threads_streamed,
 )
@@ -245,6 +246,48 @@ def test_thread_streaming_dies_with_its_reader(attached, how, test_cgroup):
     # The threads were counted, and not one of them was put in the ring: the cgroup's
     # few process records are all it produced.
     assert after["produced"] - before["produced"] < 100
+
+
+def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached):
+    """A --threads reader blocked writing to a pipe nobody reads (a paused pager, a
+    slow consumer, a starved machine) is alive: its lease stays renewed past the
+    lease's length, and the threads made meanwhile are all in its stream once the
+    pipe is read again.  (A reader that renewed only between batches lost them, with
+    no gap line to say so.)"""
+    cli = attached
+    reader = cli.popen(
+        "events", "--json", "--threads", "--duration", "300",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: threads_streamed(cli.pin_dir), what="the reader's thread lease")
+        fork_processes(1000)  # ~250 KiB of JSON: the pipe fills, the reader blocks
+        wait_for(_pipe_stuck(reader.stdout.fileno()), what="the reader to block on the pipe")
+        # Past the lease the reader had when it blocked: only a renewal keeps it on.
+        lease_end = settings_value(cli.pin_dir)["threads_until_ns"]
+        wait_for(lambda: time.monotonic_ns() > lease_end + THREADS_LEASE_NS // 2, what="time")
+        assert threads_streamed(cli.pin_dir), "the blocked reader's lease ran out"
+        storm = subprocess.Popen(
+            [
+                sys.executable, "-c",
+                "import threading\nfor _ in range(200):\n"
+                "    t = threading.Thread(target=lambda: None); t.start(); t.join()",
+            ]
+        )  # fmt: skip
+        assert storm.wait(timeout=120) == 0
+        marker = f'"tgid":{storm.pid},'
+        lines, err = lines_until(
+            reader, lambda ls: sum('"thread":true' in x and marker in x for x in ls) >= 200
+        )
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    threads = [
+        e for e in map(json.loads, lines) if e["type"] == "fork" and e["thread"]
+        and e["tgid"] == storm.pid
+    ]  # fmt: skip
+    assert len(threads) == 200, err
 
 
 def test_a_reader_stops_when_its_instance_is_unloaded(attached, tmp_path):
