@@ -1,0 +1,126 @@
+"""Hostile values on the command line (issue 25, points 7 and 8), through the real CLI.
+
+No value a user types ends in a traceback: a bad one is one line on stderr,
+`procmon-ctl: error: ...`, with its documented exit code (procmon_ctl/errors.py),
+and leaves nothing in the test's pin dir.  A filter no process can pass (a pid of
+-1, a uid of (uid_t)-1, an empty name) is refused rather than silently matching
+nothing.  Bytes of the command line that are not UTF-8 are named as names and
+arguments are everywhere (decode.text(): \\xNN, a backslash doubled), in errors
+and in `run`'s summary, which is still printed with CMD's status."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import pin_tree
+
+
+def fs(raw: bytes) -> str:
+    """Bytes for an argument: subprocess hands the exact bytes to the program."""
+    return os.fsdecode(raw)
+
+
+def assert_refused(r: subprocess.CompletedProcess, code: int, text: str) -> None:
+    """One line on stderr, starting `procmon-ctl: error: `, containing `text`; the
+    exit code `code`; no traceback; no lone surrogate (a byte that is not UTF-8
+    shown as Python decodes it rather than as \\xNN)."""
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    assert lines[0].startswith("procmon-ctl: error: "), lines[0]
+    assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+    assert "\\udc" not in lines[0], lines[0]
+    assert r.returncode == code, f"exit {r.returncode}, expected {code}: {lines[0]}"
+
+
+def assert_pin_dir_untouched(pin_dir: Path, before: set[str] | None = None) -> None:
+    assert pin_tree(pin_dir) == (before or set()), f"{pin_dir} changed"
+
+
+# --- 7. run --json with arguments that are not UTF-8 --------------------------------
+
+
+def test_run_json_keeps_status_and_summary_with_non_utf8_argument(cli, pin_dir):
+    arg = fs(b"caf\xe9\\")  # a byte that is not UTF-8, and a backslash
+    r = cli("run", "--json", "--", "sh", "-c", "exit 3", "sh", arg, check=False)
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert r.returncode == 3, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["exit_code"] == 3
+    assert summary["processes"] == 1
+    # Named as the exec record names the same argument (decode.text()).
+    assert summary["command"] == ["sh", "-c", "exit 3", "sh", "caf\\xe9\\\\"]
+    rows = [json.loads(line) for line in r.stderr.splitlines()]
+    execs = [row for row in rows if row["type"] == "exec"]
+    assert execs and execs[-1]["argv"] == summary["command"]
+    assert summary["tree"]["argv"] == summary["command"]
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_run_summary_names_non_utf8_argument_as_rows_do(cli):
+    r = cli("run", "--", "sh", "-c", "exit 3", "sh", fs(b"caf\xe9\\"), check=False)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 3, r.stderr
+    assert "\\udc" not in r.stderr, r.stderr
+    shown = "sh -c 'exit 3' sh 'caf\\xe9\\\\'"
+    row = [line for line in r.stderr.splitlines() if line.endswith(shown)]
+    assert row, r.stderr
+    assert any(line.startswith(f"{shown}: exit code 3, ") for line in r.stderr.splitlines()), (
+        r.stderr
+    )
+
+
+# A CMD that leaves a child running under a name that is not UTF-8, so that the
+# summary's `running` list reads that name from /proc.
+RENAMED_CHILD = """
+import ctypes, os, time
+r, w = os.pipe()
+if os.fork() == 0:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # not the test's pipes: it reads them to their end
+        os.dup2(null, fd)
+    ctypes.CDLL(None).prctl(15, b"x\\xffy", 0, 0, 0)  # PR_SET_NAME
+    os.write(w, b"1")
+    time.sleep(60)
+    os._exit(0)
+os.read(r, 1)
+"""
+
+
+def test_run_json_summary_names_still_running_process_with_non_utf8_name(cli):
+    r = cli("run", "--json", "--", sys.executable, "-c", RENAMED_CHILD, check=False)
+    try:
+        assert "Traceback" not in r.stdout + r.stderr, r.stderr
+        assert r.returncode == 0, r.stderr
+        summary = json.loads(r.stdout.splitlines()[-1])
+        assert {p["comm"] for p in summary["running"]} == {"x\\xffy"}, summary["running"]
+    finally:
+        for line in r.stdout.splitlines()[-1:]:
+            for p in json.loads(line).get("running", []):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p["pid"], signal.SIGKILL)
+
+
+def test_run_empty_command_is_not_found(cli, pin_dir):
+    r = cli("run", "--", "", check=False)
+    assert_refused(r, 127, "cannot run '': No such file or directory")
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_run_json_empty_command_is_not_found(cli, pin_dir):
+    r = cli("run", "--json", "--", "", "x", check=False)
+    assert_refused(r, 127, "cannot run '': No such file or directory")
+    assert r.stdout == ""
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_run_non_utf8_command_named_as_names_are(cli, pin_dir):
+    r = cli("run", "--", fs(b"\xff"), check=False)
+    assert_refused(r, 127, "cannot run '\\xff': No such file or directory")
+    assert_pin_dir_untouched(pin_dir)
