@@ -14,11 +14,16 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from conftest import pin_tree
+
+from procmon_ctl.errors import EXIT_USAGE
 
 
 def fs(raw: bytes) -> str:
@@ -124,3 +129,90 @@ def test_run_non_utf8_command_named_as_names_are(cli, pin_dir):
     r = cli("run", "--", fs(b"\xff"), check=False)
     assert_refused(r, 127, "cannot run '\\xff': No such file or directory")
     assert_pin_dir_untouched(pin_dir)
+
+
+# --- 7. serve --address --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("attach", [True, False], ids=["attach", "pinned"])
+@pytest.mark.parametrize(
+    "address, shown",
+    [
+        ("a" * 64, "a" * 64),  # one DNS label longer than 63 characters
+        (fs(b"\xff"), "'\\xff'"),
+        (fs(b"host\xe9.example"), "'host\\xe9.example'"),
+        ("a..b", "a..b"),  # an empty label
+    ],
+    ids=["label-64", "not-utf8", "not-utf8-in-name", "empty-label"],
+)
+def test_serve_refuses_address_in_one_line(cli, pin_dir, attach, address, shown):
+    extra = ["--attach"] if attach else []
+    r = cli("serve", *extra, "--address", address, "--port", str(free_port()), check=False)
+    assert_refused(r, EXIT_USAGE, f"--address {shown} is not an address to listen on")
+    assert_pin_dir_untouched(pin_dir)
+
+
+# --- 8. HEAD /metrics ----------------------------------------------------------------
+
+
+def raw_http(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """Send a request, read until the server closes: (status line, headers, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines:
+        k, _, v = line.decode().partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited {proc.returncode}: {proc.stderr.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("serve did not listen")
+
+
+def test_serve_answers_head_as_get_without_body(attached):
+    port = free_port()
+    proc = attached.popen(
+        "serve", "--port", str(port), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_listening(port, proc)
+        status, _, got = raw_http(port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert status.split()[1] == b"200", status
+        assert b"procmon_loaded 1.0" in got
+        status, headers, body = raw_http(port, b"HEAD /metrics HTTP/1.0\r\n\r\n")
+        assert status.split()[1] == b"200", status
+        assert headers["content-type"].startswith("text/plain"), headers
+        assert body == b"", body[:200]
+        # The length a GET has: the same series, their values a few digits apart.
+        assert abs(int(headers["content-length"]) - len(got)) < 64, (headers, len(got))
+        # prometheus-client's answer to OPTIONS and to other methods lists HEAD too.
+        status, headers, _ = raw_http(port, b"OPTIONS /metrics HTTP/1.0\r\n\r\n")
+        assert status.split()[1] == b"200" and "HEAD" in headers["allow"].split(","), headers
+        status, headers, _ = raw_http(port, b"POST /metrics HTTP/1.0\r\n\r\n")
+        assert status.split()[1] == b"405" and "HEAD" in headers["allow"].split(","), headers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
