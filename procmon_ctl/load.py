@@ -93,7 +93,11 @@ def load(
         made_parents = [d for d in layout.root.parents if not d.exists()]  # deepest first
         try:
             # In the try: a stop right after mkdir must not leave an empty pin dir.
-            layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # One level at a time, shallowest first: Path.mkdir(parents=True) recurses
+            # once per missing level (a RecursionError for a pin dir ~1,000 deep).
+            for d in reversed(made_parents):
+                d.mkdir(exist_ok=True)
+            layout.root.mkdir(mode=0o700, exist_ok=True)
             layout.check_owned()
             os.chmod(layout.root, 0o700)
             _loadall(layout, obj, ring_size)

@@ -24,6 +24,7 @@ import pytest
 from conftest import pin_tree
 
 from procmon_ctl.errors import EXIT_USAGE
+from procmon_ctl.pins import PinLayout
 
 
 def fs(raw: bytes) -> str:
@@ -216,3 +217,50 @@ def test_serve_answers_head_as_get_without_body(attached):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
+
+
+# --- 7. --pin-dir 1,500 levels deep ----------------------------------------------------
+
+
+def remove_chain(top: Path, deepest: Path) -> None:
+    """rmdir from `deepest` up to `top`, one level at a time (os.walk and
+    shutil.rmtree recurse once per level in Python 3.11)."""
+    path = deepest
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            path.rmdir()
+        if path == top:
+            return
+        path = path.parent
+
+
+def test_pin_dir_1500_levels_deep_loads_and_unloads(cli, pin_dir):
+    top = pin_dir / "deep"
+    deep = top.joinpath(*["d"] * 1500)
+    env = {"PROCMON_PIN_DIR": str(deep)}
+    try:
+        r = cli("load", check=False, env=env)
+        assert "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (deep / "maps" / "counters").exists()
+        r = cli("unload", check=False, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stderr == ""
+        assert not deep.exists()
+    finally:
+        if deep.exists():
+            cli("unload", "--force", check=False, env=env)
+        remove_chain(pin_dir, deep)
+        for f in PinLayout(deep).state_paths():
+            f.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("command", ["load", "status", "stats", "unload"])
+def test_pin_dir_longer_than_path_max_allows_is_refused(cli, pin_dir, command):
+    # Within PATH_MAX itself, but with no room left for the pins below it.
+    deep = pin_dir.joinpath(*["d"] * ((4090 - len(str(pin_dir))) // 2))
+    assert 4031 < len(str(deep)) < 4096
+    r = cli(command, check=False, env={"PROCMON_PIN_DIR": str(deep)})
+    assert_refused(r, EXIT_USAGE, "--pin-dir is ")
+    assert "bytes long: use at most 4031" in r.stderr
+    assert_pin_dir_untouched(pin_dir)
