@@ -264,3 +264,64 @@ def test_pin_dir_longer_than_path_max_allows_is_refused(cli, pin_dir, command):
     assert_refused(r, EXIT_USAGE, "--pin-dir is ")
     assert "bytes long: use at most 4031" in r.stderr
     assert_pin_dir_untouched(pin_dir)
+
+
+# --- 8. filters that can match nothing -----------------------------------------------
+
+# Every pid is below the kernel's PID_MAX_LIMIT (4 * 1024 * 1024 on 64-bit);
+# (uid_t)-1 is no user's.
+PID_MAX = 4194303
+UID_MAX = 4294967294
+PID_RANGE = f"is not a process id: use 1 to {PID_MAX}"
+UID_RANGE = f"is not a user id: use 0 to {UID_MAX}"
+COMM_RANGE = "--comm is empty: give a process name, 1 to 15 bytes"
+
+# (option, value, text in the error)
+FILTERS = [
+    ("--pid", "-1", f"--pid -1 {PID_RANGE}"),
+    ("--pid", "0", f"--pid 0 {PID_RANGE}"),
+    ("--pid", "4194304", f"--pid 4194304 {PID_RANGE}"),
+    ("--pid", "4294967296", f"--pid 4294967296 {PID_RANGE}"),
+    ("--ppid", "-1", f"--ppid -1 {PID_RANGE}"),
+    ("--ppid", "0", f"--ppid 0 {PID_RANGE}"),
+    ("--uid", "-1", f"--uid -1 {UID_RANGE}"),
+    ("--uid", "4294967295", f"--uid 4294967295 {UID_RANGE}"),
+    ("--uid", "4294967296", f"--uid 4294967296 {UID_RANGE}"),
+    ("--comm", "", COMM_RANGE),
+]
+
+
+@pytest.mark.parametrize(
+    "option, value, text",
+    [
+        *FILTERS,
+        ("--tree", "-1", f"--tree -1 {PID_RANGE}"),
+        ("--tree", "0", f"--tree 0 {PID_RANGE}"),
+    ],
+)
+def test_events_refuses_filter_that_matches_nothing(attached, option, value, text):
+    before = pin_tree(attached.pin_dir)
+    r = attached("events", option, value, "--duration", "1", check=False)
+    assert_refused(r, EXIT_USAGE, text)
+    assert pin_tree(attached.pin_dir) == before
+
+
+@pytest.mark.parametrize(
+    "option, value, text",
+    [*FILTERS, ("--tree-of", "-1", f"--tree-of -1 {PID_RANGE}")],
+)
+def test_run_refuses_filter_that_matches_nothing(cli, pin_dir, option, value, text):
+    r = cli("run", option, value, "--", "true", check=False)
+    assert_refused(r, EXIT_USAGE, text)
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_filters_at_the_ends_of_their_ranges_are_taken(attached):
+    r = attached(
+        "events",
+        *("--pid", str(PID_MAX), "--ppid", "1", "--uid", str(UID_MAX), "--comm", "x" * 15),
+        *("--duration", "0.5"),
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
