@@ -18,6 +18,12 @@ EM_BPF = 247
 
 
 def find_object(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit is not None and not os.fspath(explicit):
+        # `--object "$UNSET"`: loading the default object instead would hide it.
+        raise UsageError(
+            "--object is empty: give the path of a .bpf.o file, or leave the option out "
+            "for the one `make` builds"
+        )
     path = Path(explicit or os.environ.get(OBJECT_ENV) or PACKAGED_OBJECT)
     check_object(path)
     return path

@@ -91,8 +91,10 @@ class PinLayout:
         try:
             text.encode()
         except UnicodeEncodeError:
+            from .render import given  # here: quick commands do not load render
+
             raise UsageError(
-                f"--pin-dir {os.fsencode(text)!r} is not valid UTF-8: use a name of letters, "
+                f"--pin-dir {given(text)} is not valid UTF-8: use a name of letters, "
                 f"digits, '-' and '_', e.g. {DEFAULT_PIN_DIR}"
             ) from None
         if len(text.encode()) > MAX_PIN_DIR_BYTES:

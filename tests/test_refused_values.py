@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import pin_tree
 
-from procmon_ctl.errors import EXIT_USAGE
+from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE
 from procmon_ctl.pins import PinLayout
 
 
@@ -325,3 +325,35 @@ def test_filters_at_the_ends_of_their_ranges_are_taken(attached):
     )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""
+
+
+# --- --object "" and names in errors -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["load"], ["run", "--", "true"], ["serve", "--attach"]],
+    ids=["load", "run", "serve"],
+)
+def test_empty_object_is_refused(cli, pin_dir, argv):
+    r = cli(argv[0], "--object", "", *argv[1:], check=False)
+    assert_refused(r, EXIT_USAGE, "--object is empty: give the path of a .bpf.o file")
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_non_utf8_path_in_an_error_is_named_as_names_are(cli, pin_dir):
+    r = cli("load", "--object", fs(b"/nonexistent/caf\xe9.bpf.o"), check=False)
+    assert_refused(r, EXIT_MISSING, "BPF object /nonexistent/caf\\xe9.bpf.o not found")
+    assert_pin_dir_untouched(pin_dir)
+
+
+def test_non_utf8_cgroup_in_an_error_is_named_as_names_are(attached):
+    r = attached("events", "--cgroup", fs(b"caf\xe9"), "--duration", "1", check=False)
+    assert_refused(r, EXIT_USAGE, "no cgroup 'caf\\xe9' (looked for ")
+
+
+def test_non_utf8_pin_dir_in_an_error_is_named_as_names_are(cli, pin_dir):
+    bad = fs(os.fsencode(pin_dir) + b"\xe9")
+    r = cli("status", check=False, env={"PROCMON_PIN_DIR": bad})
+    assert_refused(r, EXIT_USAGE, f"--pin-dir '{pin_dir}\\xe9' is not valid UTF-8")
+    assert_pin_dir_untouched(pin_dir)
