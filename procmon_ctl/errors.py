@@ -13,8 +13,9 @@ import math
 #   0   success
 #   1   the kernel or bpftool refused an operation (e.g. the verifier rejected a
 #       program), or an unexpected system error
-#   2   bad input: unknown option or command, a value of the wrong type or range,
-#       --pin-dir outside bpffs or relative, an object that is not an eBPF ELF,
+#   2   bad input: unknown option or command, a value of the wrong type or range
+#       (a filter no process can pass: --pid -1, --comm ""), --pin-dir outside
+#       bpffs or relative, an object that is not an eBPF ELF,
 #       --ring-size not a power of two, unknown --events name
 #   3   wrong state: not loaded / already loaded, not attached / already attached,
 #       another reader holds the ring buffer, the pin dir belongs to someone else
