@@ -164,8 +164,13 @@ def _level(rel: bytes) -> int:
 
 
 def _quoted(s: str) -> str:
-    """s for an error line: as it is if printable, else JSON-escaped (one line)."""
-    return s if s.isprintable() else json_string(s)
+    """s for an error line: as it is if printable, else its bytes named and quoted
+    as a process's arguments are (render.given: \\xNN for a byte not UTF-8)."""
+    if s.isprintable():
+        return s
+    from .render import given  # here: only an error needs it
+
+    return given(s)
 
 
 # ---------------------------------------------------------------------------

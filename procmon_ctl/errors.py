@@ -13,8 +13,9 @@ import math
 #   0   success
 #   1   the kernel or bpftool refused an operation (e.g. the verifier rejected a
 #       program), or an unexpected system error
-#   2   bad input: unknown option or command, a value of the wrong type or range,
-#       --pin-dir outside bpffs or relative, an object that is not an eBPF ELF,
+#   2   bad input: unknown option or command, a value of the wrong type or range
+#       (a filter no process can pass: --pid -1, --comm ""), --pin-dir outside
+#       bpffs or relative, an object that is not an eBPF ELF,
 #       --ring-size not a power of two, unknown --events name
 #   3   wrong state: not loaded / already loaded, not attached / already attached,
 #       another reader holds the ring buffer, the pin dir belongs to someone else
@@ -83,6 +84,33 @@ def require_interval(option: str, value: float) -> None:
     if not (0 < value <= MAX_INTERVAL):
         raise UsageError(
             f"{option} must be greater than 0 and at most {MAX_INTERVAL} seconds (got {value})"
+        )
+
+
+# The kernel's ceiling for kernel.pid_max on 64-bit (PID_MAX_LIMIT, 4 * 1024 * 1024):
+# pids are below pid_max, so no process id is ever above this.  The ceiling, not
+# this host's pid_max: pid_max can be raised while a reader runs, and since 6.14 a
+# PID namespace has a pid_max of its own, which is what /proc shows inside it.
+PID_MAX = 4 * 1024 * 1024 - 1
+# (uid_t)-1 is no user's: setuid() and chown() take it for "leave unchanged".
+UID_MAX = 2**32 - 2
+
+
+def require_pid(option: str, value: int | None) -> None:
+    """A process id a filter is to match: one a process can have (pid 0 is the
+    kernel's idle task, which forks only while the kernel boots)."""
+    if value is not None and not 1 <= value <= PID_MAX:
+        raise UsageError(
+            f"{option} {value} is not a process id: use 1 to {PID_MAX} "
+            f"(every pid is below the kernel's PID_MAX_LIMIT, {PID_MAX + 1})"
+        )
+
+
+def require_uid(option: str, value: int | None) -> None:
+    if value is not None and not 0 <= value <= UID_MAX:
+        raise UsageError(
+            f"{option} {value} is not a user id: use 0 to {UID_MAX} "
+            f"({UID_MAX + 1} is (uid_t)-1, which no user has)"
         )
 
 

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import hints, libbpf
+from . import hints, libbpf, render
 from .abi import COUNTER_KEYS, COUNTER_NAMES
 from .errors import BpfError, StateError, UsageError
 from .pins import PROGRAMS, PinLayout
@@ -203,12 +203,10 @@ class MetricsServer(WSGIServer):
 
     request_queue_size = 128  # a burst of connects waits in the backlog, not in SYN retries
 
-    def __init__(self, address: str, port: int, app):
-        family, _, _, _, sockaddr = socket.getaddrinfo(
-            address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+    def __init__(self, where: tuple[int, tuple], app):
+        family, sockaddr = where
         self.address_family = family
-        super().__init__(sockaddr[:2], _MetricsRequestHandler)
+        super().__init__(sockaddr, _MetricsRequestHandler)
         self.set_app(app)
         self.socket.setblocking(False)
         self._waiting: dict[socket.socket, _Waiting] = {}  # in accept order = deadline order
@@ -331,16 +329,68 @@ def check_port(port: int) -> None:
         raise UsageError(f"--port {port} is not a TCP port: use 1-65535, e.g. {DEFAULT_PORT}")
 
 
-@contextmanager
-def metrics_server(registry: CollectorRegistry, address: str, port: int) -> Iterator[str]:
-    """Serve /metrics on address:port from threads of its own; yields the URL."""
+def listen_address(address: str, port: int) -> tuple[int, tuple]:
+    """The socket family and address to listen on for --address and --port, checked
+    before anything is loaded."""
     check_port(port)
     try:
-        httpd = MetricsServer(address, port, make_wsgi_app(registry))
-    except socket.gaierror as err:
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as err:
+        # UnicodeError: the idna codec refuses a name before any lookup (a label
+        # longer than 63 characters, an empty one, bytes that are not UTF-8).
+        why = err.strerror if isinstance(err, socket.gaierror) else "not a valid host name"
         raise UsageError(
-            f"--address {address!r} is not an address to listen on: {err.strerror}"
+            f"--address {render.given(address)} is not an address to listen on: {why}; "
+            "give an address of this host, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
         ) from None
+    return family, sockaddr[:2]
+
+
+def answering_head(app):
+    """prometheus-client's WSGI app, with HEAD answered as GET without the body
+    (RFC 9110 9.3.2): the app answers 405 to any method but GET and OPTIONS, and
+    health checks and uptime monitors probe with HEAD.  Its `Allow` headers (on
+    OPTIONS and on a 405) list HEAD too."""
+
+    def allowing_head(start_response):
+        def start(status, headers, exc_info=None):
+            headers = [
+                (k, "OPTIONS,GET,HEAD") if k.lower() == "allow" else (k, v) for k, v in headers
+            ]
+            return start_response(status, headers, exc_info)
+
+        return start
+
+    def head_as_get(environ, start_response):
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return app(environ, allowing_head(start_response))
+        answer: list[tuple[str, list]] = []
+
+        def keep(status, headers, exc_info=None):
+            answer.append((status, headers))
+            return lambda data: None
+
+        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
+        status, headers = answer[-1]
+        # The length GET would send (wsgiref would say 0 for the empty body).
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        allowing_head(start_response)(status, [*headers, ("Content-Length", str(len(body)))])
+        return []
+
+    return head_as_get
+
+
+@contextmanager
+def metrics_server(
+    registry: CollectorRegistry, address: str, where: tuple[int, tuple]
+) -> Iterator[str]:
+    """Serve /metrics at `where` (listen_address()) from threads of its own; yields
+    the URL."""
+    port = where[1][1]
+    try:
+        httpd = MetricsServer(where, answering_head(make_wsgi_app(registry)))
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise StateError(
@@ -372,7 +422,7 @@ def serve_forever(
     process (pinned nowhere: however serve ends, nothing stays loaded or attached)."""
     from .load import find_object
 
-    check_port(port)
+    where = listen_address(address, port)
     if object_path is not None and not attach_too:
         raise UsageError("--object only applies with --attach (serve loads nothing without it)")
     attach_obj = find_object(object_path) if attach_too else None
@@ -381,7 +431,7 @@ def serve_forever(
     registry = make_registry(collector)
     if attach_obj is None:
         check_loaded(layout)
-        with metrics_server(registry, address, port) as url:
+        with metrics_server(registry, address, where) as url:
             announce(f"serving {layout.root} at {url}")
             _wait()
         return
@@ -390,7 +440,7 @@ def serve_forever(
     # The server stops before the instance closes, so no scrape reads closed fds.
     with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
         collector.instance = instance
-        with metrics_server(registry, address, port) as url:
+        with metrics_server(registry, address, where) as url:
             announce(
                 f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"
             )

@@ -18,6 +18,12 @@ EM_BPF = 247
 
 
 def find_object(explicit: str | os.PathLike | None = None) -> Path:
+    if explicit is not None and not os.fspath(explicit):
+        # `--object "$UNSET"`: loading the default object instead would hide it.
+        raise UsageError(
+            "--object is empty: give the path of a .bpf.o file, or leave the option out "
+            "for the one `make` builds"
+        )
     path = Path(explicit or os.environ.get(OBJECT_ENV) or PACKAGED_OBJECT)
     check_object(path)
     return path
@@ -93,7 +99,11 @@ def load(
         made_parents = [d for d in layout.root.parents if not d.exists()]  # deepest first
         try:
             # In the try: a stop right after mkdir must not leave an empty pin dir.
-            layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # One level at a time, shallowest first: Path.mkdir(parents=True) recurses
+            # once per missing level (a RecursionError for a pin dir ~1,000 deep).
+            for d in reversed(made_parents):
+                d.mkdir(exist_ok=True)
+            layout.root.mkdir(mode=0o700, exist_ok=True)
             layout.check_owned()
             os.chmod(layout.root, 0o700)
             _loadall(layout, obj, ring_size)

@@ -54,6 +54,11 @@ FAILED_EXEC_PROGRAMS = (
 # Maps `load` pins besides MAPS (which `status` lists): where exec records are
 # built, and the failed-exec programs' execs in progress.
 EXEC_MAPS = ("exec_scratch", "exec_attempts")
+# The longest path the kernel takes (PATH_MAX, with its NUL), and the room a pin
+# dir leaves in it for the pins below: the longest is progs/handle_execveat_enter,
+# 28 bytes with its slash; the rest is for names a later object may bring.
+PATH_MAX = 4096
+MAX_PIN_DIR_BYTES = PATH_MAX - 1 - 64
 # Made by `load` below the pin dir while it sizes the ring, and removed again.
 RING_STAGING = "ring_staging"
 # How bpftool names the pins of the maps libbpf makes of an object's sections: the
@@ -86,10 +91,20 @@ class PinLayout:
         try:
             text.encode()
         except UnicodeEncodeError:
+            from .render import given  # here: quick commands do not load render
+
             raise UsageError(
-                f"--pin-dir {os.fsencode(text)!r} is not valid UTF-8: use a name of letters, "
+                f"--pin-dir {given(text)} is not valid UTF-8: use a name of letters, "
                 f"digits, '-' and '_', e.g. {DEFAULT_PIN_DIR}"
             ) from None
+        if len(text.encode()) > MAX_PIN_DIR_BYTES:
+            # Refused here rather than half loaded: bpftool would pin some of the
+            # programs and fail on the rest, in lines of its own.
+            raise UsageError(
+                f"--pin-dir is {len(text.encode())} bytes long: use at most "
+                f"{MAX_PIN_DIR_BYTES} (the kernel's PATH_MAX, {PATH_MAX}, less room for "
+                f"the pins below it), e.g. {DEFAULT_PIN_DIR}"
+            )
         if raw and not os.path.isabs(text):
             raise UsageError(
                 f"--pin-dir {text!r} is relative: give an absolute path inside a bpffs mount, "

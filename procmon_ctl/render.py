@@ -16,7 +16,7 @@ import time as time_module
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from . import clock, hints
+from . import clock, decode, hints
 from .decode import Event, errno_name
 from .rows import Row
 
@@ -65,6 +65,13 @@ def quote_arg(arg: str) -> str:
     if shown == TRUNCATED:
         return "'...'"
     return shlex.quote(shown)
+
+
+def given(arg: str) -> str:
+    """A word the user gave on the command line (os.fsdecode()d by Python: a byte
+    that is not UTF-8 is a lone surrogate) for a message: its bytes named as a
+    process's arguments are (decode.text()), quoted as quote_arg() does."""
+    return quote_arg(decode.text(os.fsencode(arg)))
 
 
 # What shlex.quote() leaves unquoted, and the space between arguments.

@@ -23,7 +23,7 @@ from typing import TextIO
 
 from . import render
 from .abi import FollowLimits
-from .decode import Event
+from .decode import Event, text
 from .errors import ProcmonError
 from .instance import PrivateInstance
 from .models import RunExit, RunLifetime, RunProcess, RunSummary
@@ -155,7 +155,8 @@ class Command:
             # Ctrl-C (or a stop) while the instance was loading: do not start CMD.
             name = signal.Signals(early.si_signo).name
             raise ProcmonError(
-                f"{name} before {argv[0]!r} started: not running it", 128 + early.si_signo
+                f"{name} before {render.given(argv[0])} started: not running it",
+                128 + early.si_signo,
             )
         # For the instant of the spawn this process is part of the tree, so the
         # kernel puts CMD in it as it forks: CMD cannot run, fork or exec before.
@@ -168,7 +169,9 @@ class Command:
             # As a shell reports it: 127 when there is no such command, 126 when it
             # is there but cannot be executed.
             code = 127 if err.errno == errno.ENOENT else 126
-            raise ProcmonError(f"cannot run {argv[0]!r}: {err.strerror}", code) from None
+            raise ProcmonError(
+                f"cannot run {render.given(argv[0])}: {err.strerror}", code
+            ) from None
         finally:
             instance.unfollow(os.getpid())
         self.started = time.monotonic()
@@ -212,13 +215,19 @@ def run_command(
 ) -> RunSummary:
     """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
     return what the tree did (with `tree`, its process tree too)."""
+    if not argv[0]:
+        # posix_spawnp() would raise ValueError; a shell, env and timeout all report
+        # an empty command name as a command not found (and nothing is loaded for it).
+        raise ProcmonError(f"cannot run {render.given(argv[0])}: {os.strerror(errno.ENOENT)}", 127)
     with (
         held_signals() as mask,
         PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
     ):
         command = Command(argv, instance, mask)
+        # CMD's arguments are bytes too: named as its processes' arguments are.
+        shown = [text(os.fsencode(arg)) for arg in argv]
         summary = TreeSummary(
-            ProcessTree(command.pid, argv, count_threads=opts.threads) if tree else None
+            ProcessTree(command.pid, shown, count_threads=opts.threads) if tree else None
         )
         try:
             follow(instance, opts, live, end=command.ended, observe=summary)
@@ -232,7 +241,7 @@ def run_command(
             for pid in sorted(instance.followed())
         ]
     return RunSummary(
-        command=argv,
+        command=shown,
         exit_code=command.exit_code(),
         processes=summary.started,
         threads=counters["threads"],
@@ -256,7 +265,7 @@ def _comm_of(pid: int) -> str | None:
     """What a process is called now (it may have exec'd after the stream ended)."""
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
-            return f.read().rstrip(b"\n").decode(errors="surrogateescape")
+            return text(f.read().rstrip(b"\n"))
     except OSError:
         return None
 

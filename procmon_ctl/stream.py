@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from . import clock, hints, json_native, render, signals
 from .abi import EventType, PmStop, ProcessEvent
 from .decode import Event, decode_at, text
-from .errors import UsageError, require_positive
+from .errors import UsageError, require_pid, require_positive, require_uid
 from .json_lines import CgroupJson, gap_json, json_lines
 from .pins import PinLayout
 from .ringbuf import RingBufferReader
@@ -131,12 +131,19 @@ def stream_options(
     container: str | None = None,
     lineage: bool = False,
     with_time: bool | None = None,
+    tree_option: str = "--tree",
 ) -> StreamOptions:
-    """StreamOptions from the command line's options, checked."""
+    """StreamOptions from the command line's options, checked.  A filter no process
+    can pass is refused: it would print nothing, silently (`tree_option`: the name
+    of the option that gave `tree`)."""
     if sum((json_out, raw, wide)) > 1:
         raise UsageError("choose one of --json, --raw and --wide")
     if json_out and with_time is not None:
         raise UsageError("--time and --no-time are for the tables: every JSON line has its `time`")
+    require_pid("--pid", pid)
+    require_pid("--ppid", ppid)
+    require_pid(tree_option, tree)
+    require_uid("--uid", uid)
     notes = []
     if comm is not None:
         comm, note = kernel_name(comm, "--comm")
@@ -191,8 +198,14 @@ COMM_BYTES = 15
 
 def kernel_name(name: str, option: str) -> tuple[str, str | None]:
     """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
-    so when that cut it (a longer name would match nothing)."""
+    so when that cut it (a longer name would match nothing).  An empty one is
+    refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
     raw = os.fsencode(name)
+    if not raw:
+        raise UsageError(
+            f"{option} is empty: give a process name, 1 to {COMM_BYTES} bytes "
+            f"(the kernel keeps the first {COMM_BYTES} of a longer one)"
+        )
     if len(raw) <= COMM_BYTES:
         return name, None
     return os.fsdecode(raw[:COMM_BYTES]), (

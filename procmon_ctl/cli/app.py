@@ -230,10 +230,18 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
 
 def one_line(message: str) -> str:
     """The message with what would break its line (a newline in a path the user
-    gave, other control characters) written as escapes: an error is one line."""
+    gave, other control characters) written as escapes: an error is one line.  A
+    byte of the command line that is not UTF-8 (a lone surrogate, as Python decodes
+    it) is written \\xNN, as names and arguments are everywhere."""
     if message.isprintable():
         return message
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    return "".join(c if c.isprintable() else _escaped(c) for c in message)
+
+
+def _escaped(c: str) -> str:
+    if "\udc80" <= c <= "\udcff":
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return repr(c)[1:-1]
 
 
 VERIFIER_TAIL = 20

@@ -119,6 +119,7 @@ def run(
         ppid=ppid,
         uid=uid,
         tree=tree_of,
+        tree_option="--tree-of",
     )
     obj = find_object(object_path)
     if not command:
