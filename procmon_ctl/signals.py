@@ -164,11 +164,17 @@ def stopped() -> int | None:
     return _state.signum
 
 
-def raise_if_stopped() -> None:
+def raise_if_stopped(*, in_deferred: bool = False) -> None:
     """A checkpoint: raise Terminated if a stop signal came and no Terminated is on
     its way up already (its raise was swallowed).  Inside deferred() the block's
-    end raises it instead."""
-    if _state.signum is not None and _state.raising and not _state.held and not _unwinding():
+    end raises it instead, unless `in_deferred`: a point of the block where it may
+    be cut (waiting for a process it then kills and reaps)."""
+    if (
+        _state.signum is not None
+        and _state.raising
+        and (in_deferred or not _state.held)
+        and not _unwinding()
+    ):
         raise Terminated(_state.signum)
 
 
