@@ -110,7 +110,14 @@ def install() -> bool:
     """Handle the stop signals from now on; False if they already are.
 
     Until arm(), a stop is only recorded: while the program starts (importing
-    Typer, pydantic, sh) a raise would escape as a traceback."""
+    Typer, pydantic, sh) a raise would escape as a traceback.
+
+    The stop signals come blocked when the program is started through its
+    command (env --block-signal in its first line, see the Makefile): one sent
+    while the interpreter started waited in the kernel, and is received here,
+    once there is a handler for it.  Before, Python's own SIGINT handler would
+    have raised KeyboardInterrupt in the middle of its start ("Fatal Python
+    error"), and SIGTERM or SIGHUP would have killed it."""
     if _state.previous is not None:
         return False
     _state.previous = {s: signal.getsignal(s) for s in (*STOP_SIGNALS, signal.SIGALRM)}
@@ -119,6 +126,7 @@ def install() -> bool:
     for s in STOP_SIGNALS:
         signal.signal(s, _on_stop)
     signal.signal(signal.SIGALRM, _on_alarm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return True
 
 

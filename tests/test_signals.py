@@ -474,6 +474,38 @@ def test_stop_signals_at_random_moments(pin_dir):
     assert len(stopped) >= TRIES // 2, summary
 
 
+# (command line, tries): the commands stopped while Python starts.
+STARTING = {
+    "stats": (["stats"], 4),
+    "status": (["status"], 4),
+    "stats --watch": (["stats", "--watch"], 4),
+    "events": (["events"], 4),
+    "run": (["run"], 4),
+    "load/unload": (None, 4),
+}
+
+
+def test_stop_signals_while_python_starts(pin_dir):
+    """A stop in the first tens of ms of the command as people run it, before
+    procmon-ctl's handlers are in place, is a stop like any other: exit 0, nothing
+    printed (issue 25.5: Python's own SIGINT handler printed "Fatal Python error …
+    KeyboardInterrupt" or a traceback, and SIGTERM or SIGHUP killed it)."""
+    seed = signal_seed()
+    rng = random.Random(seed)
+    plan = [
+        (name, rng.choice(STOP_SIGNALS), "start", rng.random() < 0.5, COMMAND, STARTING)
+        for name, (_, n) in STARTING.items()
+        for _ in range(n)
+    ]
+    attempts = try_all(pin_dir, rng, plan)
+    summary, failed, _ = outcome(seed, attempts)
+    early = sum(a.before_handlers for a in attempts if a.stop_took is not None)
+    summary += f"; {early} sent before procmon-ctl's handlers were in place"
+    assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
+    # Most must have come before the handlers, or the test proves little.
+    assert early >= len(plan) // 2, summary
+
+
 # (command line, tries, children): the commands stopped by a signal to their whole
 # process group (Ctrl-C on a terminal, `timeout`, `kill -INT -PGID`), bpftool included;
 # children: how many bpftool runs a try may wait for (0: the command runs none).
