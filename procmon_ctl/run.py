@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from .models import RunExit, RunLifetime, RunProcess, RunSummary
 from .pins import PROGRAMS
 from .rows import ProcessRows
 from .run_tree import ProcessTree
+from .sink import Sink, UntilItFails
 from .stream import StreamOptions, follow
 from .wrap import wrap
 
@@ -209,9 +210,14 @@ def run_command(
     opts: StreamOptions,
     live: TextIO,
     tree: bool = False,
+    rows_failed: Callable[[OSError], None] = lambda err: None,
 ) -> RunSummary:
     """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
-    return what the tree did (with `tree`, its process tree too)."""
+    return what the tree did (with `tree`, its process tree too).
+
+    A write to `live` that fails (a closed pipe) stops the rows, not CMD, nor the
+    summary: `rows_failed` is told once, and run follows CMD to its end."""
+    rows: Sink = UntilItFails(live, rows_failed)
     with (
         held_signals() as mask,
         PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
@@ -221,7 +227,7 @@ def run_command(
             ProcessTree(command.pid, argv, count_threads=opts.threads) if tree else None
         )
         try:
-            follow(instance, opts, live, end=command.ended, observe=summary)
+            follow(instance, opts, rows, end=command.ended, observe=summary)
         except BaseException:
             command.kill()
             raise
