@@ -84,8 +84,9 @@ def run(
     With `-- CMD ARGS`, the kernel follows exactly CMD's process tree: rows (in the
     format the options ask for) go to stderr, then a summary (--json: one object,
     the last line on stdout); run exits with CMD's status.  SIGINT, SIGTERM and
-    SIGHUP sent to run are passed on to CMD; run waits for CMD and does not wait
-    for descendants still running when it ends (the summary lists them).  --tree
+    SIGHUP sent to run are passed on to CMD; run waits for CMD (a second SIGINT ends
+    the wait: exit 130) and does not wait for descendants still running when it
+    ends (the summary lists them).  A closed stderr stops the rows, not CMD.  --tree
     prints the tree of processes CMD started, pstree-like."""
     from ..errors import UsageError
     from ..load import find_object
