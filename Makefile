@@ -9,6 +9,7 @@ OBJ     := procmon_ctl/data/process_monitor.bpf.o
 # The C formatter of `events --json` (procmon_ctl/json_native.py loads it).
 NATIVE  := procmon_ctl/data/libprocmon_json.so
 PYC_STAMP := $(BUILD)/pyc.stamp
+HOLD_STAMP := $(BUILD)/hold-stops.stamp
 VMLINUX := $(BUILD)/vmlinux.h
 ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev libatomic1 python3-venv
@@ -18,7 +19,7 @@ CLANG   ?= clang
 
 all: setup
 
-setup: system-packages $(BIN)/procmon-ctl $(OBJ) $(NATIVE) $(PYC_STAMP)
+setup: system-packages $(BIN)/procmon-ctl $(HOLD_STAMP) $(OBJ) $(NATIVE) $(PYC_STAMP)
 
 # $(call apt_install_missing,PACKAGES[,APT OPTIONS]): apt-get only what is not installed yet, so a
 # set-up machine makes no network calls (apt-get update first: a fresh machine has no lists).
@@ -49,6 +50,20 @@ $(BIN)/procmon-ctl: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(PIP_EDITABLE) '.[dev]' 2>/dev/null || $(PIP_EDITABLE_FALLBACK) '.[dev]'
 	@touch $@
+
+# The command's first line starts Python through env with SIGINT, SIGTERM and SIGHUP
+# blocked: one sent while the interpreter starts (some 50 ms before procmon-ctl has a
+# handler) waits in the kernel until procmon_ctl.signals.install() takes it as a stop;
+# else Python's own SIGINT handler makes it a "Fatal Python error" or a traceback, and
+# SIGTERM or SIGHUP kill it.  Only where env can (coreutils 8.31+), and only a plain
+# `#!/path/python` line (pip writes a /bin/sh one for a path too long for a first line).
+HOLD_STOPS := --block-signal=INT,TERM,HUP
+hold_stops = if env $(HOLD_STOPS) true 2>/dev/null; then \
+  sed -i '1s|^\#!\(/[^ ]*\)$$|\#!/usr/bin/env -S $(HOLD_STOPS) \1|' $(1); fi
+
+$(HOLD_STAMP): $(BIN)/procmon-ctl
+	@$(call hold_stops,$<)
+	@mkdir -p $(BUILD) && touch $@
 
 # Byte-compile the package now, as an install would: with PYTHONDONTWRITEBYTECODE set
 # (the CI machines set it) every `procmon-ctl` run would compile it again (~12 ms).
@@ -193,6 +208,7 @@ install: system-packages $(OBJ) $(NATIVE)
 	find "$$src" -name __pycache__ -prune -exec rm -rf {} +; \
 	$(PYTHON) -m venv --clear "$(PREFIX)"; \
 	"$(PREFIX)/bin/pip" install -q --no-warn-script-location "$$src"; \
+	$(call hold_stops,"$(PREFIX)/bin/procmon-ctl"); \
 	mkdir -p "$(BINDIR)"; \
 	ln -sfn "$(PREFIX)/bin/procmon-ctl" "$(LINK)"; \
 	echo "installed $$("$(LINK)" --version) in $(PREFIX); $(LINK) -> $(PREFIX)/bin/procmon-ctl"

@@ -9,6 +9,7 @@ import ctypes
 import json
 import os
 import re
+import select
 import signal
 from functools import cache
 from pathlib import Path
@@ -53,8 +54,18 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
         return PermissionDenied(what)
     if "No such file or directory" in text:
         return StateError(f"{what}: nothing is pinned there: run {hints.command('load')} first")
+    if err.exit_code < 0:
+        # Killed: what it printed before is no reason (a JSON document cut short).
+        return BpfError(f"{what}: bpftool was killed by {_signal_name(-err.exit_code)}")
     first = next((ln for ln in lines if ln.startswith("Error")), lines[-1] if lines else "failed")
     return BpfError(f"{what}: {first.removeprefix('Error: ')}")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 PR_SET_PDEATHSIG = 1
@@ -83,20 +94,24 @@ def _to_the_end(cmd: sh.Command, *argv: str, **options) -> str:
 
     A stop raised while sh forks or runs its threads can be swallowed there
     ("Exception ignored in ... _releaseLock", issue 13.7): held, it is raised as
-    bpftool returns.  If bpftool outlives the hold (signals.HELD_GRACE), the stop
-    is raised while waiting: bpftool is killed and reaped first, so nothing it
-    would still pin appears after the caller's cleanup."""
+    bpftool returns, or while waiting for it (_wait): bpftool is then killed and
+    reaped first, so nothing it would still pin appears after the caller's cleanup.
+
+    bpftool runs in a process group of its own: Ctrl-C on the terminal, or a
+    signal to our group (`timeout`, `kill -INT -PGID`), stops us, not it.  Killed
+    half-way it would only fail the call, and the stop would show as that error."""
     with signals.deferred():
         proc = cmd(
             *argv,
             _env={**os.environ, "LC_ALL": "C"},
             _preexec_fn=_die_with_us(),
+            _new_group=True,
             _bg=True,
             _bg_exc=False,
             **options,
         )
         try:
-            proc.wait()
+            _wait(proc)
         except sh.ErrorReturnCode:
             raise
         except BaseException:
@@ -106,6 +121,27 @@ def _to_the_end(cmd: sh.Command, *argv: str, **options) -> str:
                 proc.wait()
             raise
     return str(proc)
+
+
+# How often a wait for bpftool checks for a stop signal.
+STOP_CHECK = 0.02
+
+
+def _wait(proc: sh.RunningCommand) -> None:
+    """proc.wait(), cut short by a stop signal: Terminated is raised within
+    STOP_CHECK rather than when bpftool is done (`prog loadall` takes a second or
+    more on a slow kernel), and the caller kills bpftool before it goes on."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # reaped already: done
+        proc.wait()
+        return
+    try:
+        while not select.select([pidfd], [], [], STOP_CHECK)[0]:
+            signals.raise_if_stopped(in_deferred=True)
+    finally:
+        os.close(pidfd)
+    proc.wait()
 
 
 def run(*args: str, what: str, as_json: bool = True, stdin: str | None = None):

@@ -421,7 +421,15 @@ class RunSummary(_Model):
     """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
 
     command: list[str] = Field(description="CMD's command line, as given to run")
-    exit_code: int = Field(description="CMD's status as a shell reports it (128+N: signal N)")
+    exit_code: int = Field(
+        description="CMD's status as a shell reports it (128+N: signal N); 130 when run "
+        "stopped waiting at a second SIGINT (cmd_running)"
+    )
+    cmd_running: bool = Field(
+        False,
+        description="CMD still ran when run stopped waiting for it (a second SIGINT, "
+        "Ctrl-C twice): exit_code is run's own, and CMD is among `running`",
+    )
     processes: int = Field(description="processes started in the tree, CMD included")
     threads: int = Field(description="threads started in the tree")
     by_name: dict[str, int] = Field(description="processes by the name they ran as")

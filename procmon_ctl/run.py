@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +30,22 @@ from .models import RunExit, RunLifetime, RunProcess, RunSummary
 from .pins import PROGRAMS
 from .rows import ProcessRows
 from .run_tree import ProcessTree
+from .sink import Sink, UntilItFails
 from .stream import StreamOptions, follow
 from .wrap import wrap
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # si_code of a signal the kernel sent itself: the terminal's Ctrl-C or hangup,
-# which went to the whole foreground process group, CMD included.
+# which went to the whole foreground process group: run's, and CMD's unless CMD
+# left it (setsid, setpgid).
 SI_KERNEL = 0x80
+# The second of these ends run's wait: Ctrl-C twice gives the terminal back even
+# when CMD ignores or handles the first.
+STOPS_WAITING = signal.SIGINT
+# After that second one, how long run still waits for CMD, which got it too and may
+# end of it (a second Ctrl-C often means "now"): its status, if it does.
+LAST_WAIT = 0.5
 # Python ignores these; CMD gets them at their defaults, as from a shell.
 RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
 
@@ -177,21 +185,56 @@ class Command:
         self.started = time.monotonic()
         self.status: int | None = None
         self.ended_at = 0.0
+        self.interrupted = False  # a STOPS_WAITING signal came
+        self.last_wait: float | None = None  # when run stops waiting (a second one came)
+        self.given_up = False  # run stopped waiting, CMD running
 
     def ended(self) -> bool:
-        """Forward what was sent to run, and reap CMD once it has ended."""
+        """Forward what was sent to run, and reap CMD once it has ended (or stop
+        waiting for it after a second SIGINT)."""
         while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
-            if info.si_code != SI_KERNEL and self.status is None:
-                with suppress(ProcessLookupError):  # reaped in the meantime
-                    os.kill(self.pid, info.si_signo)
-        if self.status is None:
+            self._received(info)
+        if self.status is None and not self.given_up:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
+            now = time.monotonic()
             if pid:
-                self.status, self.ended_at = status, time.monotonic()
-        return self.status is not None
+                self.status, self.ended_at = status, now
+            elif self.last_wait is not None and now >= self.last_wait:
+                self.given_up, self.ended_at = True, now
+        return self.status is not None or self.given_up
+
+    def _received(self, info: signal.struct_siginfo) -> None:
+        if self.status is not None or self.given_up:
+            return
+        self._forward(info)
+        if info.si_signo == STOPS_WAITING:
+            if self.interrupted and self.last_wait is None:
+                self.last_wait = time.monotonic() + LAST_WAIT
+            self.interrupted = True
+
+    def _forward(self, info: signal.struct_siginfo) -> None:
+        signum, target = info.si_signo, self.pid
+        if info.si_code == SI_KERNEL:
+            # From the terminal, to its foreground process group: run's.
+            try:
+                group = os.getpgid(self.pid)
+            except ProcessLookupError:
+                return  # gone: nothing to forward
+            if group == os.getpgrp():
+                return  # CMD is in it and got it too: not twice
+            if group == self.pid:
+                # CMD leads a group of its own (setsid, setpgid): all of it, as the
+                # terminal would have had it been the foreground one.  A shell waiting
+                # for its child ignores a Ctrl-C that its child did not get.
+                target = -group
+        with suppress(ProcessLookupError):  # reaped in the meantime
+            os.kill(target, signum)
 
     def exit_code(self) -> int:
-        """As a shell reports it: the code, or 128 + the signal that killed it."""
+        """As a shell reports it: the code, or 128 + the signal that killed it; when
+        run stopped waiting, as for a program a second Ctrl-C ended (run's own status)."""
+        if self.status is None:
+            return 128 + STOPS_WAITING
         code = os.waitstatus_to_exitcode(self.status)
         return code if code >= 0 else 128 - code
 
@@ -212,13 +255,18 @@ def run_command(
     opts: StreamOptions,
     live: TextIO,
     tree: bool = False,
+    rows_failed: Callable[[OSError], None] = lambda err: None,
 ) -> RunSummary:
     """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
-    return what the tree did (with `tree`, its process tree too)."""
+    return what the tree did (with `tree`, its process tree too).
+
+    A write to `live` that fails (a closed pipe) stops the rows, not CMD, nor the
+    summary: `rows_failed` is told once, and run follows CMD to its end."""
     if not argv[0]:
         # posix_spawnp() would raise ValueError; a shell, env and timeout all report
         # an empty command name as a command not found (and nothing is loaded for it).
         raise ProcmonError(f"cannot run {render.given(argv[0])}: {os.strerror(errno.ENOENT)}", 127)
+    rows: Sink = UntilItFails(live, rows_failed)
     with (
         held_signals() as mask,
         PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
@@ -230,7 +278,7 @@ def run_command(
             ProcessTree(command.pid, shown, count_threads=opts.threads) if tree else None
         )
         try:
-            follow(instance, opts, live, end=command.ended, observe=summary)
+            follow(instance, opts, rows, end=command.ended, observe=summary)
         except BaseException:
             command.kill()
             raise
@@ -243,6 +291,7 @@ def run_command(
     return RunSummary(
         command=shown,
         exit_code=command.exit_code(),
+        cmd_running=command.status is None,
         processes=summary.started,
         threads=counters["threads"],
         by_name=dict(summary.names.most_common()),
@@ -291,10 +340,10 @@ def summary_text(s: RunSummary, width: int | None = None) -> str:
 
     # CMD's command line names what the summary is of; the outcome after it is the
     # part that matters, so on a terminal the command line gives way.
-    outcome = (
-        f": exit code {s.exit_code}, {s.processes} process(es) started in "
-        f"{render.duration_text(s.wall_ns)}"
-    )
+    status = f"exit code {s.exit_code}"
+    if s.cmd_running:
+        status = f"still running, not waited for after a second SIGINT ({status})"
+    outcome = f": {status}, {s.processes} process(es) started in {render.duration_text(s.wall_ns)}"
     command = render.cmdline(s.command)
     if width is not None:
         command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))

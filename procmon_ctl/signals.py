@@ -110,7 +110,14 @@ def install() -> bool:
     """Handle the stop signals from now on; False if they already are.
 
     Until arm(), a stop is only recorded: while the program starts (importing
-    Typer, pydantic, sh) a raise would escape as a traceback."""
+    Typer, pydantic, sh) a raise would escape as a traceback.
+
+    The stop signals come blocked when the program is started through its
+    command (env --block-signal in its first line, see the Makefile): one sent
+    while the interpreter started waited in the kernel, and is received here,
+    once there is a handler for it.  Before, Python's own SIGINT handler would
+    have raised KeyboardInterrupt in the middle of its start ("Fatal Python
+    error"), and SIGTERM or SIGHUP would have killed it."""
     if _state.previous is not None:
         return False
     _state.previous = {s: signal.getsignal(s) for s in (*STOP_SIGNALS, signal.SIGALRM)}
@@ -119,6 +126,7 @@ def install() -> bool:
     for s in STOP_SIGNALS:
         signal.signal(s, _on_stop)
     signal.signal(signal.SIGALRM, _on_alarm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     return True
 
 
@@ -164,11 +172,17 @@ def stopped() -> int | None:
     return _state.signum
 
 
-def raise_if_stopped() -> None:
+def raise_if_stopped(*, in_deferred: bool = False) -> None:
     """A checkpoint: raise Terminated if a stop signal came and no Terminated is on
     its way up already (its raise was swallowed).  Inside deferred() the block's
-    end raises it instead."""
-    if _state.signum is not None and _state.raising and not _state.held and not _unwinding():
+    end raises it instead, unless `in_deferred`: a point of the block where it may
+    be cut (waiting for a process it then kills and reaps)."""
+    if (
+        _state.signum is not None
+        and _state.raising
+        and (in_deferred or not _state.held)
+        and not _unwinding()
+    ):
         raise Terminated(_state.signum)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -52,3 +53,36 @@ def sink_for(out: Sink) -> Sink:
         out.flush()
         return FdSink(fd)
     return out
+
+
+class UntilItFails:
+    """`out` until a write to it fails (a closed pipe, a terminal gone, a full disk);
+    from then on what is written is dropped, and `failed` is told once.  For output
+    that is not the point of the command (`run -- CMD`'s rows): CMD runs on without
+    it, as under `time` and `timeout`."""
+
+    def __init__(self, out: Sink, failed: Callable[[OSError], None]):
+        self._out = sink_for(out)
+        self._failed = failed
+        self.error: OSError | None = None
+        # Rows are cut to a terminal's width: the descriptor, as FdSink has it.
+        self.fd = getattr(self._out, "fd", None)
+
+    def write(self, text: str) -> int:
+        if self.error is None:
+            try:
+                self._out.write(text)
+            except OSError as err:
+                self._give_up(err)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self._out.flush()
+            except OSError as err:
+                self._give_up(err)
+
+    def _give_up(self, err: OSError) -> None:
+        self.error = err
+        self._failed(err)

@@ -13,6 +13,7 @@ import select
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -214,6 +215,9 @@ def test_a_stop_replaced_by_another_error_is_still_a_stop(monkeypatch, capsys):
 TRIES = 200
 WORKERS = 3  # tries run this many at a time (2 cores: a third keeps them both busy)
 MAX_DELAY = 0.3  # the signal comes 0-300 ms after the handlers are installed
+# Moment "start": 0-40 ms after Python started, before procmon-ctl's handlers are in
+# place in most tries (they come some 30-100 ms after it starts).
+START_DELAY = 0.04
 
 # (command line, tries): each of the 200 tries picks one, and one of the 3 signals.
 SCENARIOS = {
@@ -229,6 +233,36 @@ SCENARIOS = {
 assert sum(n for _, n in SCENARIOS.values()) == TRIES
 
 
+# The command as people run it (the Makefile gives it its first line, which blocks the
+# stop signals until procmon-ctl handles them); CLI, `python -m procmon_ctl`, starts
+# without that hold.
+COMMAND = [str(Path(sys.executable).parent / "procmon-ctl")]
+
+
+def python_runs(pid: int) -> bool:
+    """Whether the process is Python: past the command's first line (env, which
+    blocks the stop signals before it starts Python; before that, a signal finds a
+    program whose first instruction has not run, as for any command)."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("python")
+    except OSError:
+        return False
+
+
+def programs_run(pid: int) -> set[int]:
+    """The child processes of pid (whichever of its threads forked them) that run a
+    program of their own (bpftool): past the exec, where a forked copy of the Python
+    process would take a stop signal as the command does."""
+    found: set[int] = set()
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(c) for c in f.read().split())
+    except OSError:  # ended meanwhile
+        pass
+    return {c for c in found if not python_runs(c) and os.path.exists(f"/proc/{c}/exe")}
+
+
 def handlers_installed(pid: int) -> bool:
     """Whether procmon-ctl's handlers are in place (SIGHUP caught: Python leaves it
     at its default).  Before that no line of procmon-ctl has run, and the signal's
@@ -241,22 +275,39 @@ def handlers_installed(pid: int) -> bool:
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
 
 
+# When a try's signal is sent: a random delay after procmon-ctl's handlers are in place
+# ("handlers"), or after Python started ("start"), or while the command runs its Nth
+# child process (bpftool) ("child").
+MOMENTS = ("handlers", "start", "child")
+
+
 @dataclass
 class Try:
     scenario: str
     argv: list[str]
     sig: int
     delay: float
+    moment: str = "handlers"
+    group: bool = False  # to the command's whole process group, as Ctrl-C sends it
+    nth_child: int = 0  # moment "child": the signal comes while this child runs
     code: int | None = None
     stderr: str = ""
     stop_took: float | None = None  # None: it ended before the signal was sent
+    before_handlers: bool = False  # sent before procmon-ctl's handlers were in place
+    during_child: bool = False  # sent while the command had a child process
     problems: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         name = signal.Signals(self.sig).name
         took = "ended first" if self.stop_took is None else f"stopped in {self.stop_took:.3f} s"
+        when = f"{self.delay * 1000:.0f} ms after {self.moment}"
+        if self.moment == "child":
+            when = f"while child {self.nth_child} ran" if self.during_child else "(no child)"
+        if self.before_handlers:
+            when += " (before the handlers)"
+        to = "its process group" if self.group else "it"
         return (
-            f"procmon-ctl {' '.join(self.argv)} with {name} after {self.delay * 1000:.0f} ms: "
+            f"procmon-ctl {' '.join(self.argv)} with {name} to {to} {when}: "
             f"exit {self.code}, {took}: {'; '.join(self.problems)}\n  stderr: {self.stderr!r}"
         )
 
@@ -283,29 +334,45 @@ class Worker:
         )
         assert r.returncode == 0, f"{argv}: {r.stderr}"
 
-    def run(self, scenario: str, sig: int) -> Try:
-        argv, _ = SCENARIOS[scenario]
+    def run(
+        self,
+        scenario: str,
+        sig: int,
+        moment: str = "handlers",
+        group: bool = False,
+        entry: list[str] = CLI,
+        scenarios: dict = SCENARIOS,
+    ) -> Try:
+        argv = scenarios[scenario][0]
         pin_dir = self.instance
         if argv is None:
             pin_dir = self.cycle
             argv = ["unload"] if self.cycle.exists() else ["load"]
-        attempt = Try(scenario, argv, sig, self.rng.uniform(0, MAX_DELAY))
+        max_delay = START_DELAY if moment == "start" else MAX_DELAY
+        attempt = Try(scenario, argv, sig, self.rng.uniform(0, max_delay), moment, group)
+        if moment == "child":
+            attempt.nth_child = self.rng.randint(1, scenarios[scenario][2])
         # run and doctor have no pinned instance, and refuse a --pin-dir.
         instance = [] if argv[0] in ("run", "doctor") else ["--pin-dir", str(pin_dir)]
         proc = subprocess.Popen(
-            [*CLI, *instance, *argv],
+            [*entry, *instance, *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=group,
         )
         pidfd = os.pidfd_open(proc.pid)
         try:
-            while not handlers_installed(proc.pid) and proc.poll() is None:
-                time.sleep(0.001)
+            started = python_runs if moment == "start" else handlers_installed
+            while not started(proc.pid) and proc.poll() is None:
+                time.sleep(0.0005)
             time.sleep(attempt.delay)  # the random moment is the point, not a wait
+            if moment == "child":
+                attempt.during_child = self.wait_for_child(proc, attempt.nth_child)
+            attempt.before_handlers = not handlers_installed(proc.pid)
             if proc.poll() is None:
                 sent = time.monotonic()
-                os.kill(proc.pid, sig)
+                (os.killpg if group else os.kill)(proc.pid, sig)
                 ended, _, _ = select.select([pidfd], [], [], 10)
                 attempt.stop_took = time.monotonic() - sent
                 if not ended:
@@ -316,6 +383,19 @@ class Worker:
         attempt.code = proc.returncode
         self.check(attempt, proc.pid, pin_dir)
         return attempt
+
+    @staticmethod
+    def wait_for_child(proc: subprocess.Popen, nth: int) -> bool:
+        """Until the command's nth child process runs; False if the command ends first."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            now = programs_run(proc.pid)
+            seen |= now
+            if len(seen) >= nth and now:
+                return True
+            time.sleep(0.0002)  # bpftool runs for a few ms
+        return False
 
     def check(self, attempt: Try, pid: int, pin_dir: Path) -> None:
         problems = attempt.problems
@@ -342,12 +422,12 @@ class Worker:
             remove_tree(trial.root)
 
 
-def test_stop_signals_at_random_moments(pin_dir):
-    seed = int(os.environ.get("PROCMON_SIGNAL_SEED", time.time_ns() % 1_000_000))
-    rng = random.Random(seed)
-    plan = [
-        (name, rng.choice(STOP_SIGNALS)) for name, (_, n) in SCENARIOS.items() for _ in range(n)
-    ]
+def signal_seed() -> int:
+    return int(os.environ.get("PROCMON_SIGNAL_SEED", time.time_ns() % 1_000_000))
+
+
+def try_all(pin_dir: Path, rng: random.Random, plan: list[tuple]) -> list[Try]:
+    """Each (scenario, signal, options…) of `plan`, shared among WORKERS workers."""
     rng.shuffle(plan)
     pin_dir.mkdir(mode=0o700)
     workers = [Worker(pin_dir, n, random.Random(rng.random())) for n in range(WORKERS)]
@@ -363,17 +443,102 @@ def test_stop_signals_at_random_moments(pin_dir):
                     subprocess.run(
                         [*CLI, "--pin-dir", str(path), "unload"], capture_output=True, timeout=60
                     )
-    assert len(attempts) == TRIES
+    assert len(attempts) == len(plan)
+    return attempts
+
+
+def outcome(seed: int, attempts: list[Try]) -> tuple[str, list[Try], list[float]]:
+    """(a summary line, the tries that went wrong, how long the stopped ones took)."""
     failed = [a for a in attempts if a.problems]
     stopped = [a.stop_took for a in attempts if a.stop_took is not None]
     summary = (
-        f"seed {seed} (PROCMON_SIGNAL_SEED): {len(stopped)} of {TRIES} stopped by the signal, "
-        f"median {statistics.median(stopped):.3f} s, slowest {max(stopped):.3f} s"
+        f"seed {seed} (PROCMON_SIGNAL_SEED): {len(failed)} of {len(attempts)} went wrong; "
+        f"{len(stopped)} stopped by the signal"
     )
+    if stopped:
+        summary += f", median {statistics.median(stopped):.3f} s, slowest {max(stopped):.3f} s"
     print(summary)
+    return summary, failed, stopped
+
+
+def test_stop_signals_at_random_moments(pin_dir):
+    seed = signal_seed()
+    rng = random.Random(seed)
+    plan = [
+        (name, rng.choice(STOP_SIGNALS)) for name, (_, n) in SCENARIOS.items() for _ in range(n)
+    ]
+    attempts = try_all(pin_dir, rng, plan)
+    summary, failed, stopped = outcome(seed, attempts)
     assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
     # Most tries must have caught the command running, or the test proves little.
     assert len(stopped) >= TRIES // 2, summary
+
+
+# (command line, tries): the commands stopped while Python starts.
+STARTING = {
+    "stats": (["stats"], 4),
+    "status": (["status"], 4),
+    "stats --watch": (["stats", "--watch"], 4),
+    "events": (["events"], 4),
+    "run": (["run"], 4),
+    "load/unload": (None, 4),
+}
+
+
+def test_stop_signals_while_python_starts(pin_dir):
+    """A stop in the first tens of ms of the command as people run it, before
+    procmon-ctl's handlers are in place, is a stop like any other: exit 0, nothing
+    printed (issue 25.5: Python's own SIGINT handler printed "Fatal Python error …
+    KeyboardInterrupt" or a traceback, and SIGTERM or SIGHUP killed it)."""
+    seed = signal_seed()
+    rng = random.Random(seed)
+    plan = [
+        (name, rng.choice(STOP_SIGNALS), "start", rng.random() < 0.5, COMMAND, STARTING)
+        for name, (_, n) in STARTING.items()
+        for _ in range(n)
+    ]
+    attempts = try_all(pin_dir, rng, plan)
+    summary, failed, _ = outcome(seed, attempts)
+    early = sum(a.before_handlers for a in attempts if a.stop_took is not None)
+    summary += f"; {early} sent before procmon-ctl's handlers were in place"
+    assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
+    # Most must have come before the handlers, or the test proves little.
+    assert early >= len(plan) // 2, summary
+
+
+# (command line, tries, children): the commands stopped by a signal to their whole
+# process group (Ctrl-C on a terminal, `timeout`, `kill -INT -PGID`), bpftool included;
+# children: how many bpftool runs a try may wait for (0: the command runs none).
+GROUP = {
+    "stats --watch": (["stats", "--watch", "--interval", "0.1"], 8, 4),
+    "stats": (["stats"], 6, 1),
+    "status": (["status"], 8, 13),
+    "load/unload": (None, 6, 1),
+    "doctor": (["doctor"], 4, 3),
+    "events": (["events"], 5, 0),
+    "run": (["run"], 5, 0),
+}
+
+
+def test_stop_signals_to_the_process_group_at_random_moments(pin_dir):
+    """As the terminal's Ctrl-C sends it: to the command and the bpftool it runs at
+    that moment (issue 25.5: bpftool killed under it made `stats --watch` and
+    `status` fail with `reading …: failed`, exit 1).  Most tries stop a command while
+    a bpftool of its own runs; the others at a random moment."""
+    seed = signal_seed()
+    rng = random.Random(seed)
+    plan = []
+    for name, (_, n, kids) in GROUP.items():
+        for i in range(n):
+            moment = "child" if kids and i % 4 != 3 else "handlers"
+            plan.append((name, rng.choice(STOP_SIGNALS), moment, True, COMMAND, GROUP))
+    attempts = try_all(pin_dir, rng, plan)
+    summary, failed, stopped = outcome(seed, attempts)
+    in_bpftool = sum(a.during_child for a in attempts if a.stop_took is not None)
+    summary += f"; {in_bpftool} sent while bpftool ran"
+    assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
+    assert len(stopped) >= len(plan) // 2, summary
+    assert in_bpftool >= len(plan) // 3, summary
 
 
 # --- a stop at the worst moment of load, unload and detach -------------------------

@@ -9,12 +9,18 @@ function of the workflow modules, and renders what it returns.
 
 def main(argv: list[str] | None = None) -> None:
     import gc
+    import sys
 
     from .. import signals
 
     # Before the slow imports: a stop signal from here on is held, not lost, and
     # not a traceback out of an import; run() raises it once it can be handled.
     signals.install()
+    if signals.stopped() is not None:
+        # Stopped while Python started (the signal waited, blocked, until install()):
+        # done, without the imports of a command that will not run.
+        signals.stand_down()
+        sys.exit(0)
 
     # Starting up (importing Typer, pydantic and sh, making the models and the
     # command) creates some 57,000 objects the cyclic collector tracks, nearly all

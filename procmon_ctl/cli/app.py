@@ -256,10 +256,13 @@ def _print_log_tail(err: ProcmonError) -> None:
 
 
 def exit_with(code: int) -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            # A closed pipe, a terminal gone: what the stream holds cannot be written,
+            # and the interpreter's own flush as it exits would make that status 120.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
     if not gc.isenabled():
         # A quick command (or an error before any command ran) done without the
         # collector: the interpreter would still run full collections over all that

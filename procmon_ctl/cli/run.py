@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 from typing import Annotated
@@ -83,8 +84,9 @@ def run(
     With `-- CMD ARGS`, the kernel follows exactly CMD's process tree: rows (in the
     format the options ask for) go to stderr, then a summary (--json: one object,
     the last line on stdout); run exits with CMD's status.  SIGINT, SIGTERM and
-    SIGHUP sent to run are passed on to CMD; run waits for CMD and does not wait
-    for descendants still running when it ends (the summary lists them).  --tree
+    SIGHUP sent to run are passed on to CMD; run waits for CMD (a second SIGINT ends
+    the wait: exit 130) and does not wait for descendants still running when it
+    ends (the summary lists them).  A closed stderr stops the rows, not CMD.  --tree
     prints the tree of processes CMD started, pstree-like."""
     from ..errors import UsageError
     from ..load import find_object
@@ -125,9 +127,21 @@ def run(
     if not command:
         run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
         return
+
+    def rows_failed(err: OSError) -> None:
+        # Once, on stdout: stderr, where the rows went, is what failed.
+        note = (
+            f"procmon-ctl: warning: no more rows: writing them to stderr failed "
+            f"({err.strerror or err}); CMD runs on and run exits with its status"
+        )
+        with contextlib.suppress(OSError):
+            print(note, flush=True)
+
     # The JSON summary always has the tree: a program reading it should not need
     # to know a flag to find a field, and the tree is bounded.
-    summary = run_command(obj, command, ring_size, opts, sys.stderr, tree=tree or json_out)
+    summary = run_command(
+        obj, command, ring_size, opts, sys.stderr, tree=tree or json_out, rows_failed=rows_failed
+    )
     try:
         if json_out:
             print_json(summary)
@@ -138,5 +152,5 @@ def run(
                 text += "\n" + tree_text(summary.tree, summary.tree_left_out, width)
             print(text, file=sys.stderr, flush=True)
     except OSError:
-        pass  # the terminal went away (SIGHUP): the exit status still tells
+        pass  # a closed pipe, the terminal gone (SIGHUP): the exit status still tells
     raise typer.Exit(summary.exit_code)
