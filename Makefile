@@ -9,17 +9,17 @@ OBJ     := procmon_ctl/data/process_monitor.bpf.o
 # The C formatter of `events --json` (procmon_ctl/json_native.py loads it).
 NATIVE  := procmon_ctl/data/libprocmon_json.so
 PYC_STAMP := $(BUILD)/pyc.stamp
-HOLD_STAMP := $(BUILD)/hold-stops.stamp
 VMLINUX := $(BUILD)/vmlinux.h
 ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 APT_PACKAGES := bpftool clang llvm libbpf-dev libatomic1 python3-venv
 CLANG   ?= clang
+comma   := ,
 
 .PHONY: all setup system-packages test-packages kernel-packages mounts run test test-kernels test-oldest bench long-run lint clean install uninstall
 
 all: setup
 
-setup: system-packages $(BIN)/procmon-ctl $(HOLD_STAMP) $(OBJ) $(NATIVE) $(PYC_STAMP)
+setup: system-packages $(BIN)/procmon-ctl $(OBJ) $(NATIVE) $(PYC_STAMP)
 
 # $(call apt_install_missing,PACKAGES[,APT OPTIONS]): apt-get only what is not installed yet, so a
 # set-up machine makes no network calls (apt-get update first: a fresh machine has no lists).
@@ -42,13 +42,15 @@ system-packages:
 # `python -c pass` 3x slower here (30 ms, and 1.4 s instead of 0.5 s under the kernel
 # matrix's emulation, where the tests start Python some 200 times per kernel).  Plain -e
 # should a setuptools come without that mode.
-PIP_EDITABLE = $(BIN)/pip install -q --config-settings editable_mode=compat -e
-PIP_EDITABLE_FALLBACK = $(BIN)/pip install -q -e
+# $(call pip_project,EXTRAS): the project, editable, with those extras; every install of it
+# writes the command anew, so each is followed by hold_stops (below).
+pip_project = { $(BIN)/pip install -q --config-settings editable_mode=compat -e '.[$(1)]' \
+  2>/dev/null || $(BIN)/pip install -q -e '.[$(1)]'; } && $(call hold_stops,$(BIN)/procmon-ctl)
 
 $(BIN)/procmon-ctl: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(PIP_EDITABLE) '.[dev]' 2>/dev/null || $(PIP_EDITABLE_FALLBACK) '.[dev]'
+	$(call pip_project,dev)
 	@touch $@
 
 # The command's first line starts Python through env with SIGINT, SIGTERM and SIGHUP
@@ -60,10 +62,6 @@ $(BIN)/procmon-ctl: pyproject.toml
 HOLD_STOPS := --block-signal=INT,TERM,HUP
 hold_stops = if env $(HOLD_STOPS) true 2>/dev/null; then \
   sed -i '1s|^\#!\(/[^ ]*\)$$|\#!/usr/bin/env -S $(HOLD_STOPS) \1|' $(1); fi
-
-$(HOLD_STAMP): $(BIN)/procmon-ctl
-	@$(call hold_stops,$<)
-	@mkdir -p $(BUILD) && touch $@
 
 # Byte-compile the package now, as an install would: with PYTHONDONTWRITEBYTECODE set
 # (the CI machines set it) every `procmon-ctl` run would compile it again (~12 ms).
@@ -125,8 +123,7 @@ KERNEL_APT_PACKAGES := qemu-system-x86 busybox-static kmod udev file
 
 kernel-packages:
 	$(call apt_install_missing,$(KERNEL_APT_PACKAGES),--no-install-recommends)
-	@$(BIN)/vng --version >/dev/null 2>&1 || $(PIP_EDITABLE) '.[dev,kernels]' 2>/dev/null || \
-	  $(PIP_EDITABLE_FALLBACK) '.[dev,kernels]'
+	@$(BIN)/vng --version >/dev/null 2>&1 || $(call pip_project,dev$(comma)kernels)
 
 test-kernels: setup mounts test-packages kernel-packages
 	$(BIN)/python scripts/kernels/kernels.py --timeout $(KERNEL_TIMEOUT) $(KERNELS) \
@@ -165,8 +162,7 @@ BENCH_ARGS ?=
 
 bench: setup mounts $(BUILD)/storm
 	$(call apt_install_missing,$(BENCH_PACKAGES),--no-install-recommends)
-	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(PIP_EDITABLE) '.[dev,bench]' 2>/dev/null || \
-	  $(PIP_EDITABLE_FALLBACK) '.[dev,bench]'
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(call pip_project,dev$(comma)bench)
 	$(BIN)/python scripts/bench/bench.py $(BENCH_ARGS)
 
 $(BUILD)/storm: scripts/bench/storm.c
