@@ -248,34 +248,39 @@ def test_thread_streaming_dies_with_its_reader(attached, how, test_cgroup):
     assert after["produced"] - before["produced"] < 100
 
 
-def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached):
+def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached, test_cgroup):
     """A --threads reader blocked writing to a pipe nobody reads (a paused pager, a
-    slow consumer, a starved machine) is alive: its lease stays renewed past the
-    lease's length, and the threads made meanwhile are all in its stream once the
-    pipe is read again.  (A reader that renewed only between batches lost them, with
-    no gap line to say so.)"""
+    slow consumer, a starved machine) is alive: its leases stay renewed past their
+    length, and the threads made meanwhile are all in its stream once the pipe is
+    read again.  (A reader that renewed only between batches lost them, with no gap
+    line to say so.)  In a cgroup of the test's own, filtered in the kernel: what
+    the rest of the machine makes meanwhile cannot fill the ring behind the blocked
+    reader."""
     cli = attached
     reader = cli.popen(
-        "events", "--json", "--threads", "--duration", "300",
+        "events", "--json", "--threads", "--cgroup", shown(test_cgroup), "--duration", "300",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         wait_for(lambda: threads_streamed(cli.pin_dir), what="the reader's thread lease")
-        fork_processes(1000)  # ~250 KiB of JSON: the pipe fills, the reader blocks
+        wait_for(lambda: settings_value(cli.pin_dir)["cgroup_id"] != 0, what="the cgroup filter")
+        # ~500 KiB of JSON: the pipe fills, the reader blocks.
+        forks = "i=0; while [ $i -lt 1500 ]; do ( : ); i=$((i+1)); done"
+        subprocess.run(in_cgroup(test_cgroup, forks), check=True)
         wait_for(_pipe_stuck(reader.stdout.fileno()), what="the reader to block on the pipe")
         # Past the lease the reader had when it blocked: only a renewal keeps it on.
         lease_end = settings_value(cli.pin_dir)["threads_until_ns"]
         wait_for(lambda: time.monotonic_ns() > lease_end + THREADS_LEASE_NS // 2, what="time")
         assert threads_streamed(cli.pin_dir), "the blocked reader's lease ran out"
+        threads = (
+            "import threading\nfor _ in range(200):\n"
+            "    t = threading.Thread(target=lambda: None); t.start(); t.join()"
+        )
         storm = subprocess.Popen(
-            [
-                sys.executable, "-c",
-                "import threading\nfor _ in range(200):\n"
-                "    t = threading.Thread(target=lambda: None); t.start(); t.join()",
-            ]
-        )  # fmt: skip
+            in_cgroup(test_cgroup, f"exec {shlex.quote(sys.executable)} -c {shlex.quote(threads)}")
+        )
         assert storm.wait(timeout=120) == 0
-        marker = f'"tgid":{storm.pid},'
+        marker = f'"tgid":{storm.pid},'  # sh exec'd python: the same process
         lines, err = lines_until(
             reader, lambda ls: sum('"thread":true' in x and marker in x for x in ls) >= 200
         )
@@ -283,11 +288,11 @@ def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached):
         if reader.poll() is None:
             reader.kill()
             reader.wait()
-    threads = [
+    made = [
         e for e in map(json.loads, lines) if e["type"] == "fork" and e["thread"]
         and e["tgid"] == storm.pid
     ]  # fmt: skip
-    assert len(threads) == 200, err
+    assert len(made) == 200, err
 
 
 def test_a_reader_stops_when_its_instance_is_unloaded(attached, tmp_path):
