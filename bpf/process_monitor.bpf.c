@@ -145,6 +145,27 @@ static __always_inline bool wanted(const struct settings *s, __u32 tgid)
 	return !s || !s->follow || bpf_map_lookup_elem(&followed, &tgid);
 }
 
+/* Follow mode: whether `parent`, a task that forks a process, belongs to the
+ * process starting CMD (struct settings: spawner_*).  By its id in its own PID
+ * namespace, the one the spawner knows itself by (getpid()), and that namespace's
+ * inode number, which is the same from every namespace.  The numbers[] entry of
+ * the deepest level is the task's own namespace (task_active_pid_ns()). */
+static __always_inline bool is_spawner(const struct settings *s, struct task_struct *parent)
+{
+	struct pid *pid;
+	struct upid own = {};
+	unsigned int level;
+
+	if (!s || !s->spawner_tgid)
+		return false;
+	pid = BPF_CORE_READ(parent, group_leader, thread_pid);
+	level = BPF_CORE_READ(pid, level);
+	if (bpf_core_read(&own, sizeof(own), &pid->numbers[level]))
+		return false;
+	return (__u32)own.nr == s->spawner_tgid &&
+	       BPF_CORE_READ(own.ns, ns.inum) == s->spawner_pidns;
+}
+
 /* The cgroup filter (struct settings): whether a process in cgroup `cg` may
  * produce records.  Walks up from `cg` to the filter's level through each
  * cgroup's own css (`self.parent->cgroup`), which every kernel of the matrix
@@ -254,8 +275,10 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct cgroup *cg = child->cgroups->dfl_cgrp;
 
 	/* The forking task's process, not child->real_parent: with CLONE_PARENT the
-	 * child of a member is still part of the tree it came from (as strace -f has it). */
-	if (!wanted(s, parent->tgid))
+	 * child of a member is still part of the tree it came from (as strace -f has it).
+	 * In follow mode a process the spawner forks is CMD, the tree's first member;
+	 * other forks pay for that check only while a spawner is set (run's spawn). */
+	if (!wanted(s, parent->tgid) && (thread || !is_spawner(s, parent)))
 		return 0;
 	if (thread) {
 		count(COUNTER_THREADS);

@@ -119,11 +119,11 @@ enum loss_key {
 	LOSS_MAX = 2,
 };
 
-/* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  User
- * space puts CMD in before it may fork or exec; the fork program adds every child
- * of a member, the exit program removes a member as it ends (so a reused pid is
- * never taken for one).  A tree wider than this at any moment is counted in
- * COUNTER_UNFOLLOWED, never silently cut. */
+/* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  The
+ * fork program adds CMD as the spawner (struct settings) forks it, before it may
+ * fork or exec, and every child of a member; the exit program removes a member as
+ * it ends (so a reused pid is never taken for one).  A tree wider than this at any
+ * moment is counted in COUNTER_UNFOLLOWED, never silently cut. */
 enum follow_limits {
 	FOLLOWED_MAX_PROCESSES = 32768,
 };
@@ -166,6 +166,12 @@ struct settings {
 	__u32 cgroup_level;
 	__u64 cgroup_id;
 	__u64 cgroup_until_ns;
+	/* Follow mode: the process starting CMD (`run`), while it does, as its own PID
+	 * namespace knows it, since it may live in one below the host's (a container,
+	 * unshare --pid): the inode number of that namespace (/proc/self/ns/pid) and
+	 * its getpid() there.  Its forks join the tree.  spawner_tgid 0: none. */
+	__u32 spawner_pidns;
+	__u32 spawner_tgid;
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

@@ -153,6 +153,8 @@ class Settings(ctypes.Structure):
         ("cgroup_level", c_uint32),
         ("cgroup_id", c_uint64),
         ("cgroup_until_ns", c_uint64),
+        ("spawner_pidns", c_uint32),
+        ("spawner_tgid", c_uint32),
     ]
 
 

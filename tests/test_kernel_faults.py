@@ -1,10 +1,12 @@
-"""Issue 25, tested the way it was found.
+"""Issue 25, points 1 and 2, tested the way they were found.
 
 1. `events --failed` records failed execs for as long as the reader runs: every
    way an exec ends takes its entry out of `exec_attempts` (a thread other than
    the leader that execs, a 64-bit process that execs a 32-bit program, a thread
    that dies inside execve), and a failed exec the map has no room for is counted
-   and marked in the stream as a lost record."""
+   and marked in the stream as a lost record.
+2. `run -- CMD` follows CMD's tree from inside a PID namespace: `unshare -fp`, and
+   a podman container (host only: the kernel matrix's guests run no podman)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, bpftool_json, build_program, lines_until
+from conftest import CLI, ROOT, bpftool_json, build_program, lines_until
+from containers import require_podman, run_container
 from test_exec_failures import failed_program_ids, failed_reader
 
+import procmon_ctl
 from procmon_ctl import libbpf
 from procmon_ctl.load import find_object
 from procmon_ctl.load import load as load_instance
@@ -263,3 +268,92 @@ def test_a_failed_exec_the_map_has_no_room_for_is_marked_lost(loaded):
     # Every failed exec not recorded is marked (with any other process's that found
     # the map full meanwhile).
     assert marked_lost(lines) >= missing, err
+
+
+# --- 2. run inside a PID namespace ---------------------------------------------
+
+SCRIPT = "/bin/true a; /bin/true b; exit 3"
+
+
+def check_followed_from_a_namespace(code: int, out: str, err: str, sh: str) -> None:
+    """`run --json -- SH -c SCRIPT` run as pid 1 of a PID namespace: CMD's status,
+    its three processes, and rows and a tree of exactly them."""
+    assert code == 3, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["exit_code"] == 3
+    assert (summary["processes"], summary["by_name"]) == (3, {"sh": 1, "true": 2}), summary
+    assert (summary["lost_records"], summary["unfollowed"], summary["running"]) == (0, 0, [])
+    rows = json_lines(err.splitlines())
+    # CMD's fork by run is the first record: run is pid 1 there, sh its child.
+    cmd = rows[0]
+    assert (cmd["type"], cmd["ns_ppid"]) == ("fork", 1), rows
+    forks = [r for r in rows if r["type"] == "fork"]
+    assert [r["ppid"] for r in forks[1:]] == [cmd["tgid"]] * 2, rows
+    tree = {r["tgid"] for r in forks}
+    assert all(r["tgid"] in tree and r["ns_pid"] > 1 for r in rows), rows
+    execs = [r["argv"] for r in rows if r["type"] == "exec"]
+    assert execs == [[sh, "-c", SCRIPT], ["/bin/true", "a"], ["/bin/true", "b"]], rows
+    exits = {r["tgid"]: r["exit_code"] for r in rows if r["type"] == "exit"}
+    assert exits == {cmd["tgid"]: 3, forks[1]["tgid"]: 0, forks[2]["tgid"]: 0}, rows
+    # The tree's root is CMD as the records number it (the host's pid).
+    root = summary["tree"]
+    assert (root["pid"], root["exit_code"]) == (cmd["tgid"], 3), root
+    assert [c["argv"] for c in root["children"]] == [["/bin/true", "a"], ["/bin/true", "b"]]
+
+
+@pytest.mark.kernel
+def test_run_follows_cmd_from_inside_a_pid_namespace(bpf):
+    r = subprocess.run(
+        ["unshare", "-fp", "--mount-proc", *CLI, "run", "--json", "--", "sh", "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=SLOW,
+        cwd=ROOT,
+    )
+    check_followed_from_a_namespace(r.returncode, r.stdout, r.stderr, "sh")
+
+
+@pytest.mark.kernel
+def test_run_lists_what_still_runs_from_inside_a_pid_namespace(bpf):
+    """What CMD left running is named by its pid in the records (the host's), with
+    the name its exec record gave it: the /proc mounted there numbers processes
+    otherwise.  (Run is the namespace's init: its end kills the sleep.)"""
+    wait_exec = 'until [ "$(cat /proc/$!/comm)" = sleep ]; do :; done'
+    script = f"sleep 30 >/dev/null 2>&1 & {wait_exec}; exit 4"
+    r = subprocess.run(
+        ["unshare", "-fp", "--mount-proc", *CLI, "run", "--json", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=SLOW,
+        cwd=ROOT,
+    )
+    assert r.returncode == 4, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    rows = json_lines(r.stderr.splitlines())
+    sleep = next(row for row in rows if row["type"] == "exec" and row["comm"] == "sleep")
+    assert summary["running"] == [{"pid": sleep["tgid"], "comm": "sleep"}], summary
+
+
+def _host_paths() -> list[str]:
+    """podman -v options that give a busybox container this Python, its venv, the
+    package and the repository, read-only, at the paths they have here."""
+    mounts = {"/usr": "/usr"}
+    for top in ("/lib", "/lib64"):  # the ELF interpreter and libc, merged into /usr or not
+        if os.path.exists(top):
+            mounts[os.path.realpath(top)] = top
+    package = Path(procmon_ctl.__file__).resolve().parents[1]
+    for path in (sys.base_prefix, sys.prefix, package, ROOT):
+        real = os.path.realpath(path)
+        if not any(real == d or real.startswith(d.rstrip("/") + "/") for d in mounts.values()):
+            mounts[real] = real
+    return [arg for src, dst in mounts.items() for arg in ("-v", f"{src}:{dst}:ro")]
+
+
+def test_run_follows_cmd_inside_a_podman_container(bpf):
+    require_podman()
+    r = run_container(
+        [sys.executable, "-m", "procmon_ctl", "run", "--json", "--", "/bin/sh", "-c", SCRIPT],
+        check=False,
+        podman_args=["--privileged", "--workdir", str(ROOT), *_host_paths()],
+    )
+    check_followed_from_a_namespace(r.returncode, r.stdout, r.stderr, "/bin/sh")
