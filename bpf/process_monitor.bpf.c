@@ -66,6 +66,7 @@ const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCES
 const volatile enum loss_key btf_anchor_loss_key = LOSS_MAX;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
 const volatile enum cgroup_limits btf_anchor_cgroup_limits = CGROUP_WALK_MAX;
+const volatile enum exec_attempt_limits btf_anchor_exec_attempt_limits = EXEC_ATTEMPTS_MAX;
 
 static __always_inline void count(__u32 key)
 {
@@ -82,20 +83,25 @@ static __always_inline __u64 *dropped_total(void)
 	return bpf_map_lookup_elem(&losses, &key);
 }
 
+/* A record produced and lost: counted, and marked by the reader (enum loss_key). */
+static __always_inline void lost(void)
+{
+	__u64 *total = dropped_total();
+
+	count(COUNTER_DROPPED);
+	/* Atomic: shared by all CPUs.  Only a lost record pays for it. */
+	if (total)
+		__sync_fetch_and_add(total, 1);
+}
+
 static __always_inline void *reserve(__u64 size)
 {
 	void *e;
 
 	count(COUNTER_PRODUCED);
 	e = bpf_ringbuf_reserve(&events, size, 0);
-	if (!e) {
-		__u64 *total = dropped_total();
-
-		count(COUNTER_DROPPED);
-		/* Atomic: shared by all CPUs.  Only a refused record pays for it. */
-		if (total)
-			__sync_fetch_and_add(total, 1);
-	}
+	if (!e)
+		lost();
 	return e;
 }
 
@@ -137,6 +143,27 @@ static __always_inline bool stream_threads(const struct settings *s)
 static __always_inline bool wanted(const struct settings *s, __u32 tgid)
 {
 	return !s || !s->follow || bpf_map_lookup_elem(&followed, &tgid);
+}
+
+/* Follow mode: whether `parent`, a task that forks a process, belongs to the
+ * process starting CMD (struct settings: spawner_*).  By its id in its own PID
+ * namespace, the one the spawner knows itself by (getpid()), and that namespace's
+ * inode number, which is the same from every namespace.  The numbers[] entry of
+ * the deepest level is the task's own namespace (task_active_pid_ns()). */
+static __always_inline bool is_spawner(const struct settings *s, struct task_struct *parent)
+{
+	struct pid *pid;
+	struct upid own = {};
+	unsigned int level;
+
+	if (!s || !s->spawner_tgid)
+		return false;
+	pid = BPF_CORE_READ(parent, group_leader, thread_pid);
+	level = BPF_CORE_READ(pid, level);
+	if (bpf_core_read(&own, sizeof(own), &pid->numbers[level]))
+		return false;
+	return (__u32)own.nr == s->spawner_tgid &&
+	       BPF_CORE_READ(own.ns, ns.inum) == s->spawner_pidns;
 }
 
 /* The cgroup filter (struct settings): whether a process in cgroup `cg` may
@@ -248,8 +275,10 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	struct cgroup *cg = child->cgroups->dfl_cgrp;
 
 	/* The forking task's process, not child->real_parent: with CLONE_PARENT the
-	 * child of a member is still part of the tree it came from (as strace -f has it). */
-	if (!wanted(s, parent->tgid))
+	 * child of a member is still part of the tree it came from (as strace -f has it).
+	 * In follow mode a process the spawner forks is CMD, the tree's first member;
+	 * other forks pay for that check only while a spawner is set (run's spawn). */
+	if (!wanted(s, parent->tgid) && (thread || !is_spawner(s, parent)))
 		return 0;
 	if (thread) {
 		count(COUNTER_THREADS);
@@ -308,17 +337,11 @@ static __always_inline struct exec_event *scratch(void)
 /* Count the exec record, then copy it into the ring (or count it lost). */
 static __always_inline void output(const struct settings *s, struct exec_event *rec, __u64 size)
 {
-	__u64 *total;
-
 	if (size > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
 		size = EXEC_SCRATCH_SIZE;
 	count(COUNTER_PRODUCED);
-	if (!bpf_ringbuf_output(&events, rec, size, wakeup_flags(s, RINGBUF_FOOTPRINT(size))))
-		return;
-	count(COUNTER_DROPPED);
-	total = dropped_total();
-	if (total)
-		__sync_fetch_and_add(total, 1);
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flags(s, RINGBUF_FOOTPRINT(size))))
+		lost();
 }
 
 static __always_inline __u32 argv_limit(const struct settings *s, __u32 most)
@@ -389,26 +412,49 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 /* Failed execs (EVENT_EXEC_FAILED).  The syscall's entry keeps where the
  * caller's path and argv are; its exit, when it returns an error, reads them:
  * the caller's memory is as it was, since a failed exec replaced nothing.
- * These four programs are attached only while an `events --failed` reader runs
- * (enabling syscall tracepoints slows every syscall of every process). */
-struct exec_attempt {
-	__u64 filename; /* const char __user * */
-	__u64 argv;     /* const char __user *const __user * */
-};
-
+ * These programs (and the two below that forget entries) are attached only while
+ * an `events --failed` reader runs (enabling syscall tracepoints slows every
+ * syscall of every process). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096); /* threads inside execve at once */
-	__type(key, __u32);        /* thread id */
+	__uint(max_entries, EXEC_ATTEMPTS_MAX);
+	__type(key, __u32); /* thread id */
 	__type(value, struct exec_attempt);
 } exec_attempts SEC(".maps");
 
 static __always_inline int exec_entered(__u64 filename, __u64 argv)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct exec_attempt a = { .filename = filename, .argv = argv };
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct exec_attempt a = { .filename = filename, .argv = argv, .tgid = id >> 32 };
 
+	/* Refused only when full: the exit then counts the failure it cannot record. */
 	bpf_map_update_elem(&exec_attempts, &tid, &a, BPF_ANY);
+	return 0;
+}
+
+/* An exec that succeeded: its entry goes, under the id its thread entered with.
+ * Not at the syscall's exit: a thread other than the leader leaves exec with the
+ * leader's id (de_thread), and a 64-bit process that execs a 32-bit program
+ * returns as a compat syscall, which the syscalls tracepoints skip. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(forget_on_exec, struct task_struct *p, pid_t old_pid)
+{
+	__u32 tid = old_pid;
+
+	bpf_map_delete_elem(&exec_attempts, &tid);
+	return 0;
+}
+
+/* A thread that dies inside execve, its syscall's exit never reached: an exec of
+ * a 32-bit program that fails past the point of no return kills its process (and
+ * returns through no tracepoint, as above).  The exiting task is current. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(forget_on_exit, struct task_struct *p)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&exec_attempts, &tid);
 	return 0;
 }
 
@@ -471,16 +517,17 @@ static __always_inline int exec_returned(long ret)
 	__u32 tid = (__u32)id, n, used;
 	const struct settings *s = get_settings();
 	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &tid);
-	struct exec_attempt attempt;
+	struct exec_attempt attempt = {};
 	struct task_struct *task;
 	struct exec_event *e;
 	unsigned int level;
 	struct cgroup *cg;
+	bool found = a;
 
-	if (!a)
-		return 0;
-	attempt = *a;
-	bpf_map_delete_elem(&exec_attempts, &tid);
+	if (found) {
+		attempt = *a;
+		bpf_map_delete_elem(&exec_attempts, &tid);
+	}
 	if (ret >= 0 || !wanted(s, id >> 32))
 		return 0;
 	/* A tracepoint program: its task pointer is a plain number (no
@@ -489,6 +536,13 @@ static __always_inline int exec_returned(long ret)
 	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 	if (filtered_out(s, cg))
 		return 0;
+	if (!found) {
+		/* Its entry was refused (exec_attempts was full), or it began before the
+		 * entry programs were attached: a failure no record can show. */
+		count(COUNTER_PRODUCED);
+		lost();
+		return 0;
+	}
 	e = scratch();
 	if (!e)
 		return 0;

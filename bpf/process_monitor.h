@@ -96,7 +96,9 @@ enum counter_key {
 	COUNTER_EXECS = 2,
 	COUNTER_EXITS = 3,     /* processes that ended (last thread of the group) */
 	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
-	COUNTER_DROPPED = 5,   /* ... of which bpf_ringbuf_reserve refused */
+	/* ... of which were lost: bpf_ringbuf_reserve refused them, or (failed
+	 * execs) exec_attempts had no room for the exec when it began */
+	COUNTER_DROPPED = 5,
 	COUNTER_UNFOLLOWED = 6, /* follow mode: children of the tree `followed` had no room for */
 	/* Records a reader's cgroup filter kept out of the ring (never produced):
 	 * the events above count the whole host, filtered or not. */
@@ -105,10 +107,10 @@ enum counter_key {
 };
 
 /* Keys of the `losses` map, so that every lost record is marked in the stream
- * exactly once, by whichever reader gets there: the programs count every refused
- * reservation in LOSS_DROPPED (one counter for all CPUs, so each record can carry
- * it), and the readers keep in LOSS_MARKED how many of those their gap markers
- * have reported.  A reader marks dropped_total - marked before a record, and
+ * exactly once, by whichever reader gets there: the programs count every lost
+ * record (COUNTER_DROPPED) in LOSS_DROPPED too (one counter for all CPUs, so each
+ * record can carry it), and the readers keep in LOSS_MARKED how many of those
+ * their gap markers have reported.  A reader marks dropped_total - marked before a record, and
  * LOSS_DROPPED - marked whenever it has caught up, so a loss after the last
  * record is marked too. */
 enum loss_key {
@@ -117,13 +119,31 @@ enum loss_key {
 	LOSS_MAX = 2,
 };
 
-/* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  User
- * space puts CMD in before it may fork or exec; the fork program adds every child
- * of a member, the exit program removes a member as it ends (so a reused pid is
- * never taken for one).  A tree wider than this at any moment is counted in
- * COUNTER_UNFOLLOWED, never silently cut. */
+/* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  The
+ * fork program adds CMD as the spawner (struct settings) forks it, before it may
+ * fork or exec, and every child of a member; the exit program removes a member as
+ * it ends (so a reused pid is never taken for one).  A tree wider than this at any
+ * moment is counted in COUNTER_UNFOLLOWED, never silently cut. */
 enum follow_limits {
 	FOLLOWED_MAX_PROCESSES = 32768,
+};
+
+/* The failed-exec programs' execs in progress (`exec_attempts`): what the entry of
+ * execve/execveat keeps for its exit, keyed by thread id (u32).  Every way an exec
+ * ends removes its entry: its syscall's exit, the exec itself (sched_process_exec:
+ * a thread other than the leader leaves exec with the leader's id, and a 32-bit
+ * program returns through no syscalls tracepoint), or its thread's death inside
+ * it.  A failed exec whose entry the map had no room for is counted and marked as
+ * a lost record (COUNTER_DROPPED, LOSS_DROPPED). */
+struct exec_attempt {
+	__u64 filename; /* const char __user * */
+	__u64 argv;     /* const char __user *const __user * */
+	__u32 tgid;     /* the process of the thread: tells its entries apart */
+	__u32 __pad;
+};
+
+enum exec_attempt_limits {
+	EXEC_ATTEMPTS_MAX = 4096, /* threads inside execve at once */
 };
 
 /* The one value of the `settings` map, written by `procmon-ctl` after load and by
@@ -146,6 +166,12 @@ struct settings {
 	__u32 cgroup_level;
 	__u64 cgroup_id;
 	__u64 cgroup_until_ns;
+	/* Follow mode: the process starting CMD (`run`), while it does, as its own PID
+	 * namespace knows it, since it may live in one below the host's (a container,
+	 * unshare --pid): the inode number of that namespace (/proc/self/ns/pid) and
+	 * its getpid() there.  Its forks join the tree.  spawner_tgid 0: none. */
+	__u32 spawner_pidns;
+	__u32 spawner_tgid;
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

@@ -79,6 +79,12 @@ class FollowLimits(IntEnum):
     FOLLOWED_MAX_PROCESSES = 32768
 
 
+class ExecAttemptLimits(IntEnum):
+    """enum exec_attempt_limits: the size of the `exec_attempts` map"""
+
+    EXEC_ATTEMPTS_MAX = 4096
+
+
 class RingbufRecord(IntEnum):
     """enum ringbuf_record: a ring buffer record's header (BPF_RINGBUF_* of the kernel)"""
 
@@ -147,6 +153,19 @@ class Settings(ctypes.Structure):
         ("cgroup_level", c_uint32),
         ("cgroup_id", c_uint64),
         ("cgroup_until_ns", c_uint64),
+        ("spawner_pidns", c_uint32),
+        ("spawner_tgid", c_uint32),
+    ]
+
+
+class ExecAttempt(ctypes.Structure):
+    """struct exec_attempt: a value of the `exec_attempts` map (its key: a thread id, u32)"""
+
+    _fields_ = [
+        ("filename", c_uint64),
+        ("argv", c_uint64),
+        ("tgid", c_uint32),
+        ("__pad", c_uint32),
     ]
 
 

@@ -1,12 +1,15 @@
 """`events --failed`: execs that failed, from the execve/execveat syscall tracepoints.
 
-`load` pins four programs for them (pins.FAILED_EXEC_PROGRAMS) that `attach` never
+`load` pins six programs for them (pins.FAILED_EXEC_PROGRAMS) that `attach` never
 attaches: a syscall tracepoint, once enabled, makes every syscall of every process
 take the slow path (TIF_SYSCALL_TRACEPOINT).  So only a reader that asks for them
-attaches them, by perf event fds of its own, never pinned: they are detached when
-it ends, however it ends (even SIGKILL closes its fds).  Without --failed they cost
-nothing; the exec_failed records an earlier --failed reader left in the ring are
-not shown (stream.py)."""
+attaches them, by perf event and link fds of its own, never pinned: they are
+detached when it ends, however it ends (even SIGKILL closes its fds).  Four are on
+the syscalls' entries and exits; two forget the execs in progress that end without
+their syscall's exit (sched_process_exec, sched_process_exit), and cost an exit a
+map delete only while such a reader runs.  Without --failed they cost nothing; the
+exec_failed records an earlier --failed reader left in the ring are not shown
+(stream.py)."""
 
 from __future__ import annotations
 
@@ -19,14 +22,20 @@ from .errors import BpfError, MissingError, PermissionDenied, StateError, UsageE
 from .pins import FAILED_EXEC_PROGRAMS, PinLayout
 from .system import TRACEFS_ROOT, ensure_tracefs, require_root
 
-# Each program's tracepoint, in the syscalls group.
+# Each syscall program's tracepoint, in the syscalls group.
 TRACEPOINTS = {
     "handle_execve_enter": "sys_enter_execve",
     "handle_execveat_enter": "sys_enter_execveat",
     "handle_execve_exit": "sys_exit_execve",
     "handle_execveat_exit": "sys_exit_execveat",
 }
-ATTEMPTS_MAP = "exec_attempts"  # thread id (u32) -> where its exec's path and argv are
+# The others are tp_btf programs: attached as raw tracepoints, by a link fd.
+BTF_TRACEPOINTS = {
+    "forget_on_exec": "sched_process_exec",
+    "forget_on_exit": "sched_process_exit",
+}
+ATTEMPTS_MAP = "exec_attempts"  # thread id (u32) -> struct exec_attempt
+ATTEMPT_KEY_SIZE = 4
 
 
 def check(source: object) -> PinLayout:
@@ -61,30 +70,33 @@ def tracepoint_id(name: str) -> int:
 @contextmanager
 def attached(source: object) -> Iterator[None]:
     """The failed-exec programs of a pinned instance attached for the with block:
-    all four or none (a failure closes those already attached), detached on leaving."""
+    all six or none (a failure closes those already attached), detached on leaving."""
     layout = check(source)
     require_root("attaching the failed-exec programs")
     ensure_tracefs()
-    ids = {prog: tracepoint_id(TRACEPOINTS[prog]) for prog in FAILED_EXEC_PROGRAMS}
-    perf_fds: list[int] = []
+    ids = {prog: tracepoint_id(name) for prog, name in TRACEPOINTS.items()}
+    fds: list[int] = []
     try:
         _forget_attempts(layout)
+        # Those that forget entries first: no entry is made before they run.
         for prog in FAILED_EXEC_PROGRAMS:
             prog_fd = layout.open_program(prog)
             try:
-                perf_fds.append(libbpf.perf_tracepoint_attach(prog_fd, ids[prog]))
+                if prog in BTF_TRACEPOINTS:
+                    fds.append(libbpf.raw_tracepoint_open(prog_fd))
+                else:
+                    fds.append(libbpf.perf_tracepoint_attach(prog_fd, ids[prog]))
             except libbpf.LibbpfError as err:
                 if libbpf.is_permission(err):
                     raise PermissionDenied(f"attaching {prog}") from None
-                raise BpfError(
-                    f"attaching {prog} to tracepoint syscalls/{TRACEPOINTS[prog]} failed: {err}"
-                ) from None
+                where = BTF_TRACEPOINTS.get(prog) or f"syscalls/{TRACEPOINTS[prog]}"
+                raise BpfError(f"attaching {prog} to tracepoint {where} failed: {err}") from None
             finally:
-                os.close(prog_fd)  # the perf event holds the program
+                os.close(prog_fd)  # the perf event or link holds the program
         yield
     finally:
         # Exits first: an exit program that runs finds only entries its entry made.
-        for fd in reversed(perf_fds):
+        for fd in reversed(fds):
             os.close(fd)
 
 
@@ -94,7 +106,7 @@ def _forget_attempts(layout: PinLayout) -> None:
     the exit of a later exec of the same thread that entered unseen."""
     fd = layout.open_map(ATTEMPTS_MAP)
     try:
-        for key in libbpf.map_keys(fd, 4):
+        for key in libbpf.map_keys(fd, ATTEMPT_KEY_SIZE):
             libbpf.map_delete(fd, key)
     finally:
         os.close(fd)

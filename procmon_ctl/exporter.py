@@ -68,7 +68,10 @@ COUNTER_METRICS = {
         "procmon_events_produced",
         "Events the programs tried to put in the ring buffer (dropped included).",
     ),
-    "dropped": ("procmon_events_dropped", "Events lost because the ring buffer was full."),
+    "dropped": (
+        "procmon_events_dropped",
+        "Events lost: no room in the ring buffer (or, for a failed exec, in exec_attempts).",
+    ),
     "filtered": (
         "procmon_events_filtered",
         "Events a reader's --cgroup or --container filter kept out of the ring buffer.",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import hints, libbpf
@@ -17,7 +19,7 @@ from .errors import BpfError
 from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
 from .pins import FAILED_EXEC_PROGRAMS, PROGRAMS
 from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, settings_value
-from .system import require_root
+from .system import pid_namespace, require_root
 
 _PID = struct.Struct("I")  # the `followed` map's key: a tgid
 
@@ -45,6 +47,7 @@ class PrivateInstance:
         require_kernel_features()
         self.follow_mode = follow
         self.ring_size = ring_size or DEFAULT_RING_SIZE
+        self.wakeup_bytes = default_wakeup_bytes(self.ring_size)
         self._links: list[int] = []
         self._object: libbpf.BpfObject | None = None
         stage = "opening"
@@ -61,7 +64,7 @@ class PrivateInstance:
             self._object.load()
             # Before the first link: a program that ran with follow still 0 would
             # put every process of the host in the ring.
-            self.write_settings(0, default_wakeup_bytes(self.ring_size))
+            self.write_settings(0, self.wakeup_bytes)
             for event in events:
                 stage = f"attaching the {event} program of"
                 self._links.append(
@@ -92,9 +95,25 @@ class PrivateInstance:
     def map_fd(self, name: str) -> int:
         return self._object.map_fd(name)
 
-    def write_settings(self, threads_until_ns: int, wakeup_bytes: int) -> None:
-        value = settings_value(threads_until_ns, wakeup_bytes, self.follow_mode, self.argv_bytes)
+    def write_settings(
+        self, threads_until_ns: int, wakeup_bytes: int, spawner: tuple[int, int] | None = None
+    ) -> None:
+        value = settings_value(
+            threads_until_ns, wakeup_bytes, self.follow_mode, self.argv_bytes, spawner=spawner
+        )
         libbpf.map_update(self.map_fd("settings"), bytes(4), value)
+
+    @contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Follow mode, before any reader: for the with block, a process this
+        process forks starts the followed tree (CMD).  The kernel knows this
+        process by its pid in its own PID namespace and that namespace's inode:
+        in a container getpid() is not the host's pid, which `followed` holds."""
+        self.write_settings(0, self.wakeup_bytes, (pid_namespace(), os.getpid()))
+        try:
+            yield
+        finally:
+            self.write_settings(0, self.wakeup_bytes)
 
     def follow(self, pid: int) -> None:
         """Put a process in the followed tree: its children join it as they fork."""

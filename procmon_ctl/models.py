@@ -105,7 +105,10 @@ class Stats(_Model):
     execs: int
     exits: int = Field(description="processes that ended (last thread of the group)")
     produced: int = Field(description="records the programs tried to put in the ring buffer")
-    dropped: int = Field(description="records lost because the ring buffer was full")
+    dropped: int = Field(
+        description="records lost: no room in the ring buffer (or, for a failed exec, in "
+        "exec_attempts)"
+    )
     filtered: int = Field(
         description="records never produced because a reader's --cgroup or --container "
         "filter kept them out (the counts above include their events)"
@@ -321,7 +324,8 @@ class ExecFailedEvent(_ProcessLine):
 
 
 class GapEvent(_Line):
-    """Records were lost because the ring buffer was full, since the previous gap
+    """Records were lost (no room in the ring buffer, or, for a failed exec, in
+    exec_attempts), since the previous gap
     line (or since the stream began): before the next line, or, when the reader had
     read everything, after the line before.  Every loss is marked exactly once: the
     gap lines of a sequence of readers add up to `stats`'s `dropped`."""

@@ -402,6 +402,6 @@ def raw_lines(fd: int | None, time: bool | None = None) -> Callable[[Event], str
 
 def gap_line(dropped: int) -> str:
     return (
-        f"-- {dropped} event(s) lost here: the ring buffer was full "
+        f"-- {dropped} event(s) lost here: the kernel had no room for them "
         f"(see {hints.command('stats')}) --"
     )

@@ -32,6 +32,7 @@ from .rows import ProcessRows
 from .run_tree import ProcessTree
 from .sink import Sink, UntilItFails
 from .stream import StreamOptions, follow
+from .system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
 from .wrap import wrap
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
@@ -166,13 +167,13 @@ class Command:
                 f"{name} before {render.given(argv[0])} started: not running it",
                 128 + early.si_signo,
             )
-        # For the instant of the spawn this process is part of the tree, so the
-        # kernel puts CMD in it as it forks: CMD cannot run, fork or exec before.
-        instance.follow(os.getpid())
+        # For the instant of the spawn this process is the tree's spawner, so the
+        # kernel puts CMD in the tree as it forks: CMD cannot run, fork or exec before.
         try:
-            self.pid = os.posix_spawnp(
-                argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
-            )
+            with instance.spawning():
+                self.pid = os.posix_spawnp(
+                    argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
+                )
         except OSError as err:
             # As a shell reports it: 127 when there is no such command, 126 when it
             # is there but cannot be executed.
@@ -180,8 +181,6 @@ class Command:
             raise ProcmonError(
                 f"cannot run {render.given(argv[0])}: {err.strerror}", code
             ) from None
-        finally:
-            instance.unfollow(os.getpid())
         self.started = time.monotonic()
         self.status: int | None = None
         self.ended_at = 0.0
@@ -274,8 +273,16 @@ def run_command(
         command = Command(argv, instance, mask)
         # CMD's arguments are bytes too: named as its processes' arguments are.
         shown = [text(os.fsencode(arg)) for arg in argv]
+        host_pids = proc_has_host_pids()
         summary = TreeSummary(
-            ProcessTree(command.pid, shown, count_threads=opts.threads) if tree else None
+            ProcessTree(
+                command.pid,
+                shown,
+                count_threads=opts.threads,
+                root_by_ns_pid=pid_namespace() != HOST_PID_NAMESPACE,
+            )
+            if tree
+            else None
         )
         try:
             follow(instance, opts, rows, end=command.ended, observe=summary)
@@ -285,7 +292,7 @@ def run_command(
         summary.finish()
         counters = instance.counters()
         running = [
-            RunProcess(pid=pid, comm=_comm_of(pid) or summary.name_of(pid))
+            RunProcess(pid=pid, comm=(host_pids and _comm_of(pid)) or summary.name_of(pid))
             for pid in sorted(instance.followed())
         ]
     return RunSummary(
@@ -311,7 +318,8 @@ def run_command(
 
 
 def _comm_of(pid: int) -> str | None:
-    """What a process is called now (it may have exec'd after the stream ended)."""
+    """What a process is called now (it may have exec'd after the stream ended).
+    Only where /proc numbers processes as the records do (system.proc_has_host_pids)."""
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
             return text(f.read().rstrip(b"\n"))

@@ -57,7 +57,11 @@ class ProcessTree:
         count_threads: bool = False,
         max_nodes: int | None = None,
         max_depth: int | None = None,
+        root_by_ns_pid: bool = False,
     ) -> None:
+        """`root_pid`: CMD's pid as run knows it; with `root_by_ns_pid` that is its
+        pid in the PID namespace run lives in (ns_pid), not the host's the records
+        carry, which the root takes from CMD's fork record."""
         # CMD as given, until its own exec record says what it runs.
         self.root = _Node(
             pid=root_pid,
@@ -71,6 +75,7 @@ class ProcessTree:
             depth=0,
         )
         self.count_threads = count_threads
+        self._root_by_ns_pid = root_by_ns_pid
         # Read here, not as defaults: a test (or a user's wrapper) may set them.
         self.max_nodes = TREE_NODES_KEPT if max_nodes is None else max_nodes
         self.max_depth = TREE_DEPTH_KEPT if max_depth is None else max_depth
@@ -119,9 +124,14 @@ class ProcessTree:
 
     def _fork(self, e: Event) -> None:
         root = self.root
-        if e.tgid == root.pid and root.started_ns is None:
+        known_as = e.ns_pid if self._root_by_ns_pid else e.tgid
+        if known_as == root.pid and root.started_ns is None:
             # CMD's own fork by run: run is not part of the tree.
             root.ppid, root.started_ns, root.seen_ns = e.ppid, e.ts_ns, e.ts_ns
+            if e.tgid != root.pid:
+                del self._live[root.pid]
+                root.pid = e.tgid
+                self._live[e.tgid] = root
             return
         parent = self._live.get(e.ppid)
         if parent is None:

@@ -41,12 +41,15 @@ def settings_value(
     argv_bytes: int,
     cgroup: tuple[int, int] | None = None,
     cgroup_until_ns: int = 0,
+    spawner: tuple[int, int] | None = None,
 ) -> bytes:
     """struct settings, as the map stores it.  `threads_until_ns`: CLOCK_MONOTONIC
     (bpf_ktime_get_ns) until which thread forks are streamed; 0: never.  `cgroup`:
     (id, level) of the cgroup whose processes alone produce records until
-    `cgroup_until_ns`; None: every process."""
+    `cgroup_until_ns`; None: every process.  `spawner` (follow mode): (PID namespace
+    inode, pid in it) of the process whose forks start the tree; None: none."""
     cgroup_id, level = cgroup or (0, 0)
+    pidns, tgid = spawner or (0, 0)
     return SETTINGS.pack(
         threads_until_ns,
         wakeup_bytes,
@@ -55,6 +58,8 @@ def settings_value(
         level,
         cgroup_id,
         cgroup_until_ns if cgroup_id else 0,
+        pidns,
+        tgid,
     )
 
 

@@ -12,6 +12,33 @@ BPFFS_ROOT = Path("/sys/fs/bpf")
 TRACEFS_ROOT = Path("/sys/kernel/tracing")
 
 
+# The inode number of the host's PID namespace (PROC_PID_INIT_INO in the kernel's
+# include/linux/proc_ns.h, the same since 3.8).
+HOST_PID_NAMESPACE = 0xEFFFFFFC
+
+
+def pid_namespace() -> int:
+    """This process's PID namespace, by the inode number of /proc/self/ns/pid: one
+    number for it whichever namespace looks (getpid() is this namespace's own)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError as err:
+        raise MissingError(
+            f"cannot read /proc/self/ns/pid ({err.strerror}): mount /proc "
+            "(mount -t proc proc /proc)"
+        ) from None
+
+
+def proc_has_host_pids() -> bool:
+    """Whether /proc/PID is the process the records call PID (their ids are the
+    host's): this process and the /proc mounted here are the host PID namespace's."""
+    try:
+        host = os.stat("/proc/self/ns/pid").st_ino == HOST_PID_NAMESPACE
+        return host and os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def require_root(what: str = "") -> None:
     if os.geteuid() != 0:
         raise PermissionDenied(what)

@@ -22,6 +22,7 @@ STRUCTS = {
     "process_event": abi.ProcessEvent,
     "exec_event": abi.ExecEvent,
     "settings": abi.Settings,
+    "exec_attempt": abi.ExecAttempt,
 }
 # C enum -> (abi.py mirror, the prefix its C names carry).
 ENUMS = {
@@ -33,6 +34,7 @@ ENUMS = {
     "loss_key": (abi.LossKey, "LOSS_"),
     "argv_limits": (abi.ArgvLimits, ""),
     "cgroup_limits": (abi.CgroupLimits, ""),
+    "exec_attempt_limits": (abi.ExecAttemptLimits, ""),
 }
 
 

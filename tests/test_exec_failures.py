@@ -25,6 +25,8 @@ from procmon_ctl.models import EventLine, ExecFailedEvent
 from procmon_ctl.pins import FAILED_EXEC_PROGRAMS, PinLayout
 
 TRACEPOINTS = {"sys_enter_execve", "sys_enter_execveat", "sys_exit_execve", "sys_exit_execveat"}
+# The two that forget execs in progress, attached as raw tracepoints.
+TRACEPOINTS |= {"sched_process_exec", "sched_process_exit"}
 # `events --json` with the Python formatter (the C one is used whenever it is built).
 PYTHON_JSON = (
     "from procmon_ctl import json_native; json_native._load = lambda: (None, 'off'); "
@@ -79,9 +81,9 @@ def wait_attached(prog_ids: set[int], reader: subprocess.Popen) -> None:
     def ready() -> bool:
         assert reader.poll() is None, f"the reader exited with {reader.returncode}"
         found = attachments(prog_ids, reader.pid)
-        return {p["tracepoint"] for p in found} == TRACEPOINTS and len(found) == 4
+        return {p["tracepoint"] for p in found} == TRACEPOINTS and len(found) == len(TRACEPOINTS)
 
-    wait_until(ready, "the reader to attach the four failed-exec programs")
+    wait_until(ready, "the reader to attach the six failed-exec programs")
 
 
 def failed_exec(path: str, argv: list[str]) -> int:
@@ -239,7 +241,7 @@ def test_execveat_failures(loaded, tmp_path):
 
 def test_without_failed_nothing_is_attached(loaded, tmp_path):
     """ "Without the option they cost nothing": a reader without --failed attaches
-    none of the four programs, and a failed exec then leaves no record."""
+    none of the six programs, and a failed exec then leaves no record."""
     cli = loaded
     cli("attach")
     ids = failed_program_ids(cli.pin_dir)

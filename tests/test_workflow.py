@@ -26,7 +26,7 @@ def test_full_workflow(cli):
     s0 = cli.json("stats", "--json")
     assert s0["process_count"] == 0, "nothing attached yet: the seed's counter starts at 0"
     prog_ids = our_program_ids(cli.pin_dir)
-    assert len(prog_ids) == 7  # fork, exec, exit, and the 4 of `events --failed`
+    assert len(prog_ids) == 9  # fork, exec, exit, and the 6 of `events --failed`
 
     cli("attach")
     links = [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
