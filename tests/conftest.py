@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import builds
 import pytest
 
 from procmon_ctl.attach import attach as attach_programs
@@ -333,46 +334,15 @@ def fork_processes(n: int) -> list[int]:
 
 
 def build_program(tmp_path_factory, source: Path) -> Path:
-    """A C program of the tests, built into a temporary directory (the guests of the
-    kernel matrix see the repository read-only)."""
-    cc = shutil.which("clang") or shutil.which("cc")
-    if cc is None:
-        pytest.skip("no C compiler (make installs clang)")
-    exe = tmp_path_factory.mktemp(source.stem) / source.stem
-    subprocess.run(
-        [cc, "-O2", "-Wall", "-Werror", "-pthread", str(source), "-o", str(exe)], check=True
-    )
-    return exe
+    """A C program of the tests (or a BPF object, for *.bpf.c), from tests/builds.py's
+    cache: the kernel matrix's guests find it built on the host."""
+    try:
+        return builds.build(source, tmp_path_factory.getbasetemp())
+    except builds.NoCompiler as e:
+        pytest.skip(str(e))
 
 
-def build_bpf_object(tmp_path_factory, source: Path) -> Path:
-    """A BPF object of the tests, built like `make` builds ours: against this
-    repository's bpf/ headers and the host's vmlinux.h (CO-RE relocates it)."""
-    clang = shutil.which("clang")
-    if clang is None:
-        pytest.skip("clang not installed (make installs it)")
-    obj = tmp_path_factory.mktemp(source.stem) / f"{source.stem}.o"
-    arch = {"x86_64": "x86", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
-    subprocess.run(
-        [
-            clang,
-            "-g",
-            "-O2",
-            "-target",
-            "bpf",
-            f"-D__TARGET_ARCH_{arch}",
-            f"-I{ROOT / 'build'}",
-            f"-I{ROOT / 'bpf'}",
-            "-Wall",
-            "-Werror",
-            "-c",
-            str(source),
-            "-o",
-            str(obj),
-        ],
-        check=True,
-    )
-    return obj
+build_bpf_object = build_program
 
 
 @pytest.fixture(scope="session")

@@ -316,33 +316,16 @@ def test_doctor_warns_when_the_json_formatter_is_not_built(monkeypatch, tmp_path
 # --- doctor against load, on every kernel of the matrix ---------------------------
 
 PROGRAMS_DIR = ROOT / "tests" / "programs"
-# The same object with an exit program that reads a third tracepoint argument,
-# which no kernel passes: every verifier refuses it.
-NEVER_LOADS = """
-#define handle_exit handle_exit_portable
-#include "process_monitor.bpf.c"
-#undef handle_exit
-
-SEC("tp_btf/sched_process_exit")
-int handle_exit(unsigned long long *ctx)
-{
-	if (ctx[2])
-		count(COUNTER_EXITS);
-	return 0;
-}
-"""
 
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory) -> dict[str, Path]:
     from conftest import OBJECT, build_bpf_object
 
-    never = tmp_path_factory.mktemp("never") / "never_loads.bpf.c"
-    never.write_text(NEVER_LOADS)
     return {
         "built": OBJECT,
         "group_dead": build_bpf_object(tmp_path_factory, PROGRAMS_DIR / "group_dead_exit.bpf.c"),
-        "never": build_bpf_object(tmp_path_factory, never),
+        "never": build_bpf_object(tmp_path_factory, PROGRAMS_DIR / "never_loads.bpf.c"),
     }
 
 

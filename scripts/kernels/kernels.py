@@ -310,6 +310,21 @@ def kernel_test_files() -> list[str]:
     return files
 
 
+def prebuild_test_programs() -> None:
+    """The tests' C programs and BPF objects, compiled on the host into build/tests/
+    (tests/builds.py): a guest compiles ~20 times slower and cannot write the cache."""
+    t = time.monotonic()
+    r = subprocess.run(
+        [str(VENV_BIN / "python"), str(REPO / "tests" / "builds.py")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"building the tests' programs failed:\n{r.stdout}{r.stderr}")
+    log(f"the tests' programs built in {time.monotonic() - t:.1f} s")
+
+
 def guest_script(
     results: Path, pytest_args: list[str], limit: float, guest: bool = True, suite: bool = False
 ) -> str:
@@ -557,10 +572,10 @@ def judge(out: Outcome, results: Path, code: int | None, timed_out: bool, timeou
 
 
 def run_series(
-    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str]
+    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str], vcpus: int
 ) -> Outcome:
     for attempt in range(1, BOOT_ATTEMPTS + 1):
-        out = run_attempt(runs, name, info, timeout, pytest_args)
+        out = run_attempt(runs, name, info, timeout, pytest_args, vcpus)
         if not out.boot_hung or attempt == BOOT_ATTEMPTS:
             return out
         runs.say(f"{name}: {out.reason}; booting it again ({attempt + 1} of {BOOT_ATTEMPTS})")
@@ -568,7 +583,7 @@ def run_series(
 
 
 def run_attempt(
-    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str]
+    runs: Runs, name: str, info: dict | None, timeout: float, pytest_args: list[str], vcpus: int
 ) -> Outcome:
     results = RESULTS / name
     shutil.rmtree(results, ignore_errors=True)
@@ -591,7 +606,7 @@ def run_attempt(
             str(VENV_BIN / "vng"),
             "--run", str(root / "boot" / f"vmlinuz-{release}"),
             "--disable-kvm",  # KVM here does not boot a stock kernel; TCG does
-            "--cpus", "2",
+            "--cpus", str(vcpus),
             "--memory", "2G",
             "--user", "root",
             "--verbose",  # the kernel's console in console.log, for a failed boot
@@ -641,7 +656,7 @@ def run_all(
     def one(name: str) -> None:
         try:
             extra = args.suite_args if name == SUITE else args.pytest_args
-            o = run_series(runs, name, kernels.get(name), timeouts[name], extra)
+            o = run_series(runs, name, kernels.get(name), timeouts[name], extra, args.vcpus)
             outcomes[name] = o
             runs.say(line(o))
             if not o.ok and name != SUITE:  # the suite's own output is on stdout already
@@ -697,6 +712,12 @@ def main() -> int:
         default=1,
         help="runs at once (default 1); a VM under TCG keeps about one core busy",
     )
+    p.add_argument(
+        "--vcpus",
+        type=int,
+        default=2,
+        help="each guest's CPUs (default 2); under TCG each busy vCPU keeps a host core busy",
+    )
     p.add_argument("--refresh", action="store_true", help="look for newer kernel revisions")
     p.add_argument("--fetch-only", action="store_true", help="fetch the kernels, run nothing")
     argv = sys.argv[1:]
@@ -711,6 +732,8 @@ def main() -> int:
         p.error(f"unknown series {unknown}; known: {' '.join(ALL)}")
     if args.jobs < 1:
         p.error("--jobs: at least 1")
+    if args.vcpus < 1:
+        p.error("--vcpus: at least 1")
     if args.suite and "host" in wanted:
         p.error("--suite runs every test on the host, the kernel tests included: leave out host")
     if os.geteuid() != 0:
@@ -743,6 +766,7 @@ def main() -> int:
         args.pytest_args = pytest_args
         if not any(a.startswith("tests") or ".py" in a for a in pytest_args):
             args.pytest_args = [*pytest_args, *kernel_test_files()]  # no test path given
+        prebuild_test_programs()
         timeouts = {name: args.timeout for name in wanted}
         order = list(wanted)
         if args.suite:
