@@ -23,6 +23,7 @@ from pathlib import Path
 import builds
 import pytest
 
+from procmon_ctl import json_native
 from procmon_ctl.attach import attach as attach_programs
 from procmon_ctl.cgroups import v2_root
 from procmon_ctl.load import find_object
@@ -343,6 +344,14 @@ def build_program(tmp_path_factory, source: Path) -> Path:
 
 
 build_bpf_object = build_program
+
+
+@pytest.fixture(scope="session")
+def native_lib():
+    """The C JSON writer (libprocmon_json.so), which `make` builds."""
+    lib = json_native.library()
+    assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
+    return lib
 
 
 @pytest.fixture(scope="session")

@@ -66,13 +66,6 @@ UNSAFE = [
 UNSAFE_SET = frozenset(UNSAFE)
 
 
-@pytest.fixture(scope="module")
-def lib():
-    lib = json_native.library()
-    assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
-    return lib
-
-
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
     fix_clock(monkeypatch)
@@ -118,7 +111,7 @@ def python_text(records: list[bytes], cgroup_json) -> str:
 
 
 @pytest.mark.parametrize("ch", UNSAFE, ids=lambda c: f"U+{ord(c):04X}")
-def test_each_character_comes_out_escaped_and_the_same_from_both_writers(lib, ch):
+def test_each_character_comes_out_escaped_and_the_same_from_both_writers(native_lib, ch):
     raw = ch.encode()
     name = b"n" + raw + b"x"
     args = [raw, b"a" + raw + b"b", raw * 2, b""]
@@ -126,7 +119,7 @@ def test_each_character_comes_out_escaped_and_the_same_from_both_writers(lib, ch
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    c_text, n = follow_native(ring, lib)
+    c_text, n = follow_native(ring, native_lib)
     py_text = python_lines(records)
     assert (c_text, n) == (py_text, 3)
     assert ch not in py_text
@@ -138,13 +131,13 @@ def test_each_character_comes_out_escaped_and_the_same_from_both_writers(lib, ch
         assert_exact(line, name, None, None)
     assert_exact(json.loads(lines[1]), name, b"/tmp/" + name, args)
     # DEL is ASCII: the C writer writes it itself; the others come back to Python.
-    batch = ring.formatter(lib).format(0, 100, 0)
+    batch = ring.formatter(native_lib).format(0, 100, 0)
     assert batch.stop == (PmStop.CAUGHT_UP if ch.isascii() else PmStop.FOREIGN)
     if ch.isascii():
         assert (batch.records, batch.text) == (3, py_text)
 
 
-def test_every_character_in_one_line(lib):
+def test_every_character_in_one_line(native_lib):
     """All of them in one command line, next to what must stay as it is: other
     non-ASCII text, a byte that is not UTF-8 (\\xNN), and escapes spelt out."""
     everything = "".join(UNSAFE).encode()
@@ -154,7 +147,7 @@ def test_every_character_in_one_line(lib):
     for r in records:
         ring.add(r)
     text = python_lines(records)
-    assert follow_native(ring, lib) == (text, 3)
+    assert follow_native(ring, native_lib) == (text, 3)
     assert not UNSAFE_SET & set(text)
     assert "café 日本 🐍" in text  # printable text is not escaped
     line = json.loads(split_safely(text)[1])
@@ -180,20 +173,20 @@ TEXT = st.lists(SNIPPETS, max_size=6).map(b"".join)
 )
 @given(name=TEXT.map(lambda b: b.replace(b"\0", b"")[:15]), args=st.lists(TEXT, max_size=4))
 @example(name="\u2028".encode(), args=["\x85".encode(), b"\x85"])
-def test_any_bytes_give_the_same_safe_and_exact_lines(lib, name, args):
+def test_any_bytes_give_the_same_safe_and_exact_lines(native_lib, name, args):
     args = [a.replace(b"\0", b"") for a in args]
     records = records_with(name, args)
     ring = FakeRing(size=1 << 14)
     for r in records:
         ring.add(r)
     text = python_lines(records)
-    assert follow_native(ring, lib) == (text, 3)
+    assert follow_native(ring, native_lib) == (text, 3)
     assert not UNSAFE_SET & set(text)
     lines = split_safely(text)
     assert_exact(json.loads(lines[1]), name, b"/tmp/" + name, args)
 
 
-def test_cgroup_paths_are_escaped_and_stay_the_c_writers(lib):
+def test_cgroup_paths_are_escaped_and_stay_the_c_writers(native_lib):
     """A cgroup's name is anyone's with a delegated subtree: its path is escaped
     too, and its now plain-ASCII fragment is held by the C writer's table."""
     path = "/user.slice/d\u202egpj\u2028\x85.scope"
@@ -208,7 +201,7 @@ def test_cgroup_paths_are_escaped_and_stay_the_c_writers(lib):
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    fmt = ring.formatter(lib, cgroups=())
+    fmt = ring.formatter(native_lib, cgroups=())
     fmt.cgroups.add(55, cgroup_json(55))
     batch = fmt.format(0, 100, 0)
     assert (batch.stop, batch.records) == (PmStop.CAUGHT_UP, 4)
@@ -254,7 +247,7 @@ def long_path(size: int = 2000) -> str:
     return "/" + (head + tail)[-(size - 1) :]
 
 
-def follow_counting(ring: FakeRing, lib, cgroup_json, monkeypatch) -> tuple[str, int, int]:
+def follow_counting(ring: FakeRing, native_lib, cgroup_json, monkeypatch) -> tuple[str, int, int]:
     """`events --json`'s loop over the ring with the C writer, starting with no
     cgroup known: (the text, lines, records the Python writer formatted)."""
     in_python = []
@@ -267,7 +260,7 @@ def follow_counting(ring: FakeRing, lib, cgroup_json, monkeypatch) -> tuple[str,
     monkeypatch.setattr(stream, "json_lines", counting)
     out = io.StringIO()
     writer = stream.BatchWriter(out, ring, LossesInMemory(), None)
-    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    fmt = json_native.JsonLineFormatter(native_lib, ring.addr + PAGE, ring.mask, ring.addr)
     stream._follow_json_native(ring, fmt, 0, writer, True, cgroup_json)
     return out.getvalue(), writer.emitted, len(in_python)
 
@@ -276,7 +269,7 @@ def fragment_of(path: str, cgroup_id: int) -> str:
     return "," + CgroupNames(path_of=lambda _: path).json_fragment(cgroup_id)
 
 
-def test_a_2000_byte_cgroup_path_is_formatted_in_c(lib, monkeypatch):
+def test_a_2000_byte_cgroup_path_is_formatted_in_c(native_lib, monkeypatch):
     path = long_path(2000)
     assert len(path) == 2000
     fragment = fragment_of(path, 77)
@@ -297,7 +290,7 @@ def test_a_2000_byte_cgroup_path_is_formatted_in_c(lib, monkeypatch):
     expected = python_text(records, cgroup_json)
     # How the code decides: the table holds the cgroup's fragment, so the C writer
     # formats its records and hands none back.
-    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    fmt = json_native.JsonLineFormatter(native_lib, ring.addr + PAGE, ring.mask, ring.addr)
     fmt.cgroups.add(77, cgroup_json(77))
     held = [s for s in fmt.cgroups._slots if s.id == 77]
     assert len(held) == 1 and ctypes.string_at(held[0].json, held[0].len) == fragment.encode()
@@ -305,10 +298,10 @@ def test_a_2000_byte_cgroup_path_is_formatted_in_c(lib, monkeypatch):
     assert (batch.stop, batch.records, batch.text) == (PmStop.CAUGHT_UP, 60, expected)
     # The reading loop: the first record tells Python's side the cgroup; the other
     # 59 are C's.
-    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 60, 1)
+    assert follow_counting(ring, native_lib, cgroup_json, monkeypatch) == (expected, 60, 1)
 
 
-def test_the_longest_cgroup_path_is_formatted_in_c(lib, monkeypatch):
+def test_the_longest_cgroup_path_is_formatted_in_c(native_lib, monkeypatch):
     """PATH_MAX bytes, none of them UTF-8 (5 bytes of JSON each): still the C
     writer's, and more of them than one output buffer holds end the C batches
     cleanly (stop FULL) with nothing lost or reordered."""
@@ -324,15 +317,15 @@ def test_the_longest_cgroup_path_is_formatted_in_c(lib, monkeypatch):
     for r in records:
         ring.add(r)
     expected = python_text(records, cgroup_json)
-    fmt = json_native.JsonLineFormatter(lib, ring.addr + PAGE, ring.mask, ring.addr)
+    fmt = json_native.JsonLineFormatter(native_lib, ring.addr + PAGE, ring.mask, ring.addr)
     fmt.cgroups.add(78, cgroup_json(78))
     batch = fmt.format(0, 1000, 0)
     assert batch.stop == PmStop.FULL and 0 < batch.records < 120
     assert batch.text == expected[: len(batch.text)]
-    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 120, 1)
+    assert follow_counting(ring, native_lib, cgroup_json, monkeypatch) == (expected, 120, 1)
 
 
-def test_a_fragment_longer_than_the_table_takes_is_still_written_whole(lib, monkeypatch):
+def test_a_fragment_longer_than_the_table_takes_is_still_written_whole(native_lib, monkeypatch):
     """Past PM_CGROUP_JSON_MAX the records are Python's, one by one: slower,
     never lost."""
     fragment = "," + '"cgroup":"' + "y" * PmCgroupLimits.PM_CGROUP_JSON_MAX + '"'
@@ -345,7 +338,7 @@ def test_a_fragment_longer_than_the_table_takes_is_still_written_whole(lib, monk
     for r in records:
         ring.add(r)
     expected = python_text(records, cgroup_json)
-    assert follow_counting(ring, lib, cgroup_json, monkeypatch) == (expected, 5, 5)
+    assert follow_counting(ring, native_lib, cgroup_json, monkeypatch) == (expected, 5, 5)
 
 
 # -- the real kernel ----------------------------------------------------------------

@@ -41,13 +41,6 @@ BUSY, DISCARD = RingbufRecord.BUSY_BIT, RingbufRecord.DISCARD_BIT
 PAGE = 4096
 
 
-@pytest.fixture(scope="module")
-def lib():
-    lib = json_native.library()
-    assert lib is not None, f"{json_native.LIBRARY} is not built: run `make`"
-    return lib
-
-
 @pytest.fixture(autouse=True)
 def fixed_clock(monkeypatch):
     """One offset and one "now" for both writers: the lines are compared byte for
@@ -86,9 +79,9 @@ class FakeRing:
         self._set_producer()
         return pos
 
-    def formatter(self, lib, cgroups=KNOWN_CGROUPS) -> json_native.JsonLineFormatter:
+    def formatter(self, native_lib, cgroups=KNOWN_CGROUPS) -> json_native.JsonLineFormatter:
         """A formatter that knows `cgroups` already (as after their first records)."""
-        fmt = json_native.JsonLineFormatter(lib, self.addr + PAGE, self.mask, self.addr)
+        fmt = json_native.JsonLineFormatter(native_lib, self.addr + PAGE, self.mask, self.addr)
         for cgroup in cgroups:
             fmt.cgroups.add(cgroup, cgroup_json(cgroup))
         return fmt
@@ -124,12 +117,14 @@ def python_lines(records: list[bytes]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def follow_native(ring: FakeRing, lib, limit=None, cgroups=KNOWN_CGROUPS) -> tuple[str, int]:
+def follow_native(ring: FakeRing, native_lib, limit=None, cgroups=KNOWN_CGROUPS) -> tuple[str, int]:
     out = io.StringIO()
     writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
     # failed=True: every record type is shown (tests/test_exec_failures.py checks
     # that exec_failed records are not, without --failed).
-    stream._follow_json_native(ring, ring.formatter(lib, cgroups), 0, writer, True, cgroup_json)
+    stream._follow_json_native(
+        ring, ring.formatter(native_lib, cgroups), 0, writer, True, cgroup_json
+    )
     return out.getvalue(), writer.emitted
 
 
@@ -144,25 +139,25 @@ LEFT_TO_PYTHON = (
 
 @pytest.mark.parametrize("start", [0, 3 * (1 << 16) - 40], ids=["from the start", "wrapping"])
 @pytest.mark.parametrize("name", CASES)
-def test_c_writes_what_python_writes(lib, name, start):
+def test_c_writes_what_python_writes(native_lib, name, start):
     """Every record type, hostile names and gaps, from the start of the ring and
     across its end: the same bytes as the Python writer."""
     ring = FakeRing(size=1 << 16, start=start)
     for r in CASES[name]:
         ring.add(r)
     if name not in LEFT_TO_PYTHON:
-        batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
+        batch = ring.formatter(native_lib).format(ring.consumer, 1 << 20, 0)
         assert batch.stop == PmStop.CAUGHT_UP
         assert batch.records == len(CASES[name])
         assert batch.pos == ring.producer
         assert batch.text == python_lines(CASES[name])
-    text, n = follow_native(ring, lib)
+    text, n = follow_native(ring, native_lib)
     assert (text, n) == (python_lines(CASES[name]), len(CASES[name]))
     assert ring.consumer == ring.producer
 
 
 @pytest.mark.parametrize("name", LEFT_TO_PYTHON)
-def test_records_left_to_python_come_out_the_same(lib, name):
+def test_records_left_to_python_come_out_the_same(native_lib, name):
     """The C side stops at what it does not format; the stream loop formats that
     one record in Python and goes on: the output is still Python's, in order."""
     records = [
@@ -173,15 +168,15 @@ def test_records_left_to_python_come_out_the_same(lib, name):
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    first = ring.formatter(lib).format(ring.consumer, 100, 0)
+    first = ring.formatter(native_lib).format(ring.consumer, 100, 0)
     assert (first.stop, first.records) == (PmStop.FOREIGN, 1)
-    text, n = follow_native(ring, lib)
+    text, n = follow_native(ring, native_lib)
     assert text == python_lines(records)
     assert n == len(records)
     assert ring.consumer == ring.producer
 
 
-def test_a_new_cgroup_is_formatted_once_in_python_then_in_c(lib):
+def test_a_new_cgroup_is_formatted_once_in_python_then_in_c(native_lib):
     """The C side knows no cgroup at first: the first record of each comes back to
     Python, which formats it and gives C its cgroup's fragment; the next ones of
     that cgroup are C's.  The text is Python's either way."""
@@ -189,11 +184,11 @@ def test_a_new_cgroup_is_formatted_once_in_python_then_in_c(lib):
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    first = ring.formatter(lib, cgroups=()).format(ring.consumer, 100, 0)
+    first = ring.formatter(native_lib, cgroups=()).format(ring.consumer, 100, 0)
     assert (first.stop, first.records) == (PmStop.FOREIGN, 0)
-    text, n = follow_native(ring, lib, cgroups=())
+    text, n = follow_native(ring, native_lib, cgroups=())
     assert (text, n) == (python_lines(records), 6)
-    fmt = ring.formatter(lib, cgroups=())
+    fmt = ring.formatter(native_lib, cgroups=())
     fmt.cgroups.add(40, cgroup_json(40))
     fmt.cgroups.add(41, cgroup_json(41))
     batch = fmt.format(0, 100, 0)
@@ -216,58 +211,58 @@ def test_the_cgroup_table_starts_afresh_when_three_quarters_full():
     assert known() == {7}
 
 
-def test_a_record_that_wraps_reads_straight(lib):
+def test_a_record_that_wraps_reads_straight(native_lib):
     exec_rec = record(2, comm=b"ls", filename=b"/usr/bin/" + b"x" * 200)
     # Start 40 bytes before the end of a 4 KiB ring: the exec record straddles it.
     ring = FakeRing(size=4096, start=3 * 4096 - 40)
     records = [record(1, pid=1), exec_rec, record(3, pid=2)]
     for r in records:
         ring.add(r)
-    text, n = follow_native(ring, lib)
+    text, n = follow_native(ring, native_lib)
     assert (text, n) == (python_lines(records), 3)
 
 
-def test_stops_at_a_record_still_being_written(lib):
+def test_stops_at_a_record_still_being_written(native_lib):
     ring = FakeRing()
     ring.add(record(1, pid=1))
     busy = ring.add(record(1, pid=2), flags=BUSY)
     ring.add(record(1, pid=3))
-    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
+    batch = ring.formatter(native_lib).format(ring.consumer, 100, 0)
     assert (batch.stop, batch.records, batch.pos) == (PmStop.CAUGHT_UP, 1, busy)
     assert batch.text == python_lines([record(1, pid=1)])
 
 
-def test_skips_discarded_records(lib):
+def test_skips_discarded_records(native_lib):
     ring = FakeRing()
     ring.add(record(1, pid=1))
     ring.add(record(1, pid=2), flags=DISCARD)
     ring.add(record(1, pid=3))
-    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
+    batch = ring.formatter(native_lib).format(ring.consumer, 100, 0)
     assert batch.records == 2 and batch.pos == ring.producer
     assert batch.text == python_lines([record(1, pid=1), record(1, pid=3)])
 
 
-def test_limit_counts_records_and_leaves_the_rest(lib):
+def test_limit_counts_records_and_leaves_the_rest(native_lib):
     ring = FakeRing()
     records = [record(1, pid=p, dropped=1 if p == 2 else 0) for p in range(1, 6)]
     positions = [ring.add(r) for r in records]
-    text, n = follow_native(ring, lib, limit=3)
+    text, n = follow_native(ring, native_lib, limit=3)
     assert n == 3
     assert text == python_lines(records[:3])  # the gap line does not count
     assert ring.consumer == positions[3]
 
 
-def test_a_full_output_buffer_ends_the_batch_cleanly(lib):
+def test_a_full_output_buffer_ends_the_batch_cleanly(native_lib):
     ring = FakeRing(size=1 << 20)
     records = [record(2, pid=p, filename=b"/" + b"\x01" * 250) for p in range(1000)]
     for r in records:
         ring.add(r)
-    batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
+    batch = ring.formatter(native_lib).format(ring.consumer, 1 << 20, 0)
     # 1000 records of ~1.6 KB do not fit in one 1 MiB call.
     assert batch.stop == PmStop.FULL
     assert 0 < batch.records < 1000
     assert batch.text == python_lines(records[: batch.records])
-    text, n = follow_native(ring, lib)
+    text, n = follow_native(ring, native_lib)
     assert (text, n) == (python_lines(records), 1000)
 
 
@@ -303,7 +298,7 @@ AROUND = (-NS - 1, -1_000_001, -1000, -999, -1, 0, 1, 999, 1000, 123_456_789, -5
     "behind", [False, True], ids=["83 min after boot", "wall clock behind the kernel's"]
 )
 @pytest.mark.parametrize("boundary", BOUNDARIES.values(), ids=BOUNDARIES.keys())
-def test_time_is_the_same_across_seconds_days_and_years(lib, monkeypatch, boundary, behind):
+def test_time_is_the_same_across_seconds_days_and_years(native_lib, monkeypatch, boundary, behind):
     """The C writer's dates (its own calendar arithmetic, a cache of the second) are
     Python's, and both are datetime's, around each boundary and in one batch; with a
     positive offset and with a negative one (a clock set to 1970 at boot)."""
@@ -318,7 +313,7 @@ def test_time_is_the_same_across_seconds_days_and_years(lib, monkeypatch, bounda
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    batch = ring.formatter(lib).format(ring.consumer, 1 << 20, 0)
+    batch = ring.formatter(native_lib).format(ring.consumer, 1 << 20, 0)
     assert (batch.stop, batch.records) == (PmStop.CAUGHT_UP, len(records))
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
@@ -330,7 +325,7 @@ def test_time_is_the_same_across_seconds_days_and_years(lib, monkeypatch, bounda
     assert gaps == [utc_text(boundary + 3)] * 2
 
 
-def test_time_of_the_highest_stamps(lib, monkeypatch):
+def test_time_of_the_highest_stamps(native_lib, monkeypatch):
     """ts_ns near 2^64 (no kernel gets there, but the record allows it): the sum with
     the offset does not wrap in either writer."""
     fix_clock(monkeypatch, offset_ns=unix_ns(2026, 1, 1))
@@ -338,21 +333,21 @@ def test_time_of_the_highest_stamps(lib, monkeypatch):
     ring = FakeRing()
     for r in records:
         ring.add(r)
-    batch = ring.formatter(lib).format(ring.consumer, 100, 0)
+    batch = ring.formatter(native_lib).format(ring.consumer, 100, 0)
     assert batch.text == python_lines(records)
     assert [json.loads(x)["time"] for x in batch.text.splitlines()] == [
         utc_text(unix_ns(2026, 1, 1) + ts) for ts in (2**64 - 1, 2**63, 2**63 - 1)
     ]
 
 
-def test_the_offset_is_taken_for_each_call(lib, monkeypatch):
+def test_the_offset_is_taken_for_each_call(native_lib, monkeypatch):
     """A clock step between two batches: the second batch's lines have the new time,
     as the Python writer's would (the reading loop resyncs between them)."""
     from procmon_ctl import clock
 
     ring = FakeRing()
     ring.add(record(FORK, pid=1))
-    fmt = ring.formatter(lib)
+    fmt = ring.formatter(native_lib)
     before = fmt.format(ring.consumer, 100, 0).text
     monkeypatch.setattr(clock, "realtime_offset_ns", lambda: OFFSET_NS + 3600 * NS)
     clock.resync()

@@ -301,15 +301,20 @@ def check_followed_from_a_namespace(code: int, out: str, err: str, sh: str) -> N
     assert [c["argv"] for c in root["children"]] == [["/bin/true", "a"], ["/bin/true", "b"]]
 
 
-@pytest.mark.kernel
-def test_run_follows_cmd_from_inside_a_pid_namespace(bpf):
-    r = subprocess.run(
-        ["unshare", "-fp", "--mount-proc", *CLI, "run", "--json", "--", "sh", "-c", SCRIPT],
+def run_in_a_pid_namespace(script: str) -> subprocess.CompletedProcess:
+    """`run --json -- sh -c SCRIPT` as the namespace's init, its /proc its own."""
+    return subprocess.run(
+        ["unshare", "-fp", "--mount-proc", *CLI, "run", "--json", "--", "sh", "-c", script],
         capture_output=True,
         text=True,
         timeout=SLOW,
         cwd=ROOT,
     )
+
+
+@pytest.mark.kernel
+def test_run_follows_cmd_from_inside_a_pid_namespace(bpf):
+    r = run_in_a_pid_namespace(SCRIPT)
     check_followed_from_a_namespace(r.returncode, r.stdout, r.stderr, "sh")
 
 
@@ -320,13 +325,7 @@ def test_run_lists_what_still_runs_from_inside_a_pid_namespace(bpf):
     otherwise.  (Run is the namespace's init: its end kills the sleep.)"""
     wait_exec = 'until [ "$(cat /proc/$!/comm)" = sleep ]; do :; done'
     script = f"sleep 30 >/dev/null 2>&1 & {wait_exec}; exit 4"
-    r = subprocess.run(
-        ["unshare", "-fp", "--mount-proc", *CLI, "run", "--json", "--", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=SLOW,
-        cwd=ROOT,
-    )
+    r = run_in_a_pid_namespace(script)
     assert r.returncode == 4, r.stderr
     summary = json.loads(r.stdout.splitlines()[-1])
     rows = json_lines(r.stderr.splitlines())
