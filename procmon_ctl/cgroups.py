@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from .decode import json_string, text, unescape
 from .errors import MissingError, ProcmonError, UsageError
+from .system import Mount, read_mounts
 
 CACHE_LIMIT = 4096  # CgroupNames entries: a host may create cgroups without end
 
@@ -74,49 +75,7 @@ class Container(NamedTuple):
 # Where cgroup2 is mounted
 
 
-class _Mount(NamedTuple):
-    point: bytes
-    root: bytes  # the directory of the file system that is mounted there
-    fstype: bytes
-
-
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
-
-
-def _unoctal(field: bytes) -> bytes:
-    """mountinfo writes a space, tab, newline or backslash in a path as \\NNN."""
-    return _OCTAL_ESCAPE.sub(lambda m: bytes((int(m[1], 8),)), field)
-
-
-def _parse_mountinfo(data: bytes) -> list[_Mount]:
-    """The mounts as seen from this process: where two are stacked on one mount
-    point, only the upper one (the later line), since it hides the lower."""
-    on_top: dict[bytes, _Mount] = {}
-    for line in data.splitlines():
-        fields = line.split(b" ")
-        try:
-            separator = fields.index(b"-", 6)  # after the optional fields
-        except ValueError:
-            continue
-        if len(fields) > separator + 1:
-            point = _unoctal(fields[4])
-            on_top.pop(point, None)
-            on_top[point] = _Mount(point, _unoctal(fields[3]), fields[separator + 1])
-    return list(on_top.values())
-
-
-def _read_mounts() -> list[_Mount]:
-    try:
-        with open("/proc/self/mountinfo", "rb") as f:
-            return _parse_mountinfo(f.read())
-    except OSError as e:
-        raise MissingError(
-            f"cannot read /proc/self/mountinfo ({e.strerror}): mount /proc"
-            " (mount -t proc proc /proc)"
-        ) from None
-
-
-def _v2_mount_point(mounts: list[_Mount]) -> bytes | None:
+def _v2_mount_point(mounts: list[Mount]) -> bytes | None:
     v2 = [m for m in mounts if m.fstype == b"cgroup2"]
     # A mount of a subtree (a bind mount, another cgroup namespace's view) would
     # show paths that are not those of /proc/PID/cgroup.
@@ -128,8 +87,8 @@ def _v2_mount_point(mounts: list[_Mount]) -> bytes | None:
     return points[0] if points else None
 
 
-def _v2_root_bytes(mounts: list[_Mount] | None = None) -> bytes:
-    point = _v2_mount_point(_read_mounts() if mounts is None else mounts)
+def _v2_root_bytes(mounts: list[Mount] | None = None) -> bytes:
+    point = _v2_mount_point(read_mounts() if mounts is None else mounts)
     if point is None:
         raise MissingError(
             "no cgroup v2 file system is mounted (no cgroup2 in /proc/self/mountinfo): mount it,"
@@ -601,7 +560,7 @@ def cgroup_target(arg: str) -> CgroupTarget:
     """--cgroup PATH: a directory below the cgroup v2 mount
     (/sys/fs/cgroup/unified/a/b here), or a path relative to it as /proc/PID/cgroup
     shows it (/a/b; "a/b" too)."""
-    mounts = _read_mounts()
+    mounts = read_mounts()
     root = _v2_root_bytes(mounts)
     shown_root = _quoted(os.fsdecode(root))
     if not arg:

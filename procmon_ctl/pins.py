@@ -125,6 +125,14 @@ class PinLayout:
                 f"--pin-dir {path} is not inside a bpffs mount: use a directory below "
                 f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
             )
+        if "." in mount_point:
+            # libbpf writes every '.' of a map's pin path as '_' (meant for names
+            # like .rodata), so the maps would be pinned to a directory that is not.
+            raise UsageError(
+                f"--pin-dir {path} is in the bpffs mounted at {mount_point}, and libbpf "
+                "cannot pin maps below a path with a '.': mount bpffs at a path without "
+                f"one, or use a directory below {BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
+            )
         below = path.relative_to(mount_point).parts
         if any("." in part for part in below):
             # bpffs answers EPERM to any name with a dot ("reserved for extensions").

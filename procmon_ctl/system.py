@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import MissingError, PermissionDenied
 
@@ -44,17 +46,52 @@ def require_root(what: str = "") -> None:
         raise PermissionDenied(what)
 
 
+class Mount(NamedTuple):
+    point: bytes
+    root: bytes  # the directory of the file system that is mounted there
+    fstype: bytes
+
+
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unoctal(field: bytes) -> bytes:
+    """mountinfo writes a space, tab, newline or backslash in a path as \\NNN."""
+    return _OCTAL_ESCAPE.sub(lambda m: bytes((int(m[1], 8),)), field)
+
+
+def parse_mountinfo(data: bytes) -> list[Mount]:
+    """The mounts as seen from this process: where two are stacked on one mount
+    point, only the upper one (the later line), since it hides the lower."""
+    on_top: dict[bytes, Mount] = {}
+    for line in data.split(b"\n"):  # not splitlines(): a \r in a path is not escaped
+        fields = line.split(b" ")
+        try:
+            separator = fields.index(b"-", 6)  # after the optional fields
+        except ValueError:
+            continue
+        if len(fields) > separator + 1:
+            point = _unoctal(fields[4])
+            on_top.pop(point, None)
+            on_top[point] = Mount(point, _unoctal(fields[3]), fields[separator + 1])
+    return list(on_top.values())
+
+
+def read_mounts() -> list[Mount]:
+    """This process's mounts, from /proc/self/mountinfo: the one place it is read."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            return parse_mountinfo(f.read())
+    except OSError as e:
+        raise MissingError(
+            f"cannot read /proc/self/mountinfo ({e.strerror}): mount /proc"
+            " (mount -t proc proc /proc)"
+        ) from None
+
+
 def mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) for every mount, in /proc order."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            # Fields after the " - " separator are: fstype, source, options.
-            sep = fields.index("-")
-            mount_point = fields[4].replace("\\040", " ")
-            found.append((mount_point, fields[sep + 1]))
-    return found
+    """(mount point, filesystem type) of every mount that is not hidden by another."""
+    return [(os.fsdecode(m.point), os.fsdecode(m.fstype)) for m in read_mounts()]
 
 
 def fs_type_of(path: Path) -> tuple[str, str]:
@@ -63,7 +100,6 @@ def fs_type_of(path: Path) -> tuple[str, str]:
     text = str(path)
     for mount_point, fstype in mounts():
         inside = text == mount_point or text.startswith(mount_point.rstrip("/") + "/")
-        # Later lines win for the same point: they are mounted over earlier ones.
         if inside and len(mount_point) >= len(best[0]):
             best = (mount_point, fstype)
     return best

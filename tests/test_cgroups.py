@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from containers import cgroup_v2_of, require_podman, run_container, running_container
 
-from procmon_ctl import cgroups
+from procmon_ctl import cgroups, system
 from procmon_ctl.cgroups import (
     CgroupInfo,
     CgroupNames,
@@ -295,11 +295,11 @@ UNIFIED = b"""\
     ],
 )
 def test_v2_mount_point(mountinfo, expected):
-    assert cgroups._v2_mount_point(cgroups._parse_mountinfo(mountinfo)) == expected
+    assert cgroups._v2_mount_point(system.parse_mountinfo(mountinfo)) == expected
 
 
 def test_no_cgroup2_mounted_is_one_missing_line(monkeypatch):
-    monkeypatch.setattr(cgroups, "_read_mounts", lambda: cgroups._parse_mountinfo(HYBRID[:200]))
+    monkeypatch.setattr(cgroups, "read_mounts", lambda: system.parse_mountinfo(HYBRID[:200]))
     for call in (v2_root, lambda: cgroup_target("/x"), lambda: container_target("ab")):
         with pytest.raises(MissingError) as caught:
             call()
@@ -552,7 +552,7 @@ def test_cgroup_target_refuses_what_is_not_a_v2_cgroup(made_cgroups, tmp_path):
 
 def test_cgroup_target_refuses_v1():
     root = _v2_or_skip()
-    v1 = [m.point for m in cgroups._read_mounts() if m.fstype == b"cgroup"]
+    v1 = [m.point for m in system.read_mounts() if m.fstype == b"cgroup"]
     if not v1:
         pytest.skip("no cgroup v1 hierarchy mounted here")
     for arg in (os.fsdecode(v1[0]), os.fsdecode(v1[0]) + "/some/child"):
