@@ -9,8 +9,7 @@ although its exit record's ppid names the reaper (init or a subreaper).
 The table is built from /proc when the reader starts (ProcessTable.from_proc),
 then kept from the records.  /proc only knows a process's current parent, so a
 process already orphaned when the reader starts has its reaper as parent: its
-lineage starts there.  /proc is read with a few lines of our own rather than
-psutil: three small files per process, once, and no extra dependency.
+lineage starts there.  /proc is read by procfs.
 
 Entries hold a reference to their parent's entry, never its pid, so a reused pid
 cannot graft one process's ancestors onto another.  The table is bounded: it
@@ -30,12 +29,12 @@ left the table: it still holds its ancestors."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import NamedTuple
 
-from .decode import Event, json_string, split_argv, text
+from .decode import Event, json_string
+from .procfs import ProcInfo, pids, read_process
 from .render import fit, printable, tty_width
 
 # Entries in a table at most.  A table that never loses a record holds the living
@@ -132,42 +131,6 @@ class Process:
         return " < ".join(words)
 
 
-class ProcInfo(NamedTuple):
-    """What /proc/<pid> tells of a process."""
-
-    pid: int
-    ppid: int
-    comm: str
-    argv: tuple[str, ...]
-    start_ticks: int  # since boot, in clock ticks: orders processes by age
-
-
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
-
-
-def read_process(pid: int, root: str = "/proc") -> ProcInfo | None:
-    """The process `pid` as /proc shows it, or None once it has gone."""
-    try:
-        stat = _read(f"{root}/{pid}/stat")
-        cmdline = _read(f"{root}/{pid}/cmdline")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The name may hold spaces and parentheses: it ends at the last ")".
-    open_, close = stat.index(b"("), stat.rindex(b")")
-    fields = stat[close + 2 :].split()  # from field 3, state
-    return ProcInfo(
-        pid, int(fields[1]), text(stat[open_ + 1 : close]), split_argv(cmdline), int(fields[19])
-    )
-
-
 class ProcessTable:
     """The processes whose lineage records may ask for, by pid.
 
@@ -193,12 +156,7 @@ class ProcessTable:
         after the ring is attached: a process started in between is then in the
         table, its records (queued before the scan) replay what it already shows."""
         table = cls(root, cap)
-        found = []
-        for entry in os.scandir(root):
-            if entry.name.isdigit():
-                info = read_process(int(entry.name), root)
-                if info is not None:
-                    found.append(info)
+        found = [info for pid in pids(root) if (info := read_process(pid, root)) is not None]
         found.sort(key=lambda i: (i.start_ticks, i.pid))
         living = table._living
         for info in found:

@@ -7,13 +7,13 @@ program that execs another (env, nice, setpriv, version managers' shims)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from .decode import Event
+from .procfs import pids, read_stat
 
 # A fork is shown once the child execs, or after this long without an exec.
 # Shells and launchers exec within a millisecond or two of forking; 100 ms leaves
@@ -168,16 +168,10 @@ class CgroupScope:
 def descendants(root: int) -> set[int]:
     """`root` and every process now below it, from /proc (--tree starts from here)."""
     children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(name))
+    for pid in pids():
+        stat = read_stat(pid)
+        if stat is not None:
+            children.setdefault(stat.ppid, []).append(pid)
     tree, todo = {root}, [root]
     while todo:
         for child in children.get(todo.pop(), ()):

@@ -28,6 +28,7 @@ from .errors import ProcmonError
 from .instance import PrivateInstance
 from .models import RunExit, RunLifetime, RunProcess, RunSummary
 from .pins import PROGRAMS
+from .procfs import read_stat
 from .rows import ProcessRows
 from .run_tree import ProcessTree
 from .sink import Sink, UntilItFails
@@ -320,11 +321,8 @@ def run_command(
 def _comm_of(pid: int) -> str | None:
     """What a process is called now (it may have exec'd after the stream ended).
     Only where /proc numbers processes as the records do (system.proc_has_host_pids)."""
-    try:
-        with open(f"/proc/{pid}/comm", "rb") as f:
-            return text(f.read().rstrip(b"\n"))
-    except OSError:
-        return None
+    stat = read_stat(pid)
+    return stat.comm if stat is not None else None
 
 
 # On a terminal a process name is cut to the table's COMM column, so that a name of
