@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import AS_NOBODY, CLI, ROOT, nobody_env, nobody_python
+from conftest import AS_NOBODY, CLI, ROOT, in_private_mount_ns, nobody_env, nobody_python
 
+from procmon_ctl import system
 from procmon_ctl.doctor import (
     MEMCG_ACCOUNTING,
     MEMLOCK_NEEDED,
@@ -187,38 +187,21 @@ def test_table_columns_hold_whatever_the_name_lengths():
     assert folded[i + 1 : i + 3] == [f"{'':<{at + 5}}{'f ' * 22}f", f"{'':<{at + 5}}{'f ' * 13}f"]
 
 
-def _in_private_mount_ns(script: str) -> subprocess.CompletedProcess:
-    """Run a shell script in a private mount namespace: its umounts and mounts are
-    invisible to the host and vanish with the namespace."""
-    if not shutil.which("unshare"):
-        pytest.skip("unshare not installed")
-    cli = " ".join(CLI)
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-euc", script.replace("CLI", cli)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-
-
 def _mount_types() -> dict[str, str]:
-    with open("/proc/self/mountinfo") as f:
-        rows = [ln.split() for ln in f]
-    return {r[4]: r[r.index("-") + 1] for r in rows}
+    return dict(system.mounts())
 
 
 @needs_root
 def test_fix_mounts_tracefs_and_bpffs_again():
     host_before = _mount_types()
     assert host_before.get("/sys/kernel/tracing") == "tracefs"
-    r = _in_private_mount_ns("""
+    r = in_private_mount_ns("""
         tmp=$(mktemp)
         umount /sys/kernel/tracing
         umount /sys/fs/bpf
-        CLI doctor --json > "$tmp" || true
+        $CLI doctor --json > "$tmp" || true
         echo "before: $(mountpoint -q /sys/kernel/tracing && echo mounted || echo unmounted)"
-        CLI doctor --fix --json
+        $CLI doctor --fix --json
         mountpoint -q /sys/kernel/tracing && echo "after: tracefs mounted"
         mountpoint -q /sys/fs/bpf && echo "after: bpffs mounted"
         cat "$tmp" >&2
@@ -245,9 +228,9 @@ def test_fix_mounts_tracefs_and_bpffs_again():
 
 @needs_root
 def test_without_fix_nothing_is_mounted():
-    r = _in_private_mount_ns("""
+    r = in_private_mount_ns("""
         umount /sys/kernel/tracing
-        CLI doctor > /dev/null
+        $CLI doctor > /dev/null
         mountpoint -q /sys/kernel/tracing && echo mounted || echo unmounted
     """)
     assert r.returncode == 0, r.stderr
@@ -282,7 +265,7 @@ def test_fix_as_nobody_fails_with_a_fix():
     if py is None:
         pytest.skip("no python that uid 65534 can run")
     pythonpath = nobody_env()["PYTHONPATH"]
-    r = _in_private_mount_ns(f"""
+    r = in_private_mount_ns(f"""
         umount /sys/kernel/tracing
         cd /
         env PATH=/usr/sbin:/usr/bin:/bin PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={pythonpath} \\
@@ -368,10 +351,10 @@ def test_a_kernel_without_btf_is_named_in_one_line(cli):
     """Without kernel BTF (a kernel built without CONFIG_DEBUG_INFO_BTF: here its file
     is hidden in a private mount namespace) `load` names the missing feature in one
     line, exits 4 and leaves nothing; doctor fails the same way."""
-    r = _in_private_mount_ns(
+    r = in_private_mount_ns(
         "mount -t tmpfs none /sys/kernel/btf\n"
-        f'PROCMON_PIN_DIR={cli.pin_dir} CLI load || echo "load exited $?"\n'
-        "CLI doctor --json || true\n"
+        f'PROCMON_PIN_DIR={cli.pin_dir} $CLI load || echo "load exited $?"\n'
+        "$CLI doctor --json || true\n"
     )
     lines = r.stdout.splitlines()
     assert "load exited 4" in lines, r.stdout + r.stderr
