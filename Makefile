@@ -65,7 +65,7 @@ hold_stops = if env $(HOLD_STOPS) true 2>/dev/null; then \
 
 # Byte-compile the package now, as an install would: with PYTHONDONTWRITEBYTECODE set
 # (the CI machines set it) every `procmon-ctl` run would compile it again (~12 ms).
-$(PYC_STAMP): $(wildcard procmon_ctl/*.py) | $(BIN)/procmon-ctl
+$(PYC_STAMP): $(wildcard procmon_ctl/*.py procmon_ctl/*/*.py) | $(BIN)/procmon-ctl
 	$(BIN)/python -m compileall -q procmon_ctl
 	@mkdir -p $(BUILD) && touch $@
 

@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The repository's, not an installed one:
-from procmon_ctl.cgroups import v2_root  # noqa: E402
-from procmon_ctl.pins import PinLayout  # noqa: E402
+from procmon_ctl.instance.pins import PinLayout  # noqa: E402
+from procmon_ctl.process.cgroups import v2_root  # noqa: E402
 
 CLI = [sys.executable, "-m", "procmon_ctl"]
 STORM = """

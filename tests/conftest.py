@@ -23,12 +23,12 @@ from pathlib import Path
 import builds
 import pytest
 
-from procmon_ctl import json_native
-from procmon_ctl.attach import attach as attach_programs
-from procmon_ctl.cgroups import v2_root
-from procmon_ctl.load import find_object
-from procmon_ctl.load import load as load_instance
-from procmon_ctl.pins import PROGRAMS, PinLayout
+from procmon_ctl.instance.attach import attach as attach_programs
+from procmon_ctl.instance.load import find_object
+from procmon_ctl.instance.load import load as load_instance
+from procmon_ctl.instance.pins import PROGRAMS, PinLayout
+from procmon_ctl.process.cgroups import v2_root
+from procmon_ctl.views import json_native
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECT = ROOT / "procmon_ctl" / "data" / "process_monitor.bpf.o"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from procmon_ctl import clock
-from procmon_ctl.abi import (
+from procmon_ctl.kernel.abi import (
     EXEC_TAIL,
     PROCESS_EVENT,
     RECORD_LENGTH,
@@ -15,6 +14,7 @@ from procmon_ctl.abi import (
     RingbufRecord,
     record_footprint,
 )
+from procmon_ctl.process import clock
 
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
 EXEC_FAILED = EventType.EXEC_FAILED

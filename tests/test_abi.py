@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import OBJECT, ROOT
 
-from procmon_ctl import abi, doctor, json_native
+from procmon_ctl.commands import doctor
+from procmon_ctl.kernel import abi
+from procmon_ctl.views import json_native
 
 # C name -> the abi.py mirror.
 STRUCTS = {

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from conftest import CLI, ROOT, build_program, pin_tree
 
-from procmon_ctl.decode import unescape
+from procmon_ctl.process.decode import unescape
 
 TRUE = os.path.realpath(shutil.which("true"))
 DEFAULT_BOUND = 4096

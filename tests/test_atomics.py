@@ -19,12 +19,13 @@ import struct
 import pytest
 from conftest import fork_processes
 
-from procmon_ctl import atomics, doctor, libbpf, ringbuf
-from procmon_ctl.abi import RingbufRecord
-from procmon_ctl.decode import decode_at
+from procmon_ctl.commands import doctor
 from procmon_ctl.errors import MissingError
-from procmon_ctl.pins import PinLayout
-from procmon_ctl.ringbuf import RingBufferReader
+from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.kernel import atomics, libbpf, ringbuf
+from procmon_ctl.kernel.abi import RingbufRecord
+from procmon_ctl.kernel.ringbuf import RingBufferReader
+from procmon_ctl.process.decode import decode_at
 
 # The orders C11 allows for each (an acquire store or a release load is undefined).
 STORE_ORDERS = (atomics.RELAXED, atomics.RELEASE, atomics.SEQ_CST)

@@ -32,7 +32,7 @@ from procmon_ctl.errors import (
     EXIT_STATE,
     EXIT_USAGE,
 )
-from procmon_ctl.load import OWN_ENTRIES
+from procmon_ctl.instance.load import OWN_ENTRIES
 
 BPFFS = Path("/sys/fs/bpf")
 # PATH without /usr/sbin, where Debian's bpftool lives (but with our python).

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import build_program
 
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.instance.pins import PinLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"

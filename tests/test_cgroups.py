@@ -1,4 +1,4 @@
-"""procmon_ctl.cgroups: ids <-> paths, containers from paths, --cgroup/--container.
+"""procmon_ctl.process.cgroups: ids <-> paths, containers from paths, --cgroup/--container.
 
 The pure parts (container_of, the JSON fragment, the cache, mountinfo) run
 anywhere; the rest makes real cgroups under the v2 mount (root) and a real podman
@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from containers import cgroup_v2_of, require_podman, run_container, running_container
 
-from procmon_ctl import cgroups, system
-from procmon_ctl.cgroups import (
+from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE, MissingError, UsageError
+from procmon_ctl.kernel import system
+from procmon_ctl.process import cgroups
+from procmon_ctl.process.cgroups import (
     CgroupInfo,
     CgroupNames,
     CgroupTarget,
@@ -35,8 +37,7 @@ from procmon_ctl.cgroups import (
     container_target,
     v2_root,
 )
-from procmon_ctl.decode import text
-from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE, MissingError, UsageError
+from procmon_ctl.process.decode import text
 
 HEX_A = "3f1c0a9d5be94e3f8a0b6c7d2e1f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5"
 HEX_B = "b2e4f6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f3"

@@ -16,7 +16,7 @@ import pytest
 from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left
 
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
+from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
 
 ROUNDS = 3
 
@@ -26,7 +26,8 @@ def start_together(cli, *argvs: list[str]) -> list[subprocess.CompletedProcess]:
     each imports everything first, then waits for a byte on a shared pipe."""
     read_fd, write_fd = os.pipe()
     gate = (
-        "import os, sys; import procmon_ctl.cli, procmon_ctl.load, procmon_ctl.attach; "
+        "import os, sys; import procmon_ctl.cli; "
+        "import procmon_ctl.instance.load, procmon_ctl.instance.attach; "
         f"os.read({read_fd}, 1); sys.argv[0] = 'procmon-ctl'; procmon_ctl.cli.main(sys.argv[1:])"
     )
     procs = [
@@ -277,7 +278,7 @@ def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
     takes its reader lock while the others hold theirs."""
     from contextlib import ExitStack
 
-    from procmon_ctl.pins import PinLayout
+    from procmon_ctl.instance.pins import PinLayout
 
     base = f"/sys/fs/bpf/locktest-{os.getpid()}"
     layouts = [

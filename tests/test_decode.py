@@ -7,9 +7,10 @@ import json
 
 from records import EXEC, EXIT, FORK, PIDNS, THREAD, cgroup_json, record, ring_bytes
 
-from procmon_ctl import decode, json_lines
-from procmon_ctl.models import ExecEvent, ExitEvent, ForkEvent
-from procmon_ctl.render import printable
+from procmon_ctl.process import decode
+from procmon_ctl.views import json_lines
+from procmon_ctl.views.render import printable
+from procmon_ctl.views.schema import ExecEvent, ExitEvent, ForkEvent
 
 
 def test_fork_record():

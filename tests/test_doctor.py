@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import AS_NOBODY, CLI, ROOT, in_private_mount_ns, nobody_env, nobody_python
 
-from procmon_ctl import system
-from procmon_ctl.doctor import (
+from procmon_ctl.commands.doctor import (
     MEMCG_ACCOUNTING,
     MEMLOCK_NEEDED,
     NAME_COLUMN_MAX,
@@ -26,9 +25,10 @@ from procmon_ctl.doctor import (
     render_table,
     run_checks,
 )
-from procmon_ctl.models import DoctorCheck, DoctorReport
-from procmon_ctl.pins import PinLayout
-from procmon_ctl.system import BPFFS_ROOT
+from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.kernel import system
+from procmon_ctl.kernel.system import BPFFS_ROOT
+from procmon_ctl.views.schema import DoctorCheck, DoctorReport
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -283,8 +283,8 @@ def test_fix_as_nobody_fails_with_a_fix():
 
 
 def test_doctor_warns_when_the_json_formatter_is_not_built(monkeypatch, tmp_path):
-    from procmon_ctl import doctor as doctor_mod
-    from procmon_ctl import json_native
+    from procmon_ctl.commands import doctor as doctor_mod
+    from procmon_ctl.views import json_native
 
     monkeypatch.setattr(json_native, "LIBRARY", tmp_path / "libprocmon_json.so")
     json_native._load.cache_clear()

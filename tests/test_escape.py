@@ -23,8 +23,8 @@ from conftest import lines_until
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from procmon_ctl.decode import text
-from procmon_ctl.render import cmdline, printable, quote_arg
+from procmon_ctl.process.decode import text
+from procmon_ctl.views.render import cmdline, printable, quote_arg
 
 BIDI_CONTROLS = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]  # embeddings, overrides, isolates
 BIDI_MARKS = [0x200E, 0x200F, 0x061C]  # LRM, RLM, ALM: invisible, they move neutral characters

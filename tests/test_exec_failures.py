@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import CLI, bpftool_json, lines_until, pin_tree
 
-from procmon_ctl.cgroups import v2_root
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.models import EventLine, ExecFailedEvent
-from procmon_ctl.pins import FAILED_EXEC_PROGRAMS, PinLayout
+from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, PinLayout
+from procmon_ctl.process.cgroups import v2_root
+from procmon_ctl.views.schema import EventLine, ExecFailedEvent
 
 TRACEPOINTS = {"sys_enter_execve", "sys_enter_execveat", "sys_exit_execve", "sys_exit_execveat"}
 # The two that forget execs in progress, attached as raw tracepoints.

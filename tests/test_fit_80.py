@@ -17,10 +17,10 @@ import pytest
 from conftest import CLI
 from tmux80 import run_in_tmux
 
-from procmon_ctl import render
-from procmon_ctl.doctor import NAME_COLUMN_MAX
-from procmon_ctl.models import RunExit, RunProcess, RunSummary
-from procmon_ctl.run import summary_text
+from procmon_ctl.commands.doctor import NAME_COLUMN_MAX
+from procmon_ctl.commands.run import summary_text
+from procmon_ctl.views import render
+from procmon_ctl.views.schema import RunExit, RunProcess, RunSummary
 
 WIDTH = 80
 CUT = render.CUT

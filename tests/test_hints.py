@@ -19,7 +19,7 @@ import pytest
 from conftest import CLI
 
 from procmon_ctl.errors import EXIT_STATE, EXIT_USAGE
-from procmon_ctl.pins import DEFAULT_PIN_DIR
+from procmon_ctl.instance.pins import DEFAULT_PIN_DIR
 
 INSTANCE_COMMANDS = ["load", "attach", "detach", "unload", "stats", "status", "events", "serve"]
 
@@ -104,7 +104,7 @@ def test_load_names_the_variable_it_came_from(cli):
 
 
 def test_load_shows_the_object_given_as_given(cli, tmp_path):
-    from procmon_ctl.load import find_object
+    from procmon_ctl.instance.load import find_object
 
     obj = tmp_path / "mine.bpf.o"
     obj.write_bytes(find_object(None).read_bytes())

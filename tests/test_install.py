@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from procmon_ctl.load import check_object
+from procmon_ctl.instance.load import check_object
 
 REAL_PREFIX = Path("/opt/procmon-ctl")
 REAL_LINK = Path("/usr/local/bin/procmon-ctl")
@@ -75,7 +75,7 @@ def check_installation(prefix: Path, link: Path, pin_dir: Path, cwd: Path) -> No
         [
             str(prefix / "bin" / "python"),
             "-c",
-            "import json, procmon_ctl, procmon_ctl.load as l; "
+            "import json, procmon_ctl, procmon_ctl.instance.load as l; "
             "print(json.dumps([procmon_ctl.__file__, str(l.PACKAGED_OBJECT)]))",
         ],
         capture_output=True,

@@ -45,11 +45,13 @@ from records import (
 from records import cgroup_json as base_cgroup_json
 from test_json_native import PAGE, FakeRing, follow_native, python_lines
 
-from procmon_ctl import decode, json_lines, json_native, stream
-from procmon_ctl.abi import PmCgroupLimits, PmStop
-from procmon_ctl.cgroups import CgroupNames, _shown
-from procmon_ctl.decode import unescape
-from procmon_ctl.lineage import Process, with_lineage
+from procmon_ctl.kernel.abi import PmCgroupLimits, PmStop
+from procmon_ctl.process import decode
+from procmon_ctl.process.cgroups import CgroupNames, _shown
+from procmon_ctl.process.decode import unescape
+from procmon_ctl.process.lineage import Process, with_lineage
+from procmon_ctl.stream import follow as stream
+from procmon_ctl.views import json_lines, json_native
 
 # Every character the lines must not hold raw.
 UNSAFE = [

@@ -21,8 +21,9 @@ from records import (
     utc_text,
 )
 
-from procmon_ctl import decode, json_lines
-from procmon_ctl.models import EventLine
+from procmon_ctl.process import decode
+from procmon_ctl.views import json_lines
+from procmon_ctl.views.schema import EventLine
 
 
 @pytest.fixture(autouse=True)

@@ -28,14 +28,15 @@ from records import (
     utc_text,
 )
 
-from procmon_ctl import json_lines, json_native, stream
-from procmon_ctl.abi import (
+from procmon_ctl.kernel.abi import (
     RECORD_LENGTH,
     RING_POSITION,
     PmStop,
     RingbufRecord,
     record_footprint,
 )
+from procmon_ctl.stream import follow as stream
+from procmon_ctl.views import json_lines, json_native
 
 BUSY, DISCARD = RingbufRecord.BUSY_BIT, RingbufRecord.DISCARD_BIT
 PAGE = 4096
@@ -343,7 +344,7 @@ def test_time_of_the_highest_stamps(native_lib, monkeypatch):
 def test_the_offset_is_taken_for_each_call(native_lib, monkeypatch):
     """A clock step between two batches: the second batch's lines have the new time,
     as the Python writer's would (the reading loop resyncs between them)."""
-    from procmon_ctl import clock
+    from procmon_ctl.process import clock
 
     ring = FakeRing()
     ring.add(record(FORK, pid=1))
@@ -365,7 +366,7 @@ def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
     with their parent, and --count stops at the count."""
     from conftest import fork_processes
 
-    from procmon_ctl.pins import PinLayout
+    from procmon_ctl.instance.pins import PinLayout
 
     if not native:
         monkeypatch.setattr(json_native, "library", lambda: None)

@@ -27,10 +27,10 @@ from containers import require_podman, run_container
 from test_exec_failures import failed_program_ids, failed_reader
 
 import procmon_ctl
-from procmon_ctl import libbpf
-from procmon_ctl.load import find_object
-from procmon_ctl.load import load as load_instance
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.instance.load import find_object
+from procmon_ctl.instance.load import load as load_instance
+from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.kernel import libbpf
 
 # The kernel matrix's emulated guests are some 20-50 times slower than the host.
 EMULATED = os.environ.get("PROCMON_KERNEL_GUEST") == "1"

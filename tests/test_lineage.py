@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from procmon_ctl.decode import Event, decode_event, split_argv, text
-from procmon_ctl.lineage import DEPTH, Ancestor, ProcessTable
-from procmon_ctl.procfs import read_process
+from procmon_ctl.process.decode import Event, decode_event, split_argv, text
+from procmon_ctl.process.lineage import DEPTH, Ancestor, ProcessTable
+from procmon_ctl.process.procfs import read_process
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import EXEC, EXIT, FORK, argv_area, record

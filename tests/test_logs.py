@@ -106,7 +106,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_documented_lines_match_the_schema():
-    from procmon_ctl.models import EventLine
+    from procmon_ctl.views.schema import EventLine
 
     text = (DOCS / "logs.md").read_text()
     block = text.split("Example:\n\n```json\n", 1)[1].split("```", 1)[0]

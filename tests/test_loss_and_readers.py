@@ -14,8 +14,8 @@ from collections import Counter
 import pytest
 from conftest import fork_processes
 
-from procmon_ctl.pins import PinLayout
-from procmon_ctl.ringbuf import RingBufferReader
+from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.kernel.ringbuf import RingBufferReader
 
 
 def read_all(cli, *extra) -> list[dict]:
@@ -96,7 +96,7 @@ def test_a_thread_storm_with_a_reader_loses_nothing(attached, storm, tmp_path):
 _WATCH_CONSUMER = """
 import mmap, select, sys
 from procmon_ctl import libbpf
-from procmon_ctl.abi import RING_POSITION
+from procmon_ctl.kernel.abi import RING_POSITION
 page = mmap.mmap(libbpf.obj_get(sys.argv[1]), mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
 read, seen = RING_POSITION.unpack_from, set()
 print("ready", flush=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sh
 
-from procmon_ctl import bpftool
 from procmon_ctl.errors import BpfError, PermissionDenied, StateError
-from procmon_ctl.models import LinkInfo, MapDump, MapInfo, ProgInfo
+from procmon_ctl.kernel import bpftool
+from procmon_ctl.kernel.bpftool_json import LinkInfo, MapDump, MapInfo, ProgInfo
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import in_private_mount_ns
 
-from procmon_ctl import system
+from procmon_ctl.kernel import system
 
 ODD_NAMES = {
     "tab": r"bpf\tfs",

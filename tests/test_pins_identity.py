@@ -27,7 +27,7 @@ from conftest import (
 )
 
 from procmon_ctl.errors import EXIT_PERMISSION, EXIT_STATE, EXIT_USAGE, StateError
-from procmon_ctl.pins import LOCK_DIR, PinLayout
+from procmon_ctl.instance.pins import LOCK_DIR, PinLayout
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, code: int, *texts: str) -> str:
@@ -202,7 +202,7 @@ def test_record_follows_attach_and_detach(cli):
 
 
 def test_open_map_and_same_map(attached):
-    from procmon_ctl import libbpf
+    from procmon_ctl.kernel import libbpf
 
     layout = PinLayout(attached.pin_dir)
     fd = layout.open_map("events")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import bpftool_json, lines_until, wait_threads_streamed
 
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.instance.pins import PinLayout
 
 THREADS = """
 import threading

@@ -25,10 +25,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from records import cgroup_json
 
-from procmon_ctl import clock, render
-from procmon_ctl.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
 from procmon_ctl.cli import app
-from procmon_ctl.decode import cstr, decode_at, split_argv, text, unescape
 from procmon_ctl.errors import (
     EXIT_FAILED,
     EXIT_MISSING,
@@ -36,9 +33,13 @@ from procmon_ctl.errors import (
     EXIT_STATE,
     EXIT_USAGE,
 )
-from procmon_ctl.json_lines import json_lines
-from procmon_ctl.load import OWN_ENTRIES
-from procmon_ctl.rows import ProcessRows
+from procmon_ctl.instance.load import OWN_ENTRIES
+from procmon_ctl.kernel.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
+from procmon_ctl.process import clock
+from procmon_ctl.process.decode import cstr, decode_at, split_argv, text, unescape
+from procmon_ctl.process.rows import ProcessRows
+from procmon_ctl.views import render
+from procmon_ctl.views.json_lines import json_lines
 
 BPFFS = Path("/sys/fs/bpf")
 DOCUMENTED = {0, EXIT_FAILED, EXIT_USAGE, EXIT_STATE, EXIT_MISSING, EXIT_PERMISSION}

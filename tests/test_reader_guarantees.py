@@ -31,7 +31,7 @@ from conftest import (
     threads_streamed,
 )
 
-from procmon_ctl.session import THREADS_LEASE_NS
+from procmon_ctl.instance.session import THREADS_LEASE_NS
 
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ, Python 3.10+
 GAP_TEXT = re.compile(r"^-- (\d+) event\(s\) lost here")

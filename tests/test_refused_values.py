@@ -24,7 +24,7 @@ import pytest
 from conftest import pin_tree
 
 from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.instance.pins import PinLayout
 
 
 def fs(raw: bytes) -> str:

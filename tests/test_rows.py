@@ -25,11 +25,12 @@ from records import (
     ring_bytes,
 )
 
-from procmon_ctl import render, stream
-from procmon_ctl import rows as rows_mod
-from procmon_ctl.abi import RingbufRecord
-from procmon_ctl.decode import decode_event, text
-from procmon_ctl.rows import Filters, ProcessRows
+from procmon_ctl.kernel.abi import RingbufRecord
+from procmon_ctl.process import rows as rows_mod
+from procmon_ctl.process.decode import decode_event, text
+from procmon_ctl.process.rows import Filters, ProcessRows
+from procmon_ctl.stream import follow as stream
+from procmon_ctl.views import render
 
 ROOT, CHILD, OTHER = 1000, 1001, 2000  # the followed root, its child, a stranger
 T0 = 5_000_000_000  # ts_ns of the first record; the tree is known from T0 - 1

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import CLI, bpf_held_by, bpf_ids_alive
 
-from procmon_ctl.abi import FollowLimits
-from procmon_ctl.load import PACKAGED_OBJECT
-from procmon_ctl.pins import PROGRAMS
+from procmon_ctl.instance.load import PACKAGED_OBJECT
+from procmon_ctl.instance.pins import PROGRAMS
+from procmon_ctl.kernel.abi import FollowLimits
 
 
 class BackgroundForks:
@@ -188,7 +188,7 @@ def test_a_tree_wider_than_the_followed_map_is_counted():
     """With room for 4 processes, the 10 children of a followed process cannot all
     be followed: the fork program counts the 7 it had no room for (the parent and 3
     children fill the map)."""
-    from procmon_ctl.instance import PrivateInstance
+    from procmon_ctl.instance.private import PrivateInstance
 
     assert FollowLimits.FOLLOWED_MAX_PROCESSES == 32768
     with PrivateInstance(PACKAGED_OBJECT, list(PROGRAMS), None, follow=True, follow_limit=4) as i:

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from conftest import CLI, ROOT, bpf_held_by, lines_until
 
-from procmon_ctl import render, run_tree
-from procmon_ctl.decode import Event
-from procmon_ctl.models import RunNode, RunSummary
-from procmon_ctl.run_tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree, tree_text
+from procmon_ctl.process import tree as run_tree
+from procmon_ctl.process.decode import Event
+from procmon_ctl.process.tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree, tree_text
+from procmon_ctl.views import render
+from procmon_ctl.views.schema import RunNode, RunSummary
 
 # --- real runs ----------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
-from procmon_ctl import json_native
-from procmon_ctl.models import (
+from procmon_ctl.views import json_native
+from procmon_ctl.views.schema import (
     EventLine,
     ExecEvent,
     ExecFailedEvent,

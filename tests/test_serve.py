@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from conftest import bpf_held_by, bpf_ids_alive, bpftool_json, fork_processes, programs_left
 
-from procmon_ctl.attach import attach as attach_events
-from procmon_ctl.attach import detach as detach_events
-from procmon_ctl.exporter import ANSWERING_THREADS, MAX_CONNECTIONS, REQUEST_TIMEOUT
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.commands.exporter import ANSWERING_THREADS, MAX_CONNECTIONS, REQUEST_TIMEOUT
+from procmon_ctl.instance.attach import attach as attach_events
+from procmon_ctl.instance.attach import detach as detach_events
+from procmon_ctl.instance.pins import PinLayout
 
 
 def free_port() -> int:

@@ -2,7 +2,7 @@
 SIGINT, SIGTERM or SIGHUP, whatever it is doing, exits with its documented code,
 prints no traceback and leaves nothing half-done.
 
-The first tests drive procmon_ctl.signals in this process with real signals; the
+The first tests drive procmon_ctl.kernel.signals in this process with real signals; the
 last sends signals at random moments to real commands on real instances."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from conftest import CLI, pin_tree, remove_tree
 
-from procmon_ctl import signals
 from procmon_ctl.cli import app
-from procmon_ctl.pins import PinLayout
+from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.kernel import signals
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The promise: stopped within a second of the signal.
@@ -183,7 +183,7 @@ def test_a_stop_replaced_by_another_error_is_still_a_stop(monkeypatch, capsys):
     its ImportError by "TypeError: expected a message argument", with no trace of
     the stop (seen once in 200 stops, a SIGHUP inside `import ssl`): an error after a
     stop signal is the stop's, exit 0 and no traceback."""
-    from procmon_ctl import stats
+    from procmon_ctl.commands import stats
 
     def replaced(layout):
         stopped = False

@@ -33,7 +33,7 @@ cli.main(sys.argv[1:])
 """
 
 OTHER_COMMANDS = [
-    "procmon_ctl.attach",
+    "procmon_ctl.instance.attach",
     "procmon_ctl.cli.attach",
     "procmon_ctl.cli.doctor",
     "procmon_ctl.cli.events",
@@ -41,20 +41,20 @@ OTHER_COMMANDS = [
     "procmon_ctl.cli.run",
     "procmon_ctl.cli.schema",
     "procmon_ctl.cli.serve",
-    "procmon_ctl.instance",
-    "procmon_ctl.json_lines",
-    "procmon_ctl.rows",
-    "procmon_ctl.settings",
-    "procmon_ctl.doctor",
-    "procmon_ctl.exporter",
-    "procmon_ctl.json_native",
-    # (procmon_ctl.libbpf is stats' own too: it checks the pins' kernel ids.)
-    "procmon_ctl.load",
-    "procmon_ctl.logfile",
-    "procmon_ctl.render",
-    "procmon_ctl.ringbuf",
-    "procmon_ctl.run",
-    "procmon_ctl.stream",
+    "procmon_ctl.instance.private",
+    "procmon_ctl.views.json_lines",
+    "procmon_ctl.process.rows",
+    "procmon_ctl.instance.settings",
+    "procmon_ctl.commands.doctor",
+    "procmon_ctl.commands.exporter",
+    "procmon_ctl.views.json_native",
+    # (procmon_ctl.kernel.libbpf is stats' own too: it checks the pins' kernel ids.)
+    "procmon_ctl.instance.load",
+    "procmon_ctl.stream.logfile",
+    "procmon_ctl.views.render",
+    "procmon_ctl.kernel.ringbuf",
+    "procmon_ctl.commands.run",
+    "procmon_ctl.stream.follow",
     "prometheus_client",
 ]
 

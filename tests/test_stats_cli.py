@@ -13,10 +13,11 @@ from conftest import CLI, Cli, lines_until
 from records import utc_text
 from tmux80 import run_in_tmux
 
-from procmon_ctl import clock, stats
-from procmon_ctl.models import ProgramStatus, Stats, Status
-from procmon_ctl.pins import MAPS, PROGRAMS
-from procmon_ctl.render import CUT
+from procmon_ctl.commands import stats
+from procmon_ctl.instance.pins import MAPS, PROGRAMS
+from procmon_ctl.process import clock
+from procmon_ctl.views.render import CUT
+from procmon_ctl.views.schema import ProgramStatus, Stats, Status
 
 STATS_KEYS = list(Stats.model_fields)
 RATE_KEYS = [f"{f}_per_s" for f in stats.RATE_FIELDS]

@@ -17,7 +17,7 @@ import pytest
 from conftest import CLI, wait_threads_streamed
 from tmux80 import run_in_tmux
 
-from procmon_ctl.render import BACKLOG_LINE, CUT
+from procmon_ctl.views.render import BACKLOG_LINE, CUT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 

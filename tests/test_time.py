@@ -13,7 +13,7 @@ import pytest
 from conftest import fork_processes, lines_until
 from records import utc_text
 
-from procmon_ctl import clock
+from procmon_ctl.process import clock
 
 NS = 1_000_000_000
 HOUR = 3600 * NS

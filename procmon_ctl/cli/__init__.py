@@ -11,7 +11,7 @@ def main(argv: list[str] | None = None) -> None:
     import gc
     import sys
 
-    from .. import signals
+    from ..kernel import signals
 
     # Before the slow imports: a stop signal from here on is held, not lost, and
     # not a traceback out of an import; run() raises it once it can be handled.

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..pins import DEFAULT_PIN_DIR, PinLayout
+from ..instance.pins import DEFAULT_PIN_DIR, PinLayout
 
 # Every registered command: name -> (function, Typer settings).  A command module
 # registers its commands when app.py imports it, which happens only when the
@@ -48,8 +48,8 @@ PIN_DIR_HELP = "bpffs directory that holds this instance's pins [default: /sys/f
 def use_pin_dir(command: str, value: str | None, given: bool) -> None:
     """The instance `command` acts on: --pin-dir before or after the command (given)
     or PROCMON_PIN_DIR (not given), checked here once for both places."""
-    from .. import hints
     from ..errors import UsageError
+    from . import hints
 
     if command in NO_INSTANCE:
         if given:
@@ -124,7 +124,7 @@ def command(*, quick: bool = False, **settings: Any):
 
 
 def print_json(model) -> None:
-    from ..decode import json_safe  # pydantic writes bidi controls and U+2028 raw
+    from ..process.decode import json_safe  # pydantic writes bidi controls and U+2028 raw
 
     print(json_safe(model.model_dump_json()))
 

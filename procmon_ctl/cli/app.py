@@ -18,9 +18,10 @@ import typer
 from typer.core import TyperGroup
 from typer.main import get_command
 
-from .. import __version__, signals
+from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
-from ..signals import Terminated
+from ..kernel import signals
+from ..kernel.signals import Terminated
 from ._common import (
     NO_INSTANCE,
     PIN_DIR_HELP,

@@ -15,8 +15,8 @@ EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
 def attach(events: EventsOpt = "fork,exec,exit") -> None:
     """Attach the loaded programs with pinned links that outlive this command; those
     already attached are left as they are."""
-    from ..attach import attach as attach_programs
-    from ..attach import parse_events
+    from ..instance.attach import attach as attach_programs
+    from ..instance.attach import parse_events
 
     done, already = attach_programs(layout(), parse_events(events))
     print(_outcome("attached", done, already, "already attached"))
@@ -25,8 +25,8 @@ def attach(events: EventsOpt = "fork,exec,exit") -> None:
 @command()
 def detach(events: EventsOpt = "fork,exec,exit") -> None:
     """Detach: remove the link pins; the counters stop growing."""
-    from ..attach import detach as detach_programs
-    from ..attach import parse_events
+    from ..instance.attach import detach as detach_programs
+    from ..instance.attach import parse_events
 
     done, idle = detach_programs(layout(), parse_events(events))
     print(_outcome("detached", done, idle, "not attached"))

@@ -88,7 +88,7 @@ def events(
 
     A later `events` continues where this one stopped."""
     from ..errors import UsageError
-    from ..stream import check_can_read, follow, stream_options
+    from ..stream.follow import check_can_read, follow, stream_options
 
     if output is not None:
         if raw or wide or not output:
@@ -128,7 +128,7 @@ def events(
         warn(warning)
         follow(pins, opts, sys.stdout)
         return
-    from ..logfile import ReopeningFile, reopen_on_sighup
+    from ..stream.logfile import ReopeningFile, reopen_on_sighup
 
     with ReopeningFile(output) as sink:
         warn(warning)  # only once --output is known good: an error is the one line

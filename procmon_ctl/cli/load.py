@@ -29,10 +29,10 @@ def load(
     ] = 4096,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
-    from .. import hints
-    from ..load import find_object
-    from ..load import load as load_instance
-    from ..system import require_root
+    from ..instance.load import find_object
+    from ..instance.load import load as load_instance
+    from ..kernel.system import require_root
+    from . import hints
 
     pins = layout()
     require_root("loading BPF programs")  # before the object is read: as root
@@ -51,7 +51,7 @@ def unload(
     ] = False,
 ) -> None:
     """Detach if needed and remove every pin of this instance."""
-    from ..load import unload as unload_instance
+    from ..instance.load import unload as unload_instance
 
     pins = layout()
     removed = unload_instance(pins, force=force)

@@ -10,6 +10,6 @@ def schema() -> None:
     """Print the JSON Schema of one `events --json` line."""
     import json
 
-    from ..models import EventLine
+    from ..views.schema import EventLine
 
     print(json.dumps(EventLine.model_json_schema(), indent=2))

@@ -36,7 +36,7 @@ def serve(
     the oldest that has not sent its request yet), a request must arrive within 10 s
     of connecting (silent connections are closed then), and at most 4 answers are
     written at once, each given up after 10 s without progress."""
-    from ..exporter import serve_forever
+    from ..commands.exporter import serve_forever
 
     serve_forever(
         layout(), address, port, attach_too, object_path, lambda text: print(text, flush=True)

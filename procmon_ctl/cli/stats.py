@@ -31,9 +31,9 @@ def stats(
     ] = None,
 ) -> None:
     """Counters: processes (process_count), threads, execs, exits, dropped."""
-    from .. import stats as counters
-    from ..clock import now_rfc3339
+    from ..commands import stats as counters
     from ..errors import UsageError, require_interval
+    from ..process.clock import now_rfc3339
 
     if interval is not None:
         require_interval("--interval", interval)
@@ -65,8 +65,8 @@ def _warn(warning: str | None) -> None:
 def status(json_out: JsonObjectOpt = False) -> None:
     """What is loaded and attached: programs and links, maps, the ring buffer, by pin
     path (their kernel ids with --json)."""
-    from ..render import stream_width
-    from ..stats import read_status, status_text
+    from ..commands.stats import read_status, status_text
+    from ..views.render import stream_width
 
     s = read_status(layout())
     if json_out:

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from bench import LOCK, take_bench_lock, task_cpu_ns  # noqa: E402 (beside this script)
 
 from procmon_ctl.errors import StateError  # noqa: E402 (the repository's, not an installed one)
-from procmon_ctl.pins import PinLayout  # noqa: E402
+from procmon_ctl.instance.pins import PinLayout  # noqa: E402
 
 SOURCE = ROOT / "scripts" / "bench" / "forkloop.c"
 EVENTS_MODES = {

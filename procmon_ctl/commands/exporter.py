@@ -1,0 +1,459 @@
+"""`procmon-ctl serve`: the counters as Prometheus metrics.
+
+Nothing polls: every scrape opens the pinned `counters` map, sums its per-CPU
+values with one bpf_map_lookup_elem per key, and closes it again (an fd kept
+open would keep the map alive after `unload`).  Whether each program is
+attached is read from its link pin.  With --attach the instance is serve's own
+(a PrivateInstance, pinned nowhere): its counters are read through its fds, and
+it is attached for as long as serve lives.
+
+The HTTP side is wsgiref's server and prometheus-client's WSGI app (so `name[]`
+filters as in the library's own server), with what a long-lived exporter needs
+and `start_http_server` lacks: a bounded cost per connection (see MetricsServer)."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..cli import hints
+from ..errors import BpfError, StateError, UsageError
+from ..instance.pins import PROGRAMS, PinLayout
+from ..kernel import libbpf
+from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES
+from ..kernel.system import require_root
+from ..views import render
+
+if TYPE_CHECKING:
+    from ..instance.private import PrivateInstance
+
+DEFAULT_PORT = 9464
+
+# What one client, or many, can cost serve (stated in `serve --help` and the unit).
+# A scrape is one short GET answered in milliseconds; these leave a Prometheus, a
+# curl and a browser ample room and cap what idle or slow sockets can hold.
+MAX_CONNECTIONS = 64  # open at once; a new one closes the oldest still-silent one
+REQUEST_TIMEOUT = 10.0  # seconds from accept to a complete request head, and per write
+ANSWERING_THREADS = 4  # requests answered at once (the rest queue, already read)
+MAX_REQUEST_HEAD = 16384  # bytes; a GET for /metrics is a few hundred
+
+# counter key name -> (metric name without _total, help)
+COUNTER_METRICS = {
+    "processes": (
+        "procmon_processes_created",
+        "New processes seen by the fork program (threads excluded).",
+    ),
+    "threads": (
+        "procmon_threads_created",
+        "New threads seen by the fork program (clone with CLONE_THREAD).",
+    ),
+    "execs": ("procmon_execs", "Successful execs seen by the exec program."),
+    "exits": ("procmon_exits", "Processes that ended (the last thread of the group exited)."),
+    "produced": (
+        "procmon_events_produced",
+        "Events the programs tried to put in the ring buffer (dropped included).",
+    ),
+    "dropped": (
+        "procmon_events_dropped",
+        "Events lost: no room in the ring buffer (or, for a failed exec, in exec_attempts).",
+    ),
+    "filtered": (
+        "procmon_events_filtered",
+        "Events a reader's --cgroup or --container filter kept out of the ring buffer.",
+    ),
+}
+_KEYS = [k.value for k in COUNTER_KEYS]
+
+
+def read_counters(layout: PinLayout) -> dict[str, int]:
+    """The per-CPU counters summed, by name; raises libbpf.LibbpfError."""
+    fd = libbpf.obj_get(layout.map("counters"))
+    try:
+        sums = libbpf.percpu_array_sums(fd, _KEYS)
+    finally:
+        os.close(fd)
+    return dict(zip(COUNTER_NAMES, sums, strict=True))
+
+
+class ProcmonCollector(Collector):
+    """Reads the pin set (or serve's own instance) at scrape time.  While nothing
+    is loaded, only procmon_loaded 0 and procmon_attached 0 are reported."""
+
+    def __init__(self, layout: PinLayout, instance: PrivateInstance | None = None):
+        self.layout = layout
+        self.instance = instance
+
+    def describe(self):
+        # The registry finds the collector of a `name[]` filter by these names, so
+        # every family must be here; registering must not read the maps, and only
+        # the names count, so zeros stand in for the values.
+        return list(self._families(dict.fromkeys(COUNTER_NAMES, 0), set()))
+
+    def _read(self) -> tuple[dict[str, int] | None, set[str]]:
+        """The counters (None: nothing loaded) and the attached events."""
+        if self.instance is not None:
+            return self.instance.counters(), set(PROGRAMS)
+        counters = None
+        if self.layout.map("counters").exists():
+            try:
+                counters = read_counters(self.layout)
+            except libbpf.LibbpfError:
+                counters = None  # unloaded between the check and the read
+        return counters, {e for e in PROGRAMS if self.layout.link(e).exists()}
+
+    def collect(self):
+        return self._families(*self._read())
+
+    @staticmethod
+    def _families(counters: dict[str, int] | None, attached_events: set[str]):
+        loaded = GaugeMetricFamily(
+            "procmon_loaded", "Whether the BPF programs and maps are loaded (1) or not (0)."
+        )
+        loaded.add_metric([], 1 if counters is not None else 0)
+        yield loaded
+        attached = GaugeMetricFamily(
+            "procmon_attached",
+            "Whether the program for this tracepoint is attached (1) or not (0).",
+            labels=["program"],
+        )
+        for event in PROGRAMS:
+            attached.add_metric([event], 1 if event in attached_events else 0)
+        yield attached
+        if counters is None:
+            return
+        for key, (name, text) in COUNTER_METRICS.items():
+            metric = CounterMetricFamily(name, text)
+            metric.add_metric([], counters[key])
+            yield metric
+
+
+def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
+    # ProcessCollector has no describe(): without this flag a `name[]` filter
+    # would never reach it.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry.register(collector)
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total, _resident_memory_bytes...
+    return registry
+
+
+def check_loaded(layout: PinLayout) -> None:
+    layout.require_loaded(
+        f"run {hints.command('load')} and {hints.command('attach')} first, or use "
+        f"{hints.command('serve --attach')}"
+    )
+    try:
+        read_counters(layout)
+    except libbpf.LibbpfError as err:
+        raise BpfError(f"cannot read {layout.map('counters')}: {err}") from None
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """An accepted connection whose request head has not all arrived yet."""
+
+    sock: socket.socket
+    address: tuple
+    deadline: float
+    head: bytearray = field(default_factory=bytearray)
+
+
+class _MetricsRequestHandler(WSGIRequestHandler):
+    """wsgiref's handler, given the request head the server has already read, so
+    an answering thread never waits for a client to send."""
+
+    timeout = REQUEST_TIMEOUT  # for writing the answer to a client that does not read
+
+    def __init__(self, request, client_address, server, head: bytes):
+        self.head = head
+        super().__init__(request, client_address, server)
+
+    def setup(self):
+        super().setup()
+        # Closed, not just replaced: the socket's file object keeps its fd open.
+        self.rfile.close()
+        self.rfile = io.BytesIO(self.head)
+
+    def log_message(self, format, *args):
+        pass  # a line per scrape would fill the journal
+
+
+class MetricsServer(WSGIServer):
+    """wsgiref's WSGI server with a bounded cost per client.
+
+    socketserver's ThreadingMixIn (what start_http_server uses) spends a thread per
+    connection for as long as the client keeps it open, and never times out: a
+    few hundred silent sockets are a few hundred threads.  Here one thread accepts
+    every connection and reads request heads without blocking; a connection costs
+    a thread only once its whole head has arrived, and then only for as long as
+    writing the answer takes.  A connection silent for REQUEST_TIMEOUT is closed,
+    and so is the oldest silent one when MAX_CONNECTIONS are open, so sockets that
+    say nothing cannot keep a real scrape out."""
+
+    request_queue_size = 128  # a burst of connects waits in the backlog, not in SYN retries
+
+    def __init__(self, where: tuple[int, tuple], app):
+        family, sockaddr = where
+        self.address_family = family
+        super().__init__(sockaddr, _MetricsRequestHandler)
+        self.set_app(app)
+        self.socket.setblocking(False)
+        self._waiting: dict[socket.socket, _Waiting] = {}  # in accept order = deadline order
+        self._answering = 0
+        self._answering_lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_read, self._wakeup_write = socket.socketpair()
+        self._stopping = False
+        self._pool = ThreadPoolExecutor(ANSWERING_THREADS, thread_name_prefix="procmon-answer")
+        self._thread = threading.Thread(target=self._run, name="procmon-accept", daemon=True)
+
+    def start(self) -> None:
+        self._selector.register(self.socket, selectors.EVENT_READ)
+        self._selector.register(self._wakeup_read, selectors.EVENT_READ)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, close what waits, let the answers under way finish."""
+        self._stopping = True
+        self._wakeup_write.send(b"x")
+        self._thread.join()
+        for waiting in list(self._waiting.values()):
+            self._close(waiting)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._selector.close()
+        self._wakeup_read.close()
+        self._wakeup_write.close()
+        self.server_close()
+
+    def open_connections(self) -> int:
+        return len(self._waiting) + self._answering
+
+    def _run(self) -> None:
+        while not self._stopping:
+            timeout = None
+            if self._waiting:
+                oldest = next(iter(self._waiting.values()))
+                timeout = max(0.0, oldest.deadline - time.monotonic())
+            for key, _ in self._selector.select(timeout):
+                if key.fileobj is self.socket:
+                    self._accept()
+                elif key.fileobj is self._wakeup_read:
+                    self._wakeup_read.recv(64)
+                else:
+                    self._read(key.data)
+            now = time.monotonic()
+            while self._waiting:
+                oldest = next(iter(self._waiting.values()))
+                if oldest.deadline > now:
+                    break
+                self._close(oldest)
+
+    def _accept(self) -> None:
+        for _ in range(MAX_CONNECTIONS):  # then let reads and timeouts have a turn
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. EMFILE or a connection reset before accept: nothing to keep
+            if self.open_connections() >= MAX_CONNECTIONS:
+                if not self._waiting:
+                    sock.close()  # every slot is answering: the client may retry
+                    continue
+                self._close(next(iter(self._waiting.values())))
+            sock.setblocking(False)
+            waiting = _Waiting(sock, address, time.monotonic() + REQUEST_TIMEOUT)
+            self._waiting[sock] = waiting
+            self._selector.register(sock, selectors.EVENT_READ, waiting)
+
+    def _read(self, waiting: _Waiting) -> None:
+        if waiting.sock not in self._waiting:
+            return  # closed earlier in this round (evicted by an accept)
+        try:
+            data = waiting.sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(waiting)  # the client gave up
+            return
+        waiting.head += data
+        if b"\r\n\r\n" in waiting.head or b"\n\n" in waiting.head:
+            self._forget(waiting)
+            with self._answering_lock:
+                self._answering += 1
+            self._pool.submit(self._answer, waiting)
+        elif len(waiting.head) > MAX_REQUEST_HEAD:
+            self._close(waiting)
+
+    def _answer(self, waiting: _Waiting) -> None:
+        try:
+            _MetricsRequestHandler(waiting.sock, waiting.address, self, bytes(waiting.head))
+        except OSError:
+            pass  # the client went away or stopped reading: its loss, nobody else's
+        except Exception as err:  # one bad scrape must not end serve
+            print(
+                f"procmon-ctl: serve: answering {waiting.address[0]} failed: {err}",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            self.shutdown_request(waiting.sock)
+            with self._answering_lock:
+                self._answering -= 1
+
+    def _forget(self, waiting: _Waiting) -> None:
+        self._selector.unregister(waiting.sock)
+        del self._waiting[waiting.sock]
+
+    def _close(self, waiting: _Waiting) -> None:
+        self._forget(waiting)
+        waiting.sock.close()
+
+
+def check_port(port: int) -> None:
+    # Port 0 would make the kernel choose one nobody could find to scrape.
+    if not 1 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port: use 1-65535, e.g. {DEFAULT_PORT}")
+
+
+def listen_address(address: str, port: int) -> tuple[int, tuple]:
+    """The socket family and address to listen on for --address and --port, checked
+    before anything is loaded."""
+    check_port(port)
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as err:
+        # UnicodeError: the idna codec refuses a name before any lookup (a label
+        # longer than 63 characters, an empty one, bytes that are not UTF-8).
+        why = err.strerror if isinstance(err, socket.gaierror) else "not a valid host name"
+        raise UsageError(
+            f"--address {render.given(address)} is not an address to listen on: {why}; "
+            "give an address of this host, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
+        ) from None
+    return family, sockaddr[:2]
+
+
+def answering_head(app):
+    """prometheus-client's WSGI app, with HEAD answered as GET without the body
+    (RFC 9110 9.3.2): the app answers 405 to any method but GET and OPTIONS, and
+    health checks and uptime monitors probe with HEAD.  Its `Allow` headers (on
+    OPTIONS and on a 405) list HEAD too."""
+
+    def allowing_head(start_response):
+        def start(status, headers, exc_info=None):
+            headers = [
+                (k, "OPTIONS,GET,HEAD") if k.lower() == "allow" else (k, v) for k, v in headers
+            ]
+            return start_response(status, headers, exc_info)
+
+        return start
+
+    def head_as_get(environ, start_response):
+        if environ.get("REQUEST_METHOD") != "HEAD":
+            return app(environ, allowing_head(start_response))
+        answer: list[tuple[str, list]] = []
+
+        def keep(status, headers, exc_info=None):
+            answer.append((status, headers))
+            return lambda data: None
+
+        body = b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep))
+        status, headers = answer[-1]
+        # The length GET would send (wsgiref would say 0 for the empty body).
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        allowing_head(start_response)(status, [*headers, ("Content-Length", str(len(body)))])
+        return []
+
+    return head_as_get
+
+
+@contextmanager
+def metrics_server(
+    registry: CollectorRegistry, address: str, where: tuple[int, tuple]
+) -> Iterator[str]:
+    """Serve /metrics at `where` (listen_address()) from threads of its own; yields
+    the URL."""
+    port = where[1][1]
+    try:
+        httpd = MetricsServer(where, answering_head(make_wsgi_app(registry)))
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise StateError(
+                f"port {port} on {address} is already in use: stop what listens "
+                "there or choose another --port"
+            ) from None
+        if err.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(f"--address {address} is not an address of this host") from None
+        raise StateError(f"cannot listen on {address}:{port}: {err.strerror}") from None
+    host, bound = httpd.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    httpd.start()
+    try:
+        yield f"http://{shown}:{bound}/metrics"
+    finally:
+        httpd.stop()
+
+
+def serve_forever(
+    layout: PinLayout,
+    address: str,
+    port: int,
+    attach_too: bool,
+    object_path: str | None,
+    announce: Callable[[str], None],
+) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
+    With attach_too, serve an instance of its own that lives exactly as long as this
+    process (pinned nowhere: however serve ends, nothing stays loaded or attached)."""
+    from ..instance.load import find_object
+
+    where = listen_address(address, port)
+    if object_path is not None and not attach_too:
+        raise UsageError("--object only applies with --attach (serve loads nothing without it)")
+    attach_obj = find_object(object_path) if attach_too else None
+    require_root("reading BPF maps")
+    collector = ProcmonCollector(layout)
+    registry = make_registry(collector)
+    if attach_obj is None:
+        check_loaded(layout)
+        with metrics_server(registry, address, where) as url:
+            announce(f"serving {layout.root} at {url}")
+            _wait()
+        return
+    from ..instance.private import PrivateInstance
+
+    # The server stops before the instance closes, so no scrape reads closed fds.
+    with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
+        collector.instance = instance
+        with metrics_server(registry, address, where) as url:
+            announce(
+                f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"
+            )
+            _wait()
+
+
+def _wait() -> None:
+    # The HTTP server runs in its own thread; this one only waits for a signal, whose
+    # handler (cli.main's) raises and so unwinds the context managers above.
+    while True:
+        signal.pause()

@@ -1,0 +1,434 @@
+"""`procmon-ctl run`: an instance of its own that lives exactly as long as the command.
+
+The instance is a PrivateInstance: loaded and attached by this process, pinned
+nowhere, so the kernel removes it when this process ends, however it ends.
+
+With `-- CMD` the kernel follows CMD's process tree (follow mode): only its
+processes produce records, so the host's other processes cost one map lookup and
+no ring space, and the stream ends from CMD's own exit, whatever else runs."""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import ProcmonError
+from ..instance.pins import PROGRAMS
+from ..instance.private import PrivateInstance
+from ..kernel.abi import FollowLimits
+from ..kernel.system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
+from ..process.decode import Event, text
+from ..process.procfs import read_stat
+from ..process.rows import ProcessRows
+from ..process.tree import ProcessTree
+from ..stream.follow import StreamOptions, follow
+from ..stream.sink import Sink, UntilItFails
+from ..views import render
+from ..views.schema import RunExit, RunLifetime, RunProcess, RunSummary
+from ..views.wrap import wrap
+
+# Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# si_code of a signal the kernel sent itself: the terminal's Ctrl-C or hangup,
+# which went to the whole foreground process group: run's, and CMD's unless CMD
+# left it (setsid, setpgid).
+SI_KERNEL = 0x80
+# The second of these ends run's wait: Ctrl-C twice gives the terminal back even
+# when CMD ignores or handles the first.
+STOPS_WAITING = signal.SIGINT
+# After that second one, how long run still waits for CMD, which got it too and may
+# end of it (a second Ctrl-C often means "now"): its status, if it does.
+LAST_WAIT = 0.5
+# Python ignores these; CMD gets them at their defaults, as from a shell.
+RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
+
+# How much of the tree the summary details (the counts are always complete).
+LONGEST_SHOWN = 5
+FAILED_SHOWN = 20
+NAMES_KEPT = 1000
+FOLLOWED_LIMIT = FollowLimits.FOLLOWED_MAX_PROCESSES.value
+
+
+def run_monitor(
+    obj: Path, events: list[str], ring_size: int | None, opts: StreamOptions, out: TextIO
+) -> int:
+    with PrivateInstance(obj, events, ring_size) as instance:
+        return follow(instance, opts, out)
+
+
+@dataclass(slots=True)
+class _Running:
+    """A process of the tree until it exits: the program it last exec'd."""
+
+    name: str
+    argv: tuple[str, ...] | None = None  # None: no exec seen, nor its parent's
+    argv_truncated: bool = False
+
+
+class TreeSummary:
+    """Every record of the followed tree in, the summary's figures out.  Bounded:
+    a process is forgotten when it exits; only counts grow (and `tree`, when one
+    is built, up to its own bound)."""
+
+    def __init__(self, tree: ProcessTree | None = None) -> None:
+        self.tree = tree
+        self.rows = ProcessRows()
+        self.names: Counter[str] = Counter()
+        self.started = 0
+        self.failed: list[RunExit] = []
+        self.failures = 0
+        self.longest: list[tuple[int, int, str]] = []  # min-heap of (duration, pid, name)
+        self.alive: dict[int, _Running] = {}  # tgid -> what it runs, until it exits
+
+    def __call__(self, e: Event) -> None:
+        if e.type == "exit":
+            proc = self.alive.pop(e.tgid, None) or _Running(e.comm)
+            item = (e.duration_ns or 0, e.tgid, proc.name)
+            if len(self.longest) < LONGEST_SHOWN:
+                heapq.heappush(self.longest, item)
+            else:
+                heapq.heappushpop(self.longest, item)
+            if e.exit_code or e.exit_signal:
+                self.failures += 1
+                if len(self.failed) < FAILED_SHOWN:
+                    self.failed.append(
+                        RunExit(
+                            pid=e.tgid,
+                            comm=proc.name,
+                            exit_code=e.exit_code,
+                            signal=e.exit_signal,
+                            argv=None if proc.argv is None else list(proc.argv),
+                            argv_truncated=proc.argv_truncated,
+                        )
+                    )
+        elif e.type == "exec":
+            # The last program it exec'd, whenever (its row may show an earlier one).
+            self.alive[e.tgid] = _Running(e.comm, e.argv or (), bool(e.argv_truncated))
+        elif e.type == "fork" and not e.thread:
+            # Until it execs, a child runs its parent's program (as ps shows it).
+            parent = self.alive.get(e.ppid)
+            if parent is None:
+                self.alive[e.tgid] = _Running(e.comm)
+            else:
+                self.alive[e.tgid] = _Running(e.comm, parent.argv, parent.argv_truncated)
+        if self.tree is not None:
+            self.tree.feed(e)
+        self.rows.feed(e)
+        # The records' own clock: a fork row is final once a record a window later
+        # is seen, so the queue stays as short as one exec window.
+        for r in self.rows.take(e.ts_ns):
+            self._count(r.tgid, r.comm)
+
+    def _count(self, pid: int, name: str) -> None:
+        self.started += 1
+        if name in self.names or len(self.names) < NAMES_KEPT:
+            self.names[name] += 1
+
+    def name_of(self, pid: int) -> str:
+        proc = self.alive.get(pid)
+        return "?" if proc is None else proc.name
+
+    def finish(self) -> None:
+        for r in self.rows.flush():
+            self._count(r.tgid, r.comm)
+
+
+@contextmanager
+def held_signals() -> Iterator[set[int]]:
+    """SIGINT, SIGTERM and SIGHUP held back for run to forward (sigtimedwait) rather
+    than handled; yields the mask CMD must start with.  On leaving, any still
+    pending are dropped: CMD has ended, and what they asked for is done."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        yield old
+    finally:
+        while signal.sigtimedwait(FORWARDED, 0) is not None:
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class Command:
+    """CMD, started inside the followed tree, and how it ended."""
+
+    def __init__(self, argv: list[str], instance: PrivateInstance, mask: set[int]):
+        early = signal.sigtimedwait(FORWARDED, 0)
+        if early is not None:
+            # Ctrl-C (or a stop) while the instance was loading: do not start CMD.
+            name = signal.Signals(early.si_signo).name
+            raise ProcmonError(
+                f"{name} before {render.given(argv[0])} started: not running it",
+                128 + early.si_signo,
+            )
+        # For the instant of the spawn this process is the tree's spawner, so the
+        # kernel puts CMD in the tree as it forks: CMD cannot run, fork or exec before.
+        try:
+            with instance.spawning():
+                self.pid = os.posix_spawnp(
+                    argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
+                )
+        except OSError as err:
+            # As a shell reports it: 127 when there is no such command, 126 when it
+            # is there but cannot be executed.
+            code = 127 if err.errno == errno.ENOENT else 126
+            raise ProcmonError(
+                f"cannot run {render.given(argv[0])}: {err.strerror}", code
+            ) from None
+        self.started = time.monotonic()
+        self.status: int | None = None
+        self.ended_at = 0.0
+        self.interrupted = False  # a STOPS_WAITING signal came
+        self.last_wait: float | None = None  # when run stops waiting (a second one came)
+        self.given_up = False  # run stopped waiting, CMD running
+
+    def ended(self) -> bool:
+        """Forward what was sent to run, and reap CMD once it has ended (or stop
+        waiting for it after a second SIGINT)."""
+        while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
+            self._received(info)
+        if self.status is None and not self.given_up:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            now = time.monotonic()
+            if pid:
+                self.status, self.ended_at = status, now
+            elif self.last_wait is not None and now >= self.last_wait:
+                self.given_up, self.ended_at = True, now
+        return self.status is not None or self.given_up
+
+    def _received(self, info: signal.struct_siginfo) -> None:
+        if self.status is not None or self.given_up:
+            return
+        self._forward(info)
+        if info.si_signo == STOPS_WAITING:
+            if self.interrupted and self.last_wait is None:
+                self.last_wait = time.monotonic() + LAST_WAIT
+            self.interrupted = True
+
+    def _forward(self, info: signal.struct_siginfo) -> None:
+        signum, target = info.si_signo, self.pid
+        if info.si_code == SI_KERNEL:
+            # From the terminal, to its foreground process group: run's.
+            try:
+                group = os.getpgid(self.pid)
+            except ProcessLookupError:
+                return  # gone: nothing to forward
+            if group == os.getpgrp():
+                return  # CMD is in it and got it too: not twice
+            if group == self.pid:
+                # CMD leads a group of its own (setsid, setpgid): all of it, as the
+                # terminal would have had it been the foreground one.  A shell waiting
+                # for its child ignores a Ctrl-C that its child did not get.
+                target = -group
+        with suppress(ProcessLookupError):  # reaped in the meantime
+            os.kill(target, signum)
+
+    def exit_code(self) -> int:
+        """As a shell reports it: the code, or 128 + the signal that killed it; when
+        run stopped waiting, as for a program a second Ctrl-C ended (run's own status)."""
+        if self.status is None:
+            return 128 + STOPS_WAITING
+        code = os.waitstatus_to_exitcode(self.status)
+        return code if code >= 0 else 128 - code
+
+    def kill(self) -> None:
+        """run itself is failing: do not leave CMD running unwatched."""
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def run_command(
+    obj: Path,
+    argv: list[str],
+    ring_size: int | None,
+    opts: StreamOptions,
+    live: TextIO,
+    tree: bool = False,
+    rows_failed: Callable[[OSError], None] = lambda err: None,
+) -> RunSummary:
+    """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
+    return what the tree did (with `tree`, its process tree too).
+
+    A write to `live` that fails (a closed pipe) stops the rows, not CMD, nor the
+    summary: `rows_failed` is told once, and run follows CMD to its end."""
+    if not argv[0]:
+        # posix_spawnp() would raise ValueError; a shell, env and timeout all report
+        # an empty command name as a command not found (and nothing is loaded for it).
+        raise ProcmonError(f"cannot run {render.given(argv[0])}: {os.strerror(errno.ENOENT)}", 127)
+    rows: Sink = UntilItFails(live, rows_failed)
+    with (
+        held_signals() as mask,
+        PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
+    ):
+        command = Command(argv, instance, mask)
+        # CMD's arguments are bytes too: named as its processes' arguments are.
+        shown = [text(os.fsencode(arg)) for arg in argv]
+        host_pids = proc_has_host_pids()
+        summary = TreeSummary(
+            ProcessTree(
+                command.pid,
+                shown,
+                count_threads=opts.threads,
+                root_by_ns_pid=pid_namespace() != HOST_PID_NAMESPACE,
+            )
+            if tree
+            else None
+        )
+        try:
+            follow(instance, opts, rows, end=command.ended, observe=summary)
+        except BaseException:
+            command.kill()
+            raise
+        summary.finish()
+        counters = instance.counters()
+        running = [
+            RunProcess(pid=pid, comm=(host_pids and _comm_of(pid)) or summary.name_of(pid))
+            for pid in sorted(instance.followed())
+        ]
+    return RunSummary(
+        command=shown,
+        exit_code=command.exit_code(),
+        cmd_running=command.status is None,
+        processes=summary.started,
+        threads=counters["threads"],
+        by_name=dict(summary.names.most_common()),
+        failures=summary.failures,
+        failed=summary.failed,
+        longest=[
+            RunLifetime(pid=pid, comm=name, duration_ns=d)
+            for d, pid, name in sorted(summary.longest, reverse=True)
+        ],
+        running=running,
+        lost_records=counters["dropped"],
+        unfollowed=counters["unfollowed"],
+        wall_ns=int((command.ended_at - command.started) * 1e9),
+        tree=None if summary.tree is None else summary.tree.model(),
+        tree_left_out=0 if summary.tree is None else summary.tree.left_out,
+    )
+
+
+def _comm_of(pid: int) -> str | None:
+    """What a process is called now (it may have exec'd after the stream ended).
+    Only where /proc numbers processes as the records do (system.proc_has_host_pids)."""
+    stat = read_stat(pid)
+    return stat.comm if stat is not None else None
+
+
+# On a terminal a process name is cut to the table's COMM column, so that a name of
+# escapes (15 bytes that are not UTF-8 show as 60 columns) leaves room for the rest.
+_NAME_SHOWN = 16
+# A command line gives way to the rest of its line down to its first character and
+# the mark; only on a terminal too narrow for even that is the rest cut too.
+_MIN_COMMAND = 2
+
+
+def summary_text(s: RunSummary, width: int | None = None) -> str:
+    """The summary for people.  With `width` (the terminal's the summary goes to)
+    every line fits it: what varies in length is what is cut (a command line,
+    ending in CUT) or counted (the names left off a list); the exit code and the
+    counts are never cut; an INCOMPLETE line, which says what to do, is folded
+    instead.  Without `width` (piped), every line whole."""
+
+    def name(comm: str) -> str:
+        shown = render.printable(comm)
+        return shown if width is None else render.fit(shown, _NAME_SHOWN)
+
+    # CMD's command line names what the summary is of; the outcome after it is the
+    # part that matters, so on a terminal the command line gives way.
+    status = f"exit code {s.exit_code}"
+    if s.cmd_running:
+        status = f"still running, not waited for after a second SIGINT ({status})"
+    outcome = f": {status}, {s.processes} process(es) started in {render.duration_text(s.wall_ns)}"
+    command = render.cmdline(s.command)
+    if width is not None:
+        command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))
+    lines = [_fit(command + outcome, width)]
+    if s.by_name:
+        lines.append(
+            _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
+        )
+    for f in s.failed:
+        how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
+        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
+        if f.argv is None:
+            lines.append(_fit(head, width))
+        else:
+            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
+    if s.failures > len(s.failed):
+        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
+    if s.longest:
+        top = s.longest[0]
+        lines.append(
+            _fit(
+                f"  longest-lived: {name(top.comm)} (pid {top.pid}) "
+                f"{render.duration_text(top.duration_ns)}",
+                width,
+            )
+        )
+    if s.running:
+        lines.append(
+            _listed(
+                "  still running: ", [f"{name(p.comm)} (pid {p.pid})" for p in s.running], width
+            )
+        )
+    if s.lost_records:
+        lines += wrap(
+            f"{s.lost_records} record(s) lost (the ring buffer was full; "
+            "a larger --ring-size helps)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
+        )
+    if s.unfollowed:
+        lines += wrap(
+            f"{s.unfollowed} process(es) of the tree not followed "
+            f"(more than {FOLLOWED_LIMIT} at once)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
+        )
+    return "\n".join(lines)
+
+
+def _fit(line: str, width: int | None) -> str:
+    return line if width is None else render.fit(line, width)
+
+
+def _with_command(head: str, command: str, width: int | None) -> str:
+    """`head: command`, the command line cut (at its end) to what room is left."""
+    line = f"{head}: {command}"
+    if width is None or render.columns(line) <= width:
+        return line
+    room = width - render.columns(head) - 2
+    if room < _MIN_COMMAND:
+        return render.fit(line, width)
+    return f"{head}: {render.fit(command, room)}"
+
+
+def _listed(label: str, items: list[str], width: int | None) -> str:
+    """label + items, comma-separated; on a terminal, the items that fit and then
+    `… N more`, so a long list costs one line and says what it left off."""
+    line = label + ", ".join(items)
+    if width is None or render.columns(line) <= width:
+        return line
+    kept, used = 0, render.columns(label)
+    # Keep one more item while it and the mark of the rest still fit.
+    while kept < len(items) - 1:
+        more = f", {render.CUT} {len(items) - kept - 1} more"
+        if used + render.columns(items[kept]) + render.columns(more) > width:
+            break
+        used += render.columns(items[kept]) + 2
+        kept += 1
+    shown = [*items[:kept], f"{render.CUT} {len(items) - kept} more"]
+    return render.fit(label + ", ".join(shown), width)

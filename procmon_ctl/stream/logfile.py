@@ -1,0 +1,216 @@
+"""`events --output FILE`: JSON lines appended to a file that is reopened on SIGHUP,
+the way logrotate expects (rename the file, send SIGHUP, the writer starts anew).
+
+The sink is handed to stream.follow() in place of stdout; follow() only calls
+write() and flush(), once per batch, and commits a batch to the ring only after
+writing it: a reopen that fails leaves the batch in the ring for the next reader.
+
+Root writes this file, so it opens only what root means to write, by the rule
+logrotate and systemd keep for files root writes (README, "Nobody in"): a final
+symlink is never followed; only a regular file is written; in a directory someone
+else can write, an existing file must be root's own with one link (a name planted
+there may be a link to root's script), and a new one is made with O_EXCL.  Every
+check is made on what was opened (fstat), never on the path again, so nothing
+can be swapped in between; the same rule holds on every reopen."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from contextlib import suppress
+from pathlib import Path
+
+from ..errors import ProcmonError, StateError, UsageError
+from .sink import write_all
+
+MODE = 0o640
+
+
+class ReopeningFile:
+    """Appends text to `path`; after reopen_soon() (the SIGHUP handler) the next
+    write goes to a freshly opened `path`, so a renamed file stops growing.
+
+    A batch is written whole or not at all: a write that fails (a full disk) is
+    cut back to where the batch began, so the file never ends in half a line, and
+    the error names the file.  Unbuffered: flush() has nothing to do."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._reopen = False
+        self._fd = self._open(first=True)
+
+    def _open(self, first: bool) -> int:
+        what = "open" if first else "reopen"
+        cls = UsageError if first else StateError
+        try:
+            fd = open_for_append(str(self.path))
+        except OSError as err:
+            raise cls(f"cannot {what} --output {self.path}: {err.strerror}") from None
+        except (Refused, ValueError) as err:  # ValueError: an embedded NUL
+            raise cls(f"cannot {what} --output {self.path}: {err}") from None
+        try:
+            self._start_on_a_fresh_line(fd)
+        except OSError as err:
+            os.close(fd)
+            raise StateError(f"cannot {what} --output {self.path}: {err.strerror}") from None
+        return fd
+
+    def _start_on_a_fresh_line(self, fd: int) -> None:
+        """A file that ends in part of a line (written by something else, or by a
+        reader killed in the middle of a write) gets its newline first, so the next
+        line is whole.  The records of a cut line were never committed: they come
+        again, whole."""
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            write_all(fd, b"\n")
+
+    def reopen_soon(self, signum=None, frame=None) -> None:
+        # Only a flag: a signal handler must not swap the file under a write.
+        self._reopen = True
+
+    def write(self, text: str) -> int:
+        if self._reopen:
+            self._reopen = False
+            old, self._fd = self._fd, self._open(first=False)
+            os.close(old)
+        data = text.encode("utf-8", "backslashreplace")
+        fd = self._fd
+        start = os.fstat(fd).st_size
+        try:
+            write_all(fd, data)
+        except OSError as err:
+            # O_APPEND and one writer: the batch began at `start`.
+            with suppress(OSError):
+                os.ftruncate(fd, start)
+            raise ProcmonError(
+                f"cannot write --output {self.path}: {err.strerror}; nothing of this batch "
+                "was kept, and its events stay in the ring buffer for the next reader"
+            ) from None
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ReopeningFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Refused(Exception):
+    """Why a path is not opened: the end of the one line the user sees."""
+
+
+# What a name that is not a regular file is, for the error line.
+KINDS = {
+    stat.S_IFLNK: "a symlink",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+# A name that is replaced again each time it is looked at: give up after this many.
+ATTEMPTS = 5
+
+
+def open_for_append(path: str) -> int:
+    """`path` opened for appending (and reading its last byte) by the rule in the
+    module's docstring.  A new file is MODE whatever the umask; an existing one
+    keeps its mode and owner.  Raises Refused (or OSError)."""
+    head, name = os.path.split(path)
+    if name in ("", ".", ".."):
+        raise Refused("it is a directory: give the name of a file in it")
+    # The directory is opened once and every look-up below is made in it: what is
+    # checked is what is written to, whatever is renamed meanwhile.
+    dir_fd = os.open(head or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        shared = _others_can_write(os.fstat(dir_fd))
+        for _ in range(ATTEMPTS):
+            try:
+                # O_PATH: looks at the name without opening what it is (a FIFO would
+                # block, a device might act on open); O_NOFOLLOW: a symlink is
+                # looked at, not followed.
+                found = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            except FileNotFoundError:
+                fd = _create(name, dir_fd)
+                if fd is not None:
+                    return fd
+                continue  # made by someone else in between: look at what it is
+            try:
+                _check(os.fstat(found), shared)
+                # The very inode checked, now for writing.
+                return os.open(
+                    f"/proc/self/fd/{found}", os.O_RDWR | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC
+                )
+            finally:
+                os.close(found)
+        raise Refused(
+            f"it appeared and vanished {ATTEMPTS} times while it was being opened: someone "
+            "else writes in its directory; choose a directory only root can write"
+        )
+    finally:
+        os.close(dir_fd)
+
+
+def _create(name: str, dir_fd: int) -> int | None:
+    """A new file, or None if the name exists by now.  O_EXCL: the file is the one
+    made here, never one planted under the name, nor a symlink's target."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, MODE, dir_fd=dir_fd)
+    except FileExistsError:
+        return None
+    try:
+        os.fchmod(fd, MODE)  # the umask took bits away: never readable by others, always 0640
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _others_can_write(dir_st: os.stat_result) -> bool:
+    """A directory where someone other than us can add, remove or rename names:
+    writable by group or others (sticky or not), or someone else's."""
+    return dir_st.st_uid != os.geteuid() or bool(dir_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check(st: os.stat_result, shared: bool) -> None:
+    kind = stat.S_IFMT(st.st_mode)
+    if kind != stat.S_IFREG:
+        what = KINDS.get(kind, "not a regular file")
+        if kind == stat.S_IFLNK:
+            raise Refused(
+                f"it is {what}, and no symlink is followed for a file root writes: "
+                "give the path of the file itself (for stdout use --json)"
+            )
+        raise Refused(
+            f"it is {what}, not a regular file: events are written to regular files only "
+            "(for a pipe or the terminal use --json)"
+        )
+    if not shared:
+        return  # only root could have put it there: root's choice stands
+    me = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
+    if st.st_uid != os.geteuid():
+        raise Refused(
+            f"it belongs to uid {st.st_uid}, in a directory others can write, where only a "
+            f"file of {me}'s own is appended to; remove it, or choose a directory only "
+            f"{me} can write"
+        )
+    if st.st_nlink > 1:
+        raise Refused(
+            f"it has {st.st_nlink} hard links, in a directory others can write, where a link "
+            f"may be to any file of {me}'s; remove it, or choose a directory only {me} can write"
+        )
+
+
+def reopen_on_sighup(sink: ReopeningFile) -> None:
+    signal.signal(signal.SIGHUP, sink.reopen_soon)

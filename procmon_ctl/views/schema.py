@@ -1,0 +1,400 @@
+"""What procmon-ctl prints as JSON, as pydantic models: `events --json` lines (whose
+JSON Schema `procmon-ctl schema` prints), `stats`/`status --json`, `run --json` and
+`doctor --json`.
+
+Every model defers building its validator and serializer to its first use
+(`defer_build`): a command builds only the few it needs, not all of them at import.
+No `from __future__ import annotations`: pydantic would compile every field's
+annotation string at class creation, which costs more than evaluating them here."""
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, RootModel
+
+from ..kernel.bpftool_json import Model as _Model
+
+# --- what procmon-ctl prints ---------------------------------------------------
+
+
+class Stats(_Model):
+    process_count: int = Field(description="new processes, as the seed's process_count map says")
+    processes: int = Field(description="new processes, from the per-CPU counters")
+    threads: int = Field(description="new threads (not processes)")
+    execs: int
+    exits: int = Field(description="processes that ended (last thread of the group)")
+    produced: int = Field(description="records the programs tried to put in the ring buffer")
+    dropped: int = Field(
+        description="records lost: no room in the ring buffer (or, for a failed exec, in "
+        "exec_attempts)"
+    )
+    filtered: int = Field(
+        description="records never produced because a reader's --cgroup or --container "
+        "filter kept them out (the counts above include their events)"
+    )
+
+
+class ProgramStatus(_Model):
+    event: str
+    pin: str
+    id: int | None
+    attached: bool
+    link_id: int | None = None
+    link_pin: str | None = None
+
+
+class Status(_Model):
+    pin_dir: str
+    loaded: bool
+    programs: list[ProgramStatus] = []  # noqa: RUF012 (a pydantic field: each model gets a copy)
+    maps: dict[str, int] = Field(default_factory=dict, description="map name -> map id")
+    ring_size: int | None = None
+
+
+# One `events --json` line: one model per line type, told apart by `type`.  Exact
+# (strict types, no unknown field, the integer ranges of bpf/process_monitor.h), so
+# `procmon-ctl schema` rejects whatever the writers of those lines (Python and C)
+# never write.  A field that does not apply to a type is absent, never null.
+U32_MAX = 2**32 - 1
+U64_MAX = 2**64 - 1
+S32_MIN, S32_MAX = -(2**31), 2**31 - 1
+U32 = Annotated[int, Field(ge=0, le=U32_MAX)]
+U64 = Annotated[int, Field(ge=0, le=U64_MAX)]
+S32 = Annotated[int, Field(ge=S32_MIN, le=S32_MAX)]
+
+
+def _no_null_defaults(schema: dict) -> None:
+    """A field that may be absent is never null: the schema says no default."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
+class _Line(_Model):
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra=_no_null_defaults)
+
+
+class Ancestor(_Line):
+    """One process of a lineage (`events --lineage`)."""
+
+    pid: U32 = Field(description="its process id")
+    comm: str = Field(description="its name (as text, like comm)")
+    argv: list[str] = Field(
+        description="its command line (from its exec record, or /proc when it started before "
+        "the reader; [] for kernel threads)"
+    )
+    exited: Literal[True] = Field(
+        None, description="true when it has exited (its children were reparented); else absent"
+    )
+    cut: Literal[True] = Field(
+        None,
+        description="true on the last ancestor shown when the lineage was longer than 64 "
+        "(a chain that deep is made on purpose); else absent",
+    )
+
+
+# "time" as the writers write it: RFC 3339, UTC, always six digits of microseconds.
+RFC3339_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+
+
+def _time_field(description: str):
+    return Field(
+        description=description,
+        pattern=RFC3339_PATTERN,
+        json_schema_extra={"format": "date-time"},
+    )
+
+
+class _ProcessLine(_Line):
+    """The fields every process event has (struct process_event)."""
+
+    type: str = Field(description="what happened: fork, exec or exit")
+    time: str = _time_field(
+        "wall-clock time of the event, RFC 3339 in UTC with microseconds "
+        "(2026-11-29T22:15:01.123456Z): ts_ns plus CLOCK_REALTIME - CLOCK_MONOTONIC as "
+        "the reader took it for the batch the record came in"
+    )
+    ts_ns: U64 = Field(description="CLOCK_MONOTONIC time of the event, in ns")
+    pid: U32 = Field(description="the task's own id (a thread id for thread forks)")
+    tgid: U32 = Field(description="the process id (thread group id)")
+    ppid: U32 = Field(description="the parent process (real_parent->tgid)")
+    uid: U32 = Field(description="user id")
+    comm: str = Field(
+        description="command name; at fork, still the parent's; as text like every name and "
+        "argument: valid UTF-8 as it is, a byte that is not UTF-8 as the four characters "
+        "\\xNN (lowercase hex), a backslash as two (\\\\), so it maps back to the exact bytes"
+    )
+    thread: bool = Field(description="true for a new thread rather than a process (fork only)")
+    cgroup_id: U64 = Field(
+        description="the process's cgroup in the cgroup v2 hierarchy: its kernel id (the "
+        "inode number of its directory on the cgroup2 mount), read in the kernel"
+    )
+    # Absent rather than null when unknown, as every field that does not apply.
+    cgroup: str = Field(
+        None,
+        description="that cgroup's path below the cgroup2 mount, as /proc/PID/cgroup's 0:: "
+        "line shows it; absent when the cgroup was removed before the reader saw it "
+        "(cgroup_id still says which it was)",
+    )
+    container_id: str = Field(
+        None,
+        description="the container the process runs in, from its cgroup path (docker, "
+        "containerd, CRI-O, podman: the 64-hex id; systemd-nspawn: the machine name); "
+        "absent outside containers",
+    )
+    container_runtime: str = Field(
+        None,
+        description="which runtime's cgroup layout named it: docker, containerd, cri-o, "
+        "podman, systemd-nspawn, libvirt-lxc, or cri (a Kubernetes container whose path "
+        "does not say which runtime); absent outside containers",
+    )
+    pod_uid: str = Field(
+        None, description="the Kubernetes pod, when the cgroup path names one (else absent)"
+    )
+    ns_pid: U32 = Field(
+        None,
+        description="the process id (tgid) in the process's own PID namespace; present only "
+        "when that is not the host's (a container, unshare --pid)",
+    )
+    ns_ppid: U32 = Field(
+        None,
+        description="its parent's id in that namespace, 0 when the parent is outside it (as "
+        "for a container's init); present with ns_pid",
+    )
+
+
+# Last in every process line, after the type's own fields (the writers append it).
+Lineage = Annotated[
+    list[Ancestor],
+    Field(
+        description="with `events --lineage` only: who started the process, parent first, up "
+        "to init (pid 1) or the topmost process known"
+    ),
+]
+
+
+class ForkEvent(_ProcessLine):
+    """A new process (or, with `events --threads`, a new thread)."""
+
+    model_config = ConfigDict(title="fork")
+
+    type: Literal["fork"]
+    lineage: Lineage = None
+
+
+class ExecEvent(_ProcessLine):
+    """The process ran a program."""
+
+    model_config = ConfigDict(title="exec")
+
+    type: Literal["exec"]
+    filename: str = Field(description="the file executed (as text, like comm)")
+    argv: list[str] = Field(
+        description="the program's arguments, argv[0] first, as the kernel holds them when "
+        "it starts (each as text, like comm: a backslash as \\\\, a byte that is not UTF-8 "
+        "as \\xNN); an empty argument is kept, as an empty string; at most the load's "
+        "--argv-bytes (default 4096) of the argument area, see argv_truncated; [] with "
+        "--argv-bytes 0"
+    )
+    argv_truncated: bool = Field(
+        description="true when argv is not the whole command line: its last element is the "
+        "cut start of an argument, or arguments after it are missing (there were more bytes "
+        "than --argv-bytes, or they could not be read)"
+    )
+    argc: U32 = Field(
+        description="how many arguments the program was given; argv holds that many unless "
+        "argv_truncated"
+    )
+    lineage: Lineage = None
+
+
+class ExitEvent(_ProcessLine):
+    """The process ended (its last thread exited)."""
+
+    model_config = ConfigDict(title="exit")
+
+    type: Literal["exit"]
+    exit_code: S32 = Field(description="the exit status, as wait() gives it (0 if killed)")
+    exit_signal: U32 = Field(description="the signal that ended it, 0 if none")
+    duration_ns: U64 = Field(description="how long the process lived, in ns")
+    lineage: Lineage = None
+
+
+class ExecFailedEvent(_ProcessLine):
+    """An execve or execveat that failed (`events --failed` only): the process runs
+    on as it was.  comm and pid are the caller's."""
+
+    model_config = ConfigDict(title="exec_failed")
+
+    type: Literal["exec_failed"]
+    filename: str = Field(description="the path the caller tried to execute, as it gave it")
+    argv: list[str] = Field(description="the arguments it gave, argv[0] first")
+    argv_truncated: bool = Field(
+        description="argv was cut: its last argument, or the arguments after it, are missing"
+    )
+    argc: U32 = Field(description="how many arguments were read (at most 256)")
+    errno: Annotated[int, Field(ge=1, le=4095)] = Field(
+        description="the error the syscall returned, as a positive errno"
+    )
+    error: Annotated[str, Field(pattern=r"^E[A-Z0-9]+$")] = Field(
+        description="its name (ENOENT, EACCES, ENOEXEC, ...)"
+    )
+    lineage: Lineage = None
+
+
+class GapEvent(_Line):
+    """Records were lost (no room in the ring buffer, or, for a failed exec, in
+    exec_attempts), since the previous gap
+    line (or since the stream began): before the next line, or, when the reader had
+    read everything, after the line before.  Every loss is marked exactly once: the
+    gap lines of a sequence of readers add up to `stats`'s `dropped`."""
+
+    model_config = ConfigDict(title="gap")
+
+    type: Literal["gap"]
+    time: str = _time_field(
+        "when the reader wrote the line (it found the loss then), RFC 3339 in UTC with "
+        "microseconds; the lost records were made before it"
+    )
+    dropped: Annotated[int, Field(ge=1, le=U64_MAX)] = Field(
+        description="how many records were lost"
+    )
+
+
+class EventLine(RootModel):
+    """One line of `procmon-ctl events --json`."""
+
+    model_config = ConfigDict(
+        title="procmon-ctl events --json line",
+        defer_build=True,
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
+    )
+
+    root: Annotated[
+        ForkEvent | ExecEvent | ExitEvent | ExecFailedEvent | GapEvent,
+        Field(discriminator="type"),
+    ]
+
+
+class RunExit(_Model):
+    pid: int
+    comm: str
+    exit_code: int | None
+    signal: int | None
+    argv: list[str] | None = Field(
+        None,
+        description="the command line of the program it last ran (as in exec lines); a "
+        "process that exec'd nothing has its parent's; null when neither was seen",
+    )
+    argv_truncated: bool = Field(False, description="argv is cut short (as in exec lines)")
+
+
+class RunLifetime(_Model):
+    pid: int
+    comm: str
+    duration_ns: int | None
+
+
+class RunProcess(_Model):
+    pid: int
+    comm: str
+
+
+class RunNode(_Model):
+    """One process of CMD's tree, with the processes it started."""
+
+    pid: int = Field(description="the process id")
+    ppid: int | None = Field(
+        description="its parent as its fork record gives it (for CMD: run); null when that "
+        "record was not seen"
+    )
+    comm: str = Field(description="the name of the program it last exec'd (as in exec lines)")
+    argv: list[str] | None = Field(
+        description="the command line of the program it last exec'd (as in exec lines); "
+        "null when not seen"
+    )
+    argv_truncated: bool = Field(description="argv is cut short (as in exec lines)")
+    inherited: bool = Field(
+        description="it exec'd nothing: comm and argv are the program its parent ran when it "
+        "forked (as ps shows such a process)"
+    )
+    started_ns: int | None = Field(
+        description="when it was forked, CLOCK_MONOTONIC ns (as ts_ns in lines); null when not seen"
+    )
+    duration_ns: int | None = Field(description="how long it lived, in ns; null while running")
+    exit_code: int | None = Field(
+        description="its exit status (0 when a signal ended it); null while running"
+    )
+    signal: int | None = Field(
+        description="the signal that ended it, 0 if none; null while running"
+    )
+    running: bool = Field(description="it had not exited when CMD ended")
+    threads: int | None = Field(
+        description="threads it started; counted with --threads only (null without)"
+    )
+    parent_unseen: bool = Field(
+        description="its parent is not in the tree (records were lost): it is put under CMD"
+    )
+    children: list["RunNode"] = Field(
+        description="the processes it forked, in the order they started"
+    )
+
+
+class RunSummary(_Model):
+    """What `procmon-ctl run -- CMD` saw of CMD's process tree."""
+
+    command: list[str] = Field(description="CMD's command line, as given to run")
+    exit_code: int = Field(
+        description="CMD's status as a shell reports it (128+N: signal N); 130 when run "
+        "stopped waiting at a second SIGINT (cmd_running)"
+    )
+    cmd_running: bool = Field(
+        False,
+        description="CMD still ran when run stopped waiting for it (a second SIGINT, "
+        "Ctrl-C twice): exit_code is run's own, and CMD is among `running`",
+    )
+    processes: int = Field(description="processes started in the tree, CMD included")
+    threads: int = Field(description="threads started in the tree")
+    by_name: dict[str, int] = Field(description="processes by the name they ran as")
+    failures: int = Field(description="processes that exited non-zero or by a signal")
+    failed: list[RunExit] = Field(description="the first 20 of those, with their command lines")
+    longest: list[RunLifetime] = Field(description="the longest-lived processes, longest first")
+    running: list[RunProcess] = Field(
+        description="processes of the tree still running when CMD ended (not waited for)"
+    )
+    lost_records: int = Field(
+        description="records of the tree lost because the ring buffer was full: "
+        "when not 0, the figures above are incomplete"
+    )
+    unfollowed: int = Field(
+        description="processes of the tree not followed because too many ran at once "
+        "(their execs, exits and children are missing): when not 0, the figures are incomplete"
+    )
+    wall_ns: int = Field(description="from CMD's start to its end")
+    tree: RunNode | None = Field(
+        None,
+        description="CMD's process tree, CMD at its root (always there in run --json)",
+    )
+    tree_left_out: int = Field(
+        0,
+        description="processes of the tree left out of `tree`, which keeps the first 10,000 "
+        "in start order, down to 200 levels (a process left out, its descendants with it)",
+    )
+
+
+class DoctorCheck(_Model):
+    """One line of `procmon-ctl doctor`."""
+
+    name: str
+    status: Literal["PASS", "WARN", "FAIL", "INFO"] = Field(
+        description="FAIL: procmon-ctl cannot work until fixed; WARN: it copes; INFO: a fact"
+    )
+    detail: str
+    fix: str | None = Field(None, description="what to do about a FAIL or WARN")
+
+
+class DoctorReport(_Model):
+    """`procmon-ctl doctor --json`."""
+
+    ok: bool = Field(description="no check failed")
+    failed: list[str] = Field(description="names of the checks that failed")
+    checks: list[DoctorCheck]
