@@ -436,7 +436,7 @@ def test_without_the_capability_for_handles_the_tree_is_read(made_cgroups):
     _remove_cgroup_tree(removed)
     script = (
         "import os, sys\n"
-        "from procmon_ctl import cgroups\n"
+        "from procmon_ctl.process import cgroups\n"
         "r = cgroups._IdResolver(os.fsencode(cgroups.v2_root()))\n"
         "paths = [r.path_of(int(a)) for a in sys.argv[1:]]\n"
         "print(r.use_handles, *paths)\n"

@@ -29,7 +29,7 @@ TRACEPOINTS = {"sys_enter_execve", "sys_enter_execveat", "sys_exit_execve", "sys
 TRACEPOINTS |= {"sched_process_exec", "sched_process_exit"}
 # `events --json` with the Python formatter (the C one is used whenever it is built).
 PYTHON_JSON = (
-    "from procmon_ctl import json_native; json_native._load = lambda: (None, 'off'); "
+    "from procmon_ctl.views import json_native; json_native._load = lambda: (None, 'off'); "
     "from procmon_ctl.cli import main; main()"
 )
 

@@ -95,7 +95,7 @@ def test_a_thread_storm_with_a_reader_loses_nothing(attached, storm, tmp_path):
 # closes, then prints every value it saw.
 _WATCH_CONSUMER = """
 import mmap, select, sys
-from procmon_ctl import libbpf
+from procmon_ctl.kernel import libbpf
 from procmon_ctl.kernel.abi import RING_POSITION
 page = mmap.mmap(libbpf.obj_get(sys.argv[1]), mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
 read, seen = RING_POSITION.unpack_from, set()

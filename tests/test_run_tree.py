@@ -268,7 +268,8 @@ def test_a_tree_larger_than_kept_says_how_many_were_left_out(bpf):
     """The bound, on a real run: run's tree keeping 10 nodes, CMD starting 30
     children (TREE_NODES_KEPT set through a wrapper, as for run's Python module)."""
     wrapper = (
-        "import sys; from procmon_ctl import run_tree; run_tree.TREE_NODES_KEPT = 10; "
+        "import sys; from procmon_ctl.process import tree as run_tree; "
+        "run_tree.TREE_NODES_KEPT = 10; "
         "sys.argv[0] = 'procmon-ctl'; from procmon_ctl.cli import main; main()"
     )
     loop = "i=0; while [ $i -lt 30 ]; do /bin/true; i=$((i+1)); done"

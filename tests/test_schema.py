@@ -153,7 +153,7 @@ subprocess.run([sys.argv[1]])
 
 # `events --json` with the C formatter switched off: the Python one writes every line.
 NO_NATIVE = (
-    "import sys; from procmon_ctl import json_native; json_native.library = lambda: None; "
+    "import sys; from procmon_ctl.views import json_native; json_native.library = lambda: None; "
     "sys.argv[0] = 'procmon-ctl'; from procmon_ctl.cli import main; main()"
 )
 
@@ -449,7 +449,7 @@ def test_integral_floats_only_the_model_rejects(validator):
 def test_models_defer_building():
     """Importing the models builds none of them (startup cost: see models.py)."""
     code = (
-        "from procmon_ctl import models as m; "
+        "from procmon_ctl.views import schema as m; "
         "print([c.__name__ for c in (m.EventLine, m.ForkEvent, m.ExecEvent, m.ExitEvent, "
         "m.GapEvent) if c.__pydantic_complete__])"
     )
