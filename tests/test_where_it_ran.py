@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import time
 import uuid
@@ -150,9 +151,14 @@ def test_lineage_names_who_started_a_process_after_its_parent_exits(attached):
         subprocess.run(
             ["sh", "-c", f"sh -c 'sleep 0.3; /bin/true {tag}; exit 0' & exit 0"], check=True
         )
+        # `early` ends only once the reader has shown a record (the outer sh's exec
+        # names the tag): by then it has read the tree from /proc, which it does after
+        # taking the lock reader_ready waits for.
+        first = first_output_with(reader, tag)
         early.kill()
         early.wait()
-        lines, err = lines_until(reader, lambda ls: lineage_seen(ls, tag, early.pid))
+        rest, err = lines_until(reader, lambda ls: lineage_seen(first + ls, tag, early.pid))
+        lines = first + rest
     finally:
         early.kill()
         if reader.poll() is None:
@@ -179,6 +185,24 @@ def test_lineage_names_who_started_a_process_after_its_parent_exits(attached):
     assert slept["lineage"][0]["argv"] == [
         a.decode() for a in Path(f"/proc/{me}/cmdline").read_bytes().split(b"\0")[:-1]
     ]
+
+
+def first_output_with(reader: subprocess.Popen, text: str, timeout: float = 120) -> list[str]:
+    """The reader's whole lines up to and including the first that holds `text`."""
+    fd, data = reader.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in data[: data.rfind(b"\n") + 1]:
+        assert time.monotonic() < deadline, "the reader showed nothing"
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 1 << 16)
+            assert chunk, reader.communicate()
+            data += chunk
+    # lines_until reads on from the same fd: whatever follows the last newline here
+    # would be lost to it, so read on to a newline if need be.
+    while not data.endswith(b"\n"):
+        data += os.read(fd, 1 << 16)
+    return data.decode(errors="replace").splitlines()
 
 
 def lineage_seen(lines: list[str], tag: str, early: int) -> bool:
