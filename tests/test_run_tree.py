@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from conftest import CLI, ROOT, bpf_held_by, lines_until
 
-from procmon_ctl.process import tree as run_tree
 from procmon_ctl.process.decode import Event
-from procmon_ctl.process.tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree, tree_text
+from procmon_ctl.process.tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree
 from procmon_ctl.views import render
 from procmon_ctl.views.schema import RunNode, RunSummary
+from procmon_ctl.views.tree import signal_name, tree_model, tree_text
 
 # --- real runs ----------------------------------------------------------------------
 
@@ -381,7 +381,7 @@ def built(records, **kw) -> tuple[RunNode, ProcessTree]:
     tree.feed(fork(ROOT_PID, 1, 10))
     for r in records:
         tree.feed(r)
-    return tree.model(), tree
+    return tree_model(tree), tree
 
 
 def test_a_child_that_never_execs_shows_its_parents_program():
@@ -493,7 +493,7 @@ def test_a_big_build_stays_bounded():
         tree.feed(exit_(pid, ROOT_PID, 22 + 3 * i))
     assert tree.kept == TREE_NODES_KEPT and tree.left_out == 100_000 + 1 - TREE_NODES_KEPT
     assert len(tree._live) == 1 and not tree._left_out_live
-    model = tree.model()
+    model = tree_model(tree)
     assert len(model.children) == TREE_NODES_KEPT - 1
 
 
@@ -526,7 +526,7 @@ def test_text_lines_fit_a_terminal_and_show_controls_escaped():
 
 
 def test_signal_names():
-    assert run_tree.signal_name(15) == "SIGTERM" and run_tree.signal_name(200) == "signal 200"
+    assert signal_name(15) == "SIGTERM" and signal_name(200) == "signal 200"
 
 
 def test_the_documented_bounds_are_the_constants():

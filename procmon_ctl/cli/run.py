@@ -88,12 +88,13 @@ def run(
     the wait: exit 130) and does not wait for descendants still running when it
     ends (the summary lists them).  A closed stderr stops the rows, not CMD.  --tree
     prints the tree of processes CMD started, pstree-like."""
-    from ..commands.run import run_command, run_monitor, summary_text
+    from ..commands.run import run_command, run_monitor
     from ..errors import UsageError
     from ..instance.load import find_object
-    from ..process.tree import tree_text
     from ..stream.follow import stream_options
     from ..views.render import stream_width
+    from ..views.run_summary import summary_text
+    from ..views.tree import tree_text
 
     if tree and not command:
         raise UsageError("--tree prints the tree of a command: give it one, `run --tree -- CMD`")

@@ -10,31 +10,27 @@ no ring space, and the stream ends from CMD's own exit, whatever else runs."""
 from __future__ import annotations
 
 import errno
-import heapq
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from ..errors import ProcmonError
 from ..instance.pins import PROGRAMS
 from ..instance.private import PrivateInstance
-from ..kernel.abi import FollowLimits
 from ..kernel.system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
-from ..process.decode import Event, text
+from ..process.decode import text
 from ..process.procfs import read_stat
-from ..process.rows import ProcessRows
+from ..process.run_summary import TreeSummary
 from ..process.tree import ProcessTree
 from ..stream.follow import StreamOptions, follow
 from ..stream.sink import Sink, UntilItFails
 from ..views import render
 from ..views.schema import RunExit, RunLifetime, RunProcess, RunSummary
-from ..views.wrap import wrap
+from ..views.tree import tree_model
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -51,95 +47,12 @@ LAST_WAIT = 0.5
 # Python ignores these; CMD gets them at their defaults, as from a shell.
 RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
 
-# How much of the tree the summary details (the counts are always complete).
-LONGEST_SHOWN = 5
-FAILED_SHOWN = 20
-NAMES_KEPT = 1000
-FOLLOWED_LIMIT = FollowLimits.FOLLOWED_MAX_PROCESSES.value
-
 
 def run_monitor(
     obj: Path, events: list[str], ring_size: int | None, opts: StreamOptions, out: TextIO
 ) -> int:
     with PrivateInstance(obj, events, ring_size) as instance:
         return follow(instance, opts, out)
-
-
-@dataclass(slots=True)
-class _Running:
-    """A process of the tree until it exits: the program it last exec'd."""
-
-    name: str
-    argv: tuple[str, ...] | None = None  # None: no exec seen, nor its parent's
-    argv_truncated: bool = False
-
-
-class TreeSummary:
-    """Every record of the followed tree in, the summary's figures out.  Bounded:
-    a process is forgotten when it exits; only counts grow (and `tree`, when one
-    is built, up to its own bound)."""
-
-    def __init__(self, tree: ProcessTree | None = None) -> None:
-        self.tree = tree
-        self.rows = ProcessRows()
-        self.names: Counter[str] = Counter()
-        self.started = 0
-        self.failed: list[RunExit] = []
-        self.failures = 0
-        self.longest: list[tuple[int, int, str]] = []  # min-heap of (duration, pid, name)
-        self.alive: dict[int, _Running] = {}  # tgid -> what it runs, until it exits
-
-    def __call__(self, e: Event) -> None:
-        if e.type == "exit":
-            proc = self.alive.pop(e.tgid, None) or _Running(e.comm)
-            item = (e.duration_ns or 0, e.tgid, proc.name)
-            if len(self.longest) < LONGEST_SHOWN:
-                heapq.heappush(self.longest, item)
-            else:
-                heapq.heappushpop(self.longest, item)
-            if e.exit_code or e.exit_signal:
-                self.failures += 1
-                if len(self.failed) < FAILED_SHOWN:
-                    self.failed.append(
-                        RunExit(
-                            pid=e.tgid,
-                            comm=proc.name,
-                            exit_code=e.exit_code,
-                            signal=e.exit_signal,
-                            argv=None if proc.argv is None else list(proc.argv),
-                            argv_truncated=proc.argv_truncated,
-                        )
-                    )
-        elif e.type == "exec":
-            # The last program it exec'd, whenever (its row may show an earlier one).
-            self.alive[e.tgid] = _Running(e.comm, e.argv or (), bool(e.argv_truncated))
-        elif e.type == "fork" and not e.thread:
-            # Until it execs, a child runs its parent's program (as ps shows it).
-            parent = self.alive.get(e.ppid)
-            if parent is None:
-                self.alive[e.tgid] = _Running(e.comm)
-            else:
-                self.alive[e.tgid] = _Running(e.comm, parent.argv, parent.argv_truncated)
-        if self.tree is not None:
-            self.tree.feed(e)
-        self.rows.feed(e)
-        # The records' own clock: a fork row is final once a record a window later
-        # is seen, so the queue stays as short as one exec window.
-        for r in self.rows.take(e.ts_ns):
-            self._count(r.tgid, r.comm)
-
-    def _count(self, pid: int, name: str) -> None:
-        self.started += 1
-        if name in self.names or len(self.names) < NAMES_KEPT:
-            self.names[name] += 1
-
-    def name_of(self, pid: int) -> str:
-        proc = self.alive.get(pid)
-        return "?" if proc is None else proc.name
-
-    def finish(self) -> None:
-        for r in self.rows.flush():
-            self._count(r.tgid, r.comm)
 
 
 @contextmanager
@@ -304,7 +217,17 @@ def run_command(
         threads=counters["threads"],
         by_name=dict(summary.names.most_common()),
         failures=summary.failures,
-        failed=summary.failed,
+        failed=[
+            RunExit(
+                pid=f.pid,
+                comm=f.name,
+                exit_code=f.exit_code,
+                signal=f.signal,
+                argv=None if f.argv is None else list(f.argv),
+                argv_truncated=f.argv_truncated,
+            )
+            for f in summary.failed
+        ],
         longest=[
             RunLifetime(pid=pid, comm=name, duration_ns=d)
             for d, pid, name in sorted(summary.longest, reverse=True)
@@ -313,7 +236,7 @@ def run_command(
         lost_records=counters["dropped"],
         unfollowed=counters["unfollowed"],
         wall_ns=int((command.ended_at - command.started) * 1e9),
-        tree=None if summary.tree is None else summary.tree.model(),
+        tree=None if summary.tree is None else tree_model(summary.tree),
         tree_left_out=0 if summary.tree is None else summary.tree.left_out,
     )
 
@@ -323,112 +246,3 @@ def _comm_of(pid: int) -> str | None:
     Only where /proc numbers processes as the records do (system.proc_has_host_pids)."""
     stat = read_stat(pid)
     return stat.comm if stat is not None else None
-
-
-# On a terminal a process name is cut to the table's COMM column, so that a name of
-# escapes (15 bytes that are not UTF-8 show as 60 columns) leaves room for the rest.
-_NAME_SHOWN = 16
-# A command line gives way to the rest of its line down to its first character and
-# the mark; only on a terminal too narrow for even that is the rest cut too.
-_MIN_COMMAND = 2
-
-
-def summary_text(s: RunSummary, width: int | None = None) -> str:
-    """The summary for people.  With `width` (the terminal's the summary goes to)
-    every line fits it: what varies in length is what is cut (a command line,
-    ending in CUT) or counted (the names left off a list); the exit code and the
-    counts are never cut; an INCOMPLETE line, which says what to do, is folded
-    instead.  Without `width` (piped), every line whole."""
-
-    def name(comm: str) -> str:
-        shown = render.printable(comm)
-        return shown if width is None else render.fit(shown, _NAME_SHOWN)
-
-    # CMD's command line names what the summary is of; the outcome after it is the
-    # part that matters, so on a terminal the command line gives way.
-    status = f"exit code {s.exit_code}"
-    if s.cmd_running:
-        status = f"still running, not waited for after a second SIGINT ({status})"
-    outcome = f": {status}, {s.processes} process(es) started in {render.duration_text(s.wall_ns)}"
-    command = render.cmdline(s.command)
-    if width is not None:
-        command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))
-    lines = [_fit(command + outcome, width)]
-    if s.by_name:
-        lines.append(
-            _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
-        )
-    for f in s.failed:
-        how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
-        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
-        if f.argv is None:
-            lines.append(_fit(head, width))
-        else:
-            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
-    if s.failures > len(s.failed):
-        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
-    if s.longest:
-        top = s.longest[0]
-        lines.append(
-            _fit(
-                f"  longest-lived: {name(top.comm)} (pid {top.pid}) "
-                f"{render.duration_text(top.duration_ns)}",
-                width,
-            )
-        )
-    if s.running:
-        lines.append(
-            _listed(
-                "  still running: ", [f"{name(p.comm)} (pid {p.pid})" for p in s.running], width
-            )
-        )
-    if s.lost_records:
-        lines += wrap(
-            f"{s.lost_records} record(s) lost (the ring buffer was full; "
-            "a larger --ring-size helps)",
-            width,
-            "  INCOMPLETE: ",
-            "    ",
-        )
-    if s.unfollowed:
-        lines += wrap(
-            f"{s.unfollowed} process(es) of the tree not followed "
-            f"(more than {FOLLOWED_LIMIT} at once)",
-            width,
-            "  INCOMPLETE: ",
-            "    ",
-        )
-    return "\n".join(lines)
-
-
-def _fit(line: str, width: int | None) -> str:
-    return line if width is None else render.fit(line, width)
-
-
-def _with_command(head: str, command: str, width: int | None) -> str:
-    """`head: command`, the command line cut (at its end) to what room is left."""
-    line = f"{head}: {command}"
-    if width is None or render.columns(line) <= width:
-        return line
-    room = width - render.columns(head) - 2
-    if room < _MIN_COMMAND:
-        return render.fit(line, width)
-    return f"{head}: {render.fit(command, room)}"
-
-
-def _listed(label: str, items: list[str], width: int | None) -> str:
-    """label + items, comma-separated; on a terminal, the items that fit and then
-    `… N more`, so a long list costs one line and says what it left off."""
-    line = label + ", ".join(items)
-    if width is None or render.columns(line) <= width:
-        return line
-    kept, used = 0, render.columns(label)
-    # Keep one more item while it and the mark of the rest still fit.
-    while kept < len(items) - 1:
-        more = f", {render.CUT} {len(items) - kept - 1} more"
-        if used + render.columns(items[kept]) + render.columns(more) > width:
-            break
-        used += render.columns(items[kept]) + 2
-        kept += 1
-    shown = [*items[:kept], f"{render.CUT} {len(items) - kept} more"]
-    return render.fit(label + ", ".join(shown), width)

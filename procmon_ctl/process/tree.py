@@ -1,6 +1,6 @@
 """The process tree of a `run -- CMD`: built from the same records as the summary,
-one node per process, and shown as a pstree-like block (`run --tree`) or nested
-objects (`run --json`).
+one node per process (views/tree.py shows it as a pstree-like block for `run --tree`
+and as nested objects for `run --json`).
 
 A node is made at its process's fork record and finished by its exit record, so
 the tree is by parentage at fork time: a child whose parent exits first stays under
@@ -11,13 +11,9 @@ kept process's parent is always kept too, so what is kept is a tree, not pieces.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from ..views import render
-from ..views.schema import RunNode
-from ..views.wrap import wrap
 from .decode import Event
 
 # A big build starts 100,000 processes and more: enough to read, little to hold.
@@ -28,7 +24,7 @@ TREE_DEPTH_KEPT = 200
 
 
 @dataclass(slots=True, eq=False)
-class _Node:
+class TreeNode:
     pid: int
     ppid: int | None
     comm: str
@@ -43,11 +39,11 @@ class _Node:
     signal: int | None = None
     duration_ns: int | None = None
     threads: int = 0
-    children: list[_Node] = field(default_factory=list)
+    children: list[TreeNode] = field(default_factory=list)
 
 
 class ProcessTree:
-    """Every record of the followed tree in, its tree out (model())."""
+    """Every record of the followed tree in, its nodes out (in_start_order())."""
 
     def __init__(
         self,
@@ -63,7 +59,7 @@ class ProcessTree:
         pid in the PID namespace run lives in (ns_pid), not the host's the records
         carry, which the root takes from CMD's fork record."""
         # CMD as given, until its own exec record says what it runs.
-        self.root = _Node(
+        self.root = TreeNode(
             pid=root_pid,
             ppid=None,
             comm=root_argv[0] if root_argv else "?",
@@ -82,7 +78,7 @@ class ProcessTree:
         self.kept = 1
         self.left_out = 0
         # By pid, only while the process lives: a pid reused later is a new process.
-        self._live: dict[int, _Node] = {root_pid: self.root}
+        self._live: dict[int, TreeNode] = {root_pid: self.root}
         self._left_out_live: set[int] = set()
 
     def feed(self, e: Event) -> None:
@@ -144,7 +140,7 @@ class ProcessTree:
             self._leave_out(e.tgid)
             return
         # Until it execs it runs its parent's program, as ps shows it.
-        node = _Node(
+        node = TreeNode(
             pid=e.tgid,
             ppid=e.ppid,
             comm=parent.comm,
@@ -159,13 +155,13 @@ class ProcessTree:
         self.kept += 1
         self._live[e.tgid] = node
 
-    def _unseen(self, e: Event) -> _Node | None:
+    def _unseen(self, e: Event) -> TreeNode | None:
         """A process whose parent is not in the tree (its records were lost): put
         under the root, marked; None when the tree is full."""
         if self.kept >= self.max_nodes:
             self._leave_out(e.tgid)
             return None
-        node = _Node(
+        node = TreeNode(
             pid=e.tgid,
             ppid=e.ppid,
             comm=e.comm,
@@ -187,117 +183,12 @@ class ProcessTree:
             self.left_out += 1
             self._left_out_live.add(pid)
 
-    def model(self) -> RunNode:
-        """The tree as models, children in start order; a process with no exit
-        record yet is running."""
-        order = [self.root]  # preorder: every node after its parent
+    def in_start_order(self) -> list[TreeNode]:
+        """Every node kept, each after its parent (preorder), children in start
+        order: built without recursion, as a chain of processes is as deep as
+        TREE_DEPTH_KEPT."""
+        order = [self.root]
         for n in order:
             n.children.sort(key=attrgetter("seen_ns"))
             order.extend(n.children)
-        built: dict[int, RunNode] = {}
-        # Built leaves first, without recursion: a chain of processes is as deep
-        # as TREE_DEPTH_KEPT.
-        for n in reversed(order):
-            running = n.exit_code is None
-            built[id(n)] = RunNode(
-                pid=n.pid,
-                ppid=n.ppid,
-                comm=n.comm,
-                argv=None if n.argv is None else list(n.argv),
-                argv_truncated=n.argv_truncated,
-                inherited=n.inherited,
-                parent_unseen=n.parent_unseen,
-                started_ns=n.started_ns,
-                duration_ns=n.duration_ns,
-                exit_code=n.exit_code,
-                signal=n.signal,
-                running=running,
-                threads=n.threads if self.count_threads else None,
-                children=[built.pop(id(c)) for c in n.children],
-            )
-        return built[id(self.root)]
-
-
-# --- text ------------------------------------------------------------------------
-
-_BRANCH, _LAST = "\u251c\u2500 ", "\u2514\u2500 "  # ├─ └─
-_STEM, _SPACE = "\u2502  ", "   "  # │
-
-
-def status_text(n: RunNode) -> str:
-    if n.running:
-        return "running"
-    if n.signal:
-        return f"killed by {signal_name(n.signal)}"
-    return f"exit {n.exit_code}"
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _details(n: RunNode) -> str:
-    parts = [f"pid {n.pid}"]
-    if n.inherited:
-        parts.append("no exec")
-    if n.parent_unseen:
-        parts.append(f"parent {n.ppid} not seen")
-    if n.threads:
-        parts.append(f"{n.threads} thread(s)")
-    if n.duration_ns is not None:
-        parts.append(render.duration_text(n.duration_ns))
-    parts.append(status_text(n))
-    return "  (" + ", ".join(parts) + ")"
-
-
-def _command(n: RunNode) -> str:
-    if n.argv:
-        return render.cmdline(n.argv, n.argv_truncated)
-    return render.printable(n.comm)
-
-
-# A command line is never cut shorter than this, however deep its node.
-_MIN_COMMAND = 12
-
-
-def _line(prefix: str, n: RunNode, width: int | None) -> str:
-    """prefix, command line, details: on a terminal the command line is what is cut,
-    and a prefix too deep to leave it room keeps only its last levels, after CUT
-    (the details are whole but for a terminal too narrow for them alone)."""
-    command, details = _command(n), _details(n)
-    if width is None:
-        return prefix + command + details
-    room = width - render.columns(details) - _MIN_COMMAND
-    if len(prefix) > room:
-        # Each level of the prefix is 3 columns (_STEM, _SPACE, _BRANCH, _LAST).
-        levels = max((room - 1) // 3, 1)
-        prefix = render.CUT + prefix[-3 * levels :]
-    command = render.fit(command, max(width - len(prefix) - render.columns(details), _MIN_COMMAND))
-    return render.fit(prefix + command + details, width)
-
-
-def tree_text(tree: RunNode, left_out: int = 0, width: int | None = None) -> str:
-    """The tree, one line per process, pstree-like; with `width` (a terminal's), each
-    line fits it (see _line)."""
-    lines = [_line("", tree, width)]
-    stack = [(c, "", i == len(tree.children) - 1) for i, c in enumerate(tree.children)]
-    stack.reverse()
-    while stack:
-        n, indent, last = stack.pop()
-        lines.append(_line(indent + (_LAST if last else _BRANCH), n, width))
-        below = indent + (_SPACE if last else _STEM)
-        stack.extend(
-            (c, below, i == len(n.children) - 1) for i, c in reversed(list(enumerate(n.children)))
-        )
-    if left_out:
-        lines += wrap(
-            f"... and {left_out} more process(es) not in the tree (it keeps the first "
-            f"{TREE_NODES_KEPT} processes, {TREE_DEPTH_KEPT} levels deep)",
-            width,
-            "",
-            "    ",
-        )
-    return "\n".join(lines)
+        return order

@@ -1,0 +1,119 @@
+"""The summary of a `run -- CMD` (a RunSummary) as people read it, after the rows
+on stderr; `run --json` prints the model itself."""
+
+from __future__ import annotations
+
+from ..kernel.abi import FollowLimits
+from . import render
+from .schema import RunSummary
+from .wrap import wrap
+
+FOLLOWED_LIMIT = FollowLimits.FOLLOWED_MAX_PROCESSES.value
+
+# On a terminal a process name is cut to the table's COMM column, so that a name of
+# escapes (15 bytes that are not UTF-8 show as 60 columns) leaves room for the rest.
+_NAME_SHOWN = 16
+# A command line gives way to the rest of its line down to its first character and
+# the mark; only on a terminal too narrow for even that is the rest cut too.
+_MIN_COMMAND = 2
+
+
+def summary_text(s: RunSummary, width: int | None = None) -> str:
+    """The summary for people.  With `width` (the terminal's the summary goes to)
+    every line fits it: what varies in length is what is cut (a command line,
+    ending in CUT) or counted (the names left off a list); the exit code and the
+    counts are never cut; an INCOMPLETE line, which says what to do, is folded
+    instead.  Without `width` (piped), every line whole."""
+
+    def name(comm: str) -> str:
+        shown = render.printable(comm)
+        return shown if width is None else render.fit(shown, _NAME_SHOWN)
+
+    # CMD's command line names what the summary is of; the outcome after it is the
+    # part that matters, so on a terminal the command line gives way.
+    status = f"exit code {s.exit_code}"
+    if s.cmd_running:
+        status = f"still running, not waited for after a second SIGINT ({status})"
+    outcome = f": {status}, {s.processes} process(es) started in {render.duration_text(s.wall_ns)}"
+    command = render.cmdline(s.command)
+    if width is not None:
+        command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))
+    lines = [_fit(command + outcome, width)]
+    if s.by_name:
+        lines.append(
+            _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
+        )
+    for f in s.failed:
+        how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
+        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
+        if f.argv is None:
+            lines.append(_fit(head, width))
+        else:
+            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
+    if s.failures > len(s.failed):
+        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
+    if s.longest:
+        top = s.longest[0]
+        lines.append(
+            _fit(
+                f"  longest-lived: {name(top.comm)} (pid {top.pid}) "
+                f"{render.duration_text(top.duration_ns)}",
+                width,
+            )
+        )
+    if s.running:
+        lines.append(
+            _listed(
+                "  still running: ", [f"{name(p.comm)} (pid {p.pid})" for p in s.running], width
+            )
+        )
+    if s.lost_records:
+        lines += wrap(
+            f"{s.lost_records} record(s) lost (the ring buffer was full; "
+            "a larger --ring-size helps)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
+        )
+    if s.unfollowed:
+        lines += wrap(
+            f"{s.unfollowed} process(es) of the tree not followed "
+            f"(more than {FOLLOWED_LIMIT} at once)",
+            width,
+            "  INCOMPLETE: ",
+            "    ",
+        )
+    return "\n".join(lines)
+
+
+def _fit(line: str, width: int | None) -> str:
+    return line if width is None else render.fit(line, width)
+
+
+def _with_command(head: str, command: str, width: int | None) -> str:
+    """`head: command`, the command line cut (at its end) to what room is left."""
+    line = f"{head}: {command}"
+    if width is None or render.columns(line) <= width:
+        return line
+    room = width - render.columns(head) - 2
+    if room < _MIN_COMMAND:
+        return render.fit(line, width)
+    return f"{head}: {render.fit(command, room)}"
+
+
+def _listed(label: str, items: list[str], width: int | None) -> str:
+    """label + items, comma-separated; on a terminal, the items that fit and then
+    `… N more`, so a long list costs one line and says what it left off."""
+    line = label + ", ".join(items)
+    if width is None or render.columns(line) <= width:
+        return line
+    kept, used = 0, render.columns(label)
+    # Keep one more item while it and the mark of the rest still fit.
+    while kept < len(items) - 1:
+        more = f", {render.CUT} {len(items) - kept - 1} more"
+        if used + render.columns(items[kept]) + render.columns(more) > width:
+            break
+        used += render.columns(items[kept]) + 2
+        kept += 1
+    shown = [*items[:kept], f"{render.CUT} {len(items) - kept} more"]
+    return render.fit(label + ", ".join(shown), width)
