@@ -16,11 +16,12 @@ from tmux80 import run_in_tmux
 from procmon_ctl.commands import stats
 from procmon_ctl.instance.pins import MAPS, PROGRAMS
 from procmon_ctl.process import clock
+from procmon_ctl.views import stats as stats_lines
 from procmon_ctl.views.render import CUT
 from procmon_ctl.views.schema import ProgramStatus, Stats, Status
 
 STATS_KEYS = list(Stats.model_fields)
-RATE_KEYS = [f"{f}_per_s" for f in stats.RATE_FIELDS]
+RATE_KEYS = [f"{f}_per_s" for f in stats_lines.RATE_FIELDS]
 WATCH_KEYS = ["time", "interval_s", *RATE_KEYS, *STATS_KEYS]
 LONG = "/sys/fs/bpf/" + "a-pin-dir-named-at-length-" + "x" * 34  # 72 characters
 
@@ -79,7 +80,7 @@ def status_tables(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def test_status_text_names_the_pin_dir_once_and_aligns_its_tables():
     s = a_status("/sys/fs/bpf/procmon", {"fork", "exit"})
-    text = stats.status_text(s)
+    text = stats_lines.status_text(s)
     lines = text.splitlines()
     assert lines[0] == "pin dir: /sys/fs/bpf/procmon (loaded)"
     assert text.count("/sys/fs/bpf/procmon") == 1, "pins are relative to it"
@@ -98,17 +99,17 @@ def test_status_text_names_the_pin_dir_once_and_aligns_its_tables():
 
 def test_a_long_pin_dir_is_cut_on_a_terminal_and_whole_when_piped():
     s = a_status(LONG + "/deeper/still", set(PROGRAMS))
-    cut = stats.status_text(s, 80).splitlines()
+    cut = stats_lines.status_text(s, 80).splitlines()
     assert max(map(len, cut)) <= 80
     assert cut[0].endswith(f"{CUT} (loaded)") and cut[0].startswith("pin dir: /sys/fs/bpf/a-pin")
-    whole = stats.status_text(s, None).splitlines()
+    whole = stats_lines.status_text(s, None).splitlines()
     assert whole[0] == f"pin dir: {LONG}/deeper/still (loaded)"
     assert whole[1:] == cut[1:], "only the pin dir is cut: the pins are relative to it"
 
 
 def test_stats_json_has_its_time_first():
     s = Stats(**{k: i for i, k in enumerate(STATS_KEYS)})
-    obj = compact(stats.stats_json(s, "2026-11-29T22:15:01.123456Z"))
+    obj = compact(stats_lines.stats_json(s, "2026-11-29T22:15:01.123456Z"))
     assert list(obj) == ["time", *STATS_KEYS]
     assert obj["time"] == "2026-11-29T22:15:01.123456Z" and obj["execs"] == 3
 
@@ -129,13 +130,13 @@ def test_watch_gives_rates_over_the_interval_measured(monkeypatch):
     samples = stats.watch(None, 0.5, sleep)
     first, second = next(samples), next(samples)
     assert first.seconds == second.seconds == 1.0
-    assert first.rates == dict.fromkeys(stats.RATE_FIELDS, 10.0)
-    assert second.rates == dict.fromkeys(stats.RATE_FIELDS, 30.0)
-    obj = compact(stats.rates_json(second))
+    assert first.rates == dict.fromkeys(stats_lines.RATE_FIELDS, 10.0)
+    assert second.rates == dict.fromkeys(stats_lines.RATE_FIELDS, 30.0)
+    obj = compact(stats_lines.rates_json(second))
     assert list(obj) == WATCH_KEYS
     assert obj["interval_s"] == 1.0 and obj["execs_per_s"] == 30.0 and obj["execs"] == 40
     assert obj["time"] == utc_text(second.unix_ns)
-    header, row = stats.rates_header(), stats.rates_text(second)
+    header, row = stats_lines.rates_header(), stats_lines.rates_text(second)
     assert len(header) == len(row) <= 80
     assert row.startswith(time.strftime("%H:%M:%S", time.localtime(second.unix_ns // 10**9)))
 

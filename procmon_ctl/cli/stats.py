@@ -34,6 +34,7 @@ def stats(
     from ..commands import stats as counters
     from ..errors import UsageError, require_interval
     from ..process.clock import now_rfc3339
+    from ..views import stats as lines
 
     if interval is not None:
         require_interval("--interval", interval)
@@ -44,15 +45,15 @@ def stats(
         s = counters.read_stats(pins)
         at = now_rfc3339()
         _warn(counters.attach_warning(pins))
-        print(counters.stats_json(s, at) if json_out else counters.stats_text(s))
+        print(lines.stats_json(s, at) if json_out else lines.stats_text(s))
         return
     gc.enable()  # runs until interrupted: collect as usual
     samples = counters.watch(pins, 1.0 if interval is None else interval)
     _warn(counters.attach_warning(pins))
     if not json_out:
-        print(counters.rates_header(), flush=True)
+        print(lines.rates_header(), flush=True)
     for sample in samples:
-        line = counters.rates_json(sample) if json_out else counters.rates_text(sample)
+        line = lines.rates_json(sample) if json_out else lines.rates_text(sample)
         print(line, flush=True)
 
 
@@ -65,8 +66,9 @@ def _warn(warning: str | None) -> None:
 def status(json_out: JsonObjectOpt = False) -> None:
     """What is loaded and attached: programs and links, maps, the ring buffer, by pin
     path (their kernel ids with --json)."""
-    from ..commands.stats import read_status, status_text
+    from ..commands.stats import read_status
     from ..views.render import stream_width
+    from ..views.stats import status_text
 
     s = read_status(layout())
     if json_out:
