@@ -18,16 +18,15 @@ from conftest import AS_NOBODY, CLI, ROOT, in_private_mount_ns, nobody_env, nobo
 from procmon_ctl.commands.doctor import (
     MEMCG_ACCOUNTING,
     MEMLOCK_NEEDED,
-    NAME_COLUMN_MAX,
     TRIAL_PREFIX,
     kernel_version,
     read_kernel_config,
-    render_table,
     run_checks,
 )
 from procmon_ctl.instance.pins import PinLayout
 from procmon_ctl.kernel import system
 from procmon_ctl.kernel.system import BPFFS_ROOT
+from procmon_ctl.views.doctor import NAME_COLUMN_MAX, render_table
 from procmon_ctl.views.schema import DoctorCheck, DoctorReport
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -17,8 +17,8 @@ import pytest
 from conftest import CLI
 from tmux80 import run_in_tmux
 
-from procmon_ctl.commands.doctor import NAME_COLUMN_MAX
 from procmon_ctl.views import render
+from procmon_ctl.views.doctor import NAME_COLUMN_MAX
 from procmon_ctl.views.run_summary import summary_text
 from procmon_ctl.views.schema import RunExit, RunProcess, RunSummary
 

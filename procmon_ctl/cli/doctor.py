@@ -23,7 +23,8 @@ def doctor(
 ) -> None:
     """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
     with a fix for each problem; exits 4 when anything FAILs."""
-    from ..commands.doctor import render_table, require_ok, run_checks
+    from ..commands.doctor import require_ok, run_checks
+    from ..views.doctor import render_table
     from ..views.render import stream_width
 
     report = run_checks(fix=fix, object_path=object_path)
