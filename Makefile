@@ -55,7 +55,7 @@ $(BIN)/procmon-ctl: pyproject.toml
 
 # The command's first line starts Python through env with SIGINT, SIGTERM and SIGHUP
 # blocked: one sent while the interpreter starts (some 50 ms before procmon-ctl has a
-# handler) waits in the kernel until procmon_ctl.signals.install() takes it as a stop;
+# handler) waits in the kernel until procmon_ctl.kernel.signals.install() takes it as a stop;
 # else Python's own SIGINT handler makes it a "Fatal Python error" or a traceback, and
 # SIGTERM or SIGHUP kill it.  Only where env can (coreutils 8.31+), and only a plain
 # `#!/path/python` line (pip writes a /bin/sh one for a path too long for a first line).

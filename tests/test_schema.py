@@ -447,7 +447,7 @@ def test_integral_floats_only_the_model_rejects(validator):
 
 
 def test_models_defer_building():
-    """Importing the models builds none of them (startup cost: see models.py)."""
+    """Importing the models builds none of them (startup cost: see views/schema.py)."""
     code = (
         "from procmon_ctl.views import schema as m; "
         "print([c.__name__ for c in (m.EventLine, m.ForkEvent, m.ExecEvent, m.ExitEvent, "

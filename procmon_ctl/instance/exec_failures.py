@@ -9,7 +9,7 @@ the syscalls' entries and exits; two forget the execs in progress that end witho
 their syscall's exit (sched_process_exec, sched_process_exit), and cost an exit a
 map delete only while such a reader runs.  Without --failed they cost nothing; the
 exec_failed records an earlier --failed reader left in the ring are not shown
-(stream.py)."""
+(stream/follow.py)."""
 
 from __future__ import annotations
 

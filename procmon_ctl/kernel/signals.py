@@ -17,7 +17,7 @@ unwinds.  A raise can land where nobody passes it on (an at-fork callback inside
 
 Nothing here raises while a Terminated is already being handled (an `except` or
 `finally` below it, a context manager's exit): cleanup that is running is let
-finish.  Kept to the standard library: stream.py, the hot path, uses deferred().
+finish.  Kept to the standard library: stream/follow.py, the hot path, uses deferred().
 """
 
 from __future__ import annotations
