@@ -1,10 +1,18 @@
 """The one exception hierarchy.  Every failure a user can cause or meet ends up
-as a ProcmonError with one line of text that says what is wrong and how to fix
-it; the CLI prints that line and exits with the error's code."""
+as a ProcmonError that says what is wrong and how to fix it; the CLI words it as
+one line and exits with the error's code.
+
+What only the CLI can spell travels as data in the error's parts, beside the
+text: the setting at fault by its domain name (Setting("ring_size"), which the CLI
+writes as its option), the command that would fix it (Command("unload"), which
+the CLI writes for the instance in use, with its --pin-dir) and a value as the
+user gave it (Given, which the CLI quotes).  Layers below the CLI never spell an
+option or a command line."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 # Exit codes, documented in the README.  Every failure prints exactly one line,
 # `procmon-ctl: error: ...`, on stderr (a rejected program's verifier log comes
@@ -31,17 +39,78 @@ EXIT_MISSING = 4  # a prerequisite (tool, object file, kernel feature) is missin
 EXIT_PERMISSION = 77  # not root (EX_NOPERM in sysexits.h)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A setting the user chose, by its domain name: "ring_size", "pin_dir"."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """A procmon-ctl command to run, by its name and the (flag) settings it is run
+    with: Command("unload", ("force",)).  A remedy: it acts on the instance in use."""
+
+    name: str
+    settings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Given:
+    """A value as the user gave it (a path, a name): the CLI quotes it, bytes that
+    are not UTF-8 as \\xNN; with as_is_if_printable, only when it is not printable."""
+
+    text: str
+    as_is_if_printable: bool = False
+
+
+Part = str | Setting | Command | Given
+# A message for a person, as its parts: text, and what the CLI spells.
+Words = tuple[Part, ...]
+
+
+def plain(words: Words) -> str:
+    """The words with no CLI to spell them: a setting by its domain name, a command
+    by its words.  For logs and tests; what a user reads is worded by the CLI."""
+    return "".join(_plain(part) for part in words)
+
+
+def _plain(part: Part) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, Setting):
+        return part.name
+    if isinstance(part, Command):
+        return "`" + " ".join((part.name, *part.settings)) + "`"
+    return part.text if part.text.isprintable() else repr(part.text)
+
+
 class ProcmonError(Exception):
+    """message: the text, or its parts (Words) when it names a setting, a command
+    or a value the user gave."""
+
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, exit_code: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str | Words, exit_code: int | None = None):
+        self.words: Words = (message,) if isinstance(message, str) else tuple(message)
+        super().__init__(plain(self.words))
         if exit_code is not None:
             self.exit_code = exit_code
 
     @property
     def message(self) -> str:
+        """The words with no CLI to spell them (plain())."""
         return str(self.args[0])
+
+    @property
+    def setting(self) -> str | None:
+        """The setting at fault, by its domain name, when the error names one."""
+        return next((p.name for p in self.words if isinstance(p, Setting)), None)
+
+    @property
+    def remedies(self) -> tuple[Command, ...]:
+        """The commands the error says to run."""
+        return tuple(p for p in self.words if isinstance(p, Command))
 
 
 class UsageError(ProcmonError):
@@ -66,11 +135,11 @@ class PermissionDenied(ProcmonError):
         super().__init__(f"permission denied: run as root (sudo){detail}")
 
 
-def require_positive(option: str, value: float | None) -> None:
-    """A number of seconds (--duration): finite and above 0.  nan must be caught
+def require_positive(setting: str, value: float | None) -> None:
+    """A number of seconds (the duration): finite and above 0.  nan must be caught
     here: it fails every comparison, so a deadline made of it is never reached."""
     if value is not None and not (0 < value < math.inf):
-        raise UsageError(f"{option} must be greater than 0 and finite (got {value})")
+        raise UsageError((Setting(setting), f" must be greater than 0 and finite (got {value})"))
 
 
 # The longest --interval: time.sleep() overflows above ~292 years, and a day
@@ -78,12 +147,15 @@ def require_positive(option: str, value: float | None) -> None:
 MAX_INTERVAL = 24 * 60 * 60
 
 
-def require_interval(option: str, value: float) -> None:
+def require_interval(setting: str, value: float) -> None:
     """Seconds between two readings: above 0, at most MAX_INTERVAL (nan and inf
     are neither)."""
     if not (0 < value <= MAX_INTERVAL):
         raise UsageError(
-            f"{option} must be greater than 0 and at most {MAX_INTERVAL} seconds (got {value})"
+            (
+                Setting(setting),
+                f" must be greater than 0 and at most {MAX_INTERVAL} seconds (got {value})",
+            )
         )
 
 
@@ -96,21 +168,27 @@ PID_MAX = 4 * 1024 * 1024 - 1
 UID_MAX = 2**32 - 2
 
 
-def require_pid(option: str, value: int | None) -> None:
+def require_pid(setting: str, value: int | None) -> None:
     """A process id a filter is to match: one a process can have (pid 0 is the
     kernel's idle task, which forks only while the kernel boots)."""
     if value is not None and not 1 <= value <= PID_MAX:
         raise UsageError(
-            f"{option} {value} is not a process id: use 1 to {PID_MAX} "
-            f"(every pid is below the kernel's PID_MAX_LIMIT, {PID_MAX + 1})"
+            (
+                Setting(setting),
+                f" {value} is not a process id: use 1 to {PID_MAX} "
+                f"(every pid is below the kernel's PID_MAX_LIMIT, {PID_MAX + 1})",
+            )
         )
 
 
-def require_uid(option: str, value: int | None) -> None:
+def require_uid(setting: str, value: int | None) -> None:
     if value is not None and not 0 <= value <= UID_MAX:
         raise UsageError(
-            f"{option} {value} is not a user id: use 0 to {UID_MAX} "
-            f"({UID_MAX + 1} is (uid_t)-1, which no user has)"
+            (
+                Setting(setting),
+                f" {value} is not a user id: use 0 to {UID_MAX} "
+                f"({UID_MAX + 1} is (uid_t)-1, which no user has)",
+            )
         )
 
 

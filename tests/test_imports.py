@@ -24,33 +24,11 @@ TOP = {"procmon_ctl.__main__": "cli"}
 # Upward imports that stand today, each to go (issue 26): the check fails on any other,
 # and on an entry here that no longer stands, so the list only shrinks.
 KNOWN_UPWARD = {
-    ("procmon_ctl.commands.exporter", "procmon_ctl.cli"),
-    ("procmon_ctl.commands.exporter", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.commands.stats", "procmon_ctl.cli"),
-    ("procmon_ctl.commands.stats", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.instance.exec_failures", "procmon_ctl.cli"),
-    ("procmon_ctl.instance.exec_failures", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.instance.load", "procmon_ctl.cli"),
-    ("procmon_ctl.instance.load", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.instance.pins", "procmon_ctl.cli"),
-    ("procmon_ctl.instance.pins", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.instance.pins", "procmon_ctl.views.render"),
-    ("procmon_ctl.instance.private", "procmon_ctl.cli"),
-    ("procmon_ctl.instance.private", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.kernel.bpftool", "procmon_ctl.cli"),
-    ("procmon_ctl.kernel.bpftool", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.kernel.ringbuf", "procmon_ctl.cli"),
-    ("procmon_ctl.kernel.ringbuf", "procmon_ctl.cli.hints"),
-    ("procmon_ctl.process.cgroups", "procmon_ctl.views.render"),
     ("procmon_ctl.process.lineage", "procmon_ctl.views.render"),
-    ("procmon_ctl.stream.follow", "procmon_ctl.cli"),
-    ("procmon_ctl.stream.follow", "procmon_ctl.cli.hints"),
     ("procmon_ctl.stream.follow", "procmon_ctl.views"),
     ("procmon_ctl.stream.follow", "procmon_ctl.views.json_lines"),
     ("procmon_ctl.stream.follow", "procmon_ctl.views.json_native"),
     ("procmon_ctl.stream.follow", "procmon_ctl.views.render"),
-    ("procmon_ctl.views.render", "procmon_ctl.cli"),
-    ("procmon_ctl.views.render", "procmon_ctl.cli.hints"),
 }
 
 

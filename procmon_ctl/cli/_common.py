@@ -7,11 +7,14 @@ import functools
 import gc
 import os
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..instance.pins import DEFAULT_PIN_DIR, PinLayout
+
+if TYPE_CHECKING:
+    from .hints import Hints
 
 # Every registered command: name -> (function, Typer settings).  A command module
 # registers its commands when app.py imports it, which happens only when the
@@ -23,16 +26,37 @@ class OutputClosed(Exception):
     """stdout was closed under us (SIGPIPE); Typer would exit 1 on a BrokenPipeError."""
 
 
-class _State:
-    pin_dir: str | None = None
-    pin_dir_given: bool = False  # on the command line, not from PROCMON_PIN_DIR
+class Invocation:
+    """One run of procmon-ctl: the instance it acts on, as --pin-dir or
+    PROCMON_PIN_DIR named it.  Made afresh for each run (app.run) and held by the
+    root context as its obj, where every command reaches it."""
+
+    def __init__(self) -> None:
+        self.pin_dir: str | None = None
+        self.pin_dir_given = False  # on the command line, not from PROCMON_PIN_DIR
+
+    def layout(self) -> PinLayout:
+        return PinLayout.resolve(self.pin_dir)
+
+    def hints(self) -> Hints:
+        """Words for this instance: the default one is spelled bare, however given."""
+        from .hints import Hints
+
+        if not self.pin_dir or _same_dir(self.pin_dir, str(DEFAULT_PIN_DIR)):
+            return Hints()
+        return Hints(self.pin_dir, "option" if self.pin_dir_given else "env")
 
 
-state = _State()
+def invocation(ctx: typer.Context) -> Invocation:
+    return ctx.find_root().obj
 
 
-def layout() -> PinLayout:
-    return PinLayout.resolve(state.pin_dir)
+def layout(ctx: typer.Context) -> PinLayout:
+    return invocation(ctx).layout()
+
+
+def hints(ctx: typer.Context) -> Hints:
+    return invocation(ctx).hints()
 
 
 # Commands with no pinned instance: an explicit --pin-dir is refused (it would do
@@ -45,12 +69,12 @@ NO_INSTANCE = {
 PIN_DIR_HELP = "bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]"
 
 
-def use_pin_dir(command: str, value: str | None, given: bool) -> None:
+def use_pin_dir(ctx: typer.Context, command: str, value: str | None, given: bool) -> None:
     """The instance `command` acts on: --pin-dir before or after the command (given)
     or PROCMON_PIN_DIR (not given), checked here once for both places."""
     from ..errors import UsageError
-    from . import hints
 
+    state = invocation(ctx)
     if command in NO_INSTANCE:
         if given:
             raise UsageError(
@@ -65,10 +89,6 @@ def use_pin_dir(command: str, value: str | None, given: bool) -> None:
         )
     if given or not state.pin_dir_given:
         state.pin_dir, state.pin_dir_given = value, given
-    source = "option" if state.pin_dir_given else "env" if state.pin_dir else "default"
-    if state.pin_dir and _same_dir(state.pin_dir, str(DEFAULT_PIN_DIR)):
-        source = "default"  # hints spell the default instance bare, however it was given
-    hints.name_instance(state.pin_dir, source)
 
 
 def _same_dir(a: str | None, b: str | None) -> bool:
@@ -77,7 +97,7 @@ def _same_dir(a: str | None, b: str | None) -> bool:
 
 def _pin_dir_after_command(ctx: typer.Context, value: str | None) -> str | None:
     if ctx.get_parameter_source("pin_dir").name == "COMMANDLINE":
-        use_pin_dir(ctx.info_name, value, given=True)
+        use_pin_dir(ctx, ctx.info_name, value, given=True)
     return value
 
 

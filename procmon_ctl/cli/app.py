@@ -26,10 +26,10 @@ from ._common import (
     NO_INSTANCE,
     PIN_DIR_HELP,
     REGISTRY,
+    Invocation,
     NoPinDirOpt,
     OutputClosed,
     PinDirOpt,
-    state,
     use_pin_dir,
 )
 
@@ -65,9 +65,9 @@ def typer_command(name: str):
 
 
 def _taking_pin_dir(fn, option):
-    """fn with a first parameter `--pin-dir` for Typer to make: the global option
-    accepted after the command too, in one place for every command.  Its callback
-    takes the value (use_pin_dir); fn never sees it."""
+    """fn with a parameter `--pin-dir` first (after the context) for Typer to make:
+    the global option accepted after the command too, in one place for every
+    command.  Its callback takes the value (use_pin_dir); fn never sees it."""
     signature = inspect.signature(fn, eval_str=True)
     extra = inspect.Parameter(
         "pin_dir", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=option
@@ -77,7 +77,11 @@ def _taking_pin_dir(fn, option):
     def command(*args, pin_dir=None, **kwargs):
         return fn(*args, **kwargs)
 
-    command.__signature__ = signature.replace(parameters=[extra, *signature.parameters.values()])
+    # After the context (a parameter without a default, which Typer fills).
+    params = list(signature.parameters.values())
+    at = sum(1 for p in params if p.annotation is typer.Context)
+    params.insert(at, extra)
+    command.__signature__ = signature.replace(parameters=params)
     command.__annotations__ = {"pin_dir": option, **fn.__annotations__}
     return command
 
@@ -156,10 +160,8 @@ def _global(
         ),
     ] = False,
 ) -> None:
-    # Each run starts afresh: the tests run several in one process.
-    state.pin_dir, state.pin_dir_given = None, False
     given = ctx.get_parameter_source("pin_dir").name == "COMMANDLINE"
-    use_pin_dir(ctx.invoked_subcommand or "", pin_dir, given)
+    use_pin_dir(ctx, ctx.invoked_subcommand or "", pin_dir, given)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -182,16 +184,18 @@ def run(argv: list[str] | None = None) -> None:
 def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
     """Run the command: (the one-line error or None, the exit code)."""
     debug = os.environ.get("PROCMON_DEBUG") == "1"
+    # Each run starts afresh (the tests run several in one process).
+    invocation = Invocation()
     try:
         signals.arm()  # a stop that came while starting up ends the program here
         # Not standalone: click would print usage errors over several lines and
         # return Exit codes instead of raising; we want one line and our codes.
-        code = app(args=argv, prog_name="procmon-ctl", standalone_mode=False)
+        code = app(args=argv, prog_name="procmon-ctl", standalone_mode=False, obj=invocation)
     except ProcmonError as err:
         if debug:
             raise
         _print_log_tail(err)
-        return err.message, err.exit_code
+        return invocation.hints().error(err), err.exit_code
     except typer.Exit as e:
         return None, e.exit_code
     except typer.TyperException as err:  # usage errors (typer 0.28+ has its own click)
@@ -212,7 +216,7 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
         if debug:
             raise
         if isinstance(err, PermissionError) and os.geteuid() != 0:
-            return PermissionDenied(err.filename or "").message, EXIT_PERMISSION
+            return invocation.hints().error(PermissionDenied(err.filename or "")), EXIT_PERMISSION
         where = f": {err.filename}" if err.filename else ""
         if err.errno == errno.ENAMETOOLONG:
             # Only a name the user gave can be too long: bad input, not a refusal.

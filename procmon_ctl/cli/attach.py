@@ -12,23 +12,23 @@ EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
 
 
 @command()
-def attach(events: EventsOpt = "fork,exec,exit") -> None:
+def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
     """Attach the loaded programs with pinned links that outlive this command; those
     already attached are left as they are."""
     from ..instance.attach import attach as attach_programs
     from ..instance.attach import parse_events
 
-    done, already = attach_programs(layout(), parse_events(events))
+    done, already = attach_programs(layout(ctx), parse_events(events))
     print(_outcome("attached", done, already, "already attached"))
 
 
 @command()
-def detach(events: EventsOpt = "fork,exec,exit") -> None:
+def detach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
     """Detach: remove the link pins; the counters stop growing."""
     from ..instance.attach import detach as detach_programs
     from ..instance.attach import parse_events
 
-    done, idle = detach_programs(layout(), parse_events(events))
+    done, idle = detach_programs(layout(ctx), parse_events(events))
     print(_outcome("detached", done, idle, "not attached"))
 
 

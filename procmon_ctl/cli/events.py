@@ -22,12 +22,14 @@ from ._common import (
     UidOpt,
     WideOpt,
     command,
+    hints,
     layout,
 )
 
 
 @command()
 def events(
+    ctx: typer.Context,
     json_out: JsonOpt = False,
     raw: RawOpt = False,
     wide: WideOpt = False,
@@ -120,10 +122,13 @@ def events(
         lineage=lineage,
         with_time=with_time,
     )
+    words = hints(ctx)
+    opts.stats_command = words.command("stats")
     for note in opts.notes:
-        print(f"procmon-ctl: note: {note}", file=sys.stderr)
-    pins = layout()
+        print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)
+    pins = layout(ctx)
     warning = check_can_read(pins, failed)
+    warning = words.words(warning) if warning else None
     if output is None:
         warn(warning)
         follow(pins, opts, sys.stdout)

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from ._common import ObjectOpt, command, layout
+from ._common import ObjectOpt, command, hints, layout
 
 
 @command()
 def load(
+    ctx: typer.Context,
     object_path: ObjectOpt = None,
     ring_size: Annotated[
         int | None,
@@ -32,19 +33,19 @@ def load(
     from ..instance.load import find_object
     from ..instance.load import load as load_instance
     from ..kernel.system import require_root
-    from . import hints
 
-    pins = layout()
+    pins = layout(ctx)
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
     load_instance(pins, obj, ring_size, argv_bytes)
     # The packaged object by name alone: where the project sits is no news.
     shown = obj.name if object_path is None else object_path
-    print(f"loaded {shown} at {pins.root}; next: {hints.command_line('attach')}")
+    print(f"loaded {shown} at {pins.root}; next: {hints(ctx).command_line('attach')}")
 
 
 @command()
 def unload(
+    ctx: typer.Context,
     force: Annotated[
         bool,
         typer.Option("--force", help="Unload even while a reader (`events`) reads the ring."),
@@ -53,6 +54,6 @@ def unload(
     """Detach if needed and remove every pin of this instance."""
     from ..instance.load import unload as unload_instance
 
-    pins = layout()
+    pins = layout(ctx)
     removed = unload_instance(pins, force=force)
     print(f"unloaded {pins.root} ({len(removed)} pins removed)")

@@ -26,6 +26,7 @@ from ._common import (
 
 @_common.command(context_settings={"allow_interspersed_args": False})
 def run(
+    ctx: typer.Context,
     command: Annotated[
         list[str] | None,
         typer.Argument(help="A command to run and follow (after --): its process tree only."),
@@ -122,8 +123,9 @@ def run(
         ppid=ppid,
         uid=uid,
         tree=tree_of,
-        tree_option="--tree-of",
+        tree_setting="tree_of",
     )
+    opts.stats_command = _common.hints(ctx).command("stats")
     obj = find_object(object_path)
     if not command:
         run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)

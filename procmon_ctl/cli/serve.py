@@ -11,6 +11,7 @@ from ._common import command, layout
 
 @command()
 def serve(
+    ctx: typer.Context,
     address: Annotated[
         str,
         typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface)."),
@@ -39,5 +40,5 @@ def serve(
     from ..commands.exporter import serve_forever
 
     serve_forever(
-        layout(), address, port, attach_too, object_path, lambda text: print(text, flush=True)
+        layout(ctx), address, port, attach_too, object_path, lambda text: print(text, flush=True)
     )

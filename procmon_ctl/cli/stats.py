@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import command, layout, print_json
+from ._common import command, hints, layout, print_json
+
+if TYPE_CHECKING:
+    from ..errors import Words
+    from .hints import Hints
 
 JsonObjectOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 @command(quick=True)
 def stats(
+    ctx: typer.Context,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -37,19 +42,20 @@ def stats(
     from ..views import stats as lines
 
     if interval is not None:
-        require_interval("--interval", interval)
+        require_interval("interval", interval)
         if not watch:
             raise UsageError("--interval applies only with --watch: add --watch")
-    pins = layout()
+    pins = layout(ctx)
+    words = hints(ctx)
     if not watch:
         s = counters.read_stats(pins)
         at = now_rfc3339()
-        _warn(counters.attach_warning(pins))
+        _warn(words, counters.attach_warning(pins))
         print(lines.stats_json(s, at) if json_out else lines.stats_text(s))
         return
     gc.enable()  # runs until interrupted: collect as usual
     samples = counters.watch(pins, 1.0 if interval is None else interval)
-    _warn(counters.attach_warning(pins))
+    _warn(words, counters.attach_warning(pins))
     if not json_out:
         print(lines.rates_header(), flush=True)
     for sample in samples:
@@ -57,20 +63,20 @@ def stats(
         print(line, flush=True)
 
 
-def _warn(warning: str | None) -> None:
+def _warn(words: Hints, warning: Words | None) -> None:
     if warning:
-        print(f"procmon-ctl: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"procmon-ctl: warning: {words.words(warning)}", file=sys.stderr, flush=True)
 
 
 @command(quick=True)
-def status(json_out: JsonObjectOpt = False) -> None:
+def status(ctx: typer.Context, json_out: JsonObjectOpt = False) -> None:
     """What is loaded and attached: programs and links, maps, the ring buffer, by pin
     path (their kernel ids with --json)."""
     from ..commands.stats import read_status
     from ..views.render import stream_width
     from ..views.stats import status_text
 
-    s = read_status(layout())
+    s = read_status(layout(ctx))
     if json_out:
         print_json(s)
     else:

@@ -33,13 +33,11 @@ from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..cli import hints
-from ..errors import BpfError, StateError, UsageError
+from ..errors import BpfError, Command, Given, Setting, StateError, UsageError
 from ..instance.pins import PROGRAMS, PinLayout
 from ..kernel import libbpf
 from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES
 from ..kernel.system import require_root
-from ..views import render
 
 if TYPE_CHECKING:
     from ..instance.private import PrivateInstance
@@ -155,8 +153,14 @@ def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
 
 def check_loaded(layout: PinLayout) -> None:
     layout.require_loaded(
-        f"run {hints.command('load')} and {hints.command('attach')} first, or use "
-        f"{hints.command('serve --attach')}"
+        (
+            "run ",
+            Command("load"),
+            " and ",
+            Command("attach"),
+            " first, or use ",
+            Command("serve", ("attach",)),
+        )
     )
     try:
         read_counters(layout)
@@ -331,7 +335,9 @@ class MetricsServer(WSGIServer):
 def check_port(port: int) -> None:
     # Port 0 would make the kernel choose one nobody could find to scrape.
     if not 1 <= port <= 65535:
-        raise UsageError(f"--port {port} is not a TCP port: use 1-65535, e.g. {DEFAULT_PORT}")
+        raise UsageError(
+            (Setting("port"), f" {port} is not a TCP port: use 1-65535, e.g. {DEFAULT_PORT}")
+        )
 
 
 def listen_address(address: str, port: int) -> tuple[int, tuple]:
@@ -347,8 +353,13 @@ def listen_address(address: str, port: int) -> tuple[int, tuple]:
         # longer than 63 characters, an empty one, bytes that are not UTF-8).
         why = err.strerror if isinstance(err, socket.gaierror) else "not a valid host name"
         raise UsageError(
-            f"--address {render.given(address)} is not an address to listen on: {why}; "
-            "give an address of this host, e.g. 127.0.0.1 (0.0.0.0 for every interface)"
+            (
+                Setting("address"),
+                " ",
+                Given(address),
+                f" is not an address to listen on: {why}; "
+                "give an address of this host, e.g. 127.0.0.1 (0.0.0.0 for every interface)",
+            )
         ) from None
     return family, sockaddr[:2]
 
@@ -399,11 +410,16 @@ def metrics_server(
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise StateError(
-                f"port {port} on {address} is already in use: stop what listens "
-                "there or choose another --port"
+                (
+                    f"port {port} on {address} is already in use: stop what listens "
+                    "there or choose another ",
+                    Setting("port"),
+                )
             ) from None
         if err.errno == errno.EADDRNOTAVAIL:
-            raise UsageError(f"--address {address} is not an address of this host") from None
+            raise UsageError(
+                (Setting("address"), f" {address} is not an address of this host")
+            ) from None
         raise StateError(f"cannot listen on {address}:{port}: {err.strerror}") from None
     host, bound = httpd.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -429,7 +445,14 @@ def serve_forever(
 
     where = listen_address(address, port)
     if object_path is not None and not attach_too:
-        raise UsageError("--object only applies with --attach (serve loads nothing without it)")
+        raise UsageError(
+            (
+                Setting("object"),
+                " only applies with ",
+                Setting("attach"),
+                " (serve loads nothing without it)",
+            )
+        )
     attach_obj = find_object(object_path) if attach_too else None
     require_root("reading BPF maps")
     collector = ProcmonCollector(layout)

@@ -13,6 +13,7 @@ from ..kernel.system import require_root
 from ..views.stats import RATE_FIELDS, Sample
 
 if TYPE_CHECKING:
+    from ..errors import Words
     from ..views.schema import Stats, Status
 
 
@@ -30,10 +31,10 @@ def read_stats(layout: PinLayout) -> Stats:
     return Stats(process_count=seed.by_key().get(0, 0), **values)
 
 
-def attach_warning(layout: PinLayout) -> str | None:
+def attach_warning(layout: PinLayout) -> Words | None:
     """Why some counters cannot move: programs that are not attached (the counters
     count in the programs).  None when all are."""
-    from ..cli import hints
+    from ..errors import Command
 
     missing = [e for e in PROGRAMS if e not in layout.attached_events()]
     if not missing:
@@ -45,7 +46,7 @@ def attach_warning(layout: PinLayout) -> str | None:
             f"{', '.join(missing)} not attached at {layout.root}: "
             f"{' and '.join(_COUNTED_BY[e] for e in missing)} will not be counted"
         )
-    return f"{what} (run {hints.command('attach')})"
+    return (f"{what} (run ", Command("attach"), ")")
 
 
 # What each program counts (the `stats` fields it moves).

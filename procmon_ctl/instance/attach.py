@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import BpfError, PermissionDenied, StateError, UsageError
+from ..errors import BpfError, PermissionDenied, Setting, StateError, UsageError
 from ..kernel import libbpf, signals
 from ..kernel.system import require_root
 from .pins import PROGRAMS, PinLayout
@@ -22,8 +22,11 @@ def parse_events(text: str) -> list[str]:
     unknown = [n for n in names if n not in PROGRAMS]
     if unknown or not names:
         raise UsageError(
-            f"--events {text!r}: unknown event {', '.join(unknown) or '(none given)'}; "
-            f"choose from {','.join(PROGRAMS)}"
+            (
+                Setting("events"),
+                f" {text!r}: unknown event {', '.join(unknown) or '(none given)'}; "
+                f"choose from {','.join(PROGRAMS)}",
+            )
         )
     return list(dict.fromkeys(names))
 

@@ -17,8 +17,15 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..cli import hints
-from ..errors import BpfError, MissingError, PermissionDenied, StateError, UsageError
+from ..errors import (
+    BpfError,
+    Command,
+    MissingError,
+    PermissionDenied,
+    Setting,
+    StateError,
+    UsageError,
+)
 from ..kernel import libbpf
 from ..kernel.system import TRACEFS_ROOT, ensure_tracefs, require_root
 from .pins import FAILED_EXEC_PROGRAMS, PinLayout
@@ -43,14 +50,24 @@ def check(source: object) -> PinLayout:
     """Refuse --failed where it cannot work, before any output."""
     if not isinstance(source, PinLayout):
         raise UsageError(
-            f"--failed works on a pinned instance only ({hints.command('load')}, then "
-            f"{hints.command('events --failed')}), not on a private one"
+            (
+                Setting("failed"),
+                " works on a pinned instance only (",
+                Command("load"),
+                ", then ",
+                Command("events", ("failed",)),
+                "), not on a private one",
+            )
         )
     missing = [p for p in FAILED_EXEC_PROGRAMS if not source.program(p).exists()]
     if missing:
         raise StateError(
-            f"the instance at {source.root} has no failed-exec programs ({', '.join(missing)}): "
-            f"it was loaded from an older object; run {hints.command('unload')} and load again"
+            (
+                f"the instance at {source.root} has no failed-exec programs "
+                f"({', '.join(missing)}): it was loaded from an older object; run ",
+                Command("unload"),
+                " and load again",
+            )
         )
     return source
 
@@ -61,8 +78,12 @@ def tracepoint_id(name: str) -> int:
         return int(path.read_text())
     except FileNotFoundError:
         raise MissingError(
-            f"{path} not found: this kernel has no syscall tracepoints "
-            "(CONFIG_FTRACE_SYSCALLS), which --failed needs"
+            (
+                f"{path} not found: this kernel has no syscall tracepoints "
+                "(CONFIG_FTRACE_SYSCALLS), which ",
+                Setting("failed"),
+                " needs",
+            )
         ) from None
     except (OSError, ValueError) as err:
         raise MissingError(f"cannot read the id of tracepoint syscalls/{name}: {err}") from None

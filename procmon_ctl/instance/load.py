@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from .. import DATA_DIR
-from ..cli import hints
-from ..errors import MissingError, PermissionDenied, StateError, UsageError
+from ..errors import Command, MissingError, PermissionDenied, Setting, StateError, UsageError
 from ..kernel import features, signals
 from ..kernel.system import ensure_tracefs, require_root
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
@@ -23,8 +22,11 @@ def find_object(explicit: str | os.PathLike | None = None) -> Path:
     if explicit is not None and not os.fspath(explicit):
         # `--object "$UNSET"`: loading the default object instead would hide it.
         raise UsageError(
-            "--object is empty: give the path of a .bpf.o file, or leave the option out "
-            "for the one `make` builds"
+            (
+                Setting("object"),
+                " is empty: give the path of a .bpf.o file, or leave the option out "
+                "for the one `make` builds",
+            )
         )
     path = Path(explicit or os.environ.get(OBJECT_ENV) or PACKAGED_OBJECT)
     check_object(path)
@@ -62,8 +64,11 @@ def check_ring_size(size: int) -> None:
     page = os.sysconf("SC_PAGE_SIZE")
     if size < page or size & (size - 1) or size % page or size > 1 << 30:
         raise UsageError(
-            f"--ring-size {size} is not allowed: use a power of two from {page} "
-            f"(one page) to {1 << 30} bytes, e.g. {DEFAULT_RING_SIZE}"
+            (
+                Setting("ring_size"),
+                f" {size} is not allowed: use a power of two from {page} "
+                f"(one page) to {1 << 30} bytes, e.g. {DEFAULT_RING_SIZE}",
+            )
         )
 
 
@@ -89,8 +94,12 @@ def load(
             if not layout.is_complete():
                 raise StateError(layout.incomplete_message())
             raise StateError(
-                f"already loaded at {layout.root}: run {hints.command('unload')} first, "
-                "or choose another --pin-dir"
+                (
+                    f"already loaded at {layout.root}: run ",
+                    Command("unload"),
+                    " first, or choose another ",
+                    Setting("pin_dir"),
+                )
             )
         ensure_tracefs()
         layout.check_owned()
@@ -197,8 +206,11 @@ def unload(layout: PinLayout, force: bool = False) -> list[Path]:
                 pid = layout.reader_pid()
                 who = f"a reader (pid {pid})" if pid else "a reader"
                 raise StateError(
-                    f"{who} is reading {layout.map('events')}: stop it first, or unload "
-                    f"anyway with {hints.command('unload --force')}"
+                    (
+                        f"{who} is reading {layout.map('events')}: stop it first, or unload "
+                        "anyway with ",
+                        Command("unload", ("force",)),
+                    )
                 )
             with signals.deferred():  # all pins or none: a stop waits for the last
                 removed = remove_pins(layout)
@@ -216,12 +228,15 @@ def check_ours(layout: PinLayout) -> None:
     at any depth, anything procmon-ctl did not make there (another tool's pins, a
     pin itself), or a pin of ours that now holds another object."""
     if not layout.root.is_dir() or layout.root.is_symlink():
-        raise StateError(f"{layout.root} is not a pin directory: check --pin-dir")
+        raise StateError((f"{layout.root} is not a pin directory: check ", Setting("pin_dir")))
     foreign = layout.foreign_names()
     if foreign:
         raise StateError(
-            f"{layout.root} holds {', '.join(foreign[:5])}, which procmon-ctl did not make: "
-            "not touching it; check --pin-dir"
+            (
+                f"{layout.root} holds {', '.join(foreign[:5])}, which procmon-ctl did not "
+                "make: not touching it; check ",
+                Setting("pin_dir"),
+            )
         )
     if layout.read_record() is not None:
         layout.check_pins()

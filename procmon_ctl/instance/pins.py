@@ -25,8 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import hints
-from ..errors import StateError, UsageError
+from ..errors import Command, Given, Setting, StateError, UsageError, Words
 from ..kernel.system import BPFFS_ROOT, ensure_bpffs, fs_type_of
 
 DEFAULT_PIN_DIR = BPFFS_ROOT / "procmon"
@@ -71,6 +70,8 @@ _INTERNAL_MAP = re.compile(r"[^/]{1,8}__(rodata|data|bss|kconfig)(_\w*)?$")
 # What each directory below the pin dir holds, by its name there.
 _KIND_OF_DIR = {"progs": "prog", "maps": "map", "links": "link"}
 _KIND_NAME = {"prog": "program", "map": "map", "link": "link"}
+PIN_DIR = Setting("pin_dir")
+LOAD_FIRST = ("run ", Command("load"), " first")
 
 
 @dataclass(frozen=True)
@@ -86,35 +87,47 @@ class PinLayout:
             # `--pin-dir "$UNSET"`: acting on the default instance instead would be a
             # surprise (an unload of the wrong instance).
             raise UsageError(
-                f"--pin-dir is empty: give a directory inside a bpffs mount, e.g. "
-                f"{DEFAULT_PIN_DIR}, or leave the option out for that default"
+                (
+                    PIN_DIR,
+                    " is empty: give a directory inside a bpffs mount, e.g. "
+                    f"{DEFAULT_PIN_DIR}, or leave the option out for that default",
+                )
             )
         raw = pin_dir if pin_dir is not None else os.environ.get(PIN_DIR_ENV) or None
         text = os.fspath(raw) if raw else str(DEFAULT_PIN_DIR)
         try:
             text.encode()
         except UnicodeEncodeError:
-            from ..views.render import given  # here: quick commands do not load render
-
             raise UsageError(
-                f"--pin-dir {given(text)} is not valid UTF-8: use a name of letters, "
-                f"digits, '-' and '_', e.g. {DEFAULT_PIN_DIR}"
+                (
+                    PIN_DIR,
+                    " ",
+                    Given(text),
+                    " is not valid UTF-8: use a name of letters, "
+                    f"digits, '-' and '_', e.g. {DEFAULT_PIN_DIR}",
+                )
             ) from None
         if len(text.encode()) > MAX_PIN_DIR_BYTES:
             # Refused here rather than half loaded: bpftool would pin some of the
             # programs and fail on the rest, in lines of its own.
             raise UsageError(
-                f"--pin-dir is {len(text.encode())} bytes long: use at most "
-                f"{MAX_PIN_DIR_BYTES} (the kernel's PATH_MAX, {PATH_MAX}, less room for "
-                f"the pins below it), e.g. {DEFAULT_PIN_DIR}"
+                (
+                    PIN_DIR,
+                    f" is {len(text.encode())} bytes long: use at most "
+                    f"{MAX_PIN_DIR_BYTES} (the kernel's PATH_MAX, {PATH_MAX}, less room for "
+                    f"the pins below it), e.g. {DEFAULT_PIN_DIR}",
+                )
             )
         if raw and not os.path.isabs(text):
             raise UsageError(
-                f"--pin-dir {text!r} is relative: give an absolute path inside a bpffs mount, "
-                f"e.g. {DEFAULT_PIN_DIR}"
+                (
+                    PIN_DIR,
+                    f" {text!r} is relative: give an absolute path inside a bpffs mount, "
+                    f"e.g. {DEFAULT_PIN_DIR}",
+                )
             )
         if ".." in Path(text).parts:
-            raise UsageError(f"--pin-dir {text} contains '..': give the directory's own path")
+            raise UsageError((PIN_DIR, f" {text} contains '..': give the directory's own path"))
         # Not resolved: a symlink on the way is refused below, never followed.
         path = Path(os.path.normpath(text))
         if path == BPFFS_ROOT or path.is_relative_to(BPFFS_ROOT):
@@ -122,23 +135,32 @@ class PinLayout:
         mount_point, fstype = fs_type_of(path)
         if fstype != "bpf" or str(path) == mount_point:
             raise UsageError(
-                f"--pin-dir {path} is not inside a bpffs mount: use a directory below "
-                f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
+                (
+                    PIN_DIR,
+                    f" {path} is not inside a bpffs mount: use a directory below "
+                    f"{BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}",
+                )
             )
         if "." in mount_point:
             # libbpf writes every '.' of a map's pin path as '_' (meant for names
             # like .rodata), so the maps would be pinned to a directory that is not.
             raise UsageError(
-                f"--pin-dir {path} is in the bpffs mounted at {mount_point}, and libbpf "
-                "cannot pin maps below a path with a '.': mount bpffs at a path without "
-                f"one, or use a directory below {BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}"
+                (
+                    PIN_DIR,
+                    f" {path} is in the bpffs mounted at {mount_point}, and libbpf "
+                    "cannot pin maps below a path with a '.': mount bpffs at a path without "
+                    f"one, or use a directory below {BPFFS_ROOT}, e.g. {DEFAULT_PIN_DIR}",
+                )
             )
         below = path.relative_to(mount_point).parts
         if any("." in part for part in below):
             # bpffs answers EPERM to any name with a dot ("reserved for extensions").
             raise UsageError(
-                f"--pin-dir {path}: bpffs does not allow '.' in names: use e.g. "
-                f"{path.parent / path.name.replace('.', '-')}"
+                (
+                    PIN_DIR,
+                    f" {path}: bpffs does not allow '.' in names: use e.g. "
+                    f"{path.parent / path.name.replace('.', '-')}",
+                )
             )
         layout = cls(path)
         layout.check_owned()
@@ -173,13 +195,19 @@ class PinLayout:
                 )
             if not stat.S_ISDIR(st.st_mode):
                 raise UsageError(
-                    f"{path} is not a directory (a pin?): give --pin-dir a directory of its "
-                    f"own, e.g. {DEFAULT_PIN_DIR}"
+                    (
+                        f"{path} is not a directory (a pin?): give ",
+                        PIN_DIR,
+                        f" a directory of its own, e.g. {DEFAULT_PIN_DIR}",
+                    )
                 )
             if st.st_uid != 0:
                 raise UsageError(
-                    f"{path} belongs to uid {st.st_uid}, not root: someone else made it; "
-                    f"remove it (rm -r {path}) or choose another --pin-dir"
+                    (
+                        f"{path} belongs to uid {st.st_uid}, not root: someone else made it; "
+                        f"remove it (rm -r {path}) or choose another ",
+                        PIN_DIR,
+                    )
                 )
 
     @property
@@ -210,20 +238,20 @@ class PinLayout:
     def is_loaded(self) -> bool:
         return self.progs_dir.exists() or self.maps_dir.exists()
 
-    def require_loaded(self, fix: str | None = None) -> None:
+    def require_loaded(self, fix: Words = LOAD_FIRST) -> None:
         """Refuse to go on unless a whole instance is pinned here, and it is the one
         procmon-ctl loaded (check_pins).  fix: what to do instead of loading first."""
         if not self.is_loaded():
-            fix = fix or f"run {hints.command('load')} first"
-            raise StateError(f"nothing loaded at {self.root}: {fix}")
+            raise StateError((f"nothing loaded at {self.root}: ", *fix))
         if not self.is_complete():
             raise StateError(self.incomplete_message())
         self.check_pins()
 
-    def incomplete_message(self) -> str:
+    def incomplete_message(self) -> Words:
         return (
-            f"an incomplete pin set is at {self.root} (an interrupted load?): "
-            f"run {hints.command('unload')} to remove it, then load again"
+            f"an incomplete pin set is at {self.root} (an interrupted load?): run ",
+            Command("unload"),
+            " to remove it, then load again",
         )
 
     def is_complete(self) -> bool:
@@ -423,7 +451,7 @@ class PinLayout:
         except libbpf.LibbpfError as err:
             if libbpf.is_not_found(err):
                 raise StateError(
-                    f"{path} is gone: run {hints.command('unload')} and load again"
+                    (f"{path} is gone: run ", Command("unload"), " and load again")
                 ) from None
             raise
         if libbpf.fd_kind(fd) != kind:
@@ -440,20 +468,21 @@ class PinLayout:
         finally:
             os.close(fd)
 
-    def _replaced(self, name: str, kind: str, detail: str) -> str:
+    def _replaced(self, name: str, kind: str, detail: str) -> Words:
         path = self.root / name
         return (
             f"{path} is not the {_KIND_NAME[kind]} procmon-ctl pinned there ({detail}): "
-            f"someone replaced it; remove it (rm {shlex.quote(str(path))}), then "
-            f"{hints.command('unload')} and "
-            "load again"
+            f"someone replaced it; remove it (rm {shlex.quote(str(path))}), then ",
+            Command("unload"),
+            " and load again",
         )
 
-    def _unrecorded_message(self) -> str:
+    def _unrecorded_message(self) -> Words:
         return (
             f"no record of what procmon-ctl pinned at {self.root} (loaded by an older "
-            f"procmon-ctl, or its load was interrupted): run {hints.command('unload')} and "
-            "load again"
+            "procmon-ctl, or its load was interrupted): run ",
+            Command("unload"),
+            " and load again",
         )
 
     # -- for readers: the ring (or another map), checked, and still the same? --
@@ -531,7 +560,7 @@ class PinLayout:
                     os.close(fd)
 
     @contextmanager
-    def _lock(self, kind: str, busy_message: str | None) -> Iterator[None]:
+    def _lock(self, kind: str, busy_message: Words | None) -> Iterator[None]:
         with self._holding(kind, wait=busy_message is None) as held:
             if not held:
                 raise StateError(busy_message)
@@ -546,9 +575,12 @@ class PinLayout:
         so two readers would each silently get part of the stream."""
         return self._lock(
             "reader",
-            f"another reader is already reading {self.map('events')}: stop it first, or get "
-            f"a stream of your own from a private instance with {hints.command('run')} (one "
-            "reader at a time consumes a ring buffer)",
+            (
+                f"another reader is already reading {self.map('events')}: stop it first, or "
+                "get a stream of your own from a private instance with ",
+                Command("run"),
+                " (one reader at a time consumes a ring buffer)",
+            ),
         )
 
     def reader_free(self):

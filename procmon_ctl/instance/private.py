@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..cli import hints
-from ..errors import BpfError
+from ..errors import BpfError, Command
 from ..kernel import libbpf
 from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES, CounterKey, FollowLimits
 from ..kernel.system import pid_namespace, require_root
@@ -73,8 +72,8 @@ class PrivateInstance:
                 )
         except libbpf.LibbpfError as err:
             self.close()
-            hint = f"; {hints.command('doctor')} says why" if stage == "loading" else ""
-            raise BpfError(f"{stage} {obj} failed: {os.strerror(err.errno)}{hint}") from None
+            why = ("; ", Command("doctor"), " says why") if stage == "loading" else ()
+            raise BpfError((f"{stage} {obj} failed: {os.strerror(err.errno)}", *why)) from None
         except BaseException:
             self.close()
             raise

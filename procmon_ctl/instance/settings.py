@@ -4,7 +4,7 @@ Written through bpftool after `load`, and by the reader (session.py) while it re
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import Setting, UsageError
 from ..kernel.abi import SETTINGS, ArgvLimits
 from .pins import PinLayout
 
@@ -14,8 +14,11 @@ DEFAULT_ARGV_BYTES = ArgvLimits.ARGV_DEFAULT_BYTES.value
 def check_argv_bytes(n: int) -> None:
     if not 0 <= n <= ArgvLimits.ARGV_MAX_BYTES:
         raise UsageError(
-            f"--argv-bytes {n} is not allowed: use 0 (no arguments) to "
-            f"{ArgvLimits.ARGV_MAX_BYTES.value}, e.g. {DEFAULT_ARGV_BYTES}"
+            (
+                Setting("argv_bytes"),
+                f" {n} is not allowed: use 0 (no arguments) to "
+                f"{ArgvLimits.ARGV_MAX_BYTES.value}, e.g. {DEFAULT_ARGV_BYTES}",
+            )
         )
 
 

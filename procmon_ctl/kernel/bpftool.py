@@ -16,8 +16,7 @@ from pathlib import Path
 
 import sh
 
-from ..cli import hints
-from ..errors import BpfError, MissingError, PermissionDenied, StateError
+from ..errors import BpfError, Command, MissingError, PermissionDenied, StateError
 from . import signals
 from .bpftool_json import LinkInfo, MapDump, MapInfo, ProgInfo
 
@@ -54,7 +53,7 @@ def _translate(err: sh.ErrorReturnCode, what: str) -> Exception:
     if ("Operation not permitted" in text or "Permission denied" in text) and os.geteuid() != 0:
         return PermissionDenied(what)
     if "No such file or directory" in text:
-        return StateError(f"{what}: nothing is pinned there: run {hints.command('load')} first")
+        return StateError((f"{what}: nothing is pinned there: run ", Command("load"), " first"))
     if err.exit_code < 0:
         # Killed: what it printed before is no reason (a JSON document cut short).
         return BpfError(f"{what}: bpftool was killed by {_signal_name(-err.exit_code)}")

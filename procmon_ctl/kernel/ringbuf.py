@@ -34,8 +34,7 @@ import os
 import select
 from pathlib import Path
 
-from ..cli import hints
-from ..errors import BpfError, StateError
+from ..errors import BpfError, Command, StateError
 from . import atomics, libbpf
 from .abi import RECORD_LENGTH, RingbufRecord, record_footprint
 
@@ -54,7 +53,7 @@ class RingBufferReader:
         except libbpf.LibbpfError as err:
             if libbpf.is_not_found(err):
                 raise StateError(
-                    f"no ring buffer pinned at {pin}: run {hints.command('load')} first"
+                    (f"no ring buffer pinned at {pin}: run ", Command("load"), " first")
                 ) from None
             raise BpfError(f"cannot open the ring buffer {pin}: {err}") from None
         self._consumer = self._consumer_word = self._data = self._epoll = None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import MissingError, ProcmonError, UsageError
+from ..errors import Given, MissingError, ProcmonError, Setting, UsageError, Words
 from ..kernel.system import Mount, read_mounts
 from .decode import json_string, text, unescape
 
@@ -122,14 +122,10 @@ def _level(rel: bytes) -> int:
     return sum(1 for p in rel.split(b"/") if p)
 
 
-def _quoted(s: str) -> str:
-    """s for an error line: as it is if printable, else its bytes named and quoted
-    as a process's arguments are (render.given: \\xNN for a byte not UTF-8)."""
-    if s.isprintable():
-        return s
-    from ..views.render import given  # here: only an error needs it
-
-    return given(s)
+def _quoted(s: str) -> Given:
+    """s for an error line: as it is if printable, else (the CLI names) its bytes
+    quoted as a process's arguments are."""
+    return Given(s, as_is_if_printable=True)
 
 
 # ---------------------------------------------------------------------------
@@ -187,16 +183,20 @@ def _id_of(raw: bytes) -> int | None:
         handle, mount_id = _KernfsHandle(handle_bytes=8), ctypes.c_int()
         if calls.name_to_handle_at(_AT_FDCWD, raw, handle, mount_id, 0) == 0:
             if handle.handle_type != FILEID_KERNFS or handle.handle_bytes != 8:
-                raise UsageError(f"{_quoted(os.fsdecode(raw))} is not on a cgroup file system")
+                raise UsageError((_quoted(os.fsdecode(raw)), " is not on a cgroup file system"))
             return handle.id
         err = ctypes.get_errno()
         if err in (errno.ENOENT, errno.ENOTDIR):
             return None
         if err == errno.EOVERFLOW:  # its handle is longer than a kernfs id's
-            raise UsageError(f"{_quoted(os.fsdecode(raw))} is not on a cgroup file system")
+            raise UsageError((_quoted(os.fsdecode(raw)), " is not on a cgroup file system"))
         if err not in _NO_HANDLES:
             raise ProcmonError(
-                f"cannot read the cgroup id of {_quoted(os.fsdecode(raw))}: {os.strerror(err)}"
+                (
+                    "cannot read the cgroup id of ",
+                    _quoted(os.fsdecode(raw)),
+                    f": {os.strerror(err)}",
+                )
             )
     # On 64-bit kernels since 5.5 a kernfs inode number is the node's id.
     try:
@@ -205,7 +205,7 @@ def _id_of(raw: bytes) -> int | None:
         return None
     except OSError as e:
         raise ProcmonError(
-            f"cannot read the cgroup id of {_quoted(os.fsdecode(raw))}: {e.strerror}"
+            ("cannot read the cgroup id of ", _quoted(os.fsdecode(raw)), f": {e.strerror}")
         ) from None
 
 
@@ -217,7 +217,7 @@ def cgroup_id(path: str | bytes | os.PathLike) -> int:
     raw = os.fsencode(path)
     found = _id_of(raw)
     if found is None:
-        raise UsageError(f"no cgroup at {_quoted(os.fsdecode(raw))}")
+        raise UsageError(("no cgroup at ", _quoted(os.fsdecode(raw))))
     return found
 
 
@@ -283,7 +283,11 @@ class _IdResolver:
             mount_fd = os.open(self.root, flags)
         except OSError as e:
             raise MissingError(
-                f"cannot open the cgroup v2 mount {_quoted(os.fsdecode(self.root))}: {e.strerror}"
+                (
+                    "cannot open the cgroup v2 mount ",
+                    _quoted(os.fsdecode(self.root)),
+                    f": {e.strerror}",
+                )
             ) from None
         try:
             handle = _KernfsHandle(handle_bytes=8, handle_type=FILEID_KERNFS, id=cgroup_id)
@@ -317,8 +321,11 @@ class _IdResolver:
                 self._tree = {ino: rel for rel, ino in _cgroup_dirs(self.root)}
             except OSError as e:
                 raise MissingError(
-                    f"cannot read the cgroup v2 tree at {_quoted(os.fsdecode(self.root))}:"
-                    f" {e.strerror}"
+                    (
+                        "cannot read the cgroup v2 tree at ",
+                        _quoted(os.fsdecode(self.root)),
+                        f": {e.strerror}",
+                    )
                 ) from None
         return self._tree.get(cgroup_id)
 
@@ -519,7 +526,8 @@ def container_of(path: str) -> Container | None:
 # --cgroup and --container
 
 
-_HOW_TO_NAME = "give a directory below {root} or the path on the 0:: line of /proc/PID/cgroup"
+def _how_to_name(root: Given) -> Words:
+    return ("give a directory below ", root, " or the path on the 0:: line of /proc/PID/cgroup")
 
 
 def _mount_under(path: bytes, points: list[bytes]) -> tuple[bytes, bytes] | None:
@@ -564,7 +572,9 @@ def cgroup_target(arg: str) -> CgroupTarget:
     root = _v2_root_bytes(mounts)
     shown_root = _quoted(os.fsdecode(root))
     if not arg:
-        raise UsageError(f"--cgroup needs a cgroup v2 path: {_HOW_TO_NAME.format(root=shown_root)}")
+        raise UsageError(
+            (Setting("cgroup"), " needs a cgroup v2 path: ", *_how_to_name(shown_root))
+        )
     raw = os.fsencode(arg)
     normal = b"/" + posixpath.normpath(raw if raw.startswith(b"/") else b"/" + raw).lstrip(b"/")
     v2_points = [m.point for m in mounts if m.fstype == b"cgroup2"]
@@ -573,8 +583,13 @@ def cgroup_target(arg: str) -> CgroupTarget:
         v1_points = [m.point for m in mounts if m.fstype == b"cgroup"]
         if raw.startswith(b"/") and _mount_under(normal, v1_points) is not None:
             raise UsageError(
-                f"{_quoted(arg)} is in a cgroup v1 hierarchy: only cgroup v2 is supported"
-                f" (mounted at {shown_root}); {_HOW_TO_NAME.format(root=shown_root)}"
+                (
+                    _quoted(arg),
+                    " is in a cgroup v1 hierarchy: only cgroup v2 is supported (mounted at ",
+                    shown_root,
+                    "); ",
+                    *_how_to_name(shown_root),
+                )
             )
         rel = normal
     else:
@@ -583,21 +598,28 @@ def cgroup_target(arg: str) -> CgroupTarget:
     if found is None:
         if in_v2 is None and raw.startswith(b"/") and os.path.lexists(raw):
             raise UsageError(
-                f"{_quoted(arg)} is not in the cgroup v2 hierarchy (mounted at {shown_root}):"
-                f" {_HOW_TO_NAME.format(root=shown_root)}"
+                (
+                    _quoted(arg),
+                    " is not in the cgroup v2 hierarchy (mounted at ",
+                    shown_root,
+                    "): ",
+                    *_how_to_name(shown_root),
+                )
             )
-        looked = "" if in_v2 else f" (looked for {_quoted(os.fsdecode(root + rel))})"
-        raise UsageError(
-            f"no cgroup {_quoted(arg)}{looked}: {_HOW_TO_NAME.format(root=shown_root)}"
-        )
+        looked = () if in_v2 else (" (looked for ", _quoted(os.fsdecode(root + rel)), ")")
+        raise UsageError(("no cgroup ", _quoted(arg), *looked, ": ", *_how_to_name(shown_root)))
     try:
         is_dir = stat.S_ISDIR(os.stat(found).st_mode)
     except OSError as e:
-        raise UsageError(f"cannot read cgroup {_quoted(arg)}: {e.strerror}") from None
+        raise UsageError(("cannot read cgroup ", _quoted(arg), f": {e.strerror}")) from None
     if not is_dir:
         raise UsageError(
-            f"{_quoted(os.fsdecode(found))} is a file of a cgroup, not a cgroup:"
-            f" give its directory ({_quoted(os.fsdecode(posixpath.dirname(found)))})"
+            (
+                _quoted(os.fsdecode(found)),
+                " is a file of a cgroup, not a cgroup: give its directory (",
+                _quoted(os.fsdecode(posixpath.dirname(found))),
+                ")",
+            )
         )
     real_rel = _below(found, root)
     assert real_rel is not None
@@ -609,8 +631,10 @@ def container_target(prefix: str) -> CgroupTarget:
     with prefix (hex ids in either case), found in the cgroup v2 tree."""
     if not prefix:
         raise UsageError(
-            "--container needs a container id or its first characters"
-            " (podman ps or docker ps shows them)"
+            (
+                Setting("container"),
+                " needs a container id or its first characters (podman ps or docker ps shows them)",
+            )
         )
     root = _v2_root_bytes()
     lowered = prefix.lower()
@@ -619,7 +643,7 @@ def container_target(prefix: str) -> CgroupTarget:
         tree = list(_cgroup_dirs(root))
     except OSError as e:
         raise MissingError(
-            f"cannot read the cgroup v2 tree at {_quoted(os.fsdecode(root))}: {e.strerror}"
+            ("cannot read the cgroup v2 tree at ", _quoted(os.fsdecode(root)), f": {e.strerror}")
         ) from None
     for rel, _inode in tree:
         container = container_of(_shown(rel))
@@ -633,23 +657,33 @@ def container_target(prefix: str) -> CgroupTarget:
             outermost[cid] = (rel, container)
     if not outermost:
         raise UsageError(
-            f"no container with an id starting with {_quoted(prefix)} has a cgroup below"
-            f" {_quoted(os.fsdecode(root))}: see the running ones with podman ps or docker ps"
+            (
+                "no container with an id starting with ",
+                _quoted(prefix),
+                " has a cgroup below ",
+                _quoted(os.fsdecode(root)),
+                ": see the running ones with podman ps or docker ps",
+            )
         )
     if len(outermost) > 1:
         ids = sorted(outermost)
         # 12 hex digits as podman ps and docker ps show ids, more if those are alike.
         common = max(len(posixpath.commonprefix(pair)) for pair in itertools.pairwise(ids))
         width = max(12, common + 1)
-        shown = [
-            f"{cid[:width] if _HEX64.fullmatch(cid) else _quoted(cid)}"
-            f" ({outermost[cid][1].runtime})"
-            for cid in ids
-        ]
-        more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+        listed: list = []
+        for cid in ids[:5]:
+            if listed:
+                listed.append(", ")
+            listed.append(cid[:width] if _HEX64.fullmatch(cid) else _quoted(cid))
+            listed.append(f" ({outermost[cid][1].runtime})")
+        more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
         raise UsageError(
-            f"{_quoted(prefix)} is the start of {len(shown)} container ids:"
-            f" {', '.join(shown[:5])}{more}; give more characters of the one you mean"
+            (
+                _quoted(prefix),
+                f" is the start of {len(ids)} container ids: ",
+                *listed,
+                f"{more}; give more characters of the one you mean",
+            )
         )
     ((cid, (rel, _container)),) = outermost.items()
     found = _id_of(root + rel)

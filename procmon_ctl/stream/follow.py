@@ -16,8 +16,15 @@ from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..cli import hints
-from ..errors import UsageError, require_pid, require_positive, require_uid
+from ..errors import (
+    Command,
+    Setting,
+    UsageError,
+    Words,
+    require_pid,
+    require_positive,
+    require_uid,
+)
 from ..instance.pins import PinLayout
 from ..instance.session import ReaderSession
 from ..instance.settings import default_wakeup_bytes
@@ -94,7 +101,10 @@ class StreamOptions:
     lineage: bool = False  # --lineage: each record's ancestors
     time: bool | None = None  # --time/--no-time (None: the mode's default)
     # What the user should know about how the options were taken (one line each).
-    notes: list[str] = field(default_factory=list)
+    notes: list[Words] = field(default_factory=list)
+    # `procmon-ctl stats` as the CLI spells it for this instance: the line that
+    # marks lost events points there.
+    stats_command: str = ""
     _cgroups: CgroupNames | None = None
 
     @property
@@ -134,32 +144,48 @@ def stream_options(
     container: str | None = None,
     lineage: bool = False,
     with_time: bool | None = None,
-    tree_option: str = "--tree",
+    tree_setting: str = "tree",
 ) -> StreamOptions:
     """StreamOptions from the command line's options, checked.  A filter no process
-    can pass is refused: it would print nothing, silently (`tree_option`: the name
-    of the option that gave `tree`)."""
+    can pass is refused: it would print nothing, silently (`tree_setting`: the
+    setting that gave `tree`)."""
     if sum((json_out, raw, wide)) > 1:
-        raise UsageError("choose one of --json, --raw and --wide")
+        raise UsageError(
+            ("choose one of ", Setting("json"), ", ", Setting("raw"), " and ", Setting("wide"))
+        )
     if json_out and with_time is not None:
-        raise UsageError("--time and --no-time are for the tables: every JSON line has its `time`")
-    require_pid("--pid", pid)
-    require_pid("--ppid", ppid)
-    require_pid(tree_option, tree)
-    require_uid("--uid", uid)
+        raise UsageError(
+            (
+                Setting("time"),
+                " and ",
+                Setting("no_time"),
+                " are for the tables: every JSON line has its `time`",
+            )
+        )
+    require_pid("pid", pid)
+    require_pid("ppid", ppid)
+    require_pid(tree_setting, tree)
+    require_uid("uid", uid)
     notes = []
     if comm is not None:
-        comm, note = kernel_name(comm, "--comm")
+        comm, note = kernel_name(comm, "comm")
         if note:
             notes.append(note)
     if cgroup is not None and container is not None:
         raise UsageError(
-            "choose one of --cgroup and --container (a container is a cgroup: "
-            "--container picks it by id)"
+            (
+                "choose one of ",
+                Setting("cgroup"),
+                " and ",
+                Setting("container"),
+                " (a container is a cgroup: ",
+                Setting("container"),
+                " picks it by id)",
+            )
         )
     if count is not None and count <= 0:
-        raise UsageError(f"--count must be a positive number of events (got {count})")
-    require_positive("--duration", duration)
+        raise UsageError((Setting("count"), f" must be a positive number of events (got {count})"))
+    require_positive("duration", duration)
     mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
     since = time.monotonic_ns()  # the tree is read from /proc after this
     filters = Filters(
@@ -199,25 +225,29 @@ def stream_options(
 COMM_BYTES = 15
 
 
-def kernel_name(name: str, option: str) -> tuple[str, str | None]:
+def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
     """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
     so when that cut it (a longer name would match nothing).  An empty one is
     refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
     raw = os.fsencode(name)
     if not raw:
         raise UsageError(
-            f"{option} is empty: give a process name, 1 to {COMM_BYTES} bytes "
-            f"(the kernel keeps the first {COMM_BYTES} of a longer one)"
+            (
+                Setting(setting),
+                f" is empty: give a process name, 1 to {COMM_BYTES} bytes "
+                f"(the kernel keeps the first {COMM_BYTES} of a longer one)",
+            )
         )
     if len(raw) <= COMM_BYTES:
         return name, None
     return os.fsdecode(raw[:COMM_BYTES]), (
-        f"{option} {text(raw)}: the kernel keeps {COMM_BYTES} characters of a name; "
-        f"matching {text(raw[:COMM_BYTES])}"
+        Setting(setting),
+        f" {text(raw)}: the kernel keeps {COMM_BYTES} characters of a name; "
+        f"matching {text(raw[:COMM_BYTES])}",
     )
 
 
-def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
+def check_can_read(layout: PinLayout, failed: bool = False) -> Words | None:
     """Fail before any output (the table header) when the ring cannot be read;
     a warning when nothing new will arrive."""
     require_root("reading the ring buffer")
@@ -230,8 +260,9 @@ def check_can_read(layout: PinLayout, failed: bool = False) -> str | None:
         return None
     also = "failed execs and " if failed else ""
     return (
-        f"nothing attached at {layout.root}: only {also}events already in the ring will show "
-        f"(run {hints.command('attach')})"
+        f"nothing attached at {layout.root}: only {also}events already in the ring will show (run ",
+        Command("attach"),
+        ")",
     )
 
 
@@ -536,7 +567,7 @@ def _follow_rows(
     fit = render.line_at_width(tty)
 
     def gap(dropped: int) -> str:
-        return fit(render.gap_line(dropped))
+        return fit(render.gap_line(dropped, opts.stats_command))
 
     attempt_words = None
     if opts.failed:
@@ -644,7 +675,7 @@ def _follow_records(
         raw_line = render.raw_lines(tty, opts.time)
 
         def gap(dropped: int) -> str:
-            return fit(render.gap_line(dropped))
+            return fit(render.gap_line(dropped, opts.stats_command))
 
     lineage = None
     if opts.lineage:

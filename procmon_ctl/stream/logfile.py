@@ -21,10 +21,11 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
-from ..errors import ProcmonError, StateError, UsageError
+from ..errors import ProcmonError, Setting, StateError, UsageError, Words
 from .sink import write_all
 
 MODE = 0o640
+OUTPUT = Setting("output")
 
 
 class ReopeningFile:
@@ -43,17 +44,20 @@ class ReopeningFile:
     def _open(self, first: bool) -> int:
         what = "open" if first else "reopen"
         cls = UsageError if first else StateError
+        cannot = (f"cannot {what} ", OUTPUT, f" {self.path}: ")
         try:
             fd = open_for_append(str(self.path))
         except OSError as err:
-            raise cls(f"cannot {what} --output {self.path}: {err.strerror}") from None
-        except (Refused, ValueError) as err:  # ValueError: an embedded NUL
-            raise cls(f"cannot {what} --output {self.path}: {err}") from None
+            raise cls((*cannot, f"{err.strerror}")) from None
+        except Refused as err:
+            raise cls((*cannot, *err.words)) from None
+        except ValueError as err:  # an embedded NUL
+            raise cls((*cannot, str(err))) from None
         try:
             self._start_on_a_fresh_line(fd)
         except OSError as err:
             os.close(fd)
-            raise StateError(f"cannot {what} --output {self.path}: {err.strerror}") from None
+            raise StateError((*cannot, f"{err.strerror}")) from None
         return fd
 
     def _start_on_a_fresh_line(self, fd: int) -> None:
@@ -84,8 +88,12 @@ class ReopeningFile:
             with suppress(OSError):
                 os.ftruncate(fd, start)
             raise ProcmonError(
-                f"cannot write --output {self.path}: {err.strerror}; nothing of this batch "
-                "was kept, and its events stay in the ring buffer for the next reader"
+                (
+                    "cannot write ",
+                    OUTPUT,
+                    f" {self.path}: {err.strerror}; nothing of this batch "
+                    "was kept, and its events stay in the ring buffer for the next reader",
+                )
             ) from None
         return len(text)
 
@@ -106,6 +114,10 @@ class ReopeningFile:
 
 class Refused(Exception):
     """Why a path is not opened: the end of the one line the user sees."""
+
+    def __init__(self, *words: str | Setting):
+        super().__init__("".join(w if isinstance(w, str) else w.name for w in words))
+        self.words: Words = words
 
 
 # What a name that is not a regular file is, for the error line.
@@ -190,11 +202,15 @@ def _check(st: os.stat_result, shared: bool) -> None:
         if kind == stat.S_IFLNK:
             raise Refused(
                 f"it is {what}, and no symlink is followed for a file root writes: "
-                "give the path of the file itself (for stdout use --json)"
+                "give the path of the file itself (for stdout use ",
+                Setting("json"),
+                ")",
             )
         raise Refused(
             f"it is {what}, not a regular file: events are written to regular files only "
-            "(for a pipe or the terminal use --json)"
+            "(for a pipe or the terminal use ",
+            Setting("json"),
+            ")",
         )
     if not shared:
         return  # only root could have put it there: root's choice stands

@@ -16,7 +16,6 @@ import time as time_module
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from ..cli import hints
 from ..process import clock, decode
 from ..process.decode import Event, errno_name
 from ..process.rows import Row
@@ -401,8 +400,9 @@ def raw_lines(fd: int | None, time: bool | None = None) -> Callable[[Event], str
     return _at_width(fd, lambda e, width: raw_line(e, width, with_time))
 
 
-def gap_line(dropped: int) -> str:
+def gap_line(dropped: int, stats_command: str) -> str:
+    """The line where records were lost; stats_command: how the CLI spells the
+    command that counts them, for the instance read."""
     return (
-        f"-- {dropped} event(s) lost here: the kernel had no room for them "
-        f"(see {hints.command('stats')}) --"
+        f"-- {dropped} event(s) lost here: the kernel had no room for them (see {stats_command}) --"
     )
