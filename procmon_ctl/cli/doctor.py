@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from ._common import command, print_json
+from ._common import command, hints, print_json
 
 
 @command()
 def doctor(
+    ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     fix: Annotated[
         bool, typer.Option("--fix", help="Mount bpffs and tracefs where they are missing (root).")
@@ -27,7 +28,7 @@ def doctor(
     from ..views.doctor import render_table
     from ..views.render import stream_width
 
-    report = run_checks(fix=fix, object_path=object_path)
+    report = run_checks(fix=fix, object_path=object_path, describe=hints(ctx).error)
     if json_out:
         print_json(report)
     else:

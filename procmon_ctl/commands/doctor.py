@@ -31,6 +31,15 @@ from ..kernel.system import (
 )
 from ..views.schema import DoctorCheck, DoctorReport
 
+# An error as the user reads it: the CLI passes its own words (cli/hints); without
+# them, its plain words.
+Describe = Callable[[ProcmonError], str]
+
+
+def _plain(err: ProcmonError) -> str:
+    return err.message
+
+
 BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
 TRACEPOINTS = ("sched_process_fork", "sched_process_exec", "sched_process_exit")
 REQUIRED_CONFIG = {
@@ -140,7 +149,12 @@ def _filesystems() -> set[str]:
 
 
 def check_mount(
-    name: str, fstype: str, point: Path, ensure: Callable[[], bool], fix: bool
+    name: str,
+    fstype: str,
+    point: Path,
+    ensure: Callable[[], bool],
+    fix: bool,
+    describe: Describe = _plain,
 ) -> DoctorCheck:
     cmd = " ".join(mount_command(fstype, point))
     if is_mounted(point, fstype):
@@ -159,7 +173,7 @@ def check_mount(
             return _check(
                 name,
                 "FAIL",
-                f"not mounted at {point}; --fix failed: {err.message}",
+                f"not mounted at {point}; --fix failed: {describe(err)}",
                 f"as root: {cmd}",
             )
         return _check(name, "PASS", f"mounted at {point} (by --fix)")
@@ -434,14 +448,14 @@ def check_memlock() -> DoctorCheck:
     )
 
 
-def check_object(explicit: str | None = None) -> DoctorCheck:
+def check_object(explicit: str | None = None, describe: Describe = _plain) -> DoctorCheck:
     from ..instance.load import PACKAGED_OBJECT, find_object
 
     try:
         path = find_object(explicit)
     except ProcmonError as err:
         fix = "run `make`" if "make" in err.message else "give --object the .bpf.o `make` builds"
-        return _check("BPF object", "FAIL", err.message, fix)
+        return _check("BPF object", "FAIL", describe(err), fix)
     source = DATA_DIR.resolve().parent.parent / "bpf" / "process_monitor.bpf.c"
     if (
         path == PACKAGED_OBJECT
@@ -474,7 +488,9 @@ def check_kernel_features() -> DoctorCheck:
 TRIAL_PREFIX = "procmon-doctor-"
 
 
-def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorCheck:
+def check_trial_load(
+    object_check: DoctorCheck, explicit: str | None, describe: Describe = _plain
+) -> DoctorCheck:
     """Load the object into a pin dir of doctor's own, attach each program for a
     moment, and remove it all: exactly what `load` and `attach` will ask of this
     kernel's verifier, so doctor cannot pass where they would fail."""
@@ -513,7 +529,7 @@ def check_trial_load(object_check: DoctorCheck, explicit: str | None) -> DoctorC
         return _check(
             name,
             "FAIL",
-            getattr(err, "summary", err.message),
+            getattr(err, "summary", None) or describe(err),
             "use a kernel of the README's table, or report this line with "
             "`procmon-ctl doctor --json` and `uname -r`",
         )
@@ -543,14 +559,17 @@ def check_json_formatter() -> DoctorCheck:
     return _check("JSON formatter", "PASS", f"{json_native.LIBRARY} (C)")
 
 
-def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorReport:
+def run_checks(
+    fix: bool = False, object_path: str | None = None, describe: Describe = _plain
+) -> DoctorReport:
+    """describe: an error as the user reads it (the CLI's words for it)."""
     checks = [_check("kernel", "INFO", f"Linux {kernel_release()}")]
     checks += check_kernel_config()
     checks.append(check_btf())
     # Mount first, so the tracepoint check can look in tracefs.
     mounts = [
-        check_mount("bpffs", "bpf", BPFFS_ROOT, ensure_bpffs, fix),
-        check_mount("tracefs", "tracefs", TRACEFS_ROOT, ensure_tracefs, fix),
+        check_mount("bpffs", "bpf", BPFFS_ROOT, ensure_bpffs, fix, describe),
+        check_mount("tracefs", "tracefs", TRACEFS_ROOT, ensure_tracefs, fix, describe),
     ]
     checks += mounts
     checks.append(check_tracepoints())
@@ -565,8 +584,12 @@ def run_checks(fix: bool = False, object_path: str | None = None) -> DoctorRepor
         check_memlock(),
         check_kernel_features(),
     ]
-    object_check = check_object(object_path)
-    checks += [object_check, check_trial_load(object_check, object_path), check_json_formatter()]
+    object_check = check_object(object_path, describe)
+    checks += [
+        object_check,
+        check_trial_load(object_check, object_path, describe),
+        check_json_formatter(),
+    ]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)
 
