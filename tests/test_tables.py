@@ -17,7 +17,8 @@ import pytest
 from conftest import CLI, wait_threads_streamed
 from tmux80 import run_in_tmux
 
-from procmon_ctl.views.render import BACKLOG_LINE, CUT
+from procmon_ctl.cli.hints import Hints
+from procmon_ctl.views.render import BACKLOG, CUT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 
@@ -88,7 +89,7 @@ def test_tables_fit_80_columns(attached, program, args, with_time):
     mine = [r for r in rows if any(k in r for k in ("a-really-lo", "renamed", "/tmp/"))]
     assert len(mine) >= 2 and all(r.endswith(CUT) and len(r) == 80 for r in mine), lines
     # The rows were in the ring before the reader: the backlog line follows them.
-    assert lines[-1] == BACKLOG_LINE, lines
+    assert lines[-1] == Hints().words(BACKLOG), lines
     if "--wide" not in args:
         assert any(r.split()[2 + with_time] == "a-really-long-e" for r in rows), lines
         return

@@ -123,7 +123,7 @@ def events(
         with_time=with_time,
     )
     words = hints(ctx)
-    opts.stats_command = words.command("stats")
+    opts.words = words.words
     for note in opts.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)
     pins = layout(ctx)

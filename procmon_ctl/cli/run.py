@@ -125,7 +125,7 @@ def run(
         tree=tree_of,
         tree_setting="tree_of",
     )
-    opts.stats_command = _common.hints(ctx).command("stats")
+    opts.words = _common.hints(ctx).words
     obj = find_object(object_path)
     if not command:
         run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)

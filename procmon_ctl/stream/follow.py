@@ -21,6 +21,7 @@ from ..errors import (
     Setting,
     UsageError,
     Words,
+    plain,
     require_pid,
     require_positive,
     require_uid,
@@ -102,9 +103,9 @@ class StreamOptions:
     time: bool | None = None  # --time/--no-time (None: the mode's default)
     # What the user should know about how the options were taken (one line each).
     notes: list[Words] = field(default_factory=list)
-    # `procmon-ctl stats` as the CLI spells it for this instance: the line that
-    # marks lost events points there.
-    stats_command: str = ""
+    # Lines for people that name a command or an option (where events were lost,
+    # where the backlog ends), worded by the CLI for the instance read.
+    words: Callable[[Words], str] = plain
     _cgroups: CgroupNames | None = None
 
     @property
@@ -491,7 +492,8 @@ def follow(
         backlog = None
         if opts.mode != "json" and isinstance(source, PinLayout):
             tty = getattr(writer.out, "fd", None)
-            backlog = Backlog(reader.producer_pos, render.line_at_width(tty))
+            line = opts.words(render.BACKLOG)
+            backlog = Backlog(reader.producer_pos, render.line_at_width(tty), line)
         if opts.mode == "json" and plain_json:
             _follow_json(reader, deadline, writer, opts.failed, opts.cgroup_json)
         elif opts.mode in ("table", "wide"):
@@ -517,6 +519,7 @@ class Backlog:
 
     end: int
     fit: Callable[[str], str]
+    line: str
     shown: bool = False  # a row from the backlog was written
     done: bool = False
 
@@ -541,7 +544,7 @@ class Backlog:
 
     def close(self, lines: list[str]) -> None:
         if self.shown:
-            lines.append(self.fit(render.BACKLOG_LINE))
+            lines.append(self.fit(self.line))
         self.done = True
 
 
@@ -567,7 +570,7 @@ def _follow_rows(
     fit = render.line_at_width(tty)
 
     def gap(dropped: int) -> str:
-        return fit(render.gap_line(dropped, opts.stats_command))
+        return fit(render.gap_line(dropped, opts.words))
 
     attempt_words = None
     if opts.failed:
@@ -675,7 +678,7 @@ def _follow_records(
         raw_line = render.raw_lines(tty, opts.time)
 
         def gap(dropped: int) -> str:
-            return fit(render.gap_line(dropped, opts.stats_command))
+            return fit(render.gap_line(dropped, opts.words))
 
     lineage = None
     if opts.lineage:

@@ -16,6 +16,7 @@ import time as time_module
 import unicodedata
 from collections.abc import Callable, Sequence
 
+from ..errors import Command, Setting, Words
 from ..process import clock, decode
 from ..process.decode import Event, errno_name
 from ..process.rows import Row
@@ -188,7 +189,11 @@ _COLUMNS = {
 TIME_BY_DEFAULT = {"table": False, "wide": True, "raw": False}
 
 # After the ring's backlog (the records from before the reader started), in the tables.
-BACKLOG_LINE = "-- above: from before this reader started (--from-now skips them) --"
+BACKLOG: Words = (
+    "-- above: from before this reader started (",
+    Setting("from_now"),
+    " skips them) --",
+)
 
 
 def _cells(cells: Sequence[tuple[str, int]], last: str, width: int | None) -> str:
@@ -400,9 +405,13 @@ def raw_lines(fd: int | None, time: bool | None = None) -> Callable[[Event], str
     return _at_width(fd, lambda e, width: raw_line(e, width, with_time))
 
 
-def gap_line(dropped: int, stats_command: str) -> str:
-    """The line where records were lost; stats_command: how the CLI spells the
-    command that counts them, for the instance read."""
-    return (
-        f"-- {dropped} event(s) lost here: the kernel had no room for them (see {stats_command}) --"
+def gap_line(dropped: int, words: Callable[[Words], str]) -> str:
+    """The line where records were lost, pointing at the command that counts them
+    (words: the CLI's, which spell it for the instance read)."""
+    return words(
+        (
+            f"-- {dropped} event(s) lost here: the kernel had no room for them (see ",
+            Command("stats"),
+            ") --",
+        )
     )
