@@ -23,7 +23,6 @@ FLAG = re.compile(r"--[a-z]")
 KNOWN_FLAG_SPELLINGS = {
     "procmon_ctl/commands/doctor.py",  # the report's fixes (--fix, --object, ...)
     "procmon_ctl/commands/exporter.py",  # a metric's HELP text
-    "procmon_ctl/commands/run.py",  # run's summary (a larger --ring-size helps)
     "procmon_ctl/views/schema.py",  # field descriptions of the JSON schema
 }
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import CLI
 from tmux80 import run_in_tmux
 
+from procmon_ctl.cli.hints import Hints
 from procmon_ctl.views import render
 from procmon_ctl.views.doctor import NAME_COLUMN_MAX
 from procmon_ctl.views.run_summary import summary_text
@@ -249,7 +250,7 @@ def test_summary_lines_fit_any_width_and_fold_what_says_what_to_do():
         lost_records=4294967295, unfollowed=4294967295, wall_ns=3_600_000_000_000,
     )  # fmt: skip
     for width in (80, 60, 40, 20):  # below 60 the outcome is cut too, but nothing wraps
-        lines = summary_text(s, width).splitlines()
+        lines = summary_text(s, width, Hints().words).splitlines()
         assert [ln for ln in lines if render.columns(ln) > width] == [], (width, lines)
         incomplete = lines[next(i for i, ln in enumerate(lines) if "INCOMPLETE" in ln) :]
         advice = " ".join(ln.strip() for ln in incomplete)

@@ -150,7 +150,7 @@ def run(
             print_json(summary)
         else:
             width = stream_width(sys.stderr)
-            text = summary_text(summary, width)
+            text = summary_text(summary, width, opts.words)
             if tree and summary.tree is not None:
                 text += "\n" + tree_text(summary.tree, summary.tree_left_out, width)
             print(text, file=sys.stderr, flush=True)

@@ -3,6 +3,9 @@ on stderr; `run --json` prints the model itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..errors import Setting, Words, plain
 from ..kernel.abi import FollowLimits
 from . import render
 from .schema import RunSummary
@@ -18,7 +21,9 @@ _NAME_SHOWN = 16
 _MIN_COMMAND = 2
 
 
-def summary_text(s: RunSummary, width: int | None = None) -> str:
+def summary_text(
+    s: RunSummary, width: int | None = None, words: Callable[[Words], str] = plain
+) -> str:
     """The summary for people.  With `width` (the terminal's the summary goes to)
     every line fits it: what varies in length is what is cut (a command line,
     ending in CUT) or counted (the names left off a list); the exit code and the
@@ -69,8 +74,13 @@ def summary_text(s: RunSummary, width: int | None = None) -> str:
         )
     if s.lost_records:
         lines += wrap(
-            f"{s.lost_records} record(s) lost (the ring buffer was full; "
-            "a larger --ring-size helps)",
+            words(
+                (
+                    f"{s.lost_records} record(s) lost (the ring buffer was full; a larger ",
+                    Setting("ring_size"),
+                    " helps)",
+                )
+            ),
             width,
             "  INCOMPLETE: ",
             "    ",
