@@ -49,10 +49,12 @@ class Setting:
 @dataclass(frozen=True)
 class Command:
     """A procmon-ctl command to run, by its name and the (flag) settings it is run
-    with: Command("unload", ("force",)).  A remedy: it acts on the instance in use."""
+    with: Command("unload", ("force",)).  A remedy: it acts on the instance in use.
+    In backticks, unless it stands as a line of its own (backticks=False)."""
 
     name: str
     settings: tuple[str, ...] = ()
+    backticks: bool = True
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def doctor(
     from ..views.doctor import render_table
     from ..views.render import stream_width
 
-    report = run_checks(fix=fix, object_path=object_path, describe=hints(ctx).error)
+    report = run_checks(fix=fix, object_path=object_path, say=hints(ctx).words)
     if json_out:
         print_json(report)
     else:

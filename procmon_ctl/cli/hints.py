@@ -60,7 +60,8 @@ class Hints:
         if isinstance(part, Setting):
             return option(part.name)
         if isinstance(part, Command):
-            return self.command(" ".join((part.name, *map(option, part.settings))))
+            args = " ".join((part.name, *map(option, part.settings)))
+            return self.command(args) if part.backticks else self.command_line(args)
         if isinstance(part, Given):
             if part.as_is_if_printable and part.text.isprintable():
                 return part.text

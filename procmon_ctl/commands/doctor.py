@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .. import DATA_DIR
-from ..errors import MissingError, ProcmonError
+from ..errors import Command, MissingError, ProcmonError, Setting, Words, plain
 from ..kernel.system import (
     BPFFS_ROOT,
     TRACEFS_ROOT,
@@ -31,13 +31,11 @@ from ..kernel.system import (
 )
 from ..views.schema import DoctorCheck, DoctorReport
 
-# An error as the user reads it: the CLI passes its own words (cli/hints); without
-# them, its plain words.
-Describe = Callable[[ProcmonError], str]
-
-
-def _plain(err: ProcmonError) -> str:
-    return err.message
+# A line as the user reads it, from its parts: the CLI passes its own words
+# (cli/hints), which spell the options and commands the report names.
+Say = Callable[[Words], str]
+FIX = Setting("fix")
+_EVENTS_FAILED = ("`events ", Setting("failed"), "`")
 
 
 BTF_VMLINUX = Path("/sys/kernel/btf/vmlinux")
@@ -154,7 +152,7 @@ def check_mount(
     point: Path,
     ensure: Callable[[], bool],
     fix: bool,
-    describe: Describe = _plain,
+    say: Say = plain,
 ) -> DoctorCheck:
     cmd = " ".join(mount_command(fstype, point))
     if is_mounted(point, fstype):
@@ -173,15 +171,15 @@ def check_mount(
             return _check(
                 name,
                 "FAIL",
-                f"not mounted at {point}; --fix failed: {describe(err)}",
+                say((f"not mounted at {point}; ", FIX, " failed: ", *err.words)),
                 f"as root: {cmd}",
             )
-        return _check(name, "PASS", f"mounted at {point} (by --fix)")
+        return _check(name, "PASS", say((f"mounted at {point} (by ", FIX, ")")))
     return _check(
         name,
         "WARN",
         f"not mounted at {point} (`load` mounts it when run as root)",
-        f"procmon-ctl doctor --fix, or as root: {cmd}",
+        say((Command("doctor", ("fix",), backticks=False), f", or as root: {cmd}")),
     )
 
 
@@ -255,7 +253,7 @@ def check_tracepoints() -> DoctorCheck:
     return _check("tracepoints", "PASS", f"{', '.join(TRACEPOINTS)} (in {' and '.join(found_in)})")
 
 
-def check_syscall_tracepoints() -> DoctorCheck:
+def check_syscall_tracepoints(say: Say = plain) -> DoctorCheck:
     """Only `events --failed` needs them: a WARN, never a FAIL."""
     from ..instance.exec_failures import TRACEPOINTS
 
@@ -268,10 +266,10 @@ def check_syscall_tracepoints() -> DoctorCheck:
         return _check(
             name,
             "WARN",
-            f"not in {events}: {', '.join(missing)}; `events --failed` cannot work",
+            say((f"not in {events}: {', '.join(missing)}; ", *_EVENTS_FAILED, " cannot work")),
             "use a kernel with CONFIG_FTRACE_SYSCALLS=y",
         )
-    return _check(name, "PASS", f"{', '.join(wanted)} (for `events --failed`)")
+    return _check(name, "PASS", say((f"{', '.join(wanted)} (for ", *_EVENTS_FAILED, ")")))
 
 
 def _first_line(argv: list[str]) -> str | None:
@@ -448,14 +446,15 @@ def check_memlock() -> DoctorCheck:
     )
 
 
-def check_object(explicit: str | None = None, describe: Describe = _plain) -> DoctorCheck:
+def check_object(explicit: str | None = None, say: Say = plain) -> DoctorCheck:
     from ..instance.load import PACKAGED_OBJECT, find_object
 
     try:
         path = find_object(explicit)
     except ProcmonError as err:
-        fix = "run `make`" if "make" in err.message else "give --object the .bpf.o `make` builds"
-        return _check("BPF object", "FAIL", describe(err), fix)
+        give = ("give ", Setting("object"), " the .bpf.o `make` builds")
+        fix = "run `make`" if "make" in err.message else say(give)
+        return _check("BPF object", "FAIL", say(err.words), fix)
     source = DATA_DIR.resolve().parent.parent / "bpf" / "process_monitor.bpf.c"
     if (
         path == PACKAGED_OBJECT
@@ -489,7 +488,7 @@ TRIAL_PREFIX = "procmon-doctor-"
 
 
 def check_trial_load(
-    object_check: DoctorCheck, explicit: str | None, describe: Describe = _plain
+    object_check: DoctorCheck, explicit: str | None, say: Say = plain
 ) -> DoctorCheck:
     """Load the object into a pin dir of doctor's own, attach each program for a
     moment, and remove it all: exactly what `load` and `attach` will ask of this
@@ -517,7 +516,7 @@ def check_trial_load(
             name,
             "WARN",
             f"not tried: {' and '.join(unmounted)} not mounted",
-            "procmon-ctl doctor --fix (mounts them, then tries)",
+            say((Command("doctor", ("fix",), backticks=False), " (mounts them, then tries)")),
         )
     obj = find_object(explicit)
     layout = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{os.getpid()}")
@@ -529,9 +528,14 @@ def check_trial_load(
         return _check(
             name,
             "FAIL",
-            getattr(err, "summary", None) or describe(err),
-            "use a kernel of the README's table, or report this line with "
-            "`procmon-ctl doctor --json` and `uname -r`",
+            getattr(err, "summary", None) or say(err.words),
+            say(
+                (
+                    "use a kernel of the README's table, or report this line with ",
+                    Command("doctor", ("json",)),
+                    " and `uname -r`",
+                )
+            ),
         )
     finally:
         remove_pins(layout)
@@ -545,35 +549,38 @@ def check_trial_load(
     )
 
 
-def check_json_formatter() -> DoctorCheck:
+def check_json_formatter(say: Say = plain) -> DoctorCheck:
     from ..views import json_native
 
     if json_native.library() is None:
         return _check(
             "JSON formatter",
             "WARN",
-            f"{json_native.problem()}: `events --json` uses the Python "
-            "formatter (same output, several times the CPU per event)",
+            say(
+                (
+                    f"{json_native.problem()}: `events ",
+                    Setting("json"),
+                    "` uses the Python formatter (same output, several times the CPU per event)",
+                )
+            ),
             "run `make`",
         )
     return _check("JSON formatter", "PASS", f"{json_native.LIBRARY} (C)")
 
 
-def run_checks(
-    fix: bool = False, object_path: str | None = None, describe: Describe = _plain
-) -> DoctorReport:
-    """describe: an error as the user reads it (the CLI's words for it)."""
+def run_checks(fix: bool = False, object_path: str | None = None, say: Say = plain) -> DoctorReport:
+    """say: the CLI's words for the lines that name an option or a command."""
     checks = [_check("kernel", "INFO", f"Linux {kernel_release()}")]
     checks += check_kernel_config()
     checks.append(check_btf())
     # Mount first, so the tracepoint check can look in tracefs.
     mounts = [
-        check_mount("bpffs", "bpf", BPFFS_ROOT, ensure_bpffs, fix, describe),
-        check_mount("tracefs", "tracefs", TRACEFS_ROOT, ensure_tracefs, fix, describe),
+        check_mount("bpffs", "bpf", BPFFS_ROOT, ensure_bpffs, fix, say),
+        check_mount("tracefs", "tracefs", TRACEFS_ROOT, ensure_tracefs, fix, say),
     ]
     checks += mounts
     checks.append(check_tracepoints())
-    checks.append(check_syscall_tracepoints())
+    checks.append(check_syscall_tracepoints(say))
     checks += [
         check_bpftool(),
         check_libbpf(),
@@ -584,11 +591,11 @@ def run_checks(
         check_memlock(),
         check_kernel_features(),
     ]
-    object_check = check_object(object_path, describe)
+    object_check = check_object(object_path, say)
     checks += [
         object_check,
-        check_trial_load(object_check, object_path, describe),
-        check_json_formatter(),
+        check_trial_load(object_check, object_path, say),
+        check_json_formatter(say),
     ]
     failed = [c.name for c in checks if c.status == "FAIL"]
     return DoctorReport(ok=not failed, failed=failed, checks=checks)
