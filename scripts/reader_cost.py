@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The repository's, not an installed one:
-from procmon_ctl.instance.pins import PinLayout  # noqa: E402
+from procmon_ctl.instance.pinned import PinnedInstance  # noqa: E402
 from procmon_ctl.process.cgroups import v2_root  # noqa: E402
 
 CLI = [sys.executable, "-m", "procmon_ctl"]
@@ -161,7 +161,7 @@ def main() -> int:
         reader.wait(timeout=10)
     finally:
         subprocess.run([*CLI, "unload"], env=env, capture_output=True)
-        for path in PinLayout(Path(pin_dir)).state_paths():  # if unload could not run
+        for path in PinnedInstance.at(Path(pin_dir)).state_paths():  # if unload could not run
             path.unlink(missing_ok=True)
         if args.forks:
             shutil.rmtree(work, ignore_errors=True)

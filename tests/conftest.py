@@ -24,9 +24,10 @@ import builds
 import pytest
 
 from procmon_ctl.instance.attach import attach as attach_programs
-from procmon_ctl.instance.load import find_object
 from procmon_ctl.instance.load import load as load_instance
-from procmon_ctl.instance.pins import PROGRAMS, PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.pins import PROGRAMS
+from procmon_ctl.instance.startup import find_object
 from procmon_ctl.process.cgroups import v2_root
 from procmon_ctl.views import json_native
 
@@ -191,7 +192,7 @@ def state_files_of(path: Path) -> list[Path]:
     dirs = [path]
     if path.is_dir() and not path.is_symlink():
         dirs += [Path(top) / name for top, names, _ in os.walk(path) for name in names]
-    return [f for d in dirs for f in PinLayout(d).state_paths()]
+    return [f for d in dirs for f in PinnedInstance.at(d).state_paths()]
 
 
 def programs_left(prog_ids: set[int], wait: float = 5.0) -> set[int]:
@@ -286,7 +287,7 @@ def attached(cli) -> Cli:
     test_workflow and test_bad_input test (on every kernel of the matrix); here they
     are the set-up only, and each start of the CLI costs seconds in the matrix's
     emulated guests."""
-    layout = PinLayout(cli.pin_dir)
+    layout = PinnedInstance.at(cli.pin_dir)
     load_instance(layout, find_object())
     attach_programs(layout, list(PROGRAMS))
     return cli

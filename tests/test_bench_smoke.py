@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import build_program
 
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"
@@ -200,7 +200,7 @@ def test_long_run_tiny(bpf, forkloop):
     # Its pin dirs' lock and record files too (named by a hash of the pin dir).
     modes = ("table", "json", "tree")  # run pins nothing
     pin_dirs = [Path(f"/sys/fs/bpf/procmon-longrun-{proc.pid}-{mode}") for mode in modes]
-    left_files = [p for d in pin_dirs for p in PinLayout(d).state_paths() if p.exists()]
+    left_files = [p for d in pin_dirs for p in PinnedInstance.at(d).state_paths() if p.exists()]
     assert not left_files, left_files
     left = subprocess.run(["pgrep", "-f", str(forkloop)], capture_output=True, text=True)
     assert not left.stdout.strip(), left.stdout

@@ -278,14 +278,14 @@ def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
     takes its reader lock while the others hold theirs."""
     from contextlib import ExitStack
 
-    from procmon_ctl.instance.pins import PinLayout
+    from procmon_ctl.instance.pinned import PinnedInstance
 
     base = f"/sys/fs/bpf/locktest-{os.getpid()}"
     layouts = [
-        PinLayout(Path(p))
+        PinnedInstance.at(Path(p))
         for p in (f"{base}_a_b", f"{base}_a/b", f"{base}/a_b", f"{base}/a%5Fb", f"{base}_a%2Fb")
     ]
-    paths = [lay.lock_paths() for lay in layouts]
+    paths = [lay.locks.paths() for lay in layouts]
     try:
         assert len({p for pair in paths for p in pair}) == 2 * len(layouts)
         with ExitStack() as held:

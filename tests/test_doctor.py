@@ -23,7 +23,7 @@ from procmon_ctl.commands.doctor import (
     read_kernel_config,
     run_checks,
 )
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.kernel import system
 from procmon_ctl.kernel.system import BPFFS_ROOT
 from procmon_ctl.views.doctor import NAME_COLUMN_MAX, render_table
@@ -339,9 +339,9 @@ def test_doctor_fails_exactly_where_load_fails(cli, objects, which):
         assert (check["status"] == "PASS") == expected_to_load, check
     # doctor's own trial pin dir is gone too, and its lock files (only this doctor's:
     # other doctors on the machine may be trying theirs meanwhile).
-    trial = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{pid}")
+    trial = PinnedInstance.at(BPFFS_ROOT / f"{TRIAL_PREFIX}{pid}")
     assert not trial.root.exists(), f"doctor left {trial.root}"
-    assert not [lock for lock in trial.lock_paths() if lock.exists()]
+    assert not [lock for lock in trial.locks.paths() if lock.exists()]
 
 
 @pytest.mark.kernel

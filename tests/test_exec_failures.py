@@ -20,7 +20,8 @@ import pytest
 from conftest import CLI, bpftool_json, lines_until, pin_tree
 
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS
 from procmon_ctl.process.cgroups import v2_root
 from procmon_ctl.views.schema import EventLine, ExecFailedEvent
 
@@ -249,8 +250,8 @@ def test_without_failed_nothing_is_attached(loaded, tmp_path):
         "events", "--json", "--duration", "300", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        layout = PinLayout(cli.pin_dir)
-        wait_until(lambda: layout.reader_pid() == reader.pid, "the reader to take the ring")
+        layout = PinnedInstance.at(cli.pin_dir)
+        wait_until(lambda: layout.locks.reader_pid() == reader.pid, "the reader to take the ring")
         assert not attachments(ids), "programs attached without --failed"
         assert not [p for p in bpftool_json("perf", "show") if p["pid"] == reader.pid]
         tried = failed_exec(str(tmp_path / "missing"), ["missing"])

@@ -104,7 +104,7 @@ def test_load_names_the_variable_it_came_from(cli):
 
 
 def test_load_shows_the_object_given_as_given(cli, tmp_path):
-    from procmon_ctl.instance.load import find_object
+    from procmon_ctl.instance.startup import find_object
 
     obj = tmp_path / "mine.bpf.o"
     obj.write_bytes(find_object(None).read_bytes())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from procmon_ctl.instance.load import check_object
+from procmon_ctl.instance.startup import check_object
 
 REAL_PREFIX = Path("/opt/procmon-ctl")
 REAL_LINK = Path("/usr/local/bin/procmon-ctl")

@@ -366,13 +366,13 @@ def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
     with their parent, and --count stops at the count."""
     from conftest import fork_processes
 
-    from procmon_ctl.instance.pins import PinLayout
+    from procmon_ctl.instance.pinned import PinnedInstance
 
     if not native:
         monkeypatch.setattr(json_native, "library", lambda: None)
     # follow() puts its process in SCHED_BATCH; this process is pytest's.
     monkeypatch.setattr(stream, "batch_scheduling", lambda: None)
-    layout = PinLayout(attached.pin_dir)
+    layout = PinnedInstance.at(attached.pin_dir)
     pids = fork_processes(20)
     out = io.StringIO()
     n = stream.follow(layout, stream.StreamOptions(mode="json", duration=0.3), out)

@@ -27,9 +27,9 @@ from containers import require_podman, run_container
 from test_exec_failures import failed_program_ids, failed_reader
 
 import procmon_ctl
-from procmon_ctl.instance.load import find_object
 from procmon_ctl.instance.load import load as load_instance
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.startup import find_object
 from procmon_ctl.kernel import libbpf
 
 # The kernel matrix's emulated guests are some 20-50 times slower than the host.
@@ -52,7 +52,7 @@ def thread_exec(tmp_path_factory) -> Path:
 def loaded(cli):
     """A pinned instance, loaded through the library (attached: nothing; the
     failed-exec programs are the reader's own)."""
-    load_instance(PinLayout(cli.pin_dir), find_object())
+    load_instance(PinnedInstance.at(cli.pin_dir), find_object())
     return cli
 
 

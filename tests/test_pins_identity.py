@@ -27,7 +27,8 @@ from conftest import (
 )
 
 from procmon_ctl.errors import EXIT_PERMISSION, EXIT_STATE, EXIT_USAGE, StateError
-from procmon_ctl.instance.pins import LOCK_DIR, PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.state_dir import LOCK_DIR
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess, code: int, *texts: str) -> str:
@@ -126,11 +127,11 @@ def test_a_replaced_ring_is_refused_by_every_command(attached):
 def test_a_swapped_map_is_caught_even_with_a_doctored_record(attached):
     """Root swapped maps/events and wrote its id into the record: the programs do
     not use that map, and the check says so."""
-    layout = PinLayout(attached.pin_dir)
+    layout = PinnedInstance.at(attached.pin_dir)
     foreign_id = _replace_ring(attached)
-    data = json.loads(layout.record_path.read_text())
+    data = json.loads(layout.record.path.read_text())
     data["pins"]["maps/events"] = foreign_id
-    layout.record_path.write_text(json.dumps(data))
+    layout.record.path.write_text(json.dumps(data))
     r = attached("status", check=False)
     assert_one_line_error(r, EXIT_STATE, "maps/events is not the map", "programs do not use it")
 
@@ -162,7 +163,7 @@ def test_a_map_pinned_where_a_link_belongs_is_refused(cli):
 def test_an_instance_without_a_record_must_be_loaded_again(attached):
     """An older procmon-ctl kept no record: nothing of it is trusted for use, but
     unload (which removes only names procmon-ctl makes) cleans it up."""
-    PinLayout(attached.pin_dir).record_path.unlink()
+    PinnedInstance.at(attached.pin_dir).record.path.unlink()
     for command in [*READ_COMMANDS, ("attach",)]:
         r = attached(*command, check=False)
         assert_one_line_error(
@@ -179,49 +180,49 @@ def test_an_instance_without_a_record_must_be_loaded_again(attached):
 
 @pytest.mark.kernel
 def test_record_follows_attach_and_detach(cli):
-    layout = PinLayout(cli.pin_dir)
+    layout = PinnedInstance.at(cli.pin_dir)
     cli("load")
     ids = {name: kernel_id for name, (_, kernel_id) in pins_with_ids(cli.pin_dir).items()}
-    assert layout.read_record() == ids
+    assert layout.record.pins() == ids
     assert any(name.endswith("__rodata") for name in ids), "the object's internal map too"
     cli("attach", "--events", "fork,exit")
     ids = {name: kernel_id for name, (_, kernel_id) in pins_with_ids(cli.pin_dir).items()}
-    assert layout.read_record() == ids
+    assert layout.record.pins() == ids
     cli("detach", "--events", "fork")
     ids = {name: kernel_id for name, (_, kernel_id) in pins_with_ids(cli.pin_dir).items()}
-    record = layout.read_record()
+    record = layout.record.pins()
     assert record == ids and "links/fork" not in record
-    st = os.stat(layout.record_path)
+    st = os.stat(layout.record.path)
     assert (st.st_mode & 0o777, st.st_uid) == (0o600, 0)
     assert (os.stat(LOCK_DIR).st_mode & 0o777) == 0o700
     cli("unload")
-    assert not layout.record_path.exists()
+    assert not layout.record.path.exists()
 
 
-# -- the reader's API (PinLayout.open_map, PinLayout.same_map) ---------------------
+# -- the reader's API (PinnedInstance.open_map, PinIdentity.same_map) ---------------------
 
 
 def test_open_map_and_same_map(attached):
     from procmon_ctl.kernel import libbpf
 
-    layout = PinLayout(attached.pin_dir)
+    layout = PinnedInstance.at(attached.pin_dir)
     fd = layout.open_map("events")
     try:
-        assert libbpf.map_info(fd).id == layout.read_record()["maps/events"]
-        assert layout.same_map("events", fd)
+        assert libbpf.map_info(fd).id == layout.record.pins()["maps/events"]
+        assert layout.identity.same_map("events", fd)
         attached("unload")
-        assert not layout.same_map("events", fd)
+        assert not layout.identity.same_map("events", fd)
         attached("load")
-        assert not layout.same_map("events", fd), "a new instance's ring is another map"
+        assert not layout.identity.same_map("events", fd), "a new instance's ring is another map"
         fresh = layout.open_map("events")
-        assert layout.same_map("events", fresh)
+        assert layout.identity.same_map("events", fresh)
         os.close(fresh)
     finally:
         os.close(fd)
     _replace_ring(attached)
     with pytest.raises(StateError, match="is not the map procmon-ctl pinned there"):
         layout.open_map("events")
-    layout.record_path.unlink()
+    layout.record.path.unlink()
     with pytest.raises(StateError, match="no record"):
         layout.open_map("settings")
 
@@ -230,18 +231,18 @@ def test_open_map_and_same_map(attached):
 
 
 def test_unload_while_a_reader_reads_needs_force(attached):
-    layout = PinLayout(attached.pin_dir)
+    layout = PinnedInstance.at(attached.pin_dir)
     reader = attached.popen(
         "events", "--duration", "300", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 60
-        while layout.reader_pid() != reader.pid:
+        while layout.locks.reader_pid() != reader.pid:
             assert reader.poll() is None, reader.communicate()
             assert time.monotonic() < deadline, "the reader did not take its lock"
             time.sleep(0.02)
         # What unload sees: the reader's lock cannot be taken.
-        fd = os.open(layout.lock_paths()[1], os.O_RDWR)
+        fd = os.open(layout.locks.paths()[1], os.O_RDWR)
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
@@ -351,7 +352,7 @@ def test_a_long_pin_dir_loads_and_unloads(cli):
     cli("--pin-dir", str(long_dir), "load")
     cli("--pin-dir", str(long_dir), "attach")
     assert "(loaded)" in cli("--pin-dir", str(long_dir), "status").stdout
-    layout = PinLayout(long_dir)
+    layout = PinnedInstance.at(long_dir)
     assert all(len(p.name) < 100 for p in layout.state_paths())
     cli("--pin-dir", str(long_dir), "unload")
     assert not long_dir.exists()
@@ -362,7 +363,7 @@ def test_lock_files_removed_under_the_lock_never_admit_two(tmp_path):
     """Each holder of a pin dir without pins removes the lock file as it leaves:
     a waiter that then gets the lock of the removed file must not go in while
     another holds the new file.  Eight threads, each fd its own flock."""
-    layout = PinLayout(Path(f"/sys/fs/bpf/procmon-locktest-{os.getpid()}"))
+    layout = PinnedInstance.at(Path(f"/sys/fs/bpf/procmon-locktest-{os.getpid()}"))
     assert not layout.root.exists()
     inside, most, errors = [0], [0], []
     guard = threading.Lock()
@@ -370,7 +371,7 @@ def test_lock_files_removed_under_the_lock_never_admit_two(tmp_path):
     def enter_many():
         try:
             for _ in range(150):
-                with layout.admin_lock():
+                with layout.locks.admin():
                     with guard:
                         inside[0] += 1
                         most[0] = max(most[0], inside[0])
@@ -387,7 +388,7 @@ def test_lock_files_removed_under_the_lock_never_admit_two(tmp_path):
         t.join()
     assert not errors
     assert most[0] == 1, f"{most[0]} holders at once"
-    assert not layout.lock_paths()[0].exists()
+    assert not layout.locks.paths()[0].exists()
 
 
 def test_old_style_lock_files_of_a_pin_dir_go_at_unload(cli):

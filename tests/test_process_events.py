@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import bpftool_json, lines_until, wait_threads_streamed
 
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 
 THREADS = """
 import threading
@@ -230,7 +230,7 @@ def reader_ready(cli, reader: subprocess.Popen, timeout: float = 60) -> None:
     """Until `reader` holds its pin dir's reader lock: past reading the tree from
     /proc, reading the ring.  (Read from /proc/locks: taking the lock to try it
     could make the reader fail.)"""
-    lock = PinLayout(cli.pin_dir).lock_paths()[1]
+    lock = PinnedInstance.at(cli.pin_dir).locks.paths()[1]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert reader.poll() is None, reader.communicate()

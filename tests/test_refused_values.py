@@ -24,7 +24,7 @@ import pytest
 from conftest import pin_tree
 
 from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 
 
 def fs(raw: bytes) -> str:
@@ -251,7 +251,7 @@ def test_pin_dir_1500_levels_deep_loads_and_unloads(cli, pin_dir):
         if deep.exists():
             cli("unload", "--force", check=False, env=env)
         remove_chain(pin_dir, deep)
-        for f in PinLayout(deep).state_paths():
+        for f in PinnedInstance.at(deep).state_paths():
             f.unlink(missing_ok=True)
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import shlex
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 from records import (
@@ -129,7 +130,8 @@ def follow(
     monkeypatch.setattr(stream, "open_reader", open_reader)
     out = io.StringIO()
     opts = stream.StreamOptions(mode=mode, duration=0.001, filters=filters or Filters())
-    stream.follow(None, opts, out)
+    # A ring holding no earlier readers' records (a private instance's): no backlog line.
+    stream.follow(SimpleNamespace(has_backlog=False), opts, out)
     assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
     return lines[2:] if mode in ("table", "wide", "raw") else lines

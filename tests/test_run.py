@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import CLI, bpf_held_by, bpf_ids_alive
 
-from procmon_ctl.instance.load import PACKAGED_OBJECT
 from procmon_ctl.instance.pins import PROGRAMS
+from procmon_ctl.instance.startup import PACKAGED_OBJECT
 from procmon_ctl.kernel.abi import FollowLimits
 
 

@@ -24,7 +24,7 @@ from conftest import bpf_held_by, bpf_ids_alive, bpftool_json, fork_processes, p
 from procmon_ctl.commands.exporter import ANSWERING_THREADS, MAX_CONNECTIONS, REQUEST_TIMEOUT
 from procmon_ctl.instance.attach import attach as attach_events
 from procmon_ctl.instance.attach import detach as detach_events
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 
 
 def free_port() -> int:
@@ -189,7 +189,7 @@ def test_prometheus_sees_exact_forks(attached, prometheus_bin, tmp_path):
     in that window: N plus whatever else the machine forked then (counted from the
     ring buffer's fork events), so exactly N on a quiet machine."""
     cli = attached
-    layout = PinLayout(cli.pin_dir)
+    layout = PinnedInstance.at(cli.pin_dir)
     n = 40
     with (
         exporter(cli) as (_, exporter_port),

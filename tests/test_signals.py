@@ -25,7 +25,7 @@ import pytest
 from conftest import CLI, pin_tree, remove_tree
 
 from procmon_ctl.cli import app
-from procmon_ctl.instance.pins import PinLayout
+from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.kernel import signals
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -416,8 +416,8 @@ class Worker:
                 remove_tree(self.cycle)
         elif pin_tree(self.instance) != self.instance_pins:
             problems.append(f"the instance's pins changed: {sorted(pin_tree(self.instance))}")
-        trial = PinLayout(Path(f"/sys/fs/bpf/procmon-doctor-{pid}"))
-        if trial.root.exists() or any(p.exists() for p in trial.lock_paths()):
+        trial = PinnedInstance.at(Path(f"/sys/fs/bpf/procmon-doctor-{pid}"))
+        if trial.root.exists() or any(p.exists() for p in trial.locks.paths()):
             problems.append(f"doctor left {trial.root} or its lock files")
             remove_tree(trial.root)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..instance.pins import DEFAULT_PIN_DIR, PinLayout
+from ..instance.pinned import PinnedInstance
+from ..instance.pins import DEFAULT_PIN_DIR
 
 if TYPE_CHECKING:
     from .hints import Hints
@@ -35,8 +36,8 @@ class Invocation:
         self.pin_dir: str | None = None
         self.pin_dir_given = False  # on the command line, not from PROCMON_PIN_DIR
 
-    def layout(self) -> PinLayout:
-        return PinLayout.resolve(self.pin_dir)
+    def pinned(self) -> PinnedInstance:
+        return PinnedInstance.resolve(self.pin_dir)
 
     def hints(self) -> Hints:
         """Words for this instance: the default one is spelled bare, however given."""
@@ -51,8 +52,9 @@ def invocation(ctx: typer.Context) -> Invocation:
     return ctx.find_root().obj
 
 
-def layout(ctx: typer.Context) -> PinLayout:
-    return invocation(ctx).layout()
+def pinned(ctx: typer.Context) -> PinnedInstance:
+    """The pinned instance the command acts on (--pin-dir, checked)."""
+    return invocation(ctx).pinned()
 
 
 def hints(ctx: typer.Context) -> Hints:

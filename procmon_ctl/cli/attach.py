@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import EVENTS_HELP, command, layout
+from ._common import EVENTS_HELP, command, pinned
 
 EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
 
@@ -18,7 +18,7 @@ def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
     from ..instance.attach import attach as attach_programs
     from ..instance.attach import parse_events
 
-    done, already = attach_programs(layout(ctx), parse_events(events))
+    done, already = attach_programs(pinned(ctx), parse_events(events))
     print(_outcome("attached", done, already, "already attached"))
 
 
@@ -28,7 +28,7 @@ def detach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
     from ..instance.attach import detach as detach_programs
     from ..instance.attach import parse_events
 
-    done, idle = detach_programs(layout(ctx), parse_events(events))
+    done, idle = detach_programs(pinned(ctx), parse_events(events))
     print(_outcome("detached", done, idle, "not attached"))
 
 

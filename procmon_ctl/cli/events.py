@@ -23,7 +23,7 @@ from ._common import (
     WideOpt,
     command,
     hints,
-    layout,
+    pinned,
 )
 
 
@@ -126,7 +126,7 @@ def events(
     opts.words = words.words
     for note in opts.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)
-    pins = layout(ctx)
+    pins = pinned(ctx)
     warning = check_can_read(pins, failed)
     warning = words.words(warning) if warning else None
     if output is None:

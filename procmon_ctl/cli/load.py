@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ObjectOpt, command, hints, layout
+from ._common import ObjectOpt, command, hints, pinned
 
 
 @command()
@@ -30,11 +30,11 @@ def load(
     ] = 4096,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
-    from ..instance.load import find_object
     from ..instance.load import load as load_instance
+    from ..instance.startup import find_object
     from ..kernel.system import require_root
 
-    pins = layout(ctx)
+    pins = pinned(ctx)
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
     load_instance(pins, obj, ring_size, argv_bytes)
@@ -54,6 +54,6 @@ def unload(
     """Detach if needed and remove every pin of this instance."""
     from ..instance.load import unload as unload_instance
 
-    pins = layout(ctx)
+    pins = pinned(ctx)
     removed = unload_instance(pins, force=force)
     print(f"unloaded {pins.root} ({len(removed)} pins removed)")

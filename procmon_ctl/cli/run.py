@@ -91,7 +91,7 @@ def run(
     prints the tree of processes CMD started, pstree-like."""
     from ..commands.run import run_command, run_monitor
     from ..errors import UsageError
-    from ..instance.load import find_object
+    from ..instance.startup import find_object
     from ..stream.follow import stream_options
     from ..views.render import stream_width
     from ..views.run_summary import summary_text

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import command, layout
+from ._common import command, pinned
 
 
 @command()
@@ -40,5 +40,5 @@ def serve(
     from ..commands.exporter import serve_forever
 
     serve_forever(
-        layout(ctx), address, port, attach_too, object_path, lambda text: print(text, flush=True)
+        pinned(ctx), address, port, attach_too, object_path, lambda text: print(text, flush=True)
     )

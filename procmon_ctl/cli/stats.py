@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import command, hints, layout, print_json
+from ._common import command, hints, pinned, print_json
 
 if TYPE_CHECKING:
     from ..errors import Words
@@ -45,7 +45,7 @@ def stats(
         require_interval("interval", interval)
         if not watch:
             raise UsageError("--interval applies only with --watch: add --watch")
-    pins = layout(ctx)
+    pins = pinned(ctx)
     words = hints(ctx)
     if not watch:
         s = counters.read_stats(pins)
@@ -76,7 +76,7 @@ def status(ctx: typer.Context, json_out: JsonObjectOpt = False) -> None:
     from ..views.render import stream_width
     from ..views.stats import status_text
 
-    s = read_status(layout(ctx))
+    s = read_status(pinned(ctx))
     if json_out:
         print_json(s)
     else:

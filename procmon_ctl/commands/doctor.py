@@ -447,7 +447,7 @@ def check_memlock() -> DoctorCheck:
 
 
 def check_object(explicit: str | None = None, say: Say = plain) -> DoctorCheck:
-    from ..instance.load import PACKAGED_OBJECT, find_object
+    from ..instance.startup import PACKAGED_OBJECT, find_object
 
     try:
         path = find_object(explicit)
@@ -494,8 +494,9 @@ def check_trial_load(
     moment, and remove it all: exactly what `load` and `attach` will ask of this
     kernel's verifier, so doctor cannot pass where they would fail."""
     from ..instance.attach import try_attach
-    from ..instance.load import find_object, load, remove_pins
-    from ..instance.pins import PinLayout
+    from ..instance.load import load, remove_pins
+    from ..instance.pinned import PinnedInstance
+    from ..instance.startup import find_object
 
     name = "load and attach"
     if os.geteuid() != 0:
@@ -519,10 +520,10 @@ def check_trial_load(
             say((Command("doctor", ("fix",), backticks=False), " (mounts them, then tries)")),
         )
     obj = find_object(explicit)
-    layout = PinLayout(BPFFS_ROOT / f"{TRIAL_PREFIX}{os.getpid()}")
+    trial = PinnedInstance.at(BPFFS_ROOT / f"{TRIAL_PREFIX}{os.getpid()}")
     try:
-        load(layout, obj)
-        try_attach(layout)
+        load(trial, obj)
+        try_attach(trial.layout)
     except ProcmonError as err:
         # A rejected program's log is not shown here: `load` prints it.
         return _check(
@@ -538,8 +539,8 @@ def check_trial_load(
             ),
         )
     finally:
-        remove_pins(layout)
-        for path in layout.state_paths():  # its locks and record: the pin dir was ours
+        remove_pins(trial.layout)
+        for path in trial.state_paths():  # its locks and record: the pin dir was ours
             path.unlink(missing_ok=True)
     return _check(
         name,

@@ -1,11 +1,11 @@
 """`procmon-ctl serve`: the counters as Prometheus metrics.
 
-Nothing polls: every scrape opens the pinned `counters` map, sums its per-CPU
-values with one bpf_map_lookup_elem per key, and closes it again (an fd kept
-open would keep the map alive after `unload`).  Whether each program is
-attached is read from its link pin.  With --attach the instance is serve's own
-(a PrivateInstance, pinned nowhere): its counters are read through its fds, and
-it is attached for as long as serve lives.
+Nothing polls: every scrape reads the instance's counters (Instance.counters:
+the pinned `counters` map opened, checked to be the one `load` pinned, summed
+with one bpf_map_lookup_elem per key, and closed again, since an fd kept open
+would keep the map alive after `unload`) and which programs are attached.  With
+--attach the instance is serve's own (a PrivateInstance, pinned nowhere),
+attached for as long as serve lives.
 
 The HTTP side is wsgiref's server and prometheus-client's WSGI app (so `name[]`
 filters as in the library's own server), with what a long-lived exporter needs
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import selectors
 import signal
 import socket
@@ -26,7 +25,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
@@ -34,13 +32,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..errors import BpfError, Command, Given, Setting, StateError, UsageError
-from ..instance.pins import PROGRAMS, PinLayout
+from ..instance.base import Instance
+from ..instance.pinned import PinnedInstance
+from ..instance.pins import PROGRAMS
 from ..kernel import libbpf
-from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES
+from ..kernel.abi import COUNTER_NAMES
 from ..kernel.system import require_root
-
-if TYPE_CHECKING:
-    from ..instance.private import PrivateInstance
 
 DEFAULT_PORT = 9464
 
@@ -77,25 +74,13 @@ COUNTER_METRICS = {
         "Events a reader's --cgroup or --container filter kept out of the ring buffer.",
     ),
 }
-_KEYS = [k.value for k in COUNTER_KEYS]
-
-
-def read_counters(layout: PinLayout) -> dict[str, int]:
-    """The per-CPU counters summed, by name; raises libbpf.LibbpfError."""
-    fd = libbpf.obj_get(layout.map("counters"))
-    try:
-        sums = libbpf.percpu_array_sums(fd, _KEYS)
-    finally:
-        os.close(fd)
-    return dict(zip(COUNTER_NAMES, sums, strict=True))
 
 
 class ProcmonCollector(Collector):
-    """Reads the pin set (or serve's own instance) at scrape time.  While nothing
-    is loaded, only procmon_loaded 0 and procmon_attached 0 are reported."""
+    """Reads the instance at scrape time.  While nothing is loaded, only
+    procmon_loaded 0 and procmon_attached 0 are reported."""
 
-    def __init__(self, layout: PinLayout, instance: PrivateInstance | None = None):
-        self.layout = layout
+    def __init__(self, instance: Instance):
         self.instance = instance
 
     def describe(self):
@@ -105,16 +90,13 @@ class ProcmonCollector(Collector):
         return list(self._families(dict.fromkeys(COUNTER_NAMES, 0), set()))
 
     def _read(self) -> tuple[dict[str, int] | None, set[str]]:
-        """The counters (None: nothing loaded) and the attached events."""
-        if self.instance is not None:
-            return self.instance.counters(), set(PROGRAMS)
-        counters = None
-        if self.layout.map("counters").exists():
-            try:
-                counters = read_counters(self.layout)
-            except libbpf.LibbpfError:
-                counters = None  # unloaded between the check and the read
-        return counters, {e for e in PROGRAMS if self.layout.link(e).exists()}
+        """The counters (None: nothing loaded, or not what procmon-ctl loaded) and
+        the attached events."""
+        try:
+            counters = self.instance.counters()
+        except (StateError, libbpf.LibbpfError):
+            counters = None  # unloaded (or loaded again) since serve started
+        return counters, set(self.instance.attached_events())
 
     def collect(self):
         return self._families(*self._read())
@@ -151,8 +133,8 @@ def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
     return registry
 
 
-def check_loaded(layout: PinLayout) -> None:
-    layout.require_loaded(
+def check_loaded(pinned: PinnedInstance) -> None:
+    pinned.require_loaded(
         (
             "run ",
             Command("load"),
@@ -163,9 +145,9 @@ def check_loaded(layout: PinLayout) -> None:
         )
     )
     try:
-        read_counters(layout)
+        pinned.counters()
     except libbpf.LibbpfError as err:
-        raise BpfError(f"cannot read {layout.map('counters')}: {err}") from None
+        raise BpfError(f"cannot read {pinned.layout.map('counters')}: {err}") from None
 
 
 @dataclass(eq=False)
@@ -431,7 +413,7 @@ def metrics_server(
 
 
 def serve_forever(
-    layout: PinLayout,
+    pinned: PinnedInstance,
     address: str,
     port: int,
     attach_too: bool,
@@ -441,7 +423,7 @@ def serve_forever(
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
     With attach_too, serve an instance of its own that lives exactly as long as this
     process (pinned nowhere: however serve ends, nothing stays loaded or attached)."""
-    from ..instance.load import find_object
+    from ..instance.startup import find_object
 
     where = listen_address(address, port)
     if object_path is not None and not attach_too:
@@ -455,19 +437,17 @@ def serve_forever(
         )
     attach_obj = find_object(object_path) if attach_too else None
     require_root("reading BPF maps")
-    collector = ProcmonCollector(layout)
-    registry = make_registry(collector)
     if attach_obj is None:
-        check_loaded(layout)
-        with metrics_server(registry, address, where) as url:
-            announce(f"serving {layout.root} at {url}")
+        check_loaded(pinned)
+        with metrics_server(make_registry(ProcmonCollector(pinned)), address, where) as url:
+            announce(f"serving {pinned.root} at {url}")
             _wait()
         return
     from ..instance.private import PrivateInstance
 
     # The server stops before the instance closes, so no scrape reads closed fds.
     with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
-        collector.instance = instance
+        registry = make_registry(ProcmonCollector(instance))
         with metrics_server(registry, address, where) as url:
             announce(
                 f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"

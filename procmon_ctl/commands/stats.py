@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ..instance.pins import MAPS, PROGRAMS, PinLayout
+from ..instance.pinned import PinnedInstance
+from ..instance.pins import MAPS, PROGRAMS
 from ..kernel import signals
-from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES
+from ..kernel.abi import COUNTER_NAMES
 from ..kernel.system import require_root
 from ..views.stats import RATE_FIELDS, Sample
 
@@ -17,33 +18,29 @@ if TYPE_CHECKING:
     from ..views.schema import Stats, Status
 
 
-def read_stats(layout: PinLayout) -> Stats:
-    """The seed's `bpftool map dump` of process_count, with the per-CPU counters
-    beside it, parsed into the models."""
-    from ..kernel import bpftool
+def read_stats(pinned: PinnedInstance) -> Stats:
+    """The seed's process_count, with the per-CPU counters beside it, in the model."""
     from ..views.schema import Stats
 
     require_root("reading BPF maps")
-    layout.require_loaded()
-    seed, counters = bpftool.map_dumps(layout.map("process_count"), layout.map("counters"))
-    by_key = counters.by_key()
-    values = {name: by_key.get(k, 0) for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
-    return Stats(process_count=seed.by_key().get(0, 0), **values)
+    pinned.require_loaded()
+    counters = pinned.counters()
+    return Stats(process_count=counters["process_count"], **{n: counters[n] for n in COUNTER_NAMES})
 
 
-def attach_warning(layout: PinLayout) -> Words | None:
+def attach_warning(pinned: PinnedInstance) -> Words | None:
     """Why some counters cannot move: programs that are not attached (the counters
     count in the programs).  None when all are."""
     from ..errors import Command
 
-    missing = [e for e in PROGRAMS if e not in layout.attached_events()]
+    missing = [e for e in PROGRAMS if e not in pinned.attached_events()]
     if not missing:
         return None
     if len(missing) == len(PROGRAMS):
-        what = f"nothing attached at {layout.root}: the counters will not move"
+        what = f"nothing attached at {pinned.root}: the counters will not move"
     else:
         what = (
-            f"{', '.join(missing)} not attached at {layout.root}: "
+            f"{', '.join(missing)} not attached at {pinned.root}: "
             f"{' and '.join(_COUNTED_BY[e] for e in missing)} will not be counted"
         )
     return (f"{what} (run ", Command("attach"), ")")
@@ -58,15 +55,15 @@ _COUNTED_BY = {
 
 
 def watch(
-    layout: PinLayout, interval: float, sleep: Callable[[float], None] = time.sleep
+    pinned: PinnedInstance, interval: float, sleep: Callable[[float], None] = time.sleep
 ) -> Iterator[Sample]:
     """A Sample every `interval` seconds, forever.  The first reading is taken at
     once, so a missing instance fails before any output."""
-    return _samples(layout, interval, sleep, read_stats(layout), time.monotonic())
+    return _samples(pinned, interval, sleep, read_stats(pinned), time.monotonic())
 
 
 def _samples(
-    layout: PinLayout,
+    pinned: PinnedInstance,
     interval: float,
     sleep: Callable[[float], None],
     prev: Stats,
@@ -77,21 +74,22 @@ def _samples(
         sleep(interval)
         # A checkpoint each line: a stop whose raise was swallowed ends the loop here.
         signals.raise_if_stopped()
-        cur, now, unix_ns = read_stats(layout), time.monotonic(), time.time_ns()
+        cur, now, unix_ns = read_stats(pinned), time.monotonic(), time.time_ns()
         after, seconds = cur.model_dump(), now - t_prev
         rates = {f: (after[f] - before[f]) / seconds for f in RATE_FIELDS}
         yield Sample(unix_ns, seconds, rates, cur)
         before, t_prev = after, now
 
 
-def read_status(layout: PinLayout) -> Status:
+def read_status(pinned: PinnedInstance) -> Status:
     from ..kernel import bpftool
     from ..views.schema import ProgramStatus, Status
 
     require_root("reading BPF pins")
+    layout = pinned.layout
     if not layout.root.exists():
         return Status(pin_dir=str(layout.root), loaded=False)
-    layout.check_pins()
+    pinned.identity.check_pins()
     programs = []
     for event in PROGRAMS:
         prog_pin, link_pin = layout.prog(event), layout.link(event)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from ..errors import BpfError, PermissionDenied, Setting, StateError, UsageError
 from ..kernel import libbpf, signals
 from ..kernel.system import require_root
+from .pinned import PinnedInstance
 from .pins import PROGRAMS, PinLayout
 
 
@@ -31,13 +32,14 @@ def parse_events(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def attach(layout: PinLayout, events: list[str]) -> tuple[list[str], list[str]]:
+def attach(pinned: PinnedInstance, events: list[str]) -> tuple[list[str], list[str]]:
     """Attach the programs for `events` that are not: (those newly attached, those
     that already were).  Idempotent, as detach: what was asked holds afterwards,
     whether or not it held before, and a script need not tell the cases apart."""
     require_root("attaching BPF programs")
-    with layout.admin_lock():
-        layout.require_loaded()
+    layout = pinned.layout
+    with pinned.locks.admin():
+        pinned.require_loaded()
         todo = [e for e in events if not layout.link(e).exists()]
         already = [e for e in events if e not in todo]
         if not todo:
@@ -46,22 +48,22 @@ def attach(layout: PinLayout, events: list[str]) -> tuple[list[str], list[str]]:
         done = []
         try:
             for event in todo:
-                _attach_one(layout, event)
+                _attach_one(pinned, event)
                 done.append(event)
         except BaseException:
             for event in done:
                 layout.link(event).unlink(missing_ok=True)
-            layout.forget_links(todo)
+            pinned.record.forget_links(todo)
             raise
         return done, already
 
 
-def _attach_one(layout: PinLayout, event: str) -> None:
-    with _link(layout, event) as link_fd:
+def _attach_one(pinned: PinnedInstance, event: str) -> None:
+    with _link(pinned.layout, event) as link_fd:
         # Recorded before it is pinned: a pinned link is always a recorded one.
-        layout.remember_link(event, libbpf.link_info(link_fd).id)
+        pinned.record.remember_link(event, libbpf.link_info(link_fd).id)
         try:
-            libbpf.obj_pin(link_fd, layout.link(event))
+            libbpf.obj_pin(link_fd, pinned.layout.link(event))
         except libbpf.LibbpfError as err:
             raise _attach_error(event, err) from None
     # The pin now holds the link; our fd must not keep anything alive.
@@ -101,25 +103,26 @@ def _attach_error(event: str, err: libbpf.LibbpfError) -> Exception:
     return BpfError(f"attaching the {event} program failed: {err}")
 
 
-def detach(layout: PinLayout, events: list[str]) -> tuple[list[str], list[str]]:
+def detach(pinned: PinnedInstance, events: list[str]) -> tuple[list[str], list[str]]:
     """Remove the link pins for `events`: (those detached, those that were not
     attached).  Refused only where nothing is loaded (a mistyped --pin-dir)."""
     require_root("detaching BPF programs")
-    with layout.admin_lock():
+    layout = pinned.layout
+    with pinned.locks.admin():
         attached = [e for e in events if layout.link(e).exists()]
         idle = [e for e in events if e not in attached]
         if not attached and not layout.is_loaded():
             raise StateError(f"nothing loaded at {layout.root}: nothing to detach")
         if not attached:
             return [], idle
-        if layout.read_record() is not None:
+        if pinned.record.pins() is not None:
             # Remove no link pin that is not ours (an instance of an older
             # procmon-ctl has no record: its links are known by name alone).
-            layout.check_pins([f"links/{e}" for e in attached])
+            pinned.identity.check_pins([f"links/{e}" for e in attached])
         with signals.deferred():  # every link asked for or none: a stop waits
             for event in attached:
                 layout.link(event).unlink()
-            layout.forget_links(attached)
+            pinned.record.forget_links(attached)
             if not any(layout.links_dir.iterdir()):
                 layout.links_dir.rmdir()
         return attached, idle

@@ -17,18 +17,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import (
-    BpfError,
-    Command,
-    MissingError,
-    PermissionDenied,
-    Setting,
-    StateError,
-    UsageError,
-)
+from ..errors import BpfError, MissingError, PermissionDenied, Setting
 from ..kernel import libbpf
 from ..kernel.system import TRACEFS_ROOT, ensure_tracefs, require_root
-from .pins import FAILED_EXEC_PROGRAMS, PinLayout
+from .base import Instance
+from .pins import FAILED_EXEC_PROGRAMS
 
 # Each syscall program's tracepoint, in the syscalls group.
 TRACEPOINTS = {
@@ -46,30 +39,9 @@ ATTEMPTS_MAP = "exec_attempts"  # thread id (u32) -> struct exec_attempt
 ATTEMPT_KEY_SIZE = 4
 
 
-def check(source: object) -> PinLayout:
+def check(instance: Instance) -> None:
     """Refuse --failed where it cannot work, before any output."""
-    if not isinstance(source, PinLayout):
-        raise UsageError(
-            (
-                Setting("failed"),
-                " works on a pinned instance only (",
-                Command("load"),
-                ", then ",
-                Command("events", ("failed",)),
-                "), not on a private one",
-            )
-        )
-    missing = [p for p in FAILED_EXEC_PROGRAMS if not source.program(p).exists()]
-    if missing:
-        raise StateError(
-            (
-                f"the instance at {source.root} has no failed-exec programs "
-                f"({', '.join(missing)}): it was loaded from an older object; run ",
-                Command("unload"),
-                " and load again",
-            )
-        )
-    return source
+    instance.require_failed_execs()
 
 
 def tracepoint_id(name: str) -> int:
@@ -90,19 +62,19 @@ def tracepoint_id(name: str) -> int:
 
 
 @contextmanager
-def attached(source: object) -> Iterator[None]:
+def attached(instance: Instance) -> Iterator[None]:
     """The failed-exec programs of a pinned instance attached for the with block:
     all six or none (a failure closes those already attached), detached on leaving."""
-    layout = check(source)
+    check(instance)
     require_root("attaching the failed-exec programs")
     ensure_tracefs()
     ids = {prog: tracepoint_id(name) for prog, name in TRACEPOINTS.items()}
     fds: list[int] = []
     try:
-        _forget_attempts(layout)
+        _forget_attempts(instance)
         # Those that forget entries first: no entry is made before they run.
         for prog in FAILED_EXEC_PROGRAMS:
-            prog_fd = layout.open_program(prog)
+            prog_fd = instance.open_program(prog)
             try:
                 if prog in BTF_TRACEPOINTS:
                     fds.append(libbpf.raw_tracepoint_open(prog_fd))
@@ -122,11 +94,11 @@ def attached(source: object) -> Iterator[None]:
             os.close(fd)
 
 
-def _forget_attempts(layout: PinLayout) -> None:
+def _forget_attempts(instance: Instance) -> None:
     """Empty exec_attempts before the entry programs run: an entry left by an earlier
     reader (detached between a syscall's entry and exit) would otherwise be read at
     the exit of a later exec of the same thread that entered unseen."""
-    fd = layout.open_map(ATTEMPTS_MAP)
+    fd = instance.open_map(ATTEMPTS_MAP)
     try:
         for key in libbpf.map_keys(fd, ATTEMPT_KEY_SIZE):
             libbpf.map_delete(fd, key)

@@ -10,25 +10,29 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from ..errors import BpfError, Command
+from ..errors import BpfError, Command, Setting, UsageError
 from ..kernel import libbpf
-from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES, CounterKey, FollowLimits
-from ..kernel.system import pid_namespace, require_root
-from .load import DEFAULT_RING_SIZE, check_ring_size, require_kernel_features
+from ..kernel.abi import FollowLimits
+from ..kernel.system import pid_namespace
+from .base import Instance
 from .pins import FAILED_EXEC_PROGRAMS, PROGRAMS
-from .settings import DEFAULT_ARGV_BYTES, check_argv_bytes, default_wakeup_bytes, settings_value
+from .settings import DEFAULT_ARGV_BYTES, default_wakeup_bytes, settings_value
+from .startup import DEFAULT_RING_SIZE, check_start
 
 _PID = struct.Struct("I")  # the `followed` map's key: a tgid
 
 
-class PrivateInstance:
+class PrivateInstance(Instance):
     """The object loaded, configured and attached by this process, pinned nowhere.
 
     With `follow`, the programs write records only for the processes in the
     `followed` map (and add their children to it): `run -- CMD`'s tree."""
+
+    # Its ring was made with it: every record in it is from this process's time.
+    has_backlog = False
 
     def __init__(
         self,
@@ -39,13 +43,10 @@ class PrivateInstance:
         follow_limit: int = FollowLimits.FOLLOWED_MAX_PROCESSES.value,
         argv_bytes: int = DEFAULT_ARGV_BYTES,
     ):
-        require_root("loading BPF programs")
-        if ring_size is not None:
-            check_ring_size(ring_size)
-        check_argv_bytes(argv_bytes)
+        check_start(ring_size, argv_bytes)
         self.argv_bytes = argv_bytes
-        require_kernel_features()
         self.follow_mode = follow
+        self.events = list(events)
         self.ring_size = ring_size or DEFAULT_RING_SIZE
         self.wakeup_bytes = default_wakeup_bytes(self.ring_size)
         self._links: list[int] = []
@@ -126,9 +127,35 @@ class PrivateInstance:
         """The processes of the tree that have not exited."""
         return [_PID.unpack(k)[0] for k in libbpf.map_keys(self.map_fd("followed"), _PID.size)]
 
-    def counters(self) -> dict[str, int]:
-        """COUNTER_NAMES and `unfollowed`, each summed over the CPUs."""
-        sums = libbpf.percpu_array_sums(self.map_fd("counters"), range(CounterKey.MAX))
-        named = {name: sums[k] for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
-        named["unfollowed"] = sums[CounterKey.UNFOLLOWED]
-        return named
+    # -- Instance --
+
+    @property
+    def description(self) -> str:
+        return "the instance"
+
+    def open_map(self, name: str) -> int:
+        return os.dup(self.map_fd(name))
+
+    def open_program(self, name: str) -> int:
+        return os.dup(self._object.program_fd(name))
+
+    def reader_lock(self):
+        return nullcontext()  # nobody else can reach its ring
+
+    def still_there(self, ring_fd: int) -> bool:
+        return True  # its fds keep it loaded for as long as this process lives
+
+    def attached_events(self) -> list[str]:
+        return list(self.events)
+
+    def require_failed_execs(self) -> None:
+        raise UsageError(
+            (
+                Setting("failed"),
+                " works on a pinned instance only (",
+                Command("load"),
+                ", then ",
+                Command("events", ("failed",)),
+                "), not on a private one",
+            )
+        )

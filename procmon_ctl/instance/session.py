@@ -39,7 +39,7 @@ _KEY_DROPPED = LossKey.DROPPED.value.to_bytes(4, "little")
 _KEY_MARKED = LossKey.MARKED.value.to_bytes(4, "little")
 _SETTINGS_KEY = bytes(4)
 
-# A pinned instance: whether its `events` pin still is the ring the reader has.
+# Whether the ring the reader has is still its instance's (Instance.still_there).
 StillThere = Callable[[], bool]
 
 

@@ -26,7 +26,8 @@ from ..errors import (
     require_positive,
     require_uid,
 )
-from ..instance.pins import PinLayout
+from ..instance.base import Instance
+from ..instance.pinned import PinnedInstance
 from ..instance.session import ReaderSession
 from ..instance.settings import default_wakeup_bytes
 from ..kernel import signals
@@ -41,7 +42,6 @@ from ..views.json_lines import CgroupJson, gap_json, json_lines
 from .sink import Sink, sink_for
 
 if TYPE_CHECKING:
-    from ..instance.private import PrivateInstance
     from ..process.cgroups import CgroupNames, CgroupTarget
 
 # run -- CMD: called between batches; True once CMD has ended, and from then on
@@ -248,20 +248,20 @@ def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
     )
 
 
-def check_can_read(layout: PinLayout, failed: bool = False) -> Words | None:
+def check_can_read(pinned: PinnedInstance, failed: bool = False) -> Words | None:
     """Fail before any output (the table header) when the ring cannot be read;
     a warning when nothing new will arrive."""
     require_root("reading the ring buffer")
-    layout.require_loaded()
+    pinned.require_loaded()
     if failed:
         from ..instance.exec_failures import check
 
-        check(layout)
-    if layout.attached_events():
+        check(pinned)
+    if pinned.attached_events():
         return None
     also = "failed execs and " if failed else ""
     return (
-        f"nothing attached at {layout.root}: only {also}events already in the ring will show (run ",
+        f"nothing attached at {pinned.root}: only {also}events already in the ring will show (run ",
         Command("attach"),
         ")",
     )
@@ -269,7 +269,7 @@ def check_can_read(layout: PinLayout, failed: bool = False) -> Words | None:
 
 @contextmanager
 def open_reader(
-    source: PinLayout | PrivateInstance,
+    source: Instance,
     threads: bool,
     from_now: bool,
     cgroup: CgroupTarget | None = None,
@@ -277,34 +277,16 @@ def open_reader(
     """The one reader of this instance, and its session (the leases, the losses
     marked, the check that the instance is still there)."""
     require_root("reading the ring buffer")
-    if isinstance(source, PinLayout):
-        lock = source.reader_lock()
-        open_map = source.open_map
-        gone = f"the instance at {source.root}"
-    else:  # a PrivateInstance: nobody else can reach its ring
-        lock, gone = nullcontext(), "the instance"
-
-        def open_map(name: str) -> int:
-            return os.dup(source.map_fd(name))
-
-    with lock:
-        ring = open_map("events")
+    with source.reader_lock():
+        ring = source.open_map("events")
         try:
             reader = RingBufferReader(ring)
         finally:
             os.close(ring)
         with reader:
-            if isinstance(source, PinLayout):
-
-                def still_there() -> bool:
-                    return source.same_map("events", reader.fd)
-
-            else:
-                still_there = None
-            follow_mode = getattr(source, "follow_mode", False)
-            settings_fd = open_map("settings")
+            settings_fd = source.open_map("settings")
             try:
-                losses_fd = open_map("losses")
+                losses_fd = source.open_map("losses")
             except BaseException:
                 os.close(settings_fd)
                 raise
@@ -313,10 +295,10 @@ def open_reader(
                 settings_fd,
                 losses_fd,
                 wakeup,
-                follow_mode,
+                source.follow_mode,
                 threads,
-                still_there,
-                gone,
+                lambda: source.still_there(reader.fd),
+                source.description,
                 None if cgroup is None else (cgroup.id, cgroup.level),
             )
             with session:
@@ -459,7 +441,7 @@ def _text(lines: list[str]) -> str:
 
 
 def follow(
-    source: PinLayout | PrivateInstance,
+    source: Instance,
     opts: StreamOptions,
     out: Sink,
     end: SourceEnded | None = None,
@@ -487,10 +469,9 @@ def follow(
         writer.write(render.header(opts.mode, opts.time), 0)
         batches = offset_batches(reader, deadline, end)
         plain_json = not (opts.filters.active or opts.lineage or observe)
-        # The tables mark where the ring's backlog ends (JSON lines have their time);
-        # not for a private instance (`run`): all its records are its command's.
+        # The tables mark where the ring's backlog ends (JSON lines have their time).
         backlog = None
-        if opts.mode != "json" and isinstance(source, PinLayout):
+        if opts.mode != "json" and source.has_backlog:
             tty = getattr(writer.out, "fd", None)
             line = opts.words(render.BACKLOG)
             backlog = Backlog(reader.producer_pos, render.line_at_width(tty), line)

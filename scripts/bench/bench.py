@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from procmon_ctl.errors import StateError  # noqa: E402 (the repository's, not an installed one)
-from procmon_ctl.instance.pins import LOCK_DIR, own_state_dir  # noqa: E402
+from procmon_ctl.instance.state_dir import LOCK_DIR, own_state_dir  # noqa: E402
 
 STATS_SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
 # In procmon-ctl's own state directory (root's, 0700, made and checked by procmon-ctl's

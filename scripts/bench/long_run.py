@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from bench import LOCK, take_bench_lock, task_cpu_ns  # noqa: E402 (beside this script)
 
 from procmon_ctl.errors import StateError  # noqa: E402 (the repository's, not an installed one)
-from procmon_ctl.instance.pins import PinLayout  # noqa: E402
+from procmon_ctl.instance.pinned import PinnedInstance  # noqa: E402
 
 SOURCE = ROOT / "scripts" / "bench" / "forkloop.c"
 EVENTS_MODES = {
@@ -214,7 +214,7 @@ class LongRun:
     def wait_reading(self, pin_dir: Path, reader: subprocess.Popen) -> None:
         """Until `reader` holds its pin dir's reader lock (read from /proc/locks:
         taking the lock to try it could make the reader fail)."""
-        lock = PinLayout(pin_dir).lock_paths()[1]
+        lock = PinnedInstance.at(pin_dir).locks.paths()[1]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if reader.poll() is not None:
@@ -358,7 +358,7 @@ class LongRun:
                     for name in dirnames:
                         (Path(dirpath) / name).rmdir()
                 pin_dir.rmdir()
-            for path in PinLayout(pin_dir).state_paths():
+            for path in PinnedInstance.at(pin_dir).state_paths():
                 path.unlink(missing_ok=True)
         return forced
 

@@ -1,0 +1,64 @@
+"""Instance: what commands and readers ask of an instance, whichever kind it is.
+
+Two kinds: PinnedInstance (pinned.py), which `load` pinned in bpffs and every
+process on the host may share, and PrivateInstance (private.py), the fds of the
+one process that loaded it (`run`, `serve --attach`).  Callers hold an Instance
+and never ask which kind it is.
+
+An abstract base class rather than a typing.Protocol: each kind says that it is
+one, a kind missing a method fails when it is made rather than halfway through a
+reader, and what both do alike (reading the counters) is written here once, on
+top of open_map()."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+
+
+class Instance(ABC):
+    # Whether the programs write records only for one followed process tree
+    # (`run -- CMD`): a reader keeps the setting when it rewrites the settings map.
+    follow_mode: bool
+    # Whether the ring may hold records from before a reader took it (a pinned ring
+    # outlives its readers): the tables mark where that backlog ends.
+    has_backlog: bool
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """The instance, in a message ("the instance at /sys/fs/bpf/procmon")."""
+
+    @abstractmethod
+    def open_map(self, name: str) -> int:
+        """A new fd of the map `name` (the caller closes it); a pinned map only once
+        checked to be the one procmon-ctl pinned (StateError if not)."""
+
+    @abstractmethod
+    def open_program(self, name: str) -> int:
+        """A new fd of the program `name` (the caller closes it), as open_map()."""
+
+    @abstractmethod
+    def reader_lock(self) -> AbstractContextManager[None]:
+        """Held by the one reader of the ring: its consumer position is shared, so
+        two readers would each silently get part of the stream."""
+
+    @abstractmethod
+    def still_there(self, ring_fd: int) -> bool:
+        """Whether the ring behind `ring_fd` is still this instance's: False once a
+        pinned instance was unloaded (or unloaded and loaded again)."""
+
+    @abstractmethod
+    def attached_events(self) -> list[str]:
+        """The events (pins.PROGRAMS' names) whose programs are attached now."""
+
+    @abstractmethod
+    def require_failed_execs(self) -> None:
+        """Refuse `events --failed` unless this instance can attach the failed-exec
+        programs (exec_failures.py)."""
+
+    def counters(self) -> dict[str, int]:
+        """Every counter the programs keep, by name (counters.py)."""
+        from .counters import read_counters
+
+        return read_counters(self.open_map)
