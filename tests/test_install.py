@@ -75,7 +75,7 @@ def check_installation(prefix: Path, link: Path, pin_dir: Path, cwd: Path) -> No
         [
             str(prefix / "bin" / "python"),
             "-c",
-            "import json, procmon_ctl, procmon_ctl.instance.load as l; "
+            "import json, procmon_ctl, procmon_ctl.instance.startup as l; "
             "print(json.dumps([procmon_ctl.__file__, str(l.PACKAGED_OBJECT)]))",
         ],
         capture_output=True,

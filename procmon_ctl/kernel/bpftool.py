@@ -18,7 +18,7 @@ import sh
 
 from ..errors import BpfError, Command, MissingError, PermissionDenied, StateError
 from . import signals
-from .bpftool_json import LinkInfo, MapDump, MapInfo, ProgInfo
+from .bpftool_json import LinkInfo, MapInfo, ProgInfo
 
 INSTALL_HINT = "install it with `apt-get install bpftool` (or run `make`)"
 
@@ -210,16 +210,6 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
         if "Operation not permitted" in text and os.geteuid() != 0:
             raise PermissionDenied("loading BPF programs") from None
         raise _load_failure(obj, log) from None
-
-
-def map_dumps(*pins: Path) -> list[MapDump]:
-    """Several `map dump`s from one bpftool process (`bpftool batch`): `stats` reads
-    two maps, and each bpftool process costs more than the dump itself."""
-    commands = "".join(f"map dump pinned {pin}\n" for pin in pins)
-    results = run(
-        "batch", "file", "-", stdin=commands, what=f"reading {', '.join(str(p) for p in pins)}"
-    )
-    return [MapDump.model_validate(r["output"]) for r in results]
 
 
 def map_update(pin: Path, key: bytes, value: bytes) -> None:
