@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.validators import validator_for
 from pydantic import ValidationError
 
+from procmon_ctl.cli.hints import option
 from procmon_ctl.views import json_native
 from procmon_ctl.views.schema import (
     EventLine,
@@ -26,6 +27,7 @@ from procmon_ctl.views.schema import (
     ForkEvent,
     GapEvent,
 )
+from procmon_ctl.views.words import worded_schema
 
 U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
 S32_MIN, S32_MAX = -(2**31), 2**31 - 1
@@ -95,7 +97,7 @@ def test_schema_is_valid_json_schema_2020_12(schema):
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert validator_for(schema) is Draft202012Validator
     Draft202012Validator.check_schema(schema)
-    assert schema == EventLine.model_json_schema()
+    assert schema == worded_schema(EventLine.model_json_schema(), option)
 
 
 def test_schema_has_exactly_each_types_fields(schema):

@@ -11,5 +11,7 @@ def schema() -> None:
     import json
 
     from ..views.schema import EventLine
+    from ..views.words import worded_schema
+    from .hints import option
 
-    print(json.dumps(EventLine.model_json_schema(), indent=2))
+    print(json.dumps(worded_schema(EventLine.model_json_schema(), option), indent=2))

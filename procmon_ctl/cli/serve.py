@@ -38,7 +38,14 @@ def serve(
     of connecting (silent connections are closed then), and at most 4 answers are
     written at once, each given up after 10 s without progress."""
     from ..commands.exporter import serve_forever
+    from .hints import option
 
     serve_forever(
-        pinned(ctx), address, port, attach_too, object_path, lambda text: print(text, flush=True)
+        pinned(ctx),
+        address,
+        port,
+        attach_too,
+        object_path,
+        lambda text: print(text, flush=True),
+        option,
     )

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..errors import BpfError, Command, Given, Setting, StateError, UsageError
@@ -38,6 +37,7 @@ from ..instance.pins import PROGRAMS
 from ..kernel import libbpf
 from ..kernel.abi import COUNTER_NAMES
 from ..kernel.system import require_root
+from ..views.metrics import metric_families
 
 DEFAULT_PORT = 9464
 
@@ -49,45 +49,20 @@ REQUEST_TIMEOUT = 10.0  # seconds from accept to a complete request head, and pe
 ANSWERING_THREADS = 4  # requests answered at once (the rest queue, already read)
 MAX_REQUEST_HEAD = 16384  # bytes; a GET for /metrics is a few hundred
 
-# counter key name -> (metric name without _total, help)
-COUNTER_METRICS = {
-    "processes": (
-        "procmon_processes_created",
-        "New processes seen by the fork program (threads excluded).",
-    ),
-    "threads": (
-        "procmon_threads_created",
-        "New threads seen by the fork program (clone with CLONE_THREAD).",
-    ),
-    "execs": ("procmon_execs", "Successful execs seen by the exec program."),
-    "exits": ("procmon_exits", "Processes that ended (the last thread of the group exited)."),
-    "produced": (
-        "procmon_events_produced",
-        "Events the programs tried to put in the ring buffer (dropped included).",
-    ),
-    "dropped": (
-        "procmon_events_dropped",
-        "Events lost: no room in the ring buffer (or, for a failed exec, in exec_attempts).",
-    ),
-    "filtered": (
-        "procmon_events_filtered",
-        "Events a reader's --cgroup or --container filter kept out of the ring buffer.",
-    ),
-}
-
 
 class ProcmonCollector(Collector):
     """Reads the instance at scrape time.  While nothing is loaded, only
     procmon_loaded 0 and procmon_attached 0 are reported."""
 
-    def __init__(self, instance: Instance):
+    def __init__(self, instance: Instance, option: Callable[[str], str]):
         self.instance = instance
+        self.option = option  # the CLI's spelling of a setting, for the help texts
 
     def describe(self):
         # The registry finds the collector of a `name[]` filter by these names, so
         # every family must be here; registering must not read the maps, and only
         # the names count, so zeros stand in for the values.
-        return list(self._families(dict.fromkeys(COUNTER_NAMES, 0), set()))
+        return list(metric_families(dict.fromkeys(COUNTER_NAMES, 0), set(), self.option))
 
     def _read(self) -> tuple[dict[str, int] | None, set[str]]:
         """The counters (None: nothing loaded, or not what procmon-ctl loaded) and
@@ -99,29 +74,7 @@ class ProcmonCollector(Collector):
         return counters, set(self.instance.attached_events())
 
     def collect(self):
-        return self._families(*self._read())
-
-    @staticmethod
-    def _families(counters: dict[str, int] | None, attached_events: set[str]):
-        loaded = GaugeMetricFamily(
-            "procmon_loaded", "Whether the BPF programs and maps are loaded (1) or not (0)."
-        )
-        loaded.add_metric([], 1 if counters is not None else 0)
-        yield loaded
-        attached = GaugeMetricFamily(
-            "procmon_attached",
-            "Whether the program for this tracepoint is attached (1) or not (0).",
-            labels=["program"],
-        )
-        for event in PROGRAMS:
-            attached.add_metric([event], 1 if event in attached_events else 0)
-        yield attached
-        if counters is None:
-            return
-        for key, (name, text) in COUNTER_METRICS.items():
-            metric = CounterMetricFamily(name, text)
-            metric.add_metric([], counters[key])
-            yield metric
+        return metric_families(*self._read(), self.option)
 
 
 def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
@@ -419,6 +372,7 @@ def serve_forever(
     attach_too: bool,
     object_path: str | None,
     announce: Callable[[str], None],
+    option: Callable[[str], str],
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
     With attach_too, serve an instance of its own that lives exactly as long as this
@@ -439,7 +393,7 @@ def serve_forever(
     require_root("reading BPF maps")
     if attach_obj is None:
         check_loaded(pinned)
-        with metrics_server(make_registry(ProcmonCollector(pinned)), address, where) as url:
+        with metrics_server(make_registry(ProcmonCollector(pinned, option)), address, where) as url:
             announce(f"serving {pinned.root} at {url}")
             _wait()
         return
@@ -447,7 +401,7 @@ def serve_forever(
 
     # The server stops before the instance closes, so no scrape reads closed fds.
     with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
-        registry = make_registry(ProcmonCollector(instance))
+        registry = make_registry(ProcmonCollector(instance, option))
         with metrics_server(registry, address, where) as url:
             announce(
                 f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"

@@ -2,6 +2,9 @@
 JSON Schema `procmon-ctl schema` prints), `stats`/`status --json`, `run --json` and
 `doctor --json`.
 
+Descriptions and titles, which the schema shows, name options as <<setting>>: the CLI
+spells them (views.words.worded_schema).
+
 Every model defers building its validator and serializer to its first use
 (`defer_build`): a command builds only the few it needs, not all of them at import.
 No `from __future__ import annotations`: pydantic would compile every field's
@@ -28,7 +31,7 @@ class Stats(_Model):
         "exec_attempts)"
     )
     filtered: int = Field(
-        description="records never produced because a reader's --cgroup or --container "
+        description="records never produced because a reader's <<cgroup>> or <<container>> "
         "filter kept them out (the counts above include their events)"
     )
 
@@ -74,7 +77,7 @@ class _Line(_Model):
 
 
 class Ancestor(_Line):
-    """One process of a lineage (`events --lineage`)."""
+    """One process of a lineage (`events <<lineage>>`)."""
 
     pid: U32 = Field(description="its process id")
     comm: str = Field(description="its name (as text, like comm)")
@@ -166,14 +169,14 @@ class _ProcessLine(_Line):
 Lineage = Annotated[
     list[Ancestor],
     Field(
-        description="with `events --lineage` only: who started the process, parent first, up "
+        description="with `events <<lineage>>` only: who started the process, parent first, up "
         "to init (pid 1) or the topmost process known"
     ),
 ]
 
 
 class ForkEvent(_ProcessLine):
-    """A new process (or, with `events --threads`, a new thread)."""
+    """A new process (or, with `events <<threads>>`, a new thread)."""
 
     model_config = ConfigDict(title="fork")
 
@@ -192,13 +195,13 @@ class ExecEvent(_ProcessLine):
         description="the program's arguments, argv[0] first, as the kernel holds them when "
         "it starts (each as text, like comm: a backslash as \\\\, a byte that is not UTF-8 "
         "as \\xNN); an empty argument is kept, as an empty string; at most the load's "
-        "--argv-bytes (default 4096) of the argument area, see argv_truncated; [] with "
-        "--argv-bytes 0"
+        "<<argv_bytes>> (default 4096) of the argument area, see argv_truncated; [] with "
+        "<<argv_bytes>> 0"
     )
     argv_truncated: bool = Field(
         description="true when argv is not the whole command line: its last element is the "
         "cut start of an argument, or arguments after it are missing (there were more bytes "
-        "than --argv-bytes, or they could not be read)"
+        "than <<argv_bytes>>, or they could not be read)"
     )
     argc: U32 = Field(
         description="how many arguments the program was given; argv holds that many unless "
@@ -220,7 +223,7 @@ class ExitEvent(_ProcessLine):
 
 
 class ExecFailedEvent(_ProcessLine):
-    """An execve or execveat that failed (`events --failed` only): the process runs
+    """An execve or execveat that failed (`events <<failed>>` only): the process runs
     on as it was.  comm and pid are the caller's."""
 
     model_config = ConfigDict(title="exec_failed")
@@ -261,10 +264,10 @@ class GapEvent(_Line):
 
 
 class EventLine(RootModel):
-    """One line of `procmon-ctl events --json`."""
+    """One line of `procmon-ctl events <<json>>`."""
 
     model_config = ConfigDict(
-        title="procmon-ctl events --json line",
+        title="procmon-ctl events <<json>> line",
         defer_build=True,
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"},
     )
@@ -329,7 +332,7 @@ class RunNode(_Model):
     )
     running: bool = Field(description="it had not exited when CMD ended")
     threads: int | None = Field(
-        description="threads it started; counted with --threads only (null without)"
+        description="threads it started; counted with <<threads>> only (null without)"
     )
     parent_unseen: bool = Field(
         description="its parent is not in the tree (records were lost): it is put under CMD"
@@ -372,7 +375,7 @@ class RunSummary(_Model):
     wall_ns: int = Field(description="from CMD's start to its end")
     tree: RunNode | None = Field(
         None,
-        description="CMD's process tree, CMD at its root (always there in run --json)",
+        description="CMD's process tree, CMD at its root (always there in run <<json>>)",
     )
     tree_left_out: int = Field(
         0,
@@ -393,7 +396,7 @@ class DoctorCheck(_Model):
 
 
 class DoctorReport(_Model):
-    """`procmon-ctl doctor --json`."""
+    """`procmon-ctl doctor <<json>>`."""
 
     ok: bool = Field(description="no check failed")
     failed: list[str] = Field(description="names of the checks that failed")
