@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from procmon_ctl.kernel.abi import (
-    EXEC_TAIL,
-    PROCESS_EVENT,
     RECORD_LENGTH,
     EventFlag,
     EventType,
+    ExecEvent,
+    ProcessEvent,
     RingbufRecord,
+    packer,
     record_footprint,
 )
 from procmon_ctl.process import clock
@@ -19,6 +20,7 @@ from procmon_ctl.process import clock
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
 EXEC_FAILED = EventType.EXEC_FAILED
 THREAD, TRUNCATED, PIDNS = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED, EventFlag.PIDNS
+_pack_event, _pack_exec = packer(ProcessEvent), packer(ExecEvent)
 
 
 def argv_area(*args: bytes) -> bytes:
@@ -50,28 +52,29 @@ def record(
     """One record as the BPF programs write it: exec (and exec_failed) records are
     an exec_event followed by the filename and the argument area, and only as long
     as those."""
-    base = PROCESS_EVENT.pack(
-        ts,
-        duration,
-        dropped,
-        cgroup,
-        etype,
-        pid,
-        tgid,
-        ppid,
-        uid,
-        code,
-        sig,
-        flags,
-        ns_pid,
-        ns_ppid,
-        comm,
+    fields = dict(
+        ts_ns=ts,
+        duration_ns=duration,
+        dropped_total=dropped,
+        cgroup_id=cgroup,
+        type=etype,
+        pid=pid,
+        tgid=tgid,
+        ppid=ppid,
+        uid=uid,
+        exit_code=code,
+        exit_signal=sig,
+        flags=flags,
+        ns_pid=ns_pid,
+        ns_ppid=ns_ppid,
+        comm=comm,
     )
-    if etype in (EXEC, EXEC_FAILED):
-        if argc is None:
-            argc = argv.count(b"\0")
-        base += EXEC_TAIL.pack(len(filename), len(argv), argc, error) + filename + argv
-    return base
+    if etype not in (EXEC, EXEC_FAILED):
+        return _pack_event(**fields)
+    if argc is None:
+        argc = argv.count(b"\0")
+    tail = dict(filename_len=len(filename), argv_len=len(argv), argc=argc, error=error, data=b"")
+    return _pack_exec(**fields, **tail) + filename + argv
 
 
 def cgroup_json(cgroup_id: int) -> str:

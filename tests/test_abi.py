@@ -84,7 +84,6 @@ def test_struct_formats_read_every_field_where_c_puts_it():
     record packed field by field through ctypes unpacks to the same values."""
     assert abi.PROCESS_EVENT.size == ctypes.sizeof(abi.ProcessEvent)
     assert abi.SETTINGS.size == ctypes.sizeof(abi.Settings)
-    assert abi.EXEC_TAIL_OFFSET + abi.EXEC_TAIL.size == abi.EXEC_DATA_OFFSET
     assert abi.EXEC_DATA_OFFSET == ctypes.sizeof(abi.ExecEvent) == abi.ExecEvent.data.offset
     values = {
         "ts_ns": 1,
@@ -108,9 +107,21 @@ def test_struct_formats_read_every_field_where_c_puts_it():
     )
     raw = bytes(rec)
     fields = [f for f, _ in abi.ProcessEvent._fields_ if not f.startswith("__")]
+    assert abi.field_names(abi.ProcessEvent) == tuple(fields)
     unpacked = dict(zip(fields, abi.PROCESS_EVENT.unpack_from(raw), strict=True))
     assert {**unpacked, "comm": unpacked["comm"].rstrip(b"\0")} == values
-    assert abi.EXEC_TAIL.unpack_from(raw, abi.EXEC_TAIL_OFFSET) == (6, 12, 3, -2)
+    tail = abi.unpacker(abi.ExecEvent, "filename_len", "argv_len", "argc", "error")
+    assert tail(raw) == (6, 12, 3, -2)
+    # Named in another order than the layout's: the values come in the order named.
+    assert abi.unpacker(abi.ProcessEvent, "uid", "pid", "comm")(raw, 0) == (
+        7,
+        4,
+        b"comm".ljust(abi.TASK_COMM_LEN, b"\0"),
+    )
+    assert (
+        abi.packer(abi.ExecEvent)(**values, filename_len=6, argv_len=12, argc=3, error=-2, data=b"")
+        == raw
+    )
 
 
 @pytest.mark.parametrize("name", ENUMS)

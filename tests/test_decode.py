@@ -15,7 +15,7 @@ from procmon_ctl.views.schema import ExecEvent, ExitEvent, ForkEvent
 
 def test_fork_record():
     e = decode.decode_event(record(FORK, pid=42, tgid=42, ppid=7, comm=b"bash"))
-    assert (e.type, e.pid, e.tgid, e.ppid, e.comm, e.thread) == ("fork", 42, 42, 7, "bash", False)
+    assert (e.type, e.pid, e.tgid, e.ppid, e.comm, e.thread) == (FORK, 42, 42, 7, "bash", False)
     assert e.filename is None and e.exit_code is None
 
 
@@ -27,12 +27,12 @@ def test_thread_flag_and_gap():
 
 def test_exec_record_filename():
     e = decode.decode_event(record(EXEC, comm=b"ls", filename=b"/usr/bin/ls"))
-    assert (e.type, e.comm, e.filename) == ("exec", "ls", "/usr/bin/ls")
+    assert (e.type, e.comm, e.filename) == (EXEC, "ls", "/usr/bin/ls")
 
 
 def test_exit_record():
     e = decode.decode_event(record(EXIT, code=3, sig=0, duration=200_000_000))
-    assert (e.type, e.exit_code, e.exit_signal, e.duration_ns) == ("exit", 3, 0, 200_000_000)
+    assert (e.type, e.exit_code, e.exit_signal, e.duration_ns) == (EXIT, 3, 0, 200_000_000)
 
 
 def test_full_comm_without_nul():

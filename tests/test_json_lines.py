@@ -10,6 +10,7 @@ import pytest
 from records import (
     CASES,
     EXEC,
+    EXIT,
     FORK,
     NOW_NS,
     OFFSET_NS,
@@ -42,7 +43,7 @@ def expected(records: list[bytes]) -> list[dict]:
             out.append({"type": "gap", "time": gap_time, "dropped": e.dropped_total - marked})
             marked = e.dropped_total
         line = {
-            "type": e.type,
+            "type": json_lines.TYPE_NAMES.get(e.type, str(e.type)),
             "time": utc_text(e.ts_ns + OFFSET_NS),
             "ts_ns": e.ts_ns,
             "pid": e.pid,
@@ -62,7 +63,7 @@ def expected(records: list[bytes]) -> list[dict]:
             )
         if e.errno is not None:
             line.update(errno=e.errno, error=decode.errno_name(e.errno))
-        if e.type == "exit":
+        if e.type == EXIT:
             line.update(exit_code=e.exit_code, exit_signal=e.exit_signal, duration_ns=e.duration_ns)
         out.append(line)
     return out

@@ -22,12 +22,12 @@ from procmon_ctl.process.lineage import DEPTH, Ancestor, ProcessTable
 from procmon_ctl.process.procfs import read_process
 
 sys.path.insert(0, str(Path(__file__).parent))
-from records import EXEC, EXIT, FORK, argv_area, record
+from records import EXEC, EXEC_FAILED, EXIT, FORK, argv_area, record
 
 
 def fork(pid: int, ppid: int, comm: str = "sh", thread: bool = False, tgid: int = 0) -> Event:
     return Event(
-        type="fork", ts_ns=0, pid=pid, tgid=tgid or pid, ppid=ppid, uid=0, comm=comm,
+        type=FORK, ts_ns=0, pid=pid, tgid=tgid or pid, ppid=ppid, uid=0, comm=comm,
         thread=thread, filename=None, exit_code=None, exit_signal=None, duration_ns=None,
         dropped_total=0,
     )  # fmt: skip
@@ -35,7 +35,7 @@ def fork(pid: int, ppid: int, comm: str = "sh", thread: bool = False, tgid: int 
 
 def exec_(pid: int, ppid: int, comm: str, *argv: str, failed: bool = False) -> Event:
     return Event(
-        type="exec_failed" if failed else "exec", ts_ns=0, pid=pid, tgid=pid, ppid=ppid, uid=0,
+        type=EXEC_FAILED if failed else EXEC, ts_ns=0, pid=pid, tgid=pid, ppid=ppid, uid=0,
         comm=comm, thread=False, filename=f"/bin/{comm}", exit_code=None, exit_signal=None,
         duration_ns=None, dropped_total=0, argv=argv, argv_truncated=False,
         argc=len(argv), errno=2 if failed else None,
@@ -44,7 +44,7 @@ def exec_(pid: int, ppid: int, comm: str, *argv: str, failed: bool = False) -> E
 
 def exit_(pid: int, ppid: int, comm: str = "sh") -> Event:
     return Event(
-        type="exit", ts_ns=0, pid=pid, tgid=pid, ppid=ppid, uid=0, comm=comm, thread=False,
+        type=EXIT, ts_ns=0, pid=pid, tgid=pid, ppid=ppid, uid=0, comm=comm, thread=False,
         filename=None, exit_code=0, exit_signal=0, duration_ns=1, dropped_total=0,
     )  # fmt: skip
 
@@ -341,7 +341,7 @@ class Model:
         self.living: dict[int, list] = {}  # pid -> [pid, comm, argv, exited, parent]
 
     def feed(self, e: Event) -> None:
-        if e.type == "fork" and not e.thread:
+        if e.type == FORK and not e.thread:
             if e.tgid in self.living:
                 self.living.pop(e.tgid)[3] = True
             parent = self.living.get(e.ppid)
@@ -349,13 +349,13 @@ class Model:
                 parent = self.living[e.ppid] = [e.ppid, e.comm, (), False, None]
             argv = parent[2] if parent else ()
             self.living[e.tgid] = [e.tgid, e.comm, argv, False, parent]
-        elif e.type == "exec":
+        elif e.type == EXEC:
             node = self.living.get(e.tgid)
             if node is None:
                 parent = self.living.get(e.ppid)
                 node = self.living[e.tgid] = [e.tgid, e.comm, e.argv, False, parent]
             node[1], node[2] = e.comm, e.argv
-        elif e.type == "exit" and e.tgid in self.living:
+        elif e.type == EXIT and e.tgid in self.living:
             self.living.pop(e.tgid)[3] = True
 
     def lineage(self, pid: int) -> list[Ancestor]:
@@ -414,10 +414,10 @@ def test_random_records_match_the_rules():
         else:
             e = exit_(pid, 1)
         # An exit record's process leaves: its lineage is the one it had.
-        before = model.lineage(pid) if e.type == "exit" and pid in model.living else []
+        before = model.lineage(pid) if e.type == EXIT and pid in model.living else []
         model.feed(e)
         got = json.loads(table.annotate(e))
-        if e.type != "exit":
+        if e.type != EXIT:
             before = model.lineage(pid) if pid in model.living else []
         assert got == [as_json(a) for a in before], (step, e)
         if step % 97 == 0:

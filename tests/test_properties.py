@@ -39,7 +39,7 @@ from procmon_ctl.process import clock
 from procmon_ctl.process.decode import cstr, decode_at, split_argv, text, unescape
 from procmon_ctl.process.rows import ProcessRows
 from procmon_ctl.views import render
-from procmon_ctl.views.json_lines import json_lines
+from procmon_ctl.views.json_lines import TYPE_NAMES, json_lines
 
 BPFFS = Path("/sys/fs/bpf")
 DOCUMENTED = {0, EXIT_FAILED, EXIT_USAGE, EXIT_STATE, EXIT_MISSING, EXIT_PERMISSION}
@@ -364,8 +364,8 @@ def test_any_record_decodes(raw):
     """Any bytes, of the size of a record of their type, decode: no exception."""
     record = raw[: record_size(raw)]
     e = decode_at(memoryview(record), 0)
-    assert e.type in {t.name.lower() for t in EventType} | {str(type_of(raw))}
-    assert (e.filename is not None) == (e.type in ("exec", "exec_failed"))
+    assert e.type == type_of(raw) and isinstance(e.type, EventType) == (e.type in set(EventType))
+    assert (e.filename is not None) == (e.type in (EventType.EXEC, EventType.EXEC_FAILED))
     assert (e.argv is not None) == (e.filename is not None)
 
 
@@ -381,7 +381,11 @@ def test_any_record_gives_valid_json_lines(raw):
     docs = [json.loads(line) for line in lines]
     assert all("\n" not in line for line in lines)
     doc = docs[-1]
-    assert doc["type"] == e.type and doc["pid"] == e.pid and doc["ppid"] == e.ppid
+    assert (
+        doc["type"] == TYPE_NAMES.get(e.type, str(e.type))
+        and doc["pid"] == e.pid
+        and doc["ppid"] == e.ppid
+    )
     assert doc["comm"] == e.comm
     assert doc["time"] == clock.rfc3339(e.ts_ns)
     if e.filename is not None:

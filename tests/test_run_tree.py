@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import CLI, ROOT, bpf_held_by, lines_until
 
+from procmon_ctl.kernel.abi import EventType
 from procmon_ctl.process.decode import Event
 from procmon_ctl.process.tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree
 from procmon_ctl.views import render
@@ -342,7 +343,7 @@ ROOT_PID = 1000
 ARGV = ["sh", "-c", "x"]  # the root's command line
 
 
-def event(kind: str, tgid: int, ppid: int, ts: int, **fields) -> Event:
+def event(kind: EventType, tgid: int, ppid: int, ts: int, **fields) -> Event:
     """A record as decode gives it (by field name: Event gains fields over time)."""
     values = {
         "type": kind,
@@ -365,15 +366,17 @@ def event(kind: str, tgid: int, ppid: int, ts: int, **fields) -> Event:
 
 
 def fork(tgid, ppid, ts, comm="sh", thread=False):
-    return event("fork", tgid, ppid, ts, comm=comm, thread=thread)
+    return event(EventType.FORK, tgid, ppid, ts, comm=comm, thread=thread)
 
 
 def exec_(tgid, ppid, ts, *argv, truncated=False):
-    return event("exec", tgid, ppid, ts, comm=argv[0], argv=argv, argv_truncated=truncated)
+    return event(EventType.EXEC, tgid, ppid, ts, comm=argv[0], argv=argv, argv_truncated=truncated)
 
 
 def exit_(tgid, ppid, ts, code=0, sig=0, duration=1000):
-    return event("exit", tgid, ppid, ts, exit_code=code, exit_signal=sig, duration_ns=duration)
+    return event(
+        EventType.EXIT, tgid, ppid, ts, exit_code=code, exit_signal=sig, duration_ns=duration
+    )
 
 
 def built(records, **kw) -> tuple[RunNode, ProcessTree]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Callable
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from enum import IntEnum
+from operator import itemgetter
 
 TASK_COMM_LEN = 16
 MAX_FILENAME_LEN = 256
@@ -26,6 +28,12 @@ class EventType(IntEnum):
     EXEC = 2
     EXIT = 3
     EXEC_FAILED = 4
+
+
+# The types as module constants: a reader compares every record's type, and a
+# global costs a fraction of an enum attribute's lookup.
+FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
+EXEC_FAILED = EventType.EXEC_FAILED
 
 
 class EventFlag(IntEnum):
@@ -285,36 +293,79 @@ _CODES = {
 }
 
 
-def struct_format(layout: type[ctypes.Structure]) -> str:
-    """The little-endian struct format of a ctypes structure, padding included, so
-    one unpack_from reads every field (nested structures flattened; char arrays
-    as bytes; `__pad` fields skipped)."""
-    fmt, pos = "", 0
+def _flat_fields(
+    layout: type[ctypes.Structure], base: int = 0
+) -> list[tuple[str, int, int, str | None]]:
+    """(name, offset, size, struct code) of each field of `layout`, nested
+    structures flattened, `__pad` fields with no code (never read)."""
+    flat = []
     for name, ctype in layout._fields_:
         field = getattr(layout, name)
-        if field.offset > pos:
-            fmt += f"{field.offset - pos}x"
-        if name.startswith("__"):
-            fmt += f"{field.size}x"
-        elif isinstance(ctype, type) and issubclass(ctype, ctypes.Structure):
-            fmt += struct_format(ctype)
+        offset = base + field.offset
+        if isinstance(ctype, type) and issubclass(ctype, ctypes.Structure):
+            flat += _flat_fields(ctype, offset)
+        elif name.startswith("__"):
+            flat.append((name, offset, field.size, None))
         elif isinstance(ctype, type) and issubclass(ctype, ctypes.Array):
-            fmt += f"{ctypes.sizeof(ctype)}s"
+            flat.append((name, offset, field.size, f"{ctypes.sizeof(ctype)}s"))
         else:
-            fmt += _CODES[ctype]
-        pos = field.offset + field.size
+            flat.append((name, offset, field.size, _CODES[ctype]))
+    return flat
+
+
+def _format(layout: type[ctypes.Structure], wanted) -> str:
+    """The little-endian struct format of `layout` that reads the fields `wanted`
+    says it wants and skips the others, padding included."""
+    fmt, pos = "<", 0
+    for name, offset, size, code in _flat_fields(layout):
+        if offset > pos:
+            fmt += f"{offset - pos}x"
+        fmt += code if code is not None and wanted(name) else f"{size}x"
+        pos = offset + size
     if ctypes.sizeof(layout) > pos:
         fmt += f"{ctypes.sizeof(layout) - pos}x"
     return fmt
 
 
+def struct_format(layout: type[ctypes.Structure]) -> str:
+    """The little-endian struct format of a ctypes structure, padding included, so
+    one unpack_from reads every field (nested structures flattened; char arrays
+    as bytes; `__pad` fields skipped), in the order of field_names()."""
+    return _format(layout, lambda name: True)[1:]
+
+
+def field_names(layout: type[ctypes.Structure]) -> tuple[str, ...]:
+    """The fields one unpack of struct_format(layout) gives, in that order."""
+    return tuple(name for name, _, _, code in _flat_fields(layout) if code is not None)
+
+
+def unpacker(layout: type[ctypes.Structure], *names: str) -> Callable[..., tuple]:
+    """unpack_from(buf, offset) of the fields `names` of a `layout` that starts at
+    `offset`, in the order named: each reader names what it reads, the layout
+    alone says where it is.  One struct call when the names follow the layout's
+    order (every reader of the hot path names them so); otherwise the values are
+    put in the order named after it."""
+    fields = field_names(layout)
+    unknown = set(names) - set(fields)
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"{layout.__name__} has no fields {sorted(unknown)} or names one twice")
+    wanted = set(names)
+    unpack = struct.Struct(_format(layout, wanted.__contains__)).unpack_from
+    read = tuple(f for f in fields if f in wanted)
+    if read == names:
+        return unpack
+    pick = itemgetter(*(read.index(name) for name in names))
+    return lambda buf, offset=0: pick(unpack(buf, offset))
+
+
+def packer(layout: type[ctypes.Structure]) -> Callable[..., bytes]:
+    """pack(**values): a `layout` with its fields' values by name (the tests' records)."""
+    pack, fields = struct.Struct(_format(layout, lambda name: True)).pack, field_names(layout)
+    return lambda **values: pack(*(values[name] for name in fields))
+
+
 PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
-# The fixed part of an exec record after its process_event: filename_len,
-# argv_len, argc, error; the filename and the arguments follow at EXEC_DATA_OFFSET.
-EXEC_TAIL = struct.Struct(
-    "<" + "".join(_CODES[ctype] for name, ctype in ExecEvent._fields_[1:] if name != "data")
-)
-EXEC_TAIL_OFFSET = ExecEvent.filename_len.offset
+# An exec record's filename and arguments follow its fixed part (struct exec_event).
 EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))
 # A value of the `losses` map.

@@ -21,25 +21,39 @@ import re
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
 
-from ..kernel.abi import (
-    EXEC_DATA_OFFSET,
-    EXEC_TAIL,
-    EXEC_TAIL_OFFSET,
-    PROCESS_EVENT,
-    EventFlag,
-    EventType,
-)
+from ..kernel.abi import EXEC_DATA_OFFSET, EventFlag, EventType, ExecEvent, ProcessEvent, unpacker
 
-TYPE_NAMES = {t.value: t.name.lower() for t in EventType}
-_unpack_event = PROCESS_EVENT.unpack_from
-_unpack_tail = EXEC_TAIL.unpack_from
-_EXEC, _EXIT, _FAILED = EventType.EXEC.value, EventType.EXIT.value, EventType.EXEC_FAILED.value
+# A record's fields by name, in the order of struct process_event: abi.py says where
+# each one is (one struct call per record).
+EVENT_FIELDS = (
+    "ts_ns",
+    "duration_ns",
+    "dropped_total",
+    "cgroup_id",
+    "type",
+    "pid",
+    "tgid",
+    "ppid",
+    "uid",
+    "exit_code",
+    "exit_signal",
+    "flags",
+    "ns_pid",
+    "ns_ppid",
+    "comm",
+)
+unpack_event = unpacker(ProcessEvent, *EVENT_FIELDS)
+_unpack_tail = unpacker(ExecEvent, "filename_len", "argv_len", "argc", "error")
+# A record's type as Event has it: the EventType, or the number of a type this
+# version does not know.
+_TYPES = {t.value: t for t in EventType}
+_EXEC, _EXIT, _FAILED = EventType.EXEC, EventType.EXIT, EventType.EXEC_FAILED
 _THREAD, _TRUNCATED = EventFlag.THREAD.value, EventFlag.ARGV_TRUNCATED.value
 _PIDNS = EventFlag.PIDNS.value
 
 
 class Event(NamedTuple):
-    type: str
+    type: EventType | int  # an int: a record type this version does not know
     ts_ns: int
     pid: int
     tgid: int
@@ -144,7 +158,7 @@ def exec_parts(
 ) -> tuple[str, tuple[str, ...], bool, int, int]:
     """An exec or exec_failed record's filename, argv, argv_truncated, argc and
     error (the syscall's -errno, 0 for exec); `flags` is the record's."""
-    fn_len, argv_len, argc, error = _unpack_tail(buf, offset + EXEC_TAIL_OFFSET)
+    fn_len, argv_len, argc, error = _unpack_tail(buf, offset)
     start = offset + EXEC_DATA_OFFSET
     name = bytes(buf[start : start + fn_len])
     argv = bytes(buf[start + fn_len : start + fn_len + argv_len])
@@ -173,9 +187,9 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
         nspid,
         nsppid,
         comm,
-    ) = _unpack_event(buf, offset)
-    name = TYPE_NAMES.get(etype, str(etype))
-    common = (name, ts, pid, tgid, ppid, uid, cstr(comm), bool(flags & _THREAD))
+    ) = unpack_event(buf, offset)
+    etype = _TYPES.get(etype, etype)
+    common = (etype, ts, pid, tgid, ppid, uid, cstr(comm), bool(flags & _THREAD))
     ns = (nspid, nsppid) if flags & _PIDNS else (None, None)
     if etype in (_EXEC, _FAILED):
         filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)

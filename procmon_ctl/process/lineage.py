@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from typing import NamedTuple
 
+from ..kernel.abi import EXEC, EXIT, FORK
 from ..views.render import fit, printable, tty_width
 from .decode import Event, json_string
 from .procfs import ProcInfo, pids, read_process
@@ -194,13 +195,13 @@ class ProcessTable:
         fork, the process of the others: its tgid), None when the table does not
         know it.  Its lineage is the record's, whatever the record was."""
         kind = e.type
-        if kind == "fork":
+        if kind == FORK:
             if e.thread:
                 return self._living.get(e.tgid)
             return self._fork(e.tgid, e.ppid, e.comm)
-        if kind == "exec":
+        if kind == EXEC:
             return self._exec(e.tgid, e.ppid, e.comm, e.argv or ())
-        if kind == "exit":
+        if kind == EXIT:
             process = self._living.pop(e.tgid, None)
             if process is not None:
                 self._end(process)
@@ -373,7 +374,7 @@ class RowLineages:
 
     def note(self, e: Event, process: Process | None) -> None:
         """Call with each record and what ProcessTable.feed() returned for it."""
-        if process is not None and e.type in ("fork", "exec") and not e.thread:
+        if process is not None and e.type in (FORK, EXEC) and not e.thread:
             if len(self._of) >= ROW_LINEAGES_KEPT:
                 self._of.clear()
             self._of[e.tgid] = process

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from ..kernel.abi import EXEC, EXIT, FORK
 from .decode import Event
 from .procfs import pids, read_stat
 
@@ -111,12 +112,12 @@ class Filters:
             self.leaving = None
         if e.thread:
             return
-        if e.type == "fork":
+        if e.type == FORK:
             if e.ppid in tree:
                 tree.add(e.tgid)
             elif e.ts_ns >= self.tree_since_ns:
                 tree.discard(e.tgid)
-        elif e.type == "exit" and e.tgid in tree and e.ts_ns >= self.tree_since_ns:
+        elif e.type == EXIT and e.tgid in tree and e.ts_ns >= self.tree_since_ns:
             self.leaving = e.tgid
 
     def match(self, pid: int, ppid: int, uid: int, comm: str, cgroup_id: int = 0) -> bool:
@@ -262,7 +263,7 @@ class ProcessRows:
         a fork can make final the row still held for the process that had its pid
         before (its exit record was lost), which must be judged while that pid is
         still in the followed tree."""
-        if e.type == "fork":
+        if e.type == FORK:
             row = Row(
                 e.pid,
                 e.tgid,
@@ -288,10 +289,10 @@ class ProcessRows:
             self.pending[e.tgid] = held
             self.queue.append(held)
             return
-        if e.type == "exec":
+        if e.type == EXEC:
             self._exec(e)
             return
-        if e.type != "exit":
+        if e.type != EXIT:
             return  # exec_failed: the process runs on as it was
         held = self.pending.pop(e.tgid, None)
         if held is not None:

@@ -9,6 +9,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass
 
+from ..kernel.abi import EXEC, EXIT, FORK
 from .decode import Event
 from .rows import ProcessRows
 from .tree import ProcessTree
@@ -56,7 +57,7 @@ class TreeSummary:
         self.alive: dict[int, _Running] = {}  # tgid -> what it runs, until it exits
 
     def __call__(self, e: Event) -> None:
-        if e.type == "exit":
+        if e.type == EXIT:
             proc = self.alive.pop(e.tgid, None) or _Running(e.comm)
             item = (e.duration_ns or 0, e.tgid, proc.name)
             if len(self.longest) < LONGEST_SHOWN:
@@ -76,10 +77,10 @@ class TreeSummary:
                             argv_truncated=proc.argv_truncated,
                         )
                     )
-        elif e.type == "exec":
+        elif e.type == EXEC:
             # The last program it exec'd, whenever (its row may show an earlier one).
             self.alive[e.tgid] = _Running(e.comm, e.argv or (), bool(e.argv_truncated))
-        elif e.type == "fork" and not e.thread:
+        elif e.type == FORK and not e.thread:
             # Until it execs, a child runs its parent's program (as ps shows it).
             parent = self.alive.get(e.ppid)
             if parent is None:

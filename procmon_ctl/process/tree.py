@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+from ..kernel.abi import EXEC, EXIT, FORK
 from .decode import Event
 
 # A big build starts 100,000 processes and more: enough to read, little to hold.
@@ -83,7 +84,7 @@ class ProcessTree:
 
     def feed(self, e: Event) -> None:
         kind, tgid = e.type, e.tgid
-        if kind == "exec":
+        if kind == EXEC:
             node = self._live.get(tgid)
             if node is None:
                 if tgid in self._left_out_live:
@@ -95,7 +96,7 @@ class ProcessTree:
             node.argv = e.argv or ()
             node.argv_truncated = bool(e.argv_truncated)
             node.inherited = False
-        elif kind == "exit":
+        elif kind == EXIT:
             node = self._live.pop(tgid, None)
             if node is None:
                 if tgid in self._left_out_live:
@@ -112,7 +113,7 @@ class ProcessTree:
             if node.started_ns is None:
                 # The kernel's duration is from the process's start: its fork.
                 node.started_ns = node.seen_ns = e.ts_ns - node.duration_ns
-        elif kind == "fork":
+        elif kind == FORK:
             if not e.thread:
                 self._fork(e)
             elif (node := self._live.get(tgid)) is not None:

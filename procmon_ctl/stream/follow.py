@@ -71,7 +71,7 @@ MODES = ("table", "wide", "raw", "json")
 # exec_failed records (`events --failed`): shown only to a reader that asked for
 # them; an earlier --failed reader may have left some in the ring.
 _FAILED = EventType.EXEC_FAILED.value
-_FAILED_NAME = "exec_failed"
+_FAILED_NAME = EventType.EXEC_FAILED
 _TYPE_OFFSET = ProcessEvent.type.offset
 _CGROUP_OFFSET = ProcessEvent.cgroup_id.offset
 _unpack_u32 = struct.Struct("<I").unpack_from

@@ -21,9 +21,9 @@ from __future__ import annotations
 import mmap
 from collections.abc import Callable
 
-from ..kernel.abi import PROCESS_EVENT, EventFlag, EventType
+from ..kernel.abi import EventFlag, EventType
 from ..process import clock
-from ..process.decode import TYPE_NAMES, cstr, errno_name, exec_parts, json_string
+from ..process.decode import cstr, errno_name, exec_parts, json_string, unpack_event
 
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
@@ -35,6 +35,8 @@ _PIDNS = EventFlag.PIDNS.value
 # json_lines() once per record.
 _FORK, _EXIT, _EXEC = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
 _EXEC_FAILED = EventType.EXEC_FAILED.value
+# A line's "type": the name of the record's EventType in lower case.
+TYPE_NAMES = {t.value: t.name.lower() for t in EventType}
 
 # What a record's cgroup adds to its line, after "thread": the fragment
 # (`,"cgroup_id":N,"cgroup":"…"`, then the container's fields) of
@@ -94,7 +96,8 @@ def json_lines(
     lines' shared part is keyed by cgroup id, so `cgroup_json` must give one id
     the same text for as long as the process runs (CgroupNames does).  Gap lines
     carry the time of `gap_ns` (CLOCK_MONOTONIC; default: when they are written)."""
-    unpack = PROCESS_EVENT.unpack_from
+    # The fields in decode.EVENT_FIELDS' order.
+    unpack = unpack_event
     cache, shared_json = _shared_cache, _shared_json
     offset, utc = clock.offset_ns(), clock.rfc3339_utc
     fork, exit_, exec_, failed = _FORK, _EXIT, _EXEC, _EXEC_FAILED

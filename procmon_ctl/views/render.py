@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 
 from ..errors import Command, Setting, Words
+from ..kernel.abi import EXEC, EXEC_FAILED, EXIT, EventType
 from ..process import clock, decode
 from ..process.decode import Event, errno_name
 from ..process.rows import Row
@@ -374,16 +375,20 @@ def attempt_words(e: Event) -> tuple[str, ...]:
     return (f"{errno_name(e.errno)}:", e.filename or "", *(e.argv or ()))
 
 
+# --raw's TYPE: the record type's name, "exec!" for a failed exec.
+_RAW_TYPES = {t: t.name.lower() for t in EventType} | {EXEC_FAILED: "exec!"}
+
+
 def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
     """A line of --raw: [TIME] TYPE PID TGID PPID UID COMM DETAIL, one per record."""
-    kind = e.type
-    if e.type == "exec":
+    kind = _RAW_TYPES.get(e.type) or str(e.type)
+    if e.type == EXEC:
         detail = program(e.filename or "", e.argv or (), bool(e.argv_truncated))
-    elif e.type == "exit":
+    elif e.type == EXIT:
         code = _exit_text(e.exit_code, e.exit_signal)
         detail = f"exit={code} after {duration_text(e.duration_ns)}"
-    elif e.type == "exec_failed":
-        kind, detail = "exec!", cmdline(attempt_words(e), bool(e.argv_truncated))
+    elif e.type == EXEC_FAILED:
+        detail = cmdline(attempt_words(e), bool(e.argv_truncated))
     else:
         detail = "thread" if e.thread else ""
     cells = [
