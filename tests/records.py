@@ -169,6 +169,7 @@ class LossesInMemory:
     behind it: nothing lost beyond what the records carry, no lease, no pins."""
 
     marked = 0
+    started_ns = 0  # no kernel-side settings: every record passed them
 
     def unmarked(self) -> int:
         return 0

@@ -49,9 +49,10 @@ from procmon_ctl.kernel.abi import PmCgroupLimits, PmStop
 from procmon_ctl.process import decode
 from procmon_ctl.process.cgroups import CgroupNames, _shown
 from procmon_ctl.process.decode import unescape
-from procmon_ctl.process.lineage import Process, with_lineage
+from procmon_ctl.process.lineage import Process
 from procmon_ctl.stream import follow as stream
-from procmon_ctl.views import json_lines, json_native
+from procmon_ctl.views import events, json_lines, json_native
+from procmon_ctl.views.lineage import with_lineage
 
 # Every character the lines must not hold raw.
 UNSAFE = [
@@ -253,17 +254,17 @@ def follow_counting(ring: FakeRing, native_lib, cgroup_json, monkeypatch) -> tup
     """`events --json`'s loop over the ring with the C writer, starting with no
     cgroup known: (the text, lines, records the Python writer formatted)."""
     in_python = []
-    real = stream.json_lines
+    real = events.json_lines
 
     def counting(buf, offsets, *a, **kw):
         in_python.extend(offsets)
         return real(buf, offsets, *a, **kw)
 
-    monkeypatch.setattr(stream, "json_lines", counting)
+    monkeypatch.setattr(events, "json_lines", counting)
     out = io.StringIO()
     writer = stream.BatchWriter(out, ring, LossesInMemory(), None)
     fmt = json_native.JsonLineFormatter(native_lib, ring.addr + PAGE, ring.mask, ring.addr)
-    stream._follow_json_native(ring, fmt, 0, writer, True, cgroup_json)
+    stream._follow_in_place(ring, events.NativeJson(fmt, ring, True, cgroup_json), 0, writer)
     return out.getvalue(), writer.emitted, len(in_python)
 
 

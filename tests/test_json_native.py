@@ -35,8 +35,10 @@ from procmon_ctl.kernel.abi import (
     RingbufRecord,
     record_footprint,
 )
+from procmon_ctl.process.rows import Filters
 from procmon_ctl.stream import follow as stream
 from procmon_ctl.views import json_lines, json_native
+from procmon_ctl.views.events import JsonView, NativeJson
 
 BUSY, DISCARD = RingbufRecord.BUSY_BIT, RingbufRecord.DISCARD_BIT
 PAGE = 4096
@@ -123,9 +125,8 @@ def follow_native(ring: FakeRing, native_lib, limit=None, cgroups=KNOWN_CGROUPS)
     writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
     # failed=True: every record type is shown (tests/test_exec_failures.py checks
     # that exec_failed records are not, without --failed).
-    stream._follow_json_native(
-        ring, ring.formatter(native_lib, cgroups), 0, writer, True, cgroup_json
-    )
+    in_place = NativeJson(ring.formatter(native_lib, cgroups), ring, True, cgroup_json)
+    stream._follow_in_place(ring, in_place, 0, writer)
     return out.getvalue(), writer.emitted
 
 
@@ -375,7 +376,8 @@ def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
     layout = PinnedInstance.at(attached.pin_dir)
     pids = fork_processes(20)
     out = io.StringIO()
-    n = stream.follow(layout, stream.StreamOptions(mode="json", duration=0.3), out)
+    view = JsonView(Filters(), False, False, cgroup_json)
+    n = stream.follow(layout, stream.StreamOptions(duration=0.3), view, out)
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert n == len(lines) > 0
     forks = {e["pid"]: e for e in lines if e["type"] == "fork"}
@@ -383,5 +385,6 @@ def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
         assert pid in forks and forks[pid]["ppid"] == os.getpid()
     fork_processes(10)
     out = io.StringIO()
-    assert stream.follow(layout, stream.StreamOptions(mode="json", count=5), out) == 5
+    view = JsonView(Filters(), False, False, cgroup_json)
+    assert stream.follow(layout, stream.StreamOptions(count=5), view, out) == 5
     assert len(out.getvalue().splitlines()) == 5

@@ -2,7 +2,7 @@
 kept across reparenting and pid reuse, from synthetic records and from the real
 /proc; the table stays as small as the processes that need it.
 
-`python tests/test_lineage.py` prints what annotate() costs per record."""
+`python tests/test_lineage.py` prints what a record's JSON lineage costs."""
 
 from __future__ import annotations
 
@@ -20,9 +20,23 @@ from pathlib import Path
 from procmon_ctl.process.decode import Event, decode_event, split_argv, text
 from procmon_ctl.process.lineage import DEPTH, Ancestor, ProcessTable
 from procmon_ctl.process.procfs import read_process
+from procmon_ctl.views.lineage import chain_text, lineage_json
 
 sys.path.insert(0, str(Path(__file__).parent))
 from records import EXEC, EXEC_FAILED, EXIT, FORK, argv_area, record
+
+
+def annotate(table: ProcessTable, e: Event) -> str:
+    """Feed the record; its lineage as an `events --json --lineage` line has it."""
+    return lineage_json(table.feed(e))
+
+
+def lineage_json_of(table: ProcessTable, pid: int) -> str:
+    return lineage_json(table.get(pid))
+
+
+def chain_text_of(table: ProcessTable, pid: int) -> str:
+    return chain_text(table.get(pid))
 
 
 def fork(pid: int, ppid: int, comm: str = "sh", thread: bool = False, tgid: int = 0) -> Event:
@@ -72,14 +86,14 @@ def test_a_login_shell_s_child_has_its_chain_up_to_init():
     table.feed(fork(812, 700, "sshd"))
     table.feed(exec_(812, 700, "bash", "-bash"))
 
-    lineage = json.loads(table.annotate(fork(900, 812, "bash")))
+    lineage = json.loads(annotate(table, fork(900, 812, "bash")))
 
     assert lineage == [
         {"pid": 812, "comm": "bash", "argv": ["-bash"]},
         {"pid": 700, "comm": "sshd", "argv": ["sshd", "-D"]},
         {"pid": 1, "comm": "systemd", "argv": ["/sbin/init", "splash"]},
     ]
-    assert table.chain_text(900) == "bash(812) < sshd(700) < systemd(1)"
+    assert chain_text_of(table, 900) == "bash(812) < sshd(700) < systemd(1)"
     assert table.lineage(900)[0] == Ancestor(812, "bash", ("-bash",), False)
     assert table.lineage(1) == []
 
@@ -102,13 +116,13 @@ def test_every_record_gets_its_process_s_ancestors_the_exit_too():
     table.feed(fork(10, 1, "systemd"))
     table.feed(exec_(10, 1, "cron", "cron", "-f"))
     records = [fork(11, 10, "cron"), exec_(11, 10, "backup", "backup"), exit_(11, 10)]
-    answers = [json.loads(table.annotate(e)) for e in records]
+    answers = [json.loads(annotate(table, e)) for e in records]
 
     cron = {"pid": 10, "comm": "cron", "argv": ["cron", "-f"]}
     init = {"pid": 1, "comm": "systemd", "argv": ["/sbin/init", "splash"]}
     assert answers == [[cron, init]] * 3
     assert table.get(11) is None
-    assert table.lineage(11) == [] and table.annotate(exit_(11, 10)) == "[]"
+    assert table.lineage(11) == [] and annotate(table, exit_(11, 10)) == "[]"
 
 
 def test_the_exit_record_s_process_keeps_its_lineage_after_leaving_the_table():
@@ -120,7 +134,7 @@ def test_the_exit_record_s_process_keeps_its_lineage_after_leaving_the_table():
 
     assert gone.exited and gone.pid == 11
     assert [(a.pid, a.exited) for a in gone.lineage()] == [(10, True), (1, False)]
-    assert gone.chain_text() == "systemd(10) < systemd(1)"
+    assert chain_text(gone) == "systemd(10) < systemd(1)"
     assert len(table) == 2  # init and kthreadd: 10 went with its last child
 
 
@@ -128,11 +142,11 @@ def test_exec_changes_the_name_every_lineage_below_shows():
     table = booted()
     table.feed(fork(10, 1, "systemd"))
     table.feed(fork(11, 10, "systemd"))
-    before = table.lineage_json(11)  # caches 10's text
+    before = lineage_json_of(table, 11)  # caches 10's text
     for comm in ("env", "nice", "python3"):
         table.feed(exec_(10, 1, comm, comm, "x"))
     assert json.loads(before)[0]["comm"] == "systemd"
-    assert json.loads(table.lineage_json(11))[0] == {
+    assert json.loads(lineage_json_of(table, 11))[0] == {
         "pid": 10,
         "comm": "python3",
         "argv": ["python3", "x"],
@@ -148,14 +162,14 @@ def test_a_process_reparented_to_init_keeps_the_parent_that_started_it():
     table.feed(exec_(11, 10, "sleep", "sleep", "30"))
 
     table.feed(exit_(10, 1, "sh"))  # sh exits first: the kernel hands sleep to init
-    assert table.chain_text(11) == "sh(10) < systemd(1)"
+    assert chain_text_of(table, 11) == "sh(10) < systemd(1)"
     assert [a.exited for a in table.lineage(11)] == [True, False]
-    shown = json.loads(table.lineage_json(11))[0]
+    shown = json.loads(lineage_json_of(table, 11))[0]
     assert shown == {"pid": 10, "comm": "sh", "argv": ["sh", "-c", "sleep 30 &"], "exited": True}
     assert (len(table), table.exited_count) == (4, 1)
 
     # Its exit record names init as parent; its lineage still names sh.
-    assert json.loads(table.annotate(exit_(11, 1, "sleep")))[0]["pid"] == 10
+    assert json.loads(annotate(table, exit_(11, 1, "sleep")))[0]["pid"] == 10
     assert (len(table), table.living_count, table.exited_count) == (2, 2, 0)
 
 
@@ -196,12 +210,12 @@ def test_a_reused_pid_never_mixes_two_processes():
     ]
     assert table.lineage(100) == [Ancestor(1, "systemd", ("/sbin/init", "splash"), False)]
     table.feed(fork(102, 100, "new"))
-    assert table.chain_text(102) == "new(100) < systemd(1)"
+    assert chain_text_of(table, 102) == "new(100) < systemd(1)"
 
     # An exit of pid 100 is the new process's; the old one goes with 101.
     table.feed(exit_(100, 1))
-    assert table.chain_text(101) == "old(100) < systemd(1)"
-    assert table.chain_text(102) == "new(100) < systemd(1)"
+    assert chain_text_of(table, 101) == "old(100) < systemd(1)"
+    assert chain_text_of(table, 102) == "new(100) < systemd(1)"
     table.feed(exit_(101, 1))
     table.feed(exit_(102, 1))
     assert (len(table), table.exited_count) == (2, 0)
@@ -213,7 +227,7 @@ def test_a_pid_reused_after_its_exit_starts_afresh():
     table.feed(exec_(100, 1, "old", "old"))
     table.feed(exit_(100, 1))
     table.feed(fork(100, 2, "kthreadd"))
-    assert table.chain_text(100) == "kthreadd(2)"
+    assert chain_text_of(table, 100) == "kthreadd(2)"
     assert table.get(100).argv == ()
 
 
@@ -224,7 +238,7 @@ def test_thread_forks_and_failed_execs_change_nothing():
     size = len(table)
 
     thread = fork(11, 10, "worker", thread=True, tgid=10)
-    assert json.loads(table.annotate(thread)) == json.loads(table.lineage_json(10))
+    assert json.loads(annotate(table, thread)) == json.loads(lineage_json_of(table, 10))
     assert table.get(11) is None
     failed = exec_(10, 1, "nope", "nope", "-x", failed=True)
     assert table.feed(failed) is table.get(10)
@@ -234,17 +248,17 @@ def test_thread_forks_and_failed_execs_change_nothing():
 def test_records_about_unknown_processes():
     table = ProcessTable()
     assert table.feed(exit_(5, 1)) is None
-    assert table.annotate(exit_(5, 1)) == "[]"
-    assert table.annotate(exec_(6, 7, "x", "x", failed=True)) == "[]"
+    assert annotate(table, exit_(5, 1)) == "[]"
+    assert annotate(table, exec_(6, 7, "x", "x", failed=True)) == "[]"
     assert len(table) == 0
 
     # A fork names its parent and the parent's name: a lineage one step long.
-    assert json.loads(table.annotate(fork(20, 19, "runner"))) == [
+    assert json.loads(annotate(table, fork(20, 19, "runner"))) == [
         {"pid": 19, "comm": "runner", "argv": []}
     ]
     # An exec whose fork was lost: its parent now stands in.
     table.feed(exec_(21, 19, "job", "job"))
-    assert table.chain_text(21) == "runner(19)"
+    assert chain_text_of(table, 21) == "runner(19)"
     assert table.get(19).children == 2
 
 
@@ -256,7 +270,7 @@ def test_names_and_arguments_are_exact_json():
     table.feed(fork(3, 2, "x"))
     table.feed(exit_(2, 1))
 
-    (ancestor, init) = json.loads(table.lineage_json(3))
+    (ancestor, init) = json.loads(lineage_json_of(table, 3))
     assert ancestor == {"pid": 2, "comm": "caf\\xe9\\xff", "argv": hostile, "exited": True}
     assert init == {"pid": 1, "comm": 'q"\\\t\x1b', "argv": []}
 
@@ -269,11 +283,11 @@ def test_decoded_ring_records():
         record(FORK, pid=51, tgid=51, ppid=50, comm=b"ls"),
         record(EXIT, pid=50, tgid=50, ppid=1, comm=b"ls"),
     ]
-    lines = [table.annotate(decode_event(r)) for r in ring]
+    lines = [annotate(table, decode_event(r)) for r in ring]
     ls, init = '{"pid":50,"comm":"ls","argv":["ls","-l"]}', '{"pid":1,"comm":"bash","argv":[]}'
     assert lines[2] == f"[{ls},{init}]"
     assert json.loads(lines[3]) == [{"pid": 1, "comm": "bash", "argv": []}]
-    assert table.chain_text(51) == "ls(50) < bash(1)"
+    assert chain_text_of(table, 51) == "ls(50) < bash(1)"
 
 
 # Bounds ---------------------------------------------------------------------------
@@ -310,12 +324,12 @@ def test_a_deep_chain_keeps_exactly_what_its_last_process_needs():
     assert sum(1 for _ in table.get(last).ancestors()) == depth
 
     # What a record shows of it is cut, so a deep chain cannot swell every record.
-    lineage = json.loads(table.lineage_json(last))
+    lineage = json.loads(lineage_json_of(table, last))
     assert [a["pid"] for a in lineage] == list(range(last - 1, last - 1 - DEPTH, -1))
     assert all(a["exited"] for a in lineage)
     assert [a.get("cut", False) for a in lineage] == [False] * (DEPTH - 1) + [True]
     assert [a.cut for a in table.lineage(last)] == [False] * (DEPTH - 1) + [True]
-    assert table.chain_text(last).endswith(f"d({last - DEPTH}) < …")
+    assert chain_text_of(table, last).endswith(f"d({last - DEPTH}) < …")
 
     table.feed(fork(50_000, last, "d"))
     table.feed(exit_(50_000, last))
@@ -328,10 +342,10 @@ def test_a_lineage_just_deep_enough_is_not_cut():
     table = ProcessTable()
     for pid in range(1, DEPTH + 2):
         table.feed(fork(pid, pid - 1, "d"))
-    lineage = json.loads(table.lineage_json(DEPTH + 1))
+    lineage = json.loads(lineage_json_of(table, DEPTH + 1))
     assert len(lineage) == DEPTH and lineage[-1] == {"pid": 1, "comm": "d", "argv": []}
     assert not any(a.cut for a in table.lineage(DEPTH + 1))
-    assert table.chain_text(DEPTH + 1).endswith("< d(1)")
+    assert chain_text_of(table, DEPTH + 1).endswith("< d(1)")
 
 
 class Model:
@@ -416,7 +430,7 @@ def test_random_records_match_the_rules():
         # An exit record's process leaves: its lineage is the one it had.
         before = model.lineage(pid) if e.type == EXIT and pid in model.living else []
         model.feed(e)
-        got = json.loads(table.annotate(e))
+        got = json.loads(annotate(table, e))
         if e.type != EXIT:
             before = model.lineage(pid) if pid in model.living else []
         assert got == [as_json(a) for a in before], (step, e)
@@ -490,7 +504,7 @@ def test_from_proc_parses_what_proc_shows(tmp_path):
     table = ProcessTable.from_proc(str(tmp_path))
 
     assert table.living_count == 6
-    assert table.chain_text(3) == "kthreadd(2)"
+    assert chain_text_of(table, 3) == "kthreadd(2)"
     assert table.lineage(42) == [
         Ancestor(41, "caf\\xe9", ("x", "\\xff"), False),
         Ancestor(40, "a) (b", ("weird",), False),
@@ -513,14 +527,14 @@ def test_processes_the_records_name_but_the_table_lacks_are_read_from_proc(tmp_p
     )
     table = ProcessTable(str(tmp_path))  # as if the reader missed all of them
 
-    assert table.chain_text(table.feed(fork(50, 40, "bash")).pid) == (
+    assert chain_text_of(table, table.feed(fork(50, 40, "bash")).pid) == (
         "bash(40) < sshd(30) < systemd(1)"
     )
     assert table.get(30).argv == ("sshd", "-D") and table.get(1).children == 1
     table.feed(exec_(70, 60, "x", "x"))  # pids that a reuse made into a loop
-    assert table.chain_text(70) in ("loop(60) < loop(61)", "loop(60)")
+    assert chain_text_of(table, 70) in ("loop(60) < loop(61)", "loop(60)")
     # A parent gone from /proc too: the fork record still names it.
-    assert table.chain_text(table.feed(fork(80, 79, "ghost")).pid) == "ghost(79)"
+    assert chain_text_of(table, table.feed(fork(80, 79, "ghost")).pid) == "ghost(79)"
 
 
 def proc_argv(pid: int) -> tuple[str, ...]:
@@ -593,7 +607,7 @@ def test_from_the_real_proc_a_running_chain_has_its_real_lineage():
             assert not a.exited
         assert lineage[0].argv == ("sh", "-c", "sleep 30 & wait")
         assert lineage[1].argv == proc_argv(os.getpid())
-        assert table.chain_text(sleep).endswith("(1)")
+        assert chain_text_of(table, sleep).endswith("(1)")
 
         # sh dies now: its exit record keeps it in sleep's lineage, marked exited.
         os.kill(sh.pid, signal.SIGKILL)
@@ -687,10 +701,9 @@ def measure(records: int = 200_000) -> float:
             exec_(pid, 900, "cc", "cc", "-O2", "-c", f"src/file{i}.c", "-o", f"obj/file{i}.o"),
             exit_(pid, 900, "cc"),
         ]
-    annotate = table.annotate
     start = time.perf_counter()
     for e in storm:
-        annotate(e)
+        annotate(table, e)
     took = time.perf_counter() - start
     per_record = took / len(storm) * 1e6
     print(f"annotate: {per_record:.2f} µs per record over {len(storm)} records")

@@ -22,6 +22,7 @@ from records import (
     TRUNCATED,
     LossesInMemory,
     argv_area,
+    cgroup_json,
     record,
     ring_bytes,
 )
@@ -32,6 +33,7 @@ from procmon_ctl.process.decode import decode_event, text
 from procmon_ctl.process.rows import Filters, ProcessRows
 from procmon_ctl.stream import follow as stream
 from procmon_ctl.views import render
+from procmon_ctl.views.events import Mode, view_for
 
 ROOT, CHILD, OTHER = 1000, 1001, 2000  # the followed root, its child, a stranger
 T0 = 5_000_000_000  # ts_ns of the first record; the tree is known from T0 - 1
@@ -129,9 +131,11 @@ def follow(
 
     monkeypatch.setattr(stream, "open_reader", open_reader)
     out = io.StringIO()
-    opts = stream.StreamOptions(mode=mode, duration=0.001, filters=filters or Filters())
+    view = view_for(Mode(mode), None, filters or Filters(), False, False, cgroup_json)
     # A ring holding no earlier readers' records (a private instance's): no backlog line.
-    stream.follow(SimpleNamespace(has_backlog=False), opts, out)
+    stream.follow(
+        SimpleNamespace(has_backlog=False), stream.StreamOptions(duration=0.001), view, out
+    )
     assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
     return lines[2:] if mode in ("table", "wide", "raw") else lines

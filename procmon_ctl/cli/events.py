@@ -90,7 +90,8 @@ def events(
 
     A later `events` continues where this one stopped."""
     from ..errors import UsageError
-    from ..stream.follow import check_can_read, follow, stream_options
+    from ..stream.follow import check_can_read, follow
+    from .stream_flags import StreamFlags
 
     if output is not None:
         if raw or wide or not output:
@@ -103,7 +104,8 @@ def events(
                 "--time and --no-time are for the tables"
             )
         json_out = True
-    opts = stream_options(
+    words = hints(ctx)
+    stream = StreamFlags(
         json_out=json_out,
         raw=raw,
         wide=wide,
@@ -121,24 +123,22 @@ def events(
         container=container,
         lineage=lineage,
         with_time=with_time,
-    )
-    words = hints(ctx)
-    opts.words = words.words
-    for note in opts.notes:
+    ).stream(words.words)
+    for note in stream.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)
     pins = pinned(ctx)
     warning = check_can_read(pins, failed)
     warning = words.words(warning) if warning else None
     if output is None:
         warn(warning)
-        follow(pins, opts, sys.stdout)
+        follow(pins, stream.options, stream.view, sys.stdout)
         return
     from ..stream.logfile import ReopeningFile, reopen_on_sighup
 
     with ReopeningFile(output) as sink:
         warn(warning)  # only once --output is known good: an error is the one line
         reopen_on_sighup(sink)
-        follow(pins, opts, sink)
+        follow(pins, stream.options, stream.view, sink)
 
 
 def warn(warning: str | None) -> None:

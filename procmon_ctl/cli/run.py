@@ -92,10 +92,10 @@ def run(
     from ..commands.run import run_command, run_monitor
     from ..errors import UsageError
     from ..instance.startup import find_object
-    from ..stream.follow import stream_options
     from ..views.render import stream_width
     from ..views.run_summary import summary_text
     from ..views.tree import tree_text
+    from .stream_flags import StreamFlags
 
     if tree and not command:
         raise UsageError("--tree prints the tree of a command: give it one, `run --tree -- CMD`")
@@ -110,25 +110,26 @@ def run(
             "--duration does not apply with a command: run lasts as long as CMD; "
             "limit CMD with timeout(1), e.g. `run -- timeout 10 CMD`"
         )
-    opts = stream_options(
+    words = _common.hints(ctx).words
+    stream = StreamFlags(
         json_out=json_out,
         raw=raw,
         wide=wide,
         threads=threads,
         count=count,
         duration=duration,
-        from_now=False,
         comm=comm,
         pid=pid,
         ppid=ppid,
         uid=uid,
         tree=tree_of,
         tree_setting="tree_of",
-    )
-    opts.words = _common.hints(ctx).words
+    ).stream(words)
     obj = find_object(object_path)
     if not command:
-        run_monitor(obj, ["fork", "exec", "exit"], ring_size, opts, sys.stdout)
+        run_monitor(
+            obj, ["fork", "exec", "exit"], ring_size, stream.options, stream.view, sys.stdout
+        )
         return
 
     def rows_failed(err: OSError) -> None:
@@ -143,14 +144,21 @@ def run(
     # The JSON summary always has the tree: a program reading it should not need
     # to know a flag to find a field, and the tree is bounded.
     summary = run_command(
-        obj, command, ring_size, opts, sys.stderr, tree=tree or json_out, rows_failed=rows_failed
+        obj,
+        command,
+        ring_size,
+        stream.options,
+        stream.view,
+        sys.stderr,
+        tree=tree or json_out,
+        rows_failed=rows_failed,
     )
     try:
         if json_out:
             print_json(summary)
         else:
             width = stream_width(sys.stderr)
-            text = summary_text(summary, width, opts.words)
+            text = summary_text(summary, width, words)
             if tree and summary.tree is not None:
                 text += "\n" + tree_text(summary.tree, summary.tree_left_out, width)
             print(text, file=sys.stderr, flush=True)

@@ -26,7 +26,7 @@ from ..process.decode import text
 from ..process.procfs import read_stat
 from ..process.run_summary import TreeSummary
 from ..process.tree import ProcessTree
-from ..stream.follow import StreamOptions, follow
+from ..stream.follow import StreamOptions, View, follow
 from ..stream.sink import Sink, UntilItFails
 from ..views import render
 from ..views.schema import RunExit, RunLifetime, RunProcess, RunSummary
@@ -49,10 +49,15 @@ RESET_IN_CHILD = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def run_monitor(
-    obj: Path, events: list[str], ring_size: int | None, opts: StreamOptions, out: TextIO
+    obj: Path,
+    events: list[str],
+    ring_size: int | None,
+    opts: StreamOptions,
+    view: View,
+    out: TextIO,
 ) -> int:
     with PrivateInstance(obj, events, ring_size) as instance:
-        return follow(instance, opts, out)
+        return follow(instance, opts, view, out)
 
 
 @contextmanager
@@ -166,11 +171,12 @@ def run_command(
     argv: list[str],
     ring_size: int | None,
     opts: StreamOptions,
+    view: View,
     live: TextIO,
     tree: bool = False,
     rows_failed: Callable[[OSError], None] = lambda err: None,
 ) -> RunSummary:
-    """Run argv in follow mode; stream its tree's rows to `live` as `opts` asks and
+    """Run argv in follow mode; stream its tree's rows to `live` as `opts` and `view` ask and
     return what the tree did (with `tree`, its process tree too).
 
     A write to `live` that fails (a closed pipe) stops the rows, not CMD, nor the
@@ -199,7 +205,7 @@ def run_command(
             else None
         )
         try:
-            follow(instance, opts, rows, end=command.ended, observe=summary)
+            follow(instance, opts, view, rows, end=command.ended, observe=summary)
         except BaseException:
             command.kill()
             raise

@@ -18,24 +18,24 @@ the lineage of one of those; an exited entry goes as soon as its last child
 entry goes.  Records that are lost can leave entries of dead processes behind,
 hence a hard cap too (see ProcessTable).
 
-Records are fed in ring order; pick the lineage up through what feed() returns,
-or use annotate(), which does both:
+Records are fed in ring order; pick the lineage up through what feed() returns:
 
     process = table.feed(event)   # the process the record is about
-    text = process.lineage_json() if process else "[]"
+    ancestors = process.lineage() if process else []
+
+The text readers show of it is views/lineage.py's.
 
 feed() returns the entry even when the record was its exit and the entry has
 left the table: it still holds its ancestors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from typing import NamedTuple
 
 from ..kernel.abi import EXEC, EXIT, FORK
-from ..views.render import fit, printable, tty_width
-from .decode import Event, json_string
+from .decode import Event
 from .procfs import ProcInfo, pids, read_process
 
 # Entries in a table at most.  A table that never loses a record holds the living
@@ -49,9 +49,6 @@ CAP = 1 << 17
 # but any user can make a chain as deep as the table's cap by forking and exiting
 # in a loop, and every record below it would then repeat the whole chain.
 DEPTH = 64
-
-_JSON = '{"pid":%d,"comm":%s,"argv":[%s]}'
-_JSON_EXITED = '{"pid":%d,"comm":%s,"argv":[%s],"exited":true}'
 
 
 class Ancestor(NamedTuple):
@@ -68,7 +65,7 @@ class Process:
     parent's until it execs); `children` counts the entries whose parent it is
     that are still kept."""
 
-    __slots__ = ("_json", "argv", "children", "comm", "exited", "parent", "pid")
+    __slots__ = ("argv", "children", "comm", "exited", "parent", "pid", "shown")
 
     def __init__(self, pid: int, comm: str, argv: tuple[str, ...], parent: Process | None):
         self.pid = pid
@@ -77,20 +74,13 @@ class Process:
         self.parent = parent
         self.children = 0
         self.exited = False
-        self._json: str | None = None
+        # What a view made of this entry, kept by the view (a lineage repeats its
+        # ancestors record after record); None again whenever the entry changes.
+        self.shown: str | None = None
 
     def __repr__(self) -> str:
         state = " exited" if self.exited else ""
         return f"<Process {self.pid} {self.comm!r}{state}>"
-
-    def json(self) -> str:
-        """This process as a JSON object: pid, comm, argv and, once it has
-        exited, "exited": true."""
-        if self._json is None:
-            args = ",".join(map(json_string, self.argv))
-            form = _JSON_EXITED if self.exited else _JSON
-            self._json = form % (self.pid, json_string(self.comm), args)
-        return self._json
 
     def ancestors(self) -> Iterator[Process]:
         """Parent first, then grandparent, and so on: all of them."""
@@ -107,29 +97,6 @@ class Process:
         if shown and shown[-1].parent is not None:
             lineage[-1] = lineage[-1]._replace(cut=True)
         return lineage
-
-    def lineage_json(self) -> str:
-        """lineage() as a JSON array: `[{"pid":N,"comm":"…","argv":[…]},…]`, with
-        `"exited":true` in the object of an ancestor that has exited and
-        `"cut":true` in the last one's when the lineage is cut."""
-        parts = []
-        p = self.parent
-        while p is not None and len(parts) < DEPTH:
-            parts.append(p._json or p.json())
-            p = p.parent
-        if p is not None:
-            parts[-1] = parts[-1][:-1] + ',"cut":true}'
-        return "[" + ",".join(parts) + "]"
-
-    def chain_text(self) -> str:
-        """The lineage in a few words, e.g. `bash(812) < sshd(700) < systemd(1)`,
-        ending in ` < …` when it is cut.  Names are as in records: pass the text
-        through render.printable() before it reaches a terminal."""
-        lineage = self.lineage()
-        words = [f"{a.comm}({a.pid})" for a in lineage]
-        if lineage and lineage[-1].cut:
-            words.append("…")
-        return " < ".join(words)
 
 
 class ProcessTable:
@@ -209,27 +176,12 @@ class ProcessTable:
         # exec_failed changes nothing; unknown record types neither.
         return self._living.get(e.tgid)
 
-    def annotate(self, e: Event) -> str:
-        """Feed the record and return its lineage as JSON text (see lineage_json)."""
-        process = self.feed(e)
-        return "[]" if process is None else process.lineage_json()
-
     def lineage(self, pid: int) -> list[Ancestor]:
         """The ancestors of the living process `pid`, parent first ([] when it is
         unknown).  For a record, use what feed() returned: after an exit record
         its pid is no longer in the table."""
         process = self._living.get(pid)
         return [] if process is None else process.lineage()
-
-    def lineage_json(self, pid: int) -> str:
-        """lineage(pid) as a JSON array (see Process.lineage_json)."""
-        process = self._living.get(pid)
-        return "[]" if process is None else process.lineage_json()
-
-    def chain_text(self, pid: int) -> str:
-        """lineage(pid) in a few words: `bash(812) < sshd(700) < systemd(1)`."""
-        process = self._living.get(pid)
-        return "" if process is None else process.chain_text()
 
     def _fork(self, pid: int, ppid: int, comm: str) -> Process:
         living = self._living
@@ -265,13 +217,13 @@ class ProcessTable:
             return process
         process.comm = comm
         process.argv = argv
-        process._json = None
+        process.shown = None
         return process
 
     def _end(self, process: Process) -> None:
         """`process` has exited and is no longer in _living."""
         process.exited = True
-        process._json = None
+        process.shown = None
         if process.children:
             self._exited.add(process)
         else:
@@ -346,53 +298,3 @@ class ProcessTable:
             if p.parent is not None and p.parent not in victims:
                 self._release(p.parent)
             p.parent = None
-
-
-# --- what the readers show ------------------------------------------------------
-
-# Rows waiting to be written with their lineage at most (far more than are held).
-ROW_LINEAGES_KEPT = 65_536
-
-
-def with_lineage(line: str, process: Process | None, as_json: bool) -> str:
-    """An `events --json` or `--raw` line with its record's lineage: the JSON
-    array last in the object, or the short chain after the raw line."""
-    if as_json:
-        chain = "[]" if process is None else process.lineage_json()
-        return f'{line[:-1]},"lineage":{chain}}}'
-    chain = "" if process is None else process.chain_text()
-    return f"{line}  < {printable(chain)}" if chain else line
-
-
-class RowLineages:
-    """The table and --wide: each row's process as the reader met it, until the
-    row is written (a row is held for its exec, and its process may have exited
-    and left the table by then), shown on a line below the row."""
-
-    def __init__(self) -> None:
-        self._of: dict[int, Process] = {}
-
-    def note(self, e: Event, process: Process | None) -> None:
-        """Call with each record and what ProcessTable.feed() returned for it."""
-        if process is not None and e.type in (FORK, EXEC) and not e.thread:
-            if len(self._of) >= ROW_LINEAGES_KEPT:
-                self._of.clear()
-            self._of[e.tgid] = process
-
-    def below(self, line: Callable[..., str], tty: int | None) -> Callable[..., str]:
-        """The table's line function, with a line under each process row saying who
-        started it (cut to the terminal's width, as the row's command line is)."""
-        width = tty_width(tty)
-
-        def with_chain(r, *args) -> str:
-            text = line(r, *args)
-            if r.exited or r.thread:
-                return text
-            process = self._of.pop(r.tgid, None)
-            chain = "" if process is None else process.chain_text()
-            if not chain:
-                return text
-            under = f"{'':8} < {printable(chain)}"
-            return f"{text}\n{under if width is None else fit(under, width)}"
-
-        return with_chain

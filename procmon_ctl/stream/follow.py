@@ -1,48 +1,38 @@
-"""Reading the stream: ring → records → rows → rendering → output.
+"""Reading the stream: ring → batches of records → a view → output.
 
-The loops that take batches from the pinned ring buffer, turn them into lines
-(rows.py, render.py, json_lines.py or the C formatter) and write them.  Each batch
-is written with one call and only then consumed from the ring (BatchWriter), so
-nothing read is lost if the reader dies.  Kept free of pydantic and typer: this
-is the hot path."""
+The loop that takes batches of records from the ring buffer and hands each to a
+view (views/events.py: the tables, --raw, the JSON writers), which turns it into
+lines and says how far the ring may be committed (Taken); the loop writes them.
+It keeps the stream's guarantees whatever the format: each batch is written with
+one call and only then handed back to the ring (BatchWriter), so nothing read is
+lost if the reader dies; losses no record carries are marked once caught up;
+--count, --duration, the source's end and stop signals end it.  Kept free of
+pydantic and typer: this is the hot path."""
 
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from ..errors import (
-    Command,
-    Setting,
-    UsageError,
-    Words,
-    plain,
-    require_pid,
-    require_positive,
-    require_uid,
-)
+from ..errors import Command, Words
 from ..instance.base import Instance
 from ..instance.pinned import PinnedInstance
 from ..instance.session import ReaderSession
 from ..instance.settings import default_wakeup_bytes
 from ..kernel import signals
-from ..kernel.abi import EventType, PmStop, ProcessEvent
+from ..kernel.abi import PmStop
 from ..kernel.ringbuf import RingBufferReader
 from ..kernel.system import require_root
 from ..process import clock
-from ..process.decode import Event, decode_at, text
-from ..process.rows import CgroupScope, Filters, ProcessRows, Row, descendants
-from ..views import json_native, render
-from ..views.json_lines import CgroupJson, gap_json, json_lines
+from ..process.decode import Event, decode_at
 from .sink import Sink, sink_for
 
 if TYPE_CHECKING:
-    from ..process.cgroups import CgroupNames, CgroupTarget
+    from ..process.cgroups import CgroupTarget
 
 # run -- CMD: called between batches; True once CMD has ended, and from then on
 # the stream is read up to where the ring's producer stood at that moment.
@@ -66,186 +56,85 @@ BATCH_LIMIT = 4096
 # run -- CMD: how often CMD's end and forwarded signals are checked.
 RUN_POLL_INTERVAL = 0.02
 
-MODES = ("table", "wide", "raw", "json")
-
-# exec_failed records (`events --failed`): shown only to a reader that asked for
-# them; an earlier --failed reader may have left some in the ring.
-_FAILED = EventType.EXEC_FAILED.value
-_FAILED_NAME = EventType.EXEC_FAILED
-_TYPE_OFFSET = ProcessEvent.type.offset
-_CGROUP_OFFSET = ProcessEvent.cgroup_id.offset
-_unpack_u32 = struct.Struct("<I").unpack_from
-_unpack_u64 = struct.Struct("<Q").unpack_from
-
-
-def _is_failed(view, offset: int) -> bool:
-    return _unpack_u32(view, offset + _TYPE_OFFSET)[0] == _FAILED
-
-
-def _without_failed(view, offsets: list[int]) -> list[int]:
-    """The offsets of the records that are not exec_failed (`offsets` itself if none is)."""
-    kept = [o for o in offsets if _unpack_u32(view, o + _TYPE_OFFSET)[0] != _FAILED]
-    return offsets if len(kept) == len(offsets) else kept
-
 
 @dataclass
 class StreamOptions:
-    mode: str = "table"  # one of MODES
+    """What a reader reads (how it shows it is its view's)."""
+
     threads: bool = False
-    count: int | None = None
+    count: int | None = None  # --count: rows or lines written at most
     duration: float | None = None
     from_now: bool = False
-    filters: Filters = field(default_factory=Filters)
-    failed: bool = False  # --failed: attach the failed-exec programs, show their records
+    failed: bool = False  # --failed: attach the failed-exec programs while reading
     # --cgroup, --container: the cgroup whose processes alone produce records
     cgroup: CgroupTarget | None = None
-    lineage: bool = False  # --lineage: each record's ancestors
-    time: bool | None = None  # --time/--no-time (None: the mode's default)
-    # What the user should know about how the options were taken (one line each).
-    notes: list[Words] = field(default_factory=list)
-    # Lines for people that name a command or an option (where events were lost,
-    # where the backlog ends), worded by the CLI for the instance read.
-    words: Callable[[Words], str] = plain
-    _cgroups: CgroupNames | None = None
-
-    @property
-    def cgroups(self) -> CgroupNames:
-        """The cgroup ids' paths and containers, for every mode but the bare table."""
-        if self._cgroups is None:
-            from ..errors import MissingError
-            from ..process.cgroups import CgroupNames
-
-            try:
-                self._cgroups = CgroupNames()
-            except MissingError:  # no cgroup2 mount: records keep their cgroup ids
-                self._cgroups = CgroupNames(path_of=lambda cgroup_id: None)
-        return self._cgroups
-
-    def cgroup_json(self, cgroup_id: int) -> str:
-        """What a JSON line gets for its cgroup (json_lines.CgroupJson)."""
-        return "," + self.cgroups.json_fragment(cgroup_id)
 
 
-def stream_options(
-    *,
-    json_out: bool,
-    raw: bool,
-    wide: bool,
-    threads: bool,
-    count: int | None,
-    duration: float | None,
-    from_now: bool,
-    comm: str | None,
-    pid: int | None,
-    ppid: int | None,
-    uid: int | None,
-    tree: int | None,
-    failed: bool = False,
-    cgroup: str | None = None,
-    container: str | None = None,
-    lineage: bool = False,
-    with_time: bool | None = None,
-    tree_setting: str = "tree",
-) -> StreamOptions:
-    """StreamOptions from the command line's options, checked.  A filter no process
-    can pass is refused: it would print nothing, silently (`tree_setting`: the
-    setting that gave `tree`)."""
-    if sum((json_out, raw, wide)) > 1:
-        raise UsageError(
-            ("choose one of ", Setting("json"), ", ", Setting("raw"), " and ", Setting("wide"))
-        )
-    if json_out and with_time is not None:
-        raise UsageError(
-            (
-                Setting("time"),
-                " and ",
-                Setting("no_time"),
-                " are for the tables: every JSON line has its `time`",
-            )
-        )
-    require_pid("pid", pid)
-    require_pid("ppid", ppid)
-    require_pid(tree_setting, tree)
-    require_uid("uid", uid)
-    notes = []
-    if comm is not None:
-        comm, note = kernel_name(comm, "comm")
-        if note:
-            notes.append(note)
-    if cgroup is not None and container is not None:
-        raise UsageError(
-            (
-                "choose one of ",
-                Setting("cgroup"),
-                " and ",
-                Setting("container"),
-                " (a container is a cgroup: ",
-                Setting("container"),
-                " picks it by id)",
-            )
-        )
-    if count is not None and count <= 0:
-        raise UsageError((Setting("count"), f" must be a positive number of events (got {count})"))
-    require_positive("duration", duration)
-    mode = "json" if json_out else "raw" if raw else "wide" if wide else "table"
-    since = time.monotonic_ns()  # the tree is read from /proc after this
-    filters = Filters(
-        # Names are matched as decode.text() shows them (a backslash doubled, a byte
-        # that is not UTF-8 as \xNN): the name typed is the bytes meant.
-        comm=text(os.fsencode(comm)) if comm is not None else None,
-        pid=pid,
-        ppid=ppid,
-        uid=uid,
-        tree=descendants(tree) if tree is not None else None,
-        tree_since_ns=since,
-    )
-    target = None
-    if cgroup is not None or container is not None:
-        from ..process.cgroups import cgroup_target, container_target
+class Opened(NamedTuple):
+    """What a view learns when the ring is the reader's."""
 
-        target = cgroup_target(cgroup) if cgroup is not None else container_target(container)
-    opts = StreamOptions(
-        mode=mode,
-        threads=threads,
-        count=count,
-        duration=duration,
-        from_now=from_now,
-        filters=filters,
-        failed=failed,
-        cgroup=target,
-        lineage=lineage,
-        time=with_time,
-        notes=notes,
-    )
-    if target is not None:
-        filters.cgroup = CgroupScope(target.path, lambda i: opts.cgroups.lookup(i).path)
-    return opts
+    ring: RingBufferReader
+    tty: int | None  # the output's descriptor (a terminal's lines are cut to fit)
+    # The ring position where the records from before this reader end (the
+    # producer's when it took the ring); None: none to mark (a private instance).
+    backlog_end: int | None
+    started_ns: int  # records from then on passed the reader's kernel-side settings
+    observe: Observer | None  # to be handed every record the view takes
 
 
-# The kernel keeps this many bytes of a process's name (TASK_COMM_LEN - 1).
-COMM_BYTES = 15
+class Taken(NamedTuple):
+    """What a view made of a batch of records."""
+
+    lines: list[str]  # to write, a gap line before the first record after a loss
+    shown: int  # rows or lines, as --count counts them
+    read: int  # records of the batch it took (the rest, past --count, are read again)
+    marked: int  # the ring's losses marked, its gap lines included
+    # Commit the ring up to this position (the first record of a row still held),
+    # rather than up to the last record taken.
+    keep_from: int | None = None
 
 
-def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
-    """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
-    so when that cut it (a longer name would match nothing).  An empty one is
-    refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
-    raw = os.fsencode(name)
-    if not raw:
-        raise UsageError(
-            (
-                Setting(setting),
-                f" is empty: give a process name, 1 to {COMM_BYTES} bytes "
-                f"(the kernel keeps the first {COMM_BYTES} of a longer one)",
-            )
-        )
-    if len(raw) <= COMM_BYTES:
-        return name, None
-    return os.fsdecode(raw[:COMM_BYTES]), (
-        Setting(setting),
-        f" {text(raw)}: the kernel keeps {COMM_BYTES} characters of a name; "
-        f"matching {text(raw[:COMM_BYTES])}",
-    )
+class InPlace(Protocol):
+    """A view's formatter that reads records out of the ring's memory itself, with
+    no Python object per record (the C JSON writer)."""
+
+    def format(self, pos: int, max_records: int, marked: int):
+        """The text of up to `max_records` records from ring position `pos` on, with
+        .text, .records, .pos (after the last one taken), .marked, and .stop (an
+        abi.PmStop: why it stopped)."""
+
+    def left_over(self, offset: int, marked: int) -> tuple[str, int, int]:
+        """The record at `offset` that format() stopped at (PmStop.FOREIGN): its
+        text, how many lines that is (--count), and the losses marked."""
+
+    def gap(self, dropped: int) -> str:
+        """The line that marks where `dropped` records were lost."""
+
+
+class View(Protocol):
+    """Turns batches of records into text (views/events.py)."""
+
+    def header(self) -> str:
+        """Written first, once the ring is the reader's ("" for none)."""
+
+    def gap(self, dropped: int) -> str:
+        """The line that marks where `dropped` records were lost."""
+
+    def start(self, opened: Opened) -> None:
+        """The ring is the reader's: called once, before the first batch."""
+
+    def take(self, offsets: list[int], room: int | None, marked: int) -> Taken:
+        """A batch: `offsets` into opened.ring.view, oldest first; `room`: the rows
+        or lines --count still allows (None: no limit); `marked`: the ring's losses
+        marked so far."""
+
+    def finish(self, room: int | None, marked: int) -> Taken | None:
+        """The stream ended (--duration, the source's end): what the view still
+        holds (None: nothing).  Not called once --count is reached."""
+
+    def in_place(self, ring: RingBufferReader) -> AbstractContextManager[InPlace | None]:
+        """The view's own reader of the ring's memory, for as long as the stream
+        runs, when it has one for this stream; None: batches go to take()."""
 
 
 def check_can_read(pinned: PinnedInstance, failed: bool = False) -> Words | None:
@@ -436,20 +325,18 @@ def batch_scheduling() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
-def _text(lines: list[str]) -> str:
-    return "\n".join(lines) + "\n" if lines else ""
-
-
 def follow(
     source: Instance,
     opts: StreamOptions,
+    view: View,
     out: Sink,
     end: SourceEnded | None = None,
     observe: Observer | None = None,
 ) -> int:
-    """Stream events to `out` until --count, --duration, `end` or an interrupt;
-    returns how many rows or lines were written.  `observe` sees every record
-    taken, also those past --count (which are then taken without output)."""
+    """Stream events to `out`, as `view` shows them, until --count, --duration,
+    `end` or an interrupt; returns how many rows or lines were written.  `observe`
+    sees every record taken, also those past --count (which are then taken
+    without output)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
     if opts.failed:
@@ -462,304 +349,67 @@ def follow(
         open_reader(source, opts.threads, opts.from_now, opts.cgroup) as (reader, session),
         failed_execs,
     ):
-        if opts.filters.cgroup is not None:
-            opts.filters.cgroup.since_ns = session.started_ns
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
-        writer.write(render.header(opts.mode, opts.time), 0)
+        writer.write(view.header(), 0)
+        # Where the ring's backlog ends, when it may hold earlier readers' records.
+        backlog_end = reader.producer_pos if source.has_backlog else None
+        tty = getattr(writer.out, "fd", None)
+        view.start(Opened(reader, tty, backlog_end, session.started_ns, observe))
         batches = offset_batches(reader, deadline, end)
-        plain_json = not (opts.filters.active or opts.lineage or observe)
-        # The tables mark where the ring's backlog ends (JSON lines have their time).
-        backlog = None
-        if opts.mode != "json" and source.has_backlog:
-            tty = getattr(writer.out, "fd", None)
-            line = opts.words(render.BACKLOG)
-            backlog = Backlog(reader.producer_pos, render.line_at_width(tty), line)
-        if opts.mode == "json" and plain_json:
-            _follow_json(reader, deadline, writer, opts.failed, opts.cgroup_json)
-        elif opts.mode in ("table", "wide"):
-            _follow_rows(reader, batches, opts, writer, observe, backlog)
-        else:
-            _follow_records(reader, batches, opts, writer, observe, backlog)
+        with view.in_place(reader) as in_place:
+            if in_place is not None:
+                _follow_in_place(reader, in_place, deadline, writer)
+            else:
+                _follow_batches(reader, batches, view, writer)
         if observe is not None:
-            view = reader.view
+            ring = reader.view
             for offsets in batches:  # --count was reached: the rest is only observed
                 for off in offsets:
-                    observe(decode_at(view, off))
+                    observe(decode_at(ring, off))
                 reader.commit()
                 session.tick()
         return writer.emitted
 
 
-@dataclass
-class Backlog:
-    """Where the records from before the reader started end (`end`, a ring position:
-    the producer's when the reader took the ring), and the line that says so in a
-    table, written once, after the last backlog row shown and before the first row
-    after it.  Nothing when no backlog row was shown (--from-now, an empty ring)."""
-
-    end: int
-    fit: Callable[[str], str]
-    line: str
-    shown: bool = False  # a row from the backlog was written
-    done: bool = False
-
-    def before(self, pos: int, lines: list[str]) -> None:
-        """Call before writing the line of the record (or row) at ring position `pos`."""
-        if self.done:
-            return
-        if pos < self.end:
-            self.shown = True
-        else:
-            self.close(lines)
-
-    def caught_up(self, read_pos: int, first_held: int | None, lines: list[str]) -> None:
-        """After a batch: once everything before `end` has been read and written,
-        the line goes out now rather than with the next new row."""
-        if (
-            not self.done
-            and read_pos >= self.end
-            and (first_held is None or first_held >= self.end)
-        ):
-            self.close(lines)
-
-    def close(self, lines: list[str]) -> None:
-        if self.shown:
-            lines.append(self.fit(self.line))
-        self.done = True
+def _text(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n" if lines else ""
 
 
-def _follow_rows(
-    reader: RingBufferReader,
-    batches: Iterator[list[int]],
-    opts: StreamOptions,
-    writer: BatchWriter,
-    observe: Observer | None,
-    backlog: Backlog | None = None,
+def _follow_batches(
+    reader: RingBufferReader, batches: Iterator[list[int]], view: View, writer: BatchWriter
 ) -> None:
-    """The table (and --wide): one row per new process, filtered, in ring order.
-    The ring is handed back only up to the first row not yet written, so the rows
-    held for an exec, and those --count left, are the next reader's."""
-    filters = opts.filters
-    rows = ProcessRows(
-        follow_exits=opts.mode == "wide",
-        keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm, r.cgroup_id),
-    )
-    # Cut to a terminal's width, whole when piped.
-    tty = getattr(writer.out, "fd", None)
-    line = render.table_line(tty, opts.mode, opts.time)
-    fit = render.line_at_width(tty)
-
-    def gap(dropped: int) -> str:
-        return fit(render.gap_line(dropped, opts.words))
-
-    attempt_words = None
-    if opts.failed:
-        from ..views.render import attempt_words
-    lineage = None
-    if opts.lineage:
-        from ..process.lineage import ProcessTable, RowLineages
-
-        lineage, lineages = ProcessTable.from_proc(), RowLineages()
-        line = lineages.below(line, tty)
+    """The loop: each batch to the view, its text written, the ring committed as far
+    as the view says."""
     session = writer.session
-    view, position_of = reader.view, reader.position_of
     for offsets in batches:
-        lines: list[str] = []
-        marked = session.marked
-        for off in offsets:
-            e = decode_at(view, off)
-            if observe is not None:
-                observe(e)
-            if lineage is not None:
-                lineages.note(e, lineage.feed(e))
-            if e.dropped_total > marked:
-                lines.append(gap(e.dropped_total - marked))
-                marked = e.dropped_total
-            if e.type == _FAILED_NAME:
-                if attempt_words is not None:
-                    # Final at once, among the process rows in ring order; exited, so
-                    # that --wide never follows it with an exit row.
-                    rows.add_final(
-                        Row(
-                            e.pid,
-                            e.tgid,
-                            e.ppid,
-                            e.uid,
-                            e.comm,
-                            argv=attempt_words(e),
-                            argv_truncated=bool(e.argv_truncated),
-                            exited=True,
-                            cgroup_id=e.cgroup_id,
-                            ts_ns=e.ts_ns,
-                            failed=True,
-                        ),
-                        position_of(off),
-                    )
-                filters.track(e)
-                continue
-            # The row first: a fork can make final the row of the pid's former process,
-            # which track() then drops from the followed tree.
-            rows.feed(e, position_of(off))
-            filters.track(e)
-        session.marked = marked
-        now = time.monotonic_ns()
-        if len(offsets) >= BATCH_LIMIT:
-            # More waits (a backlog): the records' own clock, so that a row is not
-            # taken before the exec that a next batch holds.
-            now = min(now, e.ts_ns)
-        taken = rows.take(now, writer.room)
-        _row_lines(taken, line, backlog, lines)
-        first = rows.first_pos()
-        if backlog is not None:
-            backlog.caught_up(reader.read_pos, first, lines)
-        if len(offsets) < BATCH_LIMIT:
+        scanned = len(offsets)
+        taken = view.take(offsets, writer.room, session.marked)
+        session.marked = taken.marked
+        lines = taken.lines
+        if taken.read == scanned < BATCH_LIMIT:
             # Read all there is (rows held for an exec or not): the losses no record
             # carries are marked now; the held rows' records, read again by a next
             # reader, carry no more than is marked.
-            writer.caught_up_gap(gap, lines)
-        if writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first):
+            writer.caught_up_gap(view.gap, lines)
+        if writer.write(_text(lines), taken.shown, records=taken.read, pos=taken.keep_from):
             return
-    # The stream ended (--duration, `end`): the rows still held are shown as they are.
-    lines = []
-    taken = rows.take(1 << 63, writer.room)
-    _row_lines(taken, line, backlog, lines)
-    first = rows.first_pos()
-    writer.caught_up_gap(gap, lines)
-    writer.write(_text(lines), len(taken), pos=reader.read_pos if first is None else first)
+    # The stream ended (--duration, `end`): what the view still holds.
+    taken = view.finish(writer.room, session.marked)
+    if taken is not None:
+        writer.caught_up_gap(view.gap, taken.lines)
+        writer.write(_text(taken.lines), taken.shown, pos=taken.keep_from)
 
 
-def _row_lines(
-    taken: list[Row], line: Callable[[Row], str], backlog: Backlog | None, lines: list[str]
+def _follow_in_place(
+    reader: RingBufferReader, formatter: InPlace, deadline: float | None, writer: BatchWriter
 ) -> None:
-    if backlog is None or backlog.done:
-        lines += map(line, taken)
-        return
-    for r in taken:
-        backlog.before(r.pos, lines)
-        lines.append(line(r))
-
-
-def _follow_records(
-    reader: RingBufferReader,
-    batches: Iterator[list[int]],
-    opts: StreamOptions,
-    writer: BatchWriter,
-    observe: Observer | None,
-    backlog: Backlog | None = None,
-) -> None:
-    """--raw, and --json with filters: one line per matching record."""
-    filters = opts.filters
-    as_json = opts.mode == "json"
-    tty = getattr(writer.out, "fd", None)
-    if as_json:
-        gap = gap_json
-    else:
-        fit = render.line_at_width(tty)
-        raw_line = render.raw_lines(tty, opts.time)
-
-        def gap(dropped: int) -> str:
-            return fit(render.gap_line(dropped, opts.words))
-
-    lineage = None
-    if opts.lineage:
-        from ..process.lineage import ProcessTable, with_lineage
-
-        lineage = ProcessTable.from_proc()
-    failed = opts.failed
-    cgroup_json = opts.cgroup_json
+    """The loop for a view that reads the ring itself (the C JSON writer): the same
+    batching, polling and commit after write as offset_batches() and
+    _follow_batches(), with no Python object per record.  Apart because that is
+    the point of it: scanning the records in Python first would cost what it
+    saves.  What it leaves to Python comes back one record at a time."""
     session = writer.session
-    view, position_of = reader.view, reader.position_of
-    for offsets in batches:
-        lines: list[str] = []
-        room = writer.room
-        shown = consumed = 0
-        marked = session.marked
-        for off in offsets:
-            consumed += 1
-            e = decode_at(view, off)
-            if observe is not None:
-                observe(e)
-            filters.track(e)
-            process = lineage.feed(e) if lineage is not None else None
-            if not filters.match_event(e) or (e.type == _FAILED_NAME and not failed):
-                if e.dropped_total > marked:
-                    lines.append(gap(e.dropped_total - marked))
-                    marked = e.dropped_total
-                continue
-            if as_json:
-                marked = json_lines(view, [off], lines, marked, cgroup_json)  # gap line first
-            else:
-                if e.dropped_total > marked:
-                    lines.append(gap(e.dropped_total - marked))
-                    marked = e.dropped_total
-                if backlog is not None:
-                    backlog.before(position_of(off), lines)
-                lines.append(raw_line(e))
-            if lineage is not None:
-                lines[-1] = with_lineage(lines[-1], process, as_json)
-            shown += 1
-            if room is not None and shown >= room:
-                break
-        session.marked = marked
-        if backlog is not None and consumed == len(offsets):
-            backlog.caught_up(reader.read_pos, None, lines)
-        if consumed == len(offsets) < BATCH_LIMIT:
-            writer.caught_up_gap(gap, lines)
-        if writer.write(_text(lines), shown, records=consumed):
-            return
-
-
-def _follow_json(
-    reader: RingBufferReader,
-    deadline: float | None,
-    writer: BatchWriter,
-    failed: bool,
-    cgroup_json: CgroupJson,
-) -> None:
-    """--json without filters: records straight to JSON lines, in C when the native
-    formatter is built (and agrees with abi.py), else in Python (same text).
-    exec_failed records only with --failed (`failed`)."""
-    lib = json_native.library()
-    if lib is not None:
-        with json_native.MappedRing(lib, reader.fd, reader.size) as ring:
-            _follow_json_native(reader, ring.formatter, deadline, writer, failed, cgroup_json)
-        return
-    session = writer.session
-    view = reader.view
-    for offsets in offset_batches(reader, deadline):
-        room = writer.room
-        caught_up = len(offsets) < BATCH_LIMIT
-        shown = offsets if failed else _without_failed(view, offsets)
-        consumed = len(offsets)
-        if room is not None and room < len(shown):
-            consumed = offsets.index(shown[room])
-            del shown[room:]
-            caught_up = False
-        lines: list[str] = []
-        session.marked = json_lines(view, shown, lines, session.marked, cgroup_json)
-        if caught_up:
-            writer.caught_up_gap(gap_json, lines)
-        if writer.write(_text(lines), len(shown), records=consumed):
-            return
-
-
-def _follow_json_native(
-    reader: RingBufferReader,
-    formatter: json_native.JsonLineFormatter,
-    deadline: float | None,
-    writer: BatchWriter,
-    failed: bool,
-    cgroup_json: CgroupJson,
-) -> None:
-    """_follow_json() with the C formatter: the same batching, polling and commit
-    after write as offset_batches(), with no Python object per record.  It hands
-    exec_failed records back one at a time, as those it leaves to Python, and the
-    first record of each cgroup it does not know yet, whose fragment Python then
-    gives it."""
-    session = writer.session
-    view = reader.view
-    known = formatter.cgroups
     while True:
         room = writer.room
         want = BATCH_LIMIT if room is None else min(BATCH_LIMIT, room)
@@ -769,16 +419,12 @@ def _follow_json_native(
         text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
-            cgroup = _unpack_u64(view, offset + _CGROUP_OFFSET)[0]
-            known.add(cgroup, cgroup_json(cgroup))
-            if failed or not _is_failed(view, offset):
-                lines: list[str] = []
-                session.marked = json_lines(view, [offset], lines, session.marked, cgroup_json)
-                text += _text(lines)
-                taken += 1
+            more, shown, session.marked = formatter.left_over(offset, session.marked)
+            text += more
+            taken += shown
         elif batch.stop == PmStop.CAUGHT_UP:
-            lines = []
-            writer.caught_up_gap(gap_json, lines)
+            lines: list[str] = []
+            writer.caught_up_gap(formatter.gap, lines)
             text += _text(lines)
         reader.read_pos = pos
         if writer.write(text, taken, pos=pos if pos != start else None):

@@ -1,0 +1,194 @@
+"""The flags of `events` and `run` that say what to read and how to show it, read
+and checked in one place: StreamFlags.stream() gives what the reading loop takes
+(StreamOptions) and the view that shows it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import Setting, UsageError, Words, plain, require_pid, require_positive, require_uid
+from ..process.decode import text
+from ..process.rows import CgroupScope, Filters, descendants
+from ..stream.follow import StreamOptions, View
+from ..views.events import Mode, view_for
+
+if TYPE_CHECKING:
+    from ..process.cgroups import CgroupNames
+
+
+@dataclass
+class Stream:
+    """What a command reads, and the view it shows it with."""
+
+    options: StreamOptions
+    view: View
+    # What the user should know about how the flags were taken (one line each).
+    notes: list[Words] = field(default_factory=list)
+
+
+@dataclass
+class StreamFlags:
+    """The flags as given (each command has those it takes; the rest keep these
+    defaults)."""
+
+    json_out: bool = False
+    raw: bool = False
+    wide: bool = False
+    threads: bool = False
+    count: int | None = None
+    duration: float | None = None
+    from_now: bool = False
+    comm: str | None = None
+    pid: int | None = None
+    ppid: int | None = None
+    uid: int | None = None
+    tree: int | None = None
+    failed: bool = False
+    cgroup: str | None = None
+    container: str | None = None
+    lineage: bool = False
+    with_time: bool | None = None
+    tree_setting: str = "tree"  # the setting that gave `tree`
+
+    def stream(self, words: Callable[[Words], str] = plain) -> Stream:
+        """The flags, checked.  A filter no process can pass is refused: it would
+        print nothing, silently.  `words`: the CLI's for the lines that name a
+        command or an option (where events were lost, where the backlog ends)."""
+        if sum((self.json_out, self.raw, self.wide)) > 1:
+            raise UsageError(
+                ("choose one of ", Setting("json"), ", ", Setting("raw"), " and ", Setting("wide"))
+            )
+        if self.json_out and self.with_time is not None:
+            raise UsageError(
+                (
+                    Setting("time"),
+                    " and ",
+                    Setting("no_time"),
+                    " are for the tables: every JSON line has its `time`",
+                )
+            )
+        require_pid("pid", self.pid)
+        require_pid("ppid", self.ppid)
+        require_pid(self.tree_setting, self.tree)
+        require_uid("uid", self.uid)
+        notes = []
+        comm = self.comm
+        if comm is not None:
+            comm, note = kernel_name(comm, "comm")
+            if note:
+                notes.append(note)
+        if self.cgroup is not None and self.container is not None:
+            raise UsageError(
+                (
+                    "choose one of ",
+                    Setting("cgroup"),
+                    " and ",
+                    Setting("container"),
+                    " (a container is a cgroup: ",
+                    Setting("container"),
+                    " picks it by id)",
+                )
+            )
+        if self.count is not None and self.count <= 0:
+            raise UsageError(
+                (Setting("count"), f" must be a positive number of events (got {self.count})")
+            )
+        require_positive("duration", self.duration)
+        mode = (
+            Mode.JSON
+            if self.json_out
+            else Mode.RAW
+            if self.raw
+            else Mode.WIDE
+            if self.wide
+            else Mode.TABLE
+        )
+        since = time.monotonic_ns()  # the tree is read from /proc after this
+        filters = Filters(
+            # Names are matched as decode.text() shows them (a backslash doubled, a byte
+            # that is not UTF-8 as \xNN): the name typed is the bytes meant.
+            comm=text(os.fsencode(comm)) if comm is not None else None,
+            pid=self.pid,
+            ppid=self.ppid,
+            uid=self.uid,
+            tree=descendants(self.tree) if self.tree is not None else None,
+            tree_since_ns=since,
+        )
+        target = None
+        if self.cgroup is not None or self.container is not None:
+            from ..process.cgroups import cgroup_target, container_target
+
+            target = (
+                cgroup_target(self.cgroup)
+                if self.cgroup is not None
+                else container_target(self.container)
+            )
+        cgroups = _cgroup_names()
+        if target is not None:
+            filters.cgroup = CgroupScope(target.path, lambda i: cgroups().lookup(i).path)
+        options = StreamOptions(
+            threads=self.threads,
+            count=self.count,
+            duration=self.duration,
+            from_now=self.from_now,
+            failed=self.failed,
+            cgroup=target,
+        )
+
+        def cgroup_json(cgroup_id: int) -> str:
+            """What a JSON line gets for its cgroup (json_lines.CgroupJson)."""
+            return "," + cgroups().json_fragment(cgroup_id)
+
+        view = view_for(
+            mode, self.with_time, filters, self.failed, self.lineage, cgroup_json, words
+        )
+        return Stream(options, view, notes)
+
+
+def _cgroup_names() -> Callable[[], CgroupNames]:
+    """The cgroup ids' paths and containers, made when first asked for (every mode
+    but the bare table asks)."""
+    made: list[CgroupNames] = []
+
+    def cgroups() -> CgroupNames:
+        if not made:
+            from ..errors import MissingError
+            from ..process.cgroups import CgroupNames
+
+            try:
+                made.append(CgroupNames())
+            except MissingError:  # no cgroup2 mount: records keep their cgroup ids
+                made.append(CgroupNames(path_of=lambda cgroup_id: None))
+        return made[0]
+
+    return cgroups
+
+
+# The kernel keeps this many bytes of a process's name (TASK_COMM_LEN - 1).
+COMM_BYTES = 15
+
+
+def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
+    """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
+    so when that cut it (a longer name would match nothing).  An empty one is
+    refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
+    raw = os.fsencode(name)
+    if not raw:
+        raise UsageError(
+            (
+                Setting(setting),
+                f" is empty: give a process name, 1 to {COMM_BYTES} bytes "
+                f"(the kernel keeps the first {COMM_BYTES} of a longer one)",
+            )
+        )
+    if len(raw) <= COMM_BYTES:
+        return name, None
+    return os.fsdecode(raw[:COMM_BYTES]), (
+        Setting(setting),
+        f" {text(raw)}: the kernel keeps {COMM_BYTES} characters of a name; "
+        f"matching {text(raw[:COMM_BYTES])}",
+    )
