@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import time
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -155,6 +156,25 @@ REUSE = [
     fork(CHILD, OTHER, T0 + 2, comm=b"stranger"),
     exit_(CHILD, OTHER, T0 + 3, comm=b"stranger"),
 ]
+
+
+def test_each_view_says_how_far_the_ring_may_be_committed():
+    """A fork's row waits for its exec: the table commits the ring up to that fork
+    only (its record is the next reader's if this one stops); --raw writes its line
+    at once and commits every record it took."""
+    now = time.monotonic_ns()
+    reader = FakeReader([exit_(OTHER, 1, now), fork(CHILD, ROOT, now)])
+    offsets = reader.scan(10)
+    opened = stream.Opened(reader, None, None, 0, None)
+    table = view_for(Mode.TABLE, None, Filters(), False, False, cgroup_json)
+    table.start(opened)
+    taken = table.take(offsets, None, 0)
+    assert (taken.lines, taken.read, taken.keep_from) == ([], 2, reader.position_of(offsets[1]))
+    raw = view_for(Mode.RAW, None, Filters(), False, False, cgroup_json)
+    raw.start(opened)
+    taken = raw.take(offsets, None, 0)
+    assert (taken.shown, taken.read, taken.keep_from) == (2, 2, None)
+    assert raw.take(offsets, 1, 0)[1:3] == (1, 1)  # --count's room left: one record taken
 
 
 @pytest.mark.parametrize("mode", ["table", "wide", "raw", "json"])
