@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from ..errors import Words, plain
-from ..kernel.abi import EXEC_FAILED, EventType, ProcessEvent
+from ..kernel.abi import EXEC_FAILED, ProcessEvent
 from ..process.decode import decode_at
 from ..process.rows import Filters, ProcessRows, Row
 from ..stream import follow as stream
@@ -38,13 +38,15 @@ if TYPE_CHECKING:
 
 
 class Mode(StrEnum):
+    """The output formats of `events` and `run`'s rows (render.py's tables by name)."""
+
     TABLE = "table"
     WIDE = "wide"
     RAW = "raw"
     JSON = "json"
 
 
-_FAILED = EventType.EXEC_FAILED.value
+_FAILED = EXEC_FAILED.value
 _TYPE_OFFSET = ProcessEvent.type.offset
 _CGROUP_OFFSET = ProcessEvent.cgroup_id.offset
 _unpack_u32 = struct.Struct("<I").unpack_from
