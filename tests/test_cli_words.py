@@ -24,10 +24,6 @@ FOREIGN = {"--version", "--reinstall"}
 # ... and those named with their program (the schema's "unshare --pid").
 FOREIGN_PHRASES = ("unshare --pid",)
 
-# Modules below the CLI whose text (not errors) still spells options, each to go:
-# the check fails on any other module, and on one listed here that no longer does.
-KNOWN_FLAG_SPELLINGS: set[str] = set()
-
 
 def _docstrings(tree: ast.AST) -> set[int]:
     found = set()
@@ -68,10 +64,7 @@ def _below_cli():
 def test_nothing_below_the_cli_spells_an_option():
     found = {name: flag_spellings(path.read_text()) for name, path in _below_cli()}
     spelling = {name: literals for name, literals in found.items() if literals}
-    new = {name: spelling[name] for name in spelling.keys() - KNOWN_FLAG_SPELLINGS}
-    assert not new, f"options spelled below the CLI (name a Setting instead): {new}"
-    gone = sorted(KNOWN_FLAG_SPELLINGS - spelling.keys())
-    assert not gone, f"no longer spells an option, strike from KNOWN_FLAG_SPELLINGS: {gone}"
+    assert not spelling, f"options spelled below the CLI (name a Setting instead): {spelling}"
 
 
 def test_nothing_below_the_cli_imports_it():

@@ -21,11 +21,6 @@ BASE = {"procmon_ctl", "procmon_ctl.errors", "procmon_ctl.quoting"}
 TOP = {"procmon_ctl.__main__": "cli"}
 
 
-# Upward imports that stand today, each to go: the check fails on any other, and on an
-# entry here that no longer stands, so the list only shrinks (issue 26 emptied it).
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-
-
 def module_name(path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -66,20 +61,13 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imports_of(path, name, set(paths)) for name, path in paths.items()}
 
 
-def upward_pairs(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     rank = {layer: i for i, layer in enumerate(LAYERS)}
-    return {
-        (a, b)
+    return sorted(
+        f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)})"
         for a, targets in graph.items()
         for b in targets
         if rank[layer_of(b)] > rank[layer_of(a)]
-    }
-
-
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
-    return sorted(
-        f"{a} ({layer_of(a)}) imports {b} ({layer_of(b)})"
-        for a, b in upward_pairs(graph) - KNOWN_UPWARD
     )
 
 
@@ -91,11 +79,6 @@ def test_every_module_is_in_a_layer():
 def test_imports_only_go_down_the_layers():
     upward = upward_imports(import_graph())
     assert not upward, "upward imports:\n" + "\n".join(upward)
-
-
-def test_every_known_upward_import_still_stands():
-    gone = sorted(KNOWN_UPWARD - upward_pairs(import_graph()))
-    assert not gone, "no longer imported, strike from KNOWN_UPWARD: " + ", ".join(map(str, gone))
 
 
 def test_the_check_sees_an_upward_import():
@@ -112,13 +95,8 @@ def test_the_graph_sees_imports_made_inside_functions():
 
 
 def test_no_import_cycle_in_the_package():
-    # Within a layer a cycle is possible; across layers every cycle has an upward
-    # import, which the test above refuses unless it is a known one (those are left out
-    # here until they go).
-    graph = {
-        a: targets - {b for x, b in KNOWN_UPWARD if x == a} for a, targets in import_graph().items()
-    }
+    # Across layers the test above already refuses one; within a layer it can hide.
     try:
-        list(TopologicalSorter(graph).static_order())
+        list(TopologicalSorter(import_graph()).static_order())
     except CycleError as err:
         raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
