@@ -37,6 +37,8 @@ def serve(
     the oldest that has not sent its request yet), a request must arrive within 10 s
     of connecting (silent connections are closed then), and at most 4 answers are
     written at once, each given up after 10 s without progress."""
+    import sys
+
     from ..commands.exporter import serve_forever
     from .hints import option
 
@@ -47,5 +49,6 @@ def serve(
         attach_too,
         object_path,
         lambda text: print(text, flush=True),
+        lambda text: print(f"procmon-ctl: serve: {text}", file=sys.stderr, flush=True),
         option,
     )

@@ -18,7 +18,6 @@ import io
 import selectors
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -147,8 +146,9 @@ class MetricsServer(WSGIServer):
 
     request_queue_size = 128  # a burst of connects waits in the backlog, not in SYN retries
 
-    def __init__(self, where: tuple[int, tuple], app):
+    def __init__(self, where: tuple[int, tuple], app, complain: Callable[[str], None]):
         family, sockaddr = where
+        self.complain = complain  # a scrape that failed, for the operator
         self.address_family = family
         super().__init__(sockaddr, _MetricsRequestHandler)
         self.set_app(app)
@@ -248,11 +248,7 @@ class MetricsServer(WSGIServer):
         except OSError:
             pass  # the client went away or stopped reading: its loss, nobody else's
         except Exception as err:  # one bad scrape must not end serve
-            print(
-                f"procmon-ctl: serve: answering {waiting.address[0]} failed: {err}",
-                file=sys.stderr,
-                flush=True,
-            )
+            self.complain(f"answering {waiting.address[0]} failed: {err}")
         finally:
             self.shutdown_request(waiting.sock)
             with self._answering_lock:
@@ -335,13 +331,16 @@ def answering_head(app):
 
 @contextmanager
 def metrics_server(
-    registry: CollectorRegistry, address: str, where: tuple[int, tuple]
+    registry: CollectorRegistry,
+    address: str,
+    where: tuple[int, tuple],
+    complain: Callable[[str], None],
 ) -> Iterator[str]:
     """Serve /metrics at `where` (listen_address()) from threads of its own; yields
     the URL."""
     port = where[1][1]
     try:
-        httpd = MetricsServer(where, answering_head(make_wsgi_app(registry)))
+        httpd = MetricsServer(where, answering_head(make_wsgi_app(registry)), complain)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise StateError(
@@ -372,6 +371,7 @@ def serve_forever(
     attach_too: bool,
     object_path: str | None,
     announce: Callable[[str], None],
+    complain: Callable[[str], None],
     option: Callable[[str], str],
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
@@ -393,7 +393,8 @@ def serve_forever(
     require_root("reading BPF maps")
     if attach_obj is None:
         check_loaded(pinned)
-        with metrics_server(make_registry(ProcmonCollector(pinned, option)), address, where) as url:
+        registry = make_registry(ProcmonCollector(pinned, option))
+        with metrics_server(registry, address, where, complain) as url:
             announce(f"serving {pinned.root} at {url}")
             _wait()
         return
@@ -402,7 +403,7 @@ def serve_forever(
     # The server stops before the instance closes, so no scrape reads closed fds.
     with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
         registry = make_registry(ProcmonCollector(instance, option))
-        with metrics_server(registry, address, where) as url:
+        with metrics_server(registry, address, where, complain) as url:
             announce(
                 f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"
             )
