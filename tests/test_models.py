@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sh
 
-from procmon_ctl.errors import BpfError, PermissionDenied, StateError
+from procmon_ctl.cli.hints import Hints
+from procmon_ctl.errors import BpfError, Command, PermissionDenied, StateError
 from procmon_ctl.kernel import bpftool
 from procmon_ctl.kernel.bpftool_json import LinkInfo, MapDump, MapInfo, ProgInfo
 
@@ -58,7 +59,9 @@ def _err(stdout: str, stderr: str = "") -> sh.ErrorReturnCode:
 
 def test_error_translation(monkeypatch):
     missing = bpftool._translate(_err((DATA / "error.json").read_text()), "reading x")
-    assert isinstance(missing, StateError) and "procmon-ctl load" in str(missing)
+    # The remedy is data; the CLI words it for the instance in use.
+    assert isinstance(missing, StateError) and missing.remedies == (Command("load"),)
+    assert "run `procmon-ctl load` first" in Hints().error(missing)
     eperm = '{"error":"bpf obj get (/sys/fs/bpf): Operation not permitted"}'
     as_root = bpftool._translate(_err(eperm), "reading x")
     assert str(as_root) == "reading x: bpf obj get (/sys/fs/bpf): Operation not permitted"
