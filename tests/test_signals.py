@@ -510,9 +510,9 @@ def test_stop_signals_while_python_starts(pin_dir):
 # process group (Ctrl-C on a terminal, `timeout`, `kill -INT -PGID`), bpftool included;
 # children: how many bpftool runs a try may wait for (0: the command runs none).
 GROUP = {
-    "stats --watch": (["stats", "--watch", "--interval", "0.1"], 8, 4),
-    "stats": (["stats"], 6, 1),
-    "status": (["status"], 8, 13),
+    "stats --watch": (["stats", "--watch", "--interval", "0.1"], 8, 0),
+    "stats": (["stats"], 6, 0),
+    "status": (["status"], 12, 13),
     "load/unload": (None, 6, 1),
     "doctor": (["doctor"], 4, 3),
     "events": (["events"], 5, 0),
@@ -535,10 +535,11 @@ def test_stop_signals_to_the_process_group_at_random_moments(pin_dir):
     attempts = try_all(pin_dir, rng, plan)
     summary, failed, stopped = outcome(seed, attempts)
     in_bpftool = sum(a.during_child for a in attempts if a.stop_took is not None)
-    summary += f"; {in_bpftool} sent while bpftool ran"
+    aimed = sum(1 for p in plan if p[2] == "child")
+    summary += f"; {in_bpftool} of {aimed} aimed at a bpftool run sent while it ran"
     assert not failed, f"{summary}\n" + "\n".join(str(a) for a in failed)
     assert len(stopped) >= len(plan) // 2, summary
-    assert in_bpftool >= len(plan) // 3, summary
+    assert in_bpftool >= aimed // 2, summary
 
 
 # --- a stop at the worst moment of load, unload and detach -------------------------

@@ -1,33 +1,36 @@
 """The counters, read one way for every kind of instance (`stats`, `serve`, `run`'s
-summary): the seed's `process_count` and the per-CPU `counters` map, dumped by
-`bpftool -j map dump` (the seed's own step) into the pydantic models and summed over
-the CPUs.  The maps are opened through Instance.open_map first, so a pinned map is
-read only once checked to be the one procmon-ctl pinned, and by id, so that `run`'s
-maps, which are pinned nowhere, are read the same way."""
+summary): the per-CPU `counters` map summed over the CPUs, and the seed's
+`process_count`, each by one bpf_map_lookup_elem per key through libbpf.  No
+bpftool: `stats` starts in the time Python takes to import what it needs."""
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 
 from ..kernel.abi import COUNTER_KEYS, COUNTER_NAMES, CounterKey
 
+_U32 = struct.Struct("I")
+_U64 = struct.Struct("Q")
+
 
 def read_counters(open_map: Callable[[str], int]) -> dict[str, int]:
     """COUNTER_NAMES, `unfollowed` and `process_count`, from the maps `open_map`
-    opens (Instance.open_map); raises what bpftool.run and libbpf raise."""
-    from ..kernel import bpftool, libbpf
+    opens (Instance.open_map); raises libbpf.LibbpfError."""
+    from ..kernel import libbpf
 
-    fds: list[int] = []
+    fd = open_map("counters")
     try:
-        for name in ("process_count", "counters"):
-            fds.append(open_map(name))
-        seed, counters = bpftool.map_dumps(*(libbpf.map_info(fd).id for fd in fds))
+        sums = libbpf.percpu_array_sums(fd, range(CounterKey.MAX))
     finally:
-        for fd in fds:
-            os.close(fd)
-    by_key = counters.by_key()
-    named = {name: by_key.get(k, 0) for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
-    named["unfollowed"] = by_key.get(CounterKey.UNFOLLOWED, 0)
-    named["process_count"] = seed.by_key().get(0, 0)
+        os.close(fd)
+    named = {name: sums[k] for k, name in zip(COUNTER_KEYS, COUNTER_NAMES, strict=True)}
+    named["unfollowed"] = sums[CounterKey.UNFOLLOWED]
+    fd = open_map("process_count")
+    try:
+        value = libbpf.map_lookup(fd, _U32.pack(0), _U64.size)
+    finally:
+        os.close(fd)
+    named["process_count"] = _U64.unpack(value)[0]
     return named

@@ -18,7 +18,7 @@ import sh
 
 from ..errors import BpfError, Command, MissingError, PermissionDenied, StateError
 from . import signals
-from .bpftool_json import LinkInfo, MapDump, MapInfo, ProgInfo
+from .bpftool_json import LinkInfo, MapInfo, ProgInfo
 
 INSTALL_HINT = "install it with `apt-get install bpftool` (or run `make`)"
 
@@ -210,18 +210,6 @@ def prog_loadall(obj: Path, progs_dir: Path, maps_dir: Path, *map_args: str) -> 
         if "Operation not permitted" in text and os.geteuid() != 0:
             raise PermissionDenied("loading BPF programs") from None
         raise _load_failure(obj, log) from None
-
-
-def map_dumps(*ids: int) -> list[MapDump]:
-    """`map dump` of the maps with these ids, from one bpftool process (`bpftool
-    batch`): the counters are two maps, and each bpftool process costs more than the
-    dump itself.  By id, so that a pinned map and a map only a process holds (`run`'s)
-    are read alike; the caller holds an fd of each, so no id can change meanwhile."""
-    commands = "".join(f"map dump id {i}\n" for i in ids)
-    results = run(
-        "batch", "file", "-", stdin=commands, what=f"reading maps {', '.join(map(str, ids))}"
-    )
-    return [MapDump.model_validate(r["output"]) for r in results]
 
 
 def map_update(pin: Path, key: bytes, value: bytes) -> None:

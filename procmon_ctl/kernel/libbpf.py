@@ -101,6 +101,7 @@ _SIGNATURES = {
     "bpf_raw_tracepoint_open": ([c_char_p, c_int], c_int, _check_fd),
     "bpf_obj_get_info_by_fd": ([c_int, c_void_p, POINTER(c_uint32)], c_int, _check_fd),
     "bpf_map_lookup_elem": ([c_int, c_void_p, c_void_p], c_int, _check_fd),
+    "libbpf_num_possible_cpus": ([], c_int, _check_fd),
     "libbpf_probe_bpf_map_type": ([c_int, c_void_p], c_int, _check_fd),
     "libbpf_probe_bpf_helper": ([c_int, c_int, c_void_p], c_int, _check_fd),
     "libbpf_version_string": ([], c_char_p, None),
@@ -349,6 +350,23 @@ class BpfObject:
 def version() -> str:
     """libbpf's own version, e.g. "v1.1"."""
     return _lib().libbpf_version_string().decode()
+
+
+def possible_cpus() -> int:
+    return _lib().libbpf_num_possible_cpus()
+
+
+def percpu_array_sums(fd: int, keys: range) -> list[int]:
+    """Sum of every CPU's u64 for each key of a per-CPU array: one syscall per key."""
+    ncpu = possible_cpus()
+    values = (ctypes.c_uint64 * ncpu)()
+    key = c_uint32()
+    sums = []
+    for k in keys:
+        key.value = k
+        _lib().bpf_map_lookup_elem(fd, ctypes.byref(key), values)
+        sums.append(sum(values))
+    return sums
 
 
 def kernel_has_map_type(map_type: int) -> bool:
