@@ -13,10 +13,41 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
+/* The readers' rings (enum reader_limits): each reader puts a ring of its own,
+ * of the size it chose, in its slot.  This inner definition is only the type
+ * every ring must have. */
+struct reader_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
-} events SEC(".maps");
+	__uint(max_entries, 4096);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, READERS_MAX);
+	__type(key, __u32);
+	__array(values, struct reader_ring);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, READERS_MAX);
+	__type(key, __u32);
+	__type(value, struct reader);
+} readers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, READERS_MAX);
+	__type(key, __u32);
+	__type(value, struct reader_count);
+} reader_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, READERS_MAX * READER_LOSS_KINDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} reader_losses SEC(".maps");
 
 /* The seed's map, kept so `bpftool map dump name process_count` still works. */
 struct {
@@ -40,13 +71,6 @@ struct {
 	__type(value, struct settings);
 } settings SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LOSS_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} losses SEC(".maps");
-
 /* Follow mode's tree (see enum follow_limits).  One entry here: the shared
  * instance never follows, and `run` sizes it to FOLLOWED_MAX_PROCESSES at load. */
 struct {
@@ -63,79 +87,30 @@ const volatile enum event_type btf_anchor_event_type = EVENT_FORK;
 const volatile enum event_flag btf_anchor_event_flag = EVENT_FLAG_THREAD;
 const volatile enum ringbuf_record btf_anchor_ringbuf_record = RINGBUF_HDR_SZ;
 const volatile enum follow_limits btf_anchor_follow_limits = FOLLOWED_MAX_PROCESSES;
-const volatile enum loss_key btf_anchor_loss_key = LOSS_MAX;
+const volatile enum reader_loss btf_anchor_reader_loss = READER_LOSS_KINDS;
+const volatile enum reader_limits btf_anchor_reader_limits = READERS_MAX;
+const volatile enum reader_flag btf_anchor_reader_flag = READER_NAMED;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
-const volatile enum cgroup_limits btf_anchor_cgroup_limits = CGROUP_WALK_MAX;
 const volatile enum exec_attempt_limits btf_anchor_exec_attempt_limits = EXEC_ATTEMPTS_MAX;
 
-static __always_inline void count(__u32 key)
+static __always_inline void add(__u32 key, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
 	if (v)
-		*v += 1; /* per-CPU slot: no atomic needed */
+		*v += n; /* per-CPU slot: no atomic needed */
 }
 
-static __always_inline __u64 *dropped_total(void)
+static __always_inline void count(__u32 key)
 {
-	__u32 key = LOSS_DROPPED;
-
-	return bpf_map_lookup_elem(&losses, &key);
+	add(key, 1);
 }
 
-/* A record produced and lost: counted, and marked by the reader (enum loss_key). */
-static __always_inline void lost(void)
-{
-	__u64 *total = dropped_total();
-
-	count(COUNTER_DROPPED);
-	/* Atomic: shared by all CPUs.  Only a lost record pays for it. */
-	if (total)
-		__sync_fetch_and_add(total, 1);
-}
-
-static __always_inline void *reserve(__u64 size)
-{
-	void *e;
-
-	count(COUNTER_PRODUCED);
-	e = bpf_ringbuf_reserve(&events, size, 0);
-	if (!e)
-		lost();
-	return e;
-}
-
-/* Waking the reader per record is what made the naive design slow: the reader
- * polls on a timer, and is woken early only as the waiting data crosses each
- * multiple of wakeup_bytes.  Only at the crossing: a missing or stalled reader
- * must not cost a wakeup (an irq_work and a wake_up) on every record after it.
- * `size` is the record's ring footprint (header included). */
-static __always_inline __u64 wakeup_flags(const struct settings *s, __u64 size)
-{
-	__u64 avail, before, step;
-
-	if (!s || !s->wakeup_bytes)
-		return 0;
-	step = s->wakeup_bytes;
-	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	if (avail < step)
-		return BPF_RB_NO_WAKEUP;
-	before = avail > size ? avail - size : 0;
-	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-}
-
-static __always_inline const struct settings *get_settings(void)
+static __always_inline struct settings *get_settings(void)
 {
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&settings, &zero);
-}
-
-/* Whether thread forks go in the ring: only while the lease of the reader that
- * asked for them runs (see struct settings). */
-static __always_inline bool stream_threads(const struct settings *s)
-{
-	return s && s->threads_until_ns && bpf_ktime_get_ns() < s->threads_until_ns;
 }
 
 /* Follow mode: whether records of process `tgid` are wanted.  Everything else on
@@ -166,35 +141,98 @@ static __always_inline bool is_spawner(const struct settings *s, struct task_str
 	       BPF_CORE_READ(own.ns, ns.inum) == s->spawner_pidns;
 }
 
-/* The cgroup filter (struct settings): whether a process in cgroup `cg` may
- * produce records.  Walks up from `cg` to the filter's level through each
- * cgroup's own css (`self.parent->cgroup`), which every kernel of the matrix
- * has, rather than cgroup->ancestors[], which was ancestor_ids[] before 6.1.
- * Helper reads: `cg` may come from a tracepoint program (a plain number). */
-static __always_inline bool in_cgroup(const struct settings *s, struct cgroup *cg)
-{
-	int steps, i;
+/* Kernels before 6.1 keep each cgroup's ancestors' ids, later ones the
+ * ancestors themselves: both are indexed by level, so any depth costs one read. */
+struct cgroup___ids {
+	__u64 ancestor_ids[0];
+} __attribute__((preserve_access_index));
 
-	if (!s || !s->cgroup_id || bpf_ktime_get_ns() >= s->cgroup_until_ns)
-		return true;
-	steps = BPF_CORE_READ(cg, level) - (int)s->cgroup_level;
-	if (steps < 0 || steps > CGROUP_WALK_MAX)
-		return false;
-	for (i = 0; i < CGROUP_WALK_MAX; i++) {
-		if (i >= steps)
-			break;
-		cg = BPF_CORE_READ(cg, self.parent, cgroup);
+/* The id of `cg`'s ancestor at `level` (cg's own at its level).  Helper reads at
+ * an address computed at run time: `cg` may come from a tracepoint program (a
+ * plain number), and the index is the reader's. */
+static __always_inline __u64 ancestor_id(struct cgroup *cg, __u32 level)
+{
+	struct cgroup___ids *ids = (void *)cg;
+	struct cgroup *ancestor = NULL;
+	__u64 id = 0;
+
+	if (bpf_core_field_exists(ids->ancestor_ids)) {
+		bpf_probe_read_kernel(&id, sizeof(id),
+				      (void *)((unsigned long)cg + bpf_core_field_offset(ids->ancestor_ids) +
+					       (__u64)level * sizeof(__u64)));
+		return id;
 	}
-	return BPF_CORE_READ(cg, kn, id) == s->cgroup_id;
+	if (bpf_probe_read_kernel(&ancestor, sizeof(ancestor),
+				  (void *)((unsigned long)cg + bpf_core_field_offset(cg->ancestors) +
+					   (__u64)level * sizeof(ancestor))) ||
+	    !ancestor)
+		return 0;
+	return BPF_CORE_READ(ancestor, kn, id);
 }
 
-/* Counts a record the cgroup filter keeps out; true if it does. */
-static __always_inline bool filtered_out(const struct settings *s, struct cgroup *cg)
+/* A reader's cgroup filter (READER_CGROUP): whether a process in cgroup `cg`
+ * is in the reader's cgroup or below it. */
+static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
 {
-	if (in_cgroup(s, cg))
+	__u32 level = r->cgroup_level;
+
+	if ((__u32)BPF_CORE_READ(cg, level) < level)
 		return false;
-	count(COUNTER_FILTERED);
-	return true;
+	return ancestor_id(cg, level) == r->cgroup_id;
+}
+
+/* Records are built here, then copied into each reader's ring (exec records at
+ * their own length: bpf_ringbuf_reserve needs a constant size).  Per CPU: the programs that use
+ * it run with preemption off and cannot nest on one CPU.  The failed-exec path
+ * reads up to FAILED_ARGV_MAX_BYTES at an offset the verifier only knows to be
+ * below ARGV_MAX_BYTES: the last term is its room. */
+#define EXEC_SCRATCH_SIZE                                                           \
+	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
+
+struct scratch_space {
+	/* The record's struct cgroup *, for deliver_to(): a global function takes
+	 * scalars only, and a map value holds the pointer as one. */
+	__u64 cgroup;
+	char record[EXEC_SCRATCH_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch_space);
+} scratch_space SEC(".maps");
+
+static __always_inline struct scratch_space *get_scratch_space(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch_space, &zero);
+}
+
+static __always_inline struct exec_event *scratch(void)
+{
+	struct scratch_space *sp = get_scratch_space();
+
+	return sp ? (struct exec_event *)sp->record : NULL;
+}
+
+/* Waking a reader per record is what made the naive design slow: the reader
+ * polls on a timer, and is woken early only as the waiting data crosses each
+ * multiple of its wakeup_bytes.  Only at the crossing: a missing or stalled
+ * reader must not cost a wakeup (an irq_work and a wake_up) on every record
+ * after it.  `size` is the record's ring footprint (header included). */
+static __always_inline __u64 wakeup_flags(const struct reader *r, void *ring, __u64 size)
+{
+	__u64 avail, before, step = r->wakeup_bytes;
+
+	if (!step)
+		return 0;
+	avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+	if (avail < step)
+		return BPF_RB_NO_WAKEUP;
+	before = avail > size ? avail - size : 0;
+	return avail / step != before / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* pid_nr_ns(): the id `pid` has in the namespace `ns` at `level`, 0 if it has
@@ -230,8 +268,6 @@ static __always_inline void put_ns_ids(struct process_event *e, struct task_stru
 static __always_inline void fill_record(struct process_event *e, __u32 type, __u32 pid,
 					 __u32 tgid, __u32 ppid, const char *comm)
 {
-	__u64 *total = dropped_total();
-
 	e->ts_ns = bpf_ktime_get_ns();
 	e->duration_ns = 0;
 	e->type = type;
@@ -241,11 +277,10 @@ static __always_inline void fill_record(struct process_event *e, __u32 type, __u
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->exit_code = 0;
 	e->exit_signal = 0;
-	e->dropped_total = total ? *(volatile __u64 *)total : 0;
 	e->flags = 0;
 	e->ns_pid = 0;
 	e->ns_ppid = 0;
-	/* Reserved ring space holds old records: zero the name's tail, so equal names
+	/* The scratch space holds old records: zero the name's tail, so equal names
 	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
 	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
@@ -265,15 +300,114 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 		put_ns_ids(e, task, level);
 }
 
+/* What deliver_to() did with a record for one reader. */
+enum delivery {
+	DELIVERY_SKIPPED = 0, /* the slot has no reader now */
+	DELIVERY_PUT = 1,
+	DELIVERY_DROPPED = 2, /* the reader's ring was full */
+	DELIVERY_FILTERED = 3,
+};
+
+/* Copies the record in scratch_space (`size` bytes) into the ring of the reader
+ * in `slot` if its filter lets a process in the record's cgroup through, with
+ * that reader's own count of losses.  `exiting`: the process that
+ * ends (exit records), whose reader slot, unless named, ends with it (struct
+ * reader: owner_tgid).  Global, not static: the verifier checks it once, not
+ * once per reader and per call site. */
+__noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
+{
+	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
+	struct scratch_space *sp = get_scratch_space();
+	struct reader_count *n;
+	struct reader *r;
+	__u64 *lost, len;
+	void *ring;
+
+	r = bpf_map_lookup_elem(&readers, &slot);
+	if (!r || !sp)
+		return DELIVERY_SKIPPED;
+	if (!(r->flags & READER_NAMED)) {
+		if (!r->owner_tgid)
+			return DELIVERY_SKIPPED; /* its process has ended */
+		if (r->owner_tgid == exiting) {
+			/* Its reader ends: nothing more for it, however it ended.  The
+			 * slot is freed by the next procmon-ctl that looks. */
+			r->owner_tgid = 0;
+			return DELIVERY_SKIPPED;
+		}
+	}
+	n = bpf_map_lookup_elem(&reader_counts, &slot);
+	if ((r->flags & READER_CGROUP) && !in_cgroup(r, (struct cgroup *)sp->cgroup)) {
+		if (n)
+			n->filtered++;
+		count(COUNTER_FILTERED);
+		return DELIVERY_FILTERED;
+	}
+	ring = bpf_map_lookup_elem(&rings, &slot);
+	lost = bpf_map_lookup_elem(&reader_losses, &loss_key);
+	if (!ring || !lost)
+		return DELIVERY_SKIPPED;
+	if (n)
+		n->produced++;
+	count(COUNTER_PRODUCED);
+	((struct process_event *)sp->record)->dropped_total = *(volatile __u64 *)lost;
+	len = size;
+	if (len > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
+		len = EXEC_SCRATCH_SIZE;
+	barrier_var(len); /* no unchecked copy of it reaches the helper */
+	if (bpf_ringbuf_output(ring, sp->record, len, wakeup_flags(r, ring, RINGBUF_FOOTPRINT(len)))) {
+		count(COUNTER_DROPPED);
+		/* Atomic: shared by all CPUs.  Only a lost record pays for it. */
+		__sync_fetch_and_add(lost, 1);
+		return DELIVERY_DROPPED;
+	}
+	return DELIVERY_PUT;
+}
+
+/* The record in scratch_space, of a process in cgroup `cg`, to each reader of
+ * `wanting` (a mask of slots). */
+static __always_inline void deliver(__u32 wanting, __u32 size, struct cgroup *cg, __u32 exiting)
+{
+	struct scratch_space *sp = get_scratch_space();
+	__u32 i;
+
+	if (!sp)
+		return;
+	sp->cgroup = (__u64)cg;
+	for (i = 0; i < READERS_MAX; i++)
+		if (wanting & (1U << i))
+			deliver_to(i, size, exiting);
+}
+
+/* A record lost before it could be made (a failed exec whose entry was
+ * refused): counted, and marked in the stream of the reader in `slot`. */
+__noinline int lost_for(__u32 slot)
+{
+	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
+	struct reader_count *n = bpf_map_lookup_elem(&reader_counts, &slot);
+	__u64 *dropped = bpf_map_lookup_elem(&reader_losses, &loss_key);
+
+	if (n)
+		n->produced++;
+	if (dropped)
+		__sync_fetch_and_add(dropped, 1);
+	count(COUNTER_PRODUCED);
+	count(COUNTER_DROPPED);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
-	const struct settings *s = get_settings();
-	struct process_event *e;
+	struct settings *s = get_settings();
+	struct exec_event *e;
 	bool thread = child->pid != child->tgid;
 	/* The child's own: CLONE_INTO_CGROUP can start it outside its parent's. */
 	struct cgroup *cg = child->cgroups->dfl_cgrp;
+	__u32 wanting;
 
+	if (!s)
+		return 0;
 	/* The forking task's process, not child->real_parent: with CLONE_PARENT the
 	 * child of a member is still part of the tree it came from (as strace -f has it).
 	 * In follow mode a process the spawner forks is CMD, the tree's first member;
@@ -282,8 +416,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	if (thread) {
 		count(COUNTER_THREADS);
-		if (!stream_threads(s))
-			return 0;
+		wanting = s->readers & s->thread_readers;
 	} else {
 		__u32 zero = 0;
 		__u64 *seed_count = bpf_map_lookup_elem(&process_count, &zero);
@@ -291,57 +424,25 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		count(COUNTER_PROCESSES);
 		if (seed_count)
 			__sync_fetch_and_add(seed_count, 1);
-		if (s && s->follow) {
+		if (s->follow) {
 			__u32 tgid = child->tgid;
 			__u8 one = 1;
 
 			if (bpf_map_update_elem(&followed, &tgid, &one, BPF_ANY))
 				count(COUNTER_UNFOLLOWED);
 		}
+		wanting = s->readers;
 	}
-	if (filtered_out(s, cg))
+	if (!wanting)
 		return 0;
-
-	e = reserve(sizeof(*e));
+	e = scratch();
 	if (!e)
 		return 0;
-	fill_common(e, EVENT_FORK, child, cg);
+	fill_common(&e->base, EVENT_FORK, child, cg);
 	if (thread)
-		e->flags |= EVENT_FLAG_THREAD;
-	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
+		e->base.flags |= EVENT_FLAG_THREAD;
+	deliver(wanting, sizeof(e->base), cg, 0);
 	return 0;
-}
-
-/* Exec records are built here, then copied into the ring at their own length
- * (bpf_ringbuf_reserve needs a constant size).  Per CPU: the programs that use
- * it run with preemption off and cannot nest on one CPU.  The failed-exec path
- * reads up to FAILED_ARGV_MAX_BYTES at an offset the verifier only knows to be
- * below ARGV_MAX_BYTES: the last term is its room. */
-#define EXEC_SCRATCH_SIZE                                                           \
-	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, char[EXEC_SCRATCH_SIZE]);
-} exec_scratch SEC(".maps");
-
-static __always_inline struct exec_event *scratch(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&exec_scratch, &zero);
-}
-
-/* Count the exec record, then copy it into the ring (or count it lost). */
-static __always_inline void output(const struct settings *s, struct exec_event *rec, __u64 size)
-{
-	if (size > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
-		size = EXEC_SCRATCH_SIZE;
-	count(COUNTER_PRODUCED);
-	if (bpf_ringbuf_output(&events, rec, size, wakeup_flags(s, RINGBUF_FOOTPRINT(size))))
-		lost();
 }
 
 static __always_inline __u32 argv_limit(const struct settings *s, __u32 most)
@@ -370,17 +471,17 @@ static __always_inline __u32 put_filename(struct exec_event *e, const void *name
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	const struct settings *s = get_settings();
+	struct settings *s = get_settings();
 	struct cgroup *cg = p->cgroups->dfl_cgrp;
 	struct exec_event *e;
 	struct mm_struct *mm;
 	__u64 start, size;
 	__u32 limit, n;
 
-	if (!wanted(s, p->tgid))
+	if (!s || !wanted(s, p->tgid))
 		return 0;
 	count(COUNTER_EXECS);
-	if (filtered_out(s, cg))
+	if (!s->readers)
 		return 0;
 	e = scratch();
 	if (!e)
@@ -405,7 +506,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
 	}
 	e->argv_len = size;
-	output(s, e, sizeof(*e) + n + size);
+	deliver(s->readers, sizeof(*e) + n + size, cg, 0);
 	return 0;
 }
 
@@ -514,8 +615,8 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u3
 static __always_inline int exec_returned(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, n, used;
-	const struct settings *s = get_settings();
+	__u32 tid = (__u32)id, n, used, wanting;
+	struct settings *s = get_settings();
 	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &tid);
 	struct exec_attempt attempt = {};
 	struct task_struct *task;
@@ -524,23 +625,35 @@ static __always_inline int exec_returned(long ret)
 	struct cgroup *cg;
 	bool found = a;
 
-	if (found) {
-		attempt = *a;
-		bpf_map_delete_elem(&exec_attempts, &tid);
+	if (ret >= 0) {
+		if (found)
+			bpf_map_delete_elem(&exec_attempts, &tid);
+		return 0;
 	}
-	if (ret >= 0 || !wanted(s, id >> 32))
+	if (found) {
+		if (a->recorded)
+			return 0; /* by the programs another --failed reader attached */
+		attempt = *a;
+		a->recorded = 1;
+	}
+	if (!s || !wanted(s, id >> 32))
+		return 0;
+	wanting = s->readers & s->failed_readers;
+	if (!wanting)
 		return 0;
 	/* A tracepoint program: its task pointer is a plain number (no
 	 * bpf_get_current_task_btf() before 5.11), read through helpers. */
 	task = (struct task_struct *)bpf_get_current_task();
 	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
-	if (filtered_out(s, cg))
-		return 0;
 	if (!found) {
 		/* Its entry was refused (exec_attempts was full), or it began before the
-		 * entry programs were attached: a failure no record can show. */
-		count(COUNTER_PRODUCED);
-		lost();
+		 * entry programs were attached: a failure no record can show, lost for
+		 * each reader of failed execs. */
+		__u32 i;
+
+		for (i = 0; i < READERS_MAX; i++)
+			if (wanting & (1U << i))
+				lost_for(i);
 		return 0;
 	}
 	e = scratch();
@@ -560,7 +673,7 @@ static __always_inline int exec_returned(long ret)
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;
 	e->argv_len = used;
-	output(s, e, sizeof(*e) + n + used);
+	deliver(wanting, sizeof(*e) + n + used, cg, 0);
 	return 0;
 }
 
@@ -627,38 +740,38 @@ static __always_inline int process_exit_status(struct task_struct *leader)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
-	const struct settings *s = get_settings();
+	struct settings *s = get_settings();
 	struct task_struct *leader = p->group_leader;
 	struct exit_key key = {};
-	struct process_event *e;
+	struct exec_event *e;
 	struct cgroup *cg;
 	__u8 one = 1;
 	int status;
 
 	key.tgid = p->tgid;
-	if (!wanted(s, key.tgid))
+	if (!s || !wanted(s, key.tgid))
 		return 0;
 	if (p->signal->live.counter != 0)
 		return 0;
 	key.start_time = leader->start_time;
 	if (bpf_map_update_elem(&exited, &key, &one, BPF_NOEXIST))
 		return 0; /* another thread of the group wrote it */
-	if (s && s->follow)
+	if (s->follow)
 		bpf_map_delete_elem(&followed, &key.tgid); /* its pid may be reused from now on */
 	count(COUNTER_EXITS);
-	cg = leader->cgroups->dfl_cgrp;
-	if (filtered_out(s, cg))
+	if (!s->readers)
 		return 0;
-	e = reserve(sizeof(*e));
+	e = scratch();
 	if (!e)
 		return 0;
+	cg = leader->cgroups->dfl_cgrp;
 	/* The record is the process's, whichever thread went last: its id, name,
 	 * parent, cgroup and lifetime are the leader's. */
-	fill_common(e, EVENT_EXIT, leader, cg);
+	fill_common(&e->base, EVENT_EXIT, leader, cg);
 	status = process_exit_status(leader);
-	e->exit_code = (status >> 8) & 0xff;
-	e->exit_signal = status & 0x7f;
-	e->duration_ns = e->ts_ns - key.start_time;
-	bpf_ringbuf_submit(e, wakeup_flags(s, RINGBUF_FOOTPRINT(sizeof(*e))));
+	e->base.exit_code = (status >> 8) & 0xff;
+	e->base.exit_signal = status & 0x7f;
+	e->base.duration_ns = e->base.ts_ns - key.start_time;
+	deliver(s->readers, sizeof(e->base), cg, key.tgid);
 	return 0;
 }

@@ -28,13 +28,6 @@ enum event_flag {
 	EVENT_FLAG_PIDNS = 4,
 };
 
-/* The cgroup filter walks from a process's cgroup up to the filter's level:
- * at most this many steps (a process nested deeper below the filter's cgroup
- * is taken as outside it). */
-enum cgroup_limits {
-	CGROUP_WALK_MAX = 32,
-};
-
 /* How much of a command line exec records keep. */
 enum argv_limits {
 	ARGV_DEFAULT_BYTES = 4096,  /* `load` keeps this much unless told otherwise */
@@ -51,8 +44,8 @@ enum argv_limits {
 struct process_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 duration_ns;    /* exit: lifetime since the process started */
-	/* losses[LOSS_DROPPED] as this record was made: every record the ring refused
-	 * so far, on any CPU.  A reader marks the difference to what it already marked. */
+	/* The reader's READER_LOSS_DROPPED as this record was made: every record its
+	 * ring refused so far, on any CPU.  It marks the difference to what it marked. */
 	__u64 dropped_total;
 	/* The process's cgroup in the v2 (default) hierarchy: its kernfs id, the inode
 	 * number of its directory on a cgroup2 mount (bpf_get_current_cgroup_id()).
@@ -95,28 +88,73 @@ enum counter_key {
 	COUNTER_THREADS = 1,   /* new threads (clone with CLONE_THREAD) */
 	COUNTER_EXECS = 2,
 	COUNTER_EXITS = 3,     /* processes that ended (last thread of the group) */
-	COUNTER_PRODUCED = 4,  /* records the programs tried to put in the ring */
-	/* ... of which were lost: bpf_ringbuf_reserve refused them, or (failed
-	 * execs) exec_attempts had no room for the exec when it began */
+	/* Records the programs tried to put in a reader's ring, summed over the
+	 * readers (a record two readers want counts twice). */
+	COUNTER_PRODUCED = 4,
+	/* ... of which were lost: the reader's ring was full, or (failed execs)
+	 * exec_attempts had no room for the exec when it began */
 	COUNTER_DROPPED = 5,
 	COUNTER_UNFOLLOWED = 6, /* follow mode: children of the tree `followed` had no room for */
-	/* Records a reader's cgroup filter kept out of the ring (never produced):
-	 * the events above count the whole host, filtered or not. */
+	/* Records a reader's cgroup filter kept out of its ring (never produced),
+	 * summed over the readers: the events above count the whole host. */
 	COUNTER_FILTERED = 7,
 	COUNTER_MAX = 8,
 };
 
-/* Keys of the `losses` map, so that every lost record is marked in the stream
- * exactly once, by whichever reader gets there: the programs count every lost
- * record (COUNTER_DROPPED) in LOSS_DROPPED too (one counter for all CPUs, so each
- * record can carry it), and the readers keep in LOSS_MARKED how many of those
- * their gap markers have reported.  A reader marks dropped_total - marked before a record, and
- * LOSS_DROPPED - marked whenever it has caught up, so a loss after the last
- * record is marked too. */
-enum loss_key {
-	LOSS_DROPPED = 0, /* written by the programs only */
-	LOSS_MARKED = 1,  /* written by the reader only */
-	LOSS_MAX = 2,
+/* Every reader has a slot: a ring buffer of its own in `rings` (an array of
+ * maps), what it asks for in `readers`, its counts in `reader_counts` and its
+ * losses in `reader_losses`.  The programs build each record once and copy it
+ * into the ring of every active reader whose settings want it, so readers never
+ * take records from each other, and what one filters out costs its ring nothing.
+ * A slot is active while its bit is set in settings.readers. */
+enum reader_limits {
+	READERS_MAX = 16,
+	READER_NAME_LEN = 32, /* a named reader's name, NUL included */
+};
+
+/* Bits of struct reader.flags. */
+enum reader_flag {
+	READER_THREADS = 1, /* thread forks too (`events --threads`) */
+	READER_FAILED = 2,  /* failed execs too (`events --failed`) */
+	/* Only processes in cgroup `cgroup_id` (at `cgroup_level`; the v2 root is
+	 * level 0) or below it, at any depth (`--cgroup`, `--container`). */
+	READER_CGROUP = 4,
+	/* The slot outlives its reader's process: records keep coming into its ring
+	 * while it is down, and it resumes where it stopped (`events --name`). */
+	READER_NAMED = 8,
+};
+
+/* The value of `readers` for one slot, written by the reader that holds it. */
+struct reader {
+	__u32 flags;        /* READER_* */
+	/* The process reading the slot; 0 while a named reader is down.  When the
+	 * process of an unnamed reader ends, however it ends, the exit program sets
+	 * 0 and the slot gets nothing more (user space frees it). */
+	__u32 owner_tgid;
+	__u32 wakeup_bytes; /* wake the reader once this much data waits; 0: every record */
+	__u32 cgroup_level;
+	__u64 cgroup_id;
+	char name[READER_NAME_LEN]; /* a named reader's; empty for the others */
+};
+
+/* A value of the per-CPU `reader_counts` map (one per slot). */
+struct reader_count {
+	__u64 produced; /* records the programs tried to put in the slot's ring */
+	__u64 filtered; /* records its cgroup filter kept out */
+};
+
+/* `reader_losses` holds two u64 per slot, at slot * READER_LOSS_KINDS + kind, so
+ * that each lost record is marked in the reader's stream exactly once: the
+ * programs count the records its ring refused in READER_LOSS_DROPPED (one counter
+ * for all CPUs, so each record can carry it as dropped_total), and the reader
+ * keeps in READER_LOSS_MARKED how many of those its gap lines reported.  A reader
+ * marks dropped_total - marked before a record, and dropped - marked whenever it
+ * has caught up, so a loss after the last record is marked too; a named reader
+ * that comes back goes on from what it marked. */
+enum reader_loss {
+	READER_LOSS_DROPPED = 0, /* written by the programs only */
+	READER_LOSS_MARKED = 1,  /* written by the reader only */
+	READER_LOSS_KINDS = 2,
 };
 
 /* Follow mode (`run -- CMD`): the processes of CMD's tree, keyed by tgid.  The
@@ -129,43 +167,37 @@ enum follow_limits {
 };
 
 /* The failed-exec programs' execs in progress (`exec_attempts`): what the entry of
- * execve/execveat keeps for its exit, keyed by thread id (u32).  Every way an exec
- * ends removes its entry: its syscall's exit, the exec itself (sched_process_exec:
- * a thread other than the leader leaves exec with the leader's id, and a 32-bit
- * program returns through no syscalls tracepoint), or its thread's death inside
- * it.  A failed exec whose entry the map had no room for is counted and marked as
- * a lost record (COUNTER_DROPPED, LOSS_DROPPED). */
+ * execve/execveat keeps for its exit, keyed by thread id (u32).  An exec that
+ * succeeds removes its entry (sched_process_exec: a thread other than the leader
+ * leaves exec with the leader's id, and a 32-bit program returns through no
+ * syscalls tracepoint); a failed one leaves it marked `recorded` until its thread's
+ * next exec or its death, which removes it.  A failed exec whose entry the map had no room for is counted and marked as
+ * a lost record, in every reader of failed execs (COUNTER_DROPPED, READER_LOSS_DROPPED). */
 struct exec_attempt {
 	__u64 filename; /* const char __user * */
 	__u64 argv;     /* const char __user *const __user * */
 	__u32 tgid;     /* the process of the thread: tells its entries apart */
-	__u32 __pad;
+	/* 1 once its failure is recorded: each `events --failed` reader attaches the
+	 * programs, so they run once per such reader, and only the first records it.
+	 * The entry then stays until its thread execs again or ends. */
+	__u32 recorded;
 };
 
 enum exec_attempt_limits {
 	EXEC_ATTEMPTS_MAX = 4096, /* threads inside execve at once */
 };
 
-/* The one value of the `settings` map, written by `procmon-ctl` after load and by
- * the reader.  All zero (a fresh load) means: no thread records, wake the reader
- * per record, every process on the host, no arguments in exec records (`load`
- * writes ARGV_DEFAULT_BYTES unless told otherwise). */
+/* The one value of the `settings` map, written by `procmon-ctl` after load and
+ * as readers come and go (under the instance's admin lock).  All zero (a fresh
+ * load) means: no readers, every process on the host, no arguments in exec
+ * records (`load` writes ARGV_DEFAULT_BYTES unless told otherwise). */
 struct settings {
-	/* Put thread forks in the ring too until bpf_ktime_get_ns() reaches this.  A
-	 * lease, not a switch: the reader that asked for threads renews it while it
-	 * runs, so thread streaming ends soon after that reader dies, however it dies. */
-	__u64 threads_until_ns;
-	__u32 wakeup_bytes;   /* wake the reader once this much data waits; 0: every record */
+	__u32 readers;        /* the active reader slots, a bit each */
+	__u32 thread_readers; /* ... of which want thread forks (READER_THREADS) */
+	__u32 failed_readers; /* ... of which want failed execs (READER_FAILED) */
+	__u32 ring_size;      /* the size of a new reader's ring (`load --ring-size`) */
 	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
 	__u32 argv_bytes;     /* exec records keep at most this many bytes of argv (0: none) */
-	/* The cgroup filter (`events --cgroup`, `--container`): while bpf_ktime_get_ns()
-	 * is below cgroup_until_ns, only processes in cgroup `cgroup_id` (a v2 kernfs
-	 * id, at level `cgroup_level`: the v2 root is 0) or below it produce records.
-	 * A lease like threads_until_ns, renewed by the reader that set it, so the
-	 * host's records are not kept out after that reader dies. */
-	__u32 cgroup_level;
-	__u64 cgroup_id;
-	__u64 cgroup_until_ns;
 	/* Follow mode: the process starting CMD (`run`), while it does, as its own PID
 	 * namespace knows it, since it may live in one below the host's (a container,
 	 * unshare --pid): the inode number of that namespace (/proc/self/ns/pid) and

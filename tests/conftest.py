@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from procmon_ctl.instance.attach import attach as attach_programs
 from procmon_ctl.instance.load import load as load_instance
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.pins import PROGRAMS
+from procmon_ctl.instance.readers import ReaderSlots
 from procmon_ctl.instance.startup import find_object
 from procmon_ctl.process.cgroups import v2_root
 from procmon_ctl.views import json_native
@@ -140,22 +142,56 @@ def pin_tree(path: Path) -> set[str]:
     return found
 
 
-def threads_streamed(pin_dir: Path) -> bool:
-    """Whether the instance streams thread forks now: a reader's lease in `settings`
-    runs (struct settings.threads_until_ns, on CLOCK_MONOTONIC as bpf_ktime_get_ns)."""
-    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "settings"))
-    return dump[0]["formatted"]["value"]["threads_until_ns"] > time.monotonic_ns()
+def reader_state(pin_dir: Path, pid: int):
+    """The reader slot process `pid` reads, as `readers` shows it (None: none)."""
+    for state in ReaderSlots(PinnedInstance.at(pin_dir)).states():
+        if state.pid == pid:
+            return state
+    return None
 
 
-def wait_threads_streamed(pin_dir: Path, reader: subprocess.Popen | None = None) -> None:
-    """Poll until a --threads reader has switched thread streaming on (its lease is in
-    `settings`), for at most a minute; fail early if the reader has ended."""
-    deadline = time.monotonic() + 60
-    while not threads_streamed(pin_dir):
-        if reader is not None:
-            assert reader.poll() is None, reader.communicate()
-        assert time.monotonic() < deadline, "the reader did not switch thread streaming on"
+def wait_reading(pin_dir: Path, reader: subprocess.Popen, timeout: float = 60) -> None:
+    """Poll until `reader` (a procmon-ctl process) has its reader slot: from then on
+    every record it asks for goes into its ring.  Fails early if it ended."""
+    deadline = time.monotonic() + timeout
+    while reader_state(pin_dir, reader.pid) is None:
+        assert reader.poll() is None, f"the reader ended ({reader.returncode}) before reading"
+        assert time.monotonic() < deadline, "the reader did not take a slot"
         time.sleep(0.02)
+
+
+# Kept for the tests written before reader slots: a --threads reader streams
+# thread forks from the moment it has its slot.
+def wait_threads_streamed(pin_dir: Path, reader: subprocess.Popen) -> None:
+    wait_reading(pin_dir, reader)
+
+
+def wait_drained(pin_dir: Path, reader: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll until `reader` has written out everything its ring holds (it commits a
+    record only once its line is written), or it has ended."""
+    deadline = time.monotonic() + timeout
+    while reader.poll() is None:
+        state = reader_state(pin_dir, reader.pid)
+        if state is None or state.waiting == 0:
+            return
+        assert time.monotonic() < deadline, "the reader did not catch up"
+        time.sleep(0.02)
+
+
+class Reading:
+    """What a reader started by Cli.reading() wrote, once it has ended."""
+
+    stdout = stderr = ""
+    returncode: int | None = None
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
 def our_program_ids(pin_dir: Path) -> set[int]:
@@ -242,6 +278,38 @@ class Cli:
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:
         return subprocess.Popen([*CLI, *args], env=self.env, text=True, **kw)
+
+    @contextlib.contextmanager
+    def reading(self, *args: str, check: bool = True, timeout: float = 120) -> Iterator[Reading]:
+        """A reader (`procmon-ctl ARGS`, e.g. events --json) started before the with
+        block's work, as a reader must be to see it: yields once it has its slot; on
+        leaving, waits until it has written everything its ring holds (unless it
+        ended by itself: --count, --duration), stops it with SIGINT and fills in the
+        Reading (with `check`, failing unless it exited 0)."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen([*CLI, *args], stdout=out, stderr=err, env=self.env)
+            result = Reading(proc)
+            try:
+                wait_reading(self.pin_dir, proc)
+                yield result
+                wait_drained(self.pin_dir, proc)
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                for f, field in ((out, "stdout"), (err, "stderr")):
+                    f.seek(0)
+                    setattr(result, field, f.read().decode(errors="replace"))
+                result.returncode = proc.returncode
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"procmon-ctl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
 
 
 def lines_until(proc: subprocess.Popen, done, timeout: float = 120) -> tuple[list[str], str]:

@@ -25,6 +25,8 @@ STRUCTS = {
     "exec_event": abi.ExecEvent,
     "settings": abi.Settings,
     "exec_attempt": abi.ExecAttempt,
+    "reader": abi.Reader,
+    "reader_count": abi.ReaderCount,
 }
 # C enum -> (abi.py mirror, the prefix its C names carry).
 ENUMS = {
@@ -33,9 +35,10 @@ ENUMS = {
     "counter_key": (abi.CounterKey, "COUNTER_"),
     "ringbuf_record": (abi.RingbufRecord, "RINGBUF_"),
     "follow_limits": (abi.FollowLimits, ""),
-    "loss_key": (abi.LossKey, "LOSS_"),
+    "reader_loss": (abi.ReaderLoss, "READER_LOSS_"),
+    "reader_limits": (abi.ReaderLimits, ""),
+    "reader_flag": (abi.ReaderFlag, "READER_"),
     "argv_limits": (abi.ArgvLimits, ""),
-    "cgroup_limits": (abi.CgroupLimits, ""),
     "exec_attempt_limits": (abi.ExecAttemptLimits, ""),
 }
 

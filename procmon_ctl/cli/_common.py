@@ -184,7 +184,11 @@ DurationOpt = Annotated[
 ]
 FromNowOpt = Annotated[
     bool,
-    typer.Option("--from-now", help="Skip what waits in the ring buffer; show only new events."),
+    typer.Option(
+        "--from-now",
+        help="With --name: skip what came while that reader was down; show only new "
+        "events. (A reader without a name always starts now.)",
+    ),
 ]
 CommOpt = Annotated[
     str | None,

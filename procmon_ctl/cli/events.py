@@ -48,7 +48,17 @@ def events(
         typer.Option(
             "--output",
             help="Append JSON lines to this file instead (implies --json); "
-            "SIGHUP reopens it, for logrotate.",
+            "SIGHUP reopens it, for logrotate. A named reader: --name, else the file's "
+            "name (events.jsonl), so a restart loses nothing.",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="A reader that keeps its place: what happens while it is down waits in "
+            "its ring (up to its size, then gap lines) and comes when a reader of this name "
+            "starts again. `procmon-ctl readers` lists them, `readers rm NAME` removes one.",
         ),
     ] = None,
     failed: Annotated[
@@ -86,9 +96,10 @@ def events(
         ),
     ] = False,
 ) -> None:
-    """Read events from the pinned ring buffer: one row per new process by default.
+    """Read events from the pinned instance: one row per new process by default.
 
-    A later `events` continues where this one stopped."""
+    Each reader has a ring of its own, so any number read at once, each with its own
+    filters. A reader starts now; one with --name resumes where it stopped."""
     from ..errors import UsageError
     from ..stream.follow import check_can_read, follow
     from .stream_flags import StreamFlags
@@ -104,6 +115,10 @@ def events(
                 "--time and --no-time are for the tables"
             )
         json_out = True
+    if name is None and output is not None:
+        from ..instance.readers import name_for_output
+
+        name = name_for_output(output)
     words = hints(ctx)
     stream = StreamFlags(
         json_out=json_out,
@@ -123,6 +138,7 @@ def events(
         container=container,
         lineage=lineage,
         with_time=with_time,
+        name=name,
     ).stream(words.words)
     for note in stream.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)

@@ -52,6 +52,7 @@ class StreamFlags:
     container: str | None = None
     lineage: bool = False
     with_time: bool | None = None
+    name: str | None = None  # a reader that keeps its place
     tree_setting: str = "tree"  # the setting that gave `tree`
 
     def stream(self, words: Callable[[Words], str] = plain) -> Stream:
@@ -118,15 +119,14 @@ class StreamFlags:
             tree=descendants(self.tree) if self.tree is not None else None,
             tree_since_ns=since,
         )
-        target = None
-        if self.cgroup is not None or self.container is not None:
-            from ..process.cgroups import cgroup_target, container_target
+        if self.name is not None:
+            from ..instance.readers import check_name
 
-            target = (
-                cgroup_target(self.cgroup)
-                if self.cgroup is not None
-                else container_target(self.container)
-            )
+            check_name(self.name)
+        target = again = None
+        if self.cgroup is not None or self.container is not None:
+            again = self._cgroup_target
+            target = again()
         cgroups = _cgroup_names()
         if target is not None:
             filters.cgroup = CgroupScope(target.path, lambda i: cgroups().lookup(i).path)
@@ -136,7 +136,11 @@ class StreamFlags:
             duration=self.duration,
             from_now=self.from_now,
             failed=self.failed,
-            cgroup=target,
+            # With --lineage the kernel filters by cgroup nothing: a process's ancestors
+            # (`podman exec`'s, a service's manager) may be outside it.
+            cgroup=None if self.lineage else target,
+            cgroup_again=None if self.lineage else _quietly(again),
+            name=self.name,
         )
 
         def cgroup_json(cgroup_id: int) -> str:
@@ -147,6 +151,30 @@ class StreamFlags:
             mode, self.with_time, filters, self.failed, self.lineage, cgroup_json, words
         )
         return Stream(options, view, notes)
+
+    def _cgroup_target(self):
+        from ..process.cgroups import cgroup_target, container_target
+
+        if self.cgroup is not None:
+            return cgroup_target(self.cgroup)
+        return container_target(self.container)
+
+
+def _quietly(find):
+    """`find` (a cgroup lookup) giving None where it would refuse: the cgroup is
+    gone for now (a container between a stop and its start again)."""
+    if find is None:
+        return None
+
+    def again():
+        from ..errors import ProcmonError
+
+        try:
+            return find()
+        except ProcmonError:
+            return None
+
+    return again
 
 
 def _cgroup_names() -> Callable[[], CgroupNames]:

@@ -21,6 +21,7 @@ from typing import TextIO
 from ..errors import ProcmonError
 from ..instance.pins import PROGRAMS
 from ..instance.private import PrivateInstance
+from ..instance.readers import ReaderWants
 from ..kernel.system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
 from ..process.decode import text
 from ..process.procfs import read_stat
@@ -188,7 +189,9 @@ def run_command(
     rows: Sink = UntilItFails(live, rows_failed)
     with (
         held_signals() as mask,
-        PrivateInstance(obj, list(PROGRAMS), ring_size, follow=True) as instance,
+        PrivateInstance(
+            obj, list(PROGRAMS), ring_size, follow=True, reader=ReaderWants(threads=opts.threads)
+        ) as instance,
     ):
         command = Command(argv, instance, mask)
         # CMD's arguments are bytes too: named as its processes' arguments are.

@@ -14,15 +14,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class SlotHold(Protocol):
+    """A reader slot held by this process (Instance.hold_slot)."""
+
+    def close(self) -> None:
+        """Let the slot go."""
 
 
 class Instance(ABC):
     # Whether the programs write records only for one followed process tree
     # (`run -- CMD`): a reader keeps the setting when it rewrites the settings map.
     follow_mode: bool
-    # Whether the ring may hold records from before a reader took it (a pinned ring
-    # outlives its readers): the tables mark where that backlog ends.
-    has_backlog: bool
+    # A reader slot the instance took for its one reader when it was made (a private
+    # instance's: `run` spawns CMD before its reader opens); None: readers take one.
+    reserved: Any = None  # a readers.HeldSlot (which knows this class: not named here)
 
     @property
     @abstractmethod
@@ -39,14 +47,27 @@ class Instance(ABC):
         """A new fd of the program `name` (the caller closes it), as open_map()."""
 
     @abstractmethod
-    def reader_lock(self) -> AbstractContextManager[None]:
-        """Held by the one reader of the ring: its consumer position is shared, so
-        two readers would each silently get part of the stream."""
+    def slots_lock(self) -> AbstractContextManager[None]:
+        """Held while reader slots are taken or freed (readers.py)."""
 
     @abstractmethod
-    def still_there(self, ring_fd: int) -> bool:
-        """Whether the ring behind `ring_fd` is still this instance's: False once a
-        pinned instance was unloaded (or unloaded and loaded again)."""
+    def hold_slot(self, slot: int) -> SlotHold | None:
+        """Reader slot `slot` held by this process until the hold is closed or the
+        process ends, however it ends; None when another process holds it."""
+
+    @abstractmethod
+    def slot_in_use(self, slot: int) -> bool:
+        """Whether some process holds reader slot `slot`."""
+
+    @abstractmethod
+    def slot_holder(self, slot: int) -> int | None:
+        """The pid of the process holding reader slot `slot`, if known."""
+
+    @abstractmethod
+    def still_there(self, rings_fd: int) -> bool:
+        """Whether `rings_fd` (of the `rings` map a reader started with) is still
+        this instance's: False once a pinned instance was unloaded (or unloaded and
+        loaded again)."""
 
     @abstractmethod
     def attached_events(self) -> list[str]:

@@ -7,9 +7,8 @@ attaches them, by perf event and link fds of its own, never pinned: they are
 detached when it ends, however it ends (even SIGKILL closes its fds).  Four are on
 the syscalls' entries and exits; two forget the execs in progress that end without
 their syscall's exit (sched_process_exec, sched_process_exit), and cost an exit a
-map delete only while such a reader runs.  Without --failed they cost nothing; the
-exec_failed records an earlier --failed reader left in the ring are not shown
-(stream/follow.py)."""
+map delete only while such a reader runs.  Without --failed they cost nothing, and
+the programs put exec_failed records only in the rings of --failed readers."""
 
 from __future__ import annotations
 
@@ -62,16 +61,20 @@ def tracepoint_id(name: str) -> int:
 
 
 @contextmanager
-def attached(instance: Instance) -> Iterator[None]:
+def attached(instance: Instance, alone: bool) -> Iterator[None]:
     """The failed-exec programs of a pinned instance attached for the with block:
-    all six or none (a failure closes those already attached), detached on leaving."""
+    all six or none (a failure closes those already attached), detached on leaving.
+    Each --failed reader attaches them (the programs record each failure once,
+    struct exec_attempt); `alone`: no other reader has, so the execs in progress
+    left by an earlier one are forgotten first."""
     check(instance)
     require_root("attaching the failed-exec programs")
     ensure_tracefs()
     ids = {prog: tracepoint_id(name) for prog, name in TRACEPOINTS.items()}
     fds: list[int] = []
     try:
-        _forget_attempts(instance)
+        if alone:
+            _forget_attempts(instance)
         # Those that forget entries first: no entry is made before they run.
         for prog in FAILED_EXEC_PROGRAMS:
             prog_fd = instance.open_program(prog)

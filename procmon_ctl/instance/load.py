@@ -8,10 +8,11 @@ from pathlib import Path
 from ..errors import Command, Setting, StateError, UsageError
 from ..kernel import signals
 from ..kernel.system import ensure_tracefs, require_root
+from .locks import READERS_MAX
 from .pin_dir import check_owned
 from .pinned import PinnedInstance
 from .pins import MAPS, PROGRAMS, RING_STAGING, PinLayout
-from .settings import DEFAULT_ARGV_BYTES, default_wakeup_bytes, write_settings
+from .settings import DEFAULT_ARGV_BYTES, write_settings
 from .startup import DEFAULT_RING_SIZE, check_start
 
 
@@ -51,8 +52,9 @@ def load(
             layout.root.mkdir(mode=0o700, exist_ok=True)
             check_owned(layout)
             os.chmod(layout.root, 0o700)
-            _loadall(layout, obj, ring_size)
-            write_settings(layout, default_wakeup_bytes(ring_size or DEFAULT_RING_SIZE), argv_bytes)
+            _loadall(layout, obj)
+            # Each reader makes its ring (readers.py): of this size unless it asks.
+            write_settings(layout, ring_size or DEFAULT_RING_SIZE, argv_bytes)
             pinned.record.remember_loaded()
         except BaseException:
             remove_pins(layout, keep_root=not created_root)
@@ -65,37 +67,10 @@ def load(
             raise
 
 
-def _loadall(layout: PinLayout, obj: Path, ring_size: int | None) -> None:
+def _loadall(layout: PinLayout, obj: Path) -> None:
     from ..kernel import bpftool  # here: sh and pydantic are most of `unload`'s start-up
 
-    args: list[str] = []
-    if ring_size is not None and ring_size != DEFAULT_RING_SIZE:
-        # bpftool cannot resize a map at load, but it can reuse one we made.
-        # No dot in the name: bpffs refuses pins with dots (EPERM, "reserved").
-        staging = layout.root / RING_STAGING
-        bpftool.run(
-            "map",
-            "create",
-            str(staging),
-            "type",
-            "ringbuf",
-            "key",
-            "0",
-            "value",
-            "0",
-            "entries",
-            str(ring_size),
-            "name",
-            "events",
-            what="creating the ring buffer",
-            as_json=False,
-        )
-        args = ["map", "name", "events", "pinned", str(staging)]
-    try:
-        bpftool.prog_loadall(obj, layout.progs_dir, layout.maps_dir, *args)
-    finally:
-        if args:
-            staging.unlink(missing_ok=True)
+    bpftool.prog_loadall(obj, layout.progs_dir, layout.maps_dir)
     missing = [p for p in PROGRAMS if not layout.prog(p).exists()]
     missing += [m for m in MAPS if not layout.map(m).exists()]
     if missing:
@@ -136,20 +111,23 @@ def unload(pinned: PinnedInstance, force: bool = False) -> list[Path]:
         if not layout.root.exists():
             raise StateError(f"nothing loaded at {layout.root}: nothing to unload")
         check_ours(pinned)
-        with pinned.locks.reader_free() as no_reader:
-            if not no_reader and not force:
-                pid = pinned.locks.reader_pid()
-                who = f"a reader (pid {pid})" if pid else "a reader"
-                raise StateError(
-                    (
-                        f"{who} is reading {layout.map('events')}: stop it first, or unload "
-                        "anyway with ",
-                        Command("unload", ("force",)),
-                    )
+        reading = [n for n in range(READERS_MAX) if pinned.locks.slot_in_use(n)]
+        if reading and not force:
+            pids = [str(p) for n in reading if (p := pinned.locks.slot_holder(n))]
+            who = f"{len(reading)} reader{'s' if len(reading) > 1 else ''}" + (
+                f" (pid {', '.join(pids)})" if pids else ""
+            )
+            raise StateError(
+                (
+                    f"{who} {'are' if len(reading) > 1 else 'is'} reading the instance at "
+                    f"{layout.root}: stop {'them' if len(reading) > 1 else 'it'} first, or "
+                    "unload anyway with ",
+                    Command("unload", ("force",)),
                 )
-            with signals.deferred():  # all pins or none: a stop waits for the last
-                removed = remove_pins(layout)
-                pinned.record.forget()
+            )
+        with signals.deferred():  # all pins or none: a stop waits for the last
+            removed = remove_pins(layout)
+            pinned.record.forget()
         pinned.locks.remove_legacy()
         return removed
 

@@ -1,6 +1,8 @@
-"""The two locks of a pin dir, files in /run/procmon-ctl (state_dir.py): `admin`,
-held while pins are made or removed, and `reader`, held by the one reader of the
-ring.  Each is removed by whoever holds it when it finds no pin dir left (_take)."""
+"""The locks of a pin dir, files in /run/procmon-ctl (state_dir.py): `admin`, held
+while pins are made or removed and while readers take or leave their slots, and
+one per reader slot, held by the process reading it for as long as it reads, so
+that a slot whose lock nobody holds has no reader, however its reader ended.
+Each is removed by whoever holds it when it finds no pin dir left (_take)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Command, StateError, Words
+from ..kernel.abi import ReaderLimits
 from .pins import PinLayout
 from .state_dir import LOCK_DIR, own_state_dir, state_file
 
@@ -21,11 +23,13 @@ class PinLocks:
     layout: PinLayout
 
     def paths(self) -> list[Path]:
-        """The lock files of this pin dir: admin, reader."""
-        return [self.path(kind) for kind in ("admin", "reader")]
+        """The lock files of this pin dir: admin, one per reader slot, and the one
+        reader lock of versions before reader slots."""
+        slots = [self.path(f"reader-{n}") for n in range(READERS_MAX)]
+        return [self.path("admin"), *slots, self.path("reader")]
 
     def path(self, kind: str) -> Path:
-        """The lock file of `kind` ("admin" or "reader")."""
+        """The lock file of `kind` ("admin", "reader-N")."""
         return state_file(self.layout.root, f".{kind}.lock")
 
     @contextmanager
@@ -33,51 +37,43 @@ class PinLocks:
         """Hold the `kind` lock (waiting for it, or not); yields whether it is held.
         On leaving, a lock whose pin dir is gone is removed: nobody needs it, and
         whoever waits on the removed file notices and takes the new one (_take)."""
-        path = self.path(kind)
-        fd = _take(path, wait)
+        fd = _take(self.path(kind), wait)
         try:
             yield fd is not None
         finally:
             if fd is not None:
-                try:
-                    if not self.layout.root.exists():
-                        path.unlink(missing_ok=True)
-                finally:
-                    os.close(fd)
+                self._release(kind, fd)
+
+    def _release(self, kind: str, fd: int) -> None:
+        try:
+            if not self.layout.root.exists():
+                self.path(kind).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
     @contextmanager
-    def _lock(self, kind: str, busy_message: Words | None) -> Iterator[None]:
-        with self._holding(kind, wait=busy_message is None) as held:
-            if not held:
-                raise StateError(busy_message)
+    def admin(self) -> Iterator[None]:
+        """Held while pins are made or removed and reader slots taken or freed, so
+        two shells never interleave."""
+        with self._holding("admin", wait=True):
             yield
 
-    def admin(self):
-        """Held while pins are made or removed, so two shells never interleave."""
-        return self._lock("admin", None)
+    def hold_slot(self, slot: int) -> SlotHold | None:
+        """The lock of reader slot `slot`, held until the SlotHold is closed (or its
+        process ends, however it ends); None when another process holds it."""
+        kind = f"reader-{slot}"
+        fd = _take(self.path(kind), wait=False)
+        return None if fd is None else SlotHold(self, kind, fd)
 
-    def reader(self):
-        """Held by the one reader of the ring buffer: its consumer position is shared,
-        so two readers would each silently get part of the stream."""
-        return self._lock(
-            "reader",
-            (
-                f"another reader is already reading {self.layout.map('events')}: stop it first, "
-                "or get a stream of your own from a private instance with ",
-                Command("run"),
-                " (one reader at a time consumes a ring buffer)",
-            ),
-        )
+    def slot_in_use(self, slot: int) -> bool:
+        """Whether a process holds the lock of reader slot `slot`."""
+        with self._holding(f"reader-{slot}", wait=False) as free:
+            return not free
 
-    def reader_free(self):
-        """Holds the reader lock if no reader does; yields whether it does (`unload`
-        asks before it removes a ring someone reads)."""
-        return self._holding("reader", wait=False)
-
-    def reader_pid(self) -> int | None:
-        """The process that holds the reader lock, from /proc/locks."""
+    def slot_holder(self, slot: int) -> int | None:
+        """The process that holds reader slot `slot`'s lock, from /proc/locks."""
         try:
-            inode = os.stat(self.path("reader")).st_ino
+            inode = os.stat(self.path(f"reader-{slot}")).st_ino
             with open("/proc/locks") as f:
                 for line in f:
                     fields = line.split()
@@ -105,6 +101,23 @@ class PinLocks:
                 pass
             finally:
                 os.close(fd)
+
+
+@dataclass
+class SlotHold:
+    """A reader slot's lock, held: close() lets it go."""
+
+    locks: PinLocks
+    kind: str
+    fd: int | None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            self.locks._release(self.kind, fd)
+
+
+READERS_MAX = ReaderLimits.READERS_MAX.value
 
 
 def _take(path: Path, wait: bool) -> int | None:

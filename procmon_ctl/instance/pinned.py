@@ -26,7 +26,6 @@ class PinnedInstance(Instance):
     layout: PinLayout
 
     follow_mode = False  # a pinned instance is shared: never one process tree's
-    has_backlog = True
 
     @classmethod
     def resolve(cls, pin_dir_given: str | os.PathLike | None = None) -> PinnedInstance:
@@ -87,11 +86,20 @@ class PinnedInstance(Instance):
     def open_program(self, name: str) -> int:
         return self.identity.open_program(name)
 
-    def reader_lock(self):
-        return self.locks.reader()
+    def slots_lock(self):
+        return self.locks.admin()
 
-    def still_there(self, ring_fd: int) -> bool:
-        return self.identity.same_map("events", ring_fd)
+    def hold_slot(self, slot: int):
+        return self.locks.hold_slot(slot)
+
+    def slot_in_use(self, slot: int) -> bool:
+        return self.locks.slot_in_use(slot)
+
+    def slot_holder(self, slot: int) -> int | None:
+        return self.locks.slot_holder(slot)
+
+    def still_there(self, rings_fd: int) -> bool:
+        return self.identity.same_map("rings", rings_fd)
 
     def attached_events(self) -> list[str]:
         return self.layout.attached_events()

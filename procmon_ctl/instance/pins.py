@@ -1,7 +1,7 @@
 """The pin layout: where every program, map and link of one instance lives in bpffs.
 
 <pin dir>/progs/handle_fork   programs, pinned by `bpftool prog loadall`
-<pin dir>/maps/events         maps, pinned by `pinmaps`
+<pin dir>/maps/rings          maps, pinned by `pinmaps`
 <pin dir>/links/fork          links, pinned by `procmon-ctl attach`
 
 What else makes a pin dir the pinned instance is beside this: whether a path may be
@@ -26,7 +26,17 @@ PROGRAMS = {
     "exec": "handle_exec",
     "exit": "handle_exit",
 }
-MAPS = ("events", "process_count", "counters", "settings", "exited", "followed", "losses")
+MAPS = (
+    "rings",
+    "readers",
+    "reader_counts",
+    "reader_losses",
+    "process_count",
+    "counters",
+    "settings",
+    "exited",
+    "followed",
+)
 # The failed-exec programs (`events --failed`): loaded and pinned by `load` with
 # the others, but attached only by such a reader, by fds it holds for as long as
 # it runs (exec_failures.py): never by `attach`, never as a pinned link.  In the
@@ -42,8 +52,9 @@ FAILED_EXEC_PROGRAMS = (
 )
 # Maps `load` pins besides MAPS (which `status` lists): where exec records are
 # built, and the failed-exec programs' execs in progress.
-EXEC_MAPS = ("exec_scratch", "exec_attempts")
-# Made by `load` below the pin dir while it sizes the ring, and removed again.
+EXEC_MAPS = ("scratch_space", "exec_attempts")
+# Made by `load` of versions before reader slots, below the pin dir while it sized
+# the ring, and removed again: still ours should one be left.
 RING_STAGING = "ring_staging"
 
 

@@ -7,18 +7,20 @@ terminal), the kernel detaches and frees everything."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from ..errors import BpfError, Command, Setting, UsageError
 from ..kernel import libbpf
-from ..kernel.abi import FollowLimits
+from ..kernel.abi import FollowLimits, Settings
 from ..kernel.system import pid_namespace
 from .base import Instance
 from .pins import FAILED_EXEC_PROGRAMS, PROGRAMS
+from .readers import HeldSlot, ReaderSlots, ReaderWants
 from .settings import DEFAULT_ARGV_BYTES, default_wakeup_bytes, settings_value
 from .startup import DEFAULT_RING_SIZE, check_start
 
@@ -31,9 +33,6 @@ class PrivateInstance(Instance):
     With `follow`, the programs write records only for the processes in the
     `followed` map (and add their children to it): `run -- CMD`'s tree."""
 
-    # Its ring was made with it: every record in it is from this process's time.
-    has_backlog = False
-
     def __init__(
         self,
         obj: Path,
@@ -42,7 +41,10 @@ class PrivateInstance(Instance):
         follow: bool = False,
         follow_limit: int = FollowLimits.FOLLOWED_MAX_PROCESSES.value,
         argv_bytes: int = DEFAULT_ARGV_BYTES,
+        reader: ReaderWants | None = None,
     ):
+        """`reader`: take a reader slot for it at once, before anything is attached,
+        so that no record waits for the reader to start (`run` spawns CMD first)."""
         check_start(ring_size, argv_bytes)
         self.argv_bytes = argv_bytes
         self.follow_mode = follow
@@ -50,11 +52,13 @@ class PrivateInstance(Instance):
         self.ring_size = ring_size or DEFAULT_RING_SIZE
         self.wakeup_bytes = default_wakeup_bytes(self.ring_size)
         self._links: list[int] = []
+        self._held: set[int] = set()  # the reader slots in use
+        self._reserved = ExitStack()
+        self.reserved: HeldSlot | None = None
         self._object: libbpf.BpfObject | None = None
         stage = "opening"
         try:
             self._object = libbpf.BpfObject(obj)
-            self._object.set_max_entries("events", self.ring_size)
             if follow:
                 self._object.set_max_entries("followed", follow_limit)
             # Only `events --failed` (on a pinned instance) attaches these: a private
@@ -65,7 +69,9 @@ class PrivateInstance(Instance):
             self._object.load()
             # Before the first link: a program that ran with follow still 0 would
             # put every process of the host in the ring.
-            self.write_settings(0, self.wakeup_bytes)
+            self._write_settings()
+            if reader is not None:
+                self.reserved = self._reserved.enter_context(ReaderSlots(self).taken(reader))
             for event in events:
                 stage = f"attaching the {event} program of"
                 self._links.append(
@@ -89,6 +95,8 @@ class PrivateInstance(Instance):
         """Detach (links first) and free everything."""
         while self._links:
             os.close(self._links.pop())
+        self._reserved.close()
+        self.reserved = None
         if self._object is not None:
             self._object.close()
             self._object = None
@@ -96,13 +104,16 @@ class PrivateInstance(Instance):
     def map_fd(self, name: str) -> int:
         return self._object.map_fd(name)
 
-    def write_settings(
-        self, threads_until_ns: int, wakeup_bytes: int, spawner: tuple[int, int] | None = None
-    ) -> None:
-        value = settings_value(
-            threads_until_ns, wakeup_bytes, self.follow_mode, self.argv_bytes, spawner=spawner
-        )
+    def _write_settings(self) -> None:
+        """Before any reader takes a slot (the masks are readers.py's)."""
+        value = settings_value(self.ring_size, self.follow_mode, self.argv_bytes)
         libbpf.map_update(self.map_fd("settings"), bytes(4), value)
+
+    def _set_spawner(self, spawner: tuple[int, int] | None) -> None:
+        fd = self.map_fd("settings")
+        value = Settings.from_buffer_copy(libbpf.map_lookup(fd, bytes(4), ctypes.sizeof(Settings)))
+        value.spawner_pidns, value.spawner_tgid = spawner or (0, 0)
+        libbpf.map_update(fd, bytes(4), bytes(value))
 
     @contextmanager
     def spawning(self) -> Iterator[None]:
@@ -110,11 +121,11 @@ class PrivateInstance(Instance):
         process forks starts the followed tree (CMD).  The kernel knows this
         process by its pid in its own PID namespace and that namespace's inode:
         in a container getpid() is not the host's pid, which `followed` holds."""
-        self.write_settings(0, self.wakeup_bytes, (pid_namespace(), os.getpid()))
+        self._set_spawner((pid_namespace(), os.getpid()))
         try:
             yield
         finally:
-            self.write_settings(0, self.wakeup_bytes)
+            self._set_spawner(None)
 
     def follow(self, pid: int) -> None:
         """Put a process in the followed tree: its children join it as they fork."""
@@ -139,10 +150,20 @@ class PrivateInstance(Instance):
     def open_program(self, name: str) -> int:
         return os.dup(self._object.program_fd(name))
 
-    def reader_lock(self):
-        return nullcontext()  # nobody else can reach its ring
+    # Nobody else can reach its maps: no locks, and its slots are this process's.
+    def slots_lock(self):
+        return nullcontext()
 
-    def still_there(self, ring_fd: int) -> bool:
+    def hold_slot(self, slot: int):
+        return None if slot in self._held else _PrivateHold(self._held, slot)
+
+    def slot_in_use(self, slot: int) -> bool:
+        return slot in self._held
+
+    def slot_holder(self, slot: int) -> int | None:
+        return os.getpid() if slot in self._held else None
+
+    def still_there(self, rings_fd: int) -> bool:
         return True  # its fds keep it loaded for as long as this process lives
 
     def attached_events(self) -> list[str]:
@@ -159,3 +180,14 @@ class PrivateInstance(Instance):
                 "), not on a private one",
             )
         )
+
+
+class _PrivateHold:
+    """A private instance's reader slot, in use until closed."""
+
+    def __init__(self, held: set[int], slot: int):
+        self._held, self._slot = held, slot
+        held.add(slot)
+
+    def close(self) -> None:
+        self._held.discard(self._slot)

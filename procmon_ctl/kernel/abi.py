@@ -67,18 +67,28 @@ class CounterKey(IntEnum):
     MAX = 8
 
 
-class CgroupLimits(IntEnum):
-    """enum cgroup_limits"""
+class ReaderLimits(IntEnum):
+    """enum reader_limits"""
 
-    CGROUP_WALK_MAX = 32
+    READERS_MAX = 16
+    READER_NAME_LEN = 32
 
 
-class LossKey(IntEnum):
-    """enum loss_key: keys of the `losses` map"""
+class ReaderFlag(IntEnum):
+    """enum reader_flag: bits of struct reader.flags"""
+
+    THREADS = 1
+    FAILED = 2
+    CGROUP = 4
+    NAMED = 8
+
+
+class ReaderLoss(IntEnum):
+    """enum reader_loss: a slot's two values in `reader_losses`"""
 
     DROPPED = 0
     MARKED = 1
-    MAX = 2
+    KINDS = 2
 
 
 class FollowLimits(IntEnum):
@@ -154,16 +164,34 @@ class Settings(ctypes.Structure):
     """struct settings: the one value of the `settings` map"""
 
     _fields_ = [
-        ("threads_until_ns", c_uint64),
-        ("wakeup_bytes", c_uint32),
+        ("readers", c_uint32),
+        ("thread_readers", c_uint32),
+        ("failed_readers", c_uint32),
+        ("ring_size", c_uint32),
         ("follow", c_uint32),
         ("argv_bytes", c_uint32),
-        ("cgroup_level", c_uint32),
-        ("cgroup_id", c_uint64),
-        ("cgroup_until_ns", c_uint64),
         ("spawner_pidns", c_uint32),
         ("spawner_tgid", c_uint32),
     ]
+
+
+class Reader(ctypes.Structure):
+    """struct reader: a value of the `readers` map (one per reader slot)"""
+
+    _fields_ = [
+        ("flags", c_uint32),
+        ("owner_tgid", c_uint32),
+        ("wakeup_bytes", c_uint32),
+        ("cgroup_level", c_uint32),
+        ("cgroup_id", c_uint64),
+        ("name", c_char * ReaderLimits.READER_NAME_LEN),
+    ]
+
+
+class ReaderCount(ctypes.Structure):
+    """struct reader_count: a value of the per-CPU `reader_counts` map"""
+
+    _fields_ = [("produced", c_uint64), ("filtered", c_uint64)]
 
 
 class ExecAttempt(ctypes.Structure):
@@ -173,7 +201,7 @@ class ExecAttempt(ctypes.Structure):
         ("filename", c_uint64),
         ("argv", c_uint64),
         ("tgid", c_uint32),
-        ("__pad", c_uint32),
+        ("recorded", c_uint32),
     ]
 
 
@@ -368,7 +396,8 @@ PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
 # An exec record's filename and arguments follow its fixed part (struct exec_event).
 EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))
-# A value of the `losses` map.
+READER = struct.Struct("<" + struct_format(Reader))
+# A value of the `reader_losses` map.
 LOSS_VALUE = struct.Struct("<Q")
 # A record header's length word (native "I": one 4-byte load).
 RECORD_LENGTH = struct.Struct("I")

@@ -108,6 +108,9 @@ _SIGNATURES = {
     "bpf_map_update_elem": ([c_int, c_void_p, c_void_p, ctypes.c_uint64], c_int, _check_fd),
     "bpf_map_get_next_key": ([c_int, c_void_p, c_void_p], c_int, None),
     "bpf_map_delete_elem": ([c_int, c_void_p], c_int, None),
+    # A reader's own ring (instance/readers.py), and a ring another reader made.
+    "bpf_map_create": ([c_int, c_char_p, c_uint32, c_uint32, c_uint32, c_void_p], c_int, _check_fd),
+    "bpf_map_get_fd_by_id": ([c_uint32], c_int, _check_fd),
     # A private instance (`run`): a bpf_object loaded and kept by us, never pinned.
     "bpf_object__open_file": ([c_char_p, c_void_p], c_void_p, _check_ptr),
     "bpf_object__load": ([c_void_p], c_int, _check_fd),
@@ -267,6 +270,16 @@ def object_id(fd: int) -> tuple[str, int] | None:
     if kind == "link":
         return kind, link_info(fd).id
     return None
+
+
+def map_create(map_type: int, name: str, key_size: int, value_size: int, entries: int) -> int:
+    """An fd of a new map (no options)."""
+    return _lib().bpf_map_create(map_type, name.encode(), key_size, value_size, entries, None)
+
+
+def map_fd_by_id(map_id: int) -> int:
+    """An fd of the map with kernel id `map_id`."""
+    return _lib().bpf_map_get_fd_by_id(map_id)
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:

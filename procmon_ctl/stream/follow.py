@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from ..errors import Command, Words
 from ..instance.base import Instance
 from ..instance.pinned import PinnedInstance
+from ..instance.readers import HeldSlot, ReaderSlots, ReaderWants
 from ..instance.session import ReaderSession
-from ..instance.settings import default_wakeup_bytes
 from ..kernel import signals
 from ..kernel.abi import PmStop
 from ..kernel.ringbuf import RingBufferReader
@@ -53,6 +53,9 @@ POLL_INTERVAL = 0.05
 # next at once, anything less by a sleep of POLL_INTERVAL.
 BATCH_LIMIT = 4096
 
+# A time no record reaches (CLOCK_MONOTONIC ns).
+NEVER = 1 << 63
+
 # run -- CMD: how often CMD's end and forwarded signals are checked.
 RUN_POLL_INTERVAL = 0.02
 
@@ -68,6 +71,10 @@ class StreamOptions:
     failed: bool = False  # --failed: attach the failed-exec programs while reading
     # --cgroup, --container: the cgroup whose processes alone produce records
     cgroup: CgroupTarget | None = None
+    # ... and how to find it again (by its path, or its container) once made anew
+    cgroup_again: Callable[[], CgroupTarget | None] | None = None
+    name: str | None = None  # --name (or --output's): a reader that keeps its place
+    ring_size: int | None = None  # its ring's size (None: the instance's)
 
 
 class Opened(NamedTuple):
@@ -78,7 +85,7 @@ class Opened(NamedTuple):
     # The ring position where the records from before this reader end (the
     # producer's when it took the ring); None: none to mark (a private instance).
     backlog_end: int | None
-    started_ns: int  # records from then on passed the reader's kernel-side settings
+    started_ns: int  # records from then on passed the reader's kernel-side cgroup filter
     observe: Observer | None  # to be handed every record the view takes
 
 
@@ -159,44 +166,54 @@ def check_can_read(pinned: PinnedInstance, failed: bool = False) -> Words | None
 @contextmanager
 def open_reader(
     source: Instance,
-    threads: bool,
-    from_now: bool,
-    cgroup: CgroupTarget | None = None,
+    opts: StreamOptions,
 ) -> Iterator[tuple[RingBufferReader, ReaderSession]]:
-    """The one reader of this instance, and its session (the leases, the losses
-    marked, the check that the instance is still there)."""
+    """This reader's slot of `source` (its own ring, readers.py), its ring mapped, and
+    its session (the losses marked, the check that the instance is still there)."""
     require_root("reading the ring buffer")
-    with source.reader_lock():
-        ring = source.open_map("events")
-        try:
-            reader = RingBufferReader(ring)
-        finally:
-            os.close(ring)
+    cgroup = opts.cgroup
+    wants = ReaderWants(
+        threads=opts.threads,
+        failed=opts.failed,
+        cgroup=None if cgroup is None else (cgroup.id, cgroup.level),
+    )
+    slots = ReaderSlots(source)
+    if source.reserved is not None:
+        taken = nullcontext(source.reserved)
+    else:
+        taken = slots.taken(wants, opts.name, opts.ring_size)
+    with taken as held:
+        reader = RingBufferReader(held.ring_fd)
         with reader:
-            settings_fd = source.open_map("settings")
-            try:
-                losses_fd = source.open_map("losses")
-            except BaseException:
-                os.close(settings_fd)
-                raise
-            wakeup = default_wakeup_bytes(reader.size)
-            session = ReaderSession(
-                settings_fd,
-                losses_fd,
-                wakeup,
-                source.follow_mode,
-                threads,
-                lambda: source.still_there(reader.fd),
-                source.description,
-                None if cgroup is None else (cgroup.id, cgroup.level),
-            )
+            rings_fd = source.open_map("rings")
+            refresh = None
+            if opts.cgroup_again is not None:
+                refresh = _cgroup_follower(slots, held, wants, opts.cgroup_again)
+            session = ReaderSession(held, rings_fd, source.still_there, source.description, refresh)
             with session:
-                if from_now:
+                if opts.from_now and held.resumed:
                     reader.skip_backlog()
                     # What was lost in the skipped backlog is not this reader's to mark.
                     session.marked += session.unmarked()
                     session.save_marked()
                 yield reader, session
+
+
+def _cgroup_follower(
+    slots: ReaderSlots, held, wants: ReaderWants, again: Callable[[], CgroupTarget | None]
+) -> Callable[[], None]:
+    """Once a second: the cgroup the reader filters by, looked up again by its path
+    or container; made anew (a restart), the kernel filters by the new one."""
+    current = [wants.cgroup]
+
+    def refresh() -> None:
+        target = again()
+        if target is None or (target.id, target.level) == current[0]:
+            return
+        current[0] = (target.id, target.level)
+        slots.set_cgroup(held, ReaderWants(wants.threads, wants.failed, current[0]))
+
+    return refresh
 
 
 def offset_batches(
@@ -339,23 +356,19 @@ def follow(
     without output)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
-    if opts.failed:
-        from ..instance.exec_failures import attached
-
-        failed_execs = attached(source)  # for as long as the reader runs
-    else:
-        failed_execs = nullcontext()
     with (
-        open_reader(source, opts.threads, opts.from_now, opts.cgroup) as (reader, session),
-        failed_execs,
+        open_reader(source, opts) as (reader, session),
+        _failed_execs(source, opts, session.held),
     ):
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         # The header only once the ring is ours: a refused reader prints nothing.
         writer.write(view.header(), 0)
-        # Where the ring's backlog ends, when it may hold earlier readers' records.
-        backlog_end = reader.producer_pos if source.has_backlog else None
+        # Where the records that came while a named reader was down end.
+        backlog_end = reader.producer_pos if session.held.resumed else None
         tty = getattr(writer.out, "fd", None)
-        view.start(Opened(reader, tty, backlog_end, session.started_ns, observe))
+        # Every record in a kernel-filtered ring passed the reader's filter.
+        passed_from = 0 if opts.cgroup is not None else NEVER
+        view.start(Opened(reader, tty, backlog_end, passed_from, observe))
         batches = offset_batches(reader, deadline, end)
         with view.in_place(reader) as in_place:
             if in_place is not None:
@@ -370,6 +383,17 @@ def follow(
                 reader.commit()
                 session.tick()
         return writer.emitted
+
+
+def _failed_execs(
+    source: Instance, opts: StreamOptions, held: HeldSlot
+) -> AbstractContextManager[None]:
+    """--failed: the failed-exec programs attached for as long as the reader runs."""
+    if not opts.failed:
+        return nullcontext()
+    from ..instance.exec_failures import attached
+
+    return attached(source, alone=held.slots.failed_readers() == {held.slot})
 
 
 def _text(lines: list[str]) -> str:

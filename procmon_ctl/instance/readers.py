@@ -1,0 +1,416 @@
+"""Reader slots: each reader of an instance has a ring of its own.
+
+The programs copy every record into the ring of each active reader whose settings
+want it (bpf/process_monitor.h: enum reader_limits), so readers never take records
+from each other, and what one filters out costs its ring nothing.  A slot is:
+its ring in `rings`, its settings in `readers` (struct reader), its counts in
+`reader_counts`, its losses in `reader_losses`, its bit in settings.readers, and,
+for a pinned instance, a lock file held by the process reading it.
+
+- An unnamed reader gets a fresh ring: it starts at "now", and its slot goes when
+  it ends: by itself on the way out, or, when it died without that, by the exit
+  program at once (owner_tgid 0: nothing more for it) and by the next procmon-ctl
+  that takes or lists slots (its lock is free), which frees the slot.
+- A named reader's slot stays when its process ends: its ring keeps filling, under
+  its own settings, and the next reader of that name takes the slot and resumes
+  where the last one stopped.  `readers rm NAME` frees it.
+
+Slots are taken and freed under the instance's slots lock (the admin lock of a
+pinned instance), which also serialises every write of the settings map's masks."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..errors import Given, StateError, UsageError
+from ..kernel import libbpf
+from ..kernel.abi import (
+    LOSS_VALUE,
+    READER,
+    ReaderCount,
+    ReaderFlag,
+    ReaderLimits,
+    ReaderLoss,
+    Settings,
+)
+from .base import Instance, SlotHold
+from .settings import default_wakeup_bytes
+
+READERS_MAX = ReaderLimits.READERS_MAX.value
+NAME_MAX = ReaderLimits.READER_NAME_LEN.value - 1
+BPF_MAP_TYPE_RINGBUF = 27
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+_SETTINGS_KEY = bytes(4)
+
+
+def _key(n: int) -> bytes:
+    return n.to_bytes(4, "little")
+
+
+def check_name(name: str) -> None:
+    if len(name) > NAME_MAX or not _NAME.fullmatch(name):
+        raise UsageError(
+            (
+                Given(name),
+                f" is not a reader name: use 1 to {NAME_MAX} letters, digits and _.@- "
+                "(not starting with a punctuation mark), e.g. journal",
+            )
+        )
+
+
+def name_for_output(path: str) -> str:
+    """The name `--output FILE` gives its reader when none is given: the file's own
+    name, cut to what a name may hold, so a log writer that restarts resumes."""
+    base = os.path.basename(path.rstrip("/")) or "output"
+    base = re.sub(r"[^A-Za-z0-9_.@-]", "_", base).lstrip("_.@-") or "output"
+    return base[:NAME_MAX]
+
+
+@dataclass(frozen=True)
+class ReaderWants:
+    """What a reader asks the programs for, besides every process's fork, exec and
+    exit records."""
+
+    threads: bool = False
+    failed: bool = False
+    cgroup: tuple[int, int] | None = None  # (id, level): that cgroup and below only
+
+    @property
+    def flags(self) -> int:
+        return (
+            (ReaderFlag.THREADS if self.threads else 0)
+            | (ReaderFlag.FAILED if self.failed else 0)
+            | (ReaderFlag.CGROUP if self.cgroup is not None else 0)
+        )
+
+
+@dataclass(frozen=True)
+class ReaderState:
+    """One reader slot as `status` and `readers` show it."""
+
+    slot: int
+    name: str | None
+    pid: int | None  # the process reading it now; None: a named reader that is down
+    threads: bool
+    failed: bool
+    cgroup_id: int | None
+    ring_size: int
+    waiting: int  # bytes in its ring not read yet
+    produced: int  # records the programs put (or tried to put) in its ring
+    dropped: int  # ... that its full ring refused
+    filtered: int  # records its cgroup filter kept out
+    marked: int  # losses its gap lines reported
+
+    @property
+    def delivered(self) -> int:
+        return self.produced - self.dropped
+
+
+class ReaderSlots:
+    """The reader slots of one instance.  Opens the maps it needs per call."""
+
+    def __init__(self, instance: Instance):
+        self.instance = instance
+
+    # -- what is there --
+
+    def states(self) -> list[ReaderState]:
+        """Every active slot, freeing those whose reader has ended first."""
+        with self.instance.slots_lock():
+            self._reclaim()
+            return [self._state(n) for n in self._active()]
+
+    def failed_readers(self) -> set[int]:
+        """The slots whose readers asked for failed execs."""
+        value = self._settings()
+        mask = value.readers & value.failed_readers
+        return {n for n in range(READERS_MAX) if mask >> n & 1}
+
+    def _active(self) -> list[int]:
+        mask = self._settings().readers
+        return [n for n in range(READERS_MAX) if mask >> n & 1]
+
+    def _settings(self) -> Settings:
+        with _MapFd(self.instance, "settings") as fd:
+            return Settings.from_buffer_copy(
+                libbpf.map_lookup(fd, _SETTINGS_KEY, ctypes.sizeof(Settings))
+            )
+
+    def _write_settings(self, value: Settings) -> None:
+        with _MapFd(self.instance, "settings") as fd:
+            libbpf.map_update(fd, _SETTINGS_KEY, bytes(value))
+
+    def _reader(self, slot: int) -> tuple:
+        with _MapFd(self.instance, "readers") as fd:
+            return READER.unpack(libbpf.map_lookup(fd, _key(slot), READER.size))
+
+    def _write_reader(
+        self, slot: int, flags: int, owner: int, wakeup: int, cgroup: tuple[int, int] | None, name
+    ) -> None:
+        cgroup_id, level = cgroup or (0, 0)
+        value = READER.pack(flags, owner, wakeup, level, cgroup_id, (name or "").encode())
+        with _MapFd(self.instance, "readers") as fd:
+            libbpf.map_update(fd, _key(slot), value)
+
+    def _loss(self, slot: int, kind: ReaderLoss) -> int:
+        with _MapFd(self.instance, "reader_losses") as fd:
+            key = _key(slot * ReaderLoss.KINDS + kind)
+            return LOSS_VALUE.unpack(libbpf.map_lookup(fd, key, LOSS_VALUE.size))[0]
+
+    def _counts(self, slot: int) -> tuple[int, int]:
+        ncpu = libbpf.possible_cpus()
+        with _MapFd(self.instance, "reader_counts") as fd:
+            raw = libbpf.map_lookup(fd, _key(slot), ctypes.sizeof(ReaderCount) * ncpu)
+        counts = (ReaderCount * ncpu).from_buffer_copy(raw)
+        return sum(c.produced for c in counts), sum(c.filtered for c in counts)
+
+    def _ring_fd(self, slot: int) -> int | None:
+        with _MapFd(self.instance, "rings") as fd:
+            try:
+                raw = libbpf.map_lookup(fd, _key(slot), 4)
+            except libbpf.LibbpfError as err:
+                if libbpf.is_not_found(err):
+                    return None
+                raise
+        return libbpf.map_fd_by_id(int.from_bytes(raw, "little"))
+
+    def _state(self, slot: int) -> ReaderState:
+        from ..kernel.ringbuf import RingBufferReader
+
+        flags, owner, _, _, cgroup_id, name = self._reader(slot)
+        produced, filtered = self._counts(slot)
+        ring_size = waiting = 0
+        ring_fd = self._ring_fd(slot)
+        if ring_fd is not None:
+            try:
+                with RingBufferReader(ring_fd) as ring:
+                    ring_size, waiting = ring.size, ring.pending_bytes()
+            finally:
+                os.close(ring_fd)
+        named = bool(flags & ReaderFlag.NAMED)
+        holder = self.instance.slot_holder(slot)
+        return ReaderState(
+            slot=slot,
+            name=name.rstrip(b"\0").decode(errors="replace") if named else None,
+            pid=holder if holder is not None else (owner or None) if not named else None,
+            threads=bool(flags & ReaderFlag.THREADS),
+            failed=bool(flags & ReaderFlag.FAILED),
+            cgroup_id=cgroup_id if flags & ReaderFlag.CGROUP else None,
+            ring_size=ring_size,
+            waiting=waiting,
+            produced=produced,
+            dropped=self._loss(slot, ReaderLoss.DROPPED),
+            filtered=filtered,
+            marked=self._loss(slot, ReaderLoss.MARKED),
+        )
+
+    def _named(self, name: str) -> int | None:
+        for slot in self._active():
+            flags, *_, raw = self._reader(slot)
+            if flags & ReaderFlag.NAMED and raw.rstrip(b"\0").decode(errors="replace") == name:
+                return slot
+        return None
+
+    # -- taking, leaving, removing --
+
+    def _reclaim(self) -> None:
+        """Free the slots of unnamed readers that have ended (however they ended)."""
+        for slot in self._active():
+            flags, owner, *_ = self._reader(slot)
+            if flags & ReaderFlag.NAMED:
+                continue
+            if owner == 0 or not self.instance.slot_in_use(slot):
+                self._free(slot)
+
+    def _free(self, slot: int) -> None:
+        """Out of the masks first: no program puts anything in it from then on."""
+        value = self._settings()
+        bit = ~(1 << slot) & 0xFFFFFFFF
+        value.readers &= bit
+        value.thread_readers &= bit
+        value.failed_readers &= bit
+        self._write_settings(value)
+        with _MapFd(self.instance, "rings") as fd:
+            libbpf.map_delete(fd, _key(slot))
+        self._write_reader(slot, 0, 0, 0, None, None)
+
+    def _reset_counts(self, slot: int) -> None:
+        ncpu = libbpf.possible_cpus()
+        with _MapFd(self.instance, "reader_counts") as fd:
+            libbpf.map_update(fd, _key(slot), bytes(ctypes.sizeof(ReaderCount) * ncpu))
+        with _MapFd(self.instance, "reader_losses") as fd:
+            for kind in (ReaderLoss.DROPPED, ReaderLoss.MARKED):
+                libbpf.map_update(fd, _key(slot * ReaderLoss.KINDS + kind), LOSS_VALUE.pack(0))
+
+    @contextmanager
+    def taken(
+        self, wants: ReaderWants, name: str | None = None, ring_size: int | None = None
+    ) -> Iterator[HeldSlot]:
+        """A slot for this process for the with block: a named reader's own slot if
+        it has one (its filters then become `wants`), else a free one with a fresh
+        ring of `ring_size` bytes (None: the instance's)."""
+        held = self._take(wants, name, ring_size)
+        try:
+            yield held
+        finally:
+            self._leave(held)
+
+    def _take(self, wants: ReaderWants, name: str | None, ring_size: int | None) -> HeldSlot:
+        flags = wants.flags | (ReaderFlag.NAMED if name else 0)
+        with self.instance.slots_lock():
+            self._reclaim()
+            settings = self._settings()
+            slot = self._named(name) if name else None
+            resumed = slot is not None
+            hold: SlotHold | None = None
+            ring_fd: int | None = None
+            try:
+                if slot is not None:
+                    hold = self.instance.hold_slot(slot)
+                    if hold is None:
+                        pid = self.instance.slot_holder(slot)
+                        raise StateError(
+                            f"the reader {name} is already reading"
+                            + (f" (pid {pid})" if pid else "")
+                            + ": stop it first, or choose another name"
+                        )
+                    ring_fd = self._ring_fd(slot)
+                if slot is None:
+                    slot, hold = self._free_slot()
+                if ring_fd is None:  # a new slot, or a named one whose ring was lost
+                    size = ring_size or settings.ring_size
+                    ring_fd = libbpf.map_create(BPF_MAP_TYPE_RINGBUF, "reader", 0, 0, size)
+                    made = size
+                    self._reset_counts(slot)
+                    with _MapFd(self.instance, "rings") as fd:
+                        libbpf.map_update(fd, _key(slot), ring_fd.to_bytes(4, "little"))
+                    resumed = False
+                else:
+                    made = libbpf.map_info(ring_fd).max_entries
+                wakeup = default_wakeup_bytes(made)
+                self._write_reader(slot, flags, os.getpid(), wakeup, wants.cgroup, name)
+                bit = 1 << slot
+                settings.readers |= bit
+                settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
+                settings.failed_readers = _set(settings.failed_readers, bit, wants.failed)
+                self._write_settings(settings)
+                return HeldSlot(self, slot, ring_fd, hold, name, resumed)
+            except BaseException:
+                if ring_fd is not None:
+                    os.close(ring_fd)
+                if hold is not None:
+                    hold.close()
+                raise
+
+    def _free_slot(self) -> tuple[int, SlotHold]:
+        active = self._active()
+        for slot in range(READERS_MAX):
+            if slot in active:
+                continue
+            hold = self.instance.hold_slot(slot)
+            if hold is not None:
+                return slot, hold
+        raise StateError(
+            f"all {READERS_MAX} reader slots of {self.instance.description} are in use: "
+            "stop a reader, or remove a named one (procmon-ctl readers)"
+        )
+
+    def _leave(self, held: HeldSlot) -> None:
+        try:
+            with self.instance.slots_lock():
+                if held.name is None:
+                    self._free(held.slot)
+                else:
+                    flags, _, wakeup, level, cgroup_id, _ = self._reader(held.slot)
+                    cgroup = (cgroup_id, level) if flags & ReaderFlag.CGROUP else None
+                    self._write_reader(held.slot, flags, 0, wakeup, cgroup, held.name)
+        finally:
+            held.close()
+
+    def remove(self, name: str) -> None:
+        """Free a named reader's slot: its place and what waits in its ring."""
+        with self.instance.slots_lock():
+            slot = self._named(name)
+            if slot is None:
+                raise StateError(f"no reader named {name} at {self.instance.description}")
+            hold = self.instance.hold_slot(slot)
+            if hold is None:
+                pid = self.instance.slot_holder(slot)
+                raise StateError(
+                    f"the reader {name} is reading now"
+                    + (f" (pid {pid})" if pid else "")
+                    + ": stop it first"
+                )
+            try:
+                self._free(slot)
+            finally:
+                hold.close()
+
+    def set_cgroup(self, held: HeldSlot, wants: ReaderWants) -> None:
+        """The reader's cgroup filter now stands for another cgroup (the one it
+        follows was made anew)."""
+        with self.instance.slots_lock():
+            flags, owner, wakeup, *_ = self._reader(held.slot)
+            self._write_reader(held.slot, flags, owner, wakeup, wants.cgroup, held.name)
+
+
+def _set(mask: int, bit: int, on: bool) -> int:
+    return mask | bit if on else mask & ~bit
+
+
+class HeldSlot:
+    """A slot this process reads: its ring's fd, the slot's lock, its losses."""
+
+    def __init__(
+        self,
+        slots: ReaderSlots,
+        slot: int,
+        ring_fd: int,
+        hold: SlotHold | None,
+        name: str | None,
+        resumed: bool,
+    ):
+        self.slots, self.slot, self.ring_fd, self._hold = slots, slot, ring_fd, hold
+        self.name = name
+        self.resumed = resumed  # a named reader's ring, with what came while it was down
+        self._losses_fd: int | None = slots.instance.open_map("reader_losses")
+        self._dropped_key = _key(slot * ReaderLoss.KINDS + ReaderLoss.DROPPED)
+        self._marked_key = _key(slot * ReaderLoss.KINDS + ReaderLoss.MARKED)
+
+    def dropped(self) -> int:
+        raw = libbpf.map_lookup(self._losses_fd, self._dropped_key, LOSS_VALUE.size)
+        return LOSS_VALUE.unpack(raw)[0]
+
+    def marked(self) -> int:
+        raw = libbpf.map_lookup(self._losses_fd, self._marked_key, LOSS_VALUE.size)
+        return LOSS_VALUE.unpack(raw)[0]
+
+    def save_marked(self, marked: int) -> None:
+        libbpf.map_update(self._losses_fd, self._marked_key, LOSS_VALUE.pack(marked))
+
+    def close(self) -> None:
+        for fd in (self.ring_fd, self._losses_fd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.ring_fd = self._losses_fd = -1
+        if self._hold is not None:
+            self._hold.close()
+            self._hold = None
+
+
+class _MapFd:
+    """A map's fd for a with block."""
+
+    def __init__(self, instance: Instance, name: str):
+        self._fd = instance.open_map(name)
+
+    def __enter__(self) -> int:
+        return self._fd
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)
