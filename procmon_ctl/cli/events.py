@@ -52,6 +52,14 @@ def events(
             "name (events.jsonl), so a restart loses nothing.",
         ),
     ] = None,
+    ring_size: Annotated[
+        int | None,
+        typer.Option(
+            "--ring-size",
+            help="This reader's ring buffer size in bytes (a power of two, at least one "
+            "page) [default: what load was given]. A named reader keeps the ring it has.",
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -139,6 +147,7 @@ def events(
         lineage=lineage,
         with_time=with_time,
         name=name,
+        ring_size=ring_size,
     ).stream(words.words)
     for note in stream.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)

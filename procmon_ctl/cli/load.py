@@ -17,7 +17,8 @@ def load(
         int | None,
         typer.Option(
             "--ring-size",
-            help="Ring buffer size in bytes: a power of two, at least one page [default: 4194304]",
+            help="Each reader's ring buffer size in bytes, unless it asks for another "
+            "(events --ring-size): a power of two, at least one page [default: 4194304]",
         ),
     ] = None,
     argv_bytes: Annotated[

@@ -53,6 +53,7 @@ class StreamFlags:
     lineage: bool = False
     with_time: bool | None = None
     name: str | None = None  # a reader that keeps its place
+    ring_size: int | None = None  # its ring's (None: the instance's)
     tree_setting: str = "tree"  # the setting that gave `tree`
 
     def stream(self, words: Callable[[Words], str] = plain) -> Stream:
@@ -123,6 +124,10 @@ class StreamFlags:
             from ..instance.readers import check_name
 
             check_name(self.name)
+        if self.ring_size is not None:
+            from ..instance.startup import check_ring_size
+
+            check_ring_size(self.ring_size)
         target = again = None
         if self.cgroup is not None or self.container is not None:
             again = self._cgroup_target
@@ -141,6 +146,7 @@ class StreamFlags:
             cgroup=None if self.lineage else target,
             cgroup_again=None if self.lineage else _quietly(again),
             name=self.name,
+            ring_size=self.ring_size,
         )
 
         def cgroup_json(cgroup_id: int) -> str:
