@@ -6,6 +6,7 @@ loses nothing across restarts; a stopped reader hurts only itself."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -259,3 +260,41 @@ def test_a_cgroup_filter_reaches_any_depth(attached, test_cgroup, tmp_path):
         while deep != test_cgroup:
             deep.rmdir()
             deep = deep.parent
+
+
+def test_lineage_is_complete_under_a_cgroup_filter(attached, test_cgroup):
+    """A process in the filter's cgroup whose ancestors are outside it (as for
+    `podman exec`): its lineage still names them."""
+    cli = attached
+    with cli.reading("events", "--json", "--lineage", "--cgroup", shown(test_cgroup)) as r:
+        ran = subprocess.run(
+            in_cgroup(test_cgroup, "/bin/true; echo $$"), check=True, capture_output=True, text=True
+        )
+    shell = int(ran.stdout)
+    lines = r.json_lines()
+    [true] = [e for e in lines if e["type"] == "exec" and e["ppid"] == shell]
+    ancestors = [a["pid"] for a in true["lineage"]]
+    assert ancestors[:2] == [shell, os.getpid()], true["lineage"]
+    assert {e["cgroup"] for e in lines if "cgroup" in e} == {shown(test_cgroup)}
+
+
+def test_a_cgroup_filter_follows_its_cgroup_made_anew(attached, test_cgroup):
+    """The filtered cgroup removed and made again (a service or container restart):
+    the reader filters by the new one, found by its path, within a second."""
+    cli = attached
+    with cli.reading("events", "--json", "--cgroup", shown(test_cgroup)) as r:
+        first = subprocess.run(
+            in_cgroup(test_cgroup, "echo $$"), check=True, capture_output=True, text=True
+        )
+        test_cgroup.rmdir()
+        test_cgroup.mkdir()
+        new_id = test_cgroup.stat().st_ino
+        deadline = time.monotonic() + 30
+        while reader_state(cli.pin_dir, r.proc.pid).cgroup_id != new_id:
+            assert time.monotonic() < deadline, "the reader kept the old cgroup"
+            time.sleep(0.05)
+        second = subprocess.run(
+            in_cgroup(test_cgroup, "echo $$"), check=True, capture_output=True, text=True
+        )
+    tgids = {e["tgid"] for e in r.json_lines()}
+    assert {int(first.stdout), int(second.stdout)} <= tgids

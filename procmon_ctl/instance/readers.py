@@ -169,6 +169,10 @@ class ReaderSlots:
         counts = (ReaderCount * ncpu).from_buffer_copy(raw)
         return sum(c.produced for c in counts), sum(c.filtered for c in counts)
 
+    def _rings_id(self) -> int:
+        with _MapFd(self.instance, "rings") as fd:
+            return libbpf.map_info(fd).id
+
     def _ring_fd(self, slot: int) -> int | None:
         with _MapFd(self.instance, "rings") as fd:
             try:
@@ -299,7 +303,7 @@ class ReaderSlots:
                 settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
                 settings.failed_readers = _set(settings.failed_readers, bit, wants.failed)
                 self._write_settings(settings)
-                return HeldSlot(self, slot, ring_fd, hold, name, resumed)
+                return HeldSlot(self, slot, ring_fd, hold, name, resumed, self._rings_id())
             except BaseException:
                 if ring_fd is not None:
                     os.close(ring_fd)
@@ -323,12 +327,18 @@ class ReaderSlots:
     def _leave(self, held: HeldSlot) -> None:
         try:
             with self.instance.slots_lock():
+                if self._rings_id() != held.rings_id:
+                    return  # unloaded, and loaded again: that slot is not ours
                 if held.name is None:
                     self._free(held.slot)
                 else:
                     flags, _, wakeup, level, cgroup_id, _ = self._reader(held.slot)
                     cgroup = (cgroup_id, level) if flags & ReaderFlag.CGROUP else None
                     self._write_reader(held.slot, flags, 0, wakeup, cgroup, held.name)
+        except StateError:
+            # The instance was unloaded under the reader (unload --force): its slot
+            # went with it, and what the reader says about that is the message.
+            pass
         finally:
             held.close()
 
@@ -374,8 +384,10 @@ class HeldSlot:
         hold: SlotHold | None,
         name: str | None,
         resumed: bool,
+        rings_id: int,
     ):
         self.slots, self.slot, self.ring_fd, self._hold = slots, slot, ring_fd, hold
+        self.rings_id = rings_id  # the instance's `rings` map: which instance it is
         self.name = name
         self.resumed = resumed  # a named reader's ring, with what came while it was down
         self._losses_fd: int | None = slots.instance.open_map("reader_losses")
