@@ -26,7 +26,8 @@ from dataclasses import dataclass
 #       bpffs or relative, an object that is not an eBPF ELF,
 #       --ring-size not a power of two, unknown --events name
 #   3   wrong state: not loaded / already loaded, not attached / already attached,
-#       another reader holds the ring buffer, the pin dir belongs to someone else
+#       a named reader already reading, readers active (unload), the pin dir
+#       belongs to someone else
 #   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel
 #       feature or mount; `doctor` found a FAIL
 #   77  not root: "permission denied: run as root (sudo)" (EX_NOPERM, sysexits.h)
@@ -120,7 +121,7 @@ class UsageError(ProcmonError):
 
 
 class StateError(ProcmonError):
-    """Not loaded, already loaded, another reader active, ..."""
+    """Not loaded, already loaded, a named reader already reading, ..."""
 
     exit_code = EXIT_STATE
 

@@ -1,4 +1,4 @@
-"""RingBufferReader: consume the pinned BPF ring buffer from any process.
+"""RingBufferReader: consume a BPF ring buffer (a reader's own, instance/readers.py).
 
 The ring is mapped directly (consumer page read-write at offset 0; producer
 page plus the data area twice, read-only, after it), the way libbpf's
@@ -122,8 +122,8 @@ class RingBufferReader:
 
     @property
     def consumer_pos(self) -> int:
-        # A plain load: only this reader writes the word (one reader at a time,
-        # pins.reader_lock), and a thread reads its own stores in order.
+        # A plain load: only this reader writes the word (each ring has one reader,
+        # instance/readers.py), and a thread reads its own stores in order.
         return self._consumer_word.value
 
     @property
@@ -248,7 +248,8 @@ class RingBufferReader:
         self._store_consumer(pos)
 
     def skip_backlog(self) -> int:
-        """Drop everything already waiting (`events --from-now`); returns bytes skipped."""
+        """Drop everything already waiting (a named reader's `--from-now`); returns
+        bytes skipped."""
         skipped = self.pending_bytes()
         self.read_pos = self.producer_pos
         self.commit()

@@ -65,8 +65,8 @@ class Event(NamedTuple):
     exit_code: int | None
     exit_signal: int | None
     duration_ns: int | None
-    # The ring's losses so far (losses[LOSS_DROPPED]) as the record was made: a
-    # reader marks what it has not marked yet (stream.LossMarks).
+    # The reader's losses so far (READER_LOSS_DROPPED of its slot) as the record
+    # was made: a reader marks what it has not marked yet.
     dropped_total: int
     # exec and exec_failed: the arguments (each one text()), whether the last was
     # cut or some are missing, and how many the program was given.
