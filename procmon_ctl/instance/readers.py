@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..errors import Given, StateError, UsageError
+from ..errors import Command, Given, StateError, UsageError
 from ..kernel import libbpf
 from ..kernel.abi import (
     LOSS_VALUE,
@@ -124,6 +124,10 @@ class ReaderSlots:
         with self.instance.slots_lock():
             self._reclaim()
             return [self._state(n) for n in self._active()]
+
+    def new_ring_size(self) -> int:
+        """The size of the ring a new reader gets (`load`'s ring size)."""
+        return self._settings().ring_size
 
     def failed_readers(self) -> set[int]:
         """The slots whose readers asked for failed execs."""
@@ -319,10 +323,26 @@ class ReaderSlots:
             hold = self.instance.hold_slot(slot)
             if hold is not None:
                 return slot, hold
+        holders = ", ".join(self._holder_text(slot) for slot in active)
         raise StateError(
-            f"all {READERS_MAX} reader slots of {self.instance.description} are in use: "
-            "stop a reader, or remove a named one (procmon-ctl readers)"
+            (
+                f"all {READERS_MAX} reader slots of {self.instance.description} are in use "
+                f"({holders}): stop one of those readers, or remove a named one that is "
+                "down (see ",
+                Command("readers"),
+                ")",
+            )
         )
+
+    def _holder_text(self, slot: int) -> str:
+        """Who holds a slot, for a message: "pid 4242", "journal (pid 4242)" or
+        "journal (down)"."""
+        flags, owner, *_, raw = self._reader(slot)
+        pid = self.instance.slot_holder(slot) or (None if flags & ReaderFlag.NAMED else owner)
+        if not flags & ReaderFlag.NAMED:
+            return f"pid {pid}" if pid else "a reader ending now"
+        name = raw.rstrip(b"\0").decode(errors="replace")
+        return f"{name} (pid {pid})" if pid else f"{name} (down)"
 
     def _leave(self, held: HeldSlot) -> None:
         try:
@@ -342,12 +362,21 @@ class ReaderSlots:
         finally:
             held.close()
 
-    def remove(self, name: str) -> None:
-        """Free a named reader's slot: its place and what waits in its ring."""
+    def remove(self, name: str) -> ReaderState:
+        """Free a named reader's slot: its place and what waits in its ring.  What it
+        was just before."""
+        check_name(name)
         with self.instance.slots_lock():
             slot = self._named(name)
             if slot is None:
-                raise StateError(f"no reader named {name} at {self.instance.description}")
+                raise StateError(
+                    (
+                        f"{self.instance.description} has no reader named {name} "
+                        "(the named readers are listed by ",
+                        Command("readers"),
+                        ")",
+                    )
+                )
             hold = self.instance.hold_slot(slot)
             if hold is None:
                 pid = self.instance.slot_holder(slot)
@@ -357,9 +386,11 @@ class ReaderSlots:
                     + ": stop it first"
                 )
             try:
+                state = self._state(slot)
                 self._free(slot)
             finally:
                 hold.close()
+            return state
 
     def set_cgroup(self, held: HeldSlot, wants: ReaderWants) -> None:
         """The reader's cgroup filter now stands for another cgroup (the one it
