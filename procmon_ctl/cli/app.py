@@ -41,6 +41,7 @@ COMMANDS = {
     "unload": "load",
     "stats": "stats",
     "status": "stats",
+    "readers": "readers",
     "events": "events",
     "run": "run",
     "schema": "schema",

@@ -29,7 +29,7 @@ Source = Literal["default", "option", "env"]
 # The commands that act on a pinned instance; the others (run, doctor, schema and
 # serve --attach) make their own or none, and a --pin-dir would be refused or idle.
 INSTANCE_COMMANDS = frozenset(
-    {"load", "attach", "detach", "unload", "stats", "status", "events", "serve"}
+    {"load", "attach", "detach", "unload", "stats", "status", "readers", "events", "serve"}
 )
 
 

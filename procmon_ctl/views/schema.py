@@ -36,6 +36,39 @@ class Stats(_Model):
     )
 
 
+class ReaderStatus(_Model):
+    """One reader of the instance (a reader slot), as `readers`, `status` and `stats`
+    <<json>> show it."""
+
+    slot: int = Field(description="its slot, 0 to 15: the index of its ring in `rings`")
+    name: str | None = Field(
+        description="a named reader's name (`events <<name>>`, or the file's name with "
+        "<<output>>); null for a reader without a name, whose slot goes when it ends"
+    )
+    pid: int | None = Field(
+        description="the process reading it now; null for a named reader that is down (its "
+        "ring keeps filling, under its filters, until it comes back)"
+    )
+    threads: bool = Field(description="it asked for thread forks too (<<threads>>)")
+    failed: bool = Field(description="it asked for failed execs too (<<failed>>)")
+    cgroup_id: int | None = Field(
+        description="its cgroup filter (<<cgroup>>, <<container>>): only that cgroup and "
+        "below; null without one"
+    )
+    cgroup: str | None = Field(
+        description="that cgroup's path below the cgroup2 mount; null without a filter, or "
+        "when the cgroup is gone"
+    )
+    ring_size: int = Field(description="the size of its ring buffer, in bytes")
+    waiting_bytes: int = Field(description="bytes in its ring not read yet")
+    produced: int = Field(description="records the programs put, or tried to put, in its ring")
+    delivered: int = Field(description="of those, the records its ring took (produced - dropped)")
+    dropped: int = Field(
+        description="records its full ring refused: lost, and marked in its stream"
+    )
+    filtered: int = Field(description="records its cgroup filter kept out of its ring")
+
+
 class ProgramStatus(_Model):
     event: str
     pin: str
