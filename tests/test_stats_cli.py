@@ -94,7 +94,7 @@ def test_status_text_names_the_pin_dir_once_and_aligns_its_tables():
     ]
     assert_aligned(maps[1:], maps[0])
     assert [x.split()[0] for x in maps[1:]] == list(MAPS)
-    assert lines[-1] == "ring buffer: 4 MiB (4194304 bytes)"
+    assert lines[-2:] == ["ring buffer: 4 MiB (4194304 bytes) for each reader", "readers: none"]
 
 
 def test_a_long_pin_dir_is_cut_on_a_terminal_and_whole_when_piped():
@@ -112,6 +112,8 @@ def test_stats_json_has_its_time_first():
     obj = compact(stats_lines.stats_json(s, "2026-11-29T22:15:01.123456Z"))
     assert list(obj) == ["time", *STATS_KEYS]
     assert obj["time"] == "2026-11-29T22:15:01.123456Z" and obj["execs"] == 3
+    with_readers = compact(stats_lines.stats_json(s, "2026-11-29T22:15:01.123456Z", []))
+    assert list(with_readers) == ["time", *STATS_KEYS, "readers"]
 
 
 def test_watch_gives_rates_over_the_interval_measured(monkeypatch):

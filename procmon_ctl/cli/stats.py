@@ -51,7 +51,12 @@ def stats(
         s = counters.read_stats(pins)
         at = now_rfc3339()
         _warn(words, counters.attach_warning(pins))
-        print(lines.stats_json(s, at) if json_out else lines.stats_text(s))
+        if json_out:
+            from ..commands.readers import reader_statuses
+
+            print(lines.stats_json(s, at, reader_statuses(pins)))
+        else:
+            print(lines.stats_text(s))
         return
     gc.enable()  # runs until interrupted: collect as usual
     samples = counters.watch(pins, 1.0 if interval is None else interval)
@@ -71,7 +76,7 @@ def _warn(words: Hints, warning: Words | None) -> None:
 @command(quick=True)
 def status(ctx: typer.Context, json_out: JsonObjectOpt = False) -> None:
     """What is loaded and attached: programs and links, maps, the ring buffer, by pin
-    path (their kernel ids with --json)."""
+    path (their kernel ids with --json), and the readers (as `readers` lists them)."""
     from ..commands.stats import read_status
     from ..views.render import stream_width
     from ..views.stats import status_text

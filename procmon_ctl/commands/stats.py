@@ -82,8 +82,10 @@ def _samples(
 
 
 def read_status(pinned: PinnedInstance) -> Status:
+    from ..instance.readers import ReaderSlots
     from ..kernel import bpftool
     from ..views.schema import ProgramStatus, Status
+    from .readers import reader_statuses
 
     require_root("reading BPF pins")
     layout = pinned.layout
@@ -105,17 +107,19 @@ def read_status(pinned: PinnedInstance) -> Status:
                 link_pin=str(link_pin) if link else None,
             )
         )
-    maps, ring_size = {}, None
+    maps = {}
     for name in MAPS:
         if layout.map(name).exists():
-            info = bpftool.map_show(layout.map(name))
-            maps[name] = info.id
-            if name == "events":
-                ring_size = info.max_entries
+            maps[name] = bpftool.map_show(layout.map(name)).id
+    ring_size, readers = None, []
+    if layout.is_complete():
+        ring_size = ReaderSlots(pinned).new_ring_size()
+        readers = reader_statuses(pinned)
     return Status(
         pin_dir=str(layout.root),
         loaded=layout.is_loaded(),
         programs=programs,
         maps=maps,
         ring_size=ring_size,
+        readers=readers,
     )

@@ -83,7 +83,12 @@ class Status(_Model):
     loaded: bool
     programs: list[ProgramStatus] = []  # noqa: RUF012 (a pydantic field: each model gets a copy)
     maps: dict[str, int] = Field(default_factory=dict, description="map name -> map id")
-    ring_size: int | None = None
+    ring_size: int | None = Field(
+        None, description="the size of each new reader's ring buffer (`load <<ring_size>>`)"
+    )
+    readers: list[ReaderStatus] = Field(
+        default_factory=list, description="the readers of the instance, by slot"
+    )
 
 
 # One `events --json` line: one model per line type, told apart by `type`.  Exact

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from ..instance.pins import PinLayout
 from ..process.clock import rfc3339_utc
+from .readers import readers_lines
 
 if TYPE_CHECKING:
-    from .schema import Stats, Status
+    from .schema import ReaderStatus, Stats, Status
 
 # The counters `stats --watch` shows as rates.
 RATE_FIELDS = ("processes", "threads", "execs", "exits", "dropped")
@@ -34,9 +35,13 @@ def stats_text(s: Stats) -> str:
     return "\n".join(f"{name:<14} {value}" for name, value in s.model_dump().items())
 
 
-def stats_json(s: Stats, at: str) -> str:
-    """`stats --json`: one compact line, "time" (when the counters were read) first."""
-    return _compact({"time": at, **s.model_dump()})
+def stats_json(s: Stats, at: str, readers: list[ReaderStatus] | None = None) -> str:
+    """`stats --json`: one compact line, "time" (when the counters were read) first,
+    then the totals, then (when given) "readers": each reader's figures."""
+    obj = {"time": at, **s.model_dump()}
+    if readers is not None:
+        obj["readers"] = [r.model_dump() for r in readers]
+    return _compact(obj)
 
 
 def _compact(obj: dict) -> str:
@@ -100,7 +105,9 @@ def status_text(s: Status, width: int | None = None) -> str:
         maps = ((name, _relative(str(pins.map(name)), root)) for name in s.maps)
         lines += _table([("MAP", "PIN"), *maps])
     if s.ring_size:
-        lines.append(f"ring buffer: {_size_text(s.ring_size)}")
+        lines.append(f"ring buffer: {_size_text(s.ring_size)} for each reader")
+    if s.loaded and s.ring_size:
+        lines += readers_lines(s.readers, width)
     return "\n".join(lines)
 
 
