@@ -424,6 +424,8 @@ NOBODY_COMMANDS = [
     ["unload"],
     ["stats"],
     ["status"],
+    ["readers"],
+    ["readers", "rm", "journal"],
     ["events", "--count", "1"],
     ["run", "--duration", "1"],
     ["stats", "--watch"],

@@ -21,7 +21,17 @@ from conftest import CLI
 from procmon_ctl.errors import EXIT_STATE, EXIT_USAGE
 from procmon_ctl.instance.pins import DEFAULT_PIN_DIR
 
-INSTANCE_COMMANDS = ["load", "attach", "detach", "unload", "stats", "status", "events", "serve"]
+INSTANCE_COMMANDS = [
+    "load",
+    "attach",
+    "detach",
+    "unload",
+    "stats",
+    "status",
+    "readers",
+    "events",
+    "serve",
+]
 
 
 def bare_env(**extra: str) -> dict[str, str]:

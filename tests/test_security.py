@@ -104,6 +104,8 @@ COMMANDS = [
     ("unload",),
     ("unload", "--force"),
     ("status",),
+    ("readers",),
+    ("readers", "rm", "journal"),
     ("stats",),
     ("events", "--count", "1", "--duration", "2"),
     ("attach",),
