@@ -101,6 +101,7 @@ def test_help_lists_every_command_in_order(cli):
         "unload",
         "stats",
         "status",
+        "readers",
         "events",
         "run",
         "schema",

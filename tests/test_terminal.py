@@ -29,6 +29,7 @@ COMMANDS = [
     ["serve", "--no-such-option"],
     ["stats"],
     ["status"],
+    ["readers"],
     ["events", "--duration", "0.3"],
     ["stats", "--json"],
     ["schema"],

@@ -39,7 +39,6 @@ from ..kernel.abi import (
     Settings,
 )
 from .base import Instance, SlotHold
-from .settings import default_wakeup_bytes
 
 READERS_MAX = ReaderLimits.READERS_MAX.value
 NAME_MAX = ReaderLimits.READER_NAME_LEN.value - 1
@@ -269,6 +268,10 @@ class ReaderSlots:
             self._leave(held)
 
     def _take(self, wants: ReaderWants, name: str | None, ring_size: int | None) -> HeldSlot:
+        # Here, not at the top: `stats` lists the slots without loading what a reader
+        # needs to take one (tests/test_startup.py).
+        from .settings import default_wakeup_bytes
+
         flags = wants.flags | (ReaderFlag.NAMED if name else 0)
         with self.instance.slots_lock():
             self._reclaim()
