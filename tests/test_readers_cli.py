@@ -17,9 +17,91 @@ from conftest import bpftool_json, fork_processes, shown, wait_reading
 from procmon_ctl.errors import EXIT_STATE, EXIT_USAGE
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.readers import READERS_MAX, ReaderSlots, ReaderWants
+from procmon_ctl.views import readers as view
 from procmon_ctl.views.readers import HEADINGS
+from procmon_ctl.views.render import CUT
+from procmon_ctl.views.schema import ReaderStatus
 
-pytestmark = pytest.mark.kernel
+
+def a_reader(**fields) -> ReaderStatus:
+    base = dict(
+        slot=0,
+        name=None,
+        pid=4242,
+        threads=False,
+        failed=False,
+        cgroup_id=None,
+        cgroup=None,
+        ring_size=4 << 20,
+        waiting_bytes=0,
+        produced=0,
+        delivered=0,
+        dropped=0,
+        filtered=0,
+    )
+    return ReaderStatus(**{**base, **fields})
+
+
+# --- the table, from models ------------------------------------------------------------
+
+
+def test_the_table_shows_each_reader_in_aligned_columns():
+    shipper = a_reader(
+        slot=3,
+        name="events.jsonl",
+        pid=None,
+        threads=True,
+        waiting_bytes=12_800,
+        produced=1500,
+        delivered=1400,
+        dropped=100,
+    )
+    watcher = a_reader(slot=5, failed=True, cgroup_id=7, cgroup="/system.slice/x", filtered=9)
+    gone = a_reader(slot=6, cgroup_id=8, cgroup=None)
+    lines = view.readers_lines([shipper, watcher, gone])
+    assert lines == [
+        "SLOT  NAME          PID   RING  WAITING    DELIVERED  DROPPED  FILTERED  FILTERS",
+        "3     events.jsonl  down  4M    12.5K <1%  1400       100      0         threads",
+        "5     -             4242  4M    0B 0%      0          0        9         "
+        "failed, cgroup /system.slice/x",
+        "6     -             4242  4M    0B 0%      0          0        0         "
+        "cgroup id 8 (gone)",
+    ]
+    assert view.readers_lines([]) == ["readers: none"]
+    assert view.waiting_text(1 << 21, 4 << 20) == "2M 50%"
+    assert (
+        view.removed_text(shipper)
+        == "removed the reader events.jsonl and the 12.5 KiB its ring held unread"
+    )
+
+
+def test_the_table_fits_a_terminal_and_is_whole_when_piped():
+    """On 80 columns FILTERS, then NAME, are cut (never a figure); piped, nothing is."""
+    long = a_reader(
+        slot=15,
+        name="n" * 31,
+        pid=4194303,
+        threads=True,
+        failed=True,
+        cgroup_id=9,
+        cgroup="/system.slice/" + "c" * 60,
+        produced=10**9,
+        delivered=10**9 - 1,
+        dropped=1,
+        filtered=123456789,
+        waiting_bytes=(4 << 20) - 8,
+    )
+    cut = view.readers_lines([long, a_reader()], 80)
+    assert max(len(x) for x in cut) <= 80, cut
+    assert CUT in cut[1] and str(10**9 - 1) in cut[1] and "123456789" in cut[1]
+    whole = view.readers_lines([long, a_reader()])
+    assert whole[1].endswith("threads, failed, cgroup /system.slice/" + "c" * 60)
+    assert "n" * 31 in whole[1]
+    for lines in (cut, whole):
+        header = lines[0]
+        starts = [header.index(h) for h in HEADINGS]
+        for line in lines[1:]:
+            assert all(line[at - 2 : at] == "  " and line[at] != " " for at in starts[1:]), line
 
 
 def one_error_line(r: subprocess.CompletedProcess, code: int) -> str:
@@ -67,6 +149,7 @@ def by_slot_owner(readers: list[dict]) -> dict:
     return {r["name"] or r["pid"]: r for r in readers}
 
 
+@pytest.mark.kernel
 def test_two_readers_are_listed_with_their_pid_name_and_filters(attached, test_cgroup):
     cgroup = shown(test_cgroup)
     with (
@@ -96,7 +179,7 @@ def test_two_readers_are_listed_with_their_pid_name_and_filters(attached, test_c
     assert rows["journal"]["PID"] == str(named.pid) and rows["journal"]["FILTERS"] == "threads"
     assert rows[str(unnamed.pid)]["NAME"] == "-"
     assert rows[str(unnamed.pid)]["FILTERS"] == f"failed, cgroup {cgroup}"
-    assert rows["journal"]["RING"] == "4 MiB"
+    assert rows["journal"]["RING"] == "4M"
 
     assert {k: (r["pid"], r["slot"]) for k, r in status.items()} == {
         k: (r["pid"], r["slot"]) for k, r in listed.items()
@@ -106,6 +189,7 @@ def test_two_readers_are_listed_with_their_pid_name_and_filters(attached, test_c
     assert per_reader["journal"]["threads"] and per_reader[unnamed.pid]["failed"]
 
 
+@pytest.mark.kernel
 def test_a_named_reader_that_is_down_shows_as_down_with_what_waits_for_it(attached):
     with reader(attached, "--name", "journal", "--json"):
         pass
@@ -134,6 +218,7 @@ def ring_ids(pin_dir) -> dict[int, int]:
     }
 
 
+@pytest.mark.kernel
 def test_readers_rm_refuses_while_it_runs_and_removes_it_when_down(attached):
     with reader(attached, "--name", "journal", "--json") as running:
         (state,) = attached.json("readers", "--json")
@@ -163,12 +248,14 @@ BAD_INPUT = [
 ]
 
 
+@pytest.mark.kernel
 def test_bad_and_unknown_names_give_one_clear_line(attached):
     for argv, code, says in BAD_INPUT:
         line = one_error_line(attached("readers", *argv, check=False), code)
         assert says in line, (argv, line)
 
 
+@pytest.mark.kernel
 def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
     with reader(attached, "--name", "journal") as first:
         second = attached("events", "--name", "journal", "--count", "1", check=False)
@@ -179,6 +266,7 @@ def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
         )
 
 
+@pytest.mark.kernel
 def test_when_every_slot_is_taken_the_error_names_who_holds_them(attached):
     """Slots held here (each hold is a lock of its own, as another process's would
     be): unnamed, one named reader reading, one named reader down."""

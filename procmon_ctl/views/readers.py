@@ -19,26 +19,41 @@ HEADINGS = (
     "FILTERED",
     "FILTERS",
 )
-# The narrowest FILTERS column cut to a terminal's width still shows.
-_FILTERS_MIN = 12
+# On a terminal too narrow for the whole table, FILTERS and then NAME are cut, down
+# to these widths (the figures never are); piped, every cell is whole.
+_FILTERS_MIN = 8
+_NAME_MIN = 6
 
 
 def readers_lines(readers: list[ReaderStatus], width: int | None = None) -> list[str]:
-    """A table, one row per reader (its FILTERS cut to a terminal's `width`; None:
-    whole), or the one line that says there is none."""
+    """A table, one row per reader, or the one line that says there is none.
+    `width`: a terminal's, to cut NAME and FILTERS to (None: piped, whole)."""
     if not readers:
         return ["readers: none"]
-    from .render import fit, printable
+    from .render import columns, fit, printable
 
     rows = [HEADINGS, *(_row(r) for r in readers)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADINGS) - 1)]
-    room = None if width is None else max(width - sum(w + 2 for w in widths), _FILTERS_MIN)
+    rows = [(*row[:-1], printable(row[-1])) for row in rows]  # a cgroup path is anyone's
+    widths = [max(columns(row[i]) for row in rows) for i in range(len(HEADINGS))]
+    if width is not None:
+        _narrow(widths, width)
     lines = []
     for row in rows:
-        filters = printable(row[-1])
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, filters if room is None else fit(filters, room)]))
+        cells = [fit(cell, w) for cell, w in zip(row, widths, strict=True)]
+        padded = [c + " " * (w - columns(c)) for c, w in zip(cells[:-1], widths, strict=False)]
+        lines.append("  ".join([*padded, cells[-1]]))
     return lines
+
+
+def _narrow(widths: list[int], width: int) -> None:
+    """Cut FILTERS (the last column), then NAME, so the table fits `width` if it can."""
+    over = sum(widths) + 2 * (len(widths) - 1) - width
+    for column, least in ((len(widths) - 1, _FILTERS_MIN), (HEADINGS.index("NAME"), _NAME_MIN)):
+        if over <= 0:
+            return
+        cut = min(over, max(widths[column] - max(least, len(HEADINGS[column])), 0))
+        widths[column] -= cut
+        over -= cut
 
 
 def _row(r: ReaderStatus) -> tuple[str, ...]:
@@ -46,7 +61,7 @@ def _row(r: ReaderStatus) -> tuple[str, ...]:
         str(r.slot),
         r.name or "-",
         "down" if r.pid is None else str(r.pid),
-        size_text(r.ring_size),
+        short_size(r.ring_size),
         waiting_text(r.waiting_bytes, r.ring_size),
         str(r.delivered),
         str(r.dropped),
@@ -64,21 +79,28 @@ def filters_text(r: ReaderStatus) -> str:
 
 
 def size_text(size: int) -> str:
-    """A ring's size, short: 4 MiB, 256 KiB, 1.5 MiB, 600 B."""
+    """A size in a sentence: 4 MiB, 12.8 KiB, 600 bytes."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale:
-            figure = size / scale
-            return f"{figure:.0f} {unit}" if size % scale == 0 else f"{figure:.1f} {unit}"
-    return f"{size} B"
+            return f"{size // scale} {unit}" if size % scale == 0 else f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def short_size(size: int) -> str:
+    """A size in a table cell, in units of 1024: 4M, 256K, 2.4K, 600B."""
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= scale:
+            return f"{size // scale}{unit}" if size % scale == 0 else f"{size / scale:.1f}{unit}"
+    return f"{size}B"
 
 
 def waiting_text(waiting: int, ring_size: int) -> str:
-    """What waits in a ring, and how full that makes it: "12.0 KiB 1%"."""
+    """What waits in a ring, and how full that makes it: "12.8K 1%"."""
     if not ring_size:
-        return size_text(waiting)
-    percent = 100 * waiting / ring_size
-    shown = "<1%" if 0 < percent < 1 else f"{percent:.0f}%"
-    return f"{size_text(waiting)} {shown}"
+        return short_size(waiting)
+    percent = 100 * waiting // ring_size  # down: 100% only when it is full
+    shown = "<1%" if waiting and not percent else f"{percent}%"
+    return f"{short_size(waiting)} {shown}"
 
 
 def removed_text(r: ReaderStatus) -> str:
