@@ -144,7 +144,15 @@ def test_a_pin_dir_a_shell_would_split_is_quoted(cli):
 # --- the errors of commands run where nothing is loaded ---------------------------
 
 
-NOT_LOADED = [["attach"], ["stats"], ["stats", "--watch"], ["events", "--count", "1"], ["serve"]]
+NOT_LOADED = [
+    ["attach"],
+    ["stats"],
+    ["stats", "--watch"],
+    ["readers"],
+    ["readers", "rm", "journal"],
+    ["events", "--count", "1"],
+    ["serve"],
+]
 
 
 @pytest.mark.parametrize("argv", NOT_LOADED, ids=" ".join)
