@@ -189,11 +189,11 @@ _COLUMNS = {
 # is the view with everything; the narrow table gives its columns to the command line.
 TIME_BY_DEFAULT = {"table": False, "wide": True, "raw": False}
 
-# After the ring's backlog (the records from before the reader started), in the tables.
+# After what came while a named reader was down (what waited in its ring), in the tables.
 BACKLOG: Words = (
-    "-- above: from before this reader started (",
+    "-- above: while this reader was down (",
     Setting("from_now"),
-    " skips them) --",
+    " skips it) --",
 )
 
 
