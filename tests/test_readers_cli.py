@@ -248,14 +248,14 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.kernel
+# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_bad_and_unknown_names_give_one_clear_line(attached):
     for argv, code, says in BAD_INPUT:
         line = one_error_line(attached("readers", *argv, check=False), code)
         assert says in line, (argv, line)
 
 
-@pytest.mark.kernel
+# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
     with reader(attached, "--name", "journal") as first:
         second = attached("events", "--name", "journal", "--count", "1", check=False)
@@ -266,7 +266,7 @@ def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
         )
 
 
-@pytest.mark.kernel
+# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_when_every_slot_is_taken_the_error_names_who_holds_them(attached):
     """Slots held here (each hold is a lock of its own, as another process's would
     be): unnamed, one named reader reading, one named reader down."""
