@@ -33,20 +33,20 @@ def status_of(record: dict) -> int:
 
 def test_one_exit_record_per_process_with_its_status(attached, exit_modes):
     cli = attached
-    cli("events", "--from-now", "--duration", "0.1")
     before = cli.json("stats", "--json")
     runs = []
-    for args, expected, threads in MODES:
-        for _ in range(REPEAT):
-            t0 = time.monotonic_ns()
-            p = subprocess.run([str(exit_modes), *args])
-            runs.append((args, expected, threads, p.returncode, time.monotonic_ns() - t0))
-    events = cli.json_lines("events", "--json", "--duration", "0.5")
+    with cli.reading("events", "--json") as reading:
+        for args, expected, threads in MODES:
+            for _ in range(REPEAT):
+                t0 = time.monotonic_ns()
+                p = subprocess.run([str(exit_modes), *args])
+                runs.append((args, expected, threads, p.returncode, time.monotonic_ns() - t0))
+    events = reading.json_lines()
     after = cli.json("stats", "--json")
     assert after["dropped"] == before["dropped"]
     # Each run's process is the one that exec'd exit_modes, in order.
     pids = [e["tgid"] for e in events if e["type"] == "exec" and e["filename"] == str(exit_modes)]
-    assert len(pids) == len(runs), f"{len(pids)} execs of {exit_modes} in the ring"
+    assert len(pids) == len(runs), f"{len(pids)} execs of {exit_modes} read"
     for pid, (args, expected, _threads, returncode, wall_ns) in zip(pids, runs, strict=True):
         if expected is not None:
             assert returncode == expected, args

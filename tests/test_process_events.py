@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import bpftool_json, lines_until, wait_threads_streamed
-
-from procmon_ctl.instance.pinned import PinnedInstance
+from conftest import bpftool_json, reader_state
 
 THREADS = """
 import threading
@@ -24,18 +22,13 @@ for t in ts:
 """
 
 
-def drain(cli):
-    cli("events", "--from-now", "--duration", "0.1")
-
-
 @pytest.mark.kernel
 def test_seed_example_literally(attached):
     """`sh -c 'ls /tmp; ps aux | head'` gives rows ls, ps and head, each a child of that sh."""
-    cli = attached
-    drain(cli)
-    sh = subprocess.Popen(["sh", "-c", "ls /tmp; ps aux | head"], stdout=subprocess.DEVNULL)
-    sh.wait()
-    out = cli("events", "--duration", "0.5").stdout.splitlines()
+    with attached.reading("events") as reading:
+        sh = subprocess.Popen(["sh", "-c", "ls /tmp; ps aux | head"], stdout=subprocess.DEVNULL)
+        sh.wait()
+    out = reading.lines()
     assert out[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
     rows = [ln.split() for ln in out[2:] if not ln.startswith("--")]
     children = {r[2]: int(r[1]) for r in rows if int(r[1]) == sh.pid}
@@ -51,17 +44,17 @@ def test_the_table_shows_what_a_launcher_finally_ran(attached):
     with its command line whole when piped; --wide's names both the file and the
     command line, on the exit row too."""
     cli = attached
-    drain(cli)
     long = "y" * 300
-    subprocess.run(["env", "/bin/true", "xyz", "a b", "", long], check=True)
-    table = cli("events", "--ppid", str(os.getpid()), "--duration", "0.5").stdout.splitlines()
+    with cli.reading("events", "--ppid", str(os.getpid())) as reading:
+        subprocess.run(["env", "/bin/true", "xyz", "a b", "", long], check=True)
+    table = reading.lines()
     mine = [ln for ln in table[2:] if "xyz" in ln]
     [row] = mine
     assert row.split()[2] == "true", table
     assert row.endswith(f" {'true':<15} /bin/true xyz 'a b' '' {long}"), table
-    drain(cli)
-    subprocess.run(["env", "/bin/true", "xyz"], check=True)
-    wide = cli("events", "--wide", "--ppid", str(os.getpid()), "--duration", "0.5").stdout
+    with cli.reading("events", "--wide", "--ppid", str(os.getpid())) as reading:
+        subprocess.run(["env", "/bin/true", "xyz"], check=True)
+    wide = reading.stdout
     started, ended = [ln for ln in wide.splitlines() if ln.endswith(" xyz")]
     assert started.split()[4:] == ["exec", "/bin/true", "xyz"], wide
     assert ended.split()[4:6] == ["exit", "0"], wide
@@ -77,14 +70,14 @@ def _settings(cli) -> dict:
 @pytest.mark.kernel
 def test_threads_counted_apart_not_streamed(attached):
     cli = attached
-    drain(cli)
-    before = cli.json("stats", "--json")
-    proc = subprocess.run([sys.executable, "-c", THREADS], check=True)
-    after = cli.json("stats", "--json")
+    with cli.reading("events", "--json") as reading:
+        before = cli.json("stats", "--json")
+        proc = subprocess.run([sys.executable, "-c", THREADS], check=True)
+        after = cli.json("stats", "--json")
     assert after["threads"] - before["threads"] >= 1000
-    lines = cli.json_lines("events", "--json", "--duration", "0.5")
+    lines = reading.json_lines()
     assert not [e for e in lines if e.get("thread")], "no thread events without --threads"
-    # Every process fork since the drain is in the ring (none dropped): process_count
+    # Every process fork the reader was there for is in its ring (none dropped): process_count
     # grew by no more than those, so the 1000 threads did not count as processes,
     # however busy the rest of the machine is.
     process_forks = [e for e in lines if e["type"] == "fork"]
@@ -97,52 +90,35 @@ def test_threads_counted_apart_not_streamed(attached):
 @pytest.mark.kernel
 def test_threads_streamed_with_flag(attached):
     cli = attached
-    drain(cli)
-    reader = cli.popen(
-        "events",
-        "--json",
-        "--threads",
-        "--duration",
-        "120",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    wait_threads_streamed(cli.pin_dir)
-    prog = subprocess.Popen([sys.executable, "-c", THREADS])
-    prog.wait()
-    marker = f'"tgid":{prog.pid},'
-    out, err = lines_until(
-        reader, lambda lines: sum('"thread":true' in ln and marker in ln for ln in lines) >= 1000
-    )
-    assert reader.returncode == 0, err
-    events = [json.loads(x) for x in out]
+    with cli.reading("events", "--json", "--threads") as reading:
+        prog = subprocess.Popen([sys.executable, "-c", THREADS])
+        prog.wait()
+    events = reading.json_lines()
     threads = [e for e in events if e["type"] == "fork" and e["thread"] and e["tgid"] == prog.pid]
     assert len(threads) == 1000
     assert len({e["pid"] for e in threads}) == 1000
     assert all(e["ppid"] != prog.pid for e in threads), "ppid is the parent *process*"
-    # The reader switches thread streaming off again when it leaves.
-    assert _settings(cli)["threads_until_ns"] == 0
-    # Once it has gone, new threads cost no ring space again.  (Drain first: the
-    # reader's own helper threads, made while it switched streaming off, are in the ring.)
-    drain(cli)
-    small = subprocess.Popen([sys.executable, "-c", THREADS.replace("1000", "3")])
-    small.wait()
-    table = cli("events", "--duration", "0.3").stdout
-    assert f"(thread of {small.pid})" not in table
+    # The reader's slot, and with it its wish for threads, went when it left: the
+    # programs put thread forks in nobody's ring again.
+    assert reader_state(cli.pin_dir, reading.proc.pid) is None
+    assert _settings(cli)["readers"] == _settings(cli)["thread_readers"] == 0
+    before = cli.json("stats", "--json")
+    subprocess.run([sys.executable, "-c", THREADS.replace("1000", "3")], check=True)
+    after = cli.json("stats", "--json")
+    assert after["threads"] > before["threads"] and after["produced"] == before["produced"]
 
 
 @pytest.mark.kernel
 def test_exec_filename_exit_code_and_lifetime(attached):
-    cli = attached
-    drain(cli)
-    code3 = subprocess.run(["sh", "-c", "exit 3"])
+    with attached.reading("events", "--json") as reading:
+        code3 = subprocess.run(["sh", "-c", "exit 3"])
+        killed = subprocess.run(["sh", "-c", "kill -9 $$"])
+        t0 = time.monotonic()
+        sleeper = subprocess.Popen(["sleep", "0.2"])
+        sleeper.wait()
+        wall = time.monotonic() - t0
     assert code3.returncode == 3
-    killed = subprocess.run(["sh", "-c", "kill -9 $$"])
-    t0 = time.monotonic()
-    sleeper = subprocess.Popen(["sleep", "0.2"])
-    sleeper.wait()
-    wall = time.monotonic() - t0
-    events = cli.json_lines("events", "--json", "--duration", "0.5")
+    events = reading.json_lines()
     by_pid: dict[int, dict[str, dict]] = {}
     for e in events:
         by_pid.setdefault(e["tgid"], {})[e["type"]] = e
@@ -178,28 +154,14 @@ child.wait()
 
 
 def test_tree_follows_new_descendants(attached):
-    cli = attached
-    drain(cli)
     parent = subprocess.Popen([sys.executable, "-c", TREE], stdin=subprocess.PIPE, text=True)
-    reader = cli.popen(
-        "events",
-        "--json",
-        "--tree",
-        str(parent.pid),
-        "--duration",
-        "3",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    time.sleep(0.5)
-    unrelated = subprocess.Popen(["sh", "-c", "true"])
-    unrelated.wait()
-    parent.stdin.write("go\n")
-    parent.stdin.flush()
-    parent.wait()
-    out, err = reader.communicate(timeout=20)
-    assert reader.returncode == 0, err
-    events = [json.loads(x) for x in out.splitlines()]
+    with attached.reading("events", "--json", "--tree", str(parent.pid)) as reading:
+        unrelated = subprocess.Popen(["sh", "-c", "true"])
+        unrelated.wait()
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        parent.wait()
+    events = reading.json_lines()
     forks = [e for e in events if e["type"] == "fork"]
     child = [e for e in forks if e["ppid"] == parent.pid]
     assert len(child) == 1
@@ -226,23 +188,6 @@ for _ in range(2):
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
 
 
-def reader_ready(cli, reader: subprocess.Popen, timeout: float = 60) -> None:
-    """Until `reader` holds its pin dir's reader lock: past reading the tree from
-    /proc, reading the ring.  (Read from /proc/locks: taking the lock to try it
-    could make the reader fail.)"""
-    lock = PinnedInstance.at(cli.pin_dir).locks.paths()[1]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert reader.poll() is None, reader.communicate()
-        if lock.exists():
-            inode = f":{lock.stat().st_ino} "
-            for ln in Path("/proc/locks").read_text().splitlines():
-                if f" {reader.pid} " in ln and inode in ln:
-                    return
-        time.sleep(0.02)
-    raise AssertionError("the reader did not start reading")
-
-
 def fork_with_pid(pid: int, code: int, tries: int = 200) -> bool:
     """A child of this process with `pid` (via ns_last_pid), which exits `code`
     at once.  False if other processes on the host kept taking that pid first."""
@@ -264,49 +209,31 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
     included, and nothing of the stranger."""
     if not os.access(NS_LAST_PID, os.W_OK):
         pytest.skip("no writable /proc/sys/kernel/ns_last_pid (CONFIG_CHECKPOINT_RESTORE)")
-    cli = attached
-    drain(cli)
     parent = subprocess.Popen(
         [sys.executable, "-c", REUSED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    reader = cli.popen(
-        "events",
-        mode,
-        "--tree",
-        str(parent.pid),
-        "--duration",
-        "120",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    reader_ready(cli, reader)
-    parent.stdin.write("go\n")
-    parent.stdin.flush()
-    child = int(parent.stdout.readline())
-    reused = fork_with_pid(child, 7)
-    parent.stdin.write("go\n")
-    parent.stdin.flush()
-    marker = int(parent.stdout.readline())  # the parent's second child, after the stranger
-    parent.wait()
+    with attached.reading("events", mode, "--tree", str(parent.pid)) as reading:
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        child = int(parent.stdout.readline())
+        reused = fork_with_pid(child, 7)
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        marker = int(parent.stdout.readline())  # the parent's second child, after the stranger
+        parent.wait()
+    out = reading.lines()
     if mode == "--json":
-        out, err = lines_until(
-            reader,
-            lambda lines: any('"type":"exit"' in ln and f'"tgid":{marker},' in ln for ln in lines),
-        )
-        events = [json.loads(x) for x in out]
+        events = reading.json_lines()
         assert [(e["type"], e["ppid"]) for e in events if e["tgid"] == child] == [
             ("fork", parent.pid),
             ("exec", parent.pid),
             ("exit", parent.pid),
         ], out
         assert {e["tgid"] for e in events} == {parent.pid, child, marker}, out
-        # The parent's own records are in the ring too (started before the reader).
+        # The parent started before the reader: its exit is shown, nothing of its
+        # other children.
         assert not [e for e in events if e["ppid"] == os.getpid() and e["tgid"] != parent.pid]
     else:
-        out, err = lines_until(
-            reader,
-            lambda lines: any(ln.split()[1:2] == [str(marker)] and " exit " in ln for ln in lines),
-        )
         rows = [ln.split()[1:] for ln in out[2:] if not ln.startswith("--")]
         assert [r[:5] for r in rows if r[0] == str(child)] == [
             [str(child), str(parent.pid), "0", "exec", "true"],
@@ -314,57 +241,58 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
         ], out
         assert {r[0] for r in rows} <= {str(parent.pid), str(child), str(marker)}, out
         assert not [r for r in rows if r[1] == str(os.getpid()) and r[0] != str(parent.pid)]
-    assert reader.returncode == 0, err
     if not reused:
         pytest.skip(f"the host kept taking pid {child} before this test could (shown: no row)")
 
 
 def test_filters(attached):
     cli = attached
-    drain(cli)
-    nobody = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "true"],
-        check=True,
-    )
-    mine = subprocess.run(["sh", "-c", "true"], check=True)
-    events = cli.json_lines("events", "--json", "--uid", "65534", "--duration", "0.5")
+    with cli.reading("events", "--json", "--uid", "65534") as reading:
+        nobody = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "true"],
+            check=True,
+        )
+        mine = subprocess.run(["sh", "-c", "true"], check=True)
+    events = reading.json_lines()
     assert events and all(e["uid"] == 65534 for e in events)
-    drain(cli)
+    # --pid P: a table's rows are new processes, and P is known only once it runs:
+    # a named reader, stopped meanwhile, shows it from its backlog.
+    cli("events", "--name", "pid-filter", "--duration", "0.01")
     target = subprocess.Popen(["sleep", "0.3"])
     target.wait()
-    out = cli("events", "--pid", str(target.pid), "--duration", "0.5").stdout.splitlines()
-    rows = [r for r in out[2:] if not r.startswith("--")]
-    assert [r.split()[0] for r in rows] == [str(target.pid)]
-    drain(cli)
-    subprocess.run(["sh", "-c", "true"], check=True)
-    rows = cli(
-        "events", "--comm", "sh", "--ppid", str(os.getpid()), "--duration", "0.5"
-    ).stdout.splitlines()[2:]
-    assert rows[-1].startswith("-- above: "), rows
-    rows = rows[:-1]
+    out = cli("events", "--name", "pid-filter", "--pid", str(target.pid), "--duration", "0.2")
+    rows = out.stdout.splitlines()[2:]
+    assert rows[-1].startswith("-- above: "), rows  # where its backlog ends
+    assert [r.split()[0] for r in rows[:-1]] == [str(target.pid)]
+    with cli.reading("events", "--comm", "sh", "--ppid", str(os.getpid())) as reading:
+        subprocess.run(["sh", "-c", "true"], check=True)
+    rows = reading.lines()[2:]
+    # An unnamed reader starts now: no backlog, so no line marking where one ends.
+    assert not [r for r in rows if r.startswith("--")], rows
     assert rows and all(r.split()[2] == "sh" and r.split()[1] == str(os.getpid()) for r in rows)
     assert nobody.returncode == mine.returncode == 0
 
 
 def test_wide_shows_exit_row_and_raw_every_event(attached):
     cli = attached
-    drain(cli)
-    p = subprocess.Popen(["sh", "-c", "exit 4"])
-    p.wait()
-    wide = cli("events", "--wide", "--pid", str(p.pid), "--duration", "0.5").stdout.splitlines()
+    # The table's rows are new processes: forked while the reader reads, this
+    # process's only child then.
+    with cli.reading("events", "--wide", "--ppid", str(os.getpid())) as reading:
+        p = subprocess.Popen(["sh", "-c", "exit 4"])
+        p.wait()
+    wide = reading.lines()
     assert wide[0].split() == ["TIME", "PID", "PPID", "UID", "EVENT", "COMMAND"]
     started, ended = wide[2].split(), wide[3].split()
     assert started[1:5] == [str(p.pid), str(os.getpid()), "0", "exec"]
     assert wide[2].endswith(" sh -c 'exit 4'")
     assert ended[4:6] == ["exit", "4"] and wide[3].endswith(": sh -c 'exit 4'")
-    assert wide[4] == "-- above: from before this reader started (--from-now skips them) --"
-    assert len(wide) == 5
-    drain(cli)
-    q = subprocess.Popen(["sh", "-c", "exit 5"])
-    q.wait()
-    raw = cli("events", "--raw", "--pid", str(q.pid), "--duration", "0.5").stdout.splitlines()
-    assert [ln.split()[0] for ln in raw[2:5]] == ["fork", "exec", "exit"]
-    assert "exit=5" in raw[4]
+    assert len(wide) == 4, wide  # an unnamed reader has no backlog to mark the end of
+    with cli.reading("events", "--raw", "--ppid", str(os.getpid())) as reading:
+        q = subprocess.Popen(["sh", "-c", "exit 5"])
+        q.wait()
+    raw = reading.lines()[2:]  # this process's only child's: q's
+    assert [ln.split()[0] for ln in raw] == ["fork", "exec", "exit"], raw
+    assert "exit=5" in raw[2]
 
 
 @pytest.mark.kernel
