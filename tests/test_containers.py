@@ -7,10 +7,11 @@ The image is built locally from busybox-static (tests/containers.py)."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from containers import podman, require_podman, running_container
-from test_where_it_ran import storm_under_filter
+from test_where_it_ran import storm_under_filter, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -27,8 +28,13 @@ def marker_exec(tag: str) -> list[str]:
 def test_a_containers_processes_carry_its_identity(attached):
     tag = uuid.uuid4().hex[:8]
     script = f"{' '.join(marker_exec(tag)[:3])} {tag}; exec sleep 600"
-    with running_container("sh", "-c", script) as c:
-        events = attached.json_lines("events", "--json", "--lineage", "--duration", "2")
+    with (
+        attached.reading("events", "--json", "--lineage") as reading,
+        running_container("sh", "-c", script) as c,
+    ):
+        # Once sh has exec'd sleep, its child with the tag has run.
+        wait_for(lambda: Path(f"/proc/{c.pid}/comm").read_text() == "sleep\n", what="sleep")
+    events = reading.json_lines()
     inside = [e for e in events if e.get("container_id") == c.id]
     assert inside, f"no record of container {c.id}"
     assert all(e["container_runtime"] == "podman" and e["cgroup"] == c.cgroup for e in inside)

@@ -15,23 +15,33 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import bpftool_json, in_cgroup, lines_until, move_out_and_remove, shown
-from test_process_events import reader_ready
+from conftest import (
+    bpftool_json,
+    in_cgroup,
+    lines_until,
+    move_out_and_remove,
+    reader_state,
+    shown,
+    wait_reading,
+)
 
 
 @pytest.mark.kernel
 def test_each_record_has_its_cgroup_and_its_pids_in_its_pid_namespace(attached, test_cgroup):
     """A shell moved into a test-made cgroup starts `unshare --pid --fork`: the
     processes inside have their cgroup's id and path, and pids 1 and 2 as their
-    namespace sees them; processes outside have neither.  Once the cgroup is
-    removed, a new reader shows the records by cgroup id, without a path."""
+    namespace sees them; processes outside have neither.  A named reader that
+    comes back once the cgroup is removed shows its records by cgroup id, without
+    a path."""
     tag = uuid.uuid4().hex[:8]
     inner = f"/bin/true {tag}; exit 0"
-    subprocess.run(
-        in_cgroup(test_cgroup, f"unshare --pid --fork --mount-proc sh -c '{inner}'"), check=True
-    )
+    with attached.reading("events", "--json") as reading:
+        subprocess.run(
+            in_cgroup(test_cgroup, f"unshare --pid --fork --mount-proc sh -c '{inner}'"),
+            check=True,
+        )
     cgroup_id = test_cgroup.stat().st_ino
-    events = attached.json_lines("events", "--json", "--duration", "2")
+    events = reading.json_lines()
     ours = [e for e in events if e.get("cgroup_id") == cgroup_id]
     true = next(e for e in ours if e["type"] == "exec" and tag in e["argv"])
     sh = next(
@@ -49,10 +59,12 @@ def test_each_record_has_its_cgroup_and_its_pids_in_its_pid_namespace(attached, 
     assert outside and all("ns_pid" not in e for e in outside if e["comm"] == "procmon-ctl")
     assert all(e["cgroup_id"] > 0 for e in events)
 
-    # The same records again, read after the cgroup is gone: its id, no path.
+    # A record read after its cgroup is gone (a named reader's, made while it was
+    # down): its id, no path.
+    attached("events", "--name", "later", "--duration", "0.01")
     subprocess.run(in_cgroup(test_cgroup, f"/bin/true again-{tag}"), check=True)
     move_out_and_remove(test_cgroup)
-    again = attached.json_lines("events", "--json", "--duration", "1")
+    again = attached.json_lines("events", "--name", "later", "--json", "--duration", "0.2")
     gone = next(e for e in again if e["type"] == "exec" and f"again-{tag}" in e["argv"])
     assert gone["cgroup_id"] == cgroup_id and "cgroup" not in gone
 
@@ -86,7 +98,7 @@ def storm_under_filter(cli, storm, filter_args: list[str], inside, tag: str) -> 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        wait_for(lambda: settings_of(cli.pin_dir)["cgroup_id"] != 0, what="the filter")
+        wait_reading(cli.pin_dir, reader)  # its filter is set with its slot
         before = cli.json("stats", "--json")
         made = subprocess.run(
             [str(storm), "fork", "2000", "60"], capture_output=True, text=True, check=True
@@ -104,8 +116,9 @@ def storm_under_filter(cli, storm, filter_args: list[str], inside, tag: str) -> 
     # Each storm child's fork and exit records were kept out: counted, never produced.
     assert grew["processes"] >= 2000 and grew["filtered"] >= 2 * 2000
     assert grew["produced"] < 200  # the few processes inside, nothing of the storm
-    # The reader has ended: its filter with it.
-    assert settings_of(cli.pin_dir)["cgroup_id"] == 0
+    # The reader has ended: its slot, and its filter, with it.
+    assert reader_state(cli.pin_dir, reader.pid) is None
+    assert settings_of(cli.pin_dir)["readers"] == 0
     return Filtered(events, grew, json.loads(made.stdout)["pid"])
 
 
@@ -113,8 +126,8 @@ def storm_under_filter(cli, storm, filter_args: list[str], inside, tag: str) -> 
 def test_the_cgroup_filter_keeps_a_fork_storm_out_of_the_ring(attached, test_cgroup, storm):
     """`events --cgroup` sets the filter in the kernel: a fork storm from another
     cgroup is counted (processes) but never produced (filtered), and the reader
-    sees only the processes in its cgroup.  The filter is a lease: it ends with
-    the reader."""
+    sees only the processes in its cgroup.  The filter is the reader's own: it
+    ends with the reader."""
     tag = uuid.uuid4().hex[:8]
     seen = storm_under_filter(
         attached,
@@ -138,14 +151,13 @@ def test_lineage_names_who_started_a_process_after_its_parent_exits(attached):
         "events",
         "--json",
         "--lineage",
-        "--from-now",
         "--duration",
         "60",
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        reader_ready(attached, reader)
+        wait_reading(attached.pin_dir, reader)
         # sh (outer) starts sh (inner) in the background and exits at once; the inner
         # one outlives it, reparented, then runs true (not last: so not exec'd in place).
         subprocess.run(
@@ -153,7 +165,7 @@ def test_lineage_names_who_started_a_process_after_its_parent_exits(attached):
         )
         # `early` ends only once the reader has shown a record (the outer sh's exec
         # names the tag): by then it has read the tree from /proc, which it does after
-        # taking the lock reader_ready waits for.
+        # taking the slot wait_reading waits for.
         first = first_output_with(reader, tag)
         early.kill()
         early.wait()
