@@ -4,20 +4,27 @@ of day of the records; piped, the long columns are whole."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
-from conftest import CLI, wait_threads_streamed
+from conftest import CLI, reader_state
 from tmux80 import run_in_tmux
 
 from procmon_ctl.cli.hints import Hints
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import ReaderSlots
 from procmon_ctl.views.render import BACKLOG, CUT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
@@ -41,6 +48,36 @@ def make_processes(program) -> None:
     subprocess.run([program, "0", LONG_ARG], check=True)
     subprocess.run(["bash", "-c", f"exec -a renamed {program} {LONG_ARG}"], check=True)
     subprocess.run(["sh", "-c", "exit 3"], check=False)
+
+
+@contextlib.contextmanager
+def reading_on_a_terminal(pin_dir: Path, run: Callable[[], tuple]) -> Iterator[list[tuple]]:
+    """`run()` starts a reader on a terminal and returns (code, output) once it has
+    ended.  It runs in a thread; the with block runs once the reader has its slot
+    (this pin dir's only reader); on leaving, once the reader has written all its
+    ring holds, it is stopped with SIGINT, as Ctrl-C would, and the list yielded
+    gets what run() returned."""
+    result: list[tuple] = []
+    thread = threading.Thread(target=lambda: result.append(run()))
+    thread.start()
+    pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while pid is None:
+            assert thread.is_alive(), f"the reader ended before reading: {result}"
+            assert time.monotonic() < deadline, "the reader did not take a slot"
+            states = ReaderSlots(PinnedInstance.at(pin_dir)).states()
+            pid = next((s.pid for s in states if s.pid is not None), None)
+            time.sleep(0.02)
+        yield result
+        while (state := reader_state(pin_dir, pid)) is not None and state.waiting:
+            assert time.monotonic() < deadline + 60, "the reader did not catch up"
+            time.sleep(0.02)
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        thread.join()
 
 
 def column_starts(title: str) -> list[int]:
@@ -73,23 +110,42 @@ def check_table(lines: list[str], window: tuple[float, float], with_time: bool) 
 
 @pytest.mark.parametrize(
     ("args", "with_time"),
-    [([], False), (["--time"], True), (["--wide"], True), (["--wide", "--no-time"], False)],
-    ids=["narrow", "time", "wide", "wide-no-time"],
+    [
+        ([], False),
+        (["--time"], True),
+        (["--wide"], True),
+        (["--wide", "--no-time"], False),
+        (["--name", "tables"], False),
+    ],
+    ids=["narrow", "time", "wide", "wide-no-time", "named"],
 )
 def test_tables_fit_80_columns(attached, program, args, with_time):
+    """A reader started before the processes shows them as they come, with no
+    backlog line; a named reader that was down meanwhile shows them from its
+    backlog, and the backlog line after them."""
     cli = attached
-    cli("events", "--from-now", "--duration", "0.1")
-    start = time.time()
-    make_processes(program)
-    end = time.time()
-    argv = [*CLI, "events", *args, "--ppid", str(os.getpid()), "--duration", "0.5"]
-    code, lines = run_in_tmux(argv, cli.env)
+    argv = [*CLI, "events", *args, "--ppid", str(os.getpid())]
+    named = "--name" in args
+    if named:
+        cli("events", "--name", "tables", "--duration", "0.01")  # its place, kept
+        live = contextlib.nullcontext([])
+    else:
+        live = reading_on_a_terminal(cli.pin_dir, lambda: run_in_tmux(argv, cli.env))
+    with live as result:
+        start = time.time()
+        make_processes(program)
+        end = time.time()
+    if named:
+        result.append(run_in_tmux([*argv, "--duration", "0.2"], cli.env))
+    [(code, lines)] = result
     assert code == 0, lines
     rows = check_table(lines, (start, end), with_time)
     mine = [r for r in rows if any(k in r for k in ("a-really-lo", "renamed", "/tmp/"))]
     assert len(mine) >= 2 and all(r.endswith(CUT) and len(r) == 80 for r in mine), lines
-    # The rows were in the ring before the reader: the backlog line follows them.
-    assert lines[-1] == Hints().words(BACKLOG), lines
+    if named:
+        assert lines[-1] == Hints().words(BACKLOG), lines
+    else:
+        assert Hints().words(BACKLOG) not in lines, lines
     if "--wide" not in args:
         assert any(r.split()[2 + with_time] == "a-really-long-e" for r in rows), lines
         return
@@ -100,14 +156,15 @@ def test_tables_fit_80_columns(attached, program, args, with_time):
 
 def test_piped_tables_are_whole(attached, program):
     cli = attached
-    cli("events", "--from-now", "--duration", "0.1")
-    make_processes(program)
-    out = cli("events", "--wide", "--ppid", str(os.getpid()), "--duration", "0.5").stdout
+    with cli.reading("events", "--wide", "--ppid", str(os.getpid())) as reading:
+        make_processes(program)
+    out = reading.stdout
     assert f"exec     {program} 0 {LONG_ARG}" in out, out
     assert f"exec     ({program}) renamed {LONG_ARG}" in out, out
     assert f": {program} 0 {LONG_ARG}" in out, out  # its exit row
-    make_processes(program)
-    out = cli("events", "--ppid", str(os.getpid()), "--duration", "0.5").stdout
+    with cli.reading("events", "--ppid", str(os.getpid())) as reading:
+        make_processes(program)
+    out = reading.stdout
     assert f" a-really-long-e {program} 0 {LONG_ARG}\n" in out, out
 
 
@@ -118,20 +175,12 @@ def test_thread_rows_name_their_process(attached):
     """A thread row shows the thread's id and the process it belongs to, in both
     tables, aligned and within 80 columns."""
     cli = attached
-    cli("events", "--from-now", "--duration", "0.1")
     for args in ([], ["--wide"]):
-        result: list = []
-        argv = [*CLI, "events", "--threads", *args, "--ppid", str(os.getpid()), "--duration", "3"]
-        reader = threading.Thread(
-            target=lambda out, cmd: out.append(run_in_tmux(cmd, cli.env)), args=(result, argv)
-        )
-        reader.start()
-        try:
-            wait_threads_streamed(cli.pin_dir)
+        argv = [*CLI, "events", "--threads", *args, "--ppid", str(os.getpid())]
+        tmux = functools.partial(run_in_tmux, argv, cli.env)
+        with reading_on_a_terminal(cli.pin_dir, tmux) as result:
             child = subprocess.Popen([sys.executable, "-c", THREAD])
             child.wait()
-        finally:
-            reader.join()
         [(code, lines)] = result
         assert code == 0, lines
         rows = check_table(lines, (0, time.time()), bool(args))

@@ -5,6 +5,7 @@ and the table's command lines cut to the terminal's width."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import pty
 import struct
@@ -14,6 +15,7 @@ import termios
 
 import pytest
 from conftest import CLI
+from test_tables import reading_on_a_terminal
 
 from procmon_ctl import __version__
 
@@ -124,18 +126,21 @@ def test_the_table_is_cut_to_the_terminal_s_width(attached):
     """On a terminal 70 columns wide, a long command line is cut to fit, with a
     mark, in the table and in --wide (a pipe shows it whole: test_process_events)."""
     cli = attached
-    cli("events", "--duration", "0.1")  # drain
     long = "z" * 300
-    subprocess.run(["env", "/bin/true", long], check=True)
     env = {k: v for k, v in cli.env.items() if k != "COLUMNS"}
-    only = ["--ppid", str(os.getpid()), "--duration", "0.5"]
-    code, text = on_a_tty([*CLI, "events", *only], env, columns=70)
+    only = ["--ppid", str(os.getpid())]
+    table = functools.partial(on_a_tty, [*CLI, "events", *only], env, columns=70)
+    with reading_on_a_terminal(cli.pin_dir, table) as result:
+        subprocess.run(["env", "/bin/true", long], check=True)
+    [(code, text)] = result
     assert code == 0, text
     [row] = [ln.rstrip("\r") for ln in text.split("\n") if "zzz" in ln]
     assert len(row) == 70 and row.endswith("zz\u2026"), text
     assert row.split()[2:4] == ["true", "/bin/true"]
-    subprocess.run(["env", "/bin/true", long], check=True)
-    code, text = on_a_tty([*CLI, "events", "--wide", *only], env, columns=70)
+    wide = functools.partial(on_a_tty, [*CLI, "events", "--wide", *only], env, columns=70)
+    with reading_on_a_terminal(cli.pin_dir, wide) as result:
+        subprocess.run(["env", "/bin/true", long], check=True)
+    [(code, text)] = result
     assert code == 0, text
     rows = [ln.rstrip("\r") for ln in text.split("\n") if "/bin/true z" in ln]
     assert [r.split()[4:6] for r in rows] == [["exec", "/bin/true"], ["exit", "0"]], text
