@@ -13,10 +13,8 @@ from conftest import (
     CLI,
     bpftool_json,
     fork_processes,
-    lines_until,
     our_program_ids,
     programs_left,
-    wait_threads_streamed,
 )
 
 
@@ -36,23 +34,24 @@ def test_full_workflow(cli):
         "sched_process_fork",
     ]
 
-    before = cli.json("stats", "--json")
     n = 25
-    # Threads must not count as processes.
-    ts = [threading.Thread(target=lambda: None) for _ in range(10)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    pids = fork_processes(n)
-    after = cli.json("stats", "--json")
+    with cli.reading("events", "--json") as reading:
+        before = cli.json("stats", "--json")
+        # Threads must not count as processes.
+        ts = [threading.Thread(target=lambda: None) for _ in range(10)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        pids = fork_processes(n)
+        after = cli.json("stats", "--json")
     # `stats` itself forks bpftool (through sh): its own children count too, and
     # they are visible as forks of the stats process; so check the lower bound,
     # then the exact set in the event stream.
     assert after["process_count"] - before["process_count"] >= n
     assert after["threads"] - before["threads"] >= 10
 
-    lines = cli.json_lines("events", "--json", "--duration", "1")
+    lines = reading.json_lines()
     forks = {e["pid"]: e for e in lines if e["type"] == "fork"}
     me = os.getpid()
     for pid in pids:
@@ -97,24 +96,20 @@ def test_counter_and_stream_agree_on_forks(attached):
     """The per-CPU process counter grows by at least the forks made (others on the
     machine fork too); the event stream pins ours down exactly, parent included."""
     cli = attached
-    before = cli.json("stats", "--json")
-    pids = fork_processes(40)
-    after = cli.json("stats", "--json")
+    with cli.reading("events", "--json") as reading:
+        before = cli.json("stats", "--json")
+        pids = fork_processes(40)
+        after = cli.json("stats", "--json")
     assert after["processes"] - before["processes"] >= 40
     assert after["process_count"] - before["process_count"] >= 40
-    forks = {
-        e["pid"]: e
-        for e in cli.json_lines("events", "--json", "--duration", "1")
-        if e["type"] == "fork"
-    }
+    forks = {e["pid"]: e for e in reading.json_lines() if e["type"] == "fork"}
     assert all(forks[pid]["ppid"] == os.getpid() for pid in pids)
 
 
 def test_events_table_like_seed(attached):
-    cli = attached
-    cli("events", "--from-now", "--duration", "0.2")
-    subprocess.run(["sh", "-c", "ls /tmp >/dev/null; ps aux | head -1 >/dev/null"], check=True)
-    out = cli("events", "--duration", "1").stdout.splitlines()
+    with attached.reading("events") as reading:
+        subprocess.run(["sh", "-c", "ls /tmp >/dev/null; ps aux | head -1 >/dev/null"], check=True)
+    out = reading.lines()
     assert out[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]  # the seed's three first
     assert out[1].startswith("------- ------- ---------------")
     names = [ln.split()[2] for ln in out[2:] if len(ln.split()) >= 3]
@@ -122,14 +117,19 @@ def test_events_table_like_seed(attached):
         assert name in names
 
 
-def test_events_continue_where_last_stopped(attached):
+def test_named_events_continue_where_last_stopped(attached):
+    """A named reader resumes exactly where the last one of its name stopped; a
+    reader without a name starts now."""
     cli = attached
-    cli("events", "--from-now", "--duration", "0.2")
+    cli("events", "--name", "resumes", "--duration", "0.01")  # its place, kept
     pids = fork_processes(6)
-    first = cli.json_lines("events", "--json", "--count", "3")
-    rest = cli.json_lines("events", "--json", "--duration", "0.5")
+    with cli.reading("events", "--json") as unnamed:
+        pass
+    assert not [e for e in unnamed.json_lines() if e["pid"] in pids], "a new reader starts now"
+    first = cli.json_lines("events", "--name", "resumes", "--json", "--count", "3")
+    rest = cli.json_lines("events", "--name", "resumes", "--json", "--duration", "0.2")
     seen = [e["pid"] for e in first + rest if e["type"] == "fork" and e["pid"] in pids]
-    assert seen == pids, "a later reader must continue exactly where the last one stopped"
+    assert seen == pids, "a named reader must continue exactly where the last one stopped"
 
 
 def test_status_json(attached):
@@ -138,13 +138,15 @@ def test_status_json(attached):
     assert {p["event"] for p in s["programs"] if p["attached"]} == {"fork", "exec", "exit"}
     assert all(p["link_id"] for p in s["programs"])
     assert set(s["maps"]) == {
-        "events",
+        "rings",
+        "readers",
+        "reader_counts",
+        "reader_losses",
         "process_count",
         "counters",
         "settings",
         "exited",
         "followed",
-        "losses",
     }
 
 
@@ -197,27 +199,19 @@ test -e {pin_dir}/progs/handle_fork && echo MARK-loaded
 
 @pytest.mark.kernel
 def test_thread_rows_with_threads_flag(attached):
-    cli = attached
-    cli("events", "--from-now", "--duration", "0.1")
-    reader = cli.popen(
-        "events", "--threads", "--duration", "120", stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    prog = None
-    wait_threads_streamed(cli.pin_dir)
-    prog = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import threading\n"
-            "ts=[threading.Thread(target=lambda: None) for _ in range(5)]\n"
-            "[t.start() for t in ts]; [t.join() for t in ts]",
-        ]
-    )
-    prog.wait()
+    with attached.reading("events", "--threads") as reading:
+        prog = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import threading\n"
+                "ts=[threading.Thread(target=lambda: None) for _ in range(5)]\n"
+                "[t.start() for t in ts]; [t.join() for t in ts]",
+            ]
+        )
+        prog.wait()
     row = f"[thread of {prog.pid}]"
-    out, err = lines_until(reader, lambda lines: sum(row in ln for ln in lines) >= 5)
-    assert reader.returncode == 0, err
-    assert sum(row in ln for ln in out) == 5
+    assert sum(row in ln for ln in reading.lines()) == 5, reading.stdout
 
 
 def test_events_warns_when_nothing_is_attached(cli):
