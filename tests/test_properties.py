@@ -34,6 +34,8 @@ from procmon_ctl.errors import (
     EXIT_USAGE,
 )
 from procmon_ctl.instance.load import OWN_ENTRIES
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import ReaderSlots, name_for_output
 from procmon_ctl.kernel.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
 from procmon_ctl.process import clock
 from procmon_ctl.process.decode import cstr, decode_at, split_argv, text, unescape
@@ -314,7 +316,9 @@ def test_object_option(pin_dir, tmp_path, monkeypatch, obj, command):
 @example(name="\udcff\udcfe", relative=True)
 def test_output_option(pin_dir, tmp_path, monkeypatch, name, relative):
     """events --output FILE on a loaded instance: the file is made (or refused with
-    one line), whatever its name."""
+    one line), whatever its name.  Its reader is named after the file, and keeps
+    its slot: removed after each example, as `readers rm` would, so that the
+    examples do not fill the instance's slots."""
     if not (pin_dir / "progs").exists():
         code, out, err = procmon("--pin-dir", str(pin_dir), "load")
         assert code == 0, err
@@ -325,6 +329,8 @@ def test_output_option(pin_dir, tmp_path, monkeypatch, name, relative):
     argv += ["--duration", "0.01"]
     code, out, err = procmon(*argv)
     check_outcome(argv, code, out, err)
+    if code == 0:
+        ReaderSlots(PinnedInstance.at(pin_dir)).remove(name_for_output(target))
 
 
 # --- records ----------------------------------------------------------------------
