@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import uuid
 
 import pytest
-from conftest import CLI, ROOT, build_program, pin_tree
+from conftest import ROOT, build_program, pin_tree
 
 from procmon_ctl.process.decode import unescape
 
@@ -29,10 +28,10 @@ def run_all(*commands: list) -> None:
         assert subprocess.run(argv).returncode == 0
 
 
-def execs_by_marker(cli, markers: list[str], duration: str = "2") -> dict[str, dict]:
-    """The exec line whose arguments hold each marker, from the ring's backlog."""
+def execs_by_marker(events: list[dict], markers: list[str]) -> dict[str, dict]:
+    """The exec line whose arguments hold each marker."""
     found = {}
-    for e in cli.json_lines("events", "--json", "--duration", duration):
+    for e in events:
         if e["type"] == "exec":
             for marker in set(markers).intersection(e["argv"]):
                 found[marker] = e
@@ -52,14 +51,15 @@ def test_hostile_command_lines_come_out_exact(attached):
     script = "true" + "; true" * 600 + " # " + m["script"]
     long_arg = b"a" * 10_000
     many = [str(i).encode() for i in range(10_000)]
-    run_all(
-        [TRUE, m["empty"], "", "x", "", ""],
-        [TRUE.encode(), m["bytes"].encode(), *hostile],
-        ["sh", "-c", script, m["script"]],
-        [TRUE.encode(), m["long"].encode(), long_arg],
-        [TRUE.encode(), m["many"].encode(), *many],
-    )
-    got = execs_by_marker(attached, list(m.values()))
+    with attached.reading("events", "--json") as reading:
+        run_all(
+            [TRUE, m["empty"], "", "x", "", ""],
+            [TRUE.encode(), m["bytes"].encode(), *hostile],
+            ["sh", "-c", script, m["script"]],
+            [TRUE.encode(), m["long"].encode(), long_arg],
+            [TRUE.encode(), m["many"].encode(), *many],
+        )
+    got = execs_by_marker(reading.json_lines(), list(m.values()))
 
     e = got[m["empty"]]
     assert e["argv"] == [TRUE, m["empty"], "", "x", "", ""]
@@ -96,18 +96,20 @@ def test_argv_bytes_bounds_what_load_keeps(cli):
     cli("load", "--argv-bytes", "64")
     cli("attach")
     marker = f"b64-{tag}"
-    run_all([TRUE, marker, "x" * 100])
-    e = execs_by_marker(cli, [marker])[marker]
+    with cli.reading("events", "--json") as reading:
+        run_all([TRUE, marker, "x" * 100])
+    e = execs_by_marker(reading.json_lines(), [marker])[marker]
     assert area_size([a.encode() for a in e["argv"]]) - 1 == 64
     assert e["argv_truncated"] is True and e["argc"] == 3
     cli("unload")
 
     cli("load", "--argv-bytes", "0")
     cli("attach")
-    run_all([TRUE, marker, "y"])
+    with cli.reading("events", "--json") as reading:
+        run_all([TRUE, marker, "y"])
     execs = [
         e
-        for e in cli.json_lines("events", "--json", "--duration", "1")
+        for e in reading.json_lines()
         if e["type"] == "exec" and e["filename"] == TRUE and e["argc"] == 3
     ]
     assert execs and all(e["argv"] == [] and e["argv_truncated"] for e in execs)
@@ -135,22 +137,19 @@ def test_a_process_that_rewrites_its_argv_shows_what_it_was_started_with(attache
     that later overwrites its argument area (a daemon retitling itself) is shown
     with the command line it was started with; /proc says what it says now."""
     marker = f"rw-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen(
-        [str(rewrite_argv), marker, "secret"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert proc.stdout.readline() == b"rewritten\n"
-        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
-            now = f.read().split(b"\0")
-        assert now[1:3] == [b"X" * len(marker), b"XXXXXX"]
-    finally:
-        proc.stdin.close()
-        proc.wait()
-    e = next(
-        e
-        for e in attached.json_lines("events", "--json", "--duration", "1")
-        if e["type"] == "exec" and e["tgid"] == proc.pid
-    )
+    with attached.reading("events", "--json") as reading:
+        proc = subprocess.Popen(
+            [str(rewrite_argv), marker, "secret"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            assert proc.stdout.readline() == b"rewritten\n"
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                now = f.read().split(b"\0")
+            assert now[1:3] == [b"X" * len(marker), b"XXXXXX"]
+        finally:
+            proc.stdin.close()
+            proc.wait()
+    e = next(e for e in reading.json_lines() if e["type"] == "exec" and e["tgid"] == proc.pid)
     assert e["argv"] == [str(rewrite_argv), marker, "secret"]
 
 
@@ -160,13 +159,9 @@ def test_comm_filter_takes_the_name_as_typed(attached, tmp_path, name):
     shows it escaped (a backslash doubled, a byte that is not UTF-8 as \\xNN)."""
     link = os.path.join(os.fsencode(tmp_path), name)
     os.symlink(TRUE, link)
-    assert subprocess.run([link]).returncode == 0
-    result = subprocess.run(
-        [*CLI, "events", "--json", "--comm", name, "--duration", "1"],
-        capture_output=True,
-        env=attached.env,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    # The name as an argument: a str that stands for its bytes (surrogate escapes).
+    with attached.reading("events", "--json", "--comm", os.fsdecode(name)) as reading:
+        assert subprocess.run([link]).returncode == 0
+    lines = reading.json_lines()
     execs = [e for e in lines if e["type"] == "exec"]
     assert execs and all(unescape(e["comm"]) == name for e in lines)
