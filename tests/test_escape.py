@@ -12,14 +12,12 @@ human-readable mode (and exact in JSON)."""
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
 import sys
 
 import pytest
-from conftest import lines_until
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -181,7 +179,9 @@ def run_spoof(tmp_path) -> tuple[int, int, str]:
 @pytest.mark.parametrize("mode", ["table", "wide", "raw"])
 def test_bidi_names_from_the_kernel_are_escaped(attached, tmp_path, mode):
     cli = attached
-    execer, plain, link = run_spoof(tmp_path)
+    flags = [] if mode == "table" else [f"--{mode}"]
+    with cli.reading("events", *flags) as reading:
+        execer, plain, link = run_spoof(tmp_path)
     if mode == "table":
 
         def done(lines):
@@ -200,13 +200,9 @@ def test_bidi_names_from_the_kernel_are_escaped(attached, tmp_path, mode):
                 and "x\\u2067cba\\u2069\\u200f\\u061c" in text
             )
 
-    flags = [] if mode == "table" else [f"--{mode}"]
-    proc = cli.popen(
-        "events", *flags, "--duration", "30", stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    lines, err = lines_until(proc, done, timeout=30)
+    lines = reading.lines()
     shown = "\n".join(lines)
-    assert done(lines), f"escaped names missing from `events {mode}`:\n{shown}\n{err}"
+    assert done(lines), f"escaped names missing from `events {mode}`:\n{shown}\n{reading.stderr}"
     assert not [ch for ch in BIDI if ch in shown], "a bidi control reached the terminal raw"
     assert "\x1b" not in shown and "\x07" not in shown
     if mode == "wide":
@@ -219,15 +215,9 @@ def test_bidi_names_from_the_kernel_are_escaped(attached, tmp_path, mode):
 
 
 def test_json_keeps_bidi_names_exact(attached, tmp_path):
-    cli = attached
-    execer, plain, link = run_spoof(tmp_path)
-
-    def done(lines):
-        return any(f'"pid":{plain},' in ln and '"type":"exit"' in ln for ln in lines)
-
-    proc = cli.popen("events", "--json", "--duration", "30", stdout=subprocess.PIPE)
-    lines, _ = lines_until(proc, done, timeout=30)
-    events = [json.loads(ln) for ln in lines if ln.startswith("{")]
+    with attached.reading("events", "--json") as reading:
+        execer, plain, link = run_spoof(tmp_path)
+    events = reading.json_lines()
     execs = [e for e in events if e["type"] == "exec" and e["pid"] == execer]
     assert execs and execs[0]["comm"] == EXEC_NAME and execs[0]["filename"] == link
     assert execs[0]["argv"] == [link, *ARGS] and execs[0]["argc"] == 4
