@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import lines_until
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from records import (
@@ -403,31 +402,22 @@ def check_exec_lines(lines: list[str], pids: dict[int, str]) -> None:
         assert escaped(ch) in text
 
 
-def read_until_execs(cli, pids: dict[int, str], *flags: str) -> list[str]:
-    def done(got):
-        return all(any(f'"pid":{p},' in ln and '"exec"' in ln for ln in got) for p in pids)
-
-    args = ("events", "--json", "--duration", "30", *flags)
-    proc = cli.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    got, err = lines_until(proc, done, timeout=30)
-    assert done(got), f"`{' '.join(args)}` missed an exec:\n" + "\n".join(got) + err
-    return got
-
-
 def test_names_from_the_kernel_come_out_escaped_by_the_c_writer(attached, tmp_path):
     """`events --json`: the C writer (DEL is its own; it hands the records with
-    other characters to Python), from a new instance whose ring holds the records."""
+    other characters to Python)."""
     assert json_native.library() is not None
-    pids = spawn(tmp_path, DEL_NAME, UNSAFE_NAME)
-    check_exec_lines(read_until_execs(attached, pids), pids)
+    with attached.reading("events", "--json") as reading:
+        pids = spawn(tmp_path, DEL_NAME, UNSAFE_NAME)
+    check_exec_lines(reading.lines(), pids)
 
 
 def test_names_from_the_kernel_come_out_escaped_by_the_python_writer(attached, tmp_path):
-    """`events --json --pid PID`: a filter, so the Python writer.  A reader commits
-    all it reads, matched or not: each process is made before its own reader."""
+    """`events --json --uid 0`: a filter (one every process here passes), so the
+    Python writer."""
     for name in (DEL_NAME, UNSAFE_NAME):
-        pids = spawn(tmp_path, name)
-        check_exec_lines(read_until_execs(attached, pids, "--pid", str(*pids)), pids)
+        with attached.reading("events", "--json", "--uid", "0") as reading:
+            pids = spawn(tmp_path, name)
+        check_exec_lines(reading.lines(), pids)
 
 
 def test_run_json_rows_and_summary_come_out_escaped(cli, tmp_path):
