@@ -215,24 +215,25 @@ def test_real_lines_of_every_type_are_valid(attached, validator, tmp_path, write
 
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_real_gap_lines_are_valid(cli, validator, writer):
-    """A small ring with no reader overflows; the first record after the losses on
-    each CPU carries the gap line."""
+    """A named reader's small ring overflows while it is down; the first record
+    after the losses on each CPU carries the gap line."""
     cli("load", "--ring-size", "4096")
     cli("attach")
-    fork_processes(200)
 
-    def read() -> list[str]:
-        cmd = reader_command(cli, writer, "--duration", "0.5")
+    def read(duration: str) -> list[str]:
+        cmd = reader_command(cli, writer, "--name", "gaps", "--duration", duration)
         r = subprocess.run(cmd, env=cli.env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.splitlines()
 
-    reads = [read()]
+    read("0.01")  # its place, kept: its ring fills while it is down
+    fork_processes(200)
+    reads = [read("0.5")]
     for cpu in sorted(os.sched_getaffinity(0)):  # a record on every CPU: its drops reported
         subprocess.run(["taskset", "-c", str(cpu), "true"], check=True)
-    reads.append(read())
+    reads.append(read("0.5"))
     types = [check_line(line, validator) for lines in reads for line in lines]
-    assert "gap" in types, "200 forks into a 4 KiB ring with no reader must lose some"
+    assert "gap" in types, "200 forks into a 4 KiB ring while its reader is down lose some"
     # A gap line comes right before the event that carried it.  Not every one: a
     # reader that has read all there is marks the losses after its last record with
     # a gap line of its own, and while other users of the machine fork, the 4 KiB
