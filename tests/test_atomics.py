@@ -21,8 +21,9 @@ from conftest import fork_processes
 
 from procmon_ctl.commands import doctor
 from procmon_ctl.errors import MissingError
-from procmon_ctl.instance.pins import PinLayout
-from procmon_ctl.kernel import atomics, libbpf, ringbuf
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import ReaderSlots, ReaderWants
+from procmon_ctl.kernel import atomics, ringbuf
 from procmon_ctl.kernel.abi import RingbufRecord
 from procmon_ctl.kernel.ringbuf import RingBufferReader
 from procmon_ctl.process.decode import decode_at
@@ -154,79 +155,78 @@ def test_the_reader_acquires_the_ring_and_releases_what_it_read(attached, monkey
     skip_backlog() store the consumer position with one release store, which is
     the store that moves the kernel's consumer_pos; record_at() reads the header
     with acquire."""
-    layout = PinLayout(attached.pin_dir)
-    ring_fd = libbpf.obj_get(layout.map("events"))
-    consumer_page = mmap.mmap(ring_fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ)
-    try:
-        with RingBufferReader(layout.map("events")) as reader:
-            reader.skip_backlog()
-            producer_addr = atomics.buffer_address(reader.view)  # the producer page
-            rec = Recorder(monkeypatch, consumer_page)
-            pids = fork_processes(20)
+    # A reader slot of this process's own: its ring, as `events` reads it.
+    slots = ReaderSlots(PinnedInstance.at(attached.pin_dir))
+    with (
+        slots.taken(ReaderWants()) as held,
+        mmap.mmap(held.ring_fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ) as consumer_page,
+        RingBufferReader(held.ring_fd) as reader,
+    ):
+        reader.skip_backlog()
+        producer_addr = atomics.buffer_address(reader.view)  # the producer page
+        rec = Recorder(monkeypatch, consumer_page)
+        pids = fork_processes(20)
 
-            start = reader.consumer_pos
-            # Everything waiting: on a busy host more than a default batch came
-            # between skip_backlog() and our forks.
-            offsets = reader.scan(1 << 30)
-            scan_calls = rec.take()
-            forks = {e.pid for e in (decode_at(reader.view, o) for o in offsets)}
-            assert set(pids) <= forks, "the forks made before scan() are in its batch"
+        start = reader.consumer_pos
+        # Everything waiting: on a busy host more than a default batch came
+        # between skip_backlog() and our forks.
+        offsets = reader.scan(1 << 30)
+        scan_calls = rec.take()
+        forks = {e.pid for e in (decode_at(reader.view, o) for o in offsets)}
+        assert set(pids) <= forks, "the forks made before scan() are in its batch"
 
-            # In order: producer_pos loaded, headers read (plain loads, no call each),
-            # producer_pos loaded again when reached, one acquire fence last.
-            names = [c[0] for c in scan_calls]
-            assert names[0] == "load_u64", names
-            assert names[-1] == "fence" and names.count("fence") == 1, names
-            assert set(names[:-1]) == {"load_u64", "header"}, names
-            headers = {c[1] + RingbufRecord.HDR_SZ.value for c in scan_calls if c[0] == "header"}
-            assert headers >= set(offsets)
-            loads = [c for c in scan_calls if c[0] == "load_u64"]
-            for _, addr, order, _ in loads:
-                assert (addr, order) == (producer_addr, atomics.ACQUIRE)
-            assert scan_calls[-1][1:] == (atomics.ACQUIRE, None)
-            end = reader._read_pos
-            assert start < end <= loads[-1][-1], "took what the acquire load published"
-            if end >= loads[0][-1]:
-                assert len(loads) >= 2, "it reached the position it loaded, and loads it again"
+        # In order: producer_pos loaded, headers read (plain loads, no call each),
+        # producer_pos loaded again when reached, one acquire fence last.
+        names = [c[0] for c in scan_calls]
+        assert names[0] == "load_u64", names
+        assert names[-1] == "fence" and names.count("fence") == 1, names
+        assert set(names[:-1]) == {"load_u64", "header"}, names
+        headers = {c[1] + RingbufRecord.HDR_SZ.value for c in scan_calls if c[0] == "header"}
+        assert headers >= set(offsets)
+        loads = [c for c in scan_calls if c[0] == "load_u64"]
+        for _, addr, order, _ in loads:
+            assert (addr, order) == (producer_addr, atomics.ACQUIRE)
+        assert scan_calls[-1][1:] == (atomics.ACQUIRE, None)
+        end = reader._read_pos
+        assert start < end <= loads[-1][-1], "took what the acquire load published"
+        if end >= loads[0][-1]:
+            assert len(loads) >= 2, "it reached the position it loaded, and loads it again"
 
-            consumer_addr = ctypes.addressof(reader._consumer_word)  # the mapped word
-            reader.commit()
-            assert rec.take() == [("store_u64", consumer_addr, end, atomics.RELEASE, start, end)]
-            assert reader.consumer_pos == rec.shared_consumer_pos() == end
+        consumer_addr = ctypes.addressof(reader._consumer_word)  # the mapped word
+        reader.commit()
+        assert rec.take() == [("store_u64", consumer_addr, end, atomics.RELEASE, start, end)]
+        assert reader.consumer_pos == rec.shared_consumer_pos() == end
 
-            # commit(count): the first records of a batch, by the same store.
-            fork_processes(3)
-            reader.scan()
-            rec.take()
-            reader.commit(1)
-            *before, store = rec.take()  # it reads headers to find the first record's end
-            assert {c[0] for c in before} <= {"header"}
-            assert store[0] == "store_u64" and store[3] == atomics.RELEASE
-            assert store[4:] == (end, store[2]) and store[2] > end
+        # commit(count): the first records of a batch, by the same store.
+        fork_processes(3)
+        reader.scan()
+        rec.take()
+        reader.commit(1)
+        *before, store = rec.take()  # it reads headers to find the first record's end
+        assert {c[0] for c in before} <= {"header"}
+        assert store[0] == "store_u64" and store[3] == atomics.RELEASE
+        assert store[4:] == (end, store[2]) and store[2] > end
 
-            # record_at() (the C formatter's leftovers): an acquire load of the header.
-            pos = reader.consumer_pos  # the second record of that batch
-            reader.record_at(pos)
-            (load,) = rec.take()
-            data_off = mmap.PAGESIZE + (pos & (reader.size - 1))
-            assert load[:3] == ("load_u32", producer_addr + data_off, atomics.ACQUIRE)
-            assert not load[3] & RingbufRecord.BUSY_BIT.value
+        # record_at() (the C formatter's leftovers): an acquire load of the header.
+        pos = reader.consumer_pos  # the second record of that batch
+        reader.record_at(pos)
+        (load,) = rec.take()
+        data_off = mmap.PAGESIZE + (pos & (reader.size - 1))
+        assert load[:3] == ("load_u32", producer_addr + data_off, atomics.ACQUIRE)
+        assert not load[3] & RingbufRecord.BUSY_BIT.value
 
-            # commit_to() (the C formatter's path) and skip_backlog() (--from-now).
-            fork_processes(2)
-            target = reader.producer_pos
-            rec.take()
-            reader.commit_to(target)
-            (store,) = rec.take()
-            assert store[0] == "store_u64" and store[2:4] == (target, atomics.RELEASE)
-            assert store[-1] == target == reader.consumer_pos
-            fork_processes(2)
-            reader.skip_backlog()
-            calls = rec.take()
-            assert [c[0] for c in calls][-1] == "store_u64"
-            assert calls[-1][3] == atomics.RELEASE
-            assert {c[2] for c in calls if c[0] == "load_u64"} == {atomics.ACQUIRE}
-            assert calls[-1][-1] == reader.consumer_pos > target
-    finally:
-        consumer_page.close()
-        os.close(ring_fd)
+        # commit_to() (the C formatter's path) and skip_backlog() (--from-now).
+        fork_processes(2)
+        target = reader.producer_pos
+        rec.take()
+        reader.commit_to(target)
+        (store,) = rec.take()
+        assert store[0] == "store_u64" and store[2:4] == (target, atomics.RELEASE)
+        assert store[-1] == target == reader.consumer_pos
+        fork_processes(2)
+        reader.skip_backlog()
+        calls = rec.take()
+        assert [c[0] for c in calls][-1] == "store_u64"
+        assert calls[-1][3] == atomics.RELEASE
+        assert {c[2] for c in calls if c[0] == "load_u64"} == {atomics.ACQUIRE}
+        assert calls[-1][-1] == reader.consumer_pos > target
