@@ -115,6 +115,13 @@ class FakeReader:
         self.committed = pos
 
 
+class UnnamedSession(LossesInMemory):
+    """LossesInMemory as an unnamed reader's session: its slot resumes nothing, so
+    no backlog line."""
+
+    held = SimpleNamespace(resumed=False)
+
+
 def tree_filters(*members: int) -> Filters:
     return Filters(tree=set(members), tree_since_ns=T0 - 1)
 
@@ -128,15 +135,12 @@ def follow(
 
     @contextmanager
     def open_reader(*args, **kwargs):
-        yield reader, LossesInMemory()
+        yield reader, UnnamedSession()
 
     monkeypatch.setattr(stream, "open_reader", open_reader)
     out = io.StringIO()
     view = view_for(Mode(mode), None, filters or Filters(), False, False, cgroup_json)
-    # A ring holding no earlier readers' records (a private instance's): no backlog line.
-    stream.follow(
-        SimpleNamespace(has_backlog=False), stream.StreamOptions(duration=0.001), view, out
-    )
+    stream.follow(SimpleNamespace(), stream.StreamOptions(duration=0.001), view, out)
     assert reader.committed == reader.end
     lines = out.getvalue().splitlines()
     return lines[2:] if mode in ("table", "wide", "raw") else lines
