@@ -112,10 +112,14 @@ def storm_under_filter(cli, storm, filter_args: list[str], inside, tag: str) -> 
             reader.wait()
     events = [json.loads(line) for line in lines]
     assert any(e["type"] == "exec" and tag in e["argv"] for e in events if "argv" in e), err
-    grew = {k: after[k] - before[k] for k in after if k != "time"}
+    grew = {k: v - before[k] for k, v in after.items() if isinstance(v, int)}
     # Each storm child's fork and exit records were kept out: counted, never produced.
     assert grew["processes"] >= 2000 and grew["filtered"] >= 2 * 2000
     assert grew["produced"] < 200  # the few processes inside, nothing of the storm
+    # ... by this reader's filter, as its own figures say.
+    [mine] = [r for r in after["readers"] if r["pid"] == reader.pid]
+    assert mine["cgroup_id"] is not None and mine["filtered"] >= 2 * 2000
+    assert mine["produced"] < 200 and mine["dropped"] == 0
     # The reader has ended: its slot, and its filter, with it.
     assert reader_state(cli.pin_dir, reader.pid) is None
     assert settings_of(cli.pin_dir)["readers"] == 0
