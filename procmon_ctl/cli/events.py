@@ -48,8 +48,8 @@ def events(
         typer.Option(
             "--output",
             help="Append JSON lines to this file instead (implies --json); "
-            "SIGHUP reopens it, for logrotate. A named reader: --name, else the file's "
-            "name (events.jsonl), so a restart loses nothing.",
+            "SIGHUP reopens it, for logrotate. A named reader: --name, else named after "
+            "the file's path (var-log-procmon-events.jsonl), so a restart loses nothing.",
         ),
     ] = None,
     ring_size: Annotated[

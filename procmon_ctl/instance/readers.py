@@ -21,6 +21,7 @@ pinned instance), which also serialises every write of the settings map's masks.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -63,11 +64,18 @@ def check_name(name: str) -> None:
 
 
 def name_for_output(path: str) -> str:
-    """The name `--output FILE` gives its reader when none is given: the file's own
-    name, cut to what a name may hold, so a log writer that restarts resumes."""
-    base = os.path.basename(path.rstrip("/")) or "output"
-    base = re.sub(r"[^A-Za-z0-9_.@-]", "_", base).lstrip("_.@-") or "output"
-    return base[:NAME_MAX]
+    """The name `--output FILE` gives its reader when none is given: the file's
+    absolute path, its slashes made dashes (/var/log/procmon/events.jsonl is
+    var-log-procmon-events.jsonl), so a log writer that restarts resumes, and two
+    files never share a place.  A path too long for a name keeps its end, after 8
+    hex digits of its hash."""
+    full = os.path.abspath(path)
+    name = re.sub(r"[^A-Za-z0-9_.@-]", "_", full.strip("/").replace("/", "-"))
+    name = name.lstrip("_.@-") or "output"
+    if len(name) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(os.fsencode(full)).hexdigest()[:8]
+    return f"{digest}-{name[-(NAME_MAX - 9) :]}"
 
 
 @dataclass(frozen=True)
