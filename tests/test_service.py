@@ -444,6 +444,8 @@ def test_the_service_layout_end_to_end(host, cli, tmp_path):
         )
         assert metric(host.metrics(), "procmon_execs_total") - before >= len(batch)
         assert serve.poll() is None and log_reader.poll() is None and interactive.poll() is None
+        reading = {(r["name"], r["pid"]) for r in cli.json("readers", "--json")}
+        assert reading == {(reader_name(log_argv), log_reader.pid), (None, interactive.pid)}
 
         # Ctrl-C: an unnamed reader leaves nothing behind.
         interactive.send_signal(signal.SIGINT)
@@ -496,8 +498,8 @@ def test_the_service_layout_end_to_end(host, cli, tmp_path):
     assert our_program_ids(host.pin_dir) == programs
     status = cli.json("status", "--json")
     assert all(p["attached"] for p in status["programs"]), status
-    places = ReaderSlots(PinnedInstance.at(host.pin_dir)).states()
-    assert [(r.name, r.pid) for r in places] == [(reader_name(log_argv), None)]
+    places = cli.json("readers", "--json")
+    assert [(r["name"], r["pid"]) for r in places] == [(reader_name(log_argv), None)], places
 
 
 def test_the_main_unit_adopts_an_instance_loaded_by_hand(host, cli):
@@ -596,7 +598,7 @@ def test_the_log_units_place_is_pinned_and_goes_with_it(host, cli):
     assert r.returncode == 3 and str(ring) in r.stderr, r.stderr
     ring.unlink()
     # Removed with its place, leaving the tree as load made it ...
-    ReaderSlots(instance).remove("svc-place")
+    cli("readers", "rm", "svc-place")
     assert pin_tree(host.pin_dir) == loaded
     # ... or by unload, with everything else.
     cli("events", "--name", "svc-place", "--count", "1", "--duration", "1")
