@@ -314,6 +314,9 @@ def test_the_units_run_the_installed_binary_on_the_pinned_instance():
     (logs,) = log.values("LogsDirectory")
     assert output_of(argv).parent == Path("/var/log") / logs
     assert MAIN in log.values("Requires", "Unit") and MAIN in log.values("After", "Unit")
+    # Restarted while nothing is loaded (exit 3), it must keep trying: slower than
+    # systemd's default start limit (5 starts in 10 s), after which it would stay down.
+    assert float(log.value("RestartSec").removesuffix("s")) * 4 > 10
     (reload,) = log.commands("ExecReload")
     assert reload[1:] == ["-HUP", "$MAINPID"], "SIGHUP reopens --output (logrotate)"
 
