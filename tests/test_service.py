@@ -245,8 +245,10 @@ def markers_in(path: Path, prefix: str) -> list[str]:
     `path` carry, one per record, in order."""
     if not path.exists():
         return []
+    text = path.read_text()
     found = []
-    for line in path.read_text().splitlines():
+    # Whole lines only: the writer may be halfway through one.
+    for line in text[: text.rfind("\n") + 1].splitlines():
         if prefix not in line:
             continue
         record = json.loads(line)
