@@ -234,14 +234,15 @@ def test_install_real_paths(real_paths, pin_dir, tmp_path):
     assert shutil.which("procmon-ctl", path=SECURE_PATH) == str(REAL_LINK)
     analyze = shutil.which("systemd-analyze")
     if analyze:
-        # The unit as shipped, unmodified, now that its ExecStart exists.
-        r = subprocess.run(
-            [analyze, "verify", str(ROOT / "scripts" / "procmon-ctl.service")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert r.returncode == 0 and "procmon-ctl.service" not in r.stderr, r.stderr
+        # The units as shipped, unmodified, now that their commands exist.
+        for unit in ("procmon-ctl.service", "procmon-ctl-log.service"):
+            r = subprocess.run(
+                [analyze, "verify", str(ROOT / "scripts" / unit)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert r.returncode == 0 and unit not in r.stderr, r.stderr
     out = make("uninstall", sudo=sudo).stdout
     assert "removed /usr/local/bin/procmon-ctl" in out and "removed /opt/procmon-ctl" in out
     assert not REAL_LINK.is_symlink() and not REAL_PREFIX.exists()

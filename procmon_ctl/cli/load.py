@@ -29,6 +29,14 @@ def load(
             "a longer one is cut and marked argv_truncated.",
         ),
     ] = 4096,
+    if_needed: Annotated[
+        bool,
+        typer.Option(
+            "--if-needed",
+            help="If an instance is already loaded here, leave it as it is (whatever it was "
+            "loaded with) and exit 0 instead of refusing: for a service's ExecStartPre.",
+        ),
+    ] = False,
 ) -> None:
     """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
     from ..instance.load import load as load_instance
@@ -38,10 +46,14 @@ def load(
     pins = pinned(ctx)
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
-    load_instance(pins, obj, ring_size, argv_bytes)
+    loaded = load_instance(pins, obj, ring_size, argv_bytes, if_needed=if_needed)
+    next_step = hints(ctx).command_line("attach")
+    if not loaded:
+        print(f"already loaded at {pins.root}: left as it is; next: {next_step}")
+        return
     # The packaged object by name alone: where the project sits is no news.
     shown = obj.name if object_path is None else object_path
-    print(f"loaded {shown} at {pins.root}; next: {hints(ctx).command_line('attach')}")
+    print(f"loaded {shown} at {pins.root}; next: {next_step}")
 
 
 @command()

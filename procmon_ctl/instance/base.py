@@ -64,6 +64,21 @@ class Instance(ABC):
         """The pid of the process holding reader slot `slot`, if known."""
 
     @abstractmethod
+    def keep_ring(self, slot: int, ring_fd: int) -> None:
+        """Keep the ring of named reader slot `slot` where kept_ring() finds it for
+        the next reader of that name, which may run with CAP_BPF alone (a service):
+        getting it back by its id from `rings` needs CAP_SYS_ADMIN."""
+
+    @abstractmethod
+    def kept_ring(self, slot: int, ring_id: int) -> int | None:
+        """A new fd of slot `slot`'s kept ring if it is the ring `ring_id` (the one
+        in `rings`); None when none is kept."""
+
+    @abstractmethod
+    def forget_ring(self, slot: int) -> None:
+        """Slot `slot` is freed: its kept ring, if any, goes."""
+
+    @abstractmethod
     def still_there(self, rings_fd: int) -> bool:
         """Whether `rings_fd` (of the `rings` map a reader started with) is still
         this instance's: False once a pinned instance was unloaded (or unloaded and

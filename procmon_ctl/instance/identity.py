@@ -15,7 +15,7 @@ from .pins import PROGRAMS, PinLayout, pin_names
 from .record import PinRecord
 
 # What each directory below the pin dir holds, by its name there.
-_KIND_OF_DIR = {"progs": "prog", "maps": "map", "links": "link"}
+_KIND_OF_DIR = {"progs": "prog", "maps": "map", "links": "link", "readers": "map"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,17 @@ class PinIdentity:
             os.close(fd)
             raise
         return fd
+
+    def open_reader_ring(self, slot: int) -> int | None:
+        """An fd of the ring pinned for named reader slot `slot`, checked as
+        open_map() checks a map; None when none is pinned."""
+        from ..kernel import libbpf
+
+        path = self.layout.reader_ring(slot)
+        if not path.exists():
+            return None
+        rel = str(path.relative_to(self.layout.root))
+        return self._open_recorded(rel, "map", lambda fd: libbpf.map_info(fd).id)
 
     def same_map(self, name: str, fd: int) -> bool:
         """Whether the pin of map `name` still is the map behind `fd`: False once the

@@ -21,11 +21,19 @@ def load(
     obj: Path,
     ring_size: int | None = None,
     argv_bytes: int = DEFAULT_ARGV_BYTES,
-) -> None:
+    if_needed: bool = False,
+) -> bool:
+    """Load `obj` and pin it in the pin dir; whether it did.  With `if_needed`, an
+    instance already there that is whole and procmon-ctl's own is left as it is,
+    whatever it was loaded with (a service adopts what an admin loaded by hand
+    rather than failing or replacing it, which would cut off its readers)."""
     check_start(ring_size, argv_bytes)
     layout = pinned.layout
     with pinned.locks.admin():
         if layout.is_loaded():
+            if if_needed and layout.is_complete():
+                pinned.require_loaded()  # whole, and the pins are still ours
+                return False
             if not layout.is_complete():
                 raise StateError(pinned.incomplete_message())
             raise StateError(
@@ -56,6 +64,7 @@ def load(
             # Each reader makes its ring (readers.py): of this size unless it asks.
             write_settings(layout, ring_size or DEFAULT_RING_SIZE, argv_bytes)
             pinned.record.remember_loaded()
+            return True
         except BaseException:
             remove_pins(layout, keep_root=not created_root)
             pinned.record.forget()

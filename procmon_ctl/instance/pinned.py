@@ -5,6 +5,7 @@ record of what procmon-ctl pinned (record.py) and the checks against it
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -97,6 +98,31 @@ class PinnedInstance(Instance):
 
     def slot_holder(self, slot: int) -> int | None:
         return self.locks.slot_holder(slot)
+
+    def keep_ring(self, slot: int, ring_fd: int) -> None:
+        from ..kernel import libbpf
+
+        self.forget_ring(slot)  # a ring that was lost and made anew replaces its pin
+        self.layout.readers_dir.mkdir(mode=0o700, exist_ok=True)
+        # Recorded before it is pinned: a pinned ring is always a recorded one.
+        self.record.remember_reader_ring(slot, libbpf.map_info(ring_fd).id)
+        libbpf.obj_pin(ring_fd, self.layout.reader_ring(slot))
+
+    def kept_ring(self, slot: int, ring_id: int) -> int | None:
+        from ..kernel import libbpf
+
+        fd = self.identity.open_reader_ring(slot)
+        if fd is not None and libbpf.map_info(fd).id != ring_id:
+            os.close(fd)  # not the slot's ring any more: the caller asks `rings`
+            return None
+        return fd
+
+    def forget_ring(self, slot: int) -> None:
+        # Only a pin the record says is ours goes (as with unload).
+        if self.record.forget_reader_ring(slot):
+            self.layout.reader_ring(slot).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # only once it is empty: as load left it
+            self.layout.readers_dir.rmdir()
 
     def still_there(self, rings_fd: int) -> bool:
         return self.identity.same_map("rings", rings_fd)

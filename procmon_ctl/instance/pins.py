@@ -3,6 +3,7 @@
 <pin dir>/progs/handle_fork   programs, pinned by `bpftool prog loadall`
 <pin dir>/maps/rings          maps, pinned by `pinmaps`
 <pin dir>/links/fork          links, pinned by `procmon-ctl attach`
+<pin dir>/readers/3           a named reader's ring (slot 3), pinned by its first reader
 
 What else makes a pin dir the pinned instance is beside this: whether a path may be
 one (pin_dir.py), the record of the kernel ids of what procmon-ctl pinned there
@@ -74,6 +75,10 @@ class PinLayout:
     def links_dir(self) -> Path:
         return self.root / "links"
 
+    @property
+    def readers_dir(self) -> Path:
+        return self.root / "readers"
+
     def prog(self, event: str) -> Path:
         return self.progs_dir / PROGRAMS[event]
 
@@ -86,6 +91,12 @@ class PinLayout:
 
     def link(self, event: str) -> Path:
         return self.links_dir / event
+
+    def reader_ring(self, slot: int) -> Path:
+        """A named reader's ring, kept while the reader is down: pinned so that its
+        next reader opens it with CAP_BPF (by its id needs CAP_SYS_ADMIN).  By slot,
+        not by name: bpffs refuses names with dots (events.jsonl)."""
+        return self.readers_dir / str(slot)
 
     def is_loaded(self) -> bool:
         return self.progs_dir.exists() or self.maps_dir.exists()

@@ -163,6 +163,16 @@ class PrivateInstance(Instance):
     def slot_holder(self, slot: int) -> int | None:
         return os.getpid() if slot in self._held else None
 
+    # Its one reader is this process's, never a named one: no ring to keep.
+    def keep_ring(self, slot: int, ring_fd: int) -> None:
+        pass
+
+    def kept_ring(self, slot: int, ring_id: int) -> int | None:
+        return None
+
+    def forget_ring(self, slot: int) -> None:
+        pass
+
     def still_there(self, rings_fd: int) -> bool:
         return True  # its fds keep it loaded for as long as this process lives
 

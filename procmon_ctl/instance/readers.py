@@ -192,7 +192,11 @@ class ReaderSlots:
                 if libbpf.is_not_found(err):
                     return None
                 raise
-        return libbpf.map_fd_by_id(int.from_bytes(raw, "little"))
+        ring_id = int.from_bytes(raw, "little")
+        kept = self.instance.kept_ring(slot, ring_id)
+        # By id (CAP_SYS_ADMIN) only for a ring nothing keeps: an unnamed reader's,
+        # which only `status` and `readers` (run by root) open.
+        return kept if kept is not None else libbpf.map_fd_by_id(ring_id)
 
     def _state(self, slot: int) -> ReaderState:
         from ..kernel.ringbuf import RingBufferReader
@@ -252,6 +256,7 @@ class ReaderSlots:
         self._write_settings(value)
         with _MapFd(self.instance, "rings") as fd:
             libbpf.map_delete(fd, _key(slot))
+        self.instance.forget_ring(slot)
         self._write_reader(slot, 0, 0, 0, None, None)
 
     def _reset_counts(self, slot: int) -> None:
@@ -308,6 +313,8 @@ class ReaderSlots:
                     self._reset_counts(slot)
                     with _MapFd(self.instance, "rings") as fd:
                         libbpf.map_update(fd, _key(slot), ring_fd.to_bytes(4, "little"))
+                    if name:
+                        self.instance.keep_ring(slot, ring_fd)
                     resumed = False
                 else:
                     made = libbpf.map_info(ring_fd).max_entries

@@ -108,6 +108,24 @@ class PinRecord:
                 pins.pop(f"links/{event}", None)
             self._write(pins)
 
+    def remember_reader_ring(self, slot: int, ring_id: int) -> None:
+        """Before a named reader's ring is pinned: its id, so the pin is known as ours."""
+        pins = self.pins()
+        if pins is None:
+            raise StateError(unrecorded_message(self.layout))
+        pins[_relative(self.layout, self.layout.reader_ring(slot))] = ring_id
+        self._write(pins)
+
+    def forget_reader_ring(self, slot: int) -> bool:
+        """Whether the record had a ring pinned for `slot` (which it now forgets)."""
+        pins = self.pins()
+        name = _relative(self.layout, self.layout.reader_ring(slot))
+        if pins is None or name not in pins:
+            return False
+        del pins[name]
+        self._write(pins)
+        return True
+
     def forget(self) -> None:
         """The instance is gone: its record goes too."""
         self.path.unlink(missing_ok=True)
@@ -117,7 +135,7 @@ class PinRecord:
         """Every name (relative to the root) procmon-ctl made or may make here."""
         record = self.pins()
         maps_dir = self.layout.maps_dir
-        names = {"progs", "maps", "links"} | pin_names(record)
+        names = {"progs", "maps", "links", "readers"} | pin_names(record)
         if record is None:
             # No record (an older procmon-ctl, or a load killed before it wrote
             # one): known by name alone, with what such a load leaves.
@@ -134,3 +152,7 @@ class PinRecord:
         root = self.layout.root
         below = (str(p.relative_to(root)) for p in self.layout.all_pins())
         return sorted(name for name in below if name not in own)
+
+
+def _relative(layout: PinLayout, path: Path) -> str:
+    return str(path.relative_to(layout.root))
