@@ -71,7 +71,7 @@ def test_the_table_shows_each_reader_in_aligned_columns():
     assert view.waiting_text(1 << 21, 4 << 20) == "2M 50%"
     assert (
         view.removed_text(shipper)
-        == "removed the reader events.jsonl and the 12.5 KiB its ring held unread"
+        == "removed the reader events.jsonl (12800 bytes unread in its ring)"
     )
 
 

@@ -78,14 +78,6 @@ def filters_text(r: ReaderStatus) -> str:
     return ", ".join(wants) or "-"
 
 
-def size_text(size: int) -> str:
-    """A size in a sentence: 4 MiB, 12.8 KiB, 600 bytes."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{size // scale} {unit}" if size % scale == 0 else f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
-
-
 def short_size(size: int) -> str:
     """A size in a table cell, in units of 1024: 4M, 256K, 2.4K, 600B."""
     for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
@@ -105,7 +97,5 @@ def waiting_text(waiting: int, ring_size: int) -> str:
 
 def removed_text(r: ReaderStatus) -> str:
     """`readers rm NAME`'s line: what went with the reader's place."""
-    what = f"removed the reader {r.name}"
-    if r.waiting_bytes:
-        return f"{what} and the {size_text(r.waiting_bytes)} its ring held unread"
-    return what
+    # Bytes, whatever the size: the line reads alike for 900 bytes and 9 MiB.
+    return f"removed the reader {r.name} ({r.waiting_bytes} bytes unread in its ring)"
