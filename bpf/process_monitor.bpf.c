@@ -625,18 +625,11 @@ static __always_inline int exec_returned(long ret)
 	struct cgroup *cg;
 	bool found = a;
 
-	if (ret >= 0) {
-		if (found)
-			bpf_map_delete_elem(&exec_attempts, &tid);
-		return 0;
-	}
 	if (found) {
-		if (a->recorded)
-			return 0; /* by the programs another --failed reader attached */
 		attempt = *a;
-		a->recorded = 1;
+		bpf_map_delete_elem(&exec_attempts, &tid);
 	}
-	if (!s || !wanted(s, id >> 32))
+	if (ret >= 0 || !s || !wanted(s, id >> 32))
 		return 0;
 	wanting = s->readers & s->failed_readers;
 	if (!wanting)

@@ -167,20 +167,17 @@ enum follow_limits {
 };
 
 /* The failed-exec programs' execs in progress (`exec_attempts`): what the entry of
- * execve/execveat keeps for its exit, keyed by thread id (u32).  An exec that
- * succeeds removes its entry (sched_process_exec: a thread other than the leader
- * leaves exec with the leader's id, and a 32-bit program returns through no
- * syscalls tracepoint); a failed one leaves it marked `recorded` until its thread's
- * next exec or its death, which removes it.  A failed exec whose entry the map had no room for is counted and marked as
+ * execve/execveat keeps for its exit, keyed by thread id (u32).  Every way an exec
+ * ends removes its entry: its syscall's exit, the exec itself (sched_process_exec:
+ * a thread other than the leader leaves exec with the leader's id, and a 32-bit
+ * program returns through no syscalls tracepoint), or its thread's death inside
+ * it.  A failed exec whose entry the map had no room for is counted and marked as
  * a lost record, in every reader of failed execs (COUNTER_DROPPED, READER_LOSS_DROPPED). */
 struct exec_attempt {
 	__u64 filename; /* const char __user * */
 	__u64 argv;     /* const char __user *const __user * */
 	__u32 tgid;     /* the process of the thread: tells its entries apart */
-	/* 1 once its failure is recorded: each `events --failed` reader attaches the
-	 * programs, so they run once per such reader, and only the first records it.
-	 * The entry then stays until its thread execs again or ends. */
-	__u32 recorded;
+	__u32 __pad;
 };
 
 enum exec_attempt_limits {

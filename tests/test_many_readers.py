@@ -23,6 +23,7 @@ from conftest import (
     wait_drained,
     wait_reading,
 )
+from test_exec_failures import failed_program_ids, wait_attached
 
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.readers import ReaderSlots
@@ -298,3 +299,41 @@ def test_a_cgroup_filter_follows_its_cgroup_made_anew(attached, test_cgroup):
         )
     tgids = {e["tgid"] for e in r.json_lines()}
     assert {int(first.stdout), int(second.stdout)} <= tgids
+
+
+def failed_execs(path: str, n: int) -> list[int]:
+    """n children that each try execve(path) and fail; their pids."""
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execv(path, ["x"])
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        pids.append(pid)
+    return pids
+
+
+def test_one_failed_reader_at_a_time_and_only_it_gets_failures(attached, tmp_path):
+    """The kernel attaches a program to a syscall tracepoint once: a second
+    `events --failed` is refused in one line naming the first's pid, and takes no
+    slot; the failures go to the --failed reader only."""
+    cli = attached
+    missing = str(tmp_path / "no-such-program")
+    with (
+        cli.reading("events", "--json", "--failed") as failed,
+        cli.reading("events", "--json") as plain,
+    ):
+        # Its programs attach just after it has its slot.
+        wait_attached(failed_program_ids(cli.pin_dir), failed.proc)
+        second = cli("events", "--json", "--failed", "--duration", "1", check=False)
+        assert second.returncode == 3 and second.stdout == ""
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert f"pid {failed.proc.pid} already reads failed execs" in second.stderr
+        assert len(ReaderSlots(PinnedInstance.at(cli.pin_dir)).states()) == 2
+        pids = failed_execs(missing, 3)
+    got = [e["pid"] for e in failed.json_lines() if e["type"] == "exec_failed"]
+    assert set(pids) <= set(got)
+    assert not [e for e in plain.json_lines() if e["type"] == "exec_failed"]

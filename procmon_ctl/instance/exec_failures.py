@@ -12,11 +12,12 @@ the programs put exec_failed records only in the rings of --failed readers."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import BpfError, MissingError, PermissionDenied, Setting
+from ..errors import BpfError, MissingError, PermissionDenied, Setting, StateError
 from ..kernel import libbpf
 from ..kernel.system import TRACEFS_ROOT, ensure_tracefs, require_root
 from .base import Instance
@@ -60,21 +61,30 @@ def tracepoint_id(name: str) -> int:
         raise MissingError(f"cannot read the id of tracepoint syscalls/{name}: {err}") from None
 
 
+def refuse_second_reader(pid: int | None) -> None:
+    """The kernel attaches a program to a syscall tracepoint once (a second perf
+    event for it is refused, EEXIST): one --failed reader at a time."""
+    who = f"pid {pid}" if pid else "another reader"
+    raise StateError(
+        (
+            f"{who} already reads failed execs from this instance, and the kernel attaches "
+            "their programs once: stop it, or read without ",
+            Setting("failed"),
+        )
+    )
+
+
 @contextmanager
-def attached(instance: Instance, alone: bool) -> Iterator[None]:
+def attached(instance: Instance) -> Iterator[None]:
     """The failed-exec programs of a pinned instance attached for the with block:
-    all six or none (a failure closes those already attached), detached on leaving.
-    Each --failed reader attaches them (the programs record each failure once,
-    struct exec_attempt); `alone`: no other reader has, so the execs in progress
-    left by an earlier one are forgotten first."""
+    all six or none (a failure closes those already attached), detached on leaving."""
     check(instance)
     require_root("attaching the failed-exec programs")
     ensure_tracefs()
     ids = {prog: tracepoint_id(name) for prog, name in TRACEPOINTS.items()}
     fds: list[int] = []
     try:
-        if alone:
-            _forget_attempts(instance)
+        _forget_attempts(instance)
         # Those that forget entries first: no entry is made before they run.
         for prog in FAILED_EXEC_PROGRAMS:
             prog_fd = instance.open_program(prog)
@@ -84,6 +94,8 @@ def attached(instance: Instance, alone: bool) -> Iterator[None]:
                 else:
                     fds.append(libbpf.perf_tracepoint_attach(prog_fd, ids[prog]))
             except libbpf.LibbpfError as err:
+                if err.errno == errno.EEXIST:
+                    refuse_second_reader(None)  # one that started as this one did
                 if libbpf.is_permission(err):
                     raise PermissionDenied(f"attaching {prog}") from None
                 where = BTF_TRACEPOINTS.get(prog) or f"syscalls/{TRACEPOINTS[prog]}"

@@ -201,7 +201,7 @@ class ExecAttempt(ctypes.Structure):
         ("filename", c_uint64),
         ("argv", c_uint64),
         ("tgid", c_uint32),
-        ("recorded", c_uint32),
+        ("__pad", c_uint32),
     ]
 
 

@@ -391,9 +391,12 @@ def _failed_execs(
     """--failed: the failed-exec programs attached for as long as the reader runs."""
     if not opts.failed:
         return nullcontext()
-    from ..instance.exec_failures import attached
+    from ..instance.exec_failures import attached, refuse_second_reader
 
-    return attached(source, alone=held.slots.failed_readers() == {held.slot})
+    others = held.slots.failed_readers() - {held.slot}
+    if others:
+        refuse_second_reader(source.slot_holder(min(others)))
+    return attached(source)
 
 
 def _text(lines: list[str]) -> str:
