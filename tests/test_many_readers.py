@@ -109,16 +109,26 @@ def test_eight_readers_each_get_their_share(attached, storm, tmp_path, test_cgro
     assert all(f"{pid}" in wide for pid in children)
 
 
-def test_a_stopped_reader_hurts_only_itself(attached, storm, tmp_path):
+def test_a_stopped_reader_hurts_only_itself(attached, storm, tmp_path, test_cgroup):
     """One reader stopped (SIGSTOP) with a small ring during a storm: the others get
     every record with nothing lost; the stopped one's losses are exact
-    (produced = delivered + dropped) and marked in its stream when it resumes."""
+    (produced = delivered + dropped) and marked in its stream when it resumes.  It
+    reads the storm's cgroup only, so that nothing else on the host moves its
+    figures between the last record and the look at them."""
     cli = attached
     files = [tmp_path / f"r{n}.jsonl" for n in range(3)]
     readers = [
         cli.popen("events", "--json", stdout=files[0].open("w")),
         cli.popen("events", "--json", stdout=files[1].open("w")),
-        cli.popen("events", "--json", "--ring-size", "16384", stdout=files[2].open("w")),
+        cli.popen(
+            "events",
+            "--json",
+            "--cgroup",
+            shown(test_cgroup),
+            "--ring-size",
+            "16384",
+            stdout=files[2].open("w"),
+        ),
     ]
     for proc in readers:
         wait_reading(cli.pin_dir, proc)
@@ -127,7 +137,9 @@ def test_a_stopped_reader_hurts_only_itself(attached, storm, tmp_path):
     try:
         ids_file = tmp_path / "ids"
         subprocess.run(
-            [storm, "-o", ids_file, "fork", "2000", "60"], check=True, capture_output=True
+            in_cgroup(test_cgroup, f"exec {storm} -o {ids_file} fork 2000 60"),
+            check=True,
+            capture_output=True,
         )
         children = storm_ids(ids_file)
         stopped = reader_state(cli.pin_dir, slow.pid)
@@ -142,14 +154,17 @@ def test_a_stopped_reader_hurts_only_itself(attached, storm, tmp_path):
         lines = records(path)
         assert not [e for e in lines if e["type"] == "gap"]
         for kind in ("fork", "exit"):
-            assert sorted(
-                e["tgid"] for e in lines if e["type"] == kind and e["tgid"] in children
-            ) == sorted(children)
+            got = [e["tgid"] for e in lines if e["type"] == kind and e["tgid"] in children]
+            assert sorted(got) == sorted(children)
     lines = records(files[2])
     gaps = sum(e["dropped"] for e in lines if e["type"] == "gap")
     delivered = len([e for e in lines if e["type"] != "gap"])
+    assert state.waiting == 0
     assert gaps == state.dropped, "every loss marked once"
     assert delivered == state.produced - state.dropped == state.delivered
+    # The storm's own records: a fork and an exit per child, the shell's exec of the
+    # storm and the storm's exit.
+    assert state.produced == 2 * len(children) + 2
 
 
 def test_a_named_reader_loses_nothing_across_a_sigkill(attached, tmp_path):
