@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left
+from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left, reader_state
 
 from procmon_ctl.errors import EXIT_STATE
 from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
@@ -107,8 +107,10 @@ def test_two_loads_different_ring_sizes(cli):
     assert_one_won(results, "already loaded")
     assert_complete_pin_set(cli.pin_dir)
     assert not (cli.pin_dir / "ring_staging").exists()
-    size = cli.json("status", "--json")["ring_size"]
     winner = next(r for r in results if r.returncode == 0).args
+    # The winner's size is each reader's ring's.
+    with cli.reading("events", "--json") as r:
+        size = reader_state(cli.pin_dir, r.proc.pid).ring_size
     assert size == int(winner[-1])
 
 
@@ -144,17 +146,17 @@ def _partial_maps_only(pin_dir: Path) -> None:
             "bpftool",
             "map",
             "create",
-            str(pin_dir / "maps" / "events"),
+            str(pin_dir / "maps" / "process_count"),
             "type",
-            "ringbuf",
+            "array",
             "key",
-            "0",
+            "4",
             "value",
-            "0",
+            "8",
             "entries",
-            "4096",
+            "1",
             "name",
-            "events",
+            "process_count",
         ],
         check=True,
         capture_output=True,
@@ -275,7 +277,7 @@ def test_two_detaches_or_unloads_at_once(cli, command):
 
 def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
     """/x/a_b and /x/a/b (and a name that looks escaped) must not share a lock: each
-    takes its reader lock while the others hold theirs."""
+    takes its admin lock and its reader slots' locks while the others hold theirs."""
     from contextlib import ExitStack
 
     from procmon_ctl.instance.pinned import PinnedInstance
@@ -287,10 +289,13 @@ def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
     ]
     paths = [lay.locks.paths() for lay in layouts]
     try:
-        assert len({p for pair in paths for p in pair}) == 2 * len(layouts)
+        assert len({p for pair in paths for p in pair}) == sum(map(len, paths))
         with ExitStack() as held:
             for lay in layouts:
-                held.enter_context(lay.reader_lock())  # StateError if any were shared
+                held.enter_context(lay.slots_lock())  # would wait for ever if shared
+                hold = lay.hold_slot(0)
+                assert hold is not None, f"{lay.root} shares a reader slot's lock"
+                held.callback(hold.close)
     finally:
         for pair in paths:
             for lock in pair:
