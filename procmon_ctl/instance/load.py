@@ -137,6 +137,7 @@ def unload(pinned: PinnedInstance, force: bool = False) -> list[Path]:
         with signals.deferred():  # all pins or none: a stop waits for the last
             removed = remove_pins(layout)
             pinned.record.forget()
+        pinned.locks.remove_slot_files()
         pinned.locks.remove_legacy()
         return removed
 

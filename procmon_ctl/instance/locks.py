@@ -66,9 +66,19 @@ class PinLocks:
         return None if fd is None else SlotHold(self, kind, fd)
 
     def slot_in_use(self, slot: int) -> bool:
-        """Whether a process holds the lock of reader slot `slot`."""
+        """Whether a process holds the lock of reader slot `slot`.  Asked under the
+        admin lock, under which alone slots are taken: a slot with no lock file has
+        no reader, and looking makes no file that unload would leave behind."""
+        if not self.path(f"reader-{slot}").exists():
+            return False
         with self._holding(f"reader-{slot}", wait=False) as free:
             return not free
+
+    def remove_slot_files(self) -> None:
+        """Once the pin dir is gone: the lock files of the slots nobody holds (taking
+        one removes it, _release); a reader still holding one removes it as it ends."""
+        for slot in range(READERS_MAX):
+            self.slot_in_use(slot)
 
     def slot_holder(self, slot: int) -> int | None:
         """The process that holds reader slot `slot`'s lock, from /proc/locks."""
