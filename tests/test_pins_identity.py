@@ -24,6 +24,8 @@ from conftest import (
     in_private_mount_ns,
     nobody_env,
     nobody_python,
+    reader_state,
+    wait_reading,
 )
 
 from procmon_ctl.errors import EXIT_PERMISSION, EXIT_STATE, EXIT_USAGE, StateError
@@ -97,43 +99,44 @@ def test_unload_refuses_a_pin_it_did_not_make_at_any_depth(attached, where):
     assert not attached.pin_dir.exists()
 
 
-def _replace_ring(cli) -> int:
-    ring = cli.pin_dir / "maps" / "events"
-    ring.unlink()
-    return make_map(ring, "ringbuf", "events")
+def _replace_settings(cli) -> int:
+    settings = cli.pin_dir / "maps" / "settings"
+    settings.unlink()
+    return make_map(settings, "array", "settings")
 
 
 @pytest.mark.kernel
-def test_a_replaced_ring_is_refused_by_every_command(attached):
-    """The issue's case: maps/events replaced by another ring buffer of the same name.
-    The readers would read a ring nothing writes to."""
-    foreign_id = _replace_ring(attached)
-    ring = attached.pin_dir / "maps" / "events"
+def test_a_replaced_map_is_refused_by_every_command(attached):
+    """The issue's case (then with the one ring): maps/settings replaced by another
+    map of the same name.  A reader would write its slot's settings into a map the
+    programs never read."""
+    foreign_id = _replace_settings(attached)
+    pin = attached.pin_dir / "maps" / "settings"
     for command in READ_COMMANDS:
         r = attached(*command, check=False)
         line = assert_one_line_error(
-            r, EXIT_STATE, f"{ring} is not the map procmon-ctl pinned there", "load again"
+            r, EXIT_STATE, f"{pin} is not the map procmon-ctl pinned there", "load again"
         )
         assert f"map id {foreign_id}" in line
     r = attached("unload", check=False)
-    assert_one_line_error(r, EXIT_STATE, f"{ring} is not the map", f"rm {ring}")
-    assert bpftool_json("map", "show", "pinned", str(ring))["id"] == foreign_id
+    assert_one_line_error(r, EXIT_STATE, f"{pin} is not the map", f"rm {pin}")
+    assert bpftool_json("map", "show", "pinned", str(pin))["id"] == foreign_id
     # The way out the message gives.
-    ring.unlink()
+    pin.unlink()
     attached("unload")
     assert not attached.pin_dir.exists()
 
 
 def test_a_swapped_map_is_caught_even_with_a_doctored_record(attached):
-    """Root swapped maps/events and wrote its id into the record: the programs do
+    """Root swapped maps/settings and wrote its id into the record: the programs do
     not use that map, and the check says so."""
     layout = PinnedInstance.at(attached.pin_dir)
-    foreign_id = _replace_ring(attached)
+    foreign_id = _replace_settings(attached)
     data = json.loads(layout.record.path.read_text())
-    data["pins"]["maps/events"] = foreign_id
+    data["pins"]["maps/settings"] = foreign_id
     layout.record.path.write_text(json.dumps(data))
     r = attached("status", check=False)
-    assert_one_line_error(r, EXIT_STATE, "maps/events is not the map", "programs do not use it")
+    assert_one_line_error(r, EXIT_STATE, "maps/settings is not the map", "programs do not use it")
 
 
 def test_a_replaced_program_is_refused(cli):
@@ -206,25 +209,25 @@ def test_open_map_and_same_map(attached):
     from procmon_ctl.kernel import libbpf
 
     layout = PinnedInstance.at(attached.pin_dir)
-    fd = layout.open_map("events")
+    fd = layout.open_map("rings")
     try:
-        assert libbpf.map_info(fd).id == layout.record.pins()["maps/events"]
-        assert layout.identity.same_map("events", fd)
+        assert libbpf.map_info(fd).id == layout.record.pins()["maps/rings"]
+        assert layout.identity.same_map("rings", fd)
         attached("unload")
-        assert not layout.identity.same_map("events", fd)
+        assert not layout.identity.same_map("rings", fd)
         attached("load")
-        assert not layout.identity.same_map("events", fd), "a new instance's ring is another map"
-        fresh = layout.open_map("events")
-        assert layout.identity.same_map("events", fresh)
+        assert not layout.identity.same_map("rings", fd), "a new instance's rings are another map"
+        fresh = layout.open_map("rings")
+        assert layout.identity.same_map("rings", fresh)
         os.close(fresh)
     finally:
         os.close(fd)
-    _replace_ring(attached)
+    _replace_settings(attached)
     with pytest.raises(StateError, match="is not the map procmon-ctl pinned there"):
-        layout.open_map("events")
+        layout.open_map("settings")
     layout.record.path.unlink()
     with pytest.raises(StateError, match="no record"):
-        layout.open_map("settings")
+        layout.open_map("rings")
 
 
 # -- point 4 (13.4): unload while a reader reads -----------------------------------
@@ -236,20 +239,17 @@ def test_unload_while_a_reader_reads_needs_force(attached):
         "events", "--duration", "300", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 60
-        while layout.locks.reader_pid() != reader.pid:
-            assert reader.poll() is None, reader.communicate()
-            assert time.monotonic() < deadline, "the reader did not take its lock"
-            time.sleep(0.02)
-        # What unload sees: the reader's lock cannot be taken.
-        fd = os.open(layout.locks.paths()[1], os.O_RDWR)
+        wait_reading(attached.pin_dir, reader)
+        slot = reader_state(attached.pin_dir, reader.pid).slot
+        # What unload sees: the reader's slot's lock cannot be taken.
+        fd = os.open(layout.locks.path(f"reader-{slot}"), os.O_RDWR)
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.close(fd)
         before = pins_with_ids(attached.pin_dir)
         r = attached("unload", check=False)
         assert_one_line_error(
-            r, EXIT_STATE, f"a reader (pid {reader.pid}) is reading", "unload --force"
+            r, EXIT_STATE, f"1 reader (pid {reader.pid}) is reading", "unload --force"
         )
         assert pins_with_ids(attached.pin_dir) == before
         assert reader.poll() is None
