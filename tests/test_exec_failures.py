@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI, bpftool_json, lines_until, pin_tree
+from conftest import CLI, bpftool_json, lines_until, pin_tree, wait_reading
 
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS
 from procmon_ctl.process.cgroups import v2_root
 from procmon_ctl.views.schema import EventLine, ExecFailedEvent
@@ -250,8 +249,7 @@ def test_without_failed_nothing_is_attached(loaded, tmp_path):
         "events", "--json", "--duration", "300", stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        layout = PinnedInstance.at(cli.pin_dir)
-        wait_until(lambda: layout.locks.reader_pid() == reader.pid, "the reader to take the ring")
+        wait_reading(cli.pin_dir, reader)
         assert not attachments(ids), "programs attached without --failed"
         assert not [p for p in bpftool_json("perf", "show") if p["pid"] == reader.pid]
         tried = failed_exec(str(tmp_path / "missing"), ["missing"])
@@ -273,13 +271,14 @@ def test_without_failed_nothing_is_attached(loaded, tmp_path):
 
 
 def leave_failed_records(cli, tmp_path: Path) -> tuple[int, str]:
-    """A --failed reader attached, stopped, a failed exec, the reader killed: the
-    exec's record stays in the ring.  SIGKILL detaches the programs (no pin, no
-    link outlives the reader).  Returns the pid and the path tried."""
+    """A named --failed reader attached, stopped, a failed exec, the reader killed:
+    the exec's record stays in its ring, for its next run.  SIGKILL detaches the
+    programs (no pin, no link outlives the reader).  Returns the pid and the path
+    tried."""
     ids = failed_program_ids(cli.pin_dir)
     before = pin_tree(cli.pin_dir)
     reader = cli.popen(
-        "events", "--failed", "--json", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        "events", *LEFT, "--failed", "--json", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         wait_attached(ids, reader)
@@ -295,6 +294,9 @@ def leave_failed_records(cli, tmp_path: Path) -> tuple[int, str]:
     return pid, path
 
 
+# The named reader whose ring keeps what it did not read.
+LEFT = ("--name", "left")
+
 MODES = {
     "json": ("--json",),
     "json-python": ("--json",),
@@ -307,11 +309,12 @@ MODES = {
 @pytest.mark.parametrize("failed", [False, True], ids=["without", "with-failed"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_records_left_in_the_ring(loaded, tmp_path, mode, failed):
-    """exec_failed records an earlier --failed reader left in the ring are shown
-    only with --failed, in every output mode (and both JSON formatters)."""
+    """exec_failed records a named --failed reader left in its ring are shown by its
+    next run only with --failed, in every output mode (and both JSON formatters)."""
     cli = loaded
     pid, path = leave_failed_records(cli, tmp_path)
-    args = ["events", *MODES[mode], "--duration", "1", *(["--failed"] if failed else [])]
+    failed_arg = ["--failed"] if failed else []
+    args = ["events", *LEFT, *MODES[mode], "--duration", "1", *failed_arg]
     if mode == "json-python":
         r = subprocess.run(
             [sys.executable, "-c", PYTHON_JSON, *args],
