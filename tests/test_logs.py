@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fork_processes
+from conftest import fork_processes, wait_reading
+
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import ReaderSlots
 
 
 def fork_pids(path: Path) -> set[int]:
@@ -40,16 +43,18 @@ def test_output_reopens_on_sighup(attached, tmp_path):
     cli = attached
     log = tmp_path / "procmon.jsonl"
     rotated = tmp_path / "procmon.jsonl.1"
-    # No --from-now: a reader that starts slowly on a busy machine must still see
-    # the forks below (they wait in the ring), whatever else comes before them.
     proc = cli.popen("events", "--output", str(log), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
+        wait_reading(cli.pin_dir, proc)
         first = fork_processes(5)
         wait_for_pids(log, first, proc)
 
         os.rename(log, rotated)  # what logrotate does ...
         proc.send_signal(signal.SIGHUP)  # ... then its postrotate script
-        time.sleep(0.3)
+        deadline = time.monotonic() + 15
+        while not log.exists():  # reopened
+            assert proc.poll() is None and time.monotonic() < deadline, "no new file"
+            time.sleep(0.02)
         second = fork_processes(5)
         wait_for_pids(log, second, proc)  # a new file, with the new lines
 
@@ -71,12 +76,30 @@ def test_output_appends(attached, tmp_path, filtered):
     cli = attached
     log = tmp_path / "procmon.jsonl"
     log.write_text('{"type":"earlier"}\n')
-    pids = fork_processes(3)
     extra = ["--ppid", str(os.getpid())] if filtered else []
-    cli("events", "--output", str(log), "--duration", "0.5", *extra)
+    with cli.reading("events", "--output", str(log), *extra):
+        pids = fork_processes(3)
     lines = log.read_text().splitlines()
     assert lines[0] == '{"type":"earlier"}'
     assert set(pids) <= fork_pids(log)
+
+
+def test_output_resumes_across_restarts(attached, tmp_path):
+    """--output is a named reader, named after its file: what happens while the log
+    writer is down (a restart, an upgrade) is in the log once it is back."""
+    cli = attached
+    log = tmp_path / "events.jsonl"
+    with cli.reading("events", "--output", str(log)):
+        before = fork_processes(3)
+    [state] = ReaderSlots(PinnedInstance.at(cli.pin_dir)).states()
+    assert (state.name, state.pid) == ("events.jsonl", None)  # its place kept while down
+    during = fork_processes(3)
+    with cli.reading("events", "--output", str(log)):
+        after = fork_processes(3)
+    pids = sorted(before + during + after)
+    logged = [json.loads(x) for x in log.read_text().splitlines()]
+    forks = sorted(e["pid"] for e in logged if e["type"] == "fork" and e["pid"] in pids)
+    assert forks == pids, "each fork logged exactly once"
 
 
 @pytest.mark.parametrize(
