@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AS_NOBODY, fork_processes
+from conftest import AS_NOBODY, fork_processes, wait_reading
+
+from procmon_ctl.instance.readers import name_for_output
 
 NOBODY = 65534
 NAME = "procmon.jsonl"
@@ -134,8 +136,10 @@ def refused(r: subprocess.CompletedProcess, path: Path, why: str, code: int = 2)
 
 
 def events_to(cli, path: Path, **kw) -> subprocess.CompletedProcess:
-    """A real reader with records waiting in its ring (our own forks): a reader
-    that opened the file would write them."""
+    """A real reader with records waiting in its ring (our own forks, made while the
+    named reader --output makes was down): a reader that opened the file would
+    write them."""
+    cli("events", "--json", "--name", name_for_output(str(path)), "--duration", "0.1")
     fork_processes(3)
     return cli("events", "--output", str(path), "--duration", "0.5", check=False, **kw)
 
@@ -260,9 +264,8 @@ def test_a_new_file_is_roots_and_0640_whatever_the_umask(
     directory = victim_dir if where == "root-only" else shared_dir(tmp_path, where)
     log = directory / NAME
     umask(mask)  # inherited by the reader
-    pids = fork_processes(3)
-    r = attached("events", "--output", str(log), "--duration", "0.5", check=False)
-    assert r.returncode == 0, r.stderr
+    with attached.reading("events", "--output", str(log)):
+        pids = fork_processes(3)
     st = log.lstat()
     assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and st.st_nlink == 1
     assert oct(stat.S_IMODE(st.st_mode)) == oct(0o640)
@@ -276,8 +279,8 @@ def test_roots_own_file_in_a_1777_directory_is_appended_to(attached, tmp_path):
     log = pub / NAME
     log.write_text('{"type":"earlier"}\n')
     log.chmod(0o600)
-    pids = fork_processes(3)
-    attached("events", "--output", str(log), "--duration", "0.5")
+    with attached.reading("events", "--output", str(log)):
+        pids = fork_processes(3)
     assert log.read_text().splitlines()[0] == '{"type":"earlier"}'
     assert set(pids) <= fork_pids(log)
     assert oct(stat.S_IMODE(log.stat().st_mode)) == oct(0o600)
@@ -291,8 +294,8 @@ def test_a_file_in_a_root_only_directory_works_as_before(attached, victim_dir):
     os.chown(log, NOBODY, NOBODY)
     log.chmod(0o644)
     os.link(log, victim_dir / "second-name")
-    pids = fork_processes(3)
-    attached("events", "--output", str(log), "--duration", "0.5")
+    with attached.reading("events", "--output", str(log)):
+        pids = fork_processes(3)
     assert log.read_text().splitlines()[0] == '{"type":"earlier"}'
     assert set(pids) <= fork_pids(log)
     st = log.stat()
@@ -307,8 +310,8 @@ def test_a_symlink_planted_after_rotation_is_not_followed_on_sighup(
 ):
     """logrotate renames the log in the shared directory and sends SIGHUP; uid 65534
     plants the link in between.  The reader stops with one line (exit 3, as for any
-    reopen that fails) and writes nothing through the link; the records stay in the
-    ring for the next reader."""
+    reopen that fails) and writes nothing through the link; the records stay in its
+    ring for its next run."""
     cli = attached
     pub = shared_dir(tmp_path, "1777")
     log = pub / NAME
@@ -316,6 +319,7 @@ def test_a_symlink_planted_after_rotation_is_not_followed_on_sighup(
         "events", "--output", str(log), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
+        wait_reading(cli.pin_dir, reader)
         first = fork_processes(3)
         deadline = time.monotonic() + 30
         while not (log.exists() and set(first) <= fork_pids(log)):
