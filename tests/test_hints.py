@@ -177,9 +177,9 @@ def test_not_loaded_errors_name_the_instance(pin_dir, argv, source):
 
 def test_events_warns_with_the_instance_when_nothing_is_attached(cli):
     cli("load")
-    r = cli("events", "--from-now", "--duration", "0.2")
+    r = cli("events", "--duration", "0.2")
     assert f"(run `PROCMON_PIN_DIR={cli.pin_dir} procmon-ctl attach`)" in r.stderr, r.stderr
-    r = procmon("events", "--pin-dir", str(cli.pin_dir), "--from-now", "--duration", "0.2")
+    r = procmon("events", "--pin-dir", str(cli.pin_dir), "--duration", "0.2")
     assert r.returncode == 0, r.stderr
     [hint] = [c for c in quoted_commands(r.stderr) if c.endswith(" attach")]
     assert hint == f"procmon-ctl --pin-dir {cli.pin_dir} attach"
