@@ -25,6 +25,7 @@ from conftest import pin_tree
 
 from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE
 from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import ReaderSlots
 
 
 def fs(raw: bytes) -> str:
@@ -314,6 +315,20 @@ def test_run_refuses_filter_that_matches_nothing(cli, pin_dir, option, value, te
     r = cli("run", option, value, "--", "true", check=False)
     assert_refused(r, EXIT_USAGE, text)
     assert_pin_dir_untouched(pin_dir)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "a/b", ".hidden", "x" * 32, "caf\u00e9"],
+    ids=["empty", "slash", "dot", "long", "utf8"],
+)
+def test_events_refuses_a_reader_name_it_cannot_keep(attached, name):
+    """--name: one line saying what a name may be; no slot taken, nothing pinned."""
+    before = pin_tree(attached.pin_dir)
+    r = attached("events", "--name", name, "--duration", "1", check=False)
+    assert_refused(r, EXIT_USAGE, "is not a reader name: use 1 to 31 letters")
+    assert pin_tree(attached.pin_dir) == before
+    assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).states() == []
 
 
 def test_filters_at_the_ends_of_their_ranges_are_taken(attached):
