@@ -57,7 +57,10 @@ def run_monitor(
     view: View,
     out: TextIO,
 ) -> int:
-    with PrivateInstance(obj, events, ring_size) as instance:
+    # The reader's slot before the first link, as for CMD: what happens once run is
+    # attached is in its ring, however long the reader takes to start reading.
+    reader = ReaderWants(threads=opts.threads)
+    with PrivateInstance(obj, events, ring_size, reader=reader) as instance:
         return follow(instance, opts, view, out)
 
 
