@@ -272,12 +272,6 @@ def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached, test_cgroup):
     assert len(made) == 200, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers.py: a reader leaving its slot opens the maps by their pins, so one "
-    "whose instance was unloaded and loaded again writes into the new instance's slot "
-    "(or, mid-load, fails with 'no record' instead of 'unloaded')",
-)
 def test_a_reader_stops_when_its_instance_is_unloaded(attached, tmp_path):
     """unload (forced, as a reader is active) and load again: the reader that read
     the old instance stops within seconds with one line, and a new one reads the new
