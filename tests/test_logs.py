@@ -14,7 +14,7 @@ import pytest
 from conftest import fork_processes, wait_reading
 
 from procmon_ctl.instance.pinned import PinnedInstance
-from procmon_ctl.instance.readers import ReaderSlots
+from procmon_ctl.instance.readers import ReaderSlots, name_for_output
 
 
 def fork_pids(path: Path) -> set[int]:
@@ -85,14 +85,14 @@ def test_output_appends(attached, tmp_path, filtered):
 
 
 def test_output_resumes_across_restarts(attached, tmp_path):
-    """--output is a named reader, named after its file: what happens while the log
+    """--output is a named reader, named after its file's path: what happens while the log
     writer is down (a restart, an upgrade) is in the log once it is back."""
     cli = attached
     log = tmp_path / "events.jsonl"
     with cli.reading("events", "--output", str(log)):
         before = fork_processes(3)
     [state] = ReaderSlots(PinnedInstance.at(cli.pin_dir)).states()
-    assert (state.name, state.pid) == ("events.jsonl", None)  # its place kept while down
+    assert (state.name, state.pid) == (name_for_output(str(log)), None)  # kept while down
     during = fork_processes(3)
     with cli.reading("events", "--output", str(log)):
         after = fork_processes(3)
