@@ -51,9 +51,11 @@ def test_output_reopens_on_sighup(attached, tmp_path):
 
         os.rename(log, rotated)  # what logrotate does ...
         proc.send_signal(signal.SIGHUP)  # ... then its postrotate script
+        # It reopens before writing its next batch: give it one until it has.
         deadline = time.monotonic() + 15
-        while not log.exists():  # reopened
+        while not log.exists():
             assert proc.poll() is None and time.monotonic() < deadline, "no new file"
+            fork_processes(1)
             time.sleep(0.02)
         second = fork_processes(5)
         wait_for_pids(log, second, proc)  # a new file, with the new lines
