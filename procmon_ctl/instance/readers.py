@@ -295,14 +295,9 @@ class ReaderSlots:
             ring_fd: int | None = None
             try:
                 if slot is not None:
-                    hold = self.instance.hold_slot(slot)
-                    if hold is None:
-                        pid = self.instance.slot_holder(slot)
-                        raise StateError(
-                            f"the reader {name} is already reading"
-                            + (f" (pid {pid})" if pid else "")
-                            + ": stop it first, or choose another name"
-                        )
+                    hold = self._hold_named(
+                        slot, name, "is already reading", ", or choose another name"
+                    )
                     ring_fd = self._ring_fd(slot)
                 if slot is None:
                     slot, hold = self._free_slot()
@@ -332,6 +327,16 @@ class ReaderSlots:
                 if hold is not None:
                     hold.close()
                 raise
+
+    def _hold_named(self, slot: int, name: str, busy: str, other_fix: str) -> SlotHold:
+        """The named reader's slot, held; refused, naming its reader's pid, while a
+        process reads it."""
+        hold = self.instance.hold_slot(slot)
+        if hold is None:
+            pid = self.instance.slot_holder(slot)
+            who = f" (pid {pid})" if pid else ""
+            raise StateError(f"the reader {name} {busy}{who}: stop it first{other_fix}")
+        return hold
 
     def _free_slot(self) -> tuple[int, SlotHold]:
         active = self._active()
@@ -395,14 +400,7 @@ class ReaderSlots:
                         ")",
                     )
                 )
-            hold = self.instance.hold_slot(slot)
-            if hold is None:
-                pid = self.instance.slot_holder(slot)
-                raise StateError(
-                    f"the reader {name} is reading now"
-                    + (f" (pid {pid})" if pid else "")
-                    + ": stop it first"
-                )
+            hold = self._hold_named(slot, name, "is reading now", "")
             try:
                 state = self._state(slot)
                 self._free(slot)
