@@ -2,7 +2,9 @@
 each reader of the instance with its pid or name, its filters and its figures; a
 named reader that is down shows as such, with what waits for it; `readers rm NAME`
 removes its place (never while it runs); and a reader that cannot start says, in
-one line, who blocks it."""
+one line, who blocks it.  On the host only: listing and removing read and write the
+same maps on every kernel; what differs by kernel (rings in an array of maps, a named
+reader's ring kept while it is down) is test_many_readers' on the whole matrix."""
 
 from __future__ import annotations
 
@@ -149,7 +151,6 @@ def by_slot_owner(readers: list[dict]) -> dict:
     return {r["name"] or r["pid"]: r for r in readers}
 
 
-@pytest.mark.kernel
 def test_two_readers_are_listed_with_their_pid_name_and_filters(attached, test_cgroup):
     cgroup = shown(test_cgroup)
     with (
@@ -189,7 +190,6 @@ def test_two_readers_are_listed_with_their_pid_name_and_filters(attached, test_c
     assert per_reader["journal"]["threads"] and per_reader[unnamed.pid]["failed"]
 
 
-@pytest.mark.kernel
 def test_a_named_reader_that_is_down_shows_as_down_with_what_waits_for_it(attached):
     with reader(attached, "--name", "journal", "--json"):
         pass
@@ -218,7 +218,6 @@ def ring_ids(pin_dir) -> dict[int, int]:
     }
 
 
-@pytest.mark.kernel
 def test_readers_rm_refuses_while_it_runs_and_removes_it_when_down(attached):
     with reader(attached, "--name", "journal", "--json") as running:
         (state,) = attached.json("readers", "--json")
@@ -248,14 +247,12 @@ BAD_INPUT = [
 ]
 
 
-# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_bad_and_unknown_names_give_one_clear_line(attached):
     for argv, code, says in BAD_INPUT:
         line = one_error_line(attached("readers", *argv, check=False), code)
         assert says in line, (argv, line)
 
 
-# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
     with reader(attached, "--name", "journal") as first:
         second = attached("events", "--name", "journal", "--count", "1", check=False)
@@ -266,7 +263,6 @@ def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
         )
 
 
-# On the host only: slots, names and locks are user space's, the same on every kernel.
 def test_when_every_slot_is_taken_the_error_names_who_holds_them(attached):
     """Slots held here (each hold is a lock of its own, as another process's would
     be): unnamed, one named reader reading, one named reader down."""
