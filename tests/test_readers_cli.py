@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 
-import pytest
 from conftest import bpftool_json, fork_processes, shown, wait_reading
 
 from procmon_ctl.errors import EXIT_STATE, EXIT_USAGE
