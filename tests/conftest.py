@@ -152,12 +152,14 @@ def reader_state(pin_dir: Path, pid: int):
 
 def wait_reading(pin_dir: Path, reader: subprocess.Popen, timeout: float = 60) -> None:
     """Poll until `reader` (a procmon-ctl process) has its reader slot: from then on
-    every record it asks for goes into its ring.  Fails early if it ended."""
+    every record it asks for goes into its ring.  Fails early if it ended.  A light
+    look (two maps) every 50 ms: in an emulated guest a heavier one slows the reader."""
+    slots = ReaderSlots(PinnedInstance.at(pin_dir))
     deadline = time.monotonic() + timeout
-    while reader_state(pin_dir, reader.pid) is None:
+    while slots.slot_of(reader.pid) is None:
         assert reader.poll() is None, f"the reader ended ({reader.returncode}) before reading"
         assert time.monotonic() < deadline, "the reader did not take a slot"
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 # Kept for the tests written before reader slots: a --threads reader streams
@@ -169,13 +171,14 @@ def wait_threads_streamed(pin_dir: Path, reader: subprocess.Popen) -> None:
 def wait_drained(pin_dir: Path, reader: subprocess.Popen, timeout: float = 120) -> None:
     """Poll until `reader` has written out everything its ring holds (it commits a
     record only once its line is written), or it has ended."""
+    slots = ReaderSlots(PinnedInstance.at(pin_dir))
     deadline = time.monotonic() + timeout
     while reader.poll() is None:
-        state = reader_state(pin_dir, reader.pid)
-        if state is None or state.waiting == 0:
+        slot = slots.slot_of(reader.pid)
+        if slot is None or slots.waiting(slot) == 0:
             return
         assert time.monotonic() < deadline, "the reader did not catch up"
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 class Reading:

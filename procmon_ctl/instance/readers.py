@@ -142,6 +142,27 @@ class ReaderSlots:
         mask = value.readers & value.failed_readers
         return {n for n in range(READERS_MAX) if mask >> n & 1}
 
+    def slot_of(self, pid: int) -> int | None:
+        """The active slot process `pid` reads (as its slot says), without the lock
+        or the look at its ring that states() takes: for polling."""
+        for slot in self._active():
+            if self._reader(slot)[1] == pid:
+                return slot
+        return None
+
+    def waiting(self, slot: int) -> int:
+        """Bytes in the ring of `slot` not read yet (0: none, or no ring)."""
+        from ..kernel.ringbuf import RingBufferReader
+
+        ring_fd = self._ring_fd(slot)
+        if ring_fd is None:
+            return 0
+        try:
+            with RingBufferReader(ring_fd) as ring:
+                return ring.pending_bytes()
+        finally:
+            os.close(ring_fd)
+
     def _active(self) -> list[int]:
         mask = self._settings().readers
         return [n for n in range(READERS_MAX) if mask >> n & 1]
