@@ -157,15 +157,32 @@ clean:
 	rm -rf $(BUILD) $(OBJ) $(NATIVE) .pytest_cache
 
 # `make bench` (root): procmon-ctl against bpftrace, forkstat and bcc's execsnoop on
-# storms it makes itself; writes docs/benchmarks.md and its chart.  `make bench
-# BENCH_ARGS=--quick` takes about a minute and writes no report.  Code: scripts/bench/.
+# storms it makes itself, and procmon-ctl with 0, 1, 4 and 8 readers of one instance
+# against BENCH_BASELINE's procmon-ctl (issue 27.8); writes docs/benchmarks.md and its
+# chart.  `make bench BENCH_ARGS=--quick` takes a few minutes and writes no report;
+# `BENCH_ARGS="--quick --readers"` runs only the readers' part.  Code: scripts/bench/.
 BENCH_PACKAGES := bpftrace forkstat bpfcc-tools
 BENCH_ARGS ?=
+# The commit before many readers per instance (issue 27): its CLI and BPF object, built
+# from git in a tree of their own, run beside this one in the same rounds.
+BENCH_BASELINE ?= c9d106c
+BASELINE_DIR := $(BUILD)/baseline-$(BENCH_BASELINE)
 
-bench: setup mounts $(BUILD)/storm
+bench: setup mounts $(BUILD)/storm $(BASELINE_DIR)/built.stamp
 	$(call apt_install_missing,$(BENCH_PACKAGES),--no-install-recommends)
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(call pip_project,dev$(comma)bench)
-	$(BIN)/python scripts/bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python scripts/bench/bench.py --baseline $(BASELINE_DIR) $(BENCH_ARGS)
+
+# Its own make builds its object and C formatter (with its own sources); it runs on this
+# venv's interpreter and libraries, with PYTHONPATH pointing at it.
+$(BASELINE_DIR)/built.stamp: | $(BIN)/procmon-ctl
+	rm -rf $(BASELINE_DIR) $(BASELINE_DIR).tmp
+	mkdir -p $(BASELINE_DIR).tmp
+	git archive $(BENCH_BASELINE) | tar -x -C $(BASELINE_DIR).tmp
+	$(MAKE) -C $(BASELINE_DIR).tmp CLANG=$(CLANG) $(OBJ) $(NATIVE)
+	$(BIN)/python -m compileall -q $(BASELINE_DIR).tmp/procmon_ctl
+	mv $(BASELINE_DIR).tmp $(BASELINE_DIR)
+	git rev-parse $(BENCH_BASELINE) > $@
 
 $(BUILD)/storm: scripts/bench/storm.c
 	@mkdir -p $(BUILD)
