@@ -403,7 +403,6 @@ class ProcmonJson(Contender):
                     [*inst.cli, "events", *flags, *extra], stdout=f, env=inst.env
                 )
             self.readers.append(Reader(proc, out, filtering))
-        self.out = self.readers[0].out
         try:
             exec_markers([r.out for r in self.readers], cgroup if self.filtering else None)
         except RuntimeError:
@@ -449,9 +448,6 @@ class ProcmonJson(Contender):
         for r in self.readers:
             wait_stable(r.out, 0.5, 30)
 
-    def lines(self) -> int:
-        return count_lines(self.readers[0].out)
-
     def mark(self) -> None:
         """Each reader's lines and CPU time before the storm."""
         for r in self.readers:
@@ -466,12 +462,6 @@ class ProcmonJson(Contender):
             )
             for r in self.readers
         ]
-
-    def seen(self, storm: str) -> tuple[Counter, int]:
-        return read_stream(self.readers[0].out, storm)
-
-    def seen_each(self, storm: str) -> list[tuple[Counter, int]]:
-        return [read_stream(r.out, storm) for r in self.readers]
 
     def remove_outputs(self) -> None:
         for r in self.readers:
@@ -801,10 +791,12 @@ class Bench:
             s = self.measure(c, storm, count)
         finally:
             c.stop()
+        ids0 = None  # the first reader's (the tracer's)
         if isinstance(c, ProcmonJson):
-            for figures, (ids, lost) in zip(s.readers, c.seen_each(storm), strict=True):
+            for figures, r in zip(s.readers, c.readers, strict=True):
+                ids, figures.lost = read_stream(r.out, storm)
                 figures.delivered = sum(min(k, ids[i]) for i, k in s.ids.items())
-                figures.lost = lost
+                ids0 = ids if ids0 is None else ids0
             receiving = [r for r in s.readers if not r.filtering]
             s.delivered = min((r.delivered for r in receiving), default=None)
             # `lost` is the dropped counter over the storm's window; the gap lines are
@@ -814,14 +806,11 @@ class Bench:
                 s.lost = sum(r.lost for r in s.readers)
             s.reader_us = med(r.us_per_event for r in receiving)
             s.events = receiving[0].events if receiving else None
-            ids0 = c.seen_each(storm)[0][0] if storm == "exec" else None
             c.remove_outputs()
         elif c.out is not None:
             ids0, _ = c.seen(storm)
             s.delivered = sum(min(k, ids0[i]) for i, k in s.ids.items())
             c.out.unlink(missing_ok=True)
-        else:
-            ids0 = None
         if storm == "exec" and ids0 is not None:
             # Execs shown, but not with the argv they were given (storm.c puts the
             # token third): the tracer cut or lost some of it.
@@ -834,8 +823,8 @@ class Bench:
     def measure(self, c: Contender, storm: str, count: int) -> Sample:
         procmon = c.inst if isinstance(c, ProcmonJson) else self.current
         is_procmon = isinstance(c, ProcmonJson | ProcmonIdle)
-        reader = c.proc.pid if c.proc else None
-        lines0 = c.lines() if c.out else 0
+        reader = c.proc.pid if c.proc else None  # a peer's (ProcmonJson: mark())
+        lines0 = c.lines() if reader else 0
         cpu0 = task_cpu_ns(reader) if reader else 0
         if isinstance(c, ProcmonJson):
             c.mark()
