@@ -20,6 +20,7 @@ import pytest
 from conftest import build_program
 
 from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.process.cgroups import v2_root
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench"
@@ -146,6 +147,62 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
     with no_other_bench():
         assert STATS_SYSCTL.read_text() == sysctl_before
     assert not pin_dir.exists()
+
+
+def test_bench_readers_tiny(pin_dir, storm, tmp_path):
+    """--readers (issue 27.8): 0, 1, 4 and 8 readers of one instance, 1 + 7 that filter
+    everything out, and a baseline tree's CLI (this tree itself, in a pin dir of its
+    own): each set has its row in the fork and thread storms, every reader gets every
+    child of the storm, the filtering ones none, and nothing is left behind."""
+    baseline_pin_dir = pin_dir.with_name(pin_dir.name + "-baseline")
+    argv = [
+        sys.executable,
+        str(BENCH / "bench.py"),
+        "--readers",
+        "--quick",
+        "--rounds",
+        "1",
+        "--forks",
+        "40",
+        "--threads",
+        "200",
+        "--storm",
+        str(storm),
+        "--pin-dir",
+        str(pin_dir),
+        "--baseline",
+        str(ROOT),
+        "--doc",
+        str(tmp_path / "bench.md"),
+    ]
+    deadline = time.monotonic() + WAIT
+    try:
+        while True:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            if "another bench is running" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        if baseline_pin_dir.exists():
+            subprocess.run(
+                [sys.executable, "-m", "procmon_ctl", "--pin-dir", str(baseline_pin_dir), "unload"],
+                capture_output=True,
+            )
+    assert r.returncode == 0, r.stdout + r.stderr
+    header = "| storm | readers |"
+    table = r.stdout[r.stdout.index(header) :].split("\n\n")[0].splitlines()[2:]
+    rows = {tuple(cell.strip() for cell in ln.split("|")[1:3]): ln.split("|") for ln in table}
+    sets = (f"1 ({ROOT.name})", "0", "1", "4", "8", "1 + 7 filtering all out")
+    assert set(rows) == {(storm_, n) for storm_ in ("fork", "thread") for n in sets}, r.stdout
+    for (_, readers), cells in rows.items():
+        if readers != "0":
+            assert "(100.00 %)" in cells[9], cells  # the least any reader got
+    for storm_ in ("fork", "thread"):
+        assert "filtering readers: 0 lines" in rows[(storm_, sets[-1])][9], r.stdout
+    assert "- thread storm, 4 readers, slowdown >= 0.90 of untraced:" in r.stdout
+    assert "## Readers of one instance" in (tmp_path / "bench.md").read_text()
+    assert not pin_dir.exists() and not baseline_pin_dir.exists()
+    assert not list(v2_root().glob("procmon-bench-empty-*"))
 
 
 @pytest.fixture(scope="module")

@@ -128,6 +128,9 @@ STORMS = ("fork", "thread", "exec")
 CHILD_MARK = "--storm-exec-child"  # storm.c's: argv[1] of the exec'd child, which exits at once
 
 
+DRAINED_TAG = "drained"  # the marker exec made after a storm (ProcmonJson.drain)
+
+
 class Interrupted(Exception):
     pass
 
@@ -241,14 +244,17 @@ def exec_marker(out: Path, limit: float = 30) -> None:
     exec_markers([out], None, limit)
 
 
-def exec_markers(outs: list[Path], cgroup: Path | None, limit: float = 30) -> None:
-    """Until each of `outs` (fresh outputs of tracers or readers) shows a marker exec:
-    they are then attached and reading.  The marker lives 0.2 s (a shell running
-    sleep), so a tracer that reads the command line from /proc finds it too.  With
-    `cgroup`, the marker runs in that cgroup (moved there before its exec), so
-    readers whose --cgroup is that cgroup see it too."""
+def exec_markers(
+    outs: list[Path], cgroup: Path | None, limit: float = 30, tag: str = "ready"
+) -> None:
+    """Until each of `outs` (fresh outputs of tracers or readers) shows a marker exec
+    (named with `tag`): they are then attached and reading, or with another tag, have
+    read all that came before it.  The marker lives 0.2 s (a shell running sleep), so
+    a tracer that reads the command line from /proc finds it too.  With `cgroup`, the
+    marker runs in that cgroup (moved there before its exec), so readers whose
+    --cgroup is that cgroup see it too."""
     deadline = time.monotonic() + limit
-    prefix = f"procmon-bench-ready-{os.getpid()}-"
+    prefix = f"procmon-bench-{tag}-{os.getpid()}-"
     pending = list(outs)
     n = 0
     while pending and time.monotonic() < deadline:
@@ -388,7 +394,7 @@ class ProcmonJson(Contender):
         flags = ["--json"]
         if storm != "exec":
             flags.append("--threads")
-        if inst.from_now:  # before issue 27, a reader started on whatever the ring held
+        if inst.shared_ring:  # before issue 27, a reader started on whatever the ring held
             flags.append("--from-now")
         # The exec program is the one measured in the exec storm; the fork and exit
         # programs run for each exec too (Sample.kernel_all_ns counts all three).
@@ -445,8 +451,15 @@ class ProcmonJson(Contender):
             self.attached = False
 
     def drain(self) -> None:
-        for r in self.readers:
-            wait_stable(r.out, 0.5, 30)
+        # Until each has written a marker exec made after the storm: a reader's ring
+        # is in the order records were made, and the storm's were all made by then
+        # (its children's exits before their parent's waitpid returned).  Not until
+        # the files are quiet: the rest of the machine's processes reach them too.
+        exec_markers(
+            [r.out for r in self.readers],
+            self.bench.empty_cgroup if self.filtering else None,
+            tag=DRAINED_TAG,
+        )
 
     def mark(self) -> None:
         """Each reader's lines and CPU time before the storm."""
@@ -455,10 +468,13 @@ class ProcmonJson(Contender):
             r.cpu0 = task_cpu_ns(r.proc.pid)
 
     def figures(self) -> list[ReaderFigures]:
-        """Each reader's lines and CPU time over the storm (it has drained)."""
+        """Each reader's lines over the storm (up to drain()'s marker) and CPU time
+        (it has drained)."""
         return [
             ReaderFigures(
-                r.filtering, count_lines(r.out) - r.lines0, (task_cpu_ns(r.proc.pid) - r.cpu0) / 1e3
+                r.filtering,
+                count_lines(r.out, until=DRAINED_TAG) - r.lines0,
+                (task_cpu_ns(r.proc.pid) - r.cpu0) / 1e3,
             )
             for r in self.readers
         ]
@@ -487,9 +503,16 @@ class BaselineJson(ProcmonJson):
     baseline = True
 
 
-def count_lines(path: Path) -> int:
+def count_lines(path: Path, until: str | None = None) -> int:
+    """Lines in `path`; with `until`, those before the first marker of that tag."""
+    stop = f"procmon-bench-{until}-".encode() if until else None
+    n = 0
     with open(path, "rb") as f:
-        return sum(1 for _ in f)
+        for line in f:
+            if stop is not None and stop in line:
+                break
+            n += 1
+    return n
 
 
 def read_stream(path: Path, storm: str) -> tuple[Counter, int]:
@@ -724,7 +747,6 @@ class Instance:
     env: dict
     pin_dir: Path
     progs: dict[str, int] = field(default_factory=dict)  # name -> id
-    from_now: bool = False  # its `events` takes --from-now
     shared_ring: bool = False  # one `events` ring for all its readers (before issue 27)
 
     def run(self, *args: str) -> str:
@@ -734,7 +756,6 @@ class Instance:
         self.run("load")
         for prog in sorted((self.pin_dir / "progs").iterdir()):
             self.progs[prog.name] = bpftool_json("prog", "show", "pinned", str(prog))["id"]
-        self.from_now = "--from-now" in self.run("events", "--help")
         self.shared_ring = (self.pin_dir / "maps" / "events").exists()
 
     def unload(self) -> None:
