@@ -1087,6 +1087,13 @@ def reader_label(bench: Bench, name: str) -> str:
     return f"{receiving} + {filtering} filtering all out" if filtering else str(receiving)
 
 
+def reader_phrase(name: str) -> str:
+    """A set of readers in a sentence: "4 readers", "1 reader + 7 filtering all out"."""
+    receiving, filtering = reader_count(name)
+    phrase = f"{receiving} reader{'s' if receiving != 1 else ''}"
+    return phrase + (f" + {filtering} filtering all out" if filtering else "")
+
+
 def measured_progs(storm: str) -> tuple[str, str]:
     """The program that writes the storm's records, and the exit program."""
     return ("handle_exec" if storm == "exec" else "handle_fork"), "handle_exit"
@@ -1242,7 +1249,7 @@ def reader_verdicts(bench: Bench) -> list[str]:
                 if added is None:
                     continue
                 out.append(
-                    f"- {storm} storm, {reader_label(bench, name)}: each added reader adds "
+                    f"- {storm} storm, {reader_phrase(name)}: each added reader adds "
                     f"<= {limit} ns to `{prog}` per record it {what}: {added:+.0f} ns: "
                     f"{ok(added <= limit)}"
                 )
@@ -1263,7 +1270,7 @@ def reader_verdicts(bench: Bench) -> list[str]:
             leaked = sum(r.events for _, r in figs if r.filtering)
             receiving = sum(1 for _, r in figs if not r.filtering)
             line = (
-                f"- {storm} storm, {reader_label(bench, name)}: every reader got 100 % of the "
+                f"- {storm} storm, {reader_phrase(name)}: every reader got 100 % of the "
                 f"storm with 0 lost: {receiving - short} of {receiving} reader-storms complete, "
                 f"{dropped} dropped, {gaps} in gap lines"
             )
