@@ -1287,7 +1287,7 @@ def baseline_label(tree: Path) -> str:
     stamp = tree / "built.stamp"
     with contextlib.suppress(OSError):
         return stamp.read_text().strip()[:7]
-    return tree.name
+    return tree.resolve().name
 
 
 def code_state() -> str:
