@@ -374,7 +374,8 @@ static __always_inline void deliver(__u32 wanting, __u32 size, struct cgroup *cg
 	if (!sp)
 		return;
 	sp->cgroup = (__u64)cg;
-	for (i = 0; i < READERS_MAX; i++)
+	/* Up to the highest slot wanting it: one pass for a reader in slot 0. */
+	for (i = 0; i < READERS_MAX && (wanting >> i); i++)
 		if (wanting & (1U << i))
 			deliver_to(i, size, exiting);
 }
@@ -644,7 +645,7 @@ static __always_inline int exec_returned(long ret)
 		 * each reader of failed execs. */
 		__u32 i;
 
-		for (i = 0; i < READERS_MAX; i++)
+		for (i = 0; i < READERS_MAX && (wanting >> i); i++)
 			if (wanting & (1U << i))
 				lost_for(i);
 		return 0;
