@@ -43,7 +43,6 @@ from .base import Instance, SlotHold
 
 READERS_MAX = ReaderLimits.READERS_MAX.value
 NAME_MAX = ReaderLimits.READER_NAME_LEN.value - 1
-BPF_MAP_TYPE_RINGBUF = 27
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 _SETTINGS_KEY = bytes(4)
 
@@ -324,7 +323,7 @@ class ReaderSlots:
                     slot, hold = self._free_slot()
                 if ring_fd is None:  # a new slot, or a named one whose ring was lost
                     size = ring_size or settings.ring_size
-                    ring_fd = libbpf.map_create(BPF_MAP_TYPE_RINGBUF, "reader", 0, 0, size)
+                    ring_fd = libbpf.map_create(libbpf.BPF_MAP_TYPE_RINGBUF, "reader", 0, 0, size)
                     made = size
                     self._reset_counts(slot)
                     with _MapFd(self.instance, "rings") as fd:

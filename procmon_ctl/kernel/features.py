@@ -19,7 +19,6 @@ MINIMUM_KERNEL = "5.8"
 
 # uapi/linux/bpf.h: stable numbers, part of the kernel ABI.
 BPF_MAP_TYPE_LRU_HASH = 9
-BPF_MAP_TYPE_RINGBUF = 27
 BPF_PROG_TYPE_RAW_TRACEPOINT = 17
 BPF_FUNC_ringbuf_query = 134
 
@@ -50,7 +49,7 @@ REQUIRED = (
         "the BPF ring buffer (BPF_MAP_TYPE_RINGBUF)",
         "5.8",
         "its event stream",
-        lambda: libbpf.kernel_has_map_type(BPF_MAP_TYPE_RINGBUF),
+        lambda: libbpf.kernel_has_map_type(libbpf.BPF_MAP_TYPE_RINGBUF),
     ),
     Feature(
         "the bpf_ringbuf_query() helper",

@@ -94,6 +94,9 @@ def _check_libc(result, func, args):
     return result
 
 
+# enum bpf_map_type (linux/bpf.h): the ring buffer's.
+BPF_MAP_TYPE_RINGBUF = 27
+
 _SIGNATURES = {
     # name: (argtypes, restype, errcheck)
     "bpf_obj_get": ([c_char_p], c_int, _check_fd),

@@ -41,7 +41,6 @@ from .abi import RECORD_LENGTH, RingbufRecord, record_footprint
 _BUSY = RingbufRecord.BUSY_BIT.value
 _DISCARD = RingbufRecord.DISCARD_BIT.value
 _HEADER = RingbufRecord.HDR_SZ.value
-BPF_MAP_TYPE_RINGBUF = 27
 
 
 class RingBufferReader:
@@ -60,7 +59,7 @@ class RingBufferReader:
         self._read_pos = self._batch_start = self._scanned = 0
         try:
             info = libbpf.map_info(self._fd)
-            if info.type != BPF_MAP_TYPE_RINGBUF:
+            if info.type != libbpf.BPF_MAP_TYPE_RINGBUF:
                 raise BpfError(f"{pin} is not a ring buffer map (type {info.type})")
             page = mmap.PAGESIZE
             self.size = info.max_entries
