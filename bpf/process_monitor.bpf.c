@@ -265,8 +265,10 @@ static __always_inline void put_ns_ids(struct process_event *e, struct task_stru
 	e->flags |= EVENT_FLAG_PIDNS;
 }
 
+/* Every field of a record but its name (comm), which each kind of program reads
+ * its own cheapest way. */
 static __always_inline void fill_record(struct process_event *e, __u32 type, __u32 pid,
-					 __u32 tgid, __u32 ppid, const char *comm)
+					 __u32 tgid, __u32 ppid)
 {
 	e->ts_ns = bpf_ktime_get_ns();
 	e->duration_ns = 0;
@@ -280,10 +282,6 @@ static __always_inline void fill_record(struct process_event *e, __u32 type, __u
 	e->flags = 0;
 	e->ns_pid = 0;
 	e->ns_ppid = 0;
-	/* The scratch space holds old records: zero the name's tail, so equal names
-	 * are equal bytes (the reader caches per name) and nothing stale leaks out. */
-	__builtin_memset(e->comm, 0, sizeof(e->comm));
-	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
 }
 
 /* tp_btf programs get BTF-typed task pointers: their fields are plain loads
@@ -294,7 +292,15 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 {
 	unsigned int level = task->thread_pid->level;
 
-	fill_record(e, type, task->pid, task->tgid, task->real_parent->tgid, task->comm);
+	const __u64 *comm = (const __u64 *)task->comm;
+
+	fill_record(e, type, task->pid, task->tgid, task->real_parent->tgid);
+	/* Two loads, not a string copy: the name is always NUL-terminated within its
+	 * 16 bytes, and what may follow the NUL (where exec renames with strlcpy, the
+	 * tail of the task's older, longer name) is the task's own and ignored by
+	 * every reader. */
+	((__u64 *)e->comm)[0] = comm[0];
+	((__u64 *)e->comm)[1] = comm[1];
 	e->cgroup_id = cg->kn->id;
 	if (level)
 		put_ns_ids(e, task, level);
@@ -654,7 +660,8 @@ static __always_inline int exec_returned(long ret)
 	if (!e)
 		return 0;
 	fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
-		    BPF_CORE_READ(task, real_parent, tgid), task->comm);
+		    BPF_CORE_READ(task, real_parent, tgid));
+	bpf_get_current_comm(e->base.comm, sizeof(e->base.comm)); /* zero-padded */
 	e->base.cgroup_id = bpf_get_current_cgroup_id();
 	level = BPF_CORE_READ(task, thread_pid, level);
 	if (level)
@@ -726,11 +733,36 @@ static __always_inline int process_exit_status(struct task_struct *leader)
 	return leader->exit_code;
 }
 
-/* Only the last thread of a process writes its exit record.  Kernels before
- * 6.16 do not pass group_dead to this tracepoint, so decide from signal->live,
- * which each thread decrements before it gets here: 0 means every thread of the
- * group is exiting.  Threads that exit together may all read 0, and the first
- * to claim the group in `exited` writes the record. */
+/* The tracepoint's record layout from 6.16 on, when it gained group_dead: its
+ * presence in the kernel's BTF says the program is passed group_dead too. */
+struct trace_event_raw_sched_process_exit___group_dead {
+	bool group_dead;
+} __attribute__((preserve_access_index));
+
+/* Whether the exiting thread `p` writes its process's exit record: exactly one
+ * thread of each process does, the last.  From 6.16 the tracepoint says so
+ * (group_dead, the thread that took signal->live to 0).  Before, each thread has
+ * decremented signal->live before it gets here, so 0 means every thread of the
+ * group is exiting, and threads that exit together may all read 0: the first to
+ * claim the group in `exited` writes the record.  That insert (a bucket lock, a
+ * free LRU node) is most of an exit's cost, and a process whose last thread is
+ * the only one not yet released (signal->nr_threads 1: every single-threaded
+ * process) needs none: a thread that read 0 beside it would have claimed the
+ * group before its release, so a lookup settles it. */
+static __always_inline bool writes_exit(struct task_struct *p, __u64 *ctx, struct exit_key *key)
+{
+	struct signal_struct *sig = p->signal;
+	__u8 one = 1;
+
+	if (bpf_core_field_exists(struct trace_event_raw_sched_process_exit___group_dead, group_dead))
+		return (bool)ctx[1];
+	if (sig->live.counter != 0)
+		return false;
+	if (sig->nr_threads == 1)
+		return !bpf_map_lookup_elem(&exited, key);
+	return !bpf_map_update_elem(&exited, key, &one, BPF_NOEXIST);
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
@@ -739,17 +771,14 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	struct exit_key key = {};
 	struct exec_event *e;
 	struct cgroup *cg;
-	__u8 one = 1;
 	int status;
 
 	key.tgid = p->tgid;
 	if (!s || !wanted(s, key.tgid))
 		return 0;
-	if (p->signal->live.counter != 0)
-		return 0;
 	key.start_time = leader->start_time;
-	if (bpf_map_update_elem(&exited, &key, &one, BPF_NOEXIST))
-		return 0; /* another thread of the group wrote it */
+	if (!writes_exit(p, ctx, &key))
+		return 0;
 	if (s->follow)
 		bpf_map_delete_elem(&followed, &key.tgid); /* its pid may be reused from now on */
 	count(COUNTER_EXITS);
