@@ -193,6 +193,10 @@ struct scratch_space {
 	/* The record's struct cgroup *, for deliver_to(): a global function takes
 	 * scalars only, and a map value holds the pointer as one. */
 	__u64 cgroup;
+	/* An exec record's argv_len and flags as read, before deliver_to() cuts the
+	 * arguments to each reader's argv_bytes; argv_len 0 for the other records. */
+	__u32 argv_len;
+	__u32 flags;
 	char record[EXEC_SCRATCH_SIZE];
 };
 
@@ -349,6 +353,19 @@ __noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
 		count(COUNTER_FILTERED);
 		return DELIVERY_FILTERED;
 	}
+	len = size;
+	if (sp->argv_len) {
+		struct exec_event *x = (struct exec_event *)sp->record;
+		__u32 keep = sp->argv_len;
+
+		x->base.flags = sp->flags;
+		if (keep > r->argv_bytes) {
+			keep = r->argv_bytes;
+			x->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
+		}
+		x->argv_len = keep;
+		len -= sp->argv_len - keep;
+	}
 	ring = bpf_map_lookup_elem(&rings, &slot);
 	lost = bpf_map_lookup_elem(&reader_losses, &loss_key);
 	if (!ring || !lost)
@@ -357,7 +374,6 @@ __noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
 		n->produced++;
 	count(COUNTER_PRODUCED);
 	((struct process_event *)sp->record)->dropped_total = *(volatile __u64 *)lost;
-	len = size;
 	if (len > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
 		len = EXEC_SCRATCH_SIZE;
 	barrier_var(len); /* no unchecked copy of it reaches the helper */
@@ -371,8 +387,10 @@ __noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
 }
 
 /* The record in scratch_space, of a process in cgroup `cg`, to each reader of
- * `wanting` (a mask of slots). */
-static __always_inline void deliver(__u32 wanting, __u32 size, struct cgroup *cg, __u32 exiting)
+ * `wanting` (a mask of slots).  `argv_len`: the bytes of argv an exec record
+ * holds, at the end of its `size` (0 for the others). */
+static __always_inline void deliver(__u32 wanting, __u32 size, __u32 argv_len, struct cgroup *cg,
+				    __u32 exiting)
 {
 	struct scratch_space *sp = get_scratch_space();
 	__u32 i;
@@ -380,6 +398,9 @@ static __always_inline void deliver(__u32 wanting, __u32 size, struct cgroup *cg
 	if (!sp)
 		return;
 	sp->cgroup = (__u64)cg;
+	sp->argv_len = argv_len;
+	if (argv_len)
+		sp->flags = ((struct process_event *)sp->record)->flags;
 	/* Up to the highest slot wanting it: one pass for a reader in slot 0. */
 	for (i = 0; i < READERS_MAX && (wanting >> i); i++)
 		if (wanting & (1U << i))
@@ -448,13 +469,14 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	fill_common(&e->base, EVENT_FORK, child, cg);
 	if (thread)
 		e->base.flags |= EVENT_FLAG_THREAD;
-	deliver(wanting, sizeof(e->base), cg, 0);
+	deliver(wanting, sizeof(e->base), 0, cg, 0);
 	return 0;
 }
 
+/* The bytes of argv to read: the most any active reader keeps, within `most`. */
 static __always_inline __u32 argv_limit(const struct settings *s, __u32 most)
 {
-	__u32 limit = s ? s->argv_bytes : 0;
+	__u32 limit = s ? s->argv_read : 0;
 
 	return limit < most ? limit : most;
 }
@@ -513,7 +535,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
 	}
 	e->argv_len = size;
-	deliver(s->readers, sizeof(*e) + n + size, cg, 0);
+	deliver(s->readers, sizeof(*e) + n + size, size, cg, 0);
 	return 0;
 }
 
@@ -674,7 +696,7 @@ static __always_inline int exec_returned(long ret)
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;
 	e->argv_len = used;
-	deliver(wanting, sizeof(*e) + n + used, cg, 0);
+	deliver(wanting, sizeof(*e) + n + used, used, cg, 0);
 	return 0;
 }
 
@@ -795,6 +817,6 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e->base.exit_code = (status >> 8) & 0xff;
 	e->base.exit_signal = status & 0x7f;
 	e->base.duration_ns = e->base.ts_ns - key.start_time;
-	deliver(s->readers, sizeof(e->base), cg, key.tgid);
+	deliver(s->readers, sizeof(e->base), 0, cg, key.tgid);
 	return 0;
 }

@@ -71,8 +71,8 @@ struct process_event {
  * sizeof(struct exec_event) + filename_len + argv_len bytes.  data[] holds the
  * filename (no NUL), then the arguments as the kernel lays them out in the new
  * image (mm->arg_start..arg_end): each followed by a NUL.  When the arguments
- * were longer than `settings.argv_bytes`, argv_len is that bound, the last
- * argument is cut, and EVENT_FLAG_ARGV_TRUNCATED is set. */
+ * were longer than the reader's argv_bytes (struct reader), argv_len is that
+ * bound, the last argument is cut, and EVENT_FLAG_ARGV_TRUNCATED is set. */
 struct exec_event {
 	struct process_event base;
 	__u32 filename_len;   /* < MAX_FILENAME_LEN */
@@ -135,6 +135,11 @@ struct reader {
 	__u32 cgroup_level;
 	__u64 cgroup_id;
 	char name[READER_NAME_LEN]; /* a named reader's; empty for the others */
+	/* The reader's exec records keep at most this many bytes of argv (0: none),
+	 * at most settings.argv_read: the exec program reads no more than the most a
+	 * reader keeps, and none while no reader keeps any. */
+	__u32 argv_bytes;
+	__u32 __pad;
 };
 
 /* A value of the per-CPU `reader_counts` map (one per slot). */
@@ -194,7 +199,11 @@ struct settings {
 	__u32 failed_readers; /* ... of which want failed execs (READER_FAILED) */
 	__u32 ring_size;      /* the size of a new reader's ring (`load --ring-size`) */
 	__u32 follow;         /* 1: only processes in the `followed` map (follow mode) */
-	__u32 argv_bytes;     /* exec records keep at most this many bytes of argv (0: none) */
+	/* A reader's argv_bytes unless it asks for another (`load --argv-bytes`). */
+	__u32 argv_bytes;
+	/* The most argv_bytes of any active reader: what the exec programs read of a
+	 * command line (0: nothing).  Kept by the readers as they come and go. */
+	__u32 argv_read;
 	/* Follow mode: the process starting CMD (`run`), while it does, as its own PID
 	 * namespace knows it, since it may live in one below the host's (a container,
 	 * unshare --pid): the inode number of that namespace (/proc/self/ns/pid) and

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -113,6 +114,57 @@ def test_argv_bytes_bounds_what_load_keeps(cli):
         if e["type"] == "exec" and e["filename"] == TRUE and e["argc"] == 3
     ]
     assert execs and all(e["argv"] == [] and e["argv_truncated"] for e in execs)
+
+
+def argv_read(cli) -> int:
+    """What the exec program reads of each command line now (settings.argv_read)."""
+    dump = json.loads(
+        subprocess.run(
+            ["bpftool", "-j", "map", "dump", "pinned", str(cli.pin_dir / "maps" / "settings")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    return dump[0]["formatted"]["value"]["argv_read"]
+
+
+def test_each_reader_keeps_its_own_argv_bytes_and_the_kernel_reads_only_what_one_wants(cli):
+    """`events --argv-bytes N` per reader, beside readers of the load's bound: each gets
+    its own cut of the same exec, and the kernel reads the most any reader keeps (none
+    while the only reader keeps none)."""
+    tag = uuid.uuid4().hex[:8]
+    cli("load", "--argv-bytes", "64")
+    cli("attach")
+    assert argv_read(cli) == 0  # no reader yet
+    marker = f"each-{tag}"
+    given = [TRUE, marker, "z" * 100]
+    with cli.reading("events", "--json", "--argv-bytes", "0") as none:
+        assert argv_read(cli) == 0
+        with cli.reading("events", "--json", "--argv-bytes", "16") as short:
+            assert argv_read(cli) == 16
+            with cli.reading("events", "--json") as default:
+                assert argv_read(cli) == 64
+                run_all(given)
+            assert argv_read(cli) == 16  # the reader of 64 has gone
+    assert argv_read(cli) == 0
+    full = execs_by_marker(default.json_lines(), [marker])[marker]
+    assert area_size([a.encode() for a in full["argv"]]) - 1 == 64
+    kept = {}
+    for reading, bound in ((none, 0), (short, 16)):
+        # The same exec: the same process at the same moment.
+        same = [
+            e
+            for e in reading.json_lines()
+            if e["type"] == "exec" and (e["ts_ns"], e["pid"]) == (full["ts_ns"], full["pid"])
+        ]
+        assert len(same) == 1, f"--argv-bytes {bound}: {same}"
+        kept[bound] = e = same[0]
+        assert e["argv_truncated"] is True and e["argc"] == 3 and e["filename"] == TRUE
+    assert kept[0]["argv"] == []
+    assert area_size([a.encode() for a in kept[16]["argv"]]) - 1 == 16
+    # The bytes kept are the start of what the longest kept.
+    assert "\0".join(full["argv"]).startswith("\0".join(kept[16]["argv"]))
 
 
 @pytest.mark.parametrize("value", ["-1", "16385", "lots"])

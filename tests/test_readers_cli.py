@@ -33,6 +33,7 @@ def a_reader(**fields) -> ReaderStatus:
         failed=False,
         cgroup_id=None,
         cgroup=None,
+        argv_bytes=4096,
         ring_size=4 << 20,
         waiting_bytes=0,
         produced=0,
@@ -58,15 +59,17 @@ def test_the_table_shows_each_reader_in_aligned_columns():
         dropped=100,
     )
     watcher = a_reader(slot=5, failed=True, cgroup_id=7, cgroup="/system.slice/x", filtered=9)
-    gone = a_reader(slot=6, cgroup_id=8, cgroup=None)
-    lines = view.readers_lines([shipper, watcher, gone])
+    gone = a_reader(slot=6, cgroup_id=8, cgroup=None, argv_bytes=0)
+    short = a_reader(slot=7, argv_bytes=256)
+    lines = view.readers_lines([shipper, watcher, gone, short])
     assert lines == [
         "SLOT  NAME          PID   RING  WAITING    DELIVERED  DROPPED  FILTERED  FILTERS",
         "3     events.jsonl  down  4M    12.5K <1%  1400       100      0         threads",
         "5     -             4242  4M    0B 0%      0          0        9         "
         "failed, cgroup /system.slice/x",
         "6     -             4242  4M    0B 0%      0          0        0         "
-        "cgroup id 8 (gone)",
+        "cgroup id 8 (gone), no argv",
+        "7     -             4242  4M    0B 0%      0          0        0         argv 256B",
     ]
     assert view.readers_lines([]) == ["readers: none"]
     assert view.waiting_text(1 << 21, 4 << 20) == "2M 50%"

@@ -331,6 +331,18 @@ def test_events_refuses_a_reader_name_it_cannot_keep(attached, name):
     assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).states() == []
 
 
+@pytest.mark.parametrize("value", ["-1", "16385"])
+def test_events_refuses_argv_bytes_out_of_range(attached, value):
+    """--argv-bytes per reader: the allowed range in one line; no slot taken."""
+    before = pin_tree(attached.pin_dir)
+    r = attached("events", "--argv-bytes", value, "--duration", "1", check=False)
+    assert_refused(
+        r, EXIT_USAGE, f"--argv-bytes {value} is not allowed: use 0 (no arguments) to 16384"
+    )
+    assert pin_tree(attached.pin_dir) == before
+    assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).states() == []
+
+
 def test_filters_at_the_ends_of_their_ranges_are_taken(attached):
     r = attached(
         "events",

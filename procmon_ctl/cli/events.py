@@ -60,6 +60,15 @@ def events(
             "page) [default: what load was given]. A named reader keeps the ring it has.",
         ),
     ] = None,
+    argv_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--argv-bytes",
+            help="Keep at most this many bytes of each exec's command line (0 to 16384; a "
+            "longer one is cut and marked argv_truncated) [default: what load was given]. "
+            "0: no command lines, and the kernel reads none while no reader wants any.",
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -148,6 +157,7 @@ def events(
         with_time=with_time,
         name=name,
         ring_size=ring_size,
+        argv_bytes=argv_bytes,
     ).stream(words.words)
     for note in stream.notes:
         print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)

@@ -25,8 +25,9 @@ def load(
         int,
         typer.Option(
             "--argv-bytes",
-            help="Keep at most this many bytes of each exec's command line (0 to 16384); "
-            "a longer one is cut and marked argv_truncated.",
+            help="Each reader keeps at most this many bytes of each exec's command line "
+            "(0 to 16384) unless it asks for another (events --argv-bytes); a longer one is "
+            "cut and marked argv_truncated.",
         ),
     ] = 4096,
     if_needed: Annotated[

@@ -54,6 +54,7 @@ class StreamFlags:
     with_time: bool | None = None
     name: str | None = None  # a reader that keeps its place
     ring_size: int | None = None  # its ring's (None: the instance's)
+    argv_bytes: int | None = None  # of each command line at most (None: the instance's)
     tree_setting: str = "tree"  # the setting that gave `tree`
 
     def stream(self, words: Callable[[Words], str] = plain) -> Stream:
@@ -128,6 +129,10 @@ class StreamFlags:
             from ..instance.startup import check_ring_size
 
             check_ring_size(self.ring_size)
+        if self.argv_bytes is not None:
+            from ..instance.settings import check_argv_bytes
+
+            check_argv_bytes(self.argv_bytes)
         target = again = None
         if self.cgroup is not None or self.container is not None:
             again = self._cgroup_target
@@ -147,6 +152,7 @@ class StreamFlags:
             cgroup_again=None if self.lineage else _quietly(again),
             name=self.name,
             ring_size=self.ring_size,
+            argv_bytes=self.argv_bytes,
         )
 
         def cgroup_json(cgroup_id: int) -> str:

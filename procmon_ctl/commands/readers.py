@@ -40,6 +40,7 @@ def _statuses(states: list[ReaderState]) -> list[ReaderStatus]:
             failed=s.failed,
             cgroup_id=s.cgroup_id,
             cgroup=paths.get(s.cgroup_id) if s.cgroup_id is not None else None,
+            argv_bytes=s.argv_bytes,
             ring_size=s.ring_size,
             waiting_bytes=s.waiting,
             produced=s.produced,

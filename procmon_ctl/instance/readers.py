@@ -32,7 +32,7 @@ from ..errors import Command, Given, StateError, UsageError
 from ..kernel import libbpf
 from ..kernel.abi import (
     LOSS_VALUE,
-    READER,
+    Reader,
     ReaderCount,
     ReaderFlag,
     ReaderLimits,
@@ -85,6 +85,7 @@ class ReaderWants:
     threads: bool = False
     failed: bool = False
     cgroup: tuple[int, int] | None = None  # (id, level): that cgroup and below only
+    argv_bytes: int | None = None  # of each command line at most; None: load's
 
     @property
     def flags(self) -> int:
@@ -105,6 +106,7 @@ class ReaderState:
     threads: bool
     failed: bool
     cgroup_id: int | None
+    argv_bytes: int  # of each command line it keeps
     ring_size: int
     waiting: int  # bytes in its ring not read yet
     produced: int  # records the programs put (or tried to put) in its ring
@@ -145,7 +147,7 @@ class ReaderSlots:
         """The active slot process `pid` reads (as its slot says), without the lock
         or the look at its ring that states() takes: for polling."""
         for slot in self._active():
-            if self._reader(slot)[1] == pid:
+            if self._reader(slot).owner_tgid == pid:
                 return slot
         return None
 
@@ -176,17 +178,20 @@ class ReaderSlots:
         with _MapFd(self.instance, "settings") as fd:
             libbpf.map_update(fd, _SETTINGS_KEY, bytes(value))
 
-    def _reader(self, slot: int) -> tuple:
+    def _reader(self, slot: int) -> Reader:
         with _MapFd(self.instance, "readers") as fd:
-            return READER.unpack(libbpf.map_lookup(fd, _key(slot), READER.size))
+            return Reader.from_buffer_copy(libbpf.map_lookup(fd, _key(slot), ctypes.sizeof(Reader)))
 
-    def _write_reader(
-        self, slot: int, flags: int, owner: int, wakeup: int, cgroup: tuple[int, int] | None, name
-    ) -> None:
-        cgroup_id, level = cgroup or (0, 0)
-        value = READER.pack(flags, owner, wakeup, level, cgroup_id, (name or "").encode())
+    def _write_reader(self, slot: int, value: Reader) -> None:
         with _MapFd(self.instance, "readers") as fd:
-            libbpf.map_update(fd, _key(slot), value)
+            libbpf.map_update(fd, _key(slot), bytes(value))
+
+    def _argv_read(self, settings: Settings) -> int:
+        """The most argv bytes any active reader keeps: all the exec programs read."""
+        return max(
+            (self._reader(n).argv_bytes for n in range(READERS_MAX) if settings.readers >> n & 1),
+            default=0,
+        )
 
     def _loss(self, slot: int, kind: ReaderLoss) -> int:
         with _MapFd(self.instance, "reader_losses") as fd:
@@ -221,7 +226,13 @@ class ReaderSlots:
     def _state(self, slot: int) -> ReaderState:
         from ..kernel.ringbuf import RingBufferReader
 
-        flags, owner, _, _, cgroup_id, name = self._reader(slot)
+        reader = self._reader(slot)
+        flags, owner, cgroup_id, name = (
+            reader.flags,
+            reader.owner_tgid,
+            reader.cgroup_id,
+            reader.name,
+        )
         produced, filtered = self._counts(slot)
         ring_size = waiting = 0
         ring_fd = self._ring_fd(slot)
@@ -240,6 +251,7 @@ class ReaderSlots:
             threads=bool(flags & ReaderFlag.THREADS),
             failed=bool(flags & ReaderFlag.FAILED),
             cgroup_id=cgroup_id if flags & ReaderFlag.CGROUP else None,
+            argv_bytes=reader.argv_bytes,
             ring_size=ring_size,
             waiting=waiting,
             produced=produced,
@@ -250,8 +262,8 @@ class ReaderSlots:
 
     def _named(self, name: str) -> int | None:
         for slot in self._active():
-            flags, *_, raw = self._reader(slot)
-            if flags & ReaderFlag.NAMED and raw.rstrip(b"\0").decode(errors="replace") == name:
+            reader = self._reader(slot)
+            if reader.flags & ReaderFlag.NAMED and reader.name.decode(errors="replace") == name:
                 return slot
         return None
 
@@ -260,10 +272,10 @@ class ReaderSlots:
     def _reclaim(self) -> None:
         """Free the slots of unnamed readers that have ended (however they ended)."""
         for slot in self._active():
-            flags, owner, *_ = self._reader(slot)
-            if flags & ReaderFlag.NAMED:
+            reader = self._reader(slot)
+            if reader.flags & ReaderFlag.NAMED:
                 continue
-            if owner == 0 or not self.instance.slot_in_use(slot):
+            if reader.owner_tgid == 0 or not self.instance.slot_in_use(slot):
                 self._free(slot)
 
     def _free(self, slot: int) -> None:
@@ -273,11 +285,12 @@ class ReaderSlots:
         value.readers &= bit
         value.thread_readers &= bit
         value.failed_readers &= bit
+        value.argv_read = self._argv_read(value)
         self._write_settings(value)
         with _MapFd(self.instance, "rings") as fd:
             libbpf.map_delete(fd, _key(slot))
         self.instance.forget_ring(slot)
-        self._write_reader(slot, 0, 0, 0, None, None)
+        self._write_reader(slot, Reader())
 
     def _reset_counts(self, slot: int) -> None:
         ncpu = libbpf.possible_cpus()
@@ -334,11 +347,25 @@ class ReaderSlots:
                 else:
                     made = libbpf.map_info(ring_fd).max_entries
                 wakeup = default_wakeup_bytes(made)
-                self._write_reader(slot, flags, os.getpid(), wakeup, wants.cgroup, name)
+                argv_bytes = settings.argv_bytes if wants.argv_bytes is None else wants.argv_bytes
+                cgroup_id, level = wants.cgroup or (0, 0)
+                self._write_reader(
+                    slot,
+                    Reader(
+                        flags=flags,
+                        owner_tgid=os.getpid(),
+                        wakeup_bytes=wakeup,
+                        cgroup_level=level,
+                        cgroup_id=cgroup_id,
+                        name=(name or "").encode(),
+                        argv_bytes=argv_bytes,
+                    ),
+                )
                 bit = 1 << slot
                 settings.readers |= bit
                 settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
                 settings.failed_readers = _set(settings.failed_readers, bit, wants.failed)
+                settings.argv_read = self._argv_read(settings)
                 self._write_settings(settings)
                 return HeldSlot(self, slot, ring_fd, hold, name, resumed, self._rings_id())
             except BaseException:
@@ -380,11 +407,12 @@ class ReaderSlots:
     def _holder_text(self, slot: int) -> str:
         """Who holds a slot, for a message: "pid 4242", "journal (pid 4242)" or
         "journal (down)"."""
-        flags, owner, *_, raw = self._reader(slot)
-        pid = self.instance.slot_holder(slot) or (None if flags & ReaderFlag.NAMED else owner)
-        if not flags & ReaderFlag.NAMED:
+        reader = self._reader(slot)
+        named = reader.flags & ReaderFlag.NAMED
+        pid = self.instance.slot_holder(slot) or (None if named else reader.owner_tgid)
+        if not named:
             return f"pid {pid}" if pid else "a reader ending now"
-        name = raw.rstrip(b"\0").decode(errors="replace")
+        name = reader.name.decode(errors="replace")
         return f"{name} (pid {pid})" if pid else f"{name} (down)"
 
     def _leave(self, held: HeldSlot) -> None:
@@ -395,9 +423,9 @@ class ReaderSlots:
                 if held.name is None:
                     self._free(held.slot)
                 else:
-                    flags, _, wakeup, level, cgroup_id, _ = self._reader(held.slot)
-                    cgroup = (cgroup_id, level) if flags & ReaderFlag.CGROUP else None
-                    self._write_reader(held.slot, flags, 0, wakeup, cgroup, held.name)
+                    reader = self._reader(held.slot)
+                    reader.owner_tgid = 0
+                    self._write_reader(held.slot, reader)
         except StateError:
             # The instance was unloaded under the reader (unload --force): its slot
             # went with it, and what the reader says about that is the message.
@@ -432,8 +460,9 @@ class ReaderSlots:
         """The reader's cgroup filter now stands for another cgroup (the one it
         follows was made anew)."""
         with self.instance.slots_lock():
-            flags, owner, wakeup, *_ = self._reader(held.slot)
-            self._write_reader(held.slot, flags, owner, wakeup, wants.cgroup, held.name)
+            reader = self._reader(held.slot)
+            reader.cgroup_id, reader.cgroup_level = wants.cgroup or (0, 0)
+            self._write_reader(held.slot, reader)
 
 
 def _set(mask: int, bit: int, on: bool) -> int:

@@ -170,6 +170,7 @@ class Settings(ctypes.Structure):
         ("ring_size", c_uint32),
         ("follow", c_uint32),
         ("argv_bytes", c_uint32),
+        ("argv_read", c_uint32),
         ("spawner_pidns", c_uint32),
         ("spawner_tgid", c_uint32),
     ]
@@ -185,6 +186,8 @@ class Reader(ctypes.Structure):
         ("cgroup_level", c_uint32),
         ("cgroup_id", c_uint64),
         ("name", c_char * ReaderLimits.READER_NAME_LEN),
+        ("argv_bytes", c_uint32),
+        ("__pad", c_uint32),
     ]
 
 
@@ -396,7 +399,6 @@ PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
 # An exec record's filename and arguments follow its fixed part (struct exec_event).
 EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))
-READER = struct.Struct("<" + struct_format(Reader))
 # A value of the `reader_losses` map.
 LOSS_VALUE = struct.Struct("<Q")
 # A record header's length word (native "I": one 4-byte load).

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..errors import Command, Words
@@ -75,6 +75,7 @@ class StreamOptions:
     cgroup_again: Callable[[], CgroupTarget | None] | None = None
     name: str | None = None  # --name (or --output's): a reader that keeps its place
     ring_size: int | None = None  # its ring's size (None: the instance's)
+    argv_bytes: int | None = None  # of each command line at most (None: the instance's)
 
 
 class Opened(NamedTuple):
@@ -176,6 +177,7 @@ def open_reader(
         threads=opts.threads,
         failed=opts.failed,
         cgroup=None if cgroup is None else (cgroup.id, cgroup.level),
+        argv_bytes=opts.argv_bytes,
     )
     slots = ReaderSlots(source)
     if source.reserved is not None:
@@ -211,7 +213,7 @@ def _cgroup_follower(
         if target is None or (target.id, target.level) == current[0]:
             return
         current[0] = (target.id, target.level)
-        slots.set_cgroup(held, ReaderWants(wants.threads, wants.failed, current[0]))
+        slots.set_cgroup(held, replace(wants, cgroup=current[0]))
 
     return refresh
 

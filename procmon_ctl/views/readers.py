@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..kernel.abi import ArgvLimits
+
 if TYPE_CHECKING:
     from .schema import ReaderStatus
 
@@ -75,6 +77,8 @@ def filters_text(r: ReaderStatus) -> str:
     wants = [w for w, on in (("threads", r.threads), ("failed", r.failed)) if on]
     if r.cgroup_id is not None:
         wants.append(f"cgroup {r.cgroup}" if r.cgroup else f"cgroup id {r.cgroup_id} (gone)")
+    if r.argv_bytes != ArgvLimits.ARGV_DEFAULT_BYTES:  # the usual bound goes unsaid
+        wants.append(f"argv {short_size(r.argv_bytes)}" if r.argv_bytes else "no argv")
     return ", ".join(wants) or "-"
 
 

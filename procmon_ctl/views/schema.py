@@ -59,6 +59,9 @@ class ReaderStatus(_Model):
         description="that cgroup's path below the cgroup2 mount; null without a filter, or "
         "when the cgroup is gone"
     )
+    argv_bytes: int = Field(
+        description="the most bytes of each command line it keeps (<<argv_bytes>>; 0: none)"
+    )
     ring_size: int = Field(description="the size of its ring buffer, in bytes")
     waiting_bytes: int = Field(description="bytes in its ring not read yet")
     produced: int = Field(description="records the programs put, or tried to put, in its ring")
