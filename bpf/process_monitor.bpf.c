@@ -820,3 +820,37 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	deliver(s->readers, sizeof(e->base), 0, cg, key.tgid);
 	return 0;
 }
+
+/* A reader's cgroup made anew (struct reader: cgroup_parent_id): a cgroup is made,
+ * before any process can be in it; every filtering reader whose cgroup had this
+ * one's name and parent takes the new one's id.  Runs only as cgroups are made. */
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(handle_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	char name[READER_CGROUP_NAME_LEN] = {};
+	struct cgroup_subsys_state *parent = cgrp->self.parent;
+	__u64 parent_id, *got = (__u64 *)name;
+	__u32 slot, i;
+
+	if (!parent)
+		return 0;
+	parent_id = parent->cgroup->kn->id;
+	if (bpf_probe_read_kernel_str(name, sizeof(name), cgrp->kn->name) <= 0)
+		return 0;
+	for (slot = 0; slot < READERS_MAX; slot++) {
+		__u32 key = slot; /* its address goes to the helper: the counter stays apart */
+		struct reader *r = bpf_map_lookup_elem(&readers, &key);
+		const __u64 *want;
+		bool same = true;
+
+		if (!r || !(r->flags & READER_CGROUP) || r->cgroup_parent_id != parent_id)
+			continue;
+		want = (const __u64 *)r->cgroup_name;
+		for (i = 0; i < READER_CGROUP_NAME_LEN / 8; i++)
+			if (got[i] != want[i])
+				same = false;
+		if (same)
+			r->cgroup_id = cgrp->kn->id;
+	}
+	return 0;
+}

@@ -110,6 +110,10 @@ enum counter_key {
 enum reader_limits {
 	READERS_MAX = 16,
 	READER_NAME_LEN = 32, /* a named reader's name, NUL included */
+	/* The name of the cgroup a reader filters by (its last path component), NUL
+	 * included, for the kernel to follow it when it is made anew; a longer one is
+	 * followed by the reader alone (struct reader: cgroup_parent_id). */
+	READER_CGROUP_NAME_LEN = 128,
 };
 
 /* Bits of struct reader.flags. */
@@ -140,6 +144,14 @@ struct reader {
 	 * reader keeps, and none while no reader keeps any. */
 	__u32 argv_bytes;
 	__u32 __pad;
+	/* READER_CGROUP: the filter follows its cgroup by path.  When a cgroup named
+	 * cgroup_name is made in the cgroup whose id is cgroup_parent_id (a service or
+	 * a container restarted), the cgroup_mkdir program sets cgroup_id to the new
+	 * one's, before any process can be in it; the reader, when it runs, also looks
+	 * its cgroup up again each second.  cgroup_parent_id 0: not followed (the root,
+	 * or a name longer than the room here). */
+	__u64 cgroup_parent_id;
+	char cgroup_name[READER_CGROUP_NAME_LEN];
 };
 
 /* A value of the per-CPU `reader_counts` map (one per slot). */

@@ -170,13 +170,21 @@ def test_attach_and_detach_answer_alike_for_all_or_part_done(cli):
             "attached fork; exec was already attached",
             {"fork", "exec"},
         ),
-        (["attach"], "attached exit; fork, exec were already attached", {"fork", "exec", "exit"}),
-        (["attach"], "fork, exec, exit were already attached: nothing to do", None),
+        (
+            ["attach"],
+            "attached exit, cgroup; fork, exec were already attached",
+            {"fork", "exec", "exit", "cgroup"},
+        ),
+        (["attach"], "fork, exec, exit, cgroup were already attached: nothing to do", None),
         (["attach", "--events", "exit"], "exit was already attached: nothing to do", None),
-        (["detach", "--events", "fork"], "detached fork", {"exec", "exit"}),
-        (["detach", "--events", "fork,exec"], "detached exec; fork was not attached", {"exit"}),
-        (["detach"], "detached exit; fork, exec were not attached", set()),
-        (["detach"], "fork, exec, exit were not attached: nothing to do", set()),
+        (["detach", "--events", "fork"], "detached fork", {"exec", "exit", "cgroup"}),
+        (
+            ["detach", "--events", "fork,exec"],
+            "detached exec; fork was not attached",
+            {"exit", "cgroup"},
+        ),
+        (["detach"], "detached exit, cgroup; fork, exec were not attached", set()),
+        (["detach"], "fork, exec, exit, cgroup were not attached: nothing to do", set()),
     ]
     now = set()
     for argv, line, after in steps:

@@ -502,23 +502,24 @@ def test_names_that_are_not_plain(made_cgroups):
             assert _shown_0_line(pid) == shown
             found = cgroup_id(cgroup)
             assert cgroup_path(found) == shown
-            assert cgroup_target(shown) == CgroupTarget(found, 2, shown)
+            assert cgroup_target(shown)[:3] == (found, 2, shown)
 
 
 def test_cgroup_target_takes_both_forms(made_cgroups):
     root = v2_root()
     cgroup = made_cgroups("x", "y")
     rel = "/" + str(cgroup.relative_to(root))
-    expected = CgroupTarget(cgroup_id(cgroup), 3, rel)
+    # The parent's id and the name: how the kernel knows the cgroup made anew.
+    expected = CgroupTarget(cgroup_id(cgroup), 3, rel, cgroup_id(cgroup.parent), b"y")
     assert cgroup_target(str(cgroup)) == expected
     assert cgroup_target(rel) == expected
     assert cgroup_target(rel.lstrip("/")) == expected
     assert cgroup_target(rel + "/") == expected
     assert cgroup_target(rel + "/../y/.") == expected
     assert cgroup_target(str(cgroup.parent)) == CgroupTarget(
-        cgroup_id(cgroup.parent), 2, rel.rsplit("/", 1)[0]
+        cgroup_id(cgroup.parent), 2, rel.rsplit("/", 1)[0], cgroup_id(cgroup.parent.parent), b"x"
     )
-    root_target = CgroupTarget(cgroup_id(root), 0, "/")
+    root_target = CgroupTarget(cgroup_id(root), 0, "/", 0, b"")
     assert cgroup_target("/") == root_target
     assert cgroup_target(str(root)) == root_target
 
@@ -573,7 +574,9 @@ def test_container_target_in_a_made_tree(made_cgroups):
     made_cgroups(f"libpod-{one}.scope", "container", "sub")
     made_cgroups(f"docker-{other}.scope")
     rel = "/" + str(scope.relative_to(root))
-    expected = CgroupTarget(cgroup_id(scope), 2, rel)
+    expected = CgroupTarget(
+        cgroup_id(scope), 2, rel, cgroup_id(scope.parent), f"libpod-{one}.scope".encode()
+    )
     assert container_target(one[:20]) == expected
     assert container_target(one[:20].upper()) == expected
     assert container_target(one) == expected

@@ -119,7 +119,9 @@ def test_two_attaches_at_once(cli, round_):
     cli("load")
     ids = assert_complete_pin_set(cli.pin_dir)
     results = start_together(cli, ["attach"], ["attach"])
-    assert_both_done(results, "attached fork, exec, exit", "were already attached: nothing to do")
+    assert_both_done(
+        results, "attached fork, exec, exit, cgroup", "were already attached: nothing to do"
+    )
     links = our_links(ids)
     assert len(links) == len(PROGRAMS), f"expected one link per program, got {links}"
     assert len({ln["prog_id"] for ln in links}) == len(PROGRAMS)
@@ -264,7 +266,9 @@ def test_two_detaches_or_unloads_at_once(cli, command):
     ids = our_program_ids(cli.pin_dir)
     results = start_together(cli, [command], [command])
     if command == "detach":
-        assert_both_done(results, "detached fork, exec, exit", "were not attached: nothing to do")
+        assert_both_done(
+            results, "detached fork, exec, exit, cgroup", "were not attached: nothing to do"
+        )
     else:
         assert_one_won(results, "nothing to unload")
     assert not our_links(ids)

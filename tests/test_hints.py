@@ -98,7 +98,7 @@ def test_load_names_the_instance_given_with_the_option(pin_dir, where):
     )
     pasted = paste(r.stdout.split("next: ", 1)[1])
     assert pasted.returncode == 0, pasted.stderr
-    assert attached_events(pin_dir) == {"fork", "exec", "exit"}
+    assert attached_events(pin_dir) == {"fork", "exec", "exit", "cgroup"}
     assert procmon("--pin-dir", str(pin_dir), "unload").returncode == 0
 
 
@@ -110,7 +110,7 @@ def test_load_names_the_variable_it_came_from(cli):
     )
     pasted = paste(r.stdout.split("next: ", 1)[1])
     assert pasted.returncode == 0, pasted.stderr
-    assert attached_events(cli.pin_dir) == {"fork", "exec", "exit"}
+    assert attached_events(cli.pin_dir) == {"fork", "exec", "exit", "cgroup"}
 
 
 def test_load_shows_the_object_given_as_given(cli, tmp_path):
@@ -130,7 +130,7 @@ def test_a_pin_dir_a_shell_would_split_is_quoted(cli):
     assert hint == f"procmon-ctl --pin-dir {shlex.quote(str(odd))} attach"
     pasted = paste(hint)
     assert pasted.returncode == 0, pasted.stderr
-    assert attached_events(odd) == {"fork", "exec", "exit"}
+    assert attached_events(odd) == {"fork", "exec", "exit", "cgroup"}
     # From the variable, the same quoting.
     r = procmon("unload", env=bare_env(PROCMON_PIN_DIR=str(odd)))
     assert r.returncode == 0, r.stderr
@@ -184,7 +184,7 @@ def test_events_warns_with_the_instance_when_nothing_is_attached(cli):
     [hint] = [c for c in quoted_commands(r.stderr) if c.endswith(" attach")]
     assert hint == f"procmon-ctl --pin-dir {cli.pin_dir} attach"
     assert paste(hint).returncode == 0
-    assert attached_events(cli.pin_dir) == {"fork", "exec", "exit"}
+    assert attached_events(cli.pin_dir) == {"fork", "exec", "exit", "cgroup"}
 
 
 @pytest.fixture
@@ -236,14 +236,14 @@ def test_every_instance_command_takes_pin_dir_after_its_name(pin_dir):
     ):
         r = procmon(argv[0], *at, *argv[1:])
         assert r.returncode == 0, (argv, r.stderr)
-    assert attached_events(pin_dir) == {"fork", "exec", "exit"}
+    assert attached_events(pin_dir) == {"fork", "exec", "exit", "cgroup"}
     r = procmon("status", *at, "--json")
     assert r.returncode == 0 and f'"pin_dir":"{pin_dir}"' in r.stdout, r.stderr
     # serve: the same validation, before anything listens.
     r = procmon("serve", "--pin-dir", "relative/dir", "--port", "1")
     assert "is relative" in error_line(r, EXIT_USAGE)
     r = procmon("detach", *at)
-    assert (r.returncode, r.stdout) == (0, "detached fork, exec, exit\n"), r.stderr
+    assert (r.returncode, r.stdout) == (0, "detached fork, exec, exit, cgroup\n"), r.stderr
     r = procmon("unload", *at)
     assert r.returncode == 0 and r.stdout.startswith(f"unloaded {pin_dir} "), r.stderr
     assert not pin_dir.exists()

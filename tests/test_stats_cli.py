@@ -87,10 +87,11 @@ def test_status_text_names_the_pin_dir_once_and_aligns_its_tables():
     assert not any(str(n) in text for n in (100, 201, 300)), "ids only in --json"
     programs, maps = status_tables(lines)
     assert programs == [
-        "EVENT  STATE         PROGRAM            LINK",
-        "fork   attached      progs/handle_fork  links/fork",
-        "exec   not attached  progs/handle_exec  -",
-        "exit   attached      progs/handle_exit  links/exit",
+        "EVENT   STATE         PROGRAM              LINK",
+        "fork    attached      progs/handle_fork    links/fork",
+        "exec    not attached  progs/handle_exec    -",
+        "exit    attached      progs/handle_exit    links/exit",
+        "cgroup  not attached  progs/handle_cgroup  -",
     ]
     assert_aligned(maps[1:], maps[0])
     assert [x.split()[0] for x in maps[1:]] == list(MAPS)

@@ -24,11 +24,12 @@ def test_full_workflow(cli):
     s0 = cli.json("stats", "--json")
     assert s0["process_count"] == 0, "nothing attached yet: the seed's counter starts at 0"
     prog_ids = our_program_ids(cli.pin_dir)
-    assert len(prog_ids) == 9  # fork, exec, exit, and the 6 of `events --failed`
+    assert len(prog_ids) == 10  # fork, exec, exit, cgroup, and the 6 of `events --failed`
 
     cli("attach")
     links = [ln for ln in bpftool_json("link", "show") if ln["prog_id"] in prog_ids]
     assert sorted(ln["tp_name"] for ln in links) == [
+        "cgroup_mkdir",
         "sched_process_exec",
         "sched_process_exit",
         "sched_process_fork",
@@ -135,7 +136,7 @@ def test_named_events_continue_where_last_stopped(attached):
 def test_status_json(attached):
     s = attached.json("status", "--json")
     assert s["loaded"] is True
-    assert {p["event"] for p in s["programs"] if p["attached"]} == {"fork", "exec", "exit"}
+    assert {p["event"] for p in s["programs"] if p["attached"]} == {"fork", "exec", "exit", "cgroup"}
     assert all(p["link_id"] for p in s["programs"])
     assert set(s["maps"]) == {
         "rings",

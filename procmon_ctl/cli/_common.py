@@ -151,7 +151,10 @@ def print_json(model) -> None:
     print(json_safe(model.model_dump_json()))
 
 
-EVENTS_HELP = "Which programs: a comma-separated list of fork, exec, exit."
+EVENTS_HELP = (
+    "Which programs: a comma-separated list of fork, exec, exit, cgroup (cgroup keeps "
+    "the filter of --cgroup and --container readers on their cgroup when it is made anew)."
+)
 
 ObjectOpt = Annotated[
     str | None,

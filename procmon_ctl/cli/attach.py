@@ -12,7 +12,7 @@ EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
 
 
 @command()
-def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
+def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit,cgroup") -> None:
     """Attach the loaded programs with pinned links that outlive this command; those
     already attached are left as they are."""
     from ..instance.attach import attach as attach_programs
@@ -23,7 +23,7 @@ def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
 
 
 @command()
-def detach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit") -> None:
+def detach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit,cgroup") -> None:
     """Detach: remove the link pins; the counters stop growing."""
     from ..instance.attach import detach as detach_programs
     from ..instance.attach import parse_events

@@ -31,19 +31,28 @@ def read_stats(pinned: PinnedInstance) -> Stats:
 def attach_warning(pinned: PinnedInstance) -> Words | None:
     """Why some counters cannot move: programs that are not attached (the counters
     count in the programs).  None when all are."""
-    from ..errors import Command
+    from ..errors import Command, Setting
 
     missing = [e for e in PROGRAMS if e not in pinned.attached_events()]
     if not missing:
         return None
+    counting = [e for e in missing if e in _COUNTED_BY]
     if len(missing) == len(PROGRAMS):
-        what = f"nothing attached at {pinned.root}: the counters will not move"
-    else:
+        what: tuple = (f"nothing attached at {pinned.root}: the counters will not move",)
+    elif counting:
         what = (
-            f"{', '.join(missing)} not attached at {pinned.root}: "
-            f"{' and '.join(_COUNTED_BY[e] for e in missing)} will not be counted"
+            f"{', '.join(counting)} not attached at {pinned.root}: "
+            f"{' and '.join(_COUNTED_BY[e] for e in counting)} will not be counted",
         )
-    return (f"{what} (run ", Command("attach"), ")")
+    else:  # cgroup alone: it counts nothing
+        what = (
+            f"cgroup not attached at {pinned.root}: the filter of a ",
+            Setting("cgroup"),
+            " or ",
+            Setting("container"),
+            " reader follows its cgroup made anew only as that reader looks it up again",
+        )
+    return (*what, " (run ", Command("attach"), ")")
 
 
 # What each program counts (the `stats` fields it moves).

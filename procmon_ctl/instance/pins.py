@@ -26,6 +26,9 @@ PROGRAMS = {
     "fork": "handle_fork",
     "exec": "handle_exec",
     "exit": "handle_exit",
+    # Not an event of its own: keeps each --cgroup reader's filter on its cgroup when
+    # that is made anew (a restart), in the kernel, before a process can be in it.
+    "cgroup": "handle_cgroup_mkdir",
 }
 MAPS = (
     "rings",

@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import Command, Given, StateError, UsageError
 from ..kernel import libbpf
@@ -77,6 +78,17 @@ def name_for_output(path: str) -> str:
     return f"{digest}-{name[-(NAME_MAX - 9) :]}"
 
 
+class CgroupFilter(NamedTuple):
+    """A reader's cgroup filter: the cgroup `id` at `level` and below; and, for the
+    kernel to follow it when it is made anew (struct reader), the id of the cgroup
+    it is made in and its name (0 and b"": not followed)."""
+
+    id: int
+    level: int
+    parent_id: int = 0
+    name: bytes = b""
+
+
 @dataclass(frozen=True)
 class ReaderWants:
     """What a reader asks the programs for, besides every process's fork, exec and
@@ -84,7 +96,7 @@ class ReaderWants:
 
     threads: bool = False
     failed: bool = False
-    cgroup: tuple[int, int] | None = None  # (id, level): that cgroup and below only
+    cgroup: CgroupFilter | None = None  # that cgroup and below only
     argv_bytes: int | None = None  # of each command line at most; None: load's
 
     @property
@@ -348,19 +360,15 @@ class ReaderSlots:
                     made = libbpf.map_info(ring_fd).max_entries
                 wakeup = default_wakeup_bytes(made)
                 argv_bytes = settings.argv_bytes if wants.argv_bytes is None else wants.argv_bytes
-                cgroup_id, level = wants.cgroup or (0, 0)
-                self._write_reader(
-                    slot,
-                    Reader(
-                        flags=flags,
-                        owner_tgid=os.getpid(),
-                        wakeup_bytes=wakeup,
-                        cgroup_level=level,
-                        cgroup_id=cgroup_id,
-                        name=(name or "").encode(),
-                        argv_bytes=argv_bytes,
-                    ),
+                reader = Reader(
+                    flags=flags,
+                    owner_tgid=os.getpid(),
+                    wakeup_bytes=wakeup,
+                    name=(name or "").encode(),
+                    argv_bytes=argv_bytes,
                 )
+                _put_cgroup(reader, wants.cgroup)
+                self._write_reader(slot, reader)
                 bit = 1 << slot
                 settings.readers |= bit
                 settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
@@ -461,8 +469,17 @@ class ReaderSlots:
         follows was made anew)."""
         with self.instance.slots_lock():
             reader = self._reader(held.slot)
-            reader.cgroup_id, reader.cgroup_level = wants.cgroup or (0, 0)
+            _put_cgroup(reader, wants.cgroup)
             self._write_reader(held.slot, reader)
+
+
+def _put_cgroup(reader: Reader, cgroup: CgroupFilter | None) -> None:
+    """The filter in the reader's slot; followed by the kernel when its name fits."""
+    cgroup = cgroup or CgroupFilter(0, 0)
+    followed = 0 < len(cgroup.name) < ReaderLimits.READER_CGROUP_NAME_LEN
+    reader.cgroup_id, reader.cgroup_level = cgroup.id, cgroup.level
+    reader.cgroup_parent_id = cgroup.parent_id if followed else 0
+    reader.cgroup_name = cgroup.name if followed else b""
 
 
 def _set(mask: int, bit: int, on: bool) -> int:

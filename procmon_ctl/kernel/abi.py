@@ -72,6 +72,7 @@ class ReaderLimits(IntEnum):
 
     READERS_MAX = 16
     READER_NAME_LEN = 32
+    READER_CGROUP_NAME_LEN = 128
 
 
 class ReaderFlag(IntEnum):
@@ -188,6 +189,8 @@ class Reader(ctypes.Structure):
         ("name", c_char * ReaderLimits.READER_NAME_LEN),
         ("argv_bytes", c_uint32),
         ("__pad", c_uint32),
+        ("cgroup_parent_id", c_uint64),
+        ("cgroup_name", c_char * ReaderLimits.READER_CGROUP_NAME_LEN),
     ]
 
 

@@ -55,11 +55,23 @@ class CgroupInfo(NamedTuple):
 
 
 class CgroupTarget(NamedTuple):
-    """What the kernel filters by: the ancestor of a task's cgroup at `level` has `id`."""
+    """What the kernel filters by: the ancestor of a task's cgroup at `level` has `id`;
+    and how it knows the cgroup made anew at the same path: made in the cgroup
+    `parent_id` (0 for the root, which has none), named `name`."""
 
     id: int
     level: int
     path: str
+    parent_id: int = 0
+    name: bytes = b""
+
+
+def _target(root: bytes, rel: bytes, found: int) -> CgroupTarget:
+    """The target of the cgroup `rel` below the v2 mount at `root`, whose id is found."""
+    level = _level(rel)
+    parent, name = posixpath.split(rel.rstrip(b"/"))
+    parent_id = (_id_of(root + parent) or 0) if level else 0
+    return CgroupTarget(found, level, _shown(rel), parent_id, name if level else b"")
 
 
 class Container(NamedTuple):
@@ -623,7 +635,7 @@ def cgroup_target(arg: str) -> CgroupTarget:
         )
     real_rel = _below(found, root)
     assert real_rel is not None
-    return CgroupTarget(cgroup_id(found), _level(real_rel), _shown(real_rel))
+    return _target(root, real_rel, cgroup_id(found))
 
 
 def container_target(prefix: str) -> CgroupTarget:
@@ -689,4 +701,4 @@ def container_target(prefix: str) -> CgroupTarget:
     found = _id_of(root + rel)
     if found is None:
         raise UsageError(f"container {cid[:12]} stopped while its cgroup was looked up")
-    return CgroupTarget(found, _level(rel), _shown(rel))
+    return _target(root, rel, found)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from ..errors import Command, Words
 from ..instance.base import Instance
 from ..instance.pinned import PinnedInstance
-from ..instance.readers import HeldSlot, ReaderSlots, ReaderWants
+from ..instance.readers import CgroupFilter, HeldSlot, ReaderSlots, ReaderWants
 from ..instance.session import ReaderSession
 from ..kernel import signals
 from ..kernel.abi import PmStop
@@ -176,7 +176,7 @@ def open_reader(
     wants = ReaderWants(
         threads=opts.threads,
         failed=opts.failed,
-        cgroup=None if cgroup is None else (cgroup.id, cgroup.level),
+        cgroup=None if cgroup is None else _cgroup_filter(cgroup),
         argv_bytes=opts.argv_bytes,
     )
     slots = ReaderSlots(source)
@@ -210,12 +210,16 @@ def _cgroup_follower(
 
     def refresh() -> None:
         target = again()
-        if target is None or (target.id, target.level) == current[0]:
+        if target is None or _cgroup_filter(target) == current[0]:
             return
-        current[0] = (target.id, target.level)
+        current[0] = _cgroup_filter(target)
         slots.set_cgroup(held, replace(wants, cgroup=current[0]))
 
     return refresh
+
+
+def _cgroup_filter(target: CgroupTarget) -> CgroupFilter:
+    return CgroupFilter(target.id, target.level, target.parent_id, target.name)
 
 
 def offset_batches(
