@@ -74,6 +74,21 @@ def test_the_container_filter_keeps_a_host_fork_storm_out(attached, storm):
     assert not [e for e in seen.events if seen.storm_pid in (e["pid"], e["ppid"])]
 
 
+def test_the_container_filter_follows_a_podman_restart(attached):
+    """`podman restart` removes the container's cgroup and makes it again: the
+    filter takes the new one as it is made, so what runs in the container at once
+    after the restart is in the stream, with no wait for the reader to look again."""
+    tag = uuid.uuid4().hex[:8]
+    with (
+        running_container() as c,
+        attached.reading("events", "--json", "--container", c.id[:12]) as reading,
+    ):
+        podman("restart", "--time", "0", c.name)
+        podman("exec", c.name, *marker_exec(tag))
+    execs = [e for e in reading.json_lines() if e["type"] == "exec" and tag in e["argv"]]
+    assert [e["container_id"] for e in execs] == [c.id], reading.json_lines()
+
+
 def test_a_container_prefix_must_name_one_container(attached):
     with running_container() as c:
         missing = attached("events", "--container", "f" * 63 + "x", check=False)
