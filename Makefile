@@ -157,32 +157,35 @@ clean:
 	rm -rf $(BUILD) $(OBJ) $(NATIVE) .pytest_cache
 
 # `make bench` (root): procmon-ctl against bpftrace, forkstat and bcc's execsnoop on
-# storms it makes itself, and procmon-ctl with 0, 1, 4 and 8 readers of one instance
-# against BENCH_BASELINE's procmon-ctl (issue 27.8); writes docs/benchmarks.md and its
-# chart.  `make bench BENCH_ARGS=--quick` takes a few minutes and writes no report;
-# `BENCH_ARGS="--quick --readers"` runs only the readers' part.  Code: scripts/bench/.
+# storms it makes itself, procmon-ctl with 0, 1, 4 and 8 readers of one instance, and
+# its kernel ns per run against each of BENCH_BASELINES' procmon-ctl (issues 27.8 and
+# 28.1); writes docs/benchmarks.md and its chart.  `make bench BENCH_ARGS=--quick` takes
+# a few minutes and writes no report; `BENCH_ARGS="--quick --readers"` runs only the
+# readers' part.  Code: scripts/bench/.
 BENCH_PACKAGES := bpftrace forkstat bpfcc-tools
 BENCH_ARGS ?=
-# The commit before many readers per instance (issue 27): its CLI and BPF object, built
-# from git in a tree of their own, run beside this one in the same rounds.
-BENCH_BASELINE ?= c9d106c
-BASELINE_DIR := $(BUILD)/baseline-$(BENCH_BASELINE)
+# Older commits whose CLI and BPF object, each built from git in a tree of its own, run
+# beside this one in the same rounds: dc344e5, the last main before exit de-duplication
+# and argv (issue 28.1's kernel budget), and c9d106c, the commit before many readers per
+# instance (issue 27.8).
+BENCH_BASELINES ?= dc344e5 c9d106c
+BASELINE_DIRS := $(foreach commit,$(BENCH_BASELINES),$(BUILD)/baseline-$(commit))
 
-bench: setup mounts $(BUILD)/storm $(BASELINE_DIR)/built.stamp
+bench: setup mounts $(BUILD)/storm $(addsuffix /built.stamp,$(BASELINE_DIRS))
 	$(call apt_install_missing,$(BENCH_PACKAGES),--no-install-recommends)
 	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(call pip_project,dev$(comma)bench)
-	$(BIN)/python scripts/bench/bench.py --baseline $(BASELINE_DIR) $(BENCH_ARGS)
+	$(BIN)/python scripts/bench/bench.py $(foreach dir,$(BASELINE_DIRS),--baseline $(dir)) $(BENCH_ARGS)
 
 # Its own make builds its object and C formatter (with its own sources); it runs on this
 # venv's interpreter and libraries, with PYTHONPATH pointing at it.
-$(BASELINE_DIR)/built.stamp: | $(BIN)/procmon-ctl
-	rm -rf $(BASELINE_DIR) $(BASELINE_DIR).tmp
-	mkdir -p $(BASELINE_DIR).tmp
-	git archive $(BENCH_BASELINE) | tar -x -C $(BASELINE_DIR).tmp
-	$(MAKE) -C $(BASELINE_DIR).tmp CLANG=$(CLANG) $(OBJ) $(NATIVE)
-	$(BIN)/python -m compileall -q $(BASELINE_DIR).tmp/procmon_ctl
-	mv $(BASELINE_DIR).tmp $(BASELINE_DIR)
-	git rev-parse $(BENCH_BASELINE) > $@
+$(BUILD)/baseline-%/built.stamp: | $(BIN)/procmon-ctl
+	rm -rf $(BUILD)/baseline-$* $(BUILD)/baseline-$*.tmp
+	mkdir -p $(BUILD)/baseline-$*.tmp
+	git archive $* | tar -x -C $(BUILD)/baseline-$*.tmp
+	$(MAKE) -C $(BUILD)/baseline-$*.tmp CLANG=$(CLANG) $(OBJ) $(NATIVE)
+	$(BIN)/python -m compileall -q $(BUILD)/baseline-$*.tmp/procmon_ctl
+	mv $(BUILD)/baseline-$*.tmp $(BUILD)/baseline-$*
+	git rev-parse $* > $@
 
 $(BUILD)/storm: scripts/bench/storm.c
 	@mkdir -p $(BUILD)

@@ -126,7 +126,8 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
             break
         time.sleep(1)
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = [ln for ln in r.stdout.splitlines() if ln.startswith(("| fork", "| thread", "| exec"))]
+    peer_table = r.stdout[r.stdout.index("| storm | contender |") :].split("\n\n")[0]
+    rows = [ln for ln in peer_table.splitlines() if ln.startswith(("| fork", "| thread", "| exec"))]
     # fork and thread: all but execsnoop; exec: all but procmon-idle (execsnoop's row
     # has its figures, or why it does not run on this kernel)
     in_fork = [c for c in contenders if c != "execsnoop-bpfcc"]
@@ -140,6 +141,13 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
         delivered, created = cells[5].split("(")[0].split("/")
         assert int(created) > 0 and int(delivered) > 0, cells
     assert "- exec storm, 100 % of execs delivered with their complete argv" in r.stdout
+    # Issue 28.5: the exec storm's figures side by side, a row per contender that ran it
+    # (execsnoop's says why not where it cannot run).
+    exec_table = r.stdout[r.stdout.index("| exec storm | slowdown") :].splitlines()
+    exec_table = exec_table[: next(i for i, ln in enumerate(exec_table) if ln[:1] != "|")]
+    exec_rows = [ln.split("|")[1].strip() for ln in exec_table[2:]]
+    assert exec_rows == in_exec[1:], exec_table
+    assert "- exec storm, slowdown >= 0.97 with one reader (issue 28.5):" in r.stdout
     assert "CLI latency: procmon-ctl stats --json" in r.stdout
     text = doc.read_text()
     assert "| storm | contender |" in text and "Command: `scripts/bench/bench.py --quick" in text
@@ -151,10 +159,15 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
 
 def test_bench_readers_tiny(pin_dir, storm, tmp_path):
     """--readers (issue 27.8): 0, 1, 4 and 8 readers of one instance, 1 + 7 that filter
-    everything out, and a baseline tree's CLI (this tree itself, in a pin dir of its
-    own): each set has its row in the fork and thread storms, every reader gets every
-    child of the storm, the filtering ones none, and nothing is left behind."""
-    baseline_pin_dir = pin_dir.with_name(pin_dir.name + "-baseline")
+    everything out, and two baseline trees' CLIs (this tree itself, by its own name and
+    through a link of another name, each in a pin dir of its own): each set has its row
+    in the fork and thread storms, every reader gets every child of the storm, the
+    filtering ones none, each baseline has its column of kernel ns per run with its
+    target judged, and nothing is left behind."""
+    second = tmp_path / "second-tree"
+    second.symlink_to(ROOT)
+    baselines = (ROOT.name, second.name)
+    baseline_pin_dirs = [pin_dir.with_name(f"{pin_dir.name}-baseline-{b}") for b in baselines]
     argv = [
         sys.executable,
         str(BENCH / "bench.py"),
@@ -172,6 +185,8 @@ def test_bench_readers_tiny(pin_dir, storm, tmp_path):
         str(pin_dir),
         "--baseline",
         str(ROOT),
+        "--baseline",
+        str(second),
         "--doc",
         str(tmp_path / "bench.md"),
     ]
@@ -183,16 +198,17 @@ def test_bench_readers_tiny(pin_dir, storm, tmp_path):
                 break
             time.sleep(1)
     finally:
-        if baseline_pin_dir.exists():
-            subprocess.run(
-                [sys.executable, "-m", "procmon_ctl", "--pin-dir", str(baseline_pin_dir), "unload"],
-                capture_output=True,
-            )
+        for left in baseline_pin_dirs:
+            if left.exists():
+                subprocess.run(
+                    [sys.executable, "-m", "procmon_ctl", "--pin-dir", str(left), "unload"],
+                    capture_output=True,
+                )
     assert r.returncode == 0, r.stdout + r.stderr
     header = "| storm | readers |"
     table = r.stdout[r.stdout.index(header) :].split("\n\n")[0].splitlines()[2:]
     rows = {tuple(cell.strip() for cell in ln.split("|")[1:3]): ln.split("|") for ln in table}
-    sets = (f"1 ({ROOT.name})", "0", "1", "4", "8", "1 + 7 filtering all out")
+    sets = (*(f"1 ({b})" for b in baselines), "0", "1", "4", "8", "1 + 7 filtering all out")
     assert set(rows) == {(storm_, n) for storm_ in ("fork", "thread") for n in sets}, r.stdout
     for (_, readers), cells in rows.items():
         if readers != "0":
@@ -200,8 +216,26 @@ def test_bench_readers_tiny(pin_dir, storm, tmp_path):
     for storm_ in ("fork", "thread"):
         assert "filtering readers: 0 lines" in rows[(storm_, sets[-1])][9], r.stdout
     assert "- thread storm, 4 readers, slowdown >= 0.90 of untraced:" in r.stdout
-    assert "## Readers of one instance" in (tmp_path / "bench.md").read_text()
-    assert not pin_dir.exists() and not baseline_pin_dir.exists()
+    # The kernel table: a column pair per baseline, a row per storm and program, each
+    # ratio judged against "no worse" (neither is issue 28.1's dc344e5).
+    kernel_header = "| storm | kernel ns per run, 1 reader | this tree |"
+    kernel = r.stdout[r.stdout.index(kernel_header) :].split("\n\n")[0].splitlines()
+    for b in baselines:
+        assert f" {b} | this / {b} (round by round) |" in kernel[0], kernel[0]
+    kernel_rows = [[c.strip() for c in ln.split("|")[1:-1]] for ln in kernel[2:]]
+    assert [row[:2] for row in kernel_rows] == [
+        [storm_, f"{prog} program (`handle_{prog}`)"]
+        for storm_ in ("fork", "thread")
+        for prog in ("fork", "exit")
+    ], r.stdout
+    for row in kernel_rows:
+        assert all(", target <= 1.05x: " in cell for cell in row[4::2]), row
+    doc = (tmp_path / "bench.md").read_text()
+    assert (
+        "## Readers of one instance" in doc
+        and "## Kernel ns per run, this tree / each older commit" in doc
+    )
+    assert not pin_dir.exists() and not any(d.exists() for d in baseline_pin_dirs)
     assert not list(v2_root().glob("procmon-bench-empty-*"))
 
 
