@@ -1421,10 +1421,14 @@ def kernel_table(bench: Bench) -> str:
                 lambda a, b, figure=figure: ratio(figure(a), figure(b)),
             )
             limit = kernel_target(baseline_of(name), storm, what)
+            # one more digit where two would show the target itself but miss it
+            shown = "n/a" if r is None else f"{r:.2f}"
+            if r is not None and shown == f"{limit:.2f}" and r != limit:
+                shown = f"{r:.3f}"
             verdict = (
                 "n/a"
                 if r is None
-                else f"{r:.2f}x, target <= {limit:.2f}x: {'met' if r <= limit else 'NOT met'}"
+                else f"{shown}x, target <= {limit:.2f}x: {'met' if r <= limit else 'NOT met'}"
             )
             row += f" {fmt(med(figure(s) for s in theirs), ',.0f')} | {verdict} |"
         rows.append(row)
