@@ -310,80 +310,133 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 		put_ns_ids(e, task, level);
 }
 
-/* What deliver_to() did with a record for one reader. */
-enum delivery {
-	DELIVERY_SKIPPED = 0, /* the slot has no reader now */
-	DELIVERY_PUT = 1,
-	DELIVERY_DROPPED = 2, /* the reader's ring was full */
-	DELIVERY_FILTERED = 3,
+
+/* A reader's ring, once the reader in `slot` takes a record (struct reader). */
+struct taker {
+	struct reader *reader;
+	void *ring;
+	__u64 *lost; /* its READER_LOSS_DROPPED */
 };
 
-/* Copies the record in scratch_space (`size` bytes) into the ring of the reader
- * in `slot` if its filter lets a process in the record's cgroup through, with
- * that reader's own count of losses.  `exiting`: the process that
- * ends (exit records), whose reader slot, unless named, ends with it (struct
- * reader: owner_tgid).  Global, not static: the verifier checks it once, not
- * once per reader and per call site. */
-__noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
+/* Whether the reader in `slot` takes a record of a process in cgroup `cg`: it has
+ * a reader (unnamed: whose process is not `exiting`, the process an exit record
+ * is of, whose slot ends with it: struct reader, owner_tgid) and its cgroup
+ * filter lets the process through.  Counted as produced or filtered. */
+static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, struct taker *t)
 {
 	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
-	struct scratch_space *sp = get_scratch_space();
 	struct reader_count *n;
 	struct reader *r;
-	__u64 *lost, len;
-	void *ring;
 
 	r = bpf_map_lookup_elem(&readers, &slot);
-	if (!r || !sp)
-		return DELIVERY_SKIPPED;
+	if (!r)
+		return false;
 	if (!(r->flags & READER_NAMED)) {
 		if (!r->owner_tgid)
-			return DELIVERY_SKIPPED; /* its process has ended */
+			return false; /* its process has ended */
 		if (r->owner_tgid == exiting) {
 			/* Its reader ends: nothing more for it, however it ended.  The
 			 * slot is freed by the next procmon-ctl that looks. */
 			r->owner_tgid = 0;
-			return DELIVERY_SKIPPED;
+			return false;
 		}
 	}
 	n = bpf_map_lookup_elem(&reader_counts, &slot);
-	if ((r->flags & READER_CGROUP) && !in_cgroup(r, (struct cgroup *)sp->cgroup)) {
+	if ((r->flags & READER_CGROUP) && !in_cgroup(r, cg)) {
 		if (n)
 			n->filtered++;
 		count(COUNTER_FILTERED);
-		return DELIVERY_FILTERED;
+		return false;
 	}
+	t->reader = r;
+	t->ring = bpf_map_lookup_elem(&rings, &slot);
+	t->lost = bpf_map_lookup_elem(&reader_losses, &loss_key);
+	if (!t->ring || !t->lost)
+		return false;
+	if (n)
+		n->produced++;
+	count(COUNTER_PRODUCED);
+	return true;
+}
+
+/* A record the reader's full ring refused. */
+static __always_inline void refused(const struct taker *t)
+{
+	count(COUNTER_DROPPED);
+	/* Atomic: shared by all CPUs.  Only a lost record pays for it. */
+	__sync_fetch_and_add(t->lost, 1);
+}
+
+/* Copies the record in scratch_space (`size` bytes) into the ring of the reader
+ * in `slot` if it takes it, exec records cut to its argv_bytes.  Global, not
+ * static: the verifier checks it once, not once per reader and per call site. */
+__noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
+{
+	struct scratch_space *sp = get_scratch_space();
+	struct taker t;
+	__u64 len;
+
+	if (!sp || !takes(slot, (struct cgroup *)sp->cgroup, exiting, &t))
+		return 0;
 	len = size;
 	if (sp->argv_len) {
 		struct exec_event *x = (struct exec_event *)sp->record;
 		__u32 keep = sp->argv_len;
 
 		x->base.flags = sp->flags;
-		if (keep > r->argv_bytes) {
-			keep = r->argv_bytes;
+		if (keep > t.reader->argv_bytes) {
+			keep = t.reader->argv_bytes;
 			x->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
 		}
 		x->argv_len = keep;
 		len -= sp->argv_len - keep;
 	}
-	ring = bpf_map_lookup_elem(&rings, &slot);
-	lost = bpf_map_lookup_elem(&reader_losses, &loss_key);
-	if (!ring || !lost)
-		return DELIVERY_SKIPPED;
-	if (n)
-		n->produced++;
-	count(COUNTER_PRODUCED);
-	((struct process_event *)sp->record)->dropped_total = *(volatile __u64 *)lost;
+	((struct process_event *)sp->record)->dropped_total = *(volatile __u64 *)t.lost;
 	if (len > EXEC_SCRATCH_SIZE) /* never: for the verifier, which loses the bound */
 		len = EXEC_SCRATCH_SIZE;
 	barrier_var(len); /* no unchecked copy of it reaches the helper */
-	if (bpf_ringbuf_output(ring, sp->record, len, wakeup_flags(r, ring, RINGBUF_FOOTPRINT(len)))) {
-		count(COUNTER_DROPPED);
-		/* Atomic: shared by all CPUs.  Only a lost record pays for it. */
-		__sync_fetch_and_add(lost, 1);
-		return DELIVERY_DROPPED;
+	if (bpf_ringbuf_output(t.ring, sp->record, len,
+			       wakeup_flags(t.reader, t.ring, RINGBUF_FOOTPRINT(len))))
+		refused(&t);
+	return 0;
+}
+
+/* The one reader of `wanting`, a mask of slots, as its slot + 1; 0 when more than
+ * one reader (or none) wants the record. */
+static __always_inline __u32 lone_reader(__u32 wanting)
+{
+	__u32 i;
+
+	if (wanting & (wanting - 1))
+		return 0;
+	for (i = 0; i < READERS_MAX; i++)
+		if (wanting == 1U << i)
+			return i + 1;
+	return 0;
+}
+
+/* A fork or exit record reserved in the ring of the reader in `slot` if it takes
+ * it (NULL if not, or its ring is full), for the program to fill in place and
+ * submit(): with one reader, a record is never built twice nor copied. */
+static __always_inline struct process_event *reserve_for(__u32 slot, struct cgroup *cg,
+							  __u32 exiting, struct taker *t)
+{
+	struct process_event *e;
+
+	if (!takes(slot, cg, exiting, t))
+		return NULL;
+	e = bpf_ringbuf_reserve(t->ring, sizeof(*e), 0);
+	if (!e) {
+		refused(t);
+		return NULL;
 	}
-	return DELIVERY_PUT;
+	e->dropped_total = *(volatile __u64 *)t->lost;
+	return e;
+}
+
+static __always_inline void submit(struct process_event *e, const struct taker *t)
+{
+	bpf_ringbuf_submit(e, wakeup_flags(t->reader, t->ring, RINGBUF_FOOTPRINT(sizeof(*e))));
 }
 
 /* The record in scratch_space, of a process in cgroup `cg`, to each reader of
@@ -424,6 +477,14 @@ __noinline int lost_for(__u32 slot)
 	return 0;
 }
 
+static __always_inline void fill_fork(struct process_event *e, struct task_struct *child,
+				      struct cgroup *cg, bool thread)
+{
+	fill_common(e, EVENT_FORK, child, cg);
+	if (thread)
+		e->flags |= EVENT_FLAG_THREAD;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -432,7 +493,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	bool thread = child->pid != child->tgid;
 	/* The child's own: CLONE_INTO_CGROUP can start it outside its parent's. */
 	struct cgroup *cg = child->cgroups->dfl_cgrp;
-	__u32 wanting;
+	__u32 wanting, lone;
 
 	if (!s)
 		return 0;
@@ -463,12 +524,21 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	if (!wanting)
 		return 0;
+	lone = lone_reader(wanting);
+	if (lone) {
+		struct taker t;
+		struct process_event *f = reserve_for(lone - 1, cg, 0, &t);
+
+		if (f) {
+			fill_fork(f, child, cg, thread);
+			submit(f, &t);
+		}
+		return 0;
+	}
 	e = scratch();
 	if (!e)
 		return 0;
-	fill_common(&e->base, EVENT_FORK, child, cg);
-	if (thread)
-		e->base.flags |= EVENT_FLAG_THREAD;
+	fill_fork(&e->base, child, cg, thread);
 	deliver(wanting, sizeof(e->base), 0, cg, 0);
 	return 0;
 }
@@ -785,6 +855,19 @@ static __always_inline bool writes_exit(struct task_struct *p, __u64 *ctx, struc
 	return !bpf_map_update_elem(&exited, key, &one, BPF_NOEXIST);
 }
 
+/* The record is the process's, whichever thread went last: its id, name, parent,
+ * cgroup and lifetime are the leader's. */
+static __always_inline void fill_exit(struct process_event *e, struct task_struct *leader,
+				      struct cgroup *cg, __u64 start_time)
+{
+	int status = process_exit_status(leader);
+
+	fill_common(e, EVENT_EXIT, leader, cg);
+	e->exit_code = (status >> 8) & 0xff;
+	e->exit_signal = status & 0x7f;
+	e->duration_ns = e->ts_ns - start_time;
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
@@ -793,7 +876,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	struct exit_key key = {};
 	struct exec_event *e;
 	struct cgroup *cg;
-	int status;
+	__u32 lone;
 
 	key.tgid = p->tgid;
 	if (!s || !wanted(s, key.tgid))
@@ -806,17 +889,22 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	count(COUNTER_EXITS);
 	if (!s->readers)
 		return 0;
+	cg = leader->cgroups->dfl_cgrp;
+	lone = lone_reader(s->readers);
+	if (lone) {
+		struct taker t;
+		struct process_event *f = reserve_for(lone - 1, cg, key.tgid, &t);
+
+		if (f) {
+			fill_exit(f, leader, cg, key.start_time);
+			submit(f, &t);
+		}
+		return 0;
+	}
 	e = scratch();
 	if (!e)
 		return 0;
-	cg = leader->cgroups->dfl_cgrp;
-	/* The record is the process's, whichever thread went last: its id, name,
-	 * parent, cgroup and lifetime are the leader's. */
-	fill_common(&e->base, EVENT_EXIT, leader, cg);
-	status = process_exit_status(leader);
-	e->base.exit_code = (status >> 8) & 0xff;
-	e->base.exit_signal = status & 0x7f;
-	e->base.duration_ns = e->base.ts_ns - key.start_time;
+	fill_exit(&e->base, leader, cg, key.start_time);
 	deliver(s->readers, sizeof(e->base), 0, cg, key.tgid);
 	return 0;
 }
