@@ -15,12 +15,12 @@ from ..views.stats import RATE_FIELDS, Sample
 
 if TYPE_CHECKING:
     from ..errors import Words
-    from ..views.schema import Stats, Status
+    from ..views.stats_schema import Stats, Status
 
 
 def read_stats(pinned: PinnedInstance) -> Stats:
     """The seed's process_count, with the per-CPU counters beside it, in the model."""
-    from ..views.schema import Stats
+    from ..views.stats_schema import Stats
 
     require_root("reading BPF maps")
     pinned.require_loaded()
@@ -93,7 +93,7 @@ def _samples(
 def read_status(pinned: PinnedInstance) -> Status:
     from ..instance.readers import ReaderSlots
     from ..kernel import bpftool
-    from ..views.schema import ProgramStatus, Status
+    from ..views.stats_schema import ProgramStatus, Status
     from .readers import reader_statuses
 
     require_root("reading BPF pins")
