@@ -149,6 +149,7 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
     assert exec_rows == in_exec[1:], exec_table
     assert "- exec storm, slowdown >= 0.97 with one reader (issue 28.5):" in r.stdout
     assert "CLI latency: procmon-ctl stats --json" in r.stdout
+    assert "- `procmon-ctl stats` <= 1.3x its import floor (issue 28.6): " in r.stdout
     text = doc.read_text()
     assert "| storm | contender |" in text and "Command: `scripts/bench/bench.py --quick" in text
     # Put back as found: the sysctl, and no pins (the pin_dir fixture checks programs).

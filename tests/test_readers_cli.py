@@ -21,7 +21,7 @@ from procmon_ctl.instance.readers import READERS_MAX, ReaderSlots, ReaderWants
 from procmon_ctl.views import readers as view
 from procmon_ctl.views.readers import HEADINGS
 from procmon_ctl.views.render import CUT
-from procmon_ctl.views.schema import ReaderStatus
+from procmon_ctl.views.stats_schema import ReaderStatus
 
 
 def a_reader(**fields) -> ReaderStatus:

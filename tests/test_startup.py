@@ -25,7 +25,7 @@ def counting(name):
 app.typer_command = counting
 def report():
     mods = sorted(m for m in sys.modules
-                  if m.startswith("procmon_ctl") or m.split(".")[0] == "prometheus_client")
+                  if m.startswith("procmon_ctl") or m.split(".")[0] in ("prometheus_client", "sh"))
     print(json.dumps({"made": made, "modules": mods, "gc": gc.isenabled()}), file=sys.stderr)
 atexit.register(report)
 sys.argv[0] = "procmon-ctl"
@@ -56,6 +56,11 @@ OTHER_COMMANDS = [
     "procmon_ctl.commands.run",
     "procmon_ctl.stream.follow",
     "prometheus_client",
+    # The models and tools of other commands: every pydantic class costs its creation.
+    "procmon_ctl.views.schema",
+    "procmon_ctl.kernel.bpftool_json",
+    "procmon_ctl.kernel.bpftool",
+    "sh",
 ]
 
 

@@ -18,7 +18,7 @@ from procmon_ctl.instance.pins import MAPS, PROGRAMS
 from procmon_ctl.process import clock
 from procmon_ctl.views import stats as stats_lines
 from procmon_ctl.views.render import CUT
-from procmon_ctl.views.schema import ProgramStatus, Stats, Status
+from procmon_ctl.views.stats_schema import ProgramStatus, Stats, Status
 
 STATS_KEYS = list(Stats.model_fields)
 RATE_KEYS = [f"{f}_per_s" for f in stats_lines.RATE_FIELDS]

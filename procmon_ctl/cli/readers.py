@@ -77,6 +77,6 @@ def readers(
 def _json_array(states) -> str:
     from pydantic import TypeAdapter
 
-    from ..views.schema import ReaderStatus
+    from ..views.stats_schema import ReaderStatus
 
     return TypeAdapter(list[ReaderStatus]).dump_json(states).decode()

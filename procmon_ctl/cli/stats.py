@@ -12,7 +12,6 @@ from ._common import command, hints, pinned, print_json
 
 if TYPE_CHECKING:
     from ..errors import Words
-    from .hints import Hints
 
 JsonObjectOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -46,11 +45,10 @@ def stats(
         if not watch:
             raise UsageError("--interval applies only with --watch: add --watch")
     pins = pinned(ctx)
-    words = hints(ctx)
     if not watch:
         s = counters.read_stats(pins)
         at = now_rfc3339()
-        _warn(words, counters.attach_warning(pins))
+        _warn(ctx, counters.attach_warning(pins))
         if json_out:
             from ..commands.readers import reader_statuses
 
@@ -60,7 +58,7 @@ def stats(
         return
     gc.enable()  # runs until interrupted: collect as usual
     samples = counters.watch(pins, 1.0 if interval is None else interval)
-    _warn(words, counters.attach_warning(pins))
+    _warn(ctx, counters.attach_warning(pins))
     if not json_out:
         print(lines.rates_header(), flush=True)
     for sample in samples:
@@ -68,9 +66,10 @@ def stats(
         print(line, flush=True)
 
 
-def _warn(words: Hints, warning: Words | None) -> None:
+def _warn(ctx: typer.Context, warning: Words | None) -> None:
+    # The hints (how this instance's commands are spelled) only to word a warning.
     if warning:
-        print(f"procmon-ctl: warning: {words.words(warning)}", file=sys.stderr, flush=True)
+        print(f"procmon-ctl: warning: {hints(ctx).words(warning)}", file=sys.stderr, flush=True)
 
 
 @command(quick=True)

@@ -12,7 +12,7 @@ from ..kernel.system import require_root
 
 if TYPE_CHECKING:
     from ..instance.base import Instance
-    from ..views.schema import ReaderStatus
+    from ..views.stats_schema import ReaderStatus
 
 
 def read_readers(pinned: PinnedInstance) -> list[ReaderStatus]:
@@ -28,7 +28,7 @@ def reader_statuses(instance: Instance) -> list[ReaderStatus]:
 
 
 def _statuses(states: list[ReaderState]) -> list[ReaderStatus]:
-    from ..views.schema import ReaderStatus
+    from ..views.stats_schema import ReaderStatus
 
     paths = _cgroup_paths({s.cgroup_id for s in states if s.cgroup_id is not None})
     return [

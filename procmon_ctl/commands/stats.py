@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..instance.pinned import PinnedInstance
@@ -15,12 +16,12 @@ from ..views.stats import RATE_FIELDS, Sample
 
 if TYPE_CHECKING:
     from ..errors import Words
-    from ..views.schema import Stats, Status
+    from ..views.stats_schema import Stats, Status
 
 
 def read_stats(pinned: PinnedInstance) -> Stats:
     """The seed's process_count, with the per-CPU counters beside it, in the model."""
-    from ..views.schema import Stats
+    from ..views.stats_schema import Stats
 
     require_root("reading BPF maps")
     pinned.require_loaded()
@@ -91,9 +92,9 @@ def _samples(
 
 
 def read_status(pinned: PinnedInstance) -> Status:
+    from ..instance.pin_fds import id_of
     from ..instance.readers import ReaderSlots
-    from ..kernel import bpftool
-    from ..views.schema import ProgramStatus, Status
+    from ..views.stats_schema import ProgramStatus, Status
     from .readers import reader_statuses
 
     require_root("reading BPF pins")
@@ -101,25 +102,31 @@ def read_status(pinned: PinnedInstance) -> Status:
     if not layout.root.exists():
         return Status(pin_dir=str(layout.root), loaded=False)
     pinned.identity.check_pins()
+
+    # Each id through libbpf on the pin, as check_pins reads them: no bpftool process
+    # per pin (up to fifteen, and sh imported for them).
+    def pinned_id(pin: Path, kind: str) -> int | None:
+        return id_of(layout, str(pin.relative_to(layout.root)), kind) if pin.exists() else None
+
     programs = []
     for event in PROGRAMS:
         prog_pin, link_pin = layout.prog(event), layout.link(event)
-        prog_id = bpftool.prog_show(prog_pin).id if prog_pin.exists() else None
-        link = bpftool.link_show(link_pin) if link_pin.exists() else None
+        link_id = pinned_id(link_pin, "link")
         programs.append(
             ProgramStatus(
                 event=event,
                 pin=str(prog_pin),
-                id=prog_id,
-                attached=link is not None,
-                link_id=link.id if link else None,
-                link_pin=str(link_pin) if link else None,
+                id=pinned_id(prog_pin, "prog"),
+                attached=link_id is not None,
+                link_id=link_id,
+                link_pin=str(link_pin) if link_id is not None else None,
             )
         )
     maps = {}
     for name in MAPS:
-        if layout.map(name).exists():
-            maps[name] = bpftool.map_show(layout.map(name)).id
+        map_id = pinned_id(layout.map(name), "map")
+        if map_id is not None:
+            maps[name] = map_id
     ring_size, readers = None, []
     if layout.is_complete():
         ring_size = ReaderSlots(pinned).new_ring_size()

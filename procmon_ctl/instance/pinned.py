@@ -10,14 +10,17 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import Command, StateError, Words
 from . import pin_dir
 from .base import Instance
 from .identity import PinIdentity
-from .locks import PinLocks
 from .pins import FAILED_EXEC_PROGRAMS, PinLayout
 from .record import PinRecord
+
+if TYPE_CHECKING:
+    from .locks import PinLocks
 
 LOAD_FIRST = ("run ", Command("load"), " first")
 
@@ -52,6 +55,8 @@ class PinnedInstance(Instance):
 
     @cached_property
     def locks(self) -> PinLocks:
+        from .locks import PinLocks  # here: `stats` takes no lock
+
         return PinLocks(self.layout)
 
     def state_paths(self) -> list[Path]:

@@ -1,4 +1,6 @@
-"""Every bpftool call, through sh, with its JSON (-j) parsed into models.
+"""Every bpftool call, through sh: loading the object, writing the settings, and
+what `doctor` asks of bpftool itself.  Ids of what is pinned are read through libbpf
+(instance/pin_fds.py), not here: a bpftool process per pin is slow to start.
 
 Errors become one-line ProcmonErrors that say how to fix them."""
 
@@ -18,7 +20,6 @@ import sh
 
 from ..errors import BpfError, Command, MissingError, PermissionDenied, StateError
 from . import signals
-from .bpftool_json import LinkInfo, MapInfo, ProgInfo
 
 INSTALL_HINT = "install it with `apt-get install bpftool` (or run `make`)"
 
@@ -225,18 +226,6 @@ def map_update(pin: Path, key: bytes, value: bytes) -> None:
         what=f"writing {pin}",
         as_json=False,
     )
-
-
-def map_show(pin: Path) -> MapInfo:
-    return MapInfo.model_validate(run("map", "show", "pinned", str(pin), what=f"reading {pin}"))
-
-
-def prog_show(pin: Path) -> ProgInfo:
-    return ProgInfo.model_validate(run("prog", "show", "pinned", str(pin), what=f"reading {pin}"))
-
-
-def link_show(pin: Path) -> LinkInfo:
-    return LinkInfo.model_validate(run("link", "show", "pinned", str(pin), what=f"reading {pin}"))
 
 
 def version() -> str:

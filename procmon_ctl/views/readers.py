@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..kernel.abi import ArgvLimits
 
 if TYPE_CHECKING:
-    from .schema import ReaderStatus
+    from .stats_schema import ReaderStatus
 
 HEADINGS = (
     "SLOT",

@@ -1,6 +1,7 @@
 """What procmon-ctl prints as JSON, as pydantic models: `events --json` lines (whose
-JSON Schema `procmon-ctl schema` prints), `stats`/`status --json`, `run --json` and
-`doctor --json`.
+JSON Schema `procmon-ctl schema` prints), `run --json` and `doctor --json`.  Those of
+`stats`, `status` and `readers` are in stats_schema.py, so that those quick commands
+create no model but their own.
 
 Descriptions and titles, which the schema shows, name options as <<setting>>: the CLI
 spells them (views.words.worded_schema).
@@ -15,84 +16,6 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, RootModel
 
 from ..kernel.bpftool_json import Model as _Model
-
-# --- what procmon-ctl prints ---------------------------------------------------
-
-
-class Stats(_Model):
-    process_count: int = Field(description="new processes, as the seed's process_count map says")
-    processes: int = Field(description="new processes, from the per-CPU counters")
-    threads: int = Field(description="new threads (not processes)")
-    execs: int
-    exits: int = Field(description="processes that ended (last thread of the group)")
-    produced: int = Field(description="records the programs tried to put in the ring buffer")
-    dropped: int = Field(
-        description="records lost: no room in the ring buffer (or, for a failed exec, in "
-        "exec_attempts)"
-    )
-    filtered: int = Field(
-        description="records never produced because a reader's <<cgroup>> or <<container>> "
-        "filter kept them out (the counts above include their events)"
-    )
-
-
-class ReaderStatus(_Model):
-    """One reader of the instance (a reader slot), as `readers`, `status` and `stats`
-    <<json>> show it."""
-
-    slot: int = Field(description="its slot, 0 to 15: the index of its ring in `rings`")
-    name: str | None = Field(
-        description="a named reader's name (`events <<name>>`, or the file's name with "
-        "<<output>>); null for a reader without a name, whose slot goes when it ends"
-    )
-    pid: int | None = Field(
-        description="the process reading it now; null for a named reader that is down (its "
-        "ring keeps filling, under its filters, until it comes back)"
-    )
-    threads: bool = Field(description="it asked for thread forks too (<<threads>>)")
-    failed: bool = Field(description="it asked for failed execs too (<<failed>>)")
-    cgroup_id: int | None = Field(
-        description="its cgroup filter (<<cgroup>>, <<container>>): only that cgroup and "
-        "below; null without one"
-    )
-    cgroup: str | None = Field(
-        description="that cgroup's path below the cgroup2 mount; null without a filter, or "
-        "when the cgroup is gone"
-    )
-    argv_bytes: int = Field(
-        description="the most bytes of each command line it keeps (<<argv_bytes>>; 0: none)"
-    )
-    ring_size: int = Field(description="the size of its ring buffer, in bytes")
-    waiting_bytes: int = Field(description="bytes in its ring not read yet")
-    produced: int = Field(description="records the programs put, or tried to put, in its ring")
-    delivered: int = Field(description="of those, the records its ring took (produced - dropped)")
-    dropped: int = Field(
-        description="records its full ring refused: lost, and marked in its stream"
-    )
-    filtered: int = Field(description="records its cgroup filter kept out of its ring")
-
-
-class ProgramStatus(_Model):
-    event: str
-    pin: str
-    id: int | None
-    attached: bool
-    link_id: int | None = None
-    link_pin: str | None = None
-
-
-class Status(_Model):
-    pin_dir: str
-    loaded: bool
-    programs: list[ProgramStatus] = []  # noqa: RUF012 (a pydantic field: each model gets a copy)
-    maps: dict[str, int] = Field(default_factory=dict, description="map name -> map id")
-    ring_size: int | None = Field(
-        None, description="the size of each new reader's ring buffer (`load <<ring_size>>`)"
-    )
-    readers: list[ReaderStatus] = Field(
-        default_factory=list, description="the readers of the instance, by slot"
-    )
-
 
 # One `events --json` line: one model per line type, told apart by `type`.  Exact
 # (strict types, no unknown field, the integer ranges of bpf/process_monitor.h), so

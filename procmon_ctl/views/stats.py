@@ -14,7 +14,7 @@ from ..process.clock import rfc3339_utc
 from .readers import readers_lines
 
 if TYPE_CHECKING:
-    from .schema import ReaderStatus, Stats, Status
+    from .stats_schema import ReaderStatus, Stats, Status
 
 # The counters `stats --watch` shows as rates.
 RATE_FIELDS = ("processes", "threads", "execs", "exits", "dropped")
