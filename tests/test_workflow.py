@@ -160,8 +160,9 @@ def test_attach_chosen_events_only(cli):
         "fork": True,
         "exec": False,
         "exit": False,
+        "cgroup": False,
     }
-    cli("attach", "--events", "exec,exit")
+    cli("attach", "--events", "exec,exit,cgroup")
     status = cli.json("status", "--json")
     assert all(p["attached"] for p in status["programs"])
     cli("detach", "--events", "exec")
@@ -170,6 +171,7 @@ def test_attach_chosen_events_only(cli):
         "fork": True,
         "exec": False,
         "exit": True,
+        "cgroup": True,
     }
     cli("unload")
 
