@@ -241,7 +241,7 @@ def test_serve_attach_loads_and_unloads(cli, stop_signal):
     with exporter(cli, "--attach", stop_signal=stop_signal) as (proc, port):
         held = bpf_held_by(proc.pid)
         prog_ids = held["prog"]
-        assert len(prog_ids) == 3 and len(held["link"]) == 3
+        assert len(prog_ids) == 4 and len(held["link"]) == 4  # fork, exec, exit, cgroup
         assert not pinned(held), "serve --attach pinned something"
         first = scrape(port)
         assert first["procmon_loaded"] == 1
@@ -267,7 +267,7 @@ def test_serve_attach_killed_leaves_nothing(cli):
             proc=proc,
         )
         held = bpf_held_by(proc.pid)
-        assert len(held["link"]) == 3
+        assert len(held["link"]) == 4
     finally:
         proc.kill()
         proc.wait()
@@ -525,7 +525,7 @@ def test_name_filter_gives_only_those_series(attached):
         "process_resident_memory_bytes",
     }
     assert "# TYPE procmon_exits_total counter" in several
-    assert several.count("procmon_attached{") == 3  # each program's series
+    assert several.count("procmon_attached{") == 4  # each program's series
     assert unknown_status == 200 and unknown_type.startswith("text/plain") and unknown == b""
 
 

@@ -91,6 +91,7 @@ def run(
     prints the tree of processes CMD started, pstree-like."""
     from ..commands.run import run_command, run_monitor
     from ..errors import UsageError
+    from ..instance.pins import RECORD_EVENTS
     from ..instance.startup import find_object
     from ..views.render import stream_width
     from ..views.run_summary import summary_text
@@ -127,9 +128,7 @@ def run(
     ).stream(words)
     obj = find_object(object_path)
     if not command:
-        run_monitor(
-            obj, ["fork", "exec", "exit"], ring_size, stream.options, stream.view, sys.stdout
-        )
+        run_monitor(obj, list(RECORD_EVENTS), ring_size, stream.options, stream.view, sys.stdout)
         return
 
     def rows_failed(err: OSError) -> None:

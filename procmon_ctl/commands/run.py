@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ProcmonError
-from ..instance.pins import PROGRAMS
+from ..instance.pins import RECORD_EVENTS
 from ..instance.private import PrivateInstance
 from ..instance.readers import ReaderWants
 from ..kernel.system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
@@ -193,7 +193,11 @@ def run_command(
     with (
         held_signals() as mask,
         PrivateInstance(
-            obj, list(PROGRAMS), ring_size, follow=True, reader=ReaderWants(threads=opts.threads)
+            obj,
+            list(RECORD_EVENTS),
+            ring_size,
+            follow=True,
+            reader=ReaderWants(threads=opts.threads),
         ) as instance,
     ):
         command = Command(argv, instance, mask)

@@ -30,6 +30,8 @@ PROGRAMS = {
     # that is made anew (a restart), in the kernel, before a process can be in it.
     "cgroup": "handle_cgroup_mkdir",
 }
+# The events whose programs make records (`cgroup` serves readers' filters only).
+RECORD_EVENTS = ("fork", "exec", "exit")
 MAPS = (
     "rings",
     "readers",

@@ -65,6 +65,9 @@ class PrivateInstance(Instance):
             # instance need not pay for their verification.
             for program in FAILED_EXEC_PROGRAMS:
                 self._object.skip_program(program)
+            for event, program in PROGRAMS.items():
+                if event not in events:
+                    self._object.skip_program(program)
             stage = "loading"
             self._object.load()
             # Before the first link: a program that ran with follow still 0 would
