@@ -7,6 +7,9 @@
  *                                arguments, the second being CHILD_MARK (so it
  *                                exits at once, before anything else) and the
  *                                third a token unique to that exec, "PID.SEQ"
+ *   storm failed COUNT SECONDS   execve of a path that does not exist, with the
+ *                                exec storm's arguments, COUNT times: each fails
+ *                                (ENOENT) and returns, no process is made
  *
  * Stops after COUNT children or SECONDS, whichever comes first, then prints one
  * JSON object: its pid, how many it made and its CLOCK_MONOTONIC start and end;
@@ -14,7 +17,7 @@
  * "{token}" in the token's place.
  * With `-w FD` it waits for one byte on FD before starting, so several storms
  * (and the bench's clock) start together; with `-o FILE` it writes the id of
- * every child or thread it made there, one per line (exec mode: "PID TOKEN"),
+ * every child or thread it made there, one per line (exec and failed: "PID TOKEN"),
  * so a tracer's output can be checked for exactly the workload's own ids, and
  * for an exec, for its whole argument list. */
 #define _GNU_SOURCE
@@ -38,6 +41,7 @@ static double now(void)
 static pid_t last_tid;
 
 #define CHILD_MARK "--storm-exec-child"
+#define MISSING_PATH "/nonexistent/storm/failed-exec"
 #define EXEC_ARGC 20
 #define TOKEN_ARG 2
 
@@ -69,13 +73,13 @@ static void *note_tid(void *arg)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: storm [-w FD] [-o FILE] fork|thread|exec COUNT SECONDS\n");
+	fprintf(stderr, "usage: storm [-w FD] [-o FILE] fork|thread|exec|failed COUNT SECONDS\n");
 	return 2;
 }
 
 int main(int argc, char **argv)
 {
-	int gate = -1, threads = 0, execs = 0;
+	int gate = -1, threads = 0, execs = 0, failed = 0;
 	long count, made = 0;
 	double limit, start, end, deadline;
 	const char *ids_path = NULL;
@@ -102,6 +106,8 @@ int main(int argc, char **argv)
 		threads = 1;
 	else if (strcmp(argv[1], "exec") == 0)
 		execs = 1;
+	else if (strcmp(argv[1], "failed") == 0)
+		execs = failed = 1;
 	else if (strcmp(argv[1], "fork") != 0)
 		return usage();
 	count = atol(argv[2]);
@@ -153,7 +159,15 @@ int main(int argc, char **argv)
 	start = now();
 	deadline = start + limit;
 	while (made < count) {
-		if (threads) {
+		if (failed) {
+			snprintf(token, sizeof(token), "%d.%ld", getpid(), made);
+			execv(MISSING_PATH, child_argv);
+			if (errno != ENOENT) {
+				perror("storm: execve of a missing path");
+				return 1;
+			}
+			ids[made] = getpid();
+		} else if (threads) {
 			pthread_t t;
 
 			if (pthread_create(&t, NULL, note_tid, NULL) != 0) {
