@@ -186,6 +186,9 @@ static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
  * it run with preemption off and cannot nest on one CPU.  The failed-exec path
  * reads up to FAILED_ARGV_MAX_BYTES at an offset the verifier only knows to be
  * below ARGV_MAX_BYTES: the last term is its room. */
+/* Failed execs read the caller's argv[] this many pointers at a time. */
+#define ARGV_CHUNK 16
+
 #define EXEC_SCRATCH_SIZE                                                           \
 	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
 
@@ -198,6 +201,8 @@ struct scratch_space {
 	__u32 argv_len;
 	__u32 flags;
 	char record[EXEC_SCRATCH_SIZE];
+	/* A failed exec's argv[] pointers, read a chunk at a time (put_failed_argv) */
+	__u64 argv_ptrs[ARGV_CHUNK];
 };
 
 struct {
@@ -612,72 +617,83 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 /* Failed execs (EVENT_EXEC_FAILED).  The syscall's entry keeps where the
  * caller's path and argv are; its exit, when it returns an error, reads them:
  * the caller's memory is as it was, since a failed exec replaced nothing.
- * These programs (and the two below that forget entries) are attached only while
- * an `events --failed` reader runs (enabling syscall tracepoints slows every
- * syscall of every process). */
+ * These programs are attached only while an `events --failed` reader runs
+ * (enabling syscall tracepoints slows every syscall of every process).  An array,
+ * not a hash: the entry of every exec pays one plain store into its thread's slot
+ * (no lock, no allocation, nothing that fills), and an exec that succeeds pays
+ * nothing at its exit (struct exec_attempt says why nothing needs removing). */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, EXEC_ATTEMPTS_MAX);
-	__type(key, __u32); /* thread id */
+	__type(key, __u32); /* thread id & (EXEC_ATTEMPTS_MAX - 1) */
 	__type(value, struct exec_attempt);
 } exec_attempts SEC(".maps");
+
+static __always_inline __u64 attempt_check(const struct exec_attempt *a)
+{
+	return a->filename ^ a->argv ^ a->task ^ ((__u64)a->tgid << 32 | a->tid);
+}
 
 static __always_inline int exec_entered(__u64 filename, __u64 argv)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	struct exec_attempt a = { .filename = filename, .argv = argv, .tgid = id >> 32 };
+	__u32 slot = (__u32)id & (EXEC_ATTEMPTS_MAX - 1);
+	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &slot);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
-	/* Refused only when full: the exit then counts the failure it cannot record. */
-	bpf_map_update_elem(&exec_attempts, &tid, &a, BPF_ANY);
+	if (!a)
+		return 0;
+	a->filename = filename;
+	a->argv = argv;
+	a->task = (__u64)task;
+	a->tid = (__u32)id;
+	a->tgid = id >> 32;
+	a->check = attempt_check(a);
 	return 0;
 }
 
-/* An exec that succeeded: its entry goes, under the id its thread entered with.
- * Not at the syscall's exit: a thread other than the leader leaves exec with the
- * leader's id (de_thread), and a 64-bit process that execs a 32-bit program
- * returns as a compat syscall, which the syscalls tracepoints skip. */
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(forget_on_exec, struct task_struct *p, pid_t old_pid)
+/* Whether `a`, the slot of the thread that returns from a failed exec, was written
+ * by this exec's entry (struct exec_attempt).  The copy is checked, not the slot,
+ * which another thread's entry may be writing meanwhile. */
+static __always_inline bool own_attempt(const struct exec_attempt *a, __u64 id,
+					struct task_struct *task)
 {
-	__u32 tid = old_pid;
-
-	bpf_map_delete_elem(&exec_attempts, &tid);
-	return 0;
-}
-
-/* A thread that dies inside execve, its syscall's exit never reached: an exec of
- * a 32-bit program that fails past the point of no return kills its process (and
- * returns through no tracepoint, as above).  The exiting task is current. */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(forget_on_exit, struct task_struct *p)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	bpf_map_delete_elem(&exec_attempts, &tid);
-	return 0;
+	return a->tid == (__u32)id && a->tgid == id >> 32 && a->task == (__u64)task &&
+	       a->check == attempt_check(a);
 }
 
 /* Reads argv[] of the caller into e->data after the filename's `n` bytes;
- * returns the bytes kept.  The running count lives in e->argv_len and is read
- * back each time round: the verifier then sees every pass alike (an unknown
- * count, checked against the bounds), instead of one state per count so far,
- * which took 256 arguments close to its limit of a million instructions. */
-static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u32 limit,
-					     const char *const *argv)
+ * returns the bytes kept.  The pointers come ARGV_CHUNK at a time into `ptrs`
+ * (one read for most command lines), one at a time where a chunk reaches past
+ * the end of the caller's mapping; an unreadable pointer ends the list, as a
+ * NULL does.  The running count lives in e->argv_len and is read back each time
+ * round: the verifier then sees every pass alike (an unknown count, checked
+ * against the bounds), instead of one state per count so far, which took 256
+ * arguments close to its limit of a million instructions. */
+static __always_inline __u32 put_failed_argv(struct exec_event *e, __u64 *ptrs, __u32 n,
+					     __u32 limit, const char *const *argv)
 {
 	volatile __u32 *kept = &e->argv_len;
-	__u32 i;
+	__u32 i, k;
 
 	*kept = 0;
 	for (i = 0; i < FAILED_ARGS_MAX; i++) {
-		const char *arg = NULL;
-		char last = 0, *dst;
+		__u32 j = i & (ARGV_CHUNK - 1);
 		__u32 used = *kept;
+		const char *arg;
+		char *dst;
 		__u64 room;
 		long got;
 
-		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
+		if (!j && bpf_probe_read_user(ptrs, ARGV_CHUNK * sizeof(*ptrs), &argv[i])) {
+			/* A failed read leaves zeros: each pointer is 0 or as read. */
+			for (k = 0; k < ARGV_CHUNK; k++)
+				if (bpf_probe_read_user(&ptrs[k], sizeof(*ptrs), &argv[i + k]) ||
+				    !ptrs[k])
+					break;
+		}
+		arg = (const char *)ptrs[j];
+		if (!arg)
 			return *kept;
 		if (used >= limit || used > FAILED_ARGV_MAX_BYTES)
 			break;
@@ -692,17 +708,19 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u3
 		 * offset for the verifier, which loses the sum's range. */
 		dst = e->data + ((n + used) & (ARGV_MAX_BYTES - 1));
 		*dst = 0; /* an empty argument's NUL, should the helper not write it */
-		got = bpf_probe_read_user_str(dst, room, arg);
+		/* A byte more than the room: an argument that fits, its NUL included,
+		 * reads shorter than that, and one that does not reads that long. */
+		got = bpf_probe_read_user_str(dst, room + 1, arg);
 		if (got < 0)
 			break;
 		/* An empty argument reads as 0 on 5.10, as 1 (its NUL) on later kernels:
 		 * count its NUL.  (got - 1) >> 63 is 1 for 0 only, with no branch. */
 		got += (__u64)(got - 1) >> 63;
 		e->argc = i + 1;
-		/* A string that filled the room was cut unless its last byte is its NUL;
-		 * a cut argument is kept without one, as in a successful exec's record. */
-		if (got == room && (bpf_probe_read_user(&last, 1, arg + got - 1) || last)) {
-			*kept = used + got - 1;
+		/* A cut argument keeps the room's bytes and no NUL, as in a successful
+		 * exec's record. */
+		if (got > room) {
+			*kept = used + room;
 			break;
 		}
 		*kept = used + got;
@@ -713,34 +731,39 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u32 n, __u3
 
 static __always_inline int exec_returned(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, n, used, wanting;
-	struct settings *s = get_settings();
-	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &tid);
 	struct exec_attempt attempt = {};
+	struct scratch_space *sp;
 	struct task_struct *task;
+	struct exec_attempt *a;
 	struct exec_event *e;
+	struct settings *s;
 	unsigned int level;
 	struct cgroup *cg;
-	bool found = a;
+	__u32 n, used, wanting, slot;
+	__u64 id;
 
-	if (found) {
-		attempt = *a;
-		bpf_map_delete_elem(&exec_attempts, &tid);
-	}
-	if (ret >= 0 || !s || !wanted(s, id >> 32))
+	/* An exec that succeeded: nothing to record, and its slot needs no clearing. */
+	if (ret >= 0)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	s = get_settings();
+	if (!s || !wanted(s, id >> 32))
 		return 0;
 	wanting = s->readers & s->failed_readers;
 	if (!wanting)
 		return 0;
+	slot = (__u32)id & (EXEC_ATTEMPTS_MAX - 1);
+	a = bpf_map_lookup_elem(&exec_attempts, &slot);
+	if (a)
+		attempt = *a;
 	/* A tracepoint program: its task pointer is a plain number (no
 	 * bpf_get_current_task_btf() before 5.11), read through helpers. */
 	task = (struct task_struct *)bpf_get_current_task();
 	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
-	if (!found) {
-		/* Its entry was refused (exec_attempts was full), or it began before the
-		 * entry programs were attached: a failure no record can show, lost for
-		 * each reader of failed execs. */
+	if (!a || !own_attempt(&attempt, id, task)) {
+		/* Another thread's entry took its slot, or it began before the entry
+		 * programs were attached: a failure no record can show, lost for each
+		 * reader of failed execs. */
 		__u32 i;
 
 		for (i = 0; i < READERS_MAX && (wanting >> i); i++)
@@ -748,9 +771,10 @@ static __always_inline int exec_returned(long ret)
 				lost_for(i);
 		return 0;
 	}
-	e = scratch();
-	if (!e)
+	sp = get_scratch_space();
+	if (!sp)
 		return 0;
+	e = (struct exec_event *)sp->record;
 	fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
 		    BPF_CORE_READ(task, real_parent, tgid));
 	bpf_get_current_comm(e->base.comm, sizeof(e->base.comm)); /* zero-padded */
@@ -761,7 +785,7 @@ static __always_inline int exec_returned(long ret)
 	e->error = ret;
 	e->argc = 0;
 	n = put_filename(e, (const void *)attempt.filename, true);
-	used = put_failed_argv(e, n, argv_limit(s, FAILED_ARGV_MAX_BYTES),
+	used = put_failed_argv(e, sp->argv_ptrs, n, argv_limit(s, FAILED_ARGV_MAX_BYTES),
 			       (const char *const *)attempt.argv);
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;

@@ -1,16 +1,17 @@
 """Issue 25, points 1 and 2, tested the way they were found.
 
-1. `events --failed` records failed execs for as long as the reader runs: every
-   way an exec ends takes its entry out of `exec_attempts` (a thread other than
-   the leader that execs, a 64-bit process that execs a 32-bit program, a thread
-   that dies inside execve), and a failed exec the map has no room for is counted
-   and marked in the stream as a lost record.
+1. `events --failed` records failed execs for as long as the reader runs: the
+   execs that end without their syscall's exit (a thread other than the leader
+   that execs, a 64-bit process that execs a 32-bit program, a thread that dies
+   inside execve) fill nothing (`exec_attempts` is an array of slots, one per
+   thread id modulo its size), and a failed exec whose slot another thread's entry
+   took is counted and marked in the stream as a lost record.
 2. `run -- CMD` follows CMD's tree from inside a PID namespace: `unshare -fp`, and
    a podman container (host only: the kernel matrix's guests run no podman)."""
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import errno
 import json
 import os
@@ -22,22 +23,23 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CLI, ROOT, bpftool_json, build_program, lines_until
+from conftest import CLI, ROOT, build_program, lines_until
 from containers import require_podman, run_container
-from test_exec_failures import failed_program_ids, failed_reader
+from test_exec_failures import failed_exec, failed_program_ids, failed_reader
 
 import procmon_ctl
 from procmon_ctl.instance.load import load as load_instance
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.startup import find_object
 from procmon_ctl.kernel import libbpf
+from procmon_ctl.kernel.abi import ExecAttempt, ExecAttemptLimits
 
 # The kernel matrix's emulated guests are some 20-50 times slower than the host.
 EMULATED = os.environ.get("PROCMON_KERNEL_GUEST") == "1"
 SLOW = 1800 if EMULATED else 300
 
-# What was seen: non-leader execs by the thousand, more than exec_attempts holds
-# (EXEC_ATTEMPTS_MAX, 4096), then failed execs.
+# What was seen when exec_attempts was a hash of 4,096 entries: non-leader execs by
+# the thousand, more than it held, then failed execs.
 NON_LEADER_EXECS = 4200
 FAILED_EXECS = 100
 MISSING = "/nonexistent/procmon-test/thread_exec"
@@ -84,15 +86,18 @@ def static_elf32(path: Path, broken: bool = False) -> Path:
     return path
 
 
-def attempts_of(pin_dir: Path, pids: set[int], tids: set[int] = frozenset()) -> list[dict]:
-    """The entries of `exec_attempts` made by these processes or threads."""
-    dump = bpftool_json("map", "dump", "pinned", str(pin_dir / "maps" / "exec_attempts"))
-    found = []
-    for entry in dump:
-        key, value = entry["formatted"]["key"], entry["formatted"]["value"]
-        if key in pids | tids or value.get("tgid") in pids:
-            found.append(entry["formatted"])
-    return found
+def slot_of(tid: int) -> bytes:
+    return struct.pack("I", tid & (ExecAttemptLimits.EXEC_ATTEMPTS_MAX - 1))
+
+
+def attempt_in_slot(pin_dir: Path, tid: int) -> ExecAttempt:
+    """The value of `exec_attempts` in the slot of thread `tid`."""
+    fd = libbpf.obj_get(pin_dir / "maps" / "exec_attempts")
+    try:
+        raw = libbpf.map_lookup(fd, slot_of(tid), ctypes.sizeof(ExecAttempt))
+    finally:
+        os.close(fd)
+    return ExecAttempt.from_buffer_copy(raw)
 
 
 def json_lines(lines: list[str]) -> list[dict]:
@@ -114,7 +119,7 @@ def marked_lost(lines: list[str]) -> int:
 def test_failed_execs_are_recorded_after_4200_non_leader_execs(loaded, thread_exec, tmp_path):
     """A program whose second thread execs, 4,200 times (each exec gives the thread
     the leader's id, so its syscall's exit never finds the entry it made), then
-    100 failed execs: all 100 are recorded, and the map keeps none of its entries."""
+    100 failed execs: all 100 are recorded, none lost."""
     cli = loaded
     target = static_elf64(tmp_path / "exit0")
     token = f"tok-{uuid.uuid4().hex[:12]}"
@@ -141,133 +146,117 @@ def test_failed_execs_are_recorded_after_4200_non_leader_execs(loaded, thread_ex
     assert {(e["pid"], e["filename"], e["error"]) for e in mine} == {
         (program.pid, MISSING, "ENOENT")
     }
-    pids = {program.pid, *(pid for pid, _ in children)}
-    assert attempts_of(cli.pin_dir, pids, {tid for _, tid in children}) == []
+    assert marked_lost(lines) == 0, err
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("broken", [False, True], ids=["returns", "dies-past-no-return"])
-def test_an_exec_of_a_32_bit_program_leaves_no_entry(loaded, tmp_path, broken):
+def test_an_exec_of_a_32_bit_program_makes_no_record(loaded, tmp_path, broken):
     """A 64-bit process that execs a 32-bit program returns from execve as a
-    compat syscall, which the syscalls tracepoints skip: its entry goes when the
-    exec succeeds, or when the process dies of an exec that failed past its point
-    of no return."""
+    compat syscall, which the syscalls tracepoints skip: whether the exec returns or
+    fails past its point of no return (and kills its process), its slot is left as
+    its entry wrote it, and nothing is recorded or marked lost for it."""
     cli = loaded
     program = static_elf32(tmp_path / "exit7", broken)
+    token = f"tok-{uuid.uuid4().hex[:12]}"
     reader = failed_reader(cli, failed_program_ids(cli.pin_dir))
     try:
         try:
-            child = subprocess.Popen([program])
+            child = subprocess.Popen([program, token])
         except OSError as err:
             if err.errno == errno.ENOEXEC:
                 pytest.skip("this kernel runs no 32-bit program (IA32 emulation off)")
             raise
         child.wait(timeout=60)
-        left = attempts_of(cli.pin_dir, {child.pid})
+        left = attempt_in_slot(cli.pin_dir, child.pid)
+        # A failed exec after it: once its record shows, the child's would have too.
+        failed_exec(MISSING, ["after", token])
+        lines, err = lines_until(reader, lambda ls: tried(ls, token))
     finally:
         reader.kill()
         reader.wait()
     assert child.returncode == (-signal.SIGSEGV if broken else 7)
-    assert left == []
+    assert (left.tid, left.tgid) == (child.pid, child.pid)
+    assert [e["argv"] for e in tried(lines, token)] == [["after", token]], err
+    assert marked_lost(lines) == 0, err
+
+
+def thread_blocked_in_execve(thread_exec: Path, how: str) -> tuple[subprocess.Popen, int, int]:
+    """thread_exec blocked HOW: its pid and the tid of its thread blocked inside execve."""
+    program = subprocess.Popen(
+        [thread_exec, "blocked", how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = program.stdout.readline().split()
+    if first[:1] != ["blocked"]:
+        program.wait(timeout=60)
+        err = program.stderr.read()
+        if "userfaultfd" in err and program.returncode == 2:
+            pytest.skip(f"no userfaultfd here: {err.strip()}")
+        pytest.fail(f"thread_exec blocked {how}: {first} {err}")
+    return program, int(first[1]), int(first[2])
+
+
+def failed_of(lines: list[str], tid: int) -> list[dict]:
+    return [e for e in json_lines(lines) if e["type"] == "exec_failed" and e["pid"] == tid]
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("how", ["exit", "exec", "kill"])
-def test_a_thread_killed_inside_execve_leaves_no_entry(loaded, thread_exec, how):
+def test_a_thread_killed_inside_execve_is_recorded(loaded, thread_exec, how):
     """A thread blocked inside execve (reading an argument on a userfaultfd page
     nobody fills), then killed by its process's exit_group, by its leader's exec
-    (de_thread), or by SIGKILL: its entry is there while it waits, and gone once
-    its process has ended.  (The kernel takes such a thread through its syscall's
-    exit, so this held before forget_on_exit too; it is the claim that the two
-    32-bit cases above are the only deaths inside execve that need that program.)"""
+    (de_thread), or by SIGKILL: its slot holds its entry while it waits, and the
+    kernel takes it through its syscall's exit with an error: one failed exec of
+    /bin/true."""
     cli = loaded
     reader = failed_reader(cli, failed_program_ids(cli.pin_dir))
     try:
-        program = subprocess.Popen(
-            [thread_exec, "blocked", how],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        program, pid, tid = thread_blocked_in_execve(thread_exec, how)
         try:
-            first = program.stdout.readline().split()
-            if first[:1] != ["blocked"]:
-                program.wait(timeout=60)
-                err = program.stderr.read()
-                if "userfaultfd" in err and program.returncode == 2:
-                    pytest.skip(f"no userfaultfd here: {err.strip()}")
-                pytest.fail(f"thread_exec blocked {how}: {first} {err}")
-            pid, tid = int(first[1]), int(first[2])
+            waiting = attempt_in_slot(cli.pin_dir, tid)
             if how == "kill":
-                assert [e["key"] for e in attempts_of(cli.pin_dir, {pid}, {tid})] == [tid]
                 program.kill()
             program.wait(timeout=60)
         finally:
             program.kill()
             program.wait()
-        left = attempts_of(cli.pin_dir, {pid}, {tid})
+        lines, err = lines_until(reader, lambda ls: failed_of(ls, tid))
     finally:
         reader.kill()
         reader.wait()
     assert program.returncode == (-signal.SIGKILL if how == "kill" else 0)
-    assert left == []
-
-
-# A value of exec_attempts (struct exec_attempt: filename, argv, tgid, padding).
-_ATTEMPT = struct.pack("<QQII", 0, 0, 0, 0)
-# Keys no thread has: ids stop at 4,194,304 (PID_MAX_LIMIT).
-_NO_THREAD = 1 << 30
-LOST_EXECS = 20
-
-
-def _fill_then_fail(attempts_fd: int, token: str) -> None:
-    """In a child: LOST_EXECS failed execs, each right after exec_attempts was
-    filled to the last entry with keys of no thread."""
-    key = _NO_THREAD
-    for i in range(LOST_EXECS):
-        while True:
-            try:
-                libbpf.map_update(attempts_fd, struct.pack("I", key), _ATTEMPT)
-            except libbpf.LibbpfError:  # E2BIG: full
-                break
-            key += 1
-        with contextlib.suppress(OSError):
-            os.execv(MISSING, ["lost", token, str(i)])
+    assert (waiting.tid, waiting.tgid) == (tid, pid)
+    (mine,) = failed_of(lines, tid)
+    assert (mine["tgid"], mine["filename"], mine["argv"][:1]) == (pid, "/bin/true", ["true"]), err
 
 
 @pytest.mark.kernel
-def test_a_failed_exec_the_map_has_no_room_for_is_marked_lost(loaded):
-    """exec_attempts full (filled from user space, as 4,096 threads blocked inside
-    execve would fill it): the failed execs that found no room are not recorded,
-    and each is counted and marked in the stream as a lost record."""
+def test_a_failed_exec_whose_slot_was_taken_is_marked_lost(loaded, thread_exec):
+    """A thread blocked inside execve whose slot is then written as another thread's
+    entry would (one whose id has the same low bits), then killed: its failed exec
+    is not recorded, and is counted and marked in the stream as a lost record."""
     cli = loaded
-    token = f"tok-{uuid.uuid4().hex[:12]}"
     reader = failed_reader(cli, failed_program_ids(cli.pin_dir))
     try:
-        fd = libbpf.obj_get(cli.pin_dir / "maps" / "exec_attempts")
+        program, pid, tid = thread_blocked_in_execve(thread_exec, "kill")
         try:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    _fill_then_fail(fd, token)
-                finally:
-                    os._exit(0)
+            other = ExecAttempt(tid=tid + ExecAttemptLimits.EXEC_ATTEMPTS_MAX, tgid=pid)
+            fd = libbpf.obj_get(cli.pin_dir / "maps" / "exec_attempts")
+            try:
+                libbpf.map_update(fd, slot_of(tid), bytes(other))
+            finally:
+                os.close(fd)
+            program.kill()
+            program.wait(timeout=60)
         finally:
-            os.close(fd)
-        assert os.waitpid(pid, 0)[1] == 0
-        lines, err = lines_until(
-            reader,
-            lambda ls: marked_lost(ls) >= LOST_EXECS - len(tried(ls, token)),
-            timeout=60,
-        )
+            program.kill()
+            program.wait()
+        lines, err = lines_until(reader, lambda ls: marked_lost(ls) >= 1, timeout=60)
     finally:
         reader.kill()
         reader.wait()
-    missing = LOST_EXECS - len(tried(lines, token))
-    assert missing > 0, "the map had room: nothing was tested"
-    # Every failed exec not recorded is marked (with any other process's that found
-    # the map full meanwhile).
-    assert marked_lost(lines) >= missing, err
+    assert not failed_of(lines, tid), err
+    assert marked_lost(lines) >= 1, err
 
 
 # --- 2. run inside a PID namespace ---------------------------------------------

@@ -46,11 +46,8 @@ MAPS = (
 # The failed-exec programs (`events --failed`): loaded and pinned by `load` with
 # the others, but attached only by such a reader, by fds it holds for as long as
 # it runs (exec_failures.py): never by `attach`, never as a pinned link.  In the
-# order they are attached in: those that forget execs in progress, then the
-# syscalls' entries, then their exits.
+# order they are attached in: the syscalls' entries, then their exits.
 FAILED_EXEC_PROGRAMS = (
-    "forget_on_exec",
-    "forget_on_exit",
     "handle_execve_enter",
     "handle_execveat_enter",
     "handle_execve_exit",

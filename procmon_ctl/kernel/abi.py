@@ -99,9 +99,9 @@ class FollowLimits(IntEnum):
 
 
 class ExecAttemptLimits(IntEnum):
-    """enum exec_attempt_limits: the size of the `exec_attempts` map"""
+    """enum exec_attempt_limits: the slots of the `exec_attempts` array"""
 
-    EXEC_ATTEMPTS_MAX = 4096
+    EXEC_ATTEMPTS_MAX = 8192
 
 
 class RingbufRecord(IntEnum):
@@ -201,13 +201,16 @@ class ReaderCount(ctypes.Structure):
 
 
 class ExecAttempt(ctypes.Structure):
-    """struct exec_attempt: a value of the `exec_attempts` map (its key: a thread id, u32)"""
+    """struct exec_attempt: a value of the `exec_attempts` array (its key: a thread
+    id's slot, tid & (EXEC_ATTEMPTS_MAX - 1))"""
 
     _fields_ = [
         ("filename", c_uint64),
         ("argv", c_uint64),
+        ("task", c_uint64),
+        ("check", c_uint64),
+        ("tid", c_uint32),
         ("tgid", c_uint32),
-        ("__pad", c_uint32),
     ]
 
 

@@ -23,8 +23,8 @@ class Stats(_Model):
     exits: int = Field(description="processes that ended (last thread of the group)")
     produced: int = Field(description="records the programs tried to put in the ring buffer")
     dropped: int = Field(
-        description="records lost: no room in the ring buffer (or, for a failed exec, in "
-        "exec_attempts)"
+        description="records lost: no room in the ring buffer (or, for a failed exec, its "
+        "slot in exec_attempts taken by another thread)"
     )
     filtered: int = Field(
         description="records never produced because a reader's <<cgroup>> or <<container>> "
