@@ -91,7 +91,6 @@ const volatile enum reader_loss btf_anchor_reader_loss = READER_LOSS_KINDS;
 const volatile enum reader_limits btf_anchor_reader_limits = READERS_MAX;
 const volatile enum reader_flag btf_anchor_reader_flag = READER_NAMED;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
-const volatile enum exec_attempt_limits btf_anchor_exec_attempt_limits = EXEC_ATTEMPTS_MAX;
 
 static __always_inline void add(__u32 key, __u64 n)
 {
@@ -181,14 +180,17 @@ static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
 	return ancestor_id(cg, level) == r->cgroup_id;
 }
 
+/* Failed execs read the caller's argv[] this many pointers at a time, and its
+ * arguments a page at a time. */
+#define ARGV_CHUNK 16
+#define ARGV_PAGE 4096
+
 /* Records are built here, then copied into each reader's ring (exec records at
  * their own length: bpf_ringbuf_reserve needs a constant size).  Per CPU: the programs that use
  * it run with preemption off and cannot nest on one CPU.  The failed-exec path
- * reads up to FAILED_ARGV_MAX_BYTES at an offset the verifier only knows to be
- * below ARGV_MAX_BYTES: the last term is its room. */
-/* Failed execs read the caller's argv[] this many pointers at a time. */
-#define ARGV_CHUNK 16
-
+ * reads up to FAILED_ARGV_MAX_BYTES (and a byte more) at an offset the verifier
+ * only knows to be below ARGV_MAX_BYTES: the last term is its room (the byte is
+ * in MAX_FILENAME_LEN's). */
 #define EXEC_SCRATCH_SIZE                                                           \
 	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
 
@@ -201,8 +203,11 @@ struct scratch_space {
 	__u32 argv_len;
 	__u32 flags;
 	char record[EXEC_SCRATCH_SIZE];
-	/* A failed exec's argv[] pointers, read a chunk at a time (put_failed_argv) */
+	/* A failed exec's argv[] pointers, read a chunk at a time, and the page of the
+	 * caller's memory its arguments were last copied from (put_failed_argv) */
 	__u64 argv_ptrs[ARGV_CHUNK];
+	__u64 argv_page_at;
+	char argv_page[ARGV_PAGE];
 };
 
 struct {
@@ -465,8 +470,8 @@ static __always_inline void deliver(__u32 wanting, __u32 size, __u32 argv_len, s
 			deliver_to(i, size, exiting);
 }
 
-/* A record lost before it could be made (a failed exec whose entry was
- * refused): counted, and marked in the stream of the reader in `slot`. */
+/* A record lost before it could be made (a failed exec whose caller's registers
+ * were not found): counted, and marked in the stream of the reader in `slot`. */
 __noinline int lost_for(__u32 slot)
 {
 	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
@@ -614,52 +619,45 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	return 0;
 }
 
-/* Failed execs (EVENT_EXEC_FAILED).  The syscall's entry keeps where the
- * caller's path and argv are; its exit, when it returns an error, reads them:
- * the caller's memory is as it was, since a failed exec replaced nothing.
- * These programs are attached only while an `events --failed` reader runs
- * (enabling syscall tracepoints slows every syscall of every process).  An array,
- * not a hash: the entry of every exec pays one plain store into its thread's slot
- * (no lock, no allocation, nothing that fills), and an exec that succeeds pays
- * nothing at its exit (struct exec_attempt says why nothing needs removing). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, EXEC_ATTEMPTS_MAX);
-	__type(key, __u32); /* thread id & (EXEC_ATTEMPTS_MAX - 1) */
-	__type(value, struct exec_attempt);
-} exec_attempts SEC(".maps");
+/* Failed execs (EVENT_EXEC_FAILED), from the exit of execve/execveat alone: when
+ * the syscall returns an error, its caller's registers still hold the path and
+ * argv it passed (the kernel keeps them at the top of the thread's kernel stack,
+ * task_pt_regs()), and its memory is as it was, since a failed exec replaced
+ * nothing.  No entry program, no map of execs in progress: an exec that succeeds
+ * costs one program run that returns at once, and an exec that began before the
+ * program was attached is recorded like any other.  These programs are attached
+ * only while an `events --failed` reader runs (enabling syscall tracepoints slows
+ * every syscall of every process). */
 
-static __always_inline __u64 attempt_check(const struct exec_attempt *a)
+/* x86_64's kernel stack without KASAN, 16 KiB since 3.15: where task_pt_regs() is
+ * on kernels without bpf_task_pt_regs() (before 5.15). */
+#define X86_64_THREAD_SIZE 16384
+
+/* The caller's registers, copied into `regs`: false if they cannot be found, which
+ * on x86 is checked: they must be those of syscall `nr`, the one returning. */
+static __always_inline bool syscall_regs(struct pt_regs *regs, long nr)
 {
-	return a->filename ^ a->argv ^ a->task ^ ((__u64)a->tgid << 32 | a->tid);
-}
+	const void *at;
 
-static __always_inline int exec_entered(__u64 filename, __u64 argv)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 slot = (__u32)id & (EXEC_ATTEMPTS_MAX - 1);
-	struct exec_attempt *a = bpf_map_lookup_elem(&exec_attempts, &slot);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
+		at = (const void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	} else {
+#ifdef __TARGET_ARCH_x86
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
-	if (!a)
-		return 0;
-	a->filename = filename;
-	a->argv = argv;
-	a->task = (__u64)task;
-	a->tid = (__u32)id;
-	a->tgid = id >> 32;
-	a->check = attempt_check(a);
-	return 0;
-}
-
-/* Whether `a`, the slot of the thread that returns from a failed exec, was written
- * by this exec's entry (struct exec_attempt).  The copy is checked, not the slot,
- * which another thread's entry may be writing meanwhile. */
-static __always_inline bool own_attempt(const struct exec_attempt *a, __u64 id,
-					struct task_struct *task)
-{
-	return a->tid == (__u32)id && a->tgid == id >> 32 && a->task == (__u64)task &&
-	       a->check == attempt_check(a);
+		at = (const void *)((unsigned long)BPF_CORE_READ(task, stack) + X86_64_THREAD_SIZE -
+				    sizeof(*regs));
+#else
+		return false;
+#endif
+	}
+	if (bpf_probe_read_kernel(regs, sizeof(*regs), at))
+		return false;
+#ifdef __TARGET_ARCH_x86
+	return (int)regs->orig_ax == (int)nr;
+#else
+	return true;
+#endif
 }
 
 /* Reads argv[] of the caller into e->data after the filename's `n` bytes;
@@ -670,19 +668,21 @@ static __always_inline bool own_attempt(const struct exec_attempt *a, __u64 id,
  * round: the verifier then sees every pass alike (an unknown count, checked
  * against the bounds), instead of one state per count so far, which took 256
  * arguments close to its limit of a million instructions. */
-static __always_inline __u32 put_failed_argv(struct exec_event *e, __u64 *ptrs, __u32 n,
-					     __u32 limit, const char *const *argv)
+static __always_inline __u32 put_failed_argv(struct exec_event *e, struct scratch_space *sp,
+					     __u32 n, __u32 limit, const char *const *argv)
 {
 	volatile __u32 *kept = &e->argv_len;
+	__u64 *ptrs = sp->argv_ptrs;
 	__u32 i, k;
 
 	*kept = 0;
+	sp->argv_page_at = 0; /* none: page 0 is never the caller's */
 	for (i = 0; i < FAILED_ARGS_MAX; i++) {
 		__u32 j = i & (ARGV_CHUNK - 1);
 		__u32 used = *kept;
+		__u64 room, page, off, size;
 		const char *arg;
 		char *dst;
-		__u64 room;
 		long got;
 
 		if (!j && bpf_probe_read_user(ptrs, ARGV_CHUNK * sizeof(*ptrs), &argv[i])) {
@@ -708,9 +708,36 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u64 *ptrs, 
 		 * offset for the verifier, which loses the sum's range. */
 		dst = e->data + ((n + used) & (ARGV_MAX_BYTES - 1));
 		*dst = 0; /* an empty argument's NUL, should the helper not write it */
-		/* A byte more than the room: an argument that fits, its NUL included,
-		 * reads shorter than that, and one that does not reads that long. */
-		got = bpf_probe_read_user_str(dst, room + 1, arg);
+		/* A read from the caller's memory costs far more than its length: the
+		 * arguments are copied out of a copy of their page, one read for all those
+		 * on the same page (a whole page is mapped or not).  One that does not end
+		 * there, or whose page cannot be read, is read on its own.  A byte more
+		 * than the room: an argument that fits, its NUL included, reads shorter
+		 * than that, and one that does not reads that long. */
+		got = -1;
+		page = (__u64)arg & ~(__u64)(ARGV_PAGE - 1);
+		off = (__u64)arg & (ARGV_PAGE - 1);
+		if (page != (sp->argv_page_at & ~1ULL)) {
+			sp->argv_page_at = page;
+			/* Unreadable: marked (bit 0), so that it is not tried again. */
+			if (bpf_probe_read_user(sp->argv_page, ARGV_PAGE, (const void *)page))
+				sp->argv_page_at = page | 1;
+		}
+		if (page == sp->argv_page_at) {
+			size = ARGV_PAGE - off;
+			if (size > room + 1)
+				size = room + 1;
+			barrier_var(size);
+			if (size > FAILED_ARGV_MAX_BYTES + 1) /* never: for the verifier */
+				size = FAILED_ARGV_MAX_BYTES + 1;
+			if (size < 1)
+				size = 1;
+			got = bpf_probe_read_kernel_str(dst, size, sp->argv_page + off);
+			if (got == size && size <= room)
+				got = -1; /* it goes on past its page */
+		}
+		if (got < 0)
+			got = bpf_probe_read_user_str(dst, room + 1, arg);
 		if (got < 0)
 			break;
 		/* An empty argument reads as 0 on 5.10, as 1 (its NUL) on later kernels:
@@ -729,20 +756,25 @@ static __always_inline __u32 put_failed_argv(struct exec_event *e, __u64 *ptrs, 
 	return *kept;
 }
 
-static __always_inline int exec_returned(long ret)
+/* `execveat`: the path and argv are the syscall's second and third arguments,
+ * not its first and second. */
+static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *ctx, bool execveat)
 {
-	struct exec_attempt attempt = {};
+	long ret = ctx->ret;
 	struct scratch_space *sp;
 	struct task_struct *task;
-	struct exec_attempt *a;
 	struct exec_event *e;
 	struct settings *s;
+	struct pt_regs regs;
+	const void *filename;
+	const char *const *argv;
 	unsigned int level;
 	struct cgroup *cg;
-	__u32 n, used, wanting, slot;
+	__u32 n, used, wanting;
+	bool btf;
 	__u64 id;
 
-	/* An exec that succeeded: nothing to record, and its slot needs no clearing. */
+	/* An exec that succeeded: nothing to record. */
 	if (ret >= 0)
 		return 0;
 	id = bpf_get_current_pid_tgid();
@@ -752,18 +784,19 @@ static __always_inline int exec_returned(long ret)
 	wanting = s->readers & s->failed_readers;
 	if (!wanting)
 		return 0;
-	slot = (__u32)id & (EXEC_ATTEMPTS_MAX - 1);
-	a = bpf_map_lookup_elem(&exec_attempts, &slot);
-	if (a)
-		attempt = *a;
-	/* A tracepoint program: its task pointer is a plain number (no
-	 * bpf_get_current_task_btf() before 5.11), read through helpers. */
-	task = (struct task_struct *)bpf_get_current_task();
-	cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
-	if (!a || !own_attempt(&attempt, id, task)) {
-		/* Another thread's entry took its slot, or it began before the entry
-		 * programs were attached: a failure no record can show, lost for each
-		 * reader of failed execs. */
+	/* Since 5.11 the task is BTF-typed here too, and its fields are plain loads;
+	 * before, a tracepoint program's task pointer is a plain number, read
+	 * through helpers.  Chosen at load: the verifier sees one of the two. */
+	btf = bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
+	if (btf) {
+		task = bpf_get_current_task_btf();
+		cg = task->cgroups->dfl_cgrp;
+	} else {
+		task = (struct task_struct *)bpf_get_current_task();
+		cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	}
+	if (!syscall_regs(&regs, ctx->id)) {
+		/* A failure no record can show, lost for each reader of failed execs. */
 		__u32 i;
 
 		for (i = 0; i < READERS_MAX && (wanting >> i); i++)
@@ -771,22 +804,32 @@ static __always_inline int exec_returned(long ret)
 				lost_for(i);
 		return 0;
 	}
+	if (execveat) {
+		filename = (const void *)PT_REGS_PARM2_SYSCALL(&regs);
+		argv = (const char *const *)PT_REGS_PARM3_SYSCALL(&regs);
+	} else {
+		filename = (const void *)PT_REGS_PARM1_SYSCALL(&regs);
+		argv = (const char *const *)PT_REGS_PARM2_SYSCALL(&regs);
+	}
 	sp = get_scratch_space();
 	if (!sp)
 		return 0;
 	e = (struct exec_event *)sp->record;
-	fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
-		    BPF_CORE_READ(task, real_parent, tgid));
-	bpf_get_current_comm(e->base.comm, sizeof(e->base.comm)); /* zero-padded */
-	e->base.cgroup_id = bpf_get_current_cgroup_id();
-	level = BPF_CORE_READ(task, thread_pid, level);
-	if (level)
-		put_ns_ids(&e->base, task, level);
+	if (btf) {
+		fill_common(&e->base, EVENT_EXEC_FAILED, task, cg);
+	} else {
+		fill_record(&e->base, EVENT_EXEC_FAILED, (__u32)id, id >> 32,
+			    BPF_CORE_READ(task, real_parent, tgid));
+		bpf_get_current_comm(e->base.comm, sizeof(e->base.comm)); /* zero-padded */
+		e->base.cgroup_id = bpf_get_current_cgroup_id();
+		level = BPF_CORE_READ(task, thread_pid, level);
+		if (level)
+			put_ns_ids(&e->base, task, level);
+	}
 	e->error = ret;
 	e->argc = 0;
-	n = put_filename(e, (const void *)attempt.filename, true);
-	used = put_failed_argv(e, sp->argv_ptrs, n, argv_limit(s, FAILED_ARGV_MAX_BYTES),
-			       (const char *const *)attempt.argv);
+	n = put_filename(e, filename, true);
+	used = put_failed_argv(e, sp, n, argv_limit(s, FAILED_ARGV_MAX_BYTES), argv);
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;
 	e->argv_len = used;
@@ -794,28 +837,16 @@ static __always_inline int exec_returned(long ret)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_execve")
-int handle_execve_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return exec_entered(ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_execveat")
-int handle_execveat_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return exec_entered(ctx->args[1], ctx->args[2]);
-}
-
 SEC("tracepoint/syscalls/sys_exit_execve")
 int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return exec_returned(ctx->ret);
+	return exec_returned(ctx, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_execveat")
 int handle_execveat_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return exec_returned(ctx->ret);
+	return exec_returned(ctx, true);
 }
 
 /* Processes whose exit record is written, so that only one of their threads

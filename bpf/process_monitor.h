@@ -92,7 +92,7 @@ enum counter_key {
 	 * readers (a record two readers want counts twice). */
 	COUNTER_PRODUCED = 4,
 	/* ... of which were lost: the reader's ring was full, or (failed execs)
-	 * the exec's slot in exec_attempts was another's */
+	 * the caller's registers were not found */
 	COUNTER_DROPPED = 5,
 	COUNTER_UNFOLLOWED = 6, /* follow mode: children of the tree `followed` had no room for */
 	/* Records a reader's cgroup filter kept out of its ring (never produced),
@@ -181,41 +181,6 @@ enum reader_loss {
  * moment is counted in COUNTER_UNFOLLOWED, never silently cut. */
 enum follow_limits {
 	FOLLOWED_MAX_PROCESSES = 32768,
-};
-
-/* The failed-exec programs' execs in progress (`exec_attempts`, an array): the
- * entry of execve/execveat writes what its exit needs into the slot of its thread,
- * tid & (EXEC_ATTEMPTS_MAX - 1), overwriting whatever was there; an exit that
- * returns an error reads its thread's slot and trusts it only if this exec's entry
- * wrote it: the same thread id, process and task, and `check` agrees with the rest
- * (two entries writing one slot at once can mix their fields).  Nothing is ever
- * removed: an exec that ends without its syscall's exit (a thread other than the
- * leader leaves exec with the leader's id, a 64-bit process that execs a 32-bit
- * program returns as a compat syscall, which the syscalls tracepoints skip, a
- * thread dies inside it) leaves its slot to be overwritten.  What it leaves is
- * never taken for a later exec's: an exec whose exit is seen had its entry seen
- * under the same id (user space zeroes the array before it attaches the entries,
- * so nothing from an earlier reader's time remains), but for two: a thread that
- * leaves exec with its leader's id finds the leader's slot, of another task; and
- * a 32-bit process that execs a 64-bit program returns through sys_exit_execve
- * from an entry that was not seen, its slot last written before an exec that made
- * it 32-bit (self_exec_id then counted that exec and this one's point of no
- * return: 2 more, where its own entry would be at most 1 behind).  A failed exec
- * whose slot is not its own (another thread with the same low bits of its id
- * entered execve meanwhile, or it entered before the programs were attached) is
- * counted and marked as a lost record, in every reader of failed execs
- * (COUNTER_DROPPED, READER_LOSS_DROPPED). */
-struct exec_attempt {
-	__u64 filename; /* const char __user * */
-	__u64 argv;     /* const char __user *const __user * */
-	__u64 task;     /* the thread's struct task_struct * */
-	__u64 check;    /* filename ^ argv ^ task ^ (tgid << 32 | tid), written last */
-	__u32 tid;
-	__u32 tgid;
-};
-
-enum exec_attempt_limits {
-	EXEC_ATTEMPTS_MAX = 8192, /* slots: a power of two */
 };
 
 /* The one value of the `settings` map, written by `procmon-ctl` after load and

@@ -24,7 +24,6 @@ STRUCTS = {
     "process_event": abi.ProcessEvent,
     "exec_event": abi.ExecEvent,
     "settings": abi.Settings,
-    "exec_attempt": abi.ExecAttempt,
     "reader": abi.Reader,
     "reader_count": abi.ReaderCount,
 }
@@ -39,7 +38,6 @@ ENUMS = {
     "reader_limits": (abi.ReaderLimits, ""),
     "reader_flag": (abi.ReaderFlag, "READER_"),
     "argv_limits": (abi.ArgvLimits, ""),
-    "exec_attempt_limits": (abi.ExecAttemptLimits, ""),
 }
 
 

@@ -24,7 +24,7 @@ from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS
 from procmon_ctl.process.cgroups import v2_root
 from procmon_ctl.views.schema import EventLine, ExecFailedEvent
 
-TRACEPOINTS = {"sys_enter_execve", "sys_enter_execveat", "sys_exit_execve", "sys_exit_execveat"}
+TRACEPOINTS = {"sys_exit_execve", "sys_exit_execveat"}
 # `events --json` with the Python formatter (the C one is used whenever it is built).
 PYTHON_JSON = (
     "from procmon_ctl.views import json_native; json_native._load = lambda: (None, 'off'); "
@@ -81,7 +81,7 @@ def wait_attached(prog_ids: set[int], reader: subprocess.Popen) -> None:
         found = attachments(prog_ids, reader.pid)
         return {p["tracepoint"] for p in found} == TRACEPOINTS and len(found) == len(TRACEPOINTS)
 
-    wait_until(ready, "the reader to attach the four failed-exec programs")
+    wait_until(ready, "the reader to attach the two failed-exec programs")
 
 
 def failed_exec(path: str, argv: list[str]) -> int:
@@ -120,7 +120,9 @@ def failed_execveat(dirfd: int, path: str, argv: list[str], flags: int = 0) -> i
 
 def failed_exec_at_page_end(path: str, argv: list[str]) -> int:
     """failed_exec with argv's pointer array (its NULL included) in the last bytes
-    of a page whose next page is not mapped: a read of pointers past its end faults."""
+    of a page whose next page is not mapped (a read of pointers past its end
+    faults), and the first argument starting 4 bytes before the end of the page
+    before it (a read of that page alone does not hold it whole)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [
@@ -139,14 +141,15 @@ def failed_exec_at_page_end(path: str, argv: list[str]) -> int:
     if pid == 0:
         try:
             # PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS
-            base = libc.mmap(None, 2 * page, 3, 0x22, -1, 0)
-            libc.munmap(base + page, page)
-            ctypes.memmove(base, strings, len(strings))
+            base = libc.mmap(None, 3 * page, 3, 0x22, -1, 0)
+            libc.munmap(base + 2 * page, page)
+            at = base + page - 4
+            ctypes.memmove(at, strings, len(strings))
             pointers, offset = [], 0
             for a in argv:
-                pointers.append(base + offset)
+                pointers.append(at + offset)
                 offset += len(a.encode()) + 1
-            array = base + page - 8 * (len(argv) + 1)
+            array = base + 2 * page - 8 * (len(argv) + 1)
             (ctypes.c_uint64 * (len(argv) + 1)).from_address(array)[:] = [*pointers, 0]
             libc.execve(path.encode(), array, (ctypes.c_char_p * 1)(None))
         finally:
@@ -198,7 +201,8 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
     """A missing file (ENOENT) and a file without an execute bit (EACCES), each with
     its path and the argv tried exactly (an empty argument kept); more than 128
     arguments, an argument longer than the instance keeps (4096 bytes) and an argv
-    whose pointers end a mapping, each kept as far as it can be; the programs are
+    whose pointers end a mapping and whose first argument spans two pages, each
+    kept as far as it can be; the programs are
     attached only while the reader runs."""
     cli = loaded
     ids = failed_program_ids(cli.pin_dir)
@@ -211,7 +215,7 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
         eacces = failed_exec(str(denied), ["not-executable", ""])
         many = failed_exec(missing, [f"a{i}" for i in range(130)])
         long = failed_exec(missing, ["long", "x" * 5000])
-        at_end = failed_exec_at_page_end(missing, ["at-end", "b", "", "d"])
+        at_end = failed_exec_at_page_end(missing, ["across-pages", "b", "", "d"])
         pids = (enoent, eacces, many, long, at_end)
         lines, err = lines_until(reader, lambda ls: all(failed_lines(ls, p) for p in pids))
     finally:
@@ -244,7 +248,7 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
     (line,) = failed_lines(lines, long)
     assert line["argv"] == ["long", "x" * (4096 - len("long") - 1)] and line["argv_truncated"]
     (line,) = failed_lines(lines, at_end)
-    assert line["argv"] == ["at-end", "b", "", "d"] and not line["argv_truncated"], line
+    assert line["argv"] == ["across-pages", "b", "", "d"] and not line["argv_truncated"], line
     for text in lines:
         if '"exec_failed"' in text:
             assert isinstance(EventLine.model_validate_json(text).root, ExecFailedEvent)
@@ -286,7 +290,7 @@ def test_execveat_failures(loaded, tmp_path):
 
 def test_without_failed_nothing_is_attached(loaded, tmp_path):
     """ "Without the option they cost nothing": a reader without --failed attaches
-    none of the four programs, and a failed exec then leaves no record."""
+    none of the two programs, and a failed exec then leaves no record."""
     cli = loaded
     cli("attach")
     ids = failed_program_ids(cli.pin_dir)

@@ -1,7 +1,7 @@
 """`events --failed`: execs that failed, from the execve/execveat syscall tracepoints.
 
-`load` pins four programs for them (pins.FAILED_EXEC_PROGRAMS), on the syscalls'
-entries and exits, that `attach` never attaches: a syscall tracepoint, once
+`load` pins two programs for them (pins.FAILED_EXEC_PROGRAMS), on the syscalls'
+exits, that `attach` never attaches: a syscall tracepoint, once
 enabled, makes every syscall of every process take the slow path
 (TIF_SYSCALL_TRACEPOINT).  So only a reader that asks for them attaches them, by
 perf event fds of its own, never pinned: they are detached when it ends, however it
@@ -10,7 +10,6 @@ programs put exec_failed records only in the rings of --failed readers."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from collections.abc import Iterator
@@ -18,19 +17,15 @@ from contextlib import contextmanager
 
 from ..errors import BpfError, MissingError, PermissionDenied, Setting, StateError
 from ..kernel import libbpf
-from ..kernel.abi import ExecAttempt, ExecAttemptLimits
 from ..kernel.system import TRACEFS_ROOT, ensure_tracefs, require_root
 from .base import Instance
 from .pins import FAILED_EXEC_PROGRAMS
 
 # Each syscall program's tracepoint, in the syscalls group.
 TRACEPOINTS = {
-    "handle_execve_enter": "sys_enter_execve",
-    "handle_execveat_enter": "sys_enter_execveat",
     "handle_execve_exit": "sys_exit_execve",
     "handle_execveat_exit": "sys_exit_execveat",
 }
-ATTEMPTS_MAP = "exec_attempts"  # an array: thread id's slot -> struct exec_attempt
 
 
 def check(instance: Instance) -> None:
@@ -71,14 +66,13 @@ def refuse_second_reader(pid: int | None) -> None:
 @contextmanager
 def attached(instance: Instance) -> Iterator[None]:
     """The failed-exec programs of a pinned instance attached for the with block:
-    all four or none (a failure closes those already attached), detached on leaving."""
+    both or none (a failure closes those already attached), detached on leaving."""
     check(instance)
     require_root("attaching the failed-exec programs")
     ensure_tracefs()
     ids = {prog: tracepoint_id(name) for prog, name in TRACEPOINTS.items()}
     fds: list[int] = []
     try:
-        _forget_attempts(instance)
         for prog in FAILED_EXEC_PROGRAMS:
             prog_fd = instance.open_program(prog)
             try:
@@ -97,15 +91,3 @@ def attached(instance: Instance) -> Iterator[None]:
     finally:
         for fd in reversed(fds):
             os.close(fd)
-
-
-def _forget_attempts(instance: Instance) -> None:
-    """Zero exec_attempts before the entry programs run: a slot an earlier reader's
-    entry wrote (its thread's exec ended while nothing was attached, and the
-    thread entered execve again unseen) would otherwise be taken at the exit of
-    that later exec for its own (struct exec_attempt)."""
-    fd = instance.open_map(ATTEMPTS_MAP)
-    try:
-        libbpf.array_zero(fd, ExecAttemptLimits.EXEC_ATTEMPTS_MAX, ctypes.sizeof(ExecAttempt))
-    finally:
-        os.close(fd)

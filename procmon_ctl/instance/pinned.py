@@ -16,7 +16,7 @@ from ..errors import Command, StateError, Words
 from . import pin_dir
 from .base import Instance
 from .identity import PinIdentity
-from .pins import FAILED_EXEC_PROGRAMS, PinLayout
+from .pins import FAILED_EXEC_PROGRAMS, OLD_FAILED_EXEC_PROGRAMS, PinLayout
 from .record import PinRecord
 
 if TYPE_CHECKING:
@@ -137,6 +137,16 @@ class PinnedInstance(Instance):
 
     def require_failed_execs(self) -> None:
         missing = [p for p in FAILED_EXEC_PROGRAMS if not self.layout.program(p).exists()]
+        old = [p for p in OLD_FAILED_EXEC_PROGRAMS if self.layout.program(p).exists()]
+        if old:
+            raise StateError(
+                (
+                    f"the instance at {self.root} has the failed-exec programs of an older "
+                    f"object ({', '.join(old)}); run ",
+                    Command("unload"),
+                    " and load again",
+                )
+            )
         if missing:
             raise StateError(
                 (

@@ -45,17 +45,17 @@ MAPS = (
 )
 # The failed-exec programs (`events --failed`): loaded and pinned by `load` with
 # the others, but attached only by such a reader, by fds it holds for as long as
-# it runs (exec_failures.py): never by `attach`, never as a pinned link.  In the
-# order they are attached in: the syscalls' entries, then their exits.
+# it runs (exec_failures.py): never by `attach`, never as a pinned link.
 FAILED_EXEC_PROGRAMS = (
-    "handle_execve_enter",
-    "handle_execveat_enter",
     "handle_execve_exit",
     "handle_execveat_exit",
 )
-# Maps `load` pins besides MAPS (which `status` lists): where exec records are
-# built, and the failed-exec programs' execs in progress.
-EXEC_MAPS = ("scratch_space", "exec_attempts")
+# Maps `load` pins besides MAPS (which `status` lists): where exec records are built.
+EXEC_MAPS = ("scratch_space",)
+# What an object before issue 28 pinned for `events --failed`: its exit programs need
+# these to have run, so such an instance is loaded again before it is read with
+# --failed.
+OLD_FAILED_EXEC_PROGRAMS = ("handle_execve_enter", "forget_on_exec")
 # Made by `load` of versions before reader slots, below the pin dir while it sized
 # the ring, and removed again: still ours should one be left.
 RING_STAGING = "ring_staging"

@@ -98,12 +98,6 @@ class FollowLimits(IntEnum):
     FOLLOWED_MAX_PROCESSES = 32768
 
 
-class ExecAttemptLimits(IntEnum):
-    """enum exec_attempt_limits: the slots of the `exec_attempts` array"""
-
-    EXEC_ATTEMPTS_MAX = 8192
-
-
 class RingbufRecord(IntEnum):
     """enum ringbuf_record: a ring buffer record's header (BPF_RINGBUF_* of the kernel)"""
 
@@ -198,20 +192,6 @@ class ReaderCount(ctypes.Structure):
     """struct reader_count: a value of the per-CPU `reader_counts` map"""
 
     _fields_ = [("produced", c_uint64), ("filtered", c_uint64)]
-
-
-class ExecAttempt(ctypes.Structure):
-    """struct exec_attempt: a value of the `exec_attempts` array (its key: a thread
-    id's slot, tid & (EXEC_ATTEMPTS_MAX - 1))"""
-
-    _fields_ = [
-        ("filename", c_uint64),
-        ("argv", c_uint64),
-        ("task", c_uint64),
-        ("check", c_uint64),
-        ("tid", c_uint32),
-        ("tgid", c_uint32),
-    ]
 
 
 # --- native/json_lines.h --------------------------------------------------------

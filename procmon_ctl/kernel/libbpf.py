@@ -111,11 +111,6 @@ _SIGNATURES = {
     "bpf_map_update_elem": ([c_int, c_void_p, c_void_p, ctypes.c_uint64], c_int, _check_fd),
     "bpf_map_get_next_key": ([c_int, c_void_p, c_void_p], c_int, None),
     "bpf_map_delete_elem": ([c_int, c_void_p], c_int, None),
-    "bpf_map_update_batch": (
-        [c_int, c_void_p, c_void_p, POINTER(c_uint32), c_void_p],
-        c_int,
-        _check_fd,
-    ),
     # A reader's own ring (instance/readers.py), and a ring another reader made.
     "bpf_map_create": ([c_int, c_char_p, c_uint32, c_uint32, c_uint32, c_void_p], c_int, _check_fd),
     "bpf_map_get_fd_by_id": ([c_uint32], c_int, _check_fd),
@@ -292,14 +287,6 @@ def map_fd_by_id(map_id: int) -> int:
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:
     _lib().bpf_map_update_elem(fd, key, value, 0)  # BPF_ANY
-
-
-def array_zero(fd: int, entries: int, value_size: int) -> None:
-    """Every value of an array map zeroed, by one syscall (BPF_MAP_UPDATE_BATCH)."""
-    keys = (c_uint32 * entries)(*range(entries))
-    values = ctypes.create_string_buffer(entries * value_size)
-    count = c_uint32(entries)
-    _lib().bpf_map_update_batch(fd, keys, values, ctypes.byref(count), None)
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:

@@ -30,8 +30,8 @@ COUNTER_METRICS = {
     ),
     "dropped": (
         "procmon_events_dropped",
-        "Events lost: no room in the ring buffer (or, for a failed exec, its slot in "
-        "exec_attempts taken by another thread).",
+        "Events lost: no room in the ring buffer (or, for a failed exec, its caller's "
+        "registers not found).",
     ),
     "filtered": (
         "procmon_events_filtered",

@@ -209,8 +209,8 @@ class ExecFailedEvent(_ProcessLine):
 
 
 class GapEvent(_Line):
-    """Records were lost (no room in the ring buffer, or, for a failed exec, its slot
-    in exec_attempts taken by another thread), since the previous gap
+    """Records were lost (no room in the ring buffer, or, for a failed exec, its
+    caller's registers not found), since the previous gap
     line (or since the stream began): before the next line, or, when the reader had
     read everything, after the line before.  Every loss is marked exactly once: the
     gap lines of a sequence of readers add up to `stats`'s `dropped`."""

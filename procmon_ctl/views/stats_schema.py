@@ -24,7 +24,7 @@ class Stats(_Model):
     produced: int = Field(description="records the programs tried to put in the ring buffer")
     dropped: int = Field(
         description="records lost: no room in the ring buffer (or, for a failed exec, its "
-        "slot in exec_attempts taken by another thread)"
+        "caller's registers not found)"
     )
     filtered: int = Field(
         description="records never produced because a reader's <<cgroup>> or <<container>> "

@@ -14,8 +14,10 @@
  *       with userfaultfd and never filled: it blocks inside execve, reading its
  *       arguments.  Once its page fault is seen the program prints
  *       "blocked <pid> <tid>", and the thread dies inside execve:
- *         exit     the leader calls exit_group(0)
- *         exec     the leader execs /bin/true (its de_thread() kills the thread)
+ *         exit     the leader calls exit_group(0) once a line (or EOF) is read
+ *                  from stdin
+ *         exec     the leader execs /bin/true (its de_thread() kills the thread),
+ *                  likewise once stdin says so
  *         kill     the program waits for a SIGKILL from outside */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -136,6 +138,12 @@ static int blocked(const char *how)
 	    msg.event != UFFD_EVENT_PAGEFAULT)
 		die("waiting for the thread's page fault");
 	printf("blocked %d %d\n", getpid(), exec_tid);
+	if (strcmp(how, "kill")) {
+		char c;
+
+		while (read(STDIN_FILENO, &c, 1) < 0 && errno == EINTR)
+			;
+	}
 	if (!strcmp(how, "exit"))
 		syscall(SYS_exit_group, 0);
 	if (!strcmp(how, "exec")) {
