@@ -182,7 +182,7 @@ static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
 
 /* Failed execs read the caller's argv[] this many pointers at a time, and its
  * arguments a page at a time. */
-#define ARGV_CHUNK 16
+#define ARGV_CHUNK 32
 #define ARGV_PAGE 4096
 
 /* Records are built here, then copied into each reader's ring (exec records at
