@@ -180,6 +180,20 @@ static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
 	return ancestor_id(cg, level) == r->cgroup_id;
 }
 
+/* in_cgroup() for a record delivered from the scratch space `sp`: the ancestor
+ * read for one reader serves the next that filters at the same level. */
+static __always_inline bool in_cgroup_shared(const struct reader *r, struct cgroup *cg,
+					     __u64 *ancestor, __u32 *ancestor_level)
+{
+	__u32 level = r->cgroup_level;
+
+	if (*ancestor_level != level + 1) {
+		*ancestor = (__u32)BPF_CORE_READ(cg, level) < level ? 0 : ancestor_id(cg, level);
+		*ancestor_level = level + 1;
+	}
+	return *ancestor == r->cgroup_id;
+}
+
 /* Failed execs read the caller's argv[] this many pointers at a time, and its
  * arguments a page at a time. */
 #define ARGV_CHUNK 32
@@ -202,6 +216,11 @@ struct scratch_space {
 	 * arguments to each reader's argv_bytes; argv_len 0 for the other records. */
 	__u32 argv_len;
 	__u32 flags;
+	/* The record's cgroup's ancestor id at level ancestor_level - 1 (0: none read
+	 * yet): readers that filter at the same level share one read of it. */
+	__u64 ancestor;
+	__u32 ancestor_level;
+	__u32 __pad;
 	char record[EXEC_SCRATCH_SIZE];
 	/* A failed exec's argv[] pointers, read a chunk at a time, and the page of the
 	 * caller's memory its arguments were last copied from (put_failed_argv) */
@@ -332,7 +351,8 @@ struct taker {
  * a reader (unnamed: whose process is not `exiting`, the process an exit record
  * is of, whose slot ends with it: struct reader, owner_tgid) and its cgroup
  * filter lets the process through.  Counted as produced or filtered. */
-static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, struct taker *t)
+static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, struct taker *t,
+				  struct scratch_space *sp)
 {
 	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
 	struct reader_count *n;
@@ -352,7 +372,8 @@ static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, 
 		}
 	}
 	n = bpf_map_lookup_elem(&reader_counts, &slot);
-	if ((r->flags & READER_CGROUP) && !in_cgroup(r, cg)) {
+	if ((r->flags & READER_CGROUP) &&
+	    !(sp ? in_cgroup_shared(r, cg, &sp->ancestor, &sp->ancestor_level) : in_cgroup(r, cg))) {
 		if (n)
 			n->filtered++;
 		count(COUNTER_FILTERED);
@@ -386,7 +407,7 @@ __noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
 	struct taker t;
 	__u64 len;
 
-	if (!sp || !takes(slot, (struct cgroup *)sp->cgroup, exiting, &t))
+	if (!sp || !takes(slot, (struct cgroup *)sp->cgroup, exiting, &t, sp))
 		return 0;
 	len = size;
 	if (sp->argv_len) {
@@ -433,7 +454,7 @@ static __always_inline struct process_event *reserve_for(__u32 slot, struct cgro
 {
 	struct process_event *e;
 
-	if (!takes(slot, cg, exiting, t))
+	if (!takes(slot, cg, exiting, t, NULL))
 		return NULL;
 	e = bpf_ringbuf_reserve(t->ring, sizeof(*e), 0);
 	if (!e) {
@@ -461,6 +482,7 @@ static __always_inline void deliver(__u32 wanting, __u32 size, __u32 argv_len, s
 	if (!sp)
 		return;
 	sp->cgroup = (__u64)cg;
+	sp->ancestor_level = 0;
 	sp->argv_len = argv_len;
 	if (argv_len)
 		sp->flags = ((struct process_event *)sp->record)->flags;
