@@ -689,13 +689,23 @@ static __always_inline bool syscall_regs(struct pt_regs *regs, long nr)
  * NULL does.  The running count lives in e->argv_len and is read back each time
  * round: the verifier then sees every pass alike (an unknown count, checked
  * against the bounds), instead of one state per count so far, which took 256
- * arguments close to its limit of a million instructions. */
-static __always_inline __u32 put_failed_argv(struct exec_event *e, struct scratch_space *sp,
-					     __u32 n, __u32 limit, const char *const *argv)
+ * arguments close to its limit of a million instructions.  Global, not static:
+ * the verifier checks it once for both syscalls' programs, and its page logic
+ * is most of their verification. */
+__noinline int put_failed_argv(__u32 n, __u32 limit, __u64 argv_at)
 {
-	volatile __u32 *kept = &e->argv_len;
-	__u64 *ptrs = sp->argv_ptrs;
+	const char *const *argv = (const char *const *)argv_at;
+	struct scratch_space *sp = get_scratch_space();
+	volatile __u32 *kept;
+	struct exec_event *e;
+	__u64 *ptrs;
 	__u32 i, k;
+
+	if (!sp)
+		return 0;
+	e = (struct exec_event *)sp->record;
+	kept = &e->argv_len;
+	ptrs = sp->argv_ptrs;
 
 	*kept = 0;
 	sp->argv_page_at = 0; /* none: page 0 is never the caller's */
@@ -851,7 +861,7 @@ static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *
 	e->error = ret;
 	e->argc = 0;
 	n = put_filename(e, filename, true);
-	used = put_failed_argv(e, sp, n, argv_limit(s, FAILED_ARGV_MAX_BYTES), argv);
+	used = put_failed_argv(n, argv_limit(s, FAILED_ARGV_MAX_BYTES), (__u64)argv);
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;
 	e->argv_len = used;
