@@ -61,8 +61,11 @@ def script_of(bin_dir: Path) -> tuple[str, str, str]:
     long_arg = "--an-argument-that-goes-on=" + "v" * 200
     child = "exit 5"
     names = "; ".join(f"{bin_dir}/a-long-name-{i:03d}" for i in range(12))
+    # CMD goes on only once the sleeper has exec'd (shell builtins only: no process more),
+    # so that a loaded machine cannot end CMD while the sleeper is still named sh.
     script = (
         f"{names}; {bin_dir}/a-long-sleeper-1 30 >/dev/null 2>&1 & "
+        'while read -r c < /proc/$!/comm && [ "$c" != a-long-sleeper- ]; do :; done; '
         f"sh -c '{child}' sh {long_arg}; exit 3"
     )
     return script, child, long_arg
