@@ -170,7 +170,7 @@ def run(argv: list[str] | None = None) -> None:
     # a caller in its own process (the tests) gets its handlers back afterwards.
     installed_here = signals.install()
     try:
-        message, code = _outcome(argv)
+        message, code = _stood_down(argv)
     finally:
         # From here on a stop is only recorded: the exit path is not interrupted.
         if installed_here:
@@ -180,6 +180,24 @@ def run(argv: list[str] | None = None) -> None:
     if message is not None:
         print(f"procmon-ctl: error: {one_line(message)}", file=sys.stderr)
     exit_with(code)
+
+
+def _stood_down(argv: list[str] | None) -> tuple[str | None, int]:
+    """The command's outcome, returned once no stop can be raised any more.
+
+    A stop re-raised by the timer can land anywhere _outcome's own `except` does not
+    reach: as it returns, or in an `except` that handles another error.  It ends the
+    program as any stop does.  Escaping, it would print a traceback and leave the
+    timer armed, and the interpreter, as it exits, puts SIGALRM's default action
+    back: killed by SIGALRM instead of exit 0 (seen once, a reader stopped during a
+    storm in a VM)."""
+    try:
+        outcome = _outcome(argv)
+        signals.stand_down()
+        return outcome
+    except Terminated:
+        signals.stand_down()  # while a stop is handled, none is raised: never cut
+        return None, 0
 
 
 def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
