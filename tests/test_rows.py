@@ -298,6 +298,23 @@ def test_shown_is_bounded(monkeypatch):
     assert 3999 not in rows.shown
 
 
+def test_wide_shows_the_exit_of_a_process_that_started_before_the_reader(monkeypatch):
+    """An exit record of a process whose fork this reader never saw: --wide shows its
+    exit row from what the record says (name, lifetime, how it ended), and the
+    filters judge that row as any other (--ppid here)."""
+    killed = record(EXIT, tgid=OTHER, pid=OTHER, ppid=ROOT, comm=b"sleep", sig=11,
+                    duration=2_500_000_000, ts=T0)  # fmt: skip
+    ended = exit_(CHILD, ROOT, T0 + 1, comm=b"make", code=2)
+    stranger = exit_(CHILD + 1, OTHER, T0 + 2, comm=b"cc")
+    lines = follow([killed, ended, stranger], "wide", Filters(ppid=ROOT), monkeypatch)
+    assert [ln.split()[1:] for ln in lines] == [
+        [str(OTHER), str(ROOT), "0", "SIGSEGV", "after", "2.50s:", "[sleep]"],
+        [str(CHILD), str(ROOT), "0", "exit", "2", "after", "0.0ms:", "[make]"],
+    ], lines
+    # The narrow table has no exit rows at all.
+    assert follow([killed, ended], "table", None, monkeypatch) == []
+
+
 # --- a process that execs again: the row shows what it finally ran -------------------
 
 MS = 1_000_000

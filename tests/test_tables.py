@@ -168,6 +168,36 @@ def test_piped_tables_are_whole(attached, program):
     assert f" a-really-long-e {program} 0 {LONG_ARG}\n" in out, out
 
 
+def test_wide_shows_the_exits_of_processes_that_started_before_it(attached):
+    """--wide's exit row for a process the reader never saw start: one killed while
+    the reader runs, and one that ended while a named reader was down (its exit
+    waits in the backlog; its fork came before the reader was ever made)."""
+    cli = attached
+    me = str(os.getpid())
+    live, backlog = (subprocess.Popen(["sleep", "600"]) for _ in range(2))
+    try:
+        with cli.reading("events", "--wide", "--ppid", me) as reading:
+            live.send_signal(signal.SIGSEGV)
+            live.wait()
+        rows = [r.split()[1:] for r in reading.stdout.splitlines()]
+        assert [str(live.pid), me, str(os.getuid()), "SIGSEGV"] in [r[:4] for r in rows], rows
+        assert [r[-1] for r in rows if r[0] == str(live.pid)] == ["[sleep]"], rows
+
+        with cli.reading("events", "--wide", "--name", "early", "--ppid", me):
+            pass  # makes its place, then goes down
+        backlog.kill()
+        backlog.wait()
+        with cli.reading("events", "--wide", "--name", "early", "--ppid", me) as reading:
+            pass
+        rows = [r.split()[1:] for r in reading.stdout.splitlines()]
+        assert [str(backlog.pid), me, str(os.getuid()), "SIGKILL"] in [r[:4] for r in rows]
+    finally:
+        for proc in (live, backlog):
+            proc.kill()
+            proc.wait()
+        cli("readers", "rm", "early", check=False)
+
+
 THREAD = "import threading; t = threading.Thread(target=lambda: None); t.start(); t.join()"
 
 

@@ -300,6 +300,12 @@ class ProcessRows:
             row = held.row
         else:
             row = self.shown.pop(e.tgid, None) if self.shown else None
+            if row is None and self.follow_exits:
+                # A process this reader did not see start (it started before the
+                # reader, or its row was given up at SHOWN_LIMIT): its exit row shows
+                # what the exit record itself says, its name, how long it ran and how
+                # it ended, and the filters judge it as they judge any row.
+                row = Row(e.tgid, e.tgid, e.ppid, e.uid, e.comm, cgroup_id=e.cgroup_id)
         if row is not None and self.follow_exits:
             if held is not None and held.later is not None:
                 row = replace(row)
