@@ -251,7 +251,7 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
 
 def test_filters(attached):
     cli = attached
-    with cli.reading("events", "--json", "--uid", "65534") as reading:
+    with cli.reading("events", "--json", "--uid", "nobody") as reading:  # by name
         nobody = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "true"],
             check=True,
@@ -268,12 +268,17 @@ def test_filters(attached):
     rows = out.stdout.splitlines()[2:]
     assert rows[-1].startswith("-- above: "), rows  # where its backlog ends
     assert [r.split()[0] for r in rows[:-1]] == [str(target.pid)]
-    with cli.reading("events", "--comm", "sh", "--ppid", str(os.getpid())) as reading:
+    # A filter given again: any of its values.
+    comms = ("--comm", "sh", "--comm", "cat", "--ppid", str(os.getpid()))
+    with cli.reading("events", *comms) as reading:
         subprocess.run(["sh", "-c", "true"], check=True)
+        subprocess.run(["cat"], stdin=subprocess.DEVNULL, check=True)
+        subprocess.run(["true"], check=True)
     rows = reading.lines()[2:]
     # An unnamed reader starts now: no backlog, so no line marking where one ends.
     assert not [r for r in rows if r.startswith("--")], rows
-    assert rows and all(r.split()[2] == "sh" and r.split()[1] == str(os.getpid()) for r in rows)
+    assert [r.split()[2] for r in rows] == ["sh", "cat"], rows
+    assert all(r.split()[1] == str(os.getpid()) for r in rows)
     assert nobody.returncode == mine.returncode == 0
 
 

@@ -289,6 +289,8 @@ FILTERS = [
     ("--uid", "4294967295", f"--uid 4294967295 {UID_RANGE}"),
     ("--uid", "4294967296", f"--uid 4294967296 {UID_RANGE}"),
     ("--comm", "", COMM_RANGE),
+    ("--comm", "/bin/ls", "--comm /bin/ls is a path: a process's name is its file's base name"),
+    ("--uid", "no-such-user-here", "--uid no-such-user-here: no user of that name"),
 ]
 
 
@@ -341,6 +343,13 @@ def test_events_refuses_argv_bytes_out_of_range(attached, value):
     )
     assert pin_tree(attached.pin_dir) == before
     assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).states() == []
+
+
+def test_events_refuses_a_cgroup_filter_given_twice(attached):
+    before = pin_tree(attached.pin_dir)
+    r = attached("events", "--cgroup", "/", "--cgroup", "/", "--duration", "1", check=False)
+    assert_refused(r, EXIT_USAGE, "--cgroup is given more than once: a reader follows one")
+    assert pin_tree(attached.pin_dir) == before
 
 
 def test_filters_at_the_ends_of_their_ranges_are_taken(attached):

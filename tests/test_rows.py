@@ -306,7 +306,7 @@ def test_wide_shows_the_exit_of_a_process_that_started_before_the_reader(monkeyp
                     duration=2_500_000_000, ts=T0)  # fmt: skip
     ended = exit_(CHILD, ROOT, T0 + 1, comm=b"make", code=2)
     stranger = exit_(CHILD + 1, OTHER, T0 + 2, comm=b"cc")
-    lines = follow([killed, ended, stranger], "wide", Filters(ppid=ROOT), monkeypatch)
+    lines = follow([killed, ended, stranger], "wide", Filters(ppid=frozenset({ROOT})), monkeypatch)
     assert [ln.split()[1:] for ln in lines] == [
         [str(OTHER), str(ROOT), "0", "SIGSEGV", "after", "2.50s:", "[sleep]"],
         [str(CHILD), str(ROOT), "0", "exit", "2", "after", "0.0ms:", "[make]"],
@@ -440,9 +440,9 @@ def test_rows_keep_ring_order_and_the_held_row_bounds_the_commit():
 
 
 def test_filters_judge_the_last_exec(monkeypatch):
-    filters = Filters(comm="true")
+    filters = Filters(comm=frozenset({"true"}))
     assert len(follow(env_true(), "table", filters, monkeypatch)) == 1
-    assert follow(env_true(), "table", Filters(comm="env"), monkeypatch) == []
+    assert follow(env_true(), "table", Filters(comm=frozenset({"env"})), monkeypatch) == []
 
 
 def test_a_failed_exec_does_not_end_the_row(monkeypatch):

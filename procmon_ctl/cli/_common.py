@@ -194,10 +194,11 @@ FromNowOpt = Annotated[
     ),
 ]
 CommOpt = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--comm",
-        help="Only processes with this name (as the kernel keeps it: its first 15 bytes).",
+        help="Only processes with this name (as the kernel keeps it: its first 15 bytes, "
+        "no directory); again for more names.",
     ),
 ]
 TimeOpt = Annotated[
@@ -209,10 +210,23 @@ TimeOpt = Annotated[
         show_default=False,
     ),
 ]
-PidOpt = Annotated[int | None, typer.Option("--pid", help="Only this process id.")]
-PpidOpt = Annotated[int | None, typer.Option("--ppid", help="Only children of this process.")]
-UidOpt = Annotated[int | None, typer.Option("--uid", help="Only processes of this user id.")]
+PidOpt = Annotated[
+    list[int] | None, typer.Option("--pid", help="Only this process id; again for more.")
+]
+PpidOpt = Annotated[
+    list[int] | None,
+    typer.Option("--ppid", help="Only children of this process; again for more parents."),
+]
+UidOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--uid", help="Only processes of this user (a name or a user id); again for more."
+    ),
+]
 TreeOpt = Annotated[
-    int | None,
-    typer.Option("--tree", help="Only this process and its descendants, following new children."),
+    list[int] | None,
+    typer.Option(
+        "--tree",
+        help="Only this process and its descendants, following new children; again for more trees.",
+    ),
 ]

@@ -88,7 +88,7 @@ def events(
         ),
     ] = False,
     cgroup: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--cgroup",
             help="Only processes in this cgroup v2 or below it: its path as /proc/PID/cgroup "
@@ -97,7 +97,7 @@ def events(
         ),
     ] = None,
     container: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--container",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
@@ -145,14 +145,14 @@ def events(
         count=count,
         duration=duration,
         from_now=from_now,
-        comm=comm,
-        pid=pid,
-        ppid=ppid,
-        uid=uid,
-        tree=tree,
+        comm=comm or (),
+        pid=pid or (),
+        ppid=ppid or (),
+        uid=uid or (),
+        tree=tree or (),
         failed=failed,
-        cgroup=cgroup,
-        container=container,
+        cgroup=cgroup or (),
+        container=container or (),
         lineage=lineage,
         with_time=with_time,
         name=name,

@@ -61,11 +61,11 @@ def run(
     ppid: PpidOpt = None,
     uid: UidOpt = None,
     tree_of: Annotated[
-        int | None,
+        list[int] | None,
         typer.Option(
             "--tree-of",
             help="Only rows of this process and its descendants, following new children "
-            "(as `events --tree PID`).",
+            "(as `events --tree PID`); again for more trees.",
         ),
     ] = None,
     tree: Annotated[
@@ -119,11 +119,11 @@ def run(
         threads=threads,
         count=count,
         duration=duration,
-        comm=comm,
-        pid=pid,
-        ppid=ppid,
-        uid=uid,
-        tree=tree_of,
+        comm=comm or (),
+        pid=pid or (),
+        ppid=ppid or (),
+        uid=uid or (),
+        tree=tree_of or (),
         tree_setting="tree_of",
     ).stream(words)
     obj = find_object(object_path)

@@ -4,15 +4,26 @@ and checked in one place: StreamFlags.stream() gives what the reading loop takes
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import Setting, UsageError, Words, plain, require_pid, require_positive, require_uid
+from ..errors import (
+    UID_MAX,
+    Setting,
+    UsageError,
+    Words,
+    plain,
+    require_pid,
+    require_positive,
+    require_uid,
+)
 from ..process.decode import text
 from ..process.rows import CgroupScope, Filters, descendants
+from ..process.users import uid_named
 from ..stream.follow import StreamOptions, View
 from ..views.events import Mode, view_for
 
@@ -42,14 +53,15 @@ class StreamFlags:
     count: int | None = None
     duration: float | None = None
     from_now: bool = False
-    comm: str | None = None
-    pid: int | None = None
-    ppid: int | None = None
-    uid: int | None = None
-    tree: int | None = None
+    # A filter given again ORs: any of its values matches.
+    comm: Sequence[str] = ()
+    pid: Sequence[int] = ()
+    ppid: Sequence[int] = ()
+    uid: Sequence[str | int] = ()  # names or ids
+    tree: Sequence[int] = ()
     failed: bool = False
-    cgroup: str | None = None
-    container: str | None = None
+    cgroup: Sequence[str] = ()  # one at most: a reader's ring follows one cgroup
+    container: Sequence[str] = ()
     lineage: bool = False
     with_time: bool | None = None
     name: str | None = None  # a reader that keeps its place
@@ -74,17 +86,33 @@ class StreamFlags:
                     " are for the tables: every JSON line has its `time`",
                 )
             )
-        require_pid("pid", self.pid)
-        require_pid("ppid", self.ppid)
-        require_pid(self.tree_setting, self.tree)
-        require_uid("uid", self.uid)
+        for setting, given in (("pid", self.pid), ("ppid", self.ppid)):
+            for pid in given:
+                require_pid(setting, pid)
+        for root in self.tree:
+            require_pid(self.tree_setting, root)
+        uids = {user_id(u) for u in self.uid}
         notes = []
-        comm = self.comm
-        if comm is not None:
+        comms = set()
+        for comm in self.comm:
             comm, note = kernel_name(comm, "comm")
             if note:
                 notes.append(note)
-        if self.cgroup is not None and self.container is not None:
+            # Names are matched as decode.text() shows them (a backslash doubled, a
+            # byte that is not UTF-8 as \xNN): the name typed is the bytes meant.
+            comms.add(text(os.fsencode(comm)))
+        for setting, given in (("cgroup", self.cgroup), ("container", self.container)):
+            if len(given) > 1:
+                raise UsageError(
+                    (
+                        Setting(setting),
+                        " is given more than once: a reader follows one cgroup in the "
+                        "kernel (start one reader for each)",
+                    )
+                )
+        cgroup = self.cgroup[0] if self.cgroup else None
+        container = self.container[0] if self.container else None
+        if cgroup is not None and container is not None:
             raise UsageError(
                 (
                     "choose one of ",
@@ -111,14 +139,15 @@ class StreamFlags:
             else Mode.TABLE
         )
         since = time.monotonic_ns()  # the tree is read from /proc after this
+        tree = None
+        if self.tree:
+            tree = set().union(*(descendants(root) for root in self.tree))
         filters = Filters(
-            # Names are matched as decode.text() shows them (a backslash doubled, a byte
-            # that is not UTF-8 as \xNN): the name typed is the bytes meant.
-            comm=text(os.fsencode(comm)) if comm is not None else None,
-            pid=self.pid,
-            ppid=self.ppid,
-            uid=self.uid,
-            tree=descendants(self.tree) if self.tree is not None else None,
+            comm=frozenset(comms) or None,
+            pid=frozenset(self.pid) or None,
+            ppid=frozenset(self.ppid) or None,
+            uid=frozenset(uids) or None,
+            tree=tree,
             tree_since_ns=since,
         )
         if self.name is not None:
@@ -134,8 +163,8 @@ class StreamFlags:
 
             check_argv_bytes(self.argv_bytes)
         target = again = None
-        if self.cgroup is not None or self.container is not None:
-            again = self._cgroup_target
+        if cgroup is not None or container is not None:
+            again = functools.partial(_cgroup_target, cgroup, container)
             target = again()
         cgroups = _cgroup_names()
         if target is not None:
@@ -164,12 +193,13 @@ class StreamFlags:
         )
         return Stream(options, view, notes)
 
-    def _cgroup_target(self):
-        from ..process.cgroups import cgroup_target, container_target
 
-        if self.cgroup is not None:
-            return cgroup_target(self.cgroup)
-        return container_target(self.container)
+def _cgroup_target(cgroup: str | None, container: str | None):
+    from ..process.cgroups import cgroup_target, container_target
+
+    if cgroup is not None:
+        return cgroup_target(cgroup)
+    return container_target(container)
 
 
 def _quietly(find):
@@ -212,11 +242,40 @@ def _cgroup_names() -> Callable[[], CgroupNames]:
 COMM_BYTES = 15
 
 
+def user_id(user: str | int) -> int:
+    """--uid's value: a user id, or the name of a user this system knows."""
+    if isinstance(user, str) and not user.lstrip("-").isdigit():
+        found = uid_named(user)
+        if found is None:
+            raise UsageError(
+                (
+                    Setting("uid"),
+                    f" {text(os.fsencode(user))}: no user of that name on this system "
+                    f"(give a user name from getent passwd, or a user id, 0 to {UID_MAX})",
+                )
+            )
+        return found
+    if isinstance(user, str) and len(user) > len(str(UID_MAX)) + 1:
+        # Not even parsed: Python refuses to convert a string of thousands of digits.
+        raise UsageError((Setting("uid"), f" {user[:16]}... is not a user id: use 0 to {UID_MAX}"))
+    require_uid("uid", int(user))
+    return int(user)
+
+
 def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
     """A name as the kernel keeps it: its first COMM_BYTES bytes, and a note saying
     so when that cut it (a longer name would match nothing).  An empty one is
     refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
     raw = os.fsencode(name)
+    if b"/" in raw:
+        base = raw.rstrip(b"/").rsplit(b"/", 1)[-1][:COMM_BYTES]
+        raise UsageError(
+            (
+                Setting(setting),
+                f" {text(raw)} is a path: a process's name is its file's base name, as "
+                f"the kernel keeps it (use {text(base) or 'the name'})",
+            )
+        )
     if not raw:
         raise UsageError(
             (

@@ -67,10 +67,11 @@ class Filters:
     processes at or below a root, kept exact by track() as the records are read, so
     that it holds live processes only and a reused pid is never credited to it."""
 
-    comm: str | None = None
-    pid: int | None = None
-    ppid: int | None = None
-    uid: int | None = None
+    # Each filter is the values any of which matches (None: no filter).
+    comm: frozenset[str] | None = None
+    pid: frozenset[int] | None = None
+    ppid: frozenset[int] | None = None
+    uid: frozenset[int] | None = None
     tree: set[int] | None = None  # the followed process tree: grown on fork, pruned on exit
     # When `tree` was known to be right (CLOCK_MONOTONIC, as the records' ts_ns): an
     # older record (the ring's backlog) may only add to it.  Records are replayed on
@@ -122,10 +123,10 @@ class Filters:
 
     def match(self, pid: int, ppid: int, uid: int, comm: str, cgroup_id: int = 0) -> bool:
         return (
-            (self.pid is None or pid == self.pid)
-            and (self.ppid is None or ppid == self.ppid)
-            and (self.uid is None or uid == self.uid)
-            and (self.comm is None or comm == self.comm)
+            (self.pid is None or pid in self.pid)
+            and (self.ppid is None or ppid in self.ppid)
+            and (self.uid is None or uid in self.uid)
+            and (self.comm is None or comm in self.comm)
             and (self.tree is None or pid in self.tree)
             and (self.cgroup is None or self.cgroup.contains(cgroup_id))
         )
