@@ -24,8 +24,9 @@ from procmon_ctl.kernel.abi import EventType
 from procmon_ctl.process.decode import Event
 from procmon_ctl.process.tree import TREE_DEPTH_KEPT, TREE_NODES_KEPT, ProcessTree
 from procmon_ctl.views import render
+from procmon_ctl.views.render import signal_text
 from procmon_ctl.views.schema import RunNode, RunSummary
-from procmon_ctl.views.tree import signal_name, tree_model, tree_text
+from procmon_ctl.views.tree import tree_model, tree_text
 
 # --- real runs ----------------------------------------------------------------------
 
@@ -529,7 +530,8 @@ def test_text_lines_fit_a_terminal_and_show_controls_escaped():
 
 
 def test_signal_names():
-    assert signal_name(15) == "SIGTERM" and signal_name(200) == "signal 200"
+    assert signal_text(15) == "SIGTERM" and signal_text(200) == "SIG200"
+    assert signal_text(36) == "SIGRTMIN+2" and signal_text(64) == "SIGRTMAX"
 
 
 def test_the_documented_bounds_are_the_constants():

@@ -251,12 +251,23 @@ def row_line(r: Row, width: int | None = None, time: bool = False) -> str:
     return _cells(cells, last, width)
 
 
-def _signal_name(signal: int) -> str:
+def signal_text(number: int) -> str:
+    """A signal as every view writes it: its name as kill -l gives it with the SIG
+    prefix (SIGKILL, SIGRTMIN+3), SIG and the number for one Linux has no name for.
+    JSON keeps the number."""
     try:
-        name = signal_names.Signals(signal).name
+        return signal_names.Signals(number).name
     except ValueError:
-        return f"sig{signal}"
-    return name if len(name) <= EVENT_WIDTH else f"sig{signal}"
+        pass
+    low, high = signal_names.SIGRTMIN, signal_names.SIGRTMAX
+    if low < number < high:
+        return f"SIGRTMIN+{number - low}"
+    return f"SIG{number}"
+
+
+def _signal_cell(signal: int) -> str:
+    name = signal_text(signal)
+    return name if len(name) <= EVENT_WIDTH else f"SIG{signal}"
 
 
 def _event_text(r: Row) -> str:
@@ -264,7 +275,7 @@ def _event_text(r: Row) -> str:
         return "failed"
     if r.exited:
         if r.exit_signal:
-            return _signal_name(r.exit_signal)
+            return _signal_cell(r.exit_signal)
         return "exit" if r.exit_code is None else f"exit {r.exit_code}"
     if r.thread:
         return "thread"
@@ -358,7 +369,7 @@ def line_at_width(fd: int | None) -> Callable[[str], str]:
 def _exit_text(code: int | None, signal: int | None) -> str:
     if code is None:
         return ""
-    return f"sig{signal}" if signal else str(code)
+    return signal_text(signal) if signal else str(code)
 
 
 def duration_text(ns: int | None) -> str:

@@ -49,7 +49,9 @@ def summary_text(
             _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
         )
     for f in s.failed:
-        how = f"signal {f.signal}" if f.signal else f"exit code {f.exit_code}"
+        how = (
+            f"killed by {render.signal_text(f.signal)}" if f.signal else f"exit code {f.exit_code}"
+        )
         head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
         if f.argv is None:
             lines.append(_fit(head, width))

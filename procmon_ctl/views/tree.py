@@ -4,8 +4,6 @@ one line per process."""
 
 from __future__ import annotations
 
-import signal
-
 from ..process import tree as process_tree
 from . import render
 from .schema import RunNode
@@ -47,15 +45,8 @@ def status_text(n: RunNode) -> str:
     if n.running:
         return "running"
     if n.signal:
-        return f"killed by {signal_name(n.signal)}"
+        return f"killed by {render.signal_text(n.signal)}"
     return f"exit {n.exit_code}"
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _details(n: RunNode) -> str:
