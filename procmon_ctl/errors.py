@@ -18,16 +18,16 @@ from dataclasses import dataclass
 # `procmon-ctl: error: ...`, on stderr (a rejected program's verifier log comes
 # before it); success is 0, and so is stopping a monitor with Ctrl-C or SIGTERM.
 #
-#   0   success
+#   0   success, also where what was asked already held (load, attach, detach)
 #   1   the kernel or bpftool refused an operation (e.g. the verifier rejected a
 #       program), or an unexpected system error
 #   2   bad input: unknown option or command, a value of the wrong type or range
 #       (a filter no process can pass: --pid -1, --comm ""), --pin-dir outside
 #       bpffs or relative, an object that is not an eBPF ELF,
 #       --ring-size not a power of two, unknown --events name
-#   3   wrong state: not loaded / already loaded, not attached / already attached,
-#       a named reader already reading, readers active (unload), the pin dir
-#       belongs to someone else
+#   3   wrong state: nothing loaded there, loaded with another object, ring size
+#       or argv bound than `load` asks for, a named reader already reading,
+#       readers active (unload), the pin dir belongs to someone else
 #   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel
 #       feature or mount; `doctor` found a FAIL
 #   77  not root: "permission denied: run as root (sudo)" (EX_NOPERM, sysexits.h)

@@ -19,6 +19,7 @@ import pytest
 from conftest import (
     AS_NOBODY,
     CLI,
+    OBJECT,
     bpftool_json,
     nobody_env,
     nobody_python,
@@ -137,7 +138,13 @@ STATE_CASES = [
         LOAD_FIRST,
     ),
     # Twice in a row: the second one.
-    ("load-twice", "loaded", ["load"], EXIT_STATE, "already loaded"),
+    (
+        "load-twice-other-ring-size",
+        "loaded",
+        ["load", "--ring-size", "65536"],
+        EXIT_STATE,
+        "already loaded at {pin_dir}: to load with --ring-size 65536 (it has 4194304), run ",
+    ),
     ("unload-twice", "unloaded", ["unload"], EXIT_STATE, "nothing to unload"),
 ]
 
@@ -151,6 +158,26 @@ def test_wrong_state(cli, state, argv, code, text):
     r = cli(*argv, check=False)
     assert_one_line_error(r, code, text.format(pin_dir=cli.pin_dir))
     assert r.stdout == "", "no output (not even a table header) before the error"
+    assert_nothing_new(before, cli.pin_dir)
+
+
+def test_load_again_leaves_the_instance_as_it_is(cli):
+    """load is idempotent as attach is: the instance is there, exit 0 and said so;
+    refused only when the load asks for what that instance does not have."""
+    cli("load")
+    before = Snapshot.take(cli.pin_dir)
+    for argv in (
+        ["load"],
+        ["load", "--ring-size", "4194304", "--argv-bytes", "4096"],  # what it has
+        ["load", "--if-needed", "--ring-size", "65536"],  # whatever it has
+    ):
+        r = cli(*argv)
+        assert r.stdout.startswith(f"already loaded at {cli.pin_dir}: left as it is; next: ")
+    assert_nothing_new(before, cli.pin_dir)
+    r = cli("load", "--object", str(OBJECT), check=False)
+    assert_one_line_error(
+        r, EXIT_STATE, f"already loaded at {cli.pin_dir}: to load with {OBJECT}, run "
+    )
     assert_nothing_new(before, cli.pin_dir)
 
 

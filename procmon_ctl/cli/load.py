@@ -22,20 +22,21 @@ def load(
         ),
     ] = None,
     argv_bytes: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--argv-bytes",
             help="Each reader keeps at most this many bytes of each exec's command line "
             "(0 to 16384) unless it asks for another (events --argv-bytes); a longer one is "
-            "cut and marked argv_truncated.",
+            "cut and marked argv_truncated [default: 4096].",
         ),
-    ] = 4096,
+    ] = None,
     if_needed: Annotated[
         bool,
         typer.Option(
             "--if-needed",
-            help="If an instance is already loaded here, leave it as it is (whatever it was "
-            "loaded with) and exit 0 instead of refusing: for a service's ExecStartPre.",
+            help="If an instance is already loaded here, leave it as it is whatever it was "
+            "loaded with (without it, a load that names another --object, --ring-size or "
+            "--argv-bytes is refused): for a service's ExecStartPre.",
         ),
     ] = False,
 ) -> None:
@@ -47,7 +48,9 @@ def load(
     pins = pinned(ctx)
     require_root("loading BPF programs")  # before the object is read: as root
     obj = find_object(object_path)
-    loaded = load_instance(pins, obj, ring_size, argv_bytes, if_needed=if_needed)
+    loaded = load_instance(
+        pins, obj, ring_size, argv_bytes, if_needed=if_needed, object_given=object_path is not None
+    )
     next_step = hints(ctx).command_line("attach")
     if not loaded:
         print(f"already loaded at {pins.root}: left as it is; next: {next_step}")

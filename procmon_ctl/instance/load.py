@@ -20,30 +20,29 @@ def load(
     pinned: PinnedInstance,
     obj: Path,
     ring_size: int | None = None,
-    argv_bytes: int = DEFAULT_ARGV_BYTES,
+    argv_bytes: int | None = None,
     if_needed: bool = False,
+    object_given: bool = False,
 ) -> bool:
-    """Load `obj` and pin it in the pin dir; whether it did.  With `if_needed`, an
-    instance already there that is whole and procmon-ctl's own is left as it is,
-    whatever it was loaded with (a service adopts what an admin loaded by hand
-    rather than failing or replacing it, which would cut off its readers)."""
+    """Load `obj` and pin it in the pin dir; whether it did.
+
+    An instance already there, whole and procmon-ctl's own, is left as it is, as
+    `attach` leaves what is attached: the state asked for holds.  Unless the load
+    asked for what that instance does not have (`object_given`: an object named on
+    the command line; a ring size or argv bound unlike its own): that is refused.
+    With `if_needed` it is left as it is whatever it was loaded with (a service
+    adopts what an admin loaded by hand rather than failing or replacing it, which
+    would cut off its readers)."""
     check_start(ring_size, argv_bytes)
     layout = pinned.layout
     with pinned.locks.admin():
         if layout.is_loaded():
-            if if_needed and layout.is_complete():
-                pinned.require_loaded()  # whole, and the pins are still ours
-                return False
             if not layout.is_complete():
                 raise StateError(pinned.incomplete_message())
-            raise StateError(
-                (
-                    f"already loaded at {layout.root}: run ",
-                    Command("unload"),
-                    " first, or choose another ",
-                    Setting("pin_dir"),
-                )
-            )
+            pinned.require_loaded()  # whole, and the pins are still ours
+            if not if_needed:
+                _refuse_other(pinned, obj if object_given else None, ring_size, argv_bytes)
+            return False
         ensure_tracefs()
         check_owned(layout)
         if layout.root.exists():
@@ -62,7 +61,11 @@ def load(
             os.chmod(layout.root, 0o700)
             _loadall(layout, obj)
             # Each reader makes its ring (readers.py): of this size unless it asks.
-            write_settings(layout, ring_size or DEFAULT_RING_SIZE, argv_bytes)
+            write_settings(
+                layout,
+                ring_size or DEFAULT_RING_SIZE,
+                DEFAULT_ARGV_BYTES if argv_bytes is None else argv_bytes,
+            )
             pinned.record.remember_loaded()
             return True
         except BaseException:
@@ -74,6 +77,35 @@ def load(
                 except OSError:
                     break
             raise
+
+
+def _refuse_other(
+    pinned: PinnedInstance, obj: Path | None, ring_size: int | None, argv_bytes: int | None
+) -> None:
+    """Refuse a load that asked for what the instance loaded here does not have."""
+    from .readers import ReaderSlots
+
+    loaded = ReaderSlots(pinned).load_settings()
+    if obj is not None:
+        # Which object made the pins is not recorded: an object named is taken as
+        # another one, since loading it is what was asked.
+        asked: tuple = (f"{obj}",)
+    elif ring_size is not None and ring_size != loaded.ring_size:
+        asked = (Setting("ring_size"), f" {ring_size} (it has {loaded.ring_size})")
+    elif argv_bytes is not None and argv_bytes != loaded.argv_bytes:
+        asked = (Setting("argv_bytes"), f" {argv_bytes} (it has {loaded.argv_bytes})")
+    else:
+        return
+    raise StateError(
+        (
+            f"already loaded at {pinned.layout.root}: to load with ",
+            *asked,
+            ", run ",
+            Command("unload"),
+            " first, or choose another ",
+            Setting("pin_dir"),
+        )
+    )
 
 
 def _loadall(layout: PinLayout, obj: Path) -> None:

@@ -149,6 +149,11 @@ class ReaderSlots:
         """The size of the ring a new reader gets (`load`'s ring size)."""
         return self._settings().ring_size
 
+    def load_settings(self) -> Settings:
+        """The settings as `load` left them: ring_size and argv_bytes are what the
+        instance was loaded with (the rest is the readers')."""
+        return self._settings()
+
     def failed_readers(self) -> set[int]:
         """The slots whose readers asked for failed execs."""
         value = self._settings()

@@ -80,11 +80,12 @@ def require_kernel_features() -> None:
         raise MissingError(lacking[0].missing())
 
 
-def check_start(ring_size: int | None, argv_bytes: int) -> None:
-    """Before loading: root, a ring size (None: the default) and an argv bound that
+def check_start(ring_size: int | None, argv_bytes: int | None) -> None:
+    """Before loading: root, a ring size and an argv bound (None: the default) that
     are allowed, and a kernel with every feature the programs use."""
     require_root("loading BPF programs")
     if ring_size is not None:
         check_ring_size(ring_size)
-    check_argv_bytes(argv_bytes)
+    if argv_bytes is not None:
+        check_argv_bytes(argv_bytes)
     require_kernel_features()
