@@ -344,3 +344,16 @@ def test_a_symlink_planted_after_rotation_is_not_followed_on_sighup(
         err.startswith(f"procmon-ctl: error: cannot reopen --output {log}: ") and "symlink" in err
     )
     assert os.readlink(log) == str(victim)
+
+
+def test_output_dash_is_stdout(attached, tmp_path, monkeypatch):
+    """--output - writes the JSON lines to stdout, as most tools take -: no file
+    named -, and no named reader left behind (a name comes with a file only)."""
+    monkeypatch.chdir(tmp_path)
+    with attached.reading("events", "--output", "-", "--ppid", str(os.getpid())) as reading:
+        child = subprocess.run(["true"], check=True)
+    lines = [json.loads(line) for line in reading.stdout.splitlines()]
+    assert lines and all(e["ppid"] == os.getpid() for e in lines), lines
+    assert {e["type"] for e in lines} == {"fork", "exec", "exit"}, lines
+    assert child.returncode == 0 and list(tmp_path.iterdir()) == []
+    assert attached("readers").stdout.strip() == "readers: none"

@@ -47,7 +47,7 @@ def events(
         str | None,
         typer.Option(
             "--output",
-            help="Append JSON lines to this file instead (implies --json); "
+            help="Append JSON lines to this file instead (implies --json; - is stdout); "
             "SIGHUP reopens it, for logrotate. A named reader: --name, else named after "
             "the file's path (var-log-procmon-events.jsonl), so a restart loses nothing.",
         ),
@@ -132,6 +132,8 @@ def events(
                 "--time and --no-time are for the tables"
             )
         json_out = True
+        if output == "-":  # stdout, as for most tools; ./- names a file called -
+            output = None
     if name is None and output is not None:
         from ..instance.readers import name_for_output
 
