@@ -455,7 +455,11 @@ class Transcript:
             shown = ["procmon-ctl"]
             for i, arg in enumerate(args):
                 after = args[i - 1] if i else ""
-                if alias is not None and after in ("--pid", "--ppid", "--tree") and arg.isdigit():
+                if (
+                    alias is not None
+                    and after in ("--pid", "--ppid", "--tree-of")
+                    and arg.isdigit()
+                ):
                     shown.append(alias(arg))  # unquoted: <W> is a placeholder
                 else:
                     shown.append(shlex.quote(arg))
@@ -711,10 +715,10 @@ def not_root(t: Transcript) -> None:
 def events_of_workload(t: Transcript, env: dict[str, str]) -> None:
     """One fresh workload per reader: reading consumes the ring."""
     cases = [
-        ("table-tree", ["events", "--tree", "{W}", "--duration", "1"]),
-        ("wide-tree", ["events", "--wide", "--tree", "{W}", "--duration", "1"]),
-        ("raw-tree", ["events", "--raw", "--tree", "{W}", "--duration", "1"]),
-        ("json-tree", ["events", "--json", "--tree", "{W}", "--duration", "1"]),
+        ("table-tree", ["events", "--tree-of", "{W}", "--duration", "1"]),
+        ("wide-tree", ["events", "--wide", "--tree-of", "{W}", "--duration", "1"]),
+        ("raw-tree", ["events", "--raw", "--tree-of", "{W}", "--duration", "1"]),
+        ("json-tree", ["events", "--json", "--tree-of", "{W}", "--duration", "1"]),
         ("json-pid", ["events", "--json", "--pid", "{W}", "--duration", "1"]),
         ("table-ppid", ["events", "--ppid", "{W}", "--duration", "1"]),
         (
@@ -725,13 +729,19 @@ def events_of_workload(t: Transcript, env: dict[str, str]) -> None:
             "raw-ppid-comm-true",
             ["events", "--raw", "--ppid", "{W}", "--comm", "true", "--duration", "1"],
         ),
-        ("raw-tree-uid-0", ["events", "--raw", "--tree", "{W}", "--uid", "0", "--duration", "1"]),
-        ("table-tree-uid-65534", ["events", "--tree", "{W}", "--uid", "65534", "--duration", "1"]),
-        ("table-tree-count-2", ["events", "--tree", "{W}", "--count", "2"]),
-        ("json-tree-n-3", ["events", "--json", "--tree", "{W}", "-n", "3"]),
+        (
+            "raw-tree-uid-0",
+            ["events", "--raw", "--tree-of", "{W}", "--uid", "0", "--duration", "1"],
+        ),
+        (
+            "table-tree-uid-65534",
+            ["events", "--tree-of", "{W}", "--uid", "65534", "--duration", "1"],
+        ),
+        ("table-tree-count-2", ["events", "--tree-of", "{W}", "--count", "2"]),
+        ("json-tree-n-3", ["events", "--json", "--tree-of", "{W}", "-n", "3"]),
         (
             "wide-tree-threads",
-            ["events", "--wide", "--threads", "--tree", "{W}", "--duration", "1"],
+            ["events", "--wide", "--threads", "--tree-of", "{W}", "--duration", "1"],
         ),
     ]
     for name, template in cases:
@@ -752,7 +762,7 @@ def events_of_workload(t: Transcript, env: dict[str, str]) -> None:
     wl = t.workload()
     pids = t.workload_pids(wl)
     out_file = t.tmp / "events.jsonl"
-    args = ["events", "--output", str(out_file), "--tree", str(wl.pid), "--duration", "1"]
+    args = ["events", "--output", str(out_file), "--tree-of", str(wl.pid), "--duration", "1"]
     result = t.call(args, env=env, timeout=20)
     content = out_file.read_text() if out_file.exists() else "(no file)\n"
     result.extra.append((f"file {out_file}", content))
@@ -769,7 +779,7 @@ def events_of_workload(t: Transcript, env: dict[str, str]) -> None:
     # --from-now: the reader starts first (the workload waits for it), so the
     # workload's own fork and exec are behind it and only what follows shows.
     wl = t.workload()
-    args = ["events", "--from-now", "--json", "--tree", str(wl.pid), "--duration", "3"]
+    args = ["events", "--from-now", "--json", "--tree-of", str(wl.pid), "--duration", "3"]
     reader = t.popen(
         t.command(args),
         t.env(env),

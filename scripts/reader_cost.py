@@ -115,7 +115,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=20000)
     ap.add_argument("--forks", type=int, help="a storm of this many processes instead")
     ap.add_argument("--mode", choices=("json", "table", "wide", "raw"), default="json")
-    ap.add_argument("--tree", action="store_true", help="the reader follows --tree 1")
+    ap.add_argument("--tree", action="store_true", help="the reader follows --tree-of 1")
     ap.add_argument("--lineage", action="store_true", help="the reader adds --lineage")
     ap.add_argument(
         "--cgroup-paths",
@@ -142,7 +142,7 @@ def main() -> int:
     try:
         cli("attach")
         flags = {"json": ["--json"], "table": [], "wide": ["--wide"], "raw": ["--raw"]}[args.mode]
-        flags += ["--tree", "1"] if args.tree else []
+        flags += ["--tree-of", "1"] if args.tree else []
         flags += ["--lineage"] if args.lineage else []
         flags += [] if args.forks else ["--threads"]
         reader = subprocess.Popen([*CLI, "events", *flags], env=env, stdout=subprocess.DEVNULL)

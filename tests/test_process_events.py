@@ -159,7 +159,7 @@ child.wait()
 
 def test_tree_follows_new_descendants(attached):
     parent = subprocess.Popen([sys.executable, "-c", TREE], stdin=subprocess.PIPE, text=True)
-    with attached.reading("events", "--json", "--tree", str(parent.pid)) as reading:
+    with attached.reading("events", "--json", "--tree-of", str(parent.pid)) as reading:
         unrelated = subprocess.Popen(["sh", "-c", "true"])
         unrelated.wait()
         parent.stdin.write("go\n")
@@ -216,7 +216,7 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
     parent = subprocess.Popen(
         [sys.executable, "-c", REUSED], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
-    with attached.reading("events", mode, "--tree", str(parent.pid)) as reading:
+    with attached.reading("events", mode, "--tree-of", str(parent.pid)) as reading:
         parent.stdin.write("go\n")
         parent.stdin.flush()
         child = int(parent.stdout.readline())

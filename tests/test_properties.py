@@ -160,7 +160,7 @@ NUMERIC_OPTIONS = [
     (["events"], "--pid", []),
     (["events"], "--ppid", []),
     (["events"], "--uid", []),
-    (["events"], "--tree", []),
+    (["events"], "--tree-of", []),
     (["stats", "--watch"], "--interval", []),
     (["stats"], "--interval", []),
     (["serve"], "--port", []),

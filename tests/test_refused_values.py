@@ -298,8 +298,8 @@ FILTERS = [
     "option, value, text",
     [
         *FILTERS,
-        ("--tree", "-1", f"--tree -1 {PID_RANGE}"),
-        ("--tree", "0", f"--tree 0 {PID_RANGE}"),
+        ("--tree-of", "-1", f"--tree-of -1 {PID_RANGE}"),
+        ("--tree-of", "0", f"--tree-of 0 {PID_RANGE}"),
     ],
 )
 def test_events_refuses_filter_that_matches_nothing(attached, option, value, text):
@@ -343,6 +343,16 @@ def test_events_refuses_argv_bytes_out_of_range(attached, value):
     )
     assert pin_tree(attached.pin_dir) == before
     assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).states() == []
+
+
+def test_events_tree_is_still_taken_with_a_warning(attached):
+    """The filter is --tree-of in events as in run (run's --tree prints CMD's tree);
+    the old spelling still works, and says so."""
+    r = attached("events", "--tree", "1", "--duration", "0.2")
+    assert r.stderr == (
+        "procmon-ctl: warning: events --tree PID is now --tree-of PID; "
+        "--tree will go in a later version\n"
+    )
 
 
 def test_events_refuses_a_cgroup_filter_given_twice(attached):

@@ -223,10 +223,11 @@ UidOpt = Annotated[
         "--uid", help="Only processes of this user (a name or a user id); again for more."
     ),
 ]
-TreeOpt = Annotated[
+TreeOfOpt = Annotated[
     list[int] | None,
     typer.Option(
-        "--tree",
-        help="Only this process and its descendants, following new children; again for more trees.",
+        "--tree-of",
+        help="Only this process and its descendants, following new children; again for "
+        "more trees.",
     ),
 ]

@@ -18,7 +18,7 @@ from ._common import (
     RawOpt,
     ThreadsOpt,
     TimeOpt,
-    TreeOpt,
+    TreeOfOpt,
     UidOpt,
     WideOpt,
     command,
@@ -42,7 +42,11 @@ def events(
     pid: PidOpt = None,
     ppid: PpidOpt = None,
     uid: UidOpt = None,
-    tree: TreeOpt = None,
+    tree_of: TreeOfOpt = None,
+    tree: Annotated[
+        list[int] | None,
+        typer.Option("--tree", hidden=True, help="Before --tree-of: a warning, then as it."),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -139,6 +143,13 @@ def events(
 
         name = name_for_output(output)
     words = hints(ctx)
+    if tree:
+        # The filter is --tree-of in both commands (run's --tree prints CMD's tree).
+        print(
+            "procmon-ctl: warning: events --tree PID is now --tree-of PID; "
+            "--tree will go in a later version",
+            file=sys.stderr,
+        )
     stream = StreamFlags(
         json_out=json_out,
         raw=raw,
@@ -151,7 +162,7 @@ def events(
         pid=pid or (),
         ppid=ppid or (),
         uid=uid or (),
-        tree=tree or (),
+        tree=[*(tree_of or ()), *(tree or ())],
         failed=failed,
         cgroup=cgroup or (),
         container=container or (),

@@ -65,7 +65,7 @@ def run(
         typer.Option(
             "--tree-of",
             help="Only rows of this process and its descendants, following new children "
-            "(as `events --tree PID`); again for more trees.",
+            "(as `events --tree-of PID`); again for more trees.",
         ),
     ] = None,
     tree: Annotated[
@@ -124,7 +124,6 @@ def run(
         ppid=ppid or (),
         uid=uid or (),
         tree=tree_of or (),
-        tree_setting="tree_of",
     ).stream(words)
     obj = find_object(object_path)
     if not command:

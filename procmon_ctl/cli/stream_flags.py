@@ -58,7 +58,7 @@ class StreamFlags:
     pid: Sequence[int] = ()
     ppid: Sequence[int] = ()
     uid: Sequence[str | int] = ()  # names or ids
-    tree: Sequence[int] = ()
+    tree: Sequence[int] = ()  # --tree-of
     failed: bool = False
     cgroup: Sequence[str] = ()  # one at most: a reader's ring follows one cgroup
     container: Sequence[str] = ()
@@ -67,7 +67,6 @@ class StreamFlags:
     name: str | None = None  # a reader that keeps its place
     ring_size: int | None = None  # its ring's (None: the instance's)
     argv_bytes: int | None = None  # of each command line at most (None: the instance's)
-    tree_setting: str = "tree"  # the setting that gave `tree`
 
     def stream(self, words: Callable[[Words], str] = plain) -> Stream:
         """The flags, checked.  A filter no process can pass is refused: it would
@@ -90,7 +89,7 @@ class StreamFlags:
             for pid in given:
                 require_pid(setting, pid)
         for root in self.tree:
-            require_pid(self.tree_setting, root)
+            require_pid("tree_of", root)
         uids = {user_id(u) for u in self.uid}
         notes = []
         comms = set()

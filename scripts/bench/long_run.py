@@ -60,10 +60,10 @@ SOURCE = ROOT / "scripts" / "bench" / "forkloop.c"
 EVENTS_MODES = {
     "table": ["events"],
     "json": ["events", "--json"],
-    "tree": ["events", "--tree", "1"],
+    "tree": ["events", "--tree-of", "1"],
     "wide": ["events", "--wide"],
     "raw": ["events", "--raw"],
-    "json-tree": ["events", "--json", "--tree", "1"],
+    "json-tree": ["events", "--json", "--tree-of", "1"],
 }
 MODES = (*EVENTS_MODES, "run")
 DEFAULT_MODES = ("table", "json", "tree", "run")
