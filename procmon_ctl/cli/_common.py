@@ -227,7 +227,6 @@ TreeOfOpt = Annotated[
     list[int] | None,
     typer.Option(
         "--tree-of",
-        help="Only this process and its descendants, following new children; again for "
-        "more trees.",
+        help="Only this process and its descendants, following new children; again for more trees.",
     ),
 ]
