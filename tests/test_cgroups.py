@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from containers import cgroup_v2_of, require_podman, run_container, running_container
+from containers import IMAGE, cgroup_v2_of, require_podman, run_container, running_container
 
 from procmon_ctl.errors import EXIT_MISSING, EXIT_USAGE, MissingError, UsageError
 from procmon_ctl.kernel import system
@@ -38,9 +38,11 @@ from procmon_ctl.process.cgroups import (
     v2_root,
 )
 from procmon_ctl.process.decode import text
+from procmon_ctl.process.runtimes import ContainerCatalog, ContainerMeta
 
 HEX_A = "3f1c0a9d5be94e3f8a0b6c7d2e1f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5"
 HEX_B = "b2e4f6a8c0d1e3f5a7b9c1d3e5f7a9b1c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f3"
+HEX_C = "c" * 64
 POD = "7f3e2d1c-0b9a-4876-a5b4-c3d2e1f0a9b8"
 POD_ = POD.replace("-", "_")
 STATIC_POD = "5d41402abc4b2a76b9719d911017c592"
@@ -633,8 +635,11 @@ def test_a_podman_container(container):
     assert target.level == container.cgroup.count("/")
     assert container_target(container.id.upper()[:8]) == target
     info = CgroupNames().lookup(target.id)
-    assert info == CgroupInfo(target.id, container.cgroup, "podman", container.id, None)
+    assert info == CgroupInfo(
+        target.id, container.cgroup, "podman", container.id, None, container.name, IMAGE
+    )
     assert cgroup_target(container.cgroup) == target
+    assert container_target(container.name) == target
 
 
 def test_run_container_sees_its_own_cgroup():
@@ -646,3 +651,66 @@ def test_run_container_sees_its_own_cgroup():
     # A private cgroup namespace (the default on a pure v2 host) shows "/".
     found = container_of(v2)
     assert v2 == "/" or (found is not None and found.runtime == "podman")
+
+
+# --- names and images from the runtimes' state files (runtimes.py) ---------------------
+
+
+def catalog_in(tmp_path: Path) -> ContainerCatalog:
+    """A catalog of state files written here in each runtime's format (podman and
+    CRI-O's containers.json, docker's config.v2.json, a containerd task bundle)."""
+    storage = tmp_path / "containers.json"
+    metadata = json.dumps({"image-name": "localhost/web:2", "name": "ux-web"})
+    storage.write_text(
+        json.dumps([{"id": HEX_A, "names": ["ux-web"], "image": "b4e0", "metadata": metadata}])
+    )
+    docker = tmp_path / "docker"
+    (docker / HEX_B).mkdir(parents=True)
+    (docker / HEX_B / "config.v2.json").write_text(
+        json.dumps({"ID": HEX_B, "Name": "/db", "Config": {"Image": "postgres:16"}})
+    )
+    tasks = tmp_path / "tasks"
+    bundle = tasks / "k8s.io" / HEX_C
+    bundle.mkdir(parents=True)
+    notes = {
+        "io.kubernetes.cri.sandbox-name": "web-7f9c",
+        "io.kubernetes.cri.container-name": "nginx",
+        "io.kubernetes.cri.image-name": "docker.io/library/nginx:1.27",
+    }
+    (bundle / "config.json").write_text(json.dumps({"annotations": notes}))
+    return ContainerCatalog(storage, docker, tasks)
+
+
+def test_the_runtimes_name_their_containers(tmp_path):
+    catalog = catalog_in(tmp_path)
+    assert catalog.meta(HEX_A) == ContainerMeta("ux-web", "localhost/web:2")
+    assert catalog.meta(HEX_B) == ContainerMeta("db", "postgres:16")
+    assert catalog.meta(HEX_C) == ContainerMeta("web-7f9c/nginx", "docker.io/library/nginx:1.27")
+    assert catalog.meta("f" * 64) is None
+    assert catalog.ids_named("db") == [HEX_B] and catalog.ids_named("nope") == []
+    # A container made since is found once asked for (the file changed).
+    storage = tmp_path / "containers.json"
+    entries = json.loads(storage.read_text())
+    entries.append({"id": "e" * 64, "names": ["late"], "metadata": "{}"})
+    storage.write_text(json.dumps(entries))
+    os.utime(storage, ns=(1, 1))  # another mtime, however fast this runs
+    assert catalog.ids_named("late") == ["e" * 64]
+
+
+def test_unreadable_or_strange_state_files_give_no_names(tmp_path):
+    (tmp_path / "containers.json").write_text("{not json")
+    catalog = ContainerCatalog(tmp_path / "containers.json", tmp_path / "none", tmp_path / "no")
+    assert catalog.meta(HEX_A) is None and catalog.ids_named("x") == []
+    (tmp_path / "containers.json").write_text(json.dumps([{"names": ["x"]}, 7, {"id": 3}]))
+    os.utime(tmp_path / "containers.json", ns=(2, 2))
+    assert catalog.ids_named("x") == []
+
+
+def test_json_lines_carry_the_container_s_name_and_image(tmp_path):
+    tree = FakeTree({10: f"/libpod_parent/libpod-{HEX_A}"})
+    names = CgroupNames(path_of=tree, catalog=catalog_in(tmp_path))
+    assert names.json_fragment(10) == (
+        f'"cgroup_id":10,"cgroup":"/libpod_parent/libpod-{HEX_A}",'
+        f'"container_id":"{HEX_A}","container_runtime":"podman",'
+        '"container_name":"ux-web","container_image":"localhost/web:2"'
+    )

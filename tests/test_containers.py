@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from containers import podman, require_podman, running_container
+from containers import IMAGE, RUN_FLAGS, podman, require_podman, running_container
 from test_where_it_ran import storm_under_filter, wait_for
 
 
@@ -87,6 +87,27 @@ def test_the_container_filter_follows_a_podman_restart(attached):
         podman("exec", c.name, *marker_exec(tag))
     execs = [e for e in reading.json_lines() if e["type"] == "exec" and tag in e["argv"]]
     assert [e["container_id"] for e in execs] == [c.id], reading.json_lines()
+
+
+def test_a_container_by_its_name(attached):
+    """--container takes the name podman ps shows, as well as an id; JSON lines
+    carry the name and the image (from podman's own state, containers.json)."""
+    tag = uuid.uuid4().hex[:8]
+    with (
+        running_container() as c,
+        attached.reading("events", "--json", "--container", c.name) as reading,
+    ):
+        podman("exec", c.name, *marker_exec(tag))
+    execs = [e for e in reading.json_lines() if e["type"] == "exec" and tag in e["argv"]]
+    assert [(e["container_id"], e["container_name"]) for e in execs] == [(c.id, c.name)]
+    assert execs[0]["container_image"] == IMAGE
+    podman("create", "--name", c.name, *RUN_FLAGS, IMAGE, "true")
+    try:
+        stopped = attached("events", "--container", c.name, "--duration", "1", check=False)
+    finally:
+        podman("rm", "--force", "--ignore", c.name, check=False)
+    assert stopped.returncode == 2 and stopped.stderr.count("\n") == 1, stopped.stderr
+    assert f"the container {c.name} (" in stopped.stderr and "is not running" in stopped.stderr
 
 
 def test_a_container_prefix_must_name_one_container(attached):

@@ -52,7 +52,7 @@ SHARED = [
     "cgroup",
 ]
 # Where they apply: a container's, a PID namespace's, --lineage's.
-CONTAINER = ["container_id", "container_runtime", "pod_uid"]
+CONTAINER = ["container_id", "container_runtime", "container_name", "container_image", "pod_uid"]
 NAMESPACE = ["ns_pid", "ns_ppid"]
 # Every field of each type, in the order the writers write them.
 FIELDS = {
@@ -422,7 +422,7 @@ REJECTED = {
     "not-an-object-null": None,
 }
 for _name, _line in SAMPLES.items():
-    REJECTED[f"{_name}-with-unknown-field"] = {**_line, "container_name": "web-1"}
+    REJECTED[f"{_name}-with-unknown-field"] = {**_line, "container_label": "web-1"}
 
 
 @pytest.mark.parametrize("line", ACCEPTED.values(), ids=ACCEPTED.keys())

@@ -105,7 +105,8 @@ def events(
         typer.Option(
             "--container",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
-            "nspawn): its id or a unique prefix of it. Filtered in the kernel, like --cgroup.",
+            "nspawn): its name as the runtime has it (podman ps), its id or a unique prefix of "
+            "it. Filtered in the kernel, like --cgroup.",
         ),
     ] = None,
     lineage: Annotated[

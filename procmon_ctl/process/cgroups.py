@@ -34,6 +34,7 @@ from typing import NamedTuple
 from ..errors import Given, MissingError, ProcmonError, Setting, UsageError, Words
 from ..kernel.system import Mount, read_mounts
 from .decode import json_string, text, unescape
+from .runtimes import ContainerCatalog
 
 CACHE_LIMIT = 4096  # CgroupNames entries: a host may create cgroups without end
 
@@ -52,6 +53,8 @@ class CgroupInfo(NamedTuple):
     runtime: str | None
     container_id: str | None
     pod_uid: str | None
+    container_name: str | None = None  # as its runtime has it (runtimes.py)
+    container_image: str | None = None
 
 
 class CgroupTarget(NamedTuple):
@@ -372,6 +375,10 @@ def cgroup_json(info: CgroupInfo) -> str:
         fragment += f',"container_id":{json_string(info.container_id)}'
     if info.runtime is not None:
         fragment += f',"container_runtime":{json_string(info.runtime)}'
+    if info.container_name is not None:
+        fragment += f',"container_name":{json_string(info.container_name)}'
+    if info.container_image is not None:
+        fragment += f',"container_image":{json_string(info.container_image)}'
     if info.pod_uid is not None:
         fragment += f',"pod_uid":{json_string(info.pod_uid)}'
     return fragment
@@ -394,10 +401,12 @@ class CgroupNames:
         self,
         capacity: int = CACHE_LIMIT,
         path_of: Callable[[int], str | None] | None = None,
+        catalog: ContainerCatalog | None = None,
     ):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._path_of = path_of or _IdResolver(_v2_root_bytes()).path_of
+        self._catalog = catalog or ContainerCatalog()
         self._capacity = capacity
         self._infos: dict[int, CgroupInfo] = {}
         self._fragments: dict[int, str] = {}
@@ -425,7 +434,15 @@ class CgroupNames:
         if container is None:
             info = CgroupInfo(cgroup_id, path, None, None, None)
         else:
-            info = CgroupInfo(cgroup_id, path, container.runtime, container.id, container.pod_uid)
+            meta = self._catalog.meta(container.id) if container.id else None
+            info = CgroupInfo(
+                cgroup_id,
+                path,
+                container.runtime,
+                container.id,
+                container.pod_uid,
+                *(meta or ()),
+            )
         _remember(self._infos, cgroup_id, info, self._capacity)
         return info
 
@@ -638,9 +655,10 @@ def cgroup_target(arg: str) -> CgroupTarget:
     return _target(root, real_rel, cgroup_id(found))
 
 
-def container_target(prefix: str) -> CgroupTarget:
-    """--container ID: the outermost cgroup of the one container whose id starts
-    with prefix (hex ids in either case), found in the cgroup v2 tree."""
+def container_target(prefix: str, catalog: ContainerCatalog | None = None) -> CgroupTarget:
+    """--container NAME or ID: the outermost cgroup of the one container whose id
+    starts with prefix (hex ids in either case), found in the cgroup v2 tree; when
+    no id does, of the container that its runtime calls so (runtimes.py)."""
     if not prefix:
         raise UsageError(
             (
@@ -657,22 +675,43 @@ def container_target(prefix: str) -> CgroupTarget:
         raise MissingError(
             ("cannot read the cgroup v2 tree at ", _quoted(os.fsdecode(root)), f": {e.strerror}")
         ) from None
+    containers: list[tuple[bytes, Container]] = []
     for rel, _inode in tree:
         container = container_of(_shown(rel))
-        if container is None or container.id is None:
-            continue
-        cid = container.id
-        if not (cid.startswith(prefix) or (_HEX64.fullmatch(cid) and cid.startswith(lowered))):
-            continue
-        known = outermost.get(cid)
-        if known is None or _level(rel) < _level(known[0]):
-            outermost[cid] = (rel, container)
+        if container is not None and container.id is not None:
+            containers.append((rel, container))
+
+    def outermost_of(wanted: Callable[[str], bool]) -> dict[str, tuple[bytes, Container]]:
+        found: dict[str, tuple[bytes, Container]] = {}
+        for rel, container in containers:
+            if wanted(container.id):
+                known = found.get(container.id)
+                if known is None or _level(rel) < _level(known[0]):
+                    found[container.id] = (rel, container)
+        return found
+
+    outermost = outermost_of(
+        lambda cid: cid.startswith(prefix) or (_HEX64.fullmatch(cid) and cid.startswith(lowered))
+    )
+    if not outermost:
+        named = set((catalog or ContainerCatalog()).ids_named(prefix))
+        outermost = outermost_of(lambda cid: cid in named)
+        if named and not outermost:
+            raise UsageError(
+                (
+                    "the container ",
+                    _quoted(prefix),
+                    f" ({min(named)[:12]}) is not running: no cgroup of it below ",
+                    _quoted(os.fsdecode(root)),
+                    "; start it first",
+                )
+            )
     if not outermost:
         raise UsageError(
             (
-                "no container with an id starting with ",
+                "no container named ",
                 _quoted(prefix),
-                " has a cgroup below ",
+                " or with an id starting so has a cgroup below ",
                 _quoted(os.fsdecode(root)),
                 ": see the running ones with podman ps or docker ps",
             )

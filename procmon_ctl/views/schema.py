@@ -114,6 +114,15 @@ class _ProcessLine(_Line):
         "podman, systemd-nspawn, libvirt-lxc, or cri (a Kubernetes container whose path "
         "does not say which runtime); absent outside containers",
     )
+    container_name: str = Field(
+        None,
+        description="that container's name as its runtime has it (podman and CRI-O: "
+        "containers/storage's containers.json; docker: config.v2.json; containerd: the "
+        "task's OCI annotations, POD/CONTAINER for Kubernetes); absent when none says",
+    )
+    container_image: str = Field(
+        None, description="the image the container was made from, where its runtime says"
+    )
     pod_uid: str = Field(
         None, description="the Kubernetes pod, when the cgroup path names one (else absent)"
     )
