@@ -134,7 +134,7 @@ def test_the_exit_record_s_process_keeps_its_lineage_after_leaving_the_table():
 
     assert gone.exited and gone.pid == 11
     assert [(a.pid, a.exited) for a in gone.lineage()] == [(10, True), (1, False)]
-    assert chain_text(gone) == "systemd(10) < systemd(1)"
+    assert chain_text(gone) == "systemd(10 exited) < systemd(1)"
     assert len(table) == 2  # init and kthreadd: 10 went with its last child
 
 
@@ -162,7 +162,7 @@ def test_a_process_reparented_to_init_keeps_the_parent_that_started_it():
     table.feed(exec_(11, 10, "sleep", "sleep", "30"))
 
     table.feed(exit_(10, 1, "sh"))  # sh exits first: the kernel hands sleep to init
-    assert chain_text_of(table, 11) == "sh(10) < systemd(1)"
+    assert chain_text_of(table, 11) == "sh(10 exited) < systemd(1)"  # marked
     assert [a.exited for a in table.lineage(11)] == [True, False]
     shown = json.loads(lineage_json_of(table, 11))[0]
     assert shown == {"pid": 10, "comm": "sh", "argv": ["sh", "-c", "sleep 30 &"], "exited": True}
@@ -214,8 +214,8 @@ def test_a_reused_pid_never_mixes_two_processes():
 
     # An exit of pid 100 is the new process's; the old one goes with 101.
     table.feed(exit_(100, 1))
-    assert chain_text_of(table, 101) == "old(100) < systemd(1)"
-    assert chain_text_of(table, 102) == "new(100) < systemd(1)"
+    assert chain_text_of(table, 101) == "old(100 exited) < systemd(1)"
+    assert chain_text_of(table, 102) == "new(100 exited) < systemd(1)"
     table.feed(exit_(101, 1))
     table.feed(exit_(102, 1))
     assert (len(table), table.exited_count) == (2, 0)
@@ -287,7 +287,7 @@ def test_decoded_ring_records():
     ls, init = '{"pid":50,"comm":"ls","argv":["ls","-l"]}', '{"pid":1,"comm":"bash","argv":[]}'
     assert lines[2] == f"[{ls},{init}]"
     assert json.loads(lines[3]) == [{"pid": 1, "comm": "bash", "argv": []}]
-    assert chain_text_of(table, 51) == "ls(50) < bash(1)"
+    assert chain_text_of(table, 51) == "ls(50 exited) < bash(1)"
 
 
 # Bounds ---------------------------------------------------------------------------
@@ -329,7 +329,7 @@ def test_a_deep_chain_keeps_exactly_what_its_last_process_needs():
     assert all(a["exited"] for a in lineage)
     assert [a.get("cut", False) for a in lineage] == [False] * (DEPTH - 1) + [True]
     assert [a.cut for a in table.lineage(last)] == [False] * (DEPTH - 1) + [True]
-    assert chain_text_of(table, last).endswith(f"d({last - DEPTH}) < …")
+    assert chain_text_of(table, last).endswith(f"d({last - DEPTH} exited) < …")
 
     table.feed(fork(50_000, last, "d"))
     table.feed(exit_(50_000, last))

@@ -46,14 +46,16 @@ def lineage_json(process: Process | None) -> str:
 
 
 def chain_text(process: Process | None) -> str:
-    """The lineage in a few words, e.g. `bash(812) < sshd(700) < systemd(1)`,
-    ending in ` < …` when it is cut ("" for a process the table does not know).
+    """The lineage in a few words, e.g. `bash(812) < sshd(700) < systemd(1)`, an
+    ancestor that has exited marked so (`sh(810 exited)`: its children were handed
+    to a reaper), ending in ` < …` when it is cut ("" for a process the table does
+    not know).
     Names are as in records: pass the text through render.printable() before it
     reaches a terminal."""
     if process is None:
         return ""
     lineage = process.lineage()
-    words = [f"{a.comm}({a.pid})" for a in lineage]
+    words = [f"{a.comm}({a.pid} exited)" if a.exited else f"{a.comm}({a.pid})" for a in lineage]
     if lineage and lineage[-1].cut:
         words.append("…")
     return " < ".join(words)
