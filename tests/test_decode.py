@@ -52,12 +52,14 @@ def test_printable_escapes_control_characters():
 
 # Fields a line has only where they apply: a container's, a PID namespace's, and
 # --lineage's (written by the stream, not by json_lines()).
-OPTIONAL = {"container_id", "container_runtime", "pod_uid", "ns_pid", "ns_ppid", "lineage"}
+CONTAINER = ("container_id", "container_runtime", "container_name", "container_image", "pod_uid")
+OPTIONAL = {*CONTAINER, "ns_pid", "ns_ppid", "lineage"}
 
 
 def container_json(cgroup_id: int) -> str:
-    return (
-        cgroup_json(cgroup_id) + ',"container_id":"ab","container_runtime":"podman","pod_uid":"c-d"'
+    return cgroup_json(cgroup_id) + (
+        ',"container_id":"ab","container_runtime":"podman","container_name":"web",'
+        '"container_image":"localhost/web:2","pod_uid":"c-d"'
     )
 
 

@@ -123,6 +123,10 @@ def test_a_filter_given_again_adds_values():
     filters = stream.view.filters
     assert filters.comm == {"ls", "cat"} and filters.pid == {7, 8} and filters.ppid == {1}
     assert filters.uid == {0, nobody, 1000}
+    # A slash inside a name is no path: kernel threads are named so.
+    assert StreamFlags(comm=["kworker/u8:2"], json_out=True).stream().view.filters.comm == {
+        "kworker/u8:2"
+    }
 
 
 @pytest.mark.parametrize(

@@ -266,7 +266,9 @@ def kernel_name(name: str, setting: str) -> tuple[str, Words | None]:
     so when that cut it (a longer name would match nothing).  An empty one is
     refused: every program exec'd has a name (`--comm "$UNSET"` is a mistake)."""
     raw = os.fsencode(name)
-    if b"/" in raw:
+    # A path: what exec keeps of it is the base name.  Not every slash: kernel
+    # threads are named so (kworker/0:1), and a process may name itself anything.
+    if raw.startswith((b"/", b"./", b"../")):
         base = raw.rstrip(b"/").rsplit(b"/", 1)[-1][:COMM_BYTES]
         raise UsageError(
             (
