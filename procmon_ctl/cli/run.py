@@ -107,6 +107,7 @@ def run(
     from ..views.render import stream_width
     from ..views.run_summary import summary_text
     from ..views.tree import tree_text
+    from .messages import say
     from .stream_flags import StreamFlags
 
     if tree and not command:
@@ -144,11 +145,11 @@ def run(
     def rows_failed(err: OSError) -> None:
         # Once, on stdout: stderr, where the rows went, is what failed.
         note = (
-            f"procmon-ctl: warning: no more rows: writing them to stderr failed "
-            f"({err.strerror or err}); CMD runs on and run exits with its status"
+            f"no more rows: writing them to stderr failed ({err.strerror or err}); "
+            "CMD runs on and run exits with its status"
         )
         with contextlib.suppress(OSError):
-            print(note, flush=True)
+            say("warning", note, sys.stdout)
 
     # The JSON summary always has the tree: a program reading it should not need
     # to know a flag to find a field, and the tree is bounded.
