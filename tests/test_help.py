@@ -80,7 +80,7 @@ def _group_and_commands():
 
 # A metavar names what is wanted (DIR, PID, SECONDS...), or is a literal word the
 # command takes (`readers rm`): never a Python type such as <str> or <list[str]>.
-METAVAR = re.compile(r"\[?(-- )?[A-Z][A-Z0-9_]*( \[[A-Z]+\])?(\.\.\.)?\]?(\.\.\.)?\]?")
+METAVAR = re.compile(r"[A-Z][A-Z0-9_]*|\[[A-Z]+\]|\[-- CMD \[ARG\]\.\.\.\]")
 LITERALS = {("readers", "rm")}
 PYTHON_TYPES = re.compile(r"<|>|\b(str|int|float|bool|list|dict|text|integer)\b", re.I)
 
