@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 
 import pytest
 import typer
-from conftest import CLI
+from conftest import CLI, ROOT
 from test_terminal import on_a_tty
 from typer.main import get_command
 
-from procmon_ctl.cli._common import REGISTRY
+from procmon_ctl.cli._common import REGISTRY, Invocation
 from procmon_ctl.cli.app import COMMANDS, app, purpose, typer_command
 from procmon_ctl.cli.examples import EXAMPLES
 from procmon_ctl.errors import EXIT_USAGE
@@ -176,3 +177,53 @@ def test_a_word_moves_to_the_next_line_before_it_is_split():
     too_long = message_lines("error", "y" * 200, 80)
     assert "".join(ln.strip() for ln in too_long).endswith("y" * 180)
     assert all(len(ln) <= 80 for ln in too_long)
+
+
+def command_lines(line: str) -> list[list[str]]:
+    """The words of each command of a shell line (`sudo` and comments left out):
+    `a && b` is two, a redirection's file is none."""
+    commands: list[list[str]] = [[]]
+    redirected = False
+    for word in shlex.split(line, comments=True):
+        if word == "sudo" and not commands[-1]:
+            continue
+        if word in ("&&", "||", "|", ";"):
+            commands.append([])
+            redirected = False
+        elif word == ">":
+            redirected = True
+        elif not redirected:
+            commands[-1].append(word)
+    return commands
+
+
+def parses(words: list[str]) -> str:
+    """The name of the command `procmon-ctl WORDS` runs, once its options parsed."""
+    group = get_command(app)
+    root = group.make_context("procmon-ctl", words, obj=Invocation())
+    name, command, rest = group.resolve_command(root, [*root._protected_args, *root.args])
+    command.make_context(name, rest, parent=root)  # parsed: the options exist
+    return name
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_every_example_names_a_command_and_options_that_exist(name):
+    """Each example's procmon-ctl command lines parse: a renamed or removed option
+    fails here, not in a reader's terminal."""
+    for _, line in EXAMPLES[name]:
+        for first, words in zip((True, False, False), command_lines(line), strict=False):
+            assert words[0] == "procmon-ctl", line
+            ran = parses(words[1:])
+            assert ran == name or not first or name == "procmon-ctl", line
+
+
+def test_the_readme_s_quick_start_commands_parse():
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", quick_start, re.S)
+    commands = [
+        words for block in blocks for line in block.splitlines() for words in command_lines(line)
+    ]
+    ours = [words for words in commands if words[:1] == ["procmon-ctl"]]
+    assert {parses(words[1:]) for words in ours} >= {"run", "load", "events", "serve", "doctor"}
+    assert [words for words in commands if words[:1] != ["procmon-ctl"]] == [["make", "install"]]
