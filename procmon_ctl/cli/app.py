@@ -278,6 +278,8 @@ def _outcome(argv: list[str] | None) -> Outcome:
         # git and podman also exit non-zero).  `procmon-ctl help` is the help on stdout.
         return Outcome(EXIT_USAGE, help=err.ctx.get_help())
     except NoSuchOption as err:
+        if debug:
+            raise
         from .suggest import no_such_option
 
         return Outcome(EXIT_USAGE, no_such_option(err))
