@@ -110,7 +110,7 @@ def events(
         list[str] | None,
         typer.Option(
             "--container",
-            metavar="ID",
+            metavar="CONTAINER",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
             "nspawn): its name as the runtime has it (podman ps), its id or a unique prefix of "
             "it. Filtered in the kernel, like --cgroup.",
@@ -155,10 +155,8 @@ def events(
     words = hints(ctx)
     if tree:
         # The filter is --tree-of in both commands (run's --tree prints CMD's tree).
-        print(
-            "procmon-ctl: warning: events --tree PID is now --tree-of PID; "
-            "--tree will go in a later version",
-            file=sys.stderr,
+        messages.warning(
+            "events --tree PID is now --tree-of PID; --tree will go in a later version"
         )
     stream = StreamFlags(
         json_out=json_out,
