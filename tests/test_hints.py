@@ -221,7 +221,7 @@ def test_every_instance_command_lists_pin_dir_in_its_help(command):
     r = procmon(command, "--help")
     assert r.returncode == 0, r.stderr
     help_text = " ".join(r.stdout.split())
-    assert "--pin-dir <str> bpffs directory that holds this instance's pins" in help_text
+    assert "--pin-dir DIR bpffs directory that holds this instance's pins" in help_text
     assert "[env var: PROCMON_PIN_DIR]" in help_text
 
 

@@ -224,7 +224,10 @@ def test_readers_rm_refuses_while_it_runs_and_removes_it_when_down(attached):
     with reader(attached, "--name", "journal", "--json") as running:
         (state,) = attached.json("readers", "--json")
         refused = one_error_line(attached("readers", "rm", "journal", check=False), EXIT_STATE)
-        assert refused == f"the reader journal is reading now (pid {running.pid}): stop it first"
+        assert refused == (
+            f"the reader journal of the instance at {attached.pin_dir} is reading now "
+            f"(pid {running.pid}): stop it first"
+        )
     slot = state["slot"]
     assert slot in ring_ids(attached.pin_dir), "a named reader's ring stays while it is down"
     fork_processes(2)
@@ -260,7 +263,8 @@ def test_a_second_reader_of_one_name_is_refused_naming_its_pid(attached):
         second = attached("events", "--name", "journal", "--count", "1", check=False)
         line = one_error_line(second, EXIT_STATE)
         assert line == (
-            f"the reader journal is already reading (pid {first.pid}): "
+            f"the reader journal of the instance at {attached.pin_dir} is already reading "
+            f"(pid {first.pid}): "
             "stop it first, or choose another name"
         )
 

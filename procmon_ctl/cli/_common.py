@@ -67,6 +67,7 @@ NO_INSTANCE = {
     "run": "it loads an instance of its own, pinned nowhere",
     "doctor": "it checks the host, trying the programs in a pin dir of its own",
     "schema": "it prints the schema of `events --json` lines, from no instance",
+    "help": "it prints help, from no instance",
 }
 PIN_DIR_HELP = "bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]"
 
@@ -113,6 +114,7 @@ PinDirOpt = Annotated[
         envvar="PROCMON_PIN_DIR",
         show_envvar=True,
         callback=_pin_dir_after_command,
+        metavar="DIR",
         help=PIN_DIR_HELP,
     ),
 ]
@@ -123,8 +125,9 @@ NoPinDirOpt = Annotated[
 ]
 
 
-def command(*, quick: bool = False, **settings: Any):
-    """Register a command (as app.command() would).
+def command(*, quick: bool = False, name: str | None = None, **settings: Any):
+    """Register a command (as app.command() would), named after its function
+    unless `name` is given.
 
     quick: the command reads, prints and exits, so the cyclic collector stays off
     (see cli.main); any other turns it back on as it starts."""
@@ -139,7 +142,7 @@ def command(*, quick: bool = False, **settings: Any):
             except BrokenPipeError:
                 raise OutputClosed() from None
 
-        REGISTRY[fn.__name__.lower().replace("_", "-")] = (guarded, settings)
+        REGISTRY[name or fn.__name__.lower().replace("_", "-")] = (guarded, settings)
         return guarded
 
     return register
@@ -158,7 +161,9 @@ EVENTS_HELP = (
 
 ObjectOpt = Annotated[
     str | None,
-    typer.Option("--object", help="BPF object to load [default: the one `make` builds]"),
+    typer.Option(
+        "--object", metavar="FILE", help="BPF object to load [default: the one `make` builds]"
+    ),
 ]
 JsonOpt = Annotated[
     bool,
@@ -180,10 +185,13 @@ ThreadsOpt = Annotated[
 ]
 CountOpt = Annotated[
     int | None,
-    typer.Option("--count", "-n", help="Stop after this many rows (or lines with --json/--raw)."),
+    typer.Option(
+        "--count", "-n", metavar="N", help="Stop after this many rows (or lines with --json/--raw)."
+    ),
 ]
 DurationOpt = Annotated[
-    float | None, typer.Option("--duration", help="Stop after this many seconds.")
+    float | None,
+    typer.Option("--duration", metavar="SECONDS", help="Stop after this many seconds."),
 ]
 FromNowOpt = Annotated[
     bool,
@@ -197,6 +205,7 @@ CommOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--comm",
+        metavar="NAME",
         help="Only processes with this name (as the kernel keeps it: its first 15 bytes, "
         "no directory); again for more names.",
     ),
@@ -211,22 +220,28 @@ TimeOpt = Annotated[
     ),
 ]
 PidOpt = Annotated[
-    list[int] | None, typer.Option("--pid", help="Only this process id; again for more.")
+    list[int] | None,
+    typer.Option("--pid", metavar="PID", help="Only this process id; again for more."),
 ]
 PpidOpt = Annotated[
     list[int] | None,
-    typer.Option("--ppid", help="Only children of this process; again for more parents."),
+    typer.Option(
+        "--ppid", metavar="PID", help="Only children of this process; again for more parents."
+    ),
 ]
 UidOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--uid", help="Only processes of this user (a name or a user id); again for more."
+        "--uid",
+        metavar="USER",
+        help="Only processes of this user (a name or a user id); again for more.",
     ),
 ]
 TreeOfOpt = Annotated[
     list[int] | None,
     typer.Option(
         "--tree-of",
+        metavar="PID",
         help="Only this process and its descendants, following new children; again for more trees.",
     ),
 ]

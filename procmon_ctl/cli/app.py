@@ -1,6 +1,6 @@
-"""The `procmon-ctl` group: global options, commands made only when used, and
-every error turned into one line on stderr with the error's exit code (a
-traceback only with PROCMON_DEBUG=1)."""
+"""The `procmon-ctl` group: global options, commands made only when used, their
+help, and every error turned into one message on stderr (cli/messages) with the
+error's exit code (a traceback only with PROCMON_DEBUG=1)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ import inspect
 import os
 import sys
 from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer._click.exceptions import NoArgsIsHelpError, NoSuchOption
+from typer.core import TyperCommand, TyperGroup
 from typer.main import get_command
 
 from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_PERMISSION, EXIT_USAGE, PermissionDenied, ProcmonError
 from ..kernel import signals
 from ..kernel.signals import Terminated
+from . import examples, messages
 from ._common import (
     NO_INSTANCE,
     PIN_DIR_HELP,
@@ -47,6 +50,7 @@ COMMANDS = {
     "schema": "schema",
     "doctor": "doctor",
     "serve": "serve",
+    "help": "help",
 }
 
 
@@ -55,6 +59,14 @@ def typer_command(name: str):
     @app.command(): made from a Typer app with only that command."""
     importlib.import_module(f"{__package__}.{COMMANDS[name]}")
     fn, settings = REGISTRY[name]
+    # The command list shows each command's purpose whole (never cut with "...");
+    # its help ends with examples, lines kept as written.
+    settings = {
+        "short_help": purpose(fn.__doc__),
+        "epilog": examples.epilog(name),
+        "cls": _Command,
+        **settings,
+    }
     fn = _taking_pin_dir(fn, NoPinDirOpt if name in NO_INSTANCE else PinDirOpt)
     single = typer.Typer(
         add_completion=False,
@@ -63,6 +75,12 @@ def typer_command(name: str):
     )
     single.command(name, **settings)(fn)
     return get_command(single)
+
+
+def purpose(doc: str | None) -> str:
+    """What a command is for: the first sentence of its docstring."""
+    first = inspect.cleandoc(doc or "").split("\n\n")[0]
+    return " ".join(first.split()).split(". ")[0].rstrip(".")
 
 
 def _taking_pin_dir(fn, option):
@@ -120,7 +138,21 @@ class _LazyCommands(MutableMapping):
         return len(self._names)
 
 
-class _Group(TyperGroup):
+class _ExamplesLast:
+    """The epilog (the examples) as a section of its own, its heading flush left as
+    "Options:" is; Click would indent it as a paragraph of text."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        if self.epilog:
+            formatter.write_paragraph()
+            formatter.write_text(inspect.cleandoc(self.epilog))
+
+
+class _Command(_ExamplesLast, TyperCommand):
+    pass
+
+
+class _Group(_ExamplesLast, TyperGroup):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.commands = _LazyCommands(list(COMMANDS))
@@ -131,7 +163,13 @@ class _Group(TyperGroup):
 
 app = typer.Typer(
     name="procmon-ctl",
-    help="Watch process creation, exec and exit with eBPF (sched_process_* tracepoints).",
+    help="""Watch processes start, exec and exit on this machine, as they happen (eBPF).
+
+    Follow one command and every process it starts (`run -- CMD`), watch the whole
+    machine or one container (`load`, `attach`, then `events`), write JSON lines for
+    a log shipper (`events --output FILE`), count for Prometheus (`serve`).
+    `procmon-ctl help COMMAND` describes a command.""",
+    epilog=examples.epilog("procmon-ctl"),
     cls=_Group,
     no_args_is_help=True,
     add_completion=True,
@@ -152,7 +190,13 @@ def _global(
     ctx: typer.Context,
     pin_dir: Annotated[
         str | None,
-        typer.Option("--pin-dir", envvar="PROCMON_PIN_DIR", show_envvar=True, help=PIN_DIR_HELP),
+        typer.Option(
+            "--pin-dir",
+            envvar="PROCMON_PIN_DIR",
+            show_envvar=True,
+            metavar="DIR",
+            help=PIN_DIR_HELP,
+        ),
     ] = None,
     version: Annotated[
         bool,
@@ -165,24 +209,36 @@ def _global(
     use_pin_dir(ctx, ctx.invoked_subcommand or "", pin_dir, given)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: its exit code, and what to say on stderr (an error, or the
+    help when no command was given)."""
+
+    code: int
+    error: str | None = None
+    help: str | None = None
+
+
 def run(argv: list[str] | None = None) -> None:
     # Installed already by main() when run as the program (before the slow imports);
     # a caller in its own process (the tests) gets its handlers back afterwards.
     installed_here = signals.install()
     try:
-        message, code = _stood_down(argv)
+        outcome = _stood_down(argv)
     finally:
         # From here on a stop is only recorded: the exit path is not interrupted.
         if installed_here:
             signals.uninstall()
         else:
             signals.stand_down()
-    if message is not None:
-        print(f"procmon-ctl: error: {one_line(message)}", file=sys.stderr)
-    exit_with(code)
+    if outcome.help is not None:
+        print(outcome.help, file=sys.stderr)
+    if outcome.error is not None:
+        messages.error(outcome.error)
+    exit_with(outcome.code)
 
 
-def _stood_down(argv: list[str] | None) -> tuple[str | None, int]:
+def _stood_down(argv: list[str] | None) -> Outcome:
     """The command's outcome, returned once no stop can be raised any more.
 
     A stop re-raised by the timer can land anywhere _outcome's own `except` does not
@@ -197,11 +253,11 @@ def _stood_down(argv: list[str] | None) -> tuple[str | None, int]:
         return outcome
     except Terminated:
         signals.stand_down()  # while a stop is handled, none is raised: never cut
-        return None, 0
+        return Outcome(0)
 
 
-def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
-    """Run the command: (the one-line error or None, the exit code)."""
+def _outcome(argv: list[str] | None) -> Outcome:
+    """Run the command: its exit code and what to say about it."""
     debug = os.environ.get("PROCMON_DEBUG") == "1"
     # Each run starts afresh (the tests run several in one process).
     invocation = Invocation()
@@ -214,33 +270,45 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
         if debug:
             raise
         _print_log_tail(err)
-        return invocation.hints().error(err), err.exit_code
+        return Outcome(err.exit_code, invocation.hints().error(err))
     except typer.Exit as e:
-        return None, e.exit_code
+        return Outcome(e.exit_code)
+    except NoArgsIsHelpError as err:
+        # No command: the help, as Click does (on stderr, exit 2: nothing was done;
+        # git and podman also exit non-zero).  `procmon-ctl help` is the help on stdout.
+        return Outcome(EXIT_USAGE, help=err.ctx.get_help())
+    except NoSuchOption as err:
+        if debug:
+            raise
+        from .suggest import no_such_option
+
+        return Outcome(EXIT_USAGE, no_such_option(err))
     except typer.TyperException as err:  # usage errors (typer 0.28+ has its own click)
         if debug:
             raise
-        return err.format_message(), EXIT_USAGE if err.exit_code == 2 else err.exit_code
+        return Outcome(EXIT_USAGE if err.exit_code == 2 else err.exit_code, err.format_message())
     except (Terminated, typer.Abort):
         # Ctrl-C, SIGTERM and SIGHUP are how a monitor is stopped: cleanup already ran.
-        return None, 0
+        return Outcome(0)
     except OutputClosed:
         # `events | head`: the reader went away; that is not an error.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return None, 0
+        return Outcome(0)
     except OSError as err:
         # A safety net for a file or call that failed where no module expected it:
         # still one line and a documented code, never a traceback.
         if debug:
             raise
         if isinstance(err, PermissionError) and os.geteuid() != 0:
-            return invocation.hints().error(PermissionDenied(err.filename or "")), EXIT_PERMISSION
+            return Outcome(
+                EXIT_PERMISSION, invocation.hints().error(PermissionDenied(err.filename or ""))
+            )
         where = f": {err.filename}" if err.filename else ""
         if err.errno == errno.ENAMETOOLONG:
             # Only a name the user gave can be too long: bad input, not a refusal.
-            return f"{err.strerror}{where}: use a shorter path", EXIT_USAGE
-        return f"{err.strerror or err}{where}", EXIT_FAILED
+            return Outcome(EXIT_USAGE, f"{err.strerror}{where}: use a shorter path")
+        return Outcome(EXIT_FAILED, f"{err.strerror or err}{where}")
     except Exception as err:
         if debug or not (signals.caused_by_stop(err) or signals.stopped() is not None):
             raise
@@ -248,24 +316,8 @@ def _outcome(argv: list[str] | None) -> tuple[str | None, int]:
         # replaced it: CPython's `from m import name` turns an exception raised while
         # it builds its ImportError into "TypeError: expected a message argument",
         # with no trace of the stop (seen once in 200 stops, inside `import ssl`).
-        return None, 0
-    return None, code if isinstance(code, int) else 0
-
-
-def one_line(message: str) -> str:
-    """The message with what would break its line (a newline in a path the user
-    gave, other control characters) written as escapes: an error is one line.  A
-    byte of the command line that is not UTF-8 (a lone surrogate, as Python decodes
-    it) is written \\xNN, as names and arguments are everywhere."""
-    if message.isprintable():
-        return message
-    return "".join(c if c.isprintable() else _escaped(c) for c in message)
-
-
-def _escaped(c: str) -> str:
-    if "\udc80" <= c <= "\udcff":
-        return f"\\x{ord(c) - 0xDC00:02x}"
-    return repr(c)[1:-1]
+        return Outcome(0)
+    return Outcome(code if isinstance(code, int) else 0)
 
 
 VERIFIER_TAIL = 20

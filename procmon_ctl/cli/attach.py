@@ -8,12 +8,14 @@ import typer
 
 from ._common import EVENTS_HELP, command, pinned
 
-EventsOpt = Annotated[str, typer.Option("--events", help=EVENTS_HELP)]
+EventsOpt = Annotated[str, typer.Option("--events", metavar="EVENTS", help=EVENTS_HELP)]
 
 
 @command()
 def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit,cgroup") -> None:
-    """Attach the loaded programs with pinned links that outlive this command; those
+    """Start watching: attach the loaded programs (second step).
+
+    The programs are attached with pinned links that outlive this command; those
     already attached are left as they are."""
     from ..instance.attach import attach as attach_programs
     from ..instance.attach import parse_events
@@ -24,7 +26,9 @@ def attach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit,cgroup") -> N
 
 @command()
 def detach(ctx: typer.Context, events: EventsOpt = "fork,exec,exit,cgroup") -> None:
-    """Detach: remove the link pins; the counters stop growing."""
+    """Stop watching: detach the programs, leaving them loaded.
+
+    The link pins are removed; the counters stop growing.  `attach` starts again."""
     from ..instance.attach import detach as detach_programs
     from ..instance.attach import parse_events
 

@@ -19,11 +19,15 @@ def doctor(
     ] = False,
     object_path: Annotated[
         str | None,
-        typer.Option("--object", help="BPF object to check [default: the one `make` builds]"),
+        typer.Option(
+            "--object", metavar="FILE", help="BPF object to check [default: the one `make` builds]"
+        ),
     ] = None,
 ) -> None:
-    """Check the kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL
-    with a fix for each problem; exits 4 when anything FAILs."""
+    """Check what procmon-ctl needs of this machine, and how to fix it.
+
+    The kernel, mounts, tools and privileges procmon-ctl needs: PASS/WARN/FAIL with
+    a fix for each problem; exits 4 when anything FAILs."""
     from ..commands.doctor import require_ok, run_checks
     from ..views.doctor import render_table
     from ..views.render import stream_width

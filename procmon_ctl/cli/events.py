@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from . import messages
 from ._common import (
     CommOpt,
     CountOpt,
@@ -51,6 +52,7 @@ def events(
         str | None,
         typer.Option(
             "--output",
+            metavar="FILE",
             help="Append JSON lines to this file instead (implies --json; - is stdout); "
             "SIGHUP reopens it, for logrotate. A named reader: --name, else named after "
             "the file's path (var-log-procmon-events.jsonl), so a restart loses nothing.",
@@ -60,6 +62,7 @@ def events(
         int | None,
         typer.Option(
             "--ring-size",
+            metavar="BYTES",
             help="This reader's ring buffer size in bytes (a power of two, at least one "
             "page) [default: what load was given]. A named reader keeps the ring it has.",
         ),
@@ -68,6 +71,7 @@ def events(
         int | None,
         typer.Option(
             "--argv-bytes",
+            metavar="BYTES",
             help="Keep at most this many bytes of each exec's command line (0 to 16384; a "
             "longer one is cut and marked argv_truncated) [default: what load was given]. "
             "0: no command lines, and the kernel reads none while no reader wants any.",
@@ -77,6 +81,7 @@ def events(
         str | None,
         typer.Option(
             "--name",
+            metavar="NAME",
             help="A reader that keeps its place: what happens while it is down waits in "
             "its ring (up to its size, then gap lines) and comes when a reader of this name "
             "starts again. `procmon-ctl readers` lists them, `readers rm NAME` removes one.",
@@ -95,6 +100,7 @@ def events(
         list[str] | None,
         typer.Option(
             "--cgroup",
+            metavar="PATH",
             help="Only processes in this cgroup v2 or below it: its path as /proc/PID/cgroup "
             "shows it (/system.slice/x.service) or under the cgroup2 mount. Filtered in the "
             "kernel: other processes take no ring space.",
@@ -104,6 +110,7 @@ def events(
         list[str] | None,
         typer.Option(
             "--container",
+            metavar="CONTAINER",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
             "nspawn): its name as the runtime has it (podman ps), its id or a unique prefix of "
             "it. Filtered in the kernel, like --cgroup.",
@@ -118,9 +125,11 @@ def events(
         ),
     ] = False,
 ) -> None:
-    """Read events from the pinned instance: one row per new process by default.
+    """Watch processes start, exec and exit, live, with filters.
 
-    Each reader has a ring of its own, so any number read at once, each with its own
+    Reads the instance that `load` and `attach` made: one row per new process by
+    default, each with its command line; --wide adds each exit, --json every
+    kernel event.  Each reader has a ring of its own, so any number read at once, each with its own
     filters. A reader starts now; one with --name resumes where it stopped."""
     from ..errors import UsageError
     from ..stream.follow import check_can_read, follow
@@ -146,10 +155,8 @@ def events(
     words = hints(ctx)
     if tree:
         # The filter is --tree-of in both commands (run's --tree prints CMD's tree).
-        print(
-            "procmon-ctl: warning: events --tree PID is now --tree-of PID; "
-            "--tree will go in a later version",
-            file=sys.stderr,
+        messages.warning(
+            "events --tree PID is now --tree-of PID; --tree will go in a later version"
         )
     stream = StreamFlags(
         json_out=json_out,
@@ -174,7 +181,7 @@ def events(
         argv_bytes=argv_bytes,
     ).stream(words.words)
     for note in stream.notes:
-        print(f"procmon-ctl: note: {words.words(note)}", file=sys.stderr)
+        messages.note(words.words(note))
     pins = pinned(ctx)
     warning = check_can_read(pins, failed)
     warning = words.words(warning) if warning else None
@@ -192,4 +199,4 @@ def events(
 
 def warn(warning: str | None) -> None:
     if warning:
-        print(f"procmon-ctl: warning: {warning}", file=sys.stderr)
+        messages.warning(warning)

@@ -17,6 +17,7 @@ def load(
         int | None,
         typer.Option(
             "--ring-size",
+            metavar="BYTES",
             help="Each reader's ring buffer size in bytes, unless it asks for another "
             "(events --ring-size): a power of two, at least one page [default: 4194304]",
         ),
@@ -25,6 +26,7 @@ def load(
         int | None,
         typer.Option(
             "--argv-bytes",
+            metavar="BYTES",
             help="Each reader keeps at most this many bytes of each exec's command line "
             "(0 to 16384) unless it asks for another (events --argv-bytes); a longer one is "
             "cut and marked argv_truncated [default: 4096].",
@@ -40,7 +42,10 @@ def load(
         ),
     ] = False,
 ) -> None:
-    """Load the BPF programs and pin them and their maps (bpftool prog loadall)."""
+    """Load the BPF programs into the kernel and pin them (first step).
+
+    The programs and their maps are pinned under the pin dir (bpftool prog loadall):
+    they stay loaded after this command, watching nothing until `attach`."""
     from ..instance.load import load as load_instance
     from ..instance.startup import find_object
     from ..kernel.system import require_root
@@ -68,7 +73,9 @@ def unload(
         typer.Option("--force", help="Unload even while a reader (`events`) reads the ring."),
     ] = False,
 ) -> None:
-    """Detach if needed and remove every pin of this instance."""
+    """Remove the instance: detach it and remove every pin.
+
+    Named readers' places go with it; refused while a reader reads (--force)."""
     from ..instance.load import unload as unload_instance
 
     pins = pinned(ctx)

@@ -33,9 +33,11 @@ def readers(
         bool, typer.Option("--json", help="Print one JSON array: an object per reader.")
     ] = False,
 ) -> None:
-    """The readers of the instance: name (or -), pid (or down: a named reader not
-    running, whose ring keeps filling), filters, ring size and how full it is,
-    records delivered, dropped and filtered out."""
+    """List who reads the instance; remove a named reader's place.
+
+    Each reader: name (or -), pid (or down: a named reader not running, whose ring
+    keeps filling), filters, ring size and how full it is, records delivered,
+    dropped and filtered out."""
     from ..commands import readers as slots
     from ..errors import Command, Given, UsageError
 

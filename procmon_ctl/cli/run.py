@@ -29,11 +29,17 @@ def run(
     ctx: typer.Context,
     command: Annotated[
         list[str] | None,
-        typer.Argument(help="A command to run and follow (after --): its process tree only."),
+        typer.Argument(
+            metavar="[-- CMD [ARG]...]",
+            help="A command to run and follow (after --): its process tree only.",
+        ),
     ] = None,
     object_path: ObjectOpt = None,
     ring_size: Annotated[
-        int | None, typer.Option("--ring-size", help="Ring buffer size in bytes (a power of two).")
+        int | None,
+        typer.Option(
+            "--ring-size", metavar="BYTES", help="Ring buffer size in bytes (a power of two)."
+        ),
     ] = None,
     json_out: JsonOpt = False,
     raw: RawOpt = False,
@@ -44,6 +50,7 @@ def run(
         typer.Option(
             "--count",
             "-n",
+            metavar="N",
             help="Stop after this many rows (or lines with --json/--raw); with CMD, show at "
             "most this many and still summarise the whole tree.",
         ),
@@ -52,6 +59,7 @@ def run(
         float | None,
         typer.Option(
             "--duration",
+            metavar="SECONDS",
             help="Stop after this many seconds (without CMD; with CMD, run lasts as long as "
             "CMD does: limit CMD with timeout(1)).",
         ),
@@ -64,6 +72,7 @@ def run(
         list[int] | None,
         typer.Option(
             "--tree-of",
+            metavar="PID",
             help="Only rows of this process and its descendants, following new children "
             "(as `events --tree-of PID`); again for more trees.",
         ),
@@ -77,10 +86,12 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Load and attach an instance of its own, stream until Ctrl-C, SIGTERM or --duration.
+    """Run a command and show every process it started.
 
-    The instance is pinned nowhere (--pin-dir does not apply): it is gone when run
-    ends, however it ends.
+    Without CMD: watch the whole machine until Ctrl-C, SIGTERM or --duration, as
+    `events` does, with no `load` or `attach` first.  run loads and attaches an
+    instance of its own, pinned nowhere (--pin-dir does not apply): it is gone when
+    run ends, however it ends.
 
     With `-- CMD ARGS`, the kernel follows exactly CMD's process tree: rows (in the
     format the options ask for) go to stderr, then a summary (--json: one object,
@@ -88,7 +99,7 @@ def run(
     SIGHUP sent to run are passed on to CMD; run waits for CMD (a second SIGINT ends
     the wait: exit 130) and does not wait for descendants still running when it
     ends (the summary lists them).  A closed stderr stops the rows, not CMD.  --tree
-    prints the tree of processes CMD started, pstree-like."""
+    prints the tree of processes CMD started, as pstree does."""
     from ..commands.run import run_command, run_monitor
     from ..errors import UsageError
     from ..instance.pins import RECORD_EVENTS
@@ -96,6 +107,7 @@ def run(
     from ..views.render import stream_width
     from ..views.run_summary import summary_text
     from ..views.tree import tree_text
+    from .messages import say
     from .stream_flags import StreamFlags
 
     if tree and not command:
@@ -133,11 +145,11 @@ def run(
     def rows_failed(err: OSError) -> None:
         # Once, on stdout: stderr, where the rows went, is what failed.
         note = (
-            f"procmon-ctl: warning: no more rows: writing them to stderr failed "
-            f"({err.strerror or err}); CMD runs on and run exits with its status"
+            f"no more rows: writing them to stderr failed ({err.strerror or err}); "
+            "CMD runs on and run exits with its status"
         )
         with contextlib.suppress(OSError):
-            print(note, flush=True)
+            say("warning", note, sys.stdout)
 
     # The JSON summary always has the tree: a program reading it should not need
     # to know a flag to find a field, and the tree is bounded.

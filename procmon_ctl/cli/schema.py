@@ -7,7 +7,9 @@ from ._common import command
 
 @command(quick=True)
 def schema() -> None:
-    """Print the JSON Schema of one `events --json` line."""
+    """Print the JSON Schema of the lines of `events --json`.
+
+    For a log shipper or a parser: every field, its type and what it means."""
     import json
 
     from ..views.schema import EventLine

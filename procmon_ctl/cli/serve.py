@@ -14,9 +14,15 @@ def serve(
     ctx: typer.Context,
     address: Annotated[
         str,
-        typer.Option("--address", help="Address to listen on (0.0.0.0 for every interface)."),
+        typer.Option(
+            "--address",
+            metavar="ADDRESS",
+            help="Address to listen on (0.0.0.0 for every interface).",
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port to listen on (1-65535).")] = 9464,
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="TCP port to listen on (1-65535).")
+    ] = 9464,
     attach_too: Annotated[
         bool,
         typer.Option(
@@ -27,20 +33,24 @@ def serve(
     ] = False,
     object_path: Annotated[
         str | None,
-        typer.Option("--object", help="BPF object for --attach [default: the one `make` builds]"),
+        typer.Option(
+            "--object",
+            metavar="FILE",
+            help="BPF object for --attach [default: the one `make` builds]",
+        ),
     ] = None,
 ) -> None:
-    """Serve the counters as Prometheus metrics over HTTP, read at scrape time.
+    """Serve the counters as Prometheus metrics over HTTP.
 
+    They are read from the instance's maps at each scrape.
     /metrics?name[]=NAME (repeatable) gives only those series.  Limits, so that no
     client can tie serve up: at most 64 connections open at once (a new one closes
     the oldest that has not sent its request yet), a request must arrive within 10 s
     of connecting (silent connections are closed then), and at most 4 answers are
     written at once, each given up after 10 s without progress."""
-    import sys
-
     from ..commands.exporter import serve_forever
     from .hints import option
+    from .messages import say
 
     serve_forever(
         pinned(ctx),
@@ -49,6 +59,6 @@ def serve(
         attach_too,
         object_path,
         lambda text: print(text, flush=True),
-        lambda text: print(f"procmon-ctl: serve: {text}", file=sys.stderr, flush=True),
+        lambda text: say("serve", text),
         option,
     )

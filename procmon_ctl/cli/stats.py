@@ -31,10 +31,14 @@ def stats(
     ] = False,
     interval: Annotated[
         float | None,
-        typer.Option("--interval", help="Seconds between --watch lines.  [default: 1.0]"),
+        typer.Option(
+            "--interval", metavar="SECONDS", help="Seconds between --watch lines.  [default: 1.0]"
+        ),
     ] = None,
 ) -> None:
-    """Counters: processes (process_count), threads, execs, exits, dropped."""
+    """Show the counters: processes, threads, execs, exits, losses.
+
+    process_count is the seed's shared counter; --watch prints rates per second."""
     from ..commands import stats as counters
     from ..errors import UsageError, require_interval
     from ..process.clock import now_rfc3339
@@ -69,13 +73,17 @@ def stats(
 def _warn(ctx: typer.Context, warning: Words | None) -> None:
     # The hints (how this instance's commands are spelled) only to word a warning.
     if warning:
-        print(f"procmon-ctl: warning: {hints(ctx).words(warning)}", file=sys.stderr, flush=True)
+        from .messages import warning as say_warning
+
+        say_warning(hints(ctx).words(warning))
 
 
 @command(quick=True)
 def status(ctx: typer.Context, json_out: JsonObjectOpt = False) -> None:
-    """What is loaded and attached: programs and links, maps, the ring buffer, by pin
-    path (their kernel ids with --json), and the readers (as `readers` lists them)."""
+    """Show what is loaded and attached, its pins and its readers.
+
+    Programs and links, maps, the ring buffer, by pin path (their kernel ids with
+    --json), and the readers (as `readers` lists them)."""
     from ..commands.stats import read_status
     from ..views.render import stream_width
     from ..views.stats import status_text

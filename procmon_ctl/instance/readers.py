@@ -395,7 +395,10 @@ class ReaderSlots:
         if hold is None:
             pid = self.instance.slot_holder(slot)
             who = f" (pid {pid})" if pid else ""
-            raise StateError(f"the reader {name} {busy}{who}: stop it first{other_fix}")
+            raise StateError(
+                f"the reader {name} of {self.instance.description} {busy}{who}: "
+                f"stop it first{other_fix}"
+            )
         return hold
 
     def _free_slot(self) -> tuple[int, SlotHold]:
