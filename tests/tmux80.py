@@ -18,9 +18,11 @@ def run_in_tmux(
     columns: int = 80,
     timeout: float = 120,
     cwd: Path | None = None,
+    joined: bool = True,
 ) -> tuple[int, list[str]]:
     """Run argv in a detached tmux pane `columns` wide; wait for it to end; return
     (exit code, the pane's lines with wrapped lines joined, trailing blank lines
+    dropped; with joined=False, its rows as the screen shows them, trailing spaces
     dropped).  Each call has a tmux server of its own (-L), killed afterwards."""
     socket = f"procmon-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # The scrollback must be long enough before the pane exists: a config file.
@@ -46,7 +48,7 @@ def run_in_tmux(
         # Woken by the pane when the command has ended (no polling: its forks would
         # show in the tables under test).
         subprocess.run([*tmux, "wait-for", "done"], check=True, timeout=timeout)
-        lines = _capture(tmux)
+        lines = _capture(tmux, joined)
         codes = [line for line in lines if line.startswith("exit:")]
         return int(codes[-1][5:]), [line for line in lines if not line.startswith("exit:")]
     finally:
@@ -54,14 +56,15 @@ def run_in_tmux(
         config.unlink(missing_ok=True)
 
 
-def _capture(tmux: list[str]) -> list[str]:
+def _capture(tmux: list[str], joined: bool) -> list[str]:
+    join = ["-J"] if joined else []
     out = subprocess.run(
-        [*tmux, "capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", "t"],
+        [*tmux, "capture-pane", "-p", *join, "-S", "-", "-E", "-", "-t", "t"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    lines = out.split("\n")
+    lines = out.split("\n") if joined else [line.rstrip() for line in out.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
     return lines

@@ -79,9 +79,9 @@ def run(
             metavar="FILE",
             help="With CMD: write the rows and the summary (and --tree's tree) to FILE, "
             "emptied first, as `strace -o` and `time -o` do, and nothing to CMD's stdout or "
-            "stderr; - is stdout. A new file is made as the umask says; with --user it is "
-            "opened as that user, else only a regular file root may write, never through a "
-            "symlink.",
+            "stderr; - is stdout, /dev/fd/N (a shell's >(...)) run's descriptor N. A new "
+            "file is made as the umask says; with --user it is opened as that user, else "
+            "only a regular file root may write, never through a symlink.",
         ),
     ] = None,
     user: Annotated[

@@ -8,7 +8,9 @@ the cursor; render.fresh_line() moves to a line of its own from wherever it is."
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 
 from ..errors import Given, Setting, UsageError
 from ..process.users import RunAs, acting_as
@@ -49,6 +51,20 @@ def shared_with_cmd(out: Sink) -> Sink:
     return sink
 
 
+# The names of a descriptor run was given: /dev/fd/N (a shell's `>(...)`), its
+# /proc spelling, /dev/stdout and /dev/stderr.
+FD_NAME = re.compile(r"/(?:dev|proc/self)/fd/([0-9]+)")
+STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def inherited_fd(path: str) -> int | None:
+    """The descriptor of run's that `path` names, if it names one."""
+    if path in STANDARD:
+        return STANDARD[path]
+    found = FD_NAME.fullmatch(path)
+    return int(found[1]) if found else None
+
+
 class OutputFile(FdSink):
     """The file run writes to instead of CMD's terminal.  Emptied first, as `time -o`
     and `strace -o` do: one run, one file (the summary ends it).
@@ -57,12 +73,19 @@ class OutputFile(FdSink):
     regular files only, no symlink followed, no file of someone else's in a
     directory others can write), unless CMD runs as a user (`user`): then the file
     is the user's, opened with the user's rights, as their shell would open it for
-    a redirection (and they own it if it is new)."""
+    a redirection (and they own it if it is new).  /dev/fd/N, /dev/stdout and
+    /dev/stderr are run's own descriptors (inherited_fd), written as they are."""
 
     def __init__(self, path: str, user: RunAs | None = None):
         cannot = ("cannot open ", OUTPUT, " ", Given(path), ": ")
         try:
-            if user is None:
+            inherited = inherited_fd(path)
+            if inherited is not None:
+                # One of run's own descriptors, as a shell's `>(...)` gives: written as
+                # it is, as bash does for these names (nothing to empty, no rule: it is
+                # what the caller opened).
+                fd = fcntl.fcntl(inherited, fcntl.F_DUPFD_CLOEXEC, 3)
+            elif user is None:
                 fd = open_for_writing(path, STDOUT_INSTEAD, truncate=True, mode=None)
             else:
                 with acting_as(user):
