@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import CLI
+from conftest import AS_NOBODY, CLI, nobody_env, nobody_python
 from tmux80 import run_in_tmux
 
 pytestmark = pytest.mark.usefixtures("bpf")
@@ -209,6 +209,25 @@ def test_user_s_output_file_is_opened_as_the_user(open_dir):
     r = run("-u", "nobody", "-o", str(open_dir / "root-s.jsonl"), "--", "true")
     assert r.returncode == 2 and "Permission denied" in r.stderr, r.stderr
     assert not (open_dir / "root-s.jsonl").exists()
+
+
+def test_not_root_is_told_so_before_any_file_is_opened(open_dir):
+    """Not even as the user --user names: only root runs CMD in a followed tree."""
+    exe = nobody_python()
+    if exe is None:
+        pytest.skip("no interpreter uid 65534 can run")
+    trace = open_dir / "trace"
+    args = ["run", "-u", "nobody", "-o", str(trace), "--", "true"]
+    r = subprocess.run(
+        [*AS_NOBODY, exe, "-m", "procmon_ctl", *args],
+        capture_output=True,
+        text=True,
+        env=nobody_env(),
+        cwd="/",
+        timeout=60,
+    )
+    assert r.returncode == 77, r.stderr
+    assert "permission denied: run as root" in r.stderr and not trace.exists()
 
 
 def test_a_command_the_user_may_not_run(open_dir):

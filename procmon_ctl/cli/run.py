@@ -205,6 +205,10 @@ def run(
     if not command:
         run_monitor(obj, list(RECORD_EVENTS), ring_size, stream.options, stream.view, sys.stdout)
         return
+    from ..kernel.system import require_root
+
+    # Before the file is opened: as root, or as the user, is the only way run opens it.
+    require_root("loading BPF programs")
     with contextlib.ExitStack() as closing:
         if output is None:
             where = "stderr"
