@@ -35,8 +35,14 @@ class RunCommand(TyperCommand):
         last = args[-1] if args else None  # before Click takes the list apart
         rest = super().parse_args(ctx, args)
         # Unless that `--` was an option's value (`--comm --`).
-        ctx.meta[ENDS_WITH_DASHES] = last == "--" and "--" not in ctx.params.values()
+        values = [v for value in ctx.params.values() for v in _listed(value)]
+        ctx.meta[ENDS_WITH_DASHES] = last == "--" and "--" not in values
         return rest
+
+
+def _listed(value) -> tuple:
+    """An option's value as the values given (a repeated option has several)."""
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
 
 
 @_common.command(cls=RunCommand, context_settings={"allow_interspersed_args": False})
@@ -172,10 +178,10 @@ def run(
             ("--count", count is not None),
             ("--raw", raw),
             ("--wide", wide),
-            ("--comm", comm is not None),
-            ("--pid", pid is not None),
-            ("--ppid", ppid is not None),
-            ("--uid", uid is not None),
+            ("--comm", bool(comm)),
+            ("--pid", bool(pid)),
+            ("--ppid", bool(ppid)),
+            ("--uid", bool(uid)),
         )
         for name, given in row_options:
             if given:
