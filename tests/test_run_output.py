@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AS_NOBODY, CLI, nobody_env, nobody_python
-from tmux80 import run_in_tmux
+from tmux80 import run_in_tmux, tmux_pane
 
 pytestmark = pytest.mark.usefixtures("bpf")
 
@@ -253,3 +253,25 @@ def test_on_a_shared_terminal_run_never_writes_after_cmd_s_unfinished_line():
     assert "0% [Done]" in progress, text
     assert any(line.startswith("PID ") for line in lines), text
     assert any(line.startswith("sh -c ") and ": exit code 0, " in line for line in lines), text
+
+
+def test_rows_that_come_while_cmd_s_line_is_unfinished_start_a_line_of_their_own():
+    """The row of a process CMD started after an unfinished line, shown while CMD
+    waits (for a line typed once the row is on the screen): below that line, which
+    stays whole, and CMD's next output starts after the row."""
+    script = "stty -echo; printf '0%% [Working]'; /bin/true; read answer; echo \" $answer\""
+    env = {k: v for k, v in os.environ.items() if k != "PROCMON_PIN_DIR"}
+    with tmux_pane([*CLI, "run", "--", "sh", "-c", script], env) as pane:
+        pane.wait_for(lambda lines: any(row_of("/bin/true", line) for line in lines))
+        pane.type("go", "Enter")
+        assert pane.ended() == 0
+        lines = pane.screen(joined=False)
+    text = "\n".join(lines)
+    working = lines.index("0% [Working]")  # whole, on a line of its own
+    true_row = next(i for i, line in enumerate(lines) if row_of("/bin/true", line))
+    assert working < true_row < lines.index(" go"), text
+
+
+def row_of(cmdline: str, line: str) -> bool:
+    """A table row (PID first) of a process with this command line."""
+    return line[:1].isdigit() and line.endswith(f" {cmdline}")
