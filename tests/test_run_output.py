@@ -160,6 +160,12 @@ def test_what_cannot_apply_is_refused_in_one_line(args, tmp_path):
     assert r.stdout == "" and list(tmp_path.iterdir()) == []
 
 
+def test_a_dash_dash_given_as_an_option_s_value_is_not_a_bare_dash_dash():
+    r = run("--duration", "0.2", "--comm", "--")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("PID "), r.stdout
+
+
 def test_user_runs_cmd_with_that_user_s_ids_groups_and_environment(tmp_path):
     nobody = pwd.getpwnam("nobody")
     script = 'id -u; id -g; id -G; echo "$HOME|$USER|$LOGNAME|$SHELL"'
