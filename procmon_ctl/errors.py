@@ -24,7 +24,8 @@ from dataclasses import dataclass
 #   2   bad input: unknown option or command, a value of the wrong type or range
 #       (a filter no process can pass: --pid -1, --comm ""), --pin-dir outside
 #       bpffs or relative, an object that is not an eBPF ELF,
-#       --ring-size not a power of two, unknown --events name
+#       --ring-size not a power of two, unknown --events name, an unknown
+#       `run --user`, `run --` with nothing after it
 #   3   wrong state: nothing loaded there, loaded with another object, ring size
 #       or argv bound than `load` asks for, a named reader already reading,
 #       readers active (unload), the pin dir belongs to someone else

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import inspect
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from ..instance.pinned import PinnedInstance
 from ..instance.pins import DEFAULT_PIN_DIR
@@ -245,3 +247,18 @@ TreeOfOpt = Annotated[
         help="Only this process and its descendants, following new children; again for more trees.",
     ),
 ]
+
+
+class ExamplesLast:
+    """The epilog (the examples) as a section of its own, its heading flush left as
+    "Options:" is; Click would indent it as a paragraph of text."""
+
+    def format_epilog(self, ctx, formatter) -> None:
+        if self.epilog:
+            formatter.write_paragraph()
+            formatter.write_text(inspect.cleandoc(self.epilog))
+
+
+class HelpedCommand(ExamplesLast, TyperCommand):
+    """Every command's class (a command of its own subclasses it): its help ends with
+    its examples."""

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.exceptions import NoArgsIsHelpError, NoSuchOption
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperGroup
 from typer.main import get_command
 
 from .. import __version__
@@ -29,6 +29,8 @@ from ._common import (
     NO_INSTANCE,
     PIN_DIR_HELP,
     REGISTRY,
+    ExamplesLast,
+    HelpedCommand,
     Invocation,
     NoPinDirOpt,
     OutputClosed,
@@ -64,7 +66,7 @@ def typer_command(name: str):
     settings = {
         "short_help": purpose(fn.__doc__),
         "epilog": examples.epilog(name),
-        "cls": _Command,
+        "cls": HelpedCommand,
         **settings,
     }
     fn = _taking_pin_dir(fn, NoPinDirOpt if name in NO_INSTANCE else PinDirOpt)
@@ -138,21 +140,7 @@ class _LazyCommands(MutableMapping):
         return len(self._names)
 
 
-class _ExamplesLast:
-    """The epilog (the examples) as a section of its own, its heading flush left as
-    "Options:" is; Click would indent it as a paragraph of text."""
-
-    def format_epilog(self, ctx, formatter) -> None:
-        if self.epilog:
-            formatter.write_paragraph()
-            formatter.write_text(inspect.cleandoc(self.epilog))
-
-
-class _Command(_ExamplesLast, TyperCommand):
-    pass
-
-
-class _Group(_ExamplesLast, TyperGroup):
+class _Group(ExamplesLast, TyperGroup):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.commands = _LazyCommands(list(COMMANDS))

@@ -58,10 +58,13 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "run": (
         ("every process a build started, and which failed", "procmon-ctl run -- make -j4"),
-        ("... and its process tree", "procmon-ctl run --tree -- make -j4"),
         (
-            "the summary as one JSON object (the rows go to stderr)",
-            "procmon-ctl run --json -- ./build.sh > summary.json",
+            "the build as the user who ran sudo, its process tree after the summary",
+            'procmon-ctl run -u "$SUDO_USER" -q --tree -- make -j4',
+        ),
+        (
+            "rows and the JSON summary in a file, nothing of run's on the terminal",
+            "procmon-ctl run --json -o build.jsonl -- ./build.sh",
         ),
         ("the whole machine for 10 s, no load needed", "procmon-ctl run --duration 10"),
     ),

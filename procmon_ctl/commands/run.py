@@ -27,6 +27,7 @@ from ..process.decode import text
 from ..process.procfs import read_stat
 from ..process.run_summary import TreeSummary
 from ..process.tree import ProcessTree
+from ..process.users import RunAs, become, environment_for
 from ..stream.follow import StreamOptions, View, follow
 from ..stream.sink import Sink, UntilItFails
 from ..views import render
@@ -79,9 +80,11 @@ def held_signals() -> Iterator[set[int]]:
 
 
 class Command:
-    """CMD, started inside the followed tree, and how it ended."""
+    """CMD, started inside the followed tree (as `user`, if given), and how it ended."""
 
-    def __init__(self, argv: list[str], instance: PrivateInstance, mask: set[int]):
+    def __init__(
+        self, argv: list[str], instance: PrivateInstance, mask: set[int], user: RunAs | None
+    ):
         early = signal.sigtimedwait(FORWARDED, 0)
         if early is not None:
             # Ctrl-C (or a stop) while the instance was loading: do not start CMD.
@@ -94,9 +97,16 @@ class Command:
         # kernel puts CMD in the tree as it forks: CMD cannot run, fork or exec before.
         try:
             with instance.spawning():
-                self.pid = os.posix_spawnp(
-                    argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
-                )
+                if user is None:
+                    self.pid = os.posix_spawnp(
+                        argv[0], argv, os.environ, setsigmask=mask, setsigdef=RESET_IN_CHILD
+                    )
+                else:
+                    self.pid = spawn_as(user, argv, mask)
+        except BecomeFailed as err:
+            raise ProcmonError(
+                f"cannot run {render.given(argv[0])} as {render.given(user.name)}: {err.strerror}"
+            ) from None
         except OSError as err:
             # As a shell reports it: 127 when there is no such command, 126 when it
             # is there but cannot be executed.
@@ -170,6 +180,56 @@ class Command:
                 pass
 
 
+class BecomeFailed(OSError):
+    """CMD's process could not take its user's ids (and did not run CMD)."""
+
+
+# What a child that failed before exec tells its parent: where, then the errno.
+EXEC_STEP, BECOME_STEP = b"x", b"u"
+
+
+def spawn_as(user: RunAs, argv: list[str], mask: set[int]) -> int:
+    """posix_spawnp() for CMD as `user`, which posix_spawn cannot do: fork, take the
+    user's groups and ids, the signal mask and dispositions posix_spawnp would have
+    given, and the user's environment (users.environment_for), then exec.  As with
+    posix_spawnp, a failure to exec is raised here (OSError, BecomeFailed when the
+    ids could not be taken), never seen as CMD's exit status.  Nothing but that runs
+    in the child: run has no other thread, so fork is safe."""
+    env = environment_for(user, os.environ)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: it leaves only by exec or _exit
+        step = BECOME_STEP
+        try:
+            os.close(report_r)
+            become(user)
+            step = EXEC_STEP
+            for signum in (*FORWARDED, *RESET_IN_CHILD):
+                # Python's handlers (exec would reset them, but a signal may come first)
+                # and what Python ignores go back to their defaults.
+                if signum in RESET_IN_CHILD or callable(signal.getsignal(signum)):
+                    signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.execvpe(argv[0], argv, env)
+        except OSError as err:
+            with suppress(OSError):
+                os.write(report_w, step + (err.errno or errno.EPERM).to_bytes(4, "little"))
+        finally:
+            os._exit(127)
+    os.close(report_w)
+    try:
+        report = b""
+        while chunk := os.read(report_r, 5):
+            report += chunk
+    finally:
+        os.close(report_r)
+    if not report:
+        return pid  # exec'd: the pipe closed with it
+    os.waitpid(pid, 0)
+    step, code = report[:1], int.from_bytes(report[1:5], "little")
+    raise (BecomeFailed if step == BECOME_STEP else OSError)(code, os.strerror(code))
+
+
 def run_command(
     obj: Path,
     argv: list[str],
@@ -179,9 +239,11 @@ def run_command(
     live: TextIO,
     tree: bool = False,
     rows_failed: Callable[[OSError], None] = lambda err: None,
+    user: RunAs | None = None,
 ) -> RunSummary:
-    """Run argv in follow mode; stream its tree's rows to `live` as `opts` and `view` ask and
-    return what the tree did (with `tree`, its process tree too).
+    """Run argv in follow mode (as `user`, if given); stream its tree's rows to `live`
+    as `opts` and `view` ask (none with opts.count 0) and return what the tree did
+    (with `tree`, its process tree too).
 
     A write to `live` that fails (a closed pipe) stops the rows, not CMD, nor the
     summary: `rows_failed` is told once, and run follows CMD to its end."""
@@ -200,7 +262,7 @@ def run_command(
             reader=ReaderWants(threads=opts.threads),
         ) as instance,
     ):
-        command = Command(argv, instance, mask)
+        command = Command(argv, instance, mask, user)
         # CMD's arguments are bytes too: named as its processes' arguments are.
         shown = [text(os.fsencode(arg)) for arg in argv]
         host_pids = proc_has_host_pids()

@@ -65,7 +65,7 @@ class StreamOptions:
     """What a reader reads (how it shows it is its view's)."""
 
     threads: bool = False
-    count: int | None = None  # --count: rows or lines written at most
+    count: int | None = None  # --count: rows or lines written at most (0: none, no header)
     duration: float | None = None
     from_now: bool = False
     failed: bool = False  # --failed: attach the failed-exec programs while reading
@@ -367,20 +367,21 @@ def follow(
         _failed_execs(source, opts, session.held),
     ):
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
-        # The header only once the ring is ours: a refused reader prints nothing.
-        writer.write(view.header(), 0)
-        # Where the records that came while a named reader was down end.
-        backlog_end = reader.producer_pos if session.held.resumed else None
-        tty = getattr(writer.out, "fd", None)
-        # Every record in a kernel-filtered ring passed the reader's filter.
-        passed_from = 0 if opts.cgroup is not None else NEVER
-        view.start(Opened(reader, tty, backlog_end, passed_from, observe))
         batches = offset_batches(reader, deadline, end)
-        with view.in_place(reader) as in_place:
-            if in_place is not None:
-                _follow_in_place(reader, in_place, deadline, writer)
-            else:
-                _follow_batches(reader, batches, view, writer)
+        if not writer.done:  # --count 0 (run's summary alone): no header, no row
+            # The header only once the ring is ours: a refused reader prints nothing.
+            writer.write(view.header(), 0)
+            # Where the records that came while a named reader was down end.
+            backlog_end = reader.producer_pos if session.held.resumed else None
+            tty = getattr(writer.out, "fd", None)
+            # Every record in a kernel-filtered ring passed the reader's filter.
+            passed_from = 0 if opts.cgroup is not None else NEVER
+            view.start(Opened(reader, tty, backlog_end, passed_from, observe))
+            with view.in_place(reader) as in_place:
+                if in_place is not None:
+                    _follow_in_place(reader, in_place, deadline, writer)
+                else:
+                    _follow_batches(reader, batches, view, writer)
         if observe is not None:
             ring = reader.view
             for offsets in batches:  # --count was reached: the rest is only observed

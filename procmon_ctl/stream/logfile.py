@@ -46,7 +46,7 @@ class ReopeningFile:
         cls = UsageError if first else StateError
         cannot = (f"cannot {what} ", OUTPUT, f" {self.path}: ")
         try:
-            fd = open_for_append(str(self.path))
+            fd = open_for_writing(str(self.path), instead=JSON_INSTEAD)
         except OSError as err:
             raise cls((*cannot, f"{err.strerror}")) from None
         except Refused as err:
@@ -133,11 +133,19 @@ KINDS = {
 # A name that is replaced again each time it is looked at: give up after this many.
 ATTEMPTS = 5
 
+# Where events go when they are not for a regular file: the end of a Refused line.
+JSON_INSTEAD: Words = ("for a pipe or the terminal use ", Setting("json"), ")")
 
-def open_for_append(path: str) -> int:
+
+def open_for_writing(
+    path: str, instead: Words, truncate: bool = False, mode: int | None = MODE
+) -> int:
     """`path` opened for appending (and reading its last byte) by the rule in the
-    module's docstring.  A new file is MODE whatever the umask; an existing one
-    keeps its mode and owner.  Raises Refused (or OSError)."""
+    module's docstring; emptied first with `truncate`.  A new file is `mode`
+    whatever the umask (None: as the umask makes it, 0666 less its bits, as for a
+    shell's redirection); an existing one keeps its mode and owner.  `instead`
+    ends the line that refuses what is not a regular file: what to use for a pipe
+    or the terminal.  Raises Refused (or OSError)."""
     head, name = os.path.split(path)
     if name in ("", ".", ".."):
         raise Refused("it is a directory: give the name of a file in it")
@@ -153,16 +161,15 @@ def open_for_append(path: str) -> int:
                 # looked at, not followed.
                 found = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             except FileNotFoundError:
-                fd = _create(name, dir_fd)
+                fd = _create(name, dir_fd, mode)
                 if fd is not None:
                     return fd
                 continue  # made by someone else in between: look at what it is
             try:
-                _check(os.fstat(found), shared)
+                _check(os.fstat(found), shared, instead)
                 # The very inode checked, now for writing.
-                return os.open(
-                    f"/proc/self/fd/{found}", os.O_RDWR | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC
-                )
+                flags = os.O_RDWR | os.O_APPEND | os.O_NOCTTY | os.O_CLOEXEC
+                return os.open(f"/proc/self/fd/{found}", flags | (os.O_TRUNC if truncate else 0))
             finally:
                 os.close(found)
         raise Refused(
@@ -173,16 +180,18 @@ def open_for_append(path: str) -> int:
         os.close(dir_fd)
 
 
-def _create(name: str, dir_fd: int) -> int | None:
+def _create(name: str, dir_fd: int, mode: int | None) -> int | None:
     """A new file, or None if the name exists by now.  O_EXCL: the file is the one
     made here, never one planted under the name, nor a symlink's target."""
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(name, flags, MODE, dir_fd=dir_fd)
+        fd = os.open(name, flags, 0o666 if mode is None else mode, dir_fd=dir_fd)
     except FileExistsError:
         return None
+    if mode is None:
+        return fd
     try:
-        os.fchmod(fd, MODE)  # the umask took bits away: never readable by others, always 0640
+        os.fchmod(fd, mode)  # the umask took bits away: never readable by others, always 0640
     except OSError:
         os.close(fd)
         raise
@@ -195,22 +204,19 @@ def _others_can_write(dir_st: os.stat_result) -> bool:
     return dir_st.st_uid != os.geteuid() or bool(dir_st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _check(st: os.stat_result, shared: bool) -> None:
+def _check(st: os.stat_result, shared: bool, instead: Words) -> None:
     kind = stat.S_IFMT(st.st_mode)
     if kind != stat.S_IFREG:
         what = KINDS.get(kind, "not a regular file")
         if kind == stat.S_IFLNK:
             raise Refused(
                 f"it is {what}, and no symlink is followed for a file root writes: "
-                "give the path of the file itself (for stdout use ",
-                Setting("json"),
-                ")",
+                "give the path of the file itself (",
+                *instead,
             )
         raise Refused(
-            f"it is {what}, not a regular file: events are written to regular files only "
-            "(for a pipe or the terminal use ",
-            Setting("json"),
-            ")",
+            f"it is {what}, not a regular file: output is written to regular files only (",
+            *instead,
         )
     if not shared:
         return  # only root could have put it there: root's choice stands

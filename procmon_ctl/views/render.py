@@ -156,6 +156,24 @@ def tty_width(fd: int | None) -> int | None:
     return width if width > 0 else 80  # a terminal that says 0: what shutil assumes
 
 
+def fresh_line(fd: int) -> str:
+    """What to write before a line to the terminal on `fd`, which another program
+    also writes to, so that the line starts a line of its own and never continues
+    one the other left unfinished (a progress line without its newline), without
+    erasing it: as many spaces as the terminal is wide, then a carriage return.
+    From the first column the spaces fill the line and the cursor waits at its end
+    (terminals wrap only when the next character comes), and the carriage return
+    brings it back to the start of that line; from any other they wrap, and the
+    carriage return brings the cursor to the start of the next line.  zsh does the
+    same before each prompt.  The terminal's own width, not COLUMNS: a wrong width
+    would break it.  "" when `fd` is no terminal or does not say its width."""
+    try:
+        columns = os.get_terminal_size(fd).columns if os.isatty(fd) else 0
+    except OSError:
+        columns = 0
+    return " " * columns + "\r" if columns > 0 else ""
+
+
 # Column widths.  Fixed, not fitted to what was seen, so that every row of a stream
 # lines up with the header and a table reads the same on any host.
 TIME_WIDTH = 12  # "22:15:01.123"
