@@ -240,8 +240,8 @@ def test_tree_forgets_an_exited_pid_that_is_reused(attached, mode):
     else:
         rows = [ln.split()[1:] for ln in out[2:] if not ln.startswith("--")]
         assert [r[:5] for r in rows if r[0] == str(child)] == [
-            [str(child), str(parent.pid), "0", "exec", "true"],
-            [str(child), str(parent.pid), "0", "exit", "0"],
+            [str(child), str(parent.pid), "root", "exec", "true"],
+            [str(child), str(parent.pid), "root", "exit", "0"],
         ], out
         assert {r[0] for r in rows} <= {str(parent.pid), str(child), str(marker)}, out
         assert not [r for r in rows if r[1] == str(os.getpid()) and r[0] != str(parent.pid)]
@@ -290,9 +290,9 @@ def test_wide_shows_exit_row_and_raw_every_event(attached):
         p = subprocess.Popen(["sh", "-c", "exit 4"])
         p.wait()
     wide = reading.lines()
-    assert wide[0].split() == ["TIME", "PID", "PPID", "UID", "EVENT", "COMMAND"]
+    assert wide[0].split() == ["TIME", "PID", "PPID", "USER", "EVENT", "COMMAND"]
     started, ended = wide[2].split(), wide[3].split()
-    assert started[1:5] == [str(p.pid), str(os.getpid()), "0", "exec"]
+    assert started[1:5] == [str(p.pid), str(os.getpid()), "root", "exec"]
     assert wide[2].endswith(" sh -c 'exit 4'")
     assert ended[4:6] == ["exit", "4"] and wide[3].endswith(": sh -c 'exit 4'")
     assert len(wide) == 4, wide  # an unnamed reader has no backlog to mark the end of

@@ -31,7 +31,8 @@ from records import (
 from procmon_ctl.kernel.abi import RingbufRecord
 from procmon_ctl.process import rows as rows_mod
 from procmon_ctl.process.decode import decode_event, text
-from procmon_ctl.process.rows import Filters, ProcessRows
+from procmon_ctl.process.rows import Filters, ProcessRows, Row
+from procmon_ctl.process.users import UserNames
 from procmon_ctl.stream import follow as stream
 from procmon_ctl.views import render
 from procmon_ctl.views.events import Mode, view_for
@@ -308,8 +309,8 @@ def test_wide_shows_the_exit_of_a_process_that_started_before_the_reader(monkeyp
     stranger = exit_(CHILD + 1, OTHER, T0 + 2, comm=b"cc")
     lines = follow([killed, ended, stranger], "wide", Filters(ppid=frozenset({ROOT})), monkeypatch)
     assert [ln.split()[1:] for ln in lines] == [
-        [str(OTHER), str(ROOT), "0", "SIGSEGV", "after", "2.50s:", "[sleep]"],
-        [str(CHILD), str(ROOT), "0", "exit", "2", "after", "0.0ms:", "[make]"],
+        [str(OTHER), str(ROOT), "root", "SIGSEGV", "after", "2.50s:", "[sleep]"],
+        [str(CHILD), str(ROOT), "root", "exit", "2", "after", "0.0ms:", "[make]"],
     ], lines
     # The narrow table has no exit rows at all.
     assert follow([killed, ended], "table", None, monkeypatch) == []
@@ -529,7 +530,7 @@ def test_wide_shows_the_whole_command_line_and_the_file_when_argv0_does_not_name
     long = [b"/bin/true", b"y" * 500]
     records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", long, b"/bin/true")
     started, ended = follow(records, "wide", None, monkeypatch)
-    assert started.split()[1:] == [str(CHILD), str(ROOT), "0", "exec", "/bin/true", "y" * 500]
+    assert started.split()[1:] == [str(CHILD), str(ROOT), "root", "exec", "/bin/true", "y" * 500]
     assert ended.split()[4:8] == ["exit", "2", "after", "0.0ms:"]
     assert ended.endswith(": /bin/true " + "y" * 500)
     # argv[0] that a PATH lookup does not turn into the file: the file, in parentheses.
@@ -553,11 +554,24 @@ def test_raw_exec_lines_show_the_arguments(monkeypatch):
     ]  # fmt: skip
 
 
+def test_wide_names_the_user():
+    """USER: the name the user database has for the uid, cut as ps cuts it; the
+    number where no user has it."""
+    names = {0: "root", 1000: "a-long-user-name", 4242: "4242"}
+    lines = [
+        render.wide_line(Row(CHILD, CHILD, ROOT, uid, "true", argv=("true",)), user=names.get)
+        for uid in (0, 1000, 4242)
+    ]
+    assert [ln.split()[3] for ln in lines] == ["root", "a-long-+", "4242"]
+    assert len({ln.index(" exec ") for ln in lines}) == 1  # the columns line up
+    assert UserNames().name(0) == "root" and UserNames().name(4294967294) == "4294967294"
+
+
 def test_the_header_names_the_command_line():
     assert render.header("table").splitlines()[0].split() == ["PID", "PPID", "COMM", "CMDLINE"]
     assert render.header("table").splitlines()[0].index("CMDLINE") == 32
     titles, rule = render.header("wide").splitlines()
-    assert titles.split() == ["TIME", "PID", "PPID", "UID", "EVENT", "COMMAND"]
+    assert titles.split() == ["TIME", "PID", "PPID", "USER", "EVENT", "COMMAND"]
     # The rule's dashes start where the titles do.
     assert [i for i, c in enumerate(titles) if c != " " and (i == 0 or titles[i - 1] == " ")] == [
         i for i, c in enumerate(rule) if c == "-" and (i == 0 or rule[i - 1] == " ")

@@ -137,11 +137,11 @@ def test_the_table_is_cut_to_the_terminal_s_width(attached):
     [row] = [ln.rstrip("\r") for ln in text.split("\n") if "zzz" in ln]
     assert len(row) == 70 and row.endswith("zz\u2026"), text
     assert row.split()[2:4] == ["true", "/bin/true"]
-    wide = functools.partial(on_a_tty, [*CLI, "events", "--wide", *only], env, columns=70)
+    wide = functools.partial(on_a_tty, [*CLI, "events", "--wide", *only], env, columns=76)
     with reading_on_a_terminal(cli.pin_dir, wide) as result:
         subprocess.run(["env", "/bin/true", long], check=True)
     [(code, text)] = result
     assert code == 0, text
     rows = [ln.rstrip("\r") for ln in text.split("\n") if "/bin/true z" in ln]
     assert [r.split()[4:6] for r in rows] == [["exec", "/bin/true"], ["exit", "0"]], text
-    assert all(len(r) == 70 and r.endswith("z\u2026") for r in rows), text
+    assert all(len(r) == 76 and r.endswith("z\u2026") for r in rows), text

@@ -176,9 +176,9 @@ WideOpt = Annotated[
     bool,
     typer.Option(
         "--wide",
-        help="Add TIME, UID and EVENT (exec, fork, thread, exit N or the signal); an exit "
-        "row follows each process, with how long it ran. COMMAND shows the file exec'd in "
-        "(parentheses) when argv[0] does not name it.",
+        help="Add TIME, USER (the name; the uid where no user has it) and EVENT (exec, fork, "
+        "thread, exit N or the signal); an exit row follows each process, with how long it "
+        "ran. COMMAND shows the file exec'd in (parentheses) when argv[0] does not name it.",
     ),
 ]
 ThreadsOpt = Annotated[

@@ -24,6 +24,28 @@ def uid_named(name: str) -> int | None:
         return None
 
 
+class UserNames:
+    """The names of user ids (the number itself for an id no user has), each asked of
+    the user database once: a table asks for every row.  Bounded: a host with more
+    users than `limit` seen by one reader asks again."""
+
+    def __init__(self, limit: int = 4096):
+        self._names: dict[int, str] = {}
+        self._limit = limit
+
+    def name(self, uid: int) -> str:
+        found = self._names.get(uid)
+        if found is None:
+            try:
+                found = pwd.getpwuid(uid).pw_name
+            except (KeyError, OverflowError):
+                found = str(uid)
+            if len(self._names) >= self._limit:
+                self._names.clear()
+            self._names[uid] = found
+        return found
+
+
 @dataclass(frozen=True)
 class RunAs:
     """A user from the user database, with the groups a login gives them."""

@@ -8,6 +8,7 @@ shows still maps back to the exact bytes."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -179,6 +180,7 @@ def fresh_line(fd: int) -> str:
 TIME_WIDTH = 12  # "22:15:01.123"
 PID_WIDTH = 7  # pid_max is at most 4194304 (PID_MAX_LIMIT)
 UID_WIDTH = 6  # rootless containers' subordinate ids have 6 digits
+USER_WIDTH = 8  # as ps: a longer name is cut and ends in +
 COMM_WIDTH = 15  # the kernel keeps 15 bytes of a name (TASK_COMM_LEN - 1)
 EVENT_WIDTH = 8  # "exit 255", "SIGKILL"
 TYPE_WIDTH = 5  # --raw: fork, exec, exit, exec!
@@ -187,7 +189,7 @@ TYPE_WIDTH = 5  # --raw: fork, exec, exit, exec!
 _COLUMNS = {
     "table": ((("PID", PID_WIDTH), ("PPID", PID_WIDTH), ("COMM", COMM_WIDTH)), "CMDLINE"),
     "wide": (
-        (("PID", PID_WIDTH), ("PPID", PID_WIDTH), ("UID", UID_WIDTH), ("EVENT", EVENT_WIDTH)),
+        (("PID", PID_WIDTH), ("PPID", PID_WIDTH), ("USER", USER_WIDTH), ("EVENT", EVENT_WIDTH)),
         "COMMAND",
     ),
     "raw": (
@@ -332,8 +334,17 @@ def _command_text(r: Row) -> str:
     return f"[{printable(r.comm)}]"
 
 
-def wide_line(r: Row, width: int | None = None, time: bool = True) -> str:
-    """A row of --wide: [TIME] PID PPID UID EVENT COMMAND.  EVENT says what the row
+def user_cell(name: str) -> str:
+    """A user's name in the USER column: cut as ps cuts it, ending in +."""
+    name = printable(name)
+    return name if len(name) <= USER_WIDTH else name[: USER_WIDTH - 1] + "+"
+
+
+def wide_line(
+    r: Row, width: int | None = None, time: bool = True, user: Callable[[int], str] = str
+) -> str:
+    """A row of --wide: [TIME] PID PPID USER EVENT COMMAND.  USER is `user`(the uid):
+    its name (process.users.UserNames), the number where no user has it.  EVENT says what the row
     is (exec, fork: a process that exec'd nothing, thread, failed: an exec that
     failed, or how the process ended: exit N or the signal); an exit row's COMMAND
     starts with how long the process ran."""
@@ -343,7 +354,7 @@ def wide_line(r: Row, width: int | None = None, time: bool = True) -> str:
     cells = [
         (str(r.pid), PID_WIDTH),
         (str(r.ppid), PID_WIDTH),
-        (str(r.uid), UID_WIDTH),
+        (user_cell(user(r.uid)), USER_WIDTH),
         (_event_text(r), EVENT_WIDTH),
     ]
     if time:
@@ -357,7 +368,12 @@ def table_line(
     """The row function of `mode`'s table ("table" or "wide") written to `fd`: cut to
     the terminal's width when `fd` is a terminal (read again every second: the window
     may be resized), whole when it is not (a pipe, a file)."""
-    render_row = wide_line if mode == "wide" else row_line
+    if mode == "wide":
+        from ..process.users import UserNames
+
+        render_row = functools.partial(wide_line, user=UserNames().name)
+    else:
+        render_row = row_line
     with_time = time if time is not None else TIME_BY_DEFAULT[mode]
     return _at_width(fd, lambda r, width: render_row(r, width, with_time))
 
