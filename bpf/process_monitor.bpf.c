@@ -1057,7 +1057,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 {
 	struct settings *s = get_settings();
 	struct task_struct *leader = p->group_leader;
-	struct scratch_space *sp, *others = NULL;
+	struct scratch_space *others = NULL;
 	struct exit_key key = {};
 	struct exit_event *e;
 	struct cgroup *cg;
@@ -1074,14 +1074,13 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	count(COUNTER_EXITS);
 	if (!s->readers)
 		return 0;
-	sp = get_scratch_space();
-	if (!sp)
-		return 0;
 	/* Threads besides this one not yet released (a zombie leader among them). */
 	if (p->signal->nr_threads > 1) {
-		sp->exiting = (__u64)p;
+		others = get_scratch_space();
+		if (!others)
+			return 0;
+		others->exiting = (__u64)p;
 		add_other_threads();
-		others = sp;
 	}
 	cg = leader->cgroups->dfl_cgrp;
 	lone = lone_reader(s->readers);
@@ -1096,7 +1095,9 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 		}
 		return 0;
 	}
-	e = (struct exit_event *)sp->record;
+	e = (struct exit_event *)scratch();
+	if (!e)
+		return 0;
 	fill_exit(e, p, leader, cg, key.start_time, others);
 	deliver(s->readers, sizeof(*e), 0, cg, key.tgid);
 	return 0;

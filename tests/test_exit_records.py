@@ -75,11 +75,16 @@ def test_one_exit_record_per_process_with_its_status(attached, exit_modes):
 
 # --- what each process cost (exit records' usage) ----------------------------------
 
-# The exiting thread's CPU time since its last scheduler tick is not in the record
-# (the kernel adds it as the thread is switched out for the last time, after the
-# tracepoint), nor is that of a thread still running beside it: each is at most a
-# tick, 10 ms at the lowest HZ (100).  wait4() gives microseconds.
+# What the kernel adds to a process's usage after its exit record is made, and so
+# wait4() has but the record has not: its exiting thread's CPU time since its last
+# scheduler tick, and a tick of each thread still running beside it (10 ms at the
+# lowest HZ, 100); the rest of its exit path (closing its files, waking its parent),
+# microseconds on hardware but up to tens of ms in the matrix's emulated (TCG) guests;
+# its last switch (to die), and a wait for each file whose last close blocks (the
+# guests' 9p root).  wait4() gives microseconds.
 TICK_NS = 10_000_000
+EXIT_PATH_NS = 50_000_000
+SWITCHES_AFTER = 8
 SPIN_MS = 200
 TOUCH_MIB = 64
 READ_MIB = 16
@@ -113,14 +118,13 @@ def check_usage(record: dict, usage, io: dict[str, int], running: int, exact: bo
     thread ends it alone (no thread exits beside it), so the counts that do not
     grow in the exit path are the kernel's own."""
     why = (record, usage, io)
-    slack = TICK_NS * running + 2_000  # microseconds, rounded twice
+    slack = TICK_NS * running + EXIT_PATH_NS + 2_000  # and microseconds, rounded twice
     user, system = round(usage.ru_utime * 1e9), round(usage.ru_stime * 1e9)
     assert -2_000 <= user + system - record["cpu_user_ns"] - record["cpu_system_ns"] <= slack, why
     assert abs(record["cpu_user_ns"] - user) <= slack, why
     assert abs(record["cpu_system_ns"] - system) <= slack, why
-    # The thread's last switch (to die) comes after the record.
-    assert 0 <= usage.ru_nvcsw - record["voluntary_switches"] <= 2 * running, why
-    assert 0 <= usage.ru_nivcsw - record["involuntary_switches"] <= 2 * running, why
+    assert 0 <= usage.ru_nvcsw - record["voluntary_switches"] <= SWITCHES_AFTER * running, why
+    assert 0 <= usage.ru_nivcsw - record["involuntary_switches"] <= SWITCHES_AFTER * running, why
     if exact:
         assert record["max_rss_kib"] == usage.ru_maxrss, why
         assert record["minor_faults"] == usage.ru_minflt, why
