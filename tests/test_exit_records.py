@@ -141,7 +141,8 @@ def check_usage(record: dict, usage, io: dict[str, int], running: int, exact: bo
 
 def test_exit_records_say_what_the_process_cost(attached, usage_work, tmp_path):
     """Processes of known work, one thread or many (those that end before the last,
-    a leader that ends first, threads killed by exit_group()): each exit record's
+    a leader that ends first, threads killed by exit_group(), a copy of a file
+    read with O_DIRECT): each exit record's
     CPU time, peak RSS, faults, switches and storage I/O against what wait4() says
     of the process and /proc/PID/io said just before it ended."""
     cli = attached
@@ -159,7 +160,7 @@ def test_exit_records_say_what_the_process_cost(attached, usage_work, tmp_path):
         (["threads", "3", str(SPIN_MS // 2)], 4 * (SPIN_MS // 2), 1, True),
         (["leader-first", str(SPIN_MS // 2)], 2 * (SPIN_MS // 2), 1, True),
         (["group", "2", str(SPIN_MS // 2)], SPIN_MS // 2, 3, False),
-        (["read", str(data)], 0, 1, True),
+        (["copy", str(data), str(tmp_path / "copy")], 0, 1, True),
     ]
     done = []
     with cli.reading("events", "--json") as reading:
@@ -173,5 +174,6 @@ def test_exit_records_say_what_the_process_cost(attached, usage_work, tmp_path):
         assert cpu >= spun_ms * 1_000_000 - TICK_NS * running, (args, record)
         if args[0] == "spin":
             assert record["max_rss_kib"] >= TOUCH_MIB * 1024, record
-        if args[0] == "read" and "read_bytes" in io and on_a_block_device(data):
+        if args[0] == "copy" and "read_bytes" in io and on_a_block_device(data):
             assert record["read_bytes"] >= READ_MIB << 20, record
+            assert record["write_bytes"] >= READ_MIB << 20, record

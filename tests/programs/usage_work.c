@@ -8,8 +8,8 @@
  *                                 spins MS ms, then ends the process
  *   usage_work group N MS         N threads spin until the process ends; the leader spins
  *                                 MS ms, then exit_group() ends them all at once
- *   usage_work read PATH          reads PATH whole, with O_DIRECT where its file system
- *                                 takes it
+ *   usage_work copy PATH OUT      reads PATH whole, with O_DIRECT where its file system
+ *                                 takes it, and writes it to OUT (through the page cache)
  *
  * Before the process ends, the thread that ends it writes "ready" on stdout and waits
  * for a line on stdin, so that the test can read /proc/PID/io meanwhile. */
@@ -97,25 +97,30 @@ static void start(pthread_t *t, void *(*fn)(void *))
 	}
 }
 
-static void read_whole(const char *path)
+static void copy(const char *path, const char *out)
 {
 	static char buf[MIB] __attribute__((aligned(4096)));
 	int fd = open(path, O_RDONLY | O_DIRECT);
+	int to = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	ssize_t n;
 
 	if (fd < 0 && errno == EINVAL)
 		fd = open(path, O_RDONLY);
-	if (fd < 0) {
-		perror(path);
+	if (fd < 0 || to < 0) {
+		perror("open");
 		exit(1);
 	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		;
+		if (write(to, buf, (size_t)n) != n) {
+			perror("write");
+			exit(1);
+		}
 	if (n < 0) {
 		perror("read");
 		exit(1);
 	}
 	close(fd);
+	close(to);
 }
 
 int main(int argc, char **argv)
@@ -156,8 +161,8 @@ int main(int argc, char **argv)
 		start(&threads[0], end_after_leader);
 		syscall(SYS_exit, 0); /* the leader only */
 	}
-	if (argc == 3 && !strcmp(argv[1], "read")) {
-		read_whole(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "copy")) {
+		copy(argv[2], argv[3]);
 		hold();
 		return 0;
 	}
