@@ -308,9 +308,10 @@ def test_wide_shows_the_exit_of_a_process_that_started_before_the_reader(monkeyp
     ended = exit_(CHILD, ROOT, T0 + 1, comm=b"make", code=2)
     stranger = exit_(CHILD + 1, OTHER, T0 + 2, comm=b"cc")
     lines = follow([killed, ended, stranger], "wide", Filters(ppid=frozenset({ROOT})), monkeypatch)
+    cost = ["cpu", "158.8ms,", "peak", "10.0M:"]  # records.USAGE
     assert [ln.split()[1:] for ln in lines] == [
-        [str(OTHER), str(ROOT), "root", "SIGSEGV", "after", "2.50s:", "[sleep]"],
-        [str(CHILD), str(ROOT), "root", "exit", "2", "after", "0.0ms:", "[make]"],
+        [str(OTHER), str(ROOT), "root", "SIGSEGV", "after", "2.50s,", *cost, "[sleep]"],
+        [str(CHILD), str(ROOT), "root", "exit", "2", "after", "0.0ms,", *cost, "[make]"],
     ], lines
     # The narrow table has no exit rows at all.
     assert follow([killed, ended], "table", None, monkeypatch) == []
