@@ -229,10 +229,11 @@ struct scratch_space {
 	__u64 argv_ptrs[ARGV_CHUNK];
 	__u64 argv_page_at;
 	char argv_page[ARGV_PAGE];
-	/* An exit record's usage summed over the process's threads but the one
-	 * exiting (add_other_threads), in struct exit_event's order from utime_ns,
-	 * and that thread's task_struct * (a global function takes scalars only). */
-	__u64 others[10];
+	/* The usage of a process's threads but the one exiting, summed by
+	 * add_other_threads() in the fields of an exit record that it adds up (its
+	 * base and maxrss_pages unused), and that thread's task_struct * (a global
+	 * function takes scalars only). */
+	struct exit_event others;
 	__u64 exiting;
 };
 
@@ -966,7 +967,7 @@ __noinline int add_other_threads(void)
 
 	if (!sp)
 		return 0;
-	__builtin_memset(sp->others, 0, sizeof(sp->others));
+	__builtin_memset(&sp->others, 0, sizeof(sp->others));
 	self_at = sp->exiting;
 	sig = BPF_CORE_READ((struct task_struct *)self_at, signal);
 	head = (__u64)sig + bpf_core_field_offset(sig->thread_head);
@@ -974,16 +975,18 @@ __noinline int add_other_threads(void)
 	for (i = 0; i < EXIT_THREADS_READ_MAX && pos && (__u64)pos != head; i++) {
 		t = (struct task_struct *)((__u64)pos - node_offset);
 		if ((__u64)t != self_at) {
-			sp->others[0] += BPF_CORE_READ(t, utime);
-			sp->others[1] += BPF_CORE_READ(t, stime);
-			sp->others[2] += BPF_CORE_READ(t, se.sum_exec_runtime);
-			sp->others[4] += BPF_CORE_READ(t, min_flt);
-			sp->others[5] += BPF_CORE_READ(t, maj_flt);
-			sp->others[6] += BPF_CORE_READ(t, nvcsw);
-			sp->others[7] += BPF_CORE_READ(t, nivcsw);
+			struct exit_event *sum = &sp->others;
+
+			sum->utime_ns += BPF_CORE_READ(t, utime);
+			sum->stime_ns += BPF_CORE_READ(t, stime);
+			sum->runtime_ns += BPF_CORE_READ(t, se.sum_exec_runtime);
+			sum->min_flt += BPF_CORE_READ(t, min_flt);
+			sum->maj_flt += BPF_CORE_READ(t, maj_flt);
+			sum->nvcsw += BPF_CORE_READ(t, nvcsw);
+			sum->nivcsw += BPF_CORE_READ(t, nivcsw);
 			if (bpf_core_field_exists(t->ioac.read_bytes)) {
-				sp->others[8] += BPF_CORE_READ(t, ioac.read_bytes);
-				sp->others[9] += BPF_CORE_READ(t, ioac.write_bytes);
+				sum->read_bytes += BPF_CORE_READ(t, ioac.read_bytes);
+				sum->write_bytes += BPF_CORE_READ(t, ioac.write_bytes);
 			}
 		}
 		pos = BPF_CORE_READ(t, thread_node.next);
@@ -1036,18 +1039,18 @@ static __always_inline void fill_usage(struct exit_event *x, struct task_struct 
 	}
 }
 
-/* The usage of the threads other than the exiting one (sp->others), added. */
-static __always_inline void add_others(struct exit_event *x, const struct scratch_space *sp)
+/* The usage of the threads other than the exiting one (add_other_threads), added. */
+static __always_inline void add_others(struct exit_event *x, const struct exit_event *sum)
 {
-	x->utime_ns += sp->others[0];
-	x->stime_ns += sp->others[1];
-	x->runtime_ns += sp->others[2];
-	x->min_flt += sp->others[4];
-	x->maj_flt += sp->others[5];
-	x->nvcsw += sp->others[6];
-	x->nivcsw += sp->others[7];
-	x->read_bytes += sp->others[8];
-	x->write_bytes += sp->others[9];
+	x->utime_ns += sum->utime_ns;
+	x->stime_ns += sum->stime_ns;
+	x->runtime_ns += sum->runtime_ns;
+	x->min_flt += sum->min_flt;
+	x->maj_flt += sum->maj_flt;
+	x->nvcsw += sum->nvcsw;
+	x->nivcsw += sum->nivcsw;
+	x->read_bytes += sum->read_bytes;
+	x->write_bytes += sum->write_bytes;
 }
 
 /* The record is the process's, whichever thread went last: its id, name, parent,
@@ -1066,7 +1069,7 @@ static __always_inline void fill_exit(struct exit_event *x, struct task_struct *
 	e->duration_ns = e->ts_ns - start_time;
 	fill_usage(x, p);
 	if (others)
-		add_others(x, others);
+		add_others(x, &others->others);
 }
 
 SEC("tp_btf/sched_process_exit")
