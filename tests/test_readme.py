@@ -41,7 +41,8 @@ PID_MIN = 1000
 MARK = "@@procmon-readme-step@@"
 TIME_OF_DAY = re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b")
 DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b")
-PEAK = re.compile(r"\bpeak \d+(?:\.\d+)?[KMG]")
+# The peak memory of an exit row of --wide, after its CPU time.
+PEAK = re.compile(r"(?<=<duration> )\d+(?:\.\d+)?[KMG]\b")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 NUMBER = re.compile(r"\d+")
 UNIT = re.compile(r"\d+|.", re.S)
@@ -93,7 +94,7 @@ def masked(line: str, comment: str) -> str:
         line = RFC3339.sub("<time>", line)
         line = TIME_OF_DAY.sub("<time>", line)
         line = DURATION.sub("<duration>", line)
-        line = PEAK.sub("peak <size>", line)
+        line = PEAK.sub("<size>", line)
     if "counts vary" in comment:
         line = NUMBER.sub("<n>", line)
     return " ".join(line.split())

@@ -350,7 +350,7 @@ def wide_line(
     starts with how long the process ran."""
     last = _command_text(r)
     if r.exited and not r.failed:
-        cost = f", {usage_text(r.usage)}" if r.usage is not None else ""
+        cost = f" {usage_text(r.usage)}" if r.usage is not None else ""
         last = f"after {duration_text(r.duration_ns) or '?'}{cost}: {last}"
     cells = [
         (str(r.pid), PID_WIDTH),
@@ -426,10 +426,9 @@ def memory_text(kib: int) -> str:
 
 def usage_text(u: Usage) -> str:
     """What a process cost, in an exit row: its CPU time (user and system) and its
-    peak resident memory: `cpu 1.20s, peak 12.3M`."""
-    return (
-        f"cpu {duration_text(u.cpu_user_ns + u.cpu_system_ns)}, peak {memory_text(u.max_rss_kib)}"
-    )
+    peak resident memory, `cpu 1.20s 12.3M`: short enough that, with the longest
+    lifetime, CPU time and size, a row of 80 columns still shows it whole."""
+    return f"cpu {duration_text(u.cpu_user_ns + u.cpu_system_ns)} {memory_text(u.max_rss_kib)}"
 
 
 def attempt_words(e: Event) -> tuple[str, ...]:
