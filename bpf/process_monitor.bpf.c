@@ -91,6 +91,8 @@ const volatile enum reader_loss btf_anchor_reader_loss = READER_LOSS_KINDS;
 const volatile enum reader_limits btf_anchor_reader_limits = READERS_MAX;
 const volatile enum reader_flag btf_anchor_reader_flag = READER_NAMED;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
+const volatile struct exit_event btf_anchor_exit_event = {};
+const volatile enum exit_limits btf_anchor_exit_limits = EXIT_THREADS_READ_MAX;
 
 static __always_inline void add(__u32 key, __u64 n)
 {
@@ -227,6 +229,12 @@ struct scratch_space {
 	__u64 argv_ptrs[ARGV_CHUNK];
 	__u64 argv_page_at;
 	char argv_page[ARGV_PAGE];
+	/* The usage of a process's threads but the one exiting, summed by
+	 * add_other_threads() in the fields of an exit record that it adds up (its
+	 * base and maxrss_pages unused), and that thread's task_struct * (a global
+	 * function takes scalars only). */
+	struct exit_event others;
+	__u64 exiting;
 };
 
 struct {
@@ -450,13 +458,13 @@ static __always_inline __u32 lone_reader(__u32 wanting)
  * it (NULL if not, or its ring is full), for the program to fill in place and
  * submit(): with one reader, a record is never built twice nor copied. */
 static __always_inline struct process_event *reserve_for(__u32 slot, struct cgroup *cg,
-							  __u32 exiting, struct taker *t)
+							  __u32 exiting, struct taker *t, __u64 size)
 {
 	struct process_event *e;
 
 	if (!takes(slot, cg, exiting, t, NULL))
 		return NULL;
-	e = bpf_ringbuf_reserve(t->ring, sizeof(*e), 0);
+	e = bpf_ringbuf_reserve(t->ring, size, 0);
 	if (!e) {
 		refused(t);
 		return NULL;
@@ -465,9 +473,9 @@ static __always_inline struct process_event *reserve_for(__u32 slot, struct cgro
 	return e;
 }
 
-static __always_inline void submit(struct process_event *e, const struct taker *t)
+static __always_inline void submit(struct process_event *e, const struct taker *t, __u64 size)
 {
-	bpf_ringbuf_submit(e, wakeup_flags(t->reader, t->ring, RINGBUF_FOOTPRINT(sizeof(*e))));
+	bpf_ringbuf_submit(e, wakeup_flags(t->reader, t->ring, RINGBUF_FOOTPRINT(size)));
 }
 
 /* The record in scratch_space, of a process in cgroup `cg`, to each reader of
@@ -559,11 +567,11 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	lone = lone_reader(wanting);
 	if (lone) {
 		struct taker t;
-		struct process_event *f = reserve_for(lone - 1, cg, 0, &t);
+		struct process_event *f = reserve_for(lone - 1, cg, 0, &t, sizeof(*f));
 
 		if (f) {
 			fill_fork(f, child, cg, thread);
-			submit(f, &t);
+			submit(f, &t, sizeof(*f));
 		}
 		return 0;
 	}
@@ -942,17 +950,126 @@ static __always_inline bool writes_exit(struct task_struct *p, __u64 *ctx, struc
 	return !bpf_map_update_elem(&exited, key, &one, BPF_NOEXIST);
 }
 
-/* The record is the process's, whichever thread went last: its id, name, parent,
- * cgroup and lifetime are the leader's. */
-static __always_inline void fill_exit(struct process_event *e, struct task_struct *leader,
-				      struct cgroup *cg, __u64 start_time)
+/* The usage of the threads of the process of sp->exiting but that one, into
+ * sp->others: those not yet released, still on the group's thread list (a
+ * zombie leader, threads exiting beside this one); the released ones' is in
+ * signal_struct.  Global: the verifier checks the loop once; its pointers are
+ * plain numbers here, read through helpers. */
+__noinline int add_other_threads(void)
 {
+	struct scratch_space *sp = get_scratch_space();
+	__u64 node_offset = bpf_core_field_offset(struct task_struct, thread_node);
+	struct signal_struct *sig;
+	struct task_struct *t;
+	struct list_head *pos;
+	__u64 self_at, head;
+	__u32 i;
+
+	if (!sp)
+		return 0;
+	__builtin_memset(&sp->others, 0, sizeof(sp->others));
+	self_at = sp->exiting;
+	sig = BPF_CORE_READ((struct task_struct *)self_at, signal);
+	head = (__u64)sig + bpf_core_field_offset(sig->thread_head);
+	pos = BPF_CORE_READ(sig, thread_head.next);
+	for (i = 0; i < EXIT_THREADS_READ_MAX && pos && (__u64)pos != head; i++) {
+		t = (struct task_struct *)((__u64)pos - node_offset);
+		if ((__u64)t != self_at) {
+			struct exit_event *sum = &sp->others;
+
+			sum->utime_ns += BPF_CORE_READ(t, utime);
+			sum->stime_ns += BPF_CORE_READ(t, stime);
+			sum->runtime_ns += BPF_CORE_READ(t, se.sum_exec_runtime);
+			sum->min_flt += BPF_CORE_READ(t, min_flt);
+			sum->maj_flt += BPF_CORE_READ(t, maj_flt);
+			sum->nvcsw += BPF_CORE_READ(t, nvcsw);
+			sum->nivcsw += BPF_CORE_READ(t, nivcsw);
+			if (bpf_core_field_exists(t->ioac.read_bytes)) {
+				sum->read_bytes += BPF_CORE_READ(t, ioac.read_bytes);
+				sum->write_bytes += BPF_CORE_READ(t, ioac.write_bytes);
+			}
+		}
+		pos = BPF_CORE_READ(t, thread_node.next);
+	}
+	return 0;
+}
+
+/* What the process cost (struct exit_event): the released threads' in
+ * signal_struct, plus the exiting thread `p`'s own, plus the others not yet
+ * released.  A process of one thread (every fork child that did not make
+ * threads) costs plain loads only, and those of signal_struct's counts only once
+ * a thread was released: every thread has run, so a process none of whose
+ * threads was released has no run time there, and reading that first skips the
+ * rest (three cache lines of an exit).  Before 6.16 the thread writing the
+ * record may not be the one that ended the group (writes_exit): a thread exiting
+ * beside it adds what it has so far, and the peak RSS may miss the last image's
+ * part if the group's ending thread has not recorded it yet (a moment after). */
+static __always_inline void fill_usage(struct exit_event *x, struct task_struct *p)
+{
+	struct signal_struct *sig = p->signal;
+	__u64 released = sig->sum_sched_runtime;
+	bool io = bpf_core_field_exists(p->ioac.read_bytes);
+
+	x->utime_ns = p->utime;
+	x->stime_ns = p->stime;
+	x->runtime_ns = released + p->se.sum_exec_runtime;
+	x->maxrss_pages = sig->maxrss;
+	x->min_flt = p->min_flt;
+	x->maj_flt = p->maj_flt;
+	x->nvcsw = p->nvcsw;
+	x->nivcsw = p->nivcsw;
+	x->read_bytes = 0;
+	x->write_bytes = 0;
+	if (io) {
+		x->read_bytes = p->ioac.read_bytes;
+		x->write_bytes = p->ioac.write_bytes;
+		x->base.flags |= EVENT_FLAG_IO;
+	}
+	if (!released)
+		return;
+	x->utime_ns += sig->utime;
+	x->stime_ns += sig->stime;
+	x->min_flt += sig->min_flt;
+	x->maj_flt += sig->maj_flt;
+	x->nvcsw += sig->nvcsw;
+	x->nivcsw += sig->nivcsw;
+	if (io) {
+		x->read_bytes += sig->ioac.read_bytes;
+		x->write_bytes += sig->ioac.write_bytes;
+	}
+}
+
+/* The usage of the threads other than the exiting one (add_other_threads), added. */
+static __always_inline void add_others(struct exit_event *x, const struct exit_event *sum)
+{
+	x->utime_ns += sum->utime_ns;
+	x->stime_ns += sum->stime_ns;
+	x->runtime_ns += sum->runtime_ns;
+	x->min_flt += sum->min_flt;
+	x->maj_flt += sum->maj_flt;
+	x->nvcsw += sum->nvcsw;
+	x->nivcsw += sum->nivcsw;
+	x->read_bytes += sum->read_bytes;
+	x->write_bytes += sum->write_bytes;
+}
+
+/* The record is the process's, whichever thread went last: its id, name, parent,
+ * cgroup and lifetime are the leader's; its usage is the whole group's.
+ * `others`: what add_other_threads() summed, NULL when `p` was the last one. */
+static __always_inline void fill_exit(struct exit_event *x, struct task_struct *p,
+				      struct task_struct *leader, struct cgroup *cg,
+				      __u64 start_time, const struct scratch_space *others)
+{
+	struct process_event *e = &x->base;
 	int status = process_exit_status(leader);
 
 	fill_common(e, EVENT_EXIT, leader, cg);
 	e->exit_code = (status >> 8) & 0xff;
 	e->exit_signal = status & 0x7f;
 	e->duration_ns = e->ts_ns - start_time;
+	fill_usage(x, p);
+	if (others)
+		add_others(x, &others->others);
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -960,8 +1077,9 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 {
 	struct settings *s = get_settings();
 	struct task_struct *leader = p->group_leader;
+	struct scratch_space *others = NULL;
 	struct exit_key key = {};
-	struct exec_event *e;
+	struct exit_event *e;
 	struct cgroup *cg;
 	__u32 lone;
 
@@ -976,23 +1094,32 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	count(COUNTER_EXITS);
 	if (!s->readers)
 		return 0;
+	/* Threads besides this one not yet released (a zombie leader among them). */
+	if (p->signal->nr_threads > 1) {
+		others = get_scratch_space();
+		if (!others)
+			return 0;
+		others->exiting = (__u64)p;
+		add_other_threads();
+	}
 	cg = leader->cgroups->dfl_cgrp;
 	lone = lone_reader(s->readers);
 	if (lone) {
 		struct taker t;
-		struct process_event *f = reserve_for(lone - 1, cg, key.tgid, &t);
+		struct exit_event *f = (struct exit_event *)reserve_for(lone - 1, cg, key.tgid, &t,
+									 sizeof(*f));
 
 		if (f) {
-			fill_exit(f, leader, cg, key.start_time);
-			submit(f, &t);
+			fill_exit(f, p, leader, cg, key.start_time, others);
+			submit(&f->base, &t, sizeof(*f));
 		}
 		return 0;
 	}
-	e = scratch();
+	e = (struct exit_event *)scratch();
 	if (!e)
 		return 0;
-	fill_exit(&e->base, leader, cg, key.start_time);
-	deliver(s->readers, sizeof(e->base), 0, cg, key.tgid);
+	fill_exit(e, p, leader, cg, key.start_time, others);
+	deliver(s->readers, sizeof(*e), 0, cg, key.tgid);
 	return 0;
 }
 

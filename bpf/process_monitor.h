@@ -26,6 +26,9 @@ enum event_flag {
 	/* The process lives in a PID namespace below the host's (a container,
 	 * unshare --pid): ns_pid and ns_ppid are its ids there. */
 	EVENT_FLAG_PIDNS = 4,
+	/* Exit records: read_bytes and write_bytes are the kernel's (it was built
+	 * with CONFIG_TASK_IO_ACCOUNTING); without it they are 0 and mean nothing. */
+	EVENT_FLAG_IO = 8,
 };
 
 /* How much of a command line exec records keep. */
@@ -39,8 +42,9 @@ enum argv_limits {
 	FAILED_ARGV_MAX_BYTES = ARGV_MAX_BYTES / 2,
 };
 
-/* Fork and exit records are a bare process_event; exec records are an
- * exec_event, so a thread storm does not pay ring space for a filename. */
+/* Fork records are a bare process_event, exit records an exit_event and exec
+ * records an exec_event, so a thread storm pays ring space for neither a
+ * filename nor a process's usage. */
 struct process_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 duration_ns;    /* exit: lifetime since the process started */
@@ -80,6 +84,38 @@ struct exec_event {
 	__u32 argc;           /* arguments the program was given (failed: found, up to FAILED_ARGS_MAX) */
 	__s32 error;          /* EVENT_EXEC_FAILED: what the syscall returned (-errno); else 0 */
 	char data[];
+};
+
+/* An exit record: what the whole process cost, read at its last thread's exit
+ * (the threads released before it are in signal_struct, those not yet released,
+ * a zombie leader among them, in their own task_struct), as the kernel keeps it,
+ * for user space to put in the units getrusage() reports.  Its own usage only:
+ * wait4() adds that of the children it waited for. */
+struct exit_event {
+	struct process_event base;
+	/* CPU time as the kernel sampled it (task_struct utime, stime: ticks
+	 * unless CONFIG_VIRT_CPU_ACCOUNTING_GEN), and the exact time the process
+	 * ran (se.sum_exec_runtime): getrusage() splits runtime_ns in the ratio of
+	 * utime_ns to stime_ns (cputime_adjust()), and so does user space. */
+	__u64 utime_ns;
+	__u64 stime_ns;
+	__u64 runtime_ns;
+	__u64 maxrss_pages;   /* peak resident set, every image it exec'd (signal->maxrss) */
+	__u64 min_flt;        /* page faults served without I/O */
+	__u64 maj_flt;        /* ... that needed I/O */
+	__u64 nvcsw;          /* voluntary context switches (it waited) */
+	__u64 nivcsw;         /* involuntary ones (it was preempted) */
+	/* With EVENT_FLAG_IO: bytes it had read from and dirtied for storage
+	 * (task_io_accounting, /proc/PID/io's read_bytes and write_bytes). */
+	__u64 read_bytes;
+	__u64 write_bytes;
+};
+
+/* The threads of a process an exit record sums (struct exit_event): those not
+ * yet released as its last exits, which a process ended by exit_group() has
+ * many of.  Past this many, the rest are left out. */
+enum exit_limits {
+	EXIT_THREADS_READ_MAX = 256,
 };
 
 /* Keys of the per-CPU `counters` map. */

@@ -222,6 +222,42 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len)
 	return PUT_FIELD(p, ",\"argc\":", x->argc);
 }
 
+/* decode.cpu_split(): the exact run time split in the ratio of the sampled user
+ * and system times, as getrusage() reports them (the kernel's cputime_adjust()). */
+static void cpu_split(__u64 utime, __u64 stime, __u64 runtime, __u64 *user, __u64 *system)
+{
+	if (!stime) {
+		*user = runtime;
+		*system = 0;
+	} else if (!utime) {
+		*user = 0;
+		*system = runtime;
+	} else {
+		*system = (__u64)((unsigned __int128)stime * runtime / ((unsigned __int128)stime + utime));
+		*user = runtime - *system;
+	}
+}
+
+/* An exit record's usage, after "duration_ns" (json_lines.usage_json). */
+static char *put_usage(char *p, const struct exit_event *x, __u64 page_kib)
+{
+	__u64 user, system;
+
+	cpu_split(x->utime_ns, x->stime_ns, x->runtime_ns, &user, &system);
+	p = PUT_FIELD(p, ",\"cpu_user_ns\":", user);
+	p = PUT_FIELD(p, ",\"cpu_system_ns\":", system);
+	p = PUT_FIELD(p, ",\"max_rss_kib\":", x->maxrss_pages * page_kib);
+	p = PUT_FIELD(p, ",\"minor_faults\":", x->min_flt);
+	p = PUT_FIELD(p, ",\"major_faults\":", x->maj_flt);
+	p = PUT_FIELD(p, ",\"voluntary_switches\":", x->nvcsw);
+	p = PUT_FIELD(p, ",\"involuntary_switches\":", x->nivcsw);
+	if (x->base.flags & EVENT_FLAG_IO) {
+		p = PUT_FIELD(p, ",\"read_bytes\":", x->read_bytes);
+		p = PUT_FIELD(p, ",\"write_bytes\":", x->write_bytes);
+	}
+	return p;
+}
+
 static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 {
 	__u64 i, slot;
@@ -238,8 +274,10 @@ static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 
 /* One record's line, `cg` its cgroup's; NULL if the caller must format it. */
 static char *put_record(char *p, const struct process_event *e, __u32 len,
-			const struct pm_cgroup *cg, struct pm_clock *clock)
+			const struct pm_cgroup *cg, struct pm_clock *clock, __u64 page_kib)
 {
+	if (e->type == EVENT_EXIT && len < sizeof(struct exit_event))
+		return NULL;
 	switch (e->type) {
 	case EVENT_FORK: p = PUT_LIT(p, "{\"type\":\"fork\""); break;
 	case EVENT_EXIT: p = PUT_LIT(p, "{\"type\":\"exit\""); break;
@@ -270,6 +308,7 @@ static char *put_record(char *p, const struct process_event *e, __u32 len,
 		p = put_s32(PUT_LIT(p, ",\"exit_code\":"), e->exit_code);
 		p = PUT_FIELD(p, ",\"exit_signal\":", e->exit_signal);
 		p = PUT_FIELD(p, ",\"duration_ns\":", e->duration_ns);
+		p = put_usage(p, (const struct exit_event *)e, page_kib);
 	} else if (e->type == EVENT_EXEC) {
 		p = put_exec(p, (const struct exec_event *)e, len);
 		if (!p)
@@ -291,6 +330,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 	__u64 prod = __atomic_load_n(producer_pos, __ATOMIC_ACQUIRE);
 	char *p = out, *end = out + cap;
 	struct pm_clock clock = clock_of(b->offset_ns);
+	__u64 page_kib = (__u64)sysconf(_SC_PAGESIZE) / 1024;
 
 	b->records = 0;
 	b->stop = PM_STOP_CAUGHT_UP;
@@ -342,7 +382,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			line = PUT_FIELD(line, ",\"dropped\":", e->dropped_total - marked);
 			line = PUT_LIT(line, "}\n");
 		}
-		line = put_record(line, e, len, cg, &clock);
+		line = put_record(line, e, len, cg, &clock, page_kib);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;
@@ -382,6 +422,8 @@ void pm_abi_info(struct pm_abi *abi)
 		.cgroup_slot_size = sizeof(struct pm_cgroup),
 		.cgroup_json_max = PM_CGROUP_JSON_MAX,
 		.json_format = PM_JSON_FORMAT,
+		.exit_event_size = sizeof(struct exit_event),
+		.event_flag_io = EVENT_FLAG_IO,
 	};
 }
 

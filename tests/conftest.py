@@ -438,6 +438,12 @@ def exit_modes(tmp_path_factory) -> Path:
     return build_program(tmp_path_factory, ROOT / "tests" / "programs" / "exit_modes.c")
 
 
+@pytest.fixture(scope="session")
+def usage_work(tmp_path_factory) -> Path:
+    """tests/programs/usage_work.c: processes of known cost that wait before they end."""
+    return build_program(tmp_path_factory, ROOT / "tests" / "programs" / "usage_work.c")
+
+
 def bpf_held_by(pid: int) -> dict[str, set[int]]:
     """The BPF objects a process holds through its fds: {"prog": ids, "link": ids,
     "map": ids}, from /proc/PID/fdinfo (what an unpinned instance is made of)."""

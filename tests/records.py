@@ -10,6 +10,7 @@ from procmon_ctl.kernel.abi import (
     EventFlag,
     EventType,
     ExecEvent,
+    ExitEvent,
     ProcessEvent,
     RingbufRecord,
     packer,
@@ -20,7 +21,21 @@ from procmon_ctl.process import clock
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
 EXEC_FAILED = EventType.EXEC_FAILED
 THREAD, TRUNCATED, PIDNS = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED, EventFlag.PIDNS
-_pack_event, _pack_exec = packer(ProcessEvent), packer(ExecEvent)
+IO = EventFlag.IO
+_pack_event, _pack_exec, _pack_exit = packer(ProcessEvent), packer(ExecEvent), packer(ExitEvent)
+# An exit record's usage (struct exit_event) unless told otherwise.
+USAGE = dict(
+    utime_ns=120_000_000,
+    stime_ns=40_000_000,
+    runtime_ns=158_765_432,
+    maxrss_pages=2560,
+    min_flt=700,
+    maj_flt=3,
+    nvcsw=12,
+    nivcsw=5,
+    read_bytes=8 << 20,
+    write_bytes=4096,
+)
 
 
 def argv_area(*args: bytes) -> bytes:
@@ -48,6 +63,7 @@ def record(
     cgroup: int = 1,  # cgroup_id (1: the v2 root)
     ns_pid: int = 0,  # with EventFlag.PIDNS in flags
     ns_ppid: int = 0,
+    usage: dict | None = None,  # exit: struct exit_event's fields that differ from USAGE
 ) -> bytes:
     """One record as the BPF programs write it: exec (and exec_failed) records are
     an exec_event followed by the filename and the argument area, and only as long
@@ -69,6 +85,8 @@ def record(
         ns_ppid=ns_ppid,
         comm=comm,
     )
+    if etype == EXIT:
+        return _pack_exit(**fields, **(USAGE | (usage or {})))
     if etype not in (EXEC, EXEC_FAILED):
         return _pack_event(**fields)
     if argc is None:
@@ -125,6 +143,19 @@ CASES = {
         record(EXEC_FAILED, filename=b"/etc/passwd", argv=b"", error=-13),
     ],
     "exit": [record(EXIT, code=3, sig=9, duration=200_000_000)],
+    "exit with usage": [
+        record(EXIT, flags=IO),
+        # cputime_adjust's cases: no system time, no user time, and a product
+        # beyond 64 bits (a peak RSS of 2**64 KiB would be more than a kernel counts).
+        record(EXIT, flags=IO, usage=dict(stime_ns=0, read_bytes=0, write_bytes=0)),
+        record(EXIT, flags=IO, usage=dict(utime_ns=0, maxrss_pages=1)),
+        record(
+            EXIT,
+            flags=IO,
+            usage={k: 2**64 - 1 - i for i, k in enumerate(USAGE)}
+            | dict(utime_ns=3, stime_ns=7, maxrss_pages=2**50),
+        ),
+    ],
     "cgroups": [record(FORK, cgroup=c) for c in (1, 2, 3, 2, 1, 987654321)],
     "pid namespace": [
         record(FORK, pid=900, tgid=900, flags=PIDNS, ns_pid=1, ns_ppid=0, cgroup=7),

@@ -23,6 +23,7 @@ from procmon_ctl.views import json_native
 STRUCTS = {
     "process_event": abi.ProcessEvent,
     "exec_event": abi.ExecEvent,
+    "exit_event": abi.ExitEvent,
     "settings": abi.Settings,
     "reader": abi.Reader,
     "reader_count": abi.ReaderCount,
@@ -38,6 +39,7 @@ ENUMS = {
     "reader_limits": (abi.ReaderLimits, ""),
     "reader_flag": (abi.ReaderFlag, "READER_"),
     "argv_limits": (abi.ArgvLimits, ""),
+    "exit_limits": (abi.ExitLimits, ""),
 }
 
 

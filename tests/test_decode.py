@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from records import EXEC, EXIT, FORK, PIDNS, THREAD, cgroup_json, record, ring_bytes
+from records import EXEC, EXIT, FORK, IO, PIDNS, THREAD, cgroup_json, record, ring_bytes
 
 from procmon_ctl.process import decode
 from procmon_ctl.views import json_lines
@@ -54,6 +54,8 @@ def test_printable_escapes_control_characters():
 # --lineage's (written by the stream, not by json_lines()).
 CONTAINER = ("container_id", "container_runtime", "container_name", "container_image", "pod_uid")
 OPTIONAL = {*CONTAINER, "ns_pid", "ns_ppid", "lineage"}
+# ... and an exit line's storage I/O, where the kernel accounts it (EventFlag.IO).
+OPTIONAL |= {"read_bytes", "write_bytes"}
 
 
 def container_json(cgroup_id: int) -> str:
@@ -71,7 +73,7 @@ def test_every_json_field_is_in_the_schema():
         json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
         assert set(json.loads(lines[0])) == set(model.model_fields) - OPTIONAL
         buf, offsets = ring_bytes(
-            [record(etype, code=1, filename=b"/y", flags=PIDNS, ns_pid=1, cgroup=5)]
+            [record(etype, code=1, filename=b"/y", flags=PIDNS | IO, ns_pid=1, cgroup=5)]
         )
         json_lines.json_lines(buf, offsets, lines, 0, container_json)
         assert set(json.loads(lines[1])) == set(model.model_fields) - {"lineage"}

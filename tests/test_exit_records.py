@@ -6,9 +6,12 @@ procmon-ctl call costs seconds.)"""
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,109 @@ def test_one_exit_record_per_process_with_its_status(attached, exit_modes):
     made = sum(threads for _args, _e, threads, _rc, _w in runs)
     assert after["threads"] - before["threads"] >= made
     assert not [e for e in events if e["type"] == "exit" and e["pid"] != e["tgid"]]
+
+
+# --- what each process cost (exit records' usage) ----------------------------------
+
+# What the kernel adds to a process's usage after its exit record is made, and so
+# wait4() has but the record has not: its exiting thread's CPU time since its last
+# scheduler tick, and a tick of each thread still running beside it (10 ms at the
+# lowest HZ, 100); the rest of its exit path (closing its files, waking its parent),
+# microseconds on hardware but up to tens of ms in the matrix's emulated (TCG) guests;
+# its last switch (to die), and a wait for each file whose last close blocks (the
+# guests' 9p root).  wait4() gives microseconds.
+TICK_NS = 10_000_000
+EXIT_PATH_NS = 50_000_000
+SWITCHES_AFTER = 8
+SPIN_MS = 200
+TOUCH_MIB = 64
+READ_MIB = 16
+
+
+def held_run(argv: list[str]) -> tuple[int, resource.struct_rusage, dict[str, int]]:
+    """Runs a usage_work process to its end: its pid, what wait4() said of it, and
+    its /proc/PID/io as it waited to end (every thread's, "ready" already said)."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    with p.stdin, p.stdout:
+        assert p.stdout.readline() == b"ready\n", argv
+        with open(f"/proc/{p.pid}/io") as f:
+            io = {k: int(v) for k, v in (line.split(": ") for line in f)}
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0, argv
+    return p.pid, usage, io
+
+
+def on_a_block_device(path: Path) -> bool:
+    """Whether `path`'s file system is on a block device (not tmpfs, 9p, overlay):
+    only there do reads count as storage I/O."""
+    return os.major(path.stat().st_dev) != 0
+
+
+def check_usage(record: dict, usage, io: dict[str, int], running: int, exact: bool) -> None:
+    """The record's usage against wait4()'s and /proc/PID/io's.  `running`: the
+    threads that may still run as the record is made; `exact`: the process's last
+    thread ends it alone (no thread exits beside it), so the counts that do not
+    grow in the exit path are the kernel's own."""
+    why = (record, usage, io)
+    slack = TICK_NS * running + EXIT_PATH_NS + 2_000  # and microseconds, rounded twice
+    user, system = round(usage.ru_utime * 1e9), round(usage.ru_stime * 1e9)
+    assert -2_000 <= user + system - record["cpu_user_ns"] - record["cpu_system_ns"] <= slack, why
+    assert abs(record["cpu_user_ns"] - user) <= slack, why
+    assert abs(record["cpu_system_ns"] - system) <= slack, why
+    assert 0 <= usage.ru_nvcsw - record["voluntary_switches"] <= SWITCHES_AFTER * running, why
+    assert 0 <= usage.ru_nivcsw - record["involuntary_switches"] <= SWITCHES_AFTER * running, why
+    if exact:
+        assert record["max_rss_kib"] == usage.ru_maxrss, why
+        assert record["minor_faults"] == usage.ru_minflt, why
+        assert record["major_faults"] == usage.ru_majflt, why
+    else:  # threads killed beside the last may fault on their way out
+        assert record["max_rss_kib"] <= usage.ru_maxrss, why
+        assert 0 <= usage.ru_minflt - record["minor_faults"] <= 64 * running, why
+    if "read_bytes" not in io:  # a kernel without CONFIG_TASK_IO_ACCOUNTING
+        assert "read_bytes" not in record and "write_bytes" not in record, why
+        return
+    assert record["read_bytes"] == io["read_bytes"] == usage.ru_inblock * 512, why
+    assert record["write_bytes"] == io["write_bytes"] == usage.ru_oublock * 512, why
+
+
+def test_exit_records_say_what_the_process_cost(attached, usage_work, tmp_path):
+    """Processes of known work, one thread or many (those that end before the last,
+    a leader that ends first, threads killed by exit_group(), a copy of a file
+    read with O_DIRECT): each exit record's
+    CPU time, peak RSS, faults, switches and storage I/O against what wait4() says
+    of the process and /proc/PID/io said just before it ended."""
+    cli = attached
+    data = tmp_path / "data"
+    with open(data, "wb") as f:
+        f.write(os.urandom(1 << 20) * READ_MIB)
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    work = str(usage_work)
+    # (arguments, CPU time it spins in ms, threads that may run as the record is
+    # made, whether its last thread ends it alone)
+    runs = [
+        (["spin", str(SPIN_MS), str(TOUCH_MIB)], SPIN_MS, 1, True),
+        (["threads", "3", str(SPIN_MS // 2)], 4 * (SPIN_MS // 2), 1, True),
+        (["leader-first", str(SPIN_MS // 2)], 2 * (SPIN_MS // 2), 1, True),
+        (["group", "2", str(SPIN_MS // 2)], SPIN_MS // 2, 3, False),
+        (["copy", str(data), str(tmp_path / "copy")], 0, 1, True),
+    ]
+    done = []
+    with cli.reading("events", "--json") as reading:
+        for args, _spun_ms, _running, _exact in runs:
+            done.append(held_run([work, *args]))
+    events = reading.json_lines()
+    for (args, spun_ms, running, exact), (pid, usage, io) in zip(runs, done, strict=True):
+        [record] = [e for e in events if e["type"] == "exit" and e["tgid"] == pid]
+        check_usage(record, usage, io, running, exact)
+        cpu = record["cpu_user_ns"] + record["cpu_system_ns"]
+        assert cpu >= spun_ms * 1_000_000 - TICK_NS * running, (args, record)
+        if args[0] == "spin":
+            assert record["max_rss_kib"] >= TOUCH_MIB * 1024, record
+        if args[0] == "copy" and "read_bytes" in io and on_a_block_device(data):
+            assert record["read_bytes"] >= READ_MIB << 20, record
+            assert record["write_bytes"] >= READ_MIB << 20, record

@@ -65,6 +65,7 @@ def expected(records: list[bytes]) -> list[dict]:
             line.update(errno=e.errno, error=decode.errno_name(e.errno))
         if e.type == EXIT:
             line.update(exit_code=e.exit_code, exit_signal=e.exit_signal, duration_ns=e.duration_ns)
+            line.update({k: v for k, v in e.usage._asdict().items() if v is not None})
         out.append(line)
     return out
 

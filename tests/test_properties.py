@@ -36,7 +36,13 @@ from procmon_ctl.errors import (
 from procmon_ctl.instance.load import OWN_ENTRIES
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.instance.readers import ReaderSlots, name_for_output
-from procmon_ctl.kernel.abi import EXEC_DATA_OFFSET, PROCESS_EVENT, EventType, ProcessEvent
+from procmon_ctl.kernel.abi import (
+    EXEC_DATA_OFFSET,
+    EXIT_EVENT_SIZE,
+    PROCESS_EVENT,
+    EventType,
+    ProcessEvent,
+)
 from procmon_ctl.process import clock
 from procmon_ctl.process.decode import cstr, decode_at, split_argv, text, unescape
 from procmon_ctl.process.rows import ProcessRows
@@ -347,6 +353,8 @@ def type_of(raw: bytes) -> int:
 
 
 def record_size(raw: bytes) -> int:
+    if type_of(raw) == EventType.EXIT:
+        return EXIT_EVENT_SIZE
     return RECORD_SIZE if type_of(raw) in EXEC_TYPES else PROCESS_EVENT.size
 
 

@@ -16,7 +16,8 @@ must be the block's text.  The variables:
   duration is (below);
 - where the command's own comment says so, and only there: `others trimmed` (the
   block shows some of the lines, in order: other processes of the machine print
-  between them), `times vary` (times of day and durations; and since a longer
+  between them), `times vary` (times of day and durations, and the peak memory an
+  exit row shows beside them; and since a longer
   duration leaves less room on the line, text cut with `…` may be cut a few
   characters sooner or later), `counts vary` (every number: counters of the whole
   machine).
@@ -40,6 +41,8 @@ PID_MIN = 1000
 MARK = "@@procmon-readme-step@@"
 TIME_OF_DAY = re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b")
 DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b")
+# The peak memory of an exit row of --wide, after its CPU time.
+PEAK = re.compile(r"(?<=<duration> )\d+(?:\.\d+)?[KMG]\b")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 NUMBER = re.compile(r"\d+")
 UNIT = re.compile(r"\d+|.", re.S)
@@ -91,6 +94,7 @@ def masked(line: str, comment: str) -> str:
         line = RFC3339.sub("<time>", line)
         line = TIME_OF_DAY.sub("<time>", line)
         line = DURATION.sub("<duration>", line)
+        line = PEAK.sub("<size>", line)
     if "counts vary" in comment:
         line = NUMBER.sub("<n>", line)
     return " ".join(line.split())

@@ -308,9 +308,10 @@ def test_wide_shows_the_exit_of_a_process_that_started_before_the_reader(monkeyp
     ended = exit_(CHILD, ROOT, T0 + 1, comm=b"make", code=2)
     stranger = exit_(CHILD + 1, OTHER, T0 + 2, comm=b"cc")
     lines = follow([killed, ended, stranger], "wide", Filters(ppid=frozenset({ROOT})), monkeypatch)
+    cost = ["cpu", "158.8ms", "10.0M:"]  # records.USAGE
     assert [ln.split()[1:] for ln in lines] == [
-        [str(OTHER), str(ROOT), "root", "SIGSEGV", "after", "2.50s:", "[sleep]"],
-        [str(CHILD), str(ROOT), "root", "exit", "2", "after", "0.0ms:", "[make]"],
+        [str(OTHER), str(ROOT), "root", "SIGSEGV", "after", "2.50s", *cost, "[sleep]"],
+        [str(CHILD), str(ROOT), "root", "exit", "2", "after", "0.0ms", *cost, "[make]"],
     ], lines
     # The narrow table has no exit rows at all.
     assert follow([killed, ended], "table", None, monkeypatch) == []
@@ -386,7 +387,11 @@ def test_an_exec_after_the_window_leaves_the_row_and_the_wide_exit_row_shows_it(
     assert table == [f"{CHILD:<7} {ROOT:<7} {'daemon':<15} daemon --start"]
     wide = follow(records, "wide", None, monkeypatch)
     assert wide[0].split()[4:] == ["exec", "daemon", "--start"]
-    assert wide[1].split()[4:] == ["exit", "1", "after", "0.0ms:", "daemon2", "--run"]
+    # With what the process cost (records.USAGE: 158.8 ms of CPU, 2560 pages).
+    assert wide[1].split()[4:] == [
+        *("exit", "1", "after", "0.0ms", "cpu", "158.8ms", "10.0M:"),
+        *("daemon2", "--run"),
+    ]
     # The same once the row was taken before the second exec.
     rows = ProcessRows(follow_exits=True)
     for r in records[:2]:
@@ -531,7 +536,7 @@ def test_wide_shows_the_whole_command_line_and_the_file_when_argv0_does_not_name
     records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", long, b"/bin/true")
     started, ended = follow(records, "wide", None, monkeypatch)
     assert started.split()[1:] == [str(CHILD), str(ROOT), "root", "exec", "/bin/true", "y" * 500]
-    assert ended.split()[4:8] == ["exit", "2", "after", "0.0ms:"]
+    assert ended.split()[4:11] == ["exit", "2", "after", "0.0ms", "cpu", "158.8ms", "10.0M:"]
     assert ended.endswith(": /bin/true " + "y" * 500)
     # argv[0] that a PATH lookup does not turn into the file: the file, in parentheses.
     records[2] = exec_(CHILD, ROOT, T0 + 2 * MS, b"true", [b"-bash", b"-l"], b"/bin/true")

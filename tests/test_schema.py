@@ -55,18 +55,22 @@ SHARED = [
 CONTAINER = ["container_id", "container_runtime", "container_name", "container_image", "pod_uid"]
 NAMESPACE = ["ns_pid", "ns_ppid"]
 # Every field of each type, in the order the writers write them.
+# What an exit line says the process cost; its storage I/O where the kernel accounts it.
+USAGE = ["cpu_user_ns", "cpu_system_ns", "max_rss_kib", "minor_faults", "major_faults",
+         "voluntary_switches", "involuntary_switches"]  # fmt: skip
+IO = ["read_bytes", "write_bytes"]
 FIELDS = {
     "fork": [*SHARED, *CONTAINER, *NAMESPACE, "lineage"],
     "exec": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated", "argc",
              "lineage"],
     "exit": [*SHARED, *CONTAINER, *NAMESPACE, "exit_code", "exit_signal", "duration_ns",
-             "lineage"],
+             *USAGE, *IO, "lineage"],
     "exec_failed": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated",
                     "argc", "errno", "error", "lineage"],
     "gap": ["type", "time", "dropped"],
 }  # fmt: skip
 # Those a line may lack: the cgroup's path once it is removed, and the above.
-OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, "lineage"}
+OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, *IO, "lineage"}
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +282,10 @@ EXEC = {
     "argv_truncated": False,
     "argc": 3,
 }
-EXIT = {**FORK, "type": "exit", "exit_code": 2, "exit_signal": 0, "duration_ns": 4148935}
+EXIT = {**FORK, "type": "exit", "exit_code": 2, "exit_signal": 0, "duration_ns": 4148935,
+        "cpu_user_ns": 1203000, "cpu_system_ns": 2311000, "max_rss_kib": 3712,
+        "minor_faults": 141, "major_faults": 0, "voluntary_switches": 1,
+        "involuntary_switches": 0, "read_bytes": 0, "write_bytes": 4096}  # fmt: skip
 GAP = {"type": "gap", "time": "2026-11-29T22:15:01.200000Z", "dropped": 12}
 FAILED = {**EXEC, "type": "exec_failed", "comm": "sh", "filename": "/nope", "argv": ["nope"],
           "argc": 1, "errno": 2, "error": "ENOENT"}  # fmt: skip

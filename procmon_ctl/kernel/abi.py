@@ -42,6 +42,7 @@ class EventFlag(IntEnum):
     THREAD = 1
     ARGV_TRUNCATED = 2
     PIDNS = 4
+    IO = 8
 
 
 class ArgvLimits(IntEnum):
@@ -155,6 +156,30 @@ class ExecEvent(ctypes.Structure):
     ]
 
 
+class ExitEvent(ctypes.Structure):
+    """struct exit_event: an exit record, the process's usage after its base"""
+
+    _fields_ = [
+        ("base", ProcessEvent),
+        ("utime_ns", c_uint64),
+        ("stime_ns", c_uint64),
+        ("runtime_ns", c_uint64),
+        ("maxrss_pages", c_uint64),
+        ("min_flt", c_uint64),
+        ("maj_flt", c_uint64),
+        ("nvcsw", c_uint64),
+        ("nivcsw", c_uint64),
+        ("read_bytes", c_uint64),
+        ("write_bytes", c_uint64),
+    ]
+
+
+class ExitLimits(IntEnum):
+    """enum exit_limits"""
+
+    EXIT_THREADS_READ_MAX = 256
+
+
 class Settings(ctypes.Structure):
     """struct settings: the one value of the `settings` map"""
 
@@ -222,7 +247,7 @@ class PmBatch(ctypes.Structure):
 
 
 # enum pm_json_format: the version of the lines' text the C formatter writes.
-PM_JSON_FORMAT = 3
+PM_JSON_FORMAT = 4
 
 
 class PmCgroupLimits(IntEnum):
@@ -270,6 +295,8 @@ class PmAbi(ctypes.Structure):
             "cgroup_slot_size",
             "cgroup_json_max",
             "json_format",
+            "exit_event_size",
+            "event_flag_io",
         )
     ]
 
@@ -298,6 +325,8 @@ def expected_pm_abi() -> PmAbi:
         cgroup_slot_size=ctypes.sizeof(PmCgroup),
         cgroup_json_max=PmCgroupLimits.PM_CGROUP_JSON_MAX,
         json_format=PM_JSON_FORMAT,
+        exit_event_size=ctypes.sizeof(ExitEvent),
+        event_flag_io=EventFlag.IO,
     )
 
 
@@ -382,6 +411,8 @@ def packer(layout: type[ctypes.Structure]) -> Callable[..., bytes]:
 
 
 PROCESS_EVENT = struct.Struct("<" + struct_format(ProcessEvent))
+# An exit record's usage follows its base (struct exit_event).
+EXIT_EVENT_SIZE = ctypes.sizeof(ExitEvent)
 # An exec record's filename and arguments follow its fixed part (struct exec_event).
 EXEC_DATA_OFFSET = ctypes.sizeof(ExecEvent)
 SETTINGS = struct.Struct("<" + struct_format(Settings))

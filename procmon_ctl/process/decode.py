@@ -21,7 +21,15 @@ import re
 from json.encoder import encode_basestring  # C-accelerated, exact JSON string escaping
 from typing import NamedTuple
 
-from ..kernel.abi import EXEC_DATA_OFFSET, EventFlag, EventType, ExecEvent, ProcessEvent, unpacker
+from ..kernel.abi import (
+    EXEC_DATA_OFFSET,
+    EventFlag,
+    EventType,
+    ExecEvent,
+    ExitEvent,
+    ProcessEvent,
+    unpacker,
+)
 
 # A record's fields by name, in the order of struct process_event: abi.py says where
 # each one is (one struct call per record).
@@ -44,12 +52,69 @@ EVENT_FIELDS = (
 )
 unpack_event = unpacker(ProcessEvent, *EVENT_FIELDS)
 _unpack_tail = unpacker(ExecEvent, "filename_len", "argv_len", "argc", "error")
+# An exit record's usage (struct exit_event), in its order.
+USAGE_FIELDS = (
+    "utime_ns",
+    "stime_ns",
+    "runtime_ns",
+    "maxrss_pages",
+    "min_flt",
+    "maj_flt",
+    "nvcsw",
+    "nivcsw",
+    "read_bytes",
+    "write_bytes",
+)
+unpack_usage = unpacker(ExitEvent, *USAGE_FIELDS)
+# maxrss_pages in KiB, as getrusage() gives ru_maxrss: the records are this
+# host's, made with its page size.
+PAGE_KIB = mmap.PAGESIZE // 1024
 # A record's type as Event has it: the EventType, or the number of a type this
 # version does not know.
 _TYPES = {t.value: t for t in EventType}
 _EXEC, _EXIT, _FAILED = EventType.EXEC, EventType.EXIT, EventType.EXEC_FAILED
 _THREAD, _TRUNCATED = EventFlag.THREAD.value, EventFlag.ARGV_TRUNCATED.value
 _PIDNS = EventFlag.PIDNS.value
+_IO = EventFlag.IO.value
+
+
+class Usage(NamedTuple):
+    """What a process cost, as getrusage() reports it for a process waited for
+    (its own part: not that of the children it waited for)."""
+
+    cpu_user_ns: int
+    cpu_system_ns: int
+    max_rss_kib: int  # peak resident set, every image it ran (ru_maxrss)
+    minor_faults: int
+    major_faults: int
+    voluntary_switches: int
+    involuntary_switches: int
+    # Bytes read from and dirtied for storage (/proc/PID/io); None where the kernel
+    # does not account them (built without CONFIG_TASK_IO_ACCOUNTING).
+    read_bytes: int | None
+    write_bytes: int | None
+
+
+def cpu_split(utime: int, stime: int, runtime: int) -> tuple[int, int]:
+    """The process's exact run time `runtime` split into user and system time in
+    the ratio of the kernel's sampled `utime` and `stime`, as getrusage() and
+    wait4() report them (cputime_adjust(), from a process's first reading: no
+    earlier one to stay above).  native/json_lines.c does the same."""
+    if not stime:
+        return runtime, 0
+    if not utime:
+        return 0, runtime
+    system = stime * runtime // (stime + utime)
+    return runtime - system, system
+
+
+def usage_at(buf: bytes | memoryview | mmap.mmap, offset: int, flags: int) -> Usage:
+    """The usage of the exit record at `offset` of `buf` (`flags`: the record's)."""
+    ut, st, rt, rss, minflt, majflt, nvcsw, nivcsw, rbytes, wbytes = unpack_usage(buf, offset)
+    user, system = cpu_split(ut, st, rt)
+    if not flags & _IO:
+        rbytes = wbytes = None
+    return Usage(user, system, rss * PAGE_KIB, minflt, majflt, nvcsw, nivcsw, rbytes, wbytes)
 
 
 class Event(NamedTuple):
@@ -81,6 +146,8 @@ class Event(NamedTuple):
     # host's (None there); ns_ppid 0: its parent is outside that namespace.
     ns_pid: int | None = None
     ns_ppid: int | None = None
+    # exit: what the process cost.
+    usage: Usage | None = None
 
 
 def text(raw: bytes) -> str:
@@ -198,7 +265,8 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
             *common, filename, None, None, None, dropped, argv, truncated, argc, errno, cgroup, *ns
         )
     if etype == _EXIT:
+        usage = usage_at(buf, offset, flags)
         return Event(
-            *common, None, code, sig, duration, dropped, None, None, None, None, cgroup, *ns
+            *common, None, code, sig, duration, dropped, None, None, None, None, cgroup, *ns, usage
         )
     return Event(*common, None, None, None, None, dropped, None, None, None, None, cgroup, *ns)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..kernel.abi import EXEC, EXIT, FORK
-from .decode import Event
+from .decode import Event, Usage
 from .procfs import pids, read_stat
 
 # A fork is shown once the child execs, or after this long without an exec.
@@ -59,6 +59,7 @@ class Row:
     ts_ns: int = 0  # of its record (fork, exit, exec_failed): the TIME column
     pos: int = 0  # ring position of its record: the backlog ends before a position
     failed: bool = False  # an exec that failed (--failed); made with exited=True
+    usage: Usage | None = None  # an exit row's: what the process cost
 
 
 @dataclass
@@ -318,6 +319,7 @@ class ProcessRows:
                     exit_code=e.exit_code,
                     exit_signal=e.exit_signal,
                     duration_ns=e.duration_ns,
+                    usage=e.usage,
                     exited=True,
                     ts_ns=e.ts_ns,
                 ),

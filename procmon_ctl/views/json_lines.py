@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from ..kernel.abi import EventFlag, EventType
 from ..process import clock
-from ..process.decode import cstr, errno_name, exec_parts, json_string, unpack_event
+from ..process.decode import cstr, errno_name, exec_parts, json_string, unpack_event, usage_at
 
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
@@ -82,6 +82,20 @@ def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
     return text
 
 
+def usage_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
+    """The fields an exit record adds after "duration_ns": what the process cost."""
+    u = usage_at(buf, off, flags)
+    text = (
+        f'"cpu_user_ns":{u.cpu_user_ns},"cpu_system_ns":{u.cpu_system_ns},'
+        f'"max_rss_kib":{u.max_rss_kib},"minor_faults":{u.minor_faults},'
+        f'"major_faults":{u.major_faults},"voluntary_switches":{u.voluntary_switches},'
+        f'"involuntary_switches":{u.involuntary_switches}'
+    )
+    if u.read_bytes is not None:
+        text += f',"read_bytes":{u.read_bytes},"write_bytes":{u.write_bytes}'
+    return text
+
+
 def json_lines(
     buf: bytes | memoryview | mmap.mmap,
     offsets: list[int],
@@ -134,7 +148,8 @@ def json_lines(
         elif etype == exit_:
             append(
                 f'{{"type":"exit",{common},'
-                f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration}}}'
+                f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration},'
+                f"{usage_json(buf, off, flags)}}}"
             )
         elif etype in (exec_, failed):
             name = "exec" if etype == exec_ else "exec_failed"

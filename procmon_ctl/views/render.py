@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from ..errors import Command, Setting, Words
 from ..kernel.abi import EXEC, EXEC_FAILED, EXIT, EventType
 from ..process import clock, decode
-from ..process.decode import Event, errno_name
+from ..process.decode import Event, Usage, errno_name
 from ..process.rows import Row
 
 
@@ -350,7 +350,8 @@ def wide_line(
     starts with how long the process ran."""
     last = _command_text(r)
     if r.exited and not r.failed:
-        last = f"after {duration_text(r.duration_ns) or '?'}: {last}"
+        cost = f" {usage_text(r.usage)}" if r.usage is not None else ""
+        last = f"after {duration_text(r.duration_ns) or '?'}{cost}: {last}"
     cells = [
         (str(r.pid), PID_WIDTH),
         (str(r.ppid), PID_WIDTH),
@@ -412,6 +413,22 @@ def duration_text(ns: int | None) -> str:
     if ns < 1_000_000_000:
         return f"{ns / 1e6:.1f}ms"
     return f"{ns / 1e9:.2f}s"
+
+
+def memory_text(kib: int) -> str:
+    """A size given in KiB, in binary units as `free -h` writes them: 912K, 12.3M, 1.5G."""
+    if kib < 1024:
+        return f"{kib}K"
+    if kib < 1024 * 1024:
+        return f"{kib / 1024:.1f}M"
+    return f"{kib / (1024 * 1024):.1f}G"
+
+
+def usage_text(u: Usage) -> str:
+    """What a process cost, in an exit row: its CPU time (user and system) and its
+    peak resident memory, `cpu 1.20s 12.3M`: short enough that, with the longest
+    lifetime, CPU time and size, a row of 80 columns still shows it whole."""
+    return f"cpu {duration_text(u.cpu_user_ns + u.cpu_system_ns)} {memory_text(u.max_rss_kib)}"
 
 
 def attempt_words(e: Event) -> tuple[str, ...]:

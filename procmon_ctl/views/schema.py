@@ -192,6 +192,36 @@ class ExitEvent(_ProcessLine):
     exit_code: S32 = Field(description="the exit status, as wait() gives it (0 if killed)")
     exit_signal: U32 = Field(description="the signal that ended it, 0 if none")
     duration_ns: U64 = Field(description="how long the process lived, in ns")
+    # What the process cost: read in the kernel as its last thread exits, for the
+    # whole process (its threads that ended before included), in the units of
+    # getrusage() (the process's own part: wait4() adds the children it waited for).
+    cpu_user_ns: U64 = Field(
+        description="CPU time in user mode, in ns, as wait4()'s ru_utime gives it (the "
+        "kernel's exact run time split in the ratio of its sampled user and system time); "
+        "the exiting thread's time since its last scheduler tick (at most 1/HZ) is not in it"
+    )
+    cpu_system_ns: U64 = Field(description="CPU time in kernel mode, in ns (ru_stime), likewise")
+    max_rss_kib: U64 = Field(
+        description="peak resident memory, in KiB (1024 bytes), of every program the process "
+        "ran: ru_maxrss, `time -v`'s Maximum resident set size"
+    )
+    minor_faults: U64 = Field(description="page faults served without I/O (ru_minflt)")
+    major_faults: U64 = Field(description="page faults that needed I/O (ru_majflt)")
+    voluntary_switches: U64 = Field(description="context switches because it waited (ru_nvcsw)")
+    involuntary_switches: U64 = Field(
+        description="context switches because it was preempted (ru_nivcsw)"
+    )
+    read_bytes: U64 = Field(
+        None,
+        description="bytes it had read from storage, in bytes (/proc/PID/io read_bytes; "
+        "ru_inblock * 512): reads served from the page cache are not in it; absent where the "
+        "kernel does not account it (built without CONFIG_TASK_IO_ACCOUNTING)",
+    )
+    write_bytes: U64 = Field(
+        None,
+        description="bytes it caused to be written to storage, in bytes, counted as it dirtied "
+        "page cache pages (/proc/PID/io write_bytes; ru_oublock * 512); absent with read_bytes",
+    )
     lineage: Lineage = None
 
 
