@@ -164,7 +164,8 @@ def test_run_tree_fits_80_columns_and_is_whole_when_piped():
     ]  # fmt: skip
     assert all(m.group("command").endswith(CUT) for m in tree), text
     assert re.search(r", exit 2\)$", tree[3].group()), text
-    assert all(re.search(rf"\(pid \d+, {DURATION}, exit \d\)$", m.group()) for m in tree)
+    cost = rf"cpu {DURATION} peak \d+(?:\.\d)?[KMG]"
+    assert all(re.search(rf"\(pid \d+, {DURATION}, {cost}, exit \d\)$", m.group()) for m in tree)
 
     r = piped("run", "--tree", "--", "sh", "-c", script, check_code=0)
     assert f"sh -c 'exit 2' sh {long_arg}  (pid " in r.stderr

@@ -42,7 +42,8 @@ MARK = "@@procmon-readme-step@@"
 TIME_OF_DAY = re.compile(r"\b\d\d:\d\d:\d\d\.\d{3}\b")
 DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b")
 # The peak memory of an exit row of --wide, after its CPU time.
-PEAK = re.compile(r"(?<=<duration> )\d+(?:\.\d+)?[KMG]\b")
+# A size after a duration (--wide's exit rows) or in run's summary's memory lines.
+PEAK = re.compile(r"(?:(?<=<duration> )|(?<=peak memory: )|(?<=\) ))\d+(?:\.\d+)?[KMG]\b")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 NUMBER = re.compile(r"\d+")
 UNIT = re.compile(r"\d+|.", re.S)

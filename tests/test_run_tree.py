@@ -547,3 +547,33 @@ def test_docs_list_the_run_summary_s_fields():
     fields = re.compile(r"^- `(\w+)` \(", re.MULTILINE)
     assert fields.findall(summary_part) == list(RunSummary.model_fields)
     assert fields.findall(node_part) == list(RunNode.model_fields)
+
+
+def test_run_says_where_the_cpu_and_memory_went():
+    """run's cost (issue 29.3): the tree's CPU summed from the exit records matches
+    what wait4() gave run for CMD, the kernel's own total (every process here is
+    waited for), within what each exit path costs after its record: at most 10 ms
+    a process, plus 50 ms.  The costliest by CPU and by memory are the processes
+    that did that work; --tree and the text summary show them."""
+    toucher = f"{sys.executable} -c 'b = bytearray(96 << 20); b[::4096] = b\"x\" * (24 << 10)'"
+    script = f"dd if=/dev/zero of=/dev/null bs=64k count=100000 2>/dev/null; {toucher}"
+    r = run_cli("run", "--json", "--", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    cost = summary["cost"]
+    tree_cpu = cost["cpu_user_ns"] + cost["cpu_system_ns"]
+    waited = cost["waited_cpu_user_ns"] + cost["waited_cpu_system_ns"]
+    assert cost["measured"] == summary["processes"] == 3, cost
+    assert 0 <= waited - tree_cpu <= 10_000_000 * cost["measured"] + 50_000_000, cost
+    assert cost["top_cpu"][0]["comm"] == "dd" and cost["top_cpu"][0]["cpu_ns"] > 20_000_000
+    peak = cost["top_memory"][0]
+    assert peak["comm"].startswith("python") and peak["max_rss_kib"] >= 96 << 10, cost
+    assert cost["waited_max_rss_kib"] == peak["max_rss_kib"], cost
+    assert 0 < peak["after_ns"] < summary["wall_ns"]
+    nodes = [summary["tree"], *summary["tree"]["children"]]
+    assert sum(n["cpu_user_ns"] + n["cpu_system_ns"] for n in nodes) == tree_cpu
+    text = run_cli("run", "--tree", "--", "sh", "-c", script).stderr
+    assert re.search(r"^  cpu: \S+ \(user \S+, system \S+\); wait4\(\) for CMD: \S+$", text, re.M)
+    assert re.search(r"^  peak memory: \d+\.\dM, python\S* \(pid \d+\), from ", text, re.M), text
+    assert re.search(r"^  most cpu: dd \(pid \d+\) ", text, re.M), text
+    assert re.search(r"^\u251c\u2500 dd .*, cpu \S+ peak \S+, exit 0\)$", text, re.M), text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -25,13 +26,13 @@ from ..instance.readers import ReaderWants
 from ..kernel.system import HOST_PID_NAMESPACE, pid_namespace, proc_has_host_pids
 from ..process.decode import text
 from ..process.procfs import read_stat
-from ..process.run_summary import TreeSummary
+from ..process.run_summary import Costly, TreeSummary
 from ..process.tree import ProcessTree
 from ..process.users import RunAs, become, environment_for
 from ..stream.follow import StreamOptions, View, follow
 from ..stream.sink import Sink, UntilItFails
 from ..views import render
-from ..views.schema import RunExit, RunLifetime, RunProcess, RunSummary
+from ..views.schema import RunCost, RunCostly, RunExit, RunLifetime, RunProcess, RunSummary
 from ..views.tree import tree_model
 
 # Signals `run` passes on to CMD, as `timeout` does; it then waits for CMD.
@@ -116,6 +117,8 @@ class Command:
             ) from None
         self.started = time.monotonic()
         self.status: int | None = None
+        # CMD's, as wait4() gives it: the kernel's own total of CMD and what it waited for.
+        self.rusage: resource.struct_rusage | None = None
         self.ended_at = 0.0
         self.interrupted = False  # a STOPS_WAITING signal came
         self.last_wait: float | None = None  # when run stops waiting (a second one came)
@@ -127,10 +130,10 @@ class Command:
         while (info := signal.sigtimedwait(FORWARDED, 0)) is not None:
             self._received(info)
         if self.status is None and not self.given_up:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
             now = time.monotonic()
             if pid:
-                self.status, self.ended_at = status, now
+                self.status, self.ended_at, self.rusage = status, now, rusage
             elif self.last_wait is not None and now >= self.last_wait:
                 self.given_up, self.ended_at = True, now
         return self.status is not None or self.given_up
@@ -314,8 +317,36 @@ def run_command(
         lost_records=counters["dropped"],
         unfollowed=counters["unfollowed"],
         wall_ns=int((command.ended_at - command.started) * 1e9),
+        cost=_cost(summary, command.rusage, int(command.started * 1e9)),
         tree=None if summary.tree is None else tree_model(summary.tree),
         tree_left_out=0 if summary.tree is None else summary.tree.left_out,
+    )
+
+
+def _cost(summary: TreeSummary, waited: resource.struct_rusage | None, start_ns: int) -> RunCost:
+    """What the tree cost; `start_ns`: when run started CMD (CLOCK_MONOTONIC, as the
+    records' clock: time.monotonic() reads the same clock)."""
+
+    def costly(c: Costly) -> RunCostly:
+        return RunCostly(
+            pid=c.pid,
+            comm=c.name,
+            cpu_ns=c.cpu_ns,
+            max_rss_kib=c.max_rss_kib,
+            after_ns=max(0, c.started_ns - start_ns),
+            duration_ns=c.duration_ns,
+        )
+
+    return RunCost(
+        cpu_user_ns=summary.cpu_user_ns,
+        cpu_system_ns=summary.cpu_system_ns,
+        measured=summary.measured,
+        top_cpu=[costly(c) for c in summary.costliest(summary.by_cpu)],
+        top_memory=[costly(c) for c in summary.costliest(summary.by_memory)],
+        # struct timeval's microseconds, as ns.
+        waited_cpu_user_ns=None if waited is None else round(waited.ru_utime * 1e6) * 1000,
+        waited_cpu_system_ns=None if waited is None else round(waited.ru_stime * 1e6) * 1000,
+        waited_max_rss_kib=None if waited is None else waited.ru_maxrss,
     )
 
 

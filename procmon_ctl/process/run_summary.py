@@ -16,6 +16,7 @@ from .tree import ProcessTree
 
 # How much of the tree the summary details (the counts are always complete).
 LONGEST_SHOWN = 5
+COSTLIEST_SHOWN = 5  # the top processes by CPU, and by peak memory
 FAILED_SHOWN = 20
 NAMES_KEPT = 1000
 
@@ -41,6 +42,18 @@ class Failure:
     argv_truncated: bool
 
 
+@dataclass(slots=True, frozen=True)
+class Costly:
+    """A process of the tree that exited, with what it cost (its exit record's)."""
+
+    pid: int
+    name: str
+    cpu_ns: int  # user + system
+    max_rss_kib: int
+    started_ns: int  # CLOCK_MONOTONIC, as records' ts_ns
+    duration_ns: int
+
+
 class TreeSummary:
     """Every record of the followed tree in, the summary's figures out.  Bounded:
     a process is forgotten when it exits; only counts grow (and `tree`, when one
@@ -55,10 +68,17 @@ class TreeSummary:
         self.failures = 0
         self.longest: list[tuple[int, int, str]] = []  # min-heap of (duration, pid, name)
         self.alive: dict[int, _Running] = {}  # tgid -> what it runs, until it exits
+        # What the processes that exited cost: sums, and min-heaps of the costliest
+        # by CPU and by peak memory, ((figure, pid), Costly).
+        self.cpu_user_ns = self.cpu_system_ns = self.measured = 0
+        self.by_cpu: list[tuple[tuple[int, int], Costly]] = []
+        self.by_memory: list[tuple[tuple[int, int], Costly]] = []
 
     def __call__(self, e: Event) -> None:
         if e.type == EXIT:
             proc = self.alive.pop(e.tgid, None) or _Running(e.comm)
+            if e.usage is not None:
+                self._cost(e, proc.name)
             item = (e.duration_ns or 0, e.tgid, proc.name)
             if len(self.longest) < LONGEST_SHOWN:
                 heapq.heappush(self.longest, item)
@@ -94,6 +114,31 @@ class TreeSummary:
         # is seen, so the queue stays as short as one exec window.
         for r in self.rows.take(e.ts_ns):
             self._count(r.tgid, r.comm)
+
+    def _cost(self, e: Event, name: str) -> None:
+        u = e.usage
+        self.measured += 1
+        self.cpu_user_ns += u.cpu_user_ns
+        self.cpu_system_ns += u.cpu_system_ns
+        duration = e.duration_ns or 0
+        costly = Costly(
+            e.tgid,
+            name,
+            u.cpu_user_ns + u.cpu_system_ns,
+            u.max_rss_kib,
+            e.ts_ns - duration,
+            duration,
+        )
+        for heap, figure in ((self.by_cpu, costly.cpu_ns), (self.by_memory, costly.max_rss_kib)):
+            item = ((figure, e.tgid), costly)
+            if len(heap) < COSTLIEST_SHOWN:
+                heapq.heappush(heap, item)
+            else:
+                heapq.heappushpop(heap, item)
+
+    def costliest(self, heap: list[tuple[tuple[int, int], Costly]]) -> list[Costly]:
+        """by_cpu's or by_memory's processes, the costliest first."""
+        return [c for _, c in sorted(heap, key=lambda item: item[0], reverse=True)]
 
     def _count(self, pid: int, name: str) -> None:
         self.started += 1

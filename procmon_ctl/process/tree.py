@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from ..kernel.abi import EXEC, EXIT, FORK
-from .decode import Event
+from .decode import Event, Usage
 
 # A big build starts 100,000 processes and more: enough to read, little to hold.
 TREE_NODES_KEPT = 10_000
@@ -39,6 +39,7 @@ class TreeNode:
     exit_code: int | None = None
     signal: int | None = None
     duration_ns: int | None = None
+    usage: Usage | None = None  # what it cost, from its exit record
     threads: int = 0
     children: list[TreeNode] = field(default_factory=list)
 
@@ -110,6 +111,7 @@ class ProcessTree:
             node.exit_code = e.exit_code or 0
             node.signal = e.exit_signal or 0
             node.duration_ns = e.duration_ns or 0
+            node.usage = e.usage
             if node.started_ns is None:
                 # The kernel's duration is from the process's start: its fork.
                 node.started_ns = node.seen_ns = e.ts_ns - node.duration_ns

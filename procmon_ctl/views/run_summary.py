@@ -68,6 +68,7 @@ def summary_text(
                 width,
             )
         )
+    lines += _cost_lines(s, name, width)
     if s.running:
         lines.append(
             _listed(
@@ -96,6 +97,55 @@ def summary_text(
             "    ",
         )
     return "\n".join(lines)
+
+
+def _cost_lines(s: RunSummary, name: Callable[[str], str], width: int | None) -> list[str]:
+    """Where the tree's CPU and memory went: the total (and wait4()'s for CMD,
+    the kernel's own figure), the peak and when it ran, the costliest processes."""
+    cost = s.cost
+    if not cost.measured:
+        return []
+    cpu = render.duration_text(cost.cpu_user_ns + cost.cpu_system_ns)
+    line = (
+        f"  cpu: {cpu} (user {render.duration_text(cost.cpu_user_ns)}, "
+        f"system {render.duration_text(cost.cpu_system_ns)})"
+    )
+    if cost.waited_cpu_user_ns is not None and cost.waited_cpu_system_ns is not None:
+        waited = cost.waited_cpu_user_ns + cost.waited_cpu_system_ns
+        line += f"; wait4() for CMD: {render.duration_text(waited)}"
+    lines = [_fit(line, width)]
+    peak = cost.top_memory[0]
+    span = f"{render.duration_text(peak.after_ns)} to "
+    span += render.duration_text(peak.after_ns + peak.duration_ns)
+    when = f", from {span} after CMD started"
+    lines.append(
+        _fit(
+            f"  peak memory: {render.memory_text(peak.max_rss_kib)}, {name(peak.comm)} "
+            f"(pid {peak.pid}){when}",
+            width,
+        )
+    )
+    lines.append(
+        _listed(
+            "  most cpu: ",
+            [
+                f"{name(c.comm)} (pid {c.pid}) {render.duration_text(c.cpu_ns)}"
+                for c in cost.top_cpu
+            ],
+            width,
+        )
+    )
+    lines.append(
+        _listed(
+            "  most memory: ",
+            [
+                f"{name(c.comm)} (pid {c.pid}) {render.memory_text(c.max_rss_kib)}"
+                for c in cost.top_memory
+            ],
+            width,
+        )
+    )
+    return lines
 
 
 def _fit(line: str, width: int | None) -> str:

@@ -334,6 +334,16 @@ class RunNode(_Model):
         description="the signal that ended it, 0 if none; null while running"
     )
     running: bool = Field(description="it had not exited when CMD ended")
+    cpu_user_ns: int | None = Field(
+        None,
+        description="CPU time it spent in user mode, ns, from its exit record; null while running",
+    )
+    cpu_system_ns: int | None = Field(
+        None, description="CPU time it spent in the kernel, ns; null while running"
+    )
+    max_rss_kib: int | None = Field(
+        None, description="its peak resident memory, KiB (ru_maxrss); null while running"
+    )
     threads: int | None = Field(
         description="threads it started; counted with <<threads>> only (null without)"
     )
@@ -342,6 +352,48 @@ class RunNode(_Model):
     )
     children: list["RunNode"] = Field(
         description="the processes it forked, in the order they started"
+    )
+
+
+class RunCostly(_Model):
+    """A process of CMD's tree that exited, with what it cost."""
+
+    pid: int
+    comm: str = Field(description="the name of the program it last exec'd")
+    cpu_ns: int = Field(description="CPU time, user and system, ns")
+    max_rss_kib: int = Field(
+        description="its peak resident memory, KiB, as wait4() reports it (ru_maxrss: which "
+        "counts the image it was forked from until its first exec; for CMD, run's own)"
+    )
+    after_ns: int = Field(description="when it was forked, ns after run started CMD")
+    duration_ns: int = Field(description="how long it lived, ns")
+
+
+class RunCost(_Model):
+    """What CMD's tree cost, from the exit records of its processes (the kernel's own
+    accounting, read as each process's last thread exits)."""
+
+    cpu_user_ns: int = Field(
+        0, description="CPU time in user mode of the processes that exited, ns"
+    )
+    cpu_system_ns: int = Field(0, description="... and in the kernel, ns")
+    measured: int = Field(0, description="processes whose exit record said what they cost")
+    top_cpu: list[RunCostly] = Field([], description="the 5 that took the most CPU, most first")
+    top_memory: list[RunCostly] = Field(
+        [],
+        description="the 5 with the highest peak memory, highest first: the first is the "
+        "tree's peak, and its after_ns and duration_ns say when it ran",
+    )
+    waited_cpu_user_ns: int | None = Field(
+        None,
+        description="CMD's user CPU as wait4() reports it: CMD's own and that of the "
+        "descendants it, and they, waited for (the kernel's own total; processes still "
+        "running or reparented and not waited for are not in it); null when run did not "
+        "wait for CMD",
+    )
+    waited_cpu_system_ns: int | None = Field(None, description="... and its system CPU")
+    waited_max_rss_kib: int | None = Field(
+        None, description="the largest peak memory among those, as wait4() reports it"
     )
 
 
@@ -376,6 +428,9 @@ class RunSummary(_Model):
         "(their execs, exits and children are missing): when not 0, the figures are incomplete"
     )
     wall_ns: int = Field(description="from CMD's start to its end")
+    cost: RunCost = Field(
+        default_factory=RunCost, description="what the tree cost: CPU and peak memory"
+    )
     tree: RunNode | None = Field(
         None,
         description="CMD's process tree, CMD at its root (always there in run <<json>>)",

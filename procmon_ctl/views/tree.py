@@ -31,6 +31,9 @@ def tree_model(tree: process_tree.ProcessTree) -> RunNode:
             exit_code=n.exit_code,
             signal=n.signal,
             running=running,
+            cpu_user_ns=n.usage.cpu_user_ns if n.usage else None,
+            cpu_system_ns=n.usage.cpu_system_ns if n.usage else None,
+            max_rss_kib=n.usage.max_rss_kib if n.usage else None,
             threads=n.threads if tree.count_threads else None,
             children=[built.pop(id(c)) for c in n.children],
         )
@@ -59,6 +62,9 @@ def _details(n: RunNode) -> str:
         parts.append(f"{n.threads} thread(s)")
     if n.duration_ns is not None:
         parts.append(render.duration_text(n.duration_ns))
+    if n.cpu_user_ns is not None and n.cpu_system_ns is not None and n.max_rss_kib is not None:
+        cpu = render.duration_text(n.cpu_user_ns + n.cpu_system_ns)
+        parts.append(f"cpu {cpu} peak {render.memory_text(n.max_rss_kib)}")
     parts.append(status_text(n))
     return "  (" + ", ".join(parts) + ")"
 
