@@ -298,10 +298,10 @@ def test_a_reader_stops_when_its_instance_is_unloaded(attached, tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 256 KiB tmpfs of the test's own."""
+    """A 1 MiB tmpfs of the test's own."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
     try:
         yield mnt
     finally:
@@ -321,11 +321,11 @@ def test_a_full_disk_leaves_whole_lines_and_loses_nothing(attached, small_disk):
     else the machine forks meanwhile would fill the disk again."""
     cli = attached
     filler = small_disk / "filler"
-    filler.write_bytes(b"x" * (200 * 1024))
+    filler.write_bytes(b"x" * (968 * 1024))
     log = small_disk / "events.jsonl"
     ours = ["--ppid", str(os.getpid())]
     cli("events", "--output", str(log), *ours, "--duration", "0.1")  # takes its place
-    pids = fork_processes(600)  # ~150 KiB of JSON: more than the 56 KiB left
+    pids = fork_processes(600)  # ~400 KiB of JSON: more than the 56 KiB left, less than 1 MiB
     r = cli("events", "--output", str(log), *ours, "--duration", "5", check=False)
     assert r.returncode == 1, r.stderr
     assert r.stderr.count("\n") == 1 and str(log) in r.stderr and "space" in r.stderr, r.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -241,9 +242,14 @@ def _cgroup_names() -> Callable[[], CgroupNames]:
 COMM_BYTES = 15
 
 
+_ASCII_NUMBER = re.compile(r"-?[0-9]+")
+
+
 def user_id(user: str | int) -> int:
     """--uid's value: a user id, or the name of a user this system knows."""
-    if isinstance(user, str) and not user.lstrip("-").isdigit():
+    # A number in ASCII digits (str.isdigit() takes "²", which int() refuses); a
+    # name otherwise.
+    if isinstance(user, str) and not _ASCII_NUMBER.fullmatch(user):
         found = uid_named(user)
         if found is None:
             raise UsageError(

@@ -20,7 +20,7 @@ def uid_named(name: str) -> int | None:
     """The user id of the user called `name`, or None when there is no such user."""
     try:
         return pwd.getpwnam(name).pw_uid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: an embedded NUL
         return None
 
 
