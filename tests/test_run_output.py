@@ -199,6 +199,9 @@ def test_user_by_number_and_an_unknown_user():
     assert r.stderr == (
         "procmon-ctl: error: --user no-such-user-here: no such user (getent passwd has none)\n"
     )
+    # A digit that is not ASCII ("²": str.isdigit() says yes, int() refuses) is a name.
+    r = run("-u", "\u00b2", "--", "true")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such user" in r.stderr
 
 
 def test_user_s_output_file_is_opened_as_the_user(open_dir):

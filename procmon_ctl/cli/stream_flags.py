@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from ..errors import (
 )
 from ..process.decode import text
 from ..process.rows import CgroupScope, Filters, descendants
-from ..process.users import uid_named
+from ..process.users import uid_named, written_as_number
 from ..stream.follow import StreamOptions, View
 from ..views.events import Mode, view_for
 
@@ -242,14 +241,9 @@ def _cgroup_names() -> Callable[[], CgroupNames]:
 COMM_BYTES = 15
 
 
-_ASCII_NUMBER = re.compile(r"-?[0-9]+")
-
-
 def user_id(user: str | int) -> int:
     """--uid's value: a user id, or the name of a user this system knows."""
-    # A number in ASCII digits (str.isdigit() takes "²", which int() refuses); a
-    # name otherwise.
-    if isinstance(user, str) and not _ASCII_NUMBER.fullmatch(user):
+    if isinstance(user, str) and not written_as_number(user):
         found = uid_named(user)
         if found is None:
             raise UsageError(

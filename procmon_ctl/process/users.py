@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from ..errors import Given, Setting, UsageError
 
 
+def written_as_number(given: str) -> bool:
+    """Whether a user given on the command line is a number: ASCII digits, as id(1)
+    and sudo take one (str.isdigit() is true for "²", which int() refuses)."""
+    return given.isascii() and given.lstrip("-").isdigit()
+
+
 def uid_named(name: str) -> int | None:
     """The user id of the user called `name`, or None when there is no such user."""
     try:
@@ -68,7 +74,7 @@ def find_user(given: str) -> RunAs:
         entry = None
     except ValueError:  # an embedded NUL
         entry = None
-    if entry is None and given.isdigit():
+    if entry is None and written_as_number(given) and not given.startswith("-"):
         try:
             entry = pwd.getpwuid(int(given))
         except (KeyError, OverflowError):
