@@ -198,6 +198,8 @@ def test_from_now_skips_what_waited_for_a_named_reader(attached):
     cli("events", "--json", "--name", "late", "--duration", "0.1")  # takes its place
     old = fork_processes(5)
     with cli.reading("events", "--json", "--name", "late", "--from-now") as r:
+        # "Now" is when it has skipped what waited, a moment after it took its slot.
+        wait_drained(cli.pin_dir, r.proc)
         new = fork_processes(3)
     pids = {e["pid"] for e in r.json_lines() if e["type"] == "fork"}
     assert not pids & set(old)
