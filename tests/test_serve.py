@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -277,21 +278,38 @@ def test_serve_attach_killed_leaves_nothing(cli):
 
 
 def test_serve_reports_unload_while_running(attached):
-    """Unloading under a running exporter: scrapes go on, saying nothing is loaded."""
+    """Unloading under a running exporter (a reader: --force): scrapes go on, saying
+    nothing is loaded, with what serve counted so far; loaded again, it counts on."""
     cli = attached
-    with exporter(cli) as (_, port):
+    with exporter(cli) as (proc, port):
         assert scrape(port)["procmon_loaded"] == 1
-        cli("unload")
+        assert cli("unload", check=False).returncode == 3, "serve is a reader"
+        fork_processes(3)
+        wait_for("serve to count the forks", lambda: scrape(port).get(ROOT_FORKS, 0) >= 3)
+        cli("unload", "--force")
         samples = scrape(port)
         assert samples["procmon_loaded"] == 0
         assert samples['procmon_attached{program="fork"}'] == 0
         assert "procmon_processes_created_total" not in samples
+        counted = samples[ROOT_FORKS]
+        assert counted >= 3
+        said = []
+        wait_for("serve to say so", lambda: said_unloaded(proc, said))
+        cli("load")
+        cli("attach")
+        wait_for("serve to read the new instance", lambda: reader_pids(cli) == {proc.pid})
+        fork_processes(2)
+        wait_for("serve to count on", lambda: scrape(port).get(ROOT_FORKS, 0) >= counted + 2)
 
 
 def test_metric_help_and_types(attached):
     cli = attached
     with exporter(cli) as (_, port):
         text = http_get(f"http://127.0.0.1:{port}/metrics")
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     for name in (
         "procmon_processes_created",
         "procmon_threads_created",
@@ -305,6 +323,153 @@ def test_metric_help_and_types(attached):
         assert f"# HELP {name}_total " in text
         assert f"\n{name}_total " in text
     assert "# TYPE procmon_attached gauge" in text
+
+
+ROOT_FORKS = 'procmon_user_processes_created_total{user="root"}'
+
+
+def said_unloaded(proc: subprocess.Popen, said: list[bytes]) -> bool:
+    """Whether serve's stdout has said the instance was unloaded (read as it comes)."""
+    fd = proc.stdout.fileno()
+    if select.select([fd], [], [], 0.1)[0]:
+        said.append(os.read(fd, 1 << 16))
+    return b"was unloaded" in b"".join(said)
+
+
+def reader_pids(cli) -> set[int]:
+    return {r["pid"] for r in cli.json("readers", "--json")}
+
+
+def copy_named(source: str, directory: Path, name: str) -> Path:
+    path = directory / name
+    shutil.copy(source, path)
+    path.chmod(0o755)
+    return path
+
+
+def run_workload(uid: int, shell: Path, garbage: Path, scripts: list[str], failed: int) -> None:
+    """As user `uid` (a child that forks the rest): one process per script, each
+    running `shell -c script`, then `failed` execs of a file that is no program
+    (ENOEXEC), each in a process of its own."""
+    leader = os.fork()
+    if leader == 0:
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            children = []
+            for script in scripts:
+                pid = os.fork()
+                if pid == 0:
+                    os.execv(shell, [shell.name, "-c", script])
+                children.append(pid)
+            for _ in range(failed):
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        os.execv(garbage, [garbage.name])
+                    except OSError:
+                        os._exit(0)
+                children.append(pid)
+            for pid in children:
+                os.waitpid(pid, 0)
+        finally:
+            os._exit(0)
+    os.waitpid(leader, 0)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """A directory any user can run programs from (tmp_path's parents are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="procmon-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_prometheus_counts_a_known_workload(attached, prometheus_bin, tmp_path, shared_dir):
+    """serve's own reader, scraped by a real Prometheus: a workload run as a user no
+    one else is, through a shell of a name no one else has, is counted exactly by
+    user and by command, and its exits, signals, failed execs and lifetimes show in
+    their series (those are the whole machine's: at least the workload's)."""
+    cli = attached
+    uid = 40000 + os.getpid() % 20000
+    shell = copy_named("/bin/sh", shared_dir, f"pmw{os.getpid()}")
+    garbage = shared_dir / "not-a-program"
+    garbage.write_bytes(b"\x01\x02 not a program\n")
+    garbage.chmod(0o755)
+    scripts = ["exit 0"] * 3 + ["exit 7"] * 2 + ["kill -USR2 $$"] * 2 + ["exec sleep 1.2"]
+    with (
+        exporter(cli, "--failed") as (_, port),
+        prometheus_server(prometheus_bin, tmp_path, port) as prom,
+    ):
+        t0 = time.time()
+        before = {
+            m: prom.sample_after(m, t0)
+            for m in (
+                'procmon_process_exits_total{status="success"}',
+                'procmon_process_exits_total{status="failure"}',
+                'procmon_process_exits_total{status="signal"}',
+                'procmon_process_lifetime_seconds_bucket{le="5.0"}',
+                'procmon_process_lifetime_seconds_bucket{le="1.0"}',
+            )
+        }
+        signalled = prom.value('procmon_process_signal_exits_total{signal="SIGUSR2"}') or 0
+        noexec = prom.value('procmon_failed_execs_total{errno="ENOEXEC"}') or 0
+        run_workload(uid, shell, garbage, scripts, failed=2)
+        by_user = f'procmon_user_processes_created_total{{user="{uid}"}}'
+        by_command = f'procmon_command_execs_total{{command="{shell.name}"}}'
+        wait_for(
+            "serve to count the workload",
+            lambda: scrape(port).get(by_command, 0) >= len(scripts),
+        )
+        t1 = time.time()
+        assert prom.sample_after(by_user, t1) == len(scripts) + 2
+        assert prom.value(by_command) == len(scripts)
+        after = {m: prom.sample_after(m, t1) for m in before}
+        grown = {m: after[m] - before[m] for m in before}
+        print(f"grown: {grown}")
+        assert grown['procmon_process_exits_total{status="success"}'] >= 3 + 2
+        assert grown['procmon_process_exits_total{status="failure"}'] >= 2
+        assert grown['procmon_process_exits_total{status="signal"}'] >= 2
+        slow = (
+            grown['procmon_process_lifetime_seconds_bucket{le="5.0"}']
+            - grown['procmon_process_lifetime_seconds_bucket{le="1.0"}']
+        )
+        assert slow >= 1, "the 1.2 s process is in the (1, 5] bucket"
+        sig = prom.value('procmon_process_signal_exits_total{signal="SIGUSR2"}')
+        assert sig - signalled >= 2
+        assert prom.value('procmon_failed_execs_total{errno="ENOEXEC"}') - noexec >= 2
+        assert prom.value("procmon_serve_records_lost_total") == 0
+
+
+def test_top_bounds_the_series_and_counters_only_reads_nothing(attached, shared_dir):
+    """--top 1: one command has a series, every other is "(other)"; --counters-only:
+    no reader of its own, so none of the counted series."""
+    cli = attached
+    with exporter(cli, "--top", "1") as (proc, port):
+        wait_for("serve's reader", lambda: proc.pid in reader_pids(cli))
+        names = [f"pmt{os.getpid()}{c}" for c in "ab"]
+        for name in names:
+            subprocess.run([copy_named("/bin/true", shared_dir, name)], check=True)
+        wait_for(
+            "both execs counted",
+            lambda: (
+                sum(
+                    v
+                    for k, v in scrape(port).items()
+                    if k.startswith("procmon_command_execs_total")
+                )
+                >= 2
+            ),
+        )
+        series = [k for k in scrape(port) if k.startswith("procmon_command_execs_total")]
+        assert len(series) == 2, series  # one value and (other)
+        assert 'procmon_command_execs_total{command="(other)"}' in series
+    with exporter(cli, "--counters-only") as (proc, port):
+        samples = scrape(port)
+        assert proc.pid not in reader_pids(cli)
+        assert samples["procmon_processes_created_total"] >= 0
+        assert not [k for k in samples if k.startswith(("procmon_command", "procmon_serve"))]
 
 
 def test_serve_not_loaded_is_one_line(cli):
@@ -402,6 +567,10 @@ def test_serve_attach_busy_port_leaves_nothing(cli):
         (["--address", "no.such.host.invalid"], "--address"),
         (["--port", "abc"], "--port"),
         (["--object", "/nonexistent.o"], "--object only applies with --attach"),
+        (["--top", "0"], "--top 0 is out of range: give 1-1000"),
+        (["--top", "1001"], "--top 1001 is out of range: give 1-1000"),
+        (["--counters-only", "--failed"], "--failed is counted by serve's own reader"),
+        (["--attach", "--failed"], "--failed needs the pinned instance"),
     ],
 )
 def test_serve_bad_input_is_one_line(attached, args, expected):

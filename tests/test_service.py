@@ -452,7 +452,15 @@ def test_the_service_layout_end_to_end(host, cli, tmp_path):
         assert metric(host.metrics(), "procmon_execs_total") - before >= len(batch)
         assert serve.poll() is None and log_reader.poll() is None and interactive.poll() is None
         reading = {(r["name"], r["pid"]) for r in cli.json("readers", "--json")}
-        assert reading == {(reader_name(log_argv), log_reader.pid), (None, interactive.pid)}
+        # serve is a reader too (its own counts), beside the log and the interactive one.
+        assert reading == {
+            (reader_name(log_argv), log_reader.pid),
+            (None, interactive.pid),
+            (None, serve.pid),
+        }
+        served = host.metrics()
+        assert metric(served, "procmon_serve_records_total") >= len(batch)
+        assert metric(served, "procmon_serve_records_lost_total") == 0
 
         # Ctrl-C: an unnamed reader leaves nothing behind.
         interactive.send_signal(signal.SIGINT)

@@ -1,11 +1,14 @@
-"""`procmon-ctl serve`: the counters as Prometheus metrics.
+"""`procmon-ctl serve`: Prometheus metrics.
 
-Nothing polls: every scrape reads the instance's counters (Instance.counters:
-the pinned `counters` map opened, checked to be the one `load` pinned, summed
-with one bpf_map_lookup_elem per key, and closed again, since an fd kept open
-would keep the map alive after `unload`) and which programs are attached.  With
+Two sources.  The instance's counters are not polled: every scrape reads them
+(Instance.counters: the pinned `counters` map opened, checked to be the one `load`
+pinned, summed with one bpf_map_lookup_elem per key, and closed again, since an
+fd kept open would keep the map alive after `unload`) and which programs are
+attached.  With
 --attach the instance is serve's own (a PrivateInstance, pinned nowhere),
-attached for as long as serve lives.
+attached for as long as serve lives.  And serve is a reader of its own (unless
+--counters-only): the main thread counts the records into a StreamTally
+(process/tally.py) while the HTTP threads answer scrapes from snapshots of it.
 
 The HTTP side is wsgiref's server and prometheus-client's WSGI app (so `name[]`
 filters as in the library's own server), with what a long-lived exporter needs
@@ -36,7 +39,10 @@ from ..instance.pins import PROGRAMS
 from ..kernel import libbpf
 from ..kernel.abi import COUNTER_NAMES
 from ..kernel.system import require_root
-from ..views.metrics import metric_families
+from ..process.tally import DEFAULT_LIMIT, StreamTally
+from ..stream.counting import count_records
+from ..stream.follow import StreamOptions
+from ..views.metrics import metric_families, tally_families
 
 DEFAULT_PORT = 9464
 
@@ -47,21 +53,35 @@ MAX_CONNECTIONS = 64  # open at once; a new one closes the oldest still-silent o
 REQUEST_TIMEOUT = 10.0  # seconds from accept to a complete request head, and per write
 ANSWERING_THREADS = 4  # requests answered at once (the rest queue, already read)
 MAX_REQUEST_HEAD = 16384  # bytes; a GET for /metrics is a few hundred
+# Values with a series of their own per label (--top) at most: each is a series
+# every scrape carries and Prometheus keeps.
+MAX_TOP = 1000
 
 
 class ProcmonCollector(Collector):
     """Reads the instance at scrape time.  While nothing is loaded, only
-    procmon_loaded 0 and procmon_attached 0 are reported."""
+    procmon_loaded 0 and procmon_attached 0 are reported, and what serve's own
+    reader has counted (`tally`; None: serve reads no records)."""
 
-    def __init__(self, instance: Instance, option: Callable[[str], str]):
+    def __init__(
+        self,
+        instance: Instance,
+        option: Callable[[str], str],
+        tally: StreamTally | None = None,
+        failed: bool = False,
+    ):
         self.instance = instance
         self.option = option  # the CLI's spelling of a setting, for the help texts
+        self.tally, self.failed = tally, failed
 
     def describe(self):
         # The registry finds the collector of a `name[]` filter by these names, so
         # every family must be here; registering must not read the maps, and only
         # the names count, so zeros stand in for the values.
-        return list(metric_families(dict.fromkeys(COUNTER_NAMES, 0), set(), self.option))
+        families = list(metric_families(dict.fromkeys(COUNTER_NAMES, 0), set(), self.option))
+        if self.tally is not None:
+            families += tally_families(StreamTally(limit=1).snapshot(), self.failed, self.option)
+        return families
 
     def _read(self) -> tuple[dict[str, int] | None, set[str]]:
         """The counters (None: nothing loaded, or not what procmon-ctl loaded) and
@@ -73,7 +93,9 @@ class ProcmonCollector(Collector):
         return counters, set(self.instance.attached_events())
 
     def collect(self):
-        return metric_families(*self._read(), self.option)
+        yield from metric_families(*self._read(), self.option)
+        if self.tally is not None:
+            yield from tally_families(self.tally.snapshot(), self.failed, self.option)
 
 
 def make_registry(collector: ProcmonCollector) -> CollectorRegistry:
@@ -364,22 +386,51 @@ def metrics_server(
         httpd.stop()
 
 
+@dataclass(frozen=True)
+class Counting:
+    """What serve's own reader counts: nothing (None in its place), or every record
+    with `top` values per label, and failed execs too when `failed`."""
+
+    top: int
+    failed: bool = False
+
+
+# How often serve looks for an instance loaded again after an unload.
+RELOAD_POLL = 1.0
+
+
+def check_top(top: int) -> None:
+    if not 1 <= top <= MAX_TOP:
+        raise UsageError(
+            (
+                Setting("top"),
+                f" {top} is out of range: give 1-{MAX_TOP} values per label "
+                f"(series by command, container, user), e.g. {DEFAULT_LIMIT}",
+            )
+        )
+
+
 def serve_forever(
     pinned: PinnedInstance,
     address: str,
     port: int,
     attach_too: bool,
     object_path: str | None,
+    counting: Counting | None,
     announce: Callable[[str], None],
     complain: Callable[[str], None],
     option: Callable[[str], str],
 ) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread).
-    With attach_too, serve an instance of its own that lives exactly as long as this
-    process (pinned nowhere: however serve ends, nothing stays loaded or attached)."""
+    """Serve until interrupted (Ctrl-C or SIGTERM arrive as exceptions in this thread),
+    counting the instance's records as one reader among others unless `counting`
+    is None.  With attach_too, serve an instance of its own that lives exactly as
+    long as this process (pinned nowhere: however serve ends, nothing stays loaded
+    or attached)."""
     from ..instance.startup import find_object
 
     where = listen_address(address, port)
+    if counting is not None:
+        check_top(counting.top)
     if object_path is not None and not attach_too:
         raise UsageError(
             (
@@ -389,25 +440,74 @@ def serve_forever(
                 " (serve loads nothing without it)",
             )
         )
+    if counting is not None and counting.failed and attach_too:
+        raise UsageError(
+            (
+                Setting("failed"),
+                " needs the pinned instance (`load` pins the failed-exec programs; ",
+                Setting("attach"),
+                "'s instance has none): run ",
+                Command("load"),
+                " and ",
+                Command("attach"),
+                ", then serve without ",
+                Setting("attach"),
+            )
+        )
     attach_obj = find_object(object_path) if attach_too else None
     require_root("reading BPF maps")
+    tally = None if counting is None else StreamTally(limit=counting.top)
+    failed = counting is not None and counting.failed
     if attach_obj is None:
         check_loaded(pinned)
-        registry = make_registry(ProcmonCollector(pinned, option))
+        if failed:
+            from ..instance.exec_failures import check
+
+            check(pinned)
+        registry = make_registry(ProcmonCollector(pinned, option, tally, failed))
         with metrics_server(registry, address, where, complain) as url:
             announce(f"serving {pinned.root} at {url}")
-            _wait()
+            if tally is None:
+                _wait()
+            _count_pinned(pinned, StreamOptions(failed=failed, argv_bytes=0), tally, announce)
         return
     from ..instance.private import PrivateInstance
+    from ..instance.readers import ReaderWants
 
+    # The reader's slot is taken before anything is attached: nothing goes uncounted.
+    reader = None if tally is None else ReaderWants(argv_bytes=0)
     # The server stops before the instance closes, so no scrape reads closed fds.
-    with PrivateInstance(attach_obj, list(PROGRAMS), None) as instance:
-        registry = make_registry(ProcmonCollector(instance, option))
+    with PrivateInstance(attach_obj, list(PROGRAMS), None, reader=reader) as instance:
+        registry = make_registry(ProcmonCollector(instance, option, tally))
         with metrics_server(registry, address, where, complain) as url:
             announce(
                 f"loaded and attached an instance of its own (pinned nowhere); serving at {url}"
             )
-            _wait()
+            if tally is None:
+                _wait()
+            count_records(instance, StreamOptions(argv_bytes=0), tally)
+
+
+def _count_pinned(
+    pinned: PinnedInstance,
+    opts: StreamOptions,
+    tally: StreamTally,
+    announce: Callable[[str], None],
+) -> None:
+    """Count the pinned instance's records for as long as serve runs: when it is
+    unloaded, the counts so far stay, and counting goes on once one is loaded
+    again (as the counters are read from whatever is loaded at each scrape)."""
+    started: list[bool] = []
+    while True:
+        started.clear()
+        try:
+            count_records(pinned, opts, tally, opened=lambda: started.append(True))
+        except StateError:
+            if not started:
+                raise  # the reader could not start: not an unload under it
+            announce(f"{pinned.root} was unloaded: counting again once it is loaded")
+        while not pinned.layout.is_complete():
+            time.sleep(RELOAD_POLL)
 
 
 def _wait() -> None:

@@ -364,7 +364,7 @@ def follow(
     batch_scheduling()
     with (
         open_reader(source, opts) as (reader, session),
-        _failed_execs(source, opts, session.held),
+        failed_exec_programs(source, opts, session.held),
     ):
         writer = BatchWriter(sink_for(out), reader, session, opts.count)
         batches = offset_batches(reader, deadline, end)
@@ -392,7 +392,7 @@ def follow(
         return writer.emitted
 
 
-def _failed_execs(
+def failed_exec_programs(
     source: Instance, opts: StreamOptions, held: HeldSlot
 ) -> AbstractContextManager[None]:
     """--failed: the failed-exec programs attached for as long as the reader runs."""
