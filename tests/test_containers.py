@@ -117,3 +117,20 @@ def test_a_container_prefix_must_name_one_container(attached):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no container" in missing.stderr.lower() or "not" in missing.stderr.lower()
     assert ok.returncode == 0
+
+
+def test_serve_counts_a_containers_processes_by_its_name(attached):
+    """serve's series by container: the processes a container's shell forks are
+    counted under the name `podman ps` shows (runc's own steps in its cgroup may add
+    a few)."""
+    from test_serve import exporter, scrape
+
+    forks = 5
+    script = f"for i in $(seq {forks}); do /bin/sh -c :; done; exec sleep 600"
+    with exporter(attached) as (_, port), running_container("sh", "-c", script) as c:
+        wait_for(lambda: Path(f"/proc/{c.pid}/comm").read_text() == "sleep\n", what="sleep")
+        series = f'procmon_container_processes_created_total{{container="{c.name}"}}'
+        wait_for(lambda: scrape(port).get(series, 0) >= forks, what=series)
+        counted = scrape(port)[series]
+    print(f"{series} {counted}")
+    assert counted <= forks + 5
