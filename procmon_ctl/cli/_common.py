@@ -70,6 +70,7 @@ NO_INSTANCE = {
     "doctor": "it checks the host, trying the programs in a pin dir of its own",
     "schema": "it prints the schema of `events --json` lines, from no instance",
     "help": "it prints help, from no instance",
+    "lineage": "it reads /proc and a log (--log), not an instance",
 }
 PIN_DIR_HELP = "bpffs directory that holds this instance's pins [default: /sys/fs/bpf/procmon]"
 

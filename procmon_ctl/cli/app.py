@@ -49,6 +49,7 @@ COMMANDS = {
     "readers": "readers",
     "events": "events",
     "run": "run",
+    "lineage": "lineage",
     "schema": "schema",
     "doctor": "doctor",
     "serve": "serve",
@@ -98,9 +99,11 @@ def _taking_pin_dir(fn, option):
     def command(*args, pin_dir=None, **kwargs):
         return fn(*args, **kwargs)
 
-    # After the context (a parameter without a default, which Typer fills).
+    # After the context (which Typer fills) and any required argument: a parameter
+    # with a default cannot come before one without.
     params = list(signature.parameters.values())
-    at = sum(1 for p in params if p.annotation is typer.Context)
+    empty = inspect.Parameter.empty
+    at = next((i for i, p in enumerate(params) if p.default is not empty), len(params))
     params.insert(at, extra)
     command.__signature__ = signature.replace(parameters=params)
     command.__annotations__ = {"pin_dir": option, **fn.__annotations__}

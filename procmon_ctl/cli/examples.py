@@ -81,6 +81,13 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("the loaded instance at http://127.0.0.1:9464/metrics", "procmon-ctl serve"),
         ("an instance of its own, gone when serve ends", "procmon-ctl serve --attach"),
         ("for a remote Prometheus", "procmon-ctl serve --address 0.0.0.0 --port 9465"),
+        ("count failed execs by errno too", "procmon-ctl serve --failed"),
+    ),
+    "lineage": (
+        ("who started process 4242 (its whole chain of parents)", "procmon-ctl lineage 4242"),
+        ("... from a log of your own", "procmon-ctl lineage 4242 --log /var/log/pm.jsonl"),
+        ("... from a log on stdin (zcat old.jsonl.gz | ...)", "procmon-ctl lineage 4242 --log -"),
+        ("as JSON", "procmon-ctl lineage 4242 --json"),
     ),
     "help": (
         ("the commands", "procmon-ctl help"),

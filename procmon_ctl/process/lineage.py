@@ -191,7 +191,7 @@ class ProcessTable:
             self._end(old)
         parent = living.get(ppid)
         if parent is None:
-            parent = self._adopt(ppid)
+            parent = self.adopt(ppid)
             if parent is None and ppid > 0:
                 # The fork record names the parent (comm is its name): enough for
                 # a lineage one step long.
@@ -208,7 +208,7 @@ class ProcessTable:
         process = self._living.get(pid)
         if process is None:
             # Its fork was lost or it was evicted: its parent now is the best guess.
-            parent = self._living.get(ppid) or self._adopt(ppid)
+            parent = self._living.get(ppid) or self.adopt(ppid)
             process = self._living[pid] = Process(pid, comm, argv, parent)
             if parent is not None:
                 parent.children += 1
@@ -239,9 +239,9 @@ class ProcessTable:
             self._exited.discard(parent)
             parent = parent.parent
 
-    def _adopt(self, pid: int) -> Process | None:
-        """The process `pid` and the ancestors the table lacks, read from /proc
-        (None without a root or once it has gone)."""
+    def adopt(self, pid: int) -> Process | None:
+        """The process `pid` and the ancestors the table lacks, read from /proc and
+        taken into the table (None without a root or once it has gone)."""
         if self.root is None or pid <= 0:
             return None
         missing: dict[int, ProcInfo] = {}

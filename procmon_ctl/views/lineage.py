@@ -1,15 +1,16 @@
 """`events --lineage` as readers see it: a record's ancestors (process/lineage.py's
 ProcessTable) as a JSON array in its line, a short chain after a --raw line, or a
-line under a table row."""
+line under a table row; and `procmon-ctl lineage PID`'s answer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 
 from ..kernel.abi import EXEC, FORK
 from ..process.decode import Event, json_string
 from ..process.lineage import DEPTH, Process
-from .render import fit, printable, tty_width
+from .render import cmdline, fit, printable, tty_width
 
 _JSON = '{"pid":%d,"comm":%s,"argv":[%s]}'
 _JSON_EXITED = '{"pid":%d,"comm":%s,"argv":[%s],"exited":true}'
@@ -101,3 +102,28 @@ class RowLineages:
             return f"{text}\n{under if width is None else fit(under, width)}"
 
         return with_chain
+
+
+def found_lines(process: Process, width: int | None) -> list[str]:
+    """`procmon-ctl lineage PID`: the process, then who started it, then who
+    started that, up to pid 1 (or as far as is known), one line each: pid, whether
+    it has exited, its command line (its name in brackets where none is known, as
+    ps shows kernel threads); cut to `width` when it is a terminal's."""
+    lines = [f"{'PID':>7}  {'STATE':<6}  COMMAND"]
+    chain = [process, *islice(process.ancestors(), DEPTH)]
+    for p in chain:
+        command = cmdline(p.argv) if p.argv else f"[{p.comm}]"
+        state = "exited" if p.exited else ""
+        lines.append(f"{p.pid:>7}  {state:<6}  {printable(command)}")
+    if chain[-1].parent is not None:
+        lines.append(f"{'…':>7}  {'':<6}  ({DEPTH} ancestors shown)")
+    return lines if width is None else [fit(line, width) for line in lines]
+
+
+def found_json(process: Process, sources: list[str]) -> str:
+    """`lineage PID --json`: the process as in a lineage (pid, comm, argv, "exited"
+    once it has), with its own "lineage" (as `events --lineage` has it) and the
+    "sources" the answer came from ("log", "proc")."""
+    own = process_json(process)[:-1]
+    listed = ",".join(json_string(s) for s in sources)
+    return f'{own},"lineage":{lineage_json(process)},"sources":[{listed}]}}'
