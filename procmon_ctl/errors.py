@@ -26,7 +26,8 @@ from dataclasses import dataclass
 #       bpffs or relative, an object that is not an eBPF ELF,
 #       --ring-size not a power of two, unknown --events name, an unknown
 #       `run --user`, `run --` with nothing after it
-#   3   wrong state: nothing loaded there, loaded with another object, ring size
+#   3   wrong state: nothing loaded there (but for unload and detach, which exit 0
+#       there, already in the state asked for), loaded with another object, ring size
 #       or argv bound than `load` asks for, a named reader already reading,
 #       readers active (unload), the pin dir belongs to someone else
 #   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel

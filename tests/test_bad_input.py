@@ -102,8 +102,6 @@ LOAD_FIRST = "run `PROCMON_PIN_DIR={pin_dir} procmon-ctl load` first"
 STATE_CASES = [
     # Every command before `load`.
     ("attach-before-load", "fresh", ["attach"], EXIT_STATE, LOAD_FIRST),
-    ("detach-before-load", "fresh", ["detach"], EXIT_STATE, "nothing loaded"),
-    ("unload-before-load", "fresh", ["unload"], EXIT_STATE, "nothing to unload"),
     ("stats-before-load", "fresh", ["stats"], EXIT_STATE, LOAD_FIRST),
     (
         "events-before-load",
@@ -122,7 +120,6 @@ STATE_CASES = [
     ("serve-before-load", "fresh", ["serve"], EXIT_STATE, "nothing loaded"),
     # ... and after `unload`.
     ("attach-after-unload", "unloaded", ["attach"], EXIT_STATE, LOAD_FIRST),
-    ("detach-after-unload", "unloaded", ["detach"], EXIT_STATE, "nothing to detach"),
     (
         "stats-after-unload",
         "unloaded",
@@ -145,8 +142,28 @@ STATE_CASES = [
         EXIT_STATE,
         "already loaded at {pin_dir}: to load with --ring-size 65536 (it has 4194304), run ",
     ),
-    ("unload-twice", "unloaded", ["unload"], EXIT_STATE, "nothing to unload"),
 ]
+
+
+# Already in the state asked for: exit 0 and one line on stdout, as `load` of a
+# loaded instance and `attach` of an attached one.
+ALREADY_CASES = [
+    ("detach-before-load", "fresh", ["detach"], "were not attached: nothing to do"),
+    ("unload-before-load", "fresh", ["unload"], "nothing loaded at {pin_dir}: nothing to unload"),
+    ("detach-after-unload", "unloaded", ["detach"], "were not attached: nothing to do"),
+    ("unload-twice", "unloaded", ["unload"], "nothing loaded at {pin_dir}: nothing to unload"),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "argv", "text"), [c[1:] for c in ALREADY_CASES], ids=[c[0] for c in ALREADY_CASES]
+)
+def test_already_in_that_state(cli, state, argv, text):
+    prepare(cli, state)
+    r = cli(*argv, check=False)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    assert r.stdout.count("\n") == 1 and text.format(pin_dir=cli.pin_dir) in r.stdout
+    assert not cli.pin_dir.exists(), "nothing made where nothing was"
 
 
 @pytest.mark.parametrize(

@@ -80,4 +80,8 @@ def unload(
 
     pins = pinned(ctx)
     removed = unload_instance(pins, force=force)
+    if removed is None:
+        # Exit 0, as `load` of a loaded instance: already in the state asked for.
+        print(f"nothing loaded at {pins.root}: nothing to unload")
+        return
     print(f"unloaded {pins.root} ({len(removed)} pins removed)")

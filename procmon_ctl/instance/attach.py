@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import BpfError, PermissionDenied, Setting, StateError, UsageError
+from ..errors import BpfError, PermissionDenied, Setting, UsageError
 from ..kernel import libbpf, signals
 from ..kernel.system import require_root
 from .pinned import PinnedInstance
@@ -105,14 +105,12 @@ def _attach_error(event: str, err: libbpf.LibbpfError) -> Exception:
 
 def detach(pinned: PinnedInstance, events: list[str]) -> tuple[list[str], list[str]]:
     """Remove the link pins for `events`: (those detached, those that were not
-    attached).  Refused only where nothing is loaded (a mistyped --pin-dir)."""
+    attached; all of them where nothing is loaded)."""
     require_root("detaching BPF programs")
     layout = pinned.layout
     with pinned.locks.admin():
         attached = [e for e in events if layout.link(e).exists()]
         idle = [e for e in events if e not in attached]
-        if not attached and not layout.is_loaded():
-            raise StateError(f"nothing loaded at {layout.root}: nothing to detach")
         if not attached:
             return [], idle
         if pinned.record.pins() is not None:

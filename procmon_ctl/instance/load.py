@@ -143,14 +143,15 @@ def remove_pins(layout: PinLayout, keep_root: bool = False) -> list[Path]:
     return removed
 
 
-def unload(pinned: PinnedInstance, force: bool = False) -> list[Path]:
+def unload(pinned: PinnedInstance, force: bool = False) -> list[Path] | None:
     """Remove every pin of the instance, having checked that each is what procmon-ctl
-    made there; with a reader active only when forced."""
+    made there; with a reader active only when forced.  None: nothing was loaded
+    there (already in the state asked for, as `load` of a loaded instance is)."""
     require_root("removing BPF pins")
     layout = pinned.layout
     with pinned.locks.admin():
         if not layout.root.exists():
-            raise StateError(f"nothing loaded at {layout.root}: nothing to unload")
+            return None
         check_ours(pinned)
         reading = [n for n in range(READERS_MAX) if pinned.locks.slot_in_use(n)]
         if reading and not force:
