@@ -166,9 +166,10 @@ BENCH_PACKAGES := bpftrace forkstat bpfcc-tools
 BENCH_ARGS ?=
 # Older commits whose CLI and BPF object, each built from git in a tree of its own, run
 # beside this one in the same rounds: dc344e5, the last main before exit de-duplication
-# and argv (issue 28.1's kernel budget), and c9d106c, the commit before many readers per
-# instance (issue 27.8).
-BENCH_BASELINES ?= dc344e5 c9d106c
+# and argv (issue 28.1's kernel budget), c9d106c, the commit before many readers per
+# instance (issue 27.8), and 152a429, the last before exit records said what the
+# process cost (issue 29.6: the exit program + 100 ns at most).
+BENCH_BASELINES ?= dc344e5 c9d106c 152a429
 BASELINE_DIRS := $(foreach commit,$(BENCH_BASELINES),$(BUILD)/baseline-$(commit))
 
 bench: setup mounts $(BUILD)/storm $(addsuffix /built.stamp,$(BASELINE_DIRS))

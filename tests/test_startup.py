@@ -109,6 +109,7 @@ def test_help_lists_every_command_in_order(cli):
         "readers",
         "events",
         "run",
+        "lineage",
         "schema",
         "doctor",
         "serve",
