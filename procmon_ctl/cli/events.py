@@ -113,7 +113,8 @@ def events(
             metavar="CONTAINER",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
             "nspawn): its name as the runtime has it (podman ps), its id or a unique prefix of "
-            "it. Filtered in the kernel, like --cgroup.",
+            "it. Filtered in the kernel, like --cgroup. A container not running yet (or "
+            "stopped) is waited for: its processes show from its start.",
         ),
     ] = None,
     lineage: Annotated[
