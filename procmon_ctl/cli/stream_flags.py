@@ -231,7 +231,7 @@ class StreamFlags:
             return (
                 "no container named ",
                 name,
-                " runs yet: waiting for it to start (an id prefix must be a running one's)",
+                " or with an id starting so runs now: waiting for it to start",
             )
         return (
             "the container ",
