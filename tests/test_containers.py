@@ -17,6 +17,9 @@ from conftest import lines_until, wait_reading
 from containers import IMAGE, LABEL, RUN_FLAGS, podman, require_podman, running_container
 from test_where_it_ran import storm_under_filter, wait_for
 
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import READERS_MAX, ReaderSlots
+
 
 @pytest.fixture(autouse=True)
 def _podman() -> None:
@@ -119,6 +122,8 @@ def test_a_container_by_its_name(attached):
             )
             try:
                 wait_for(lambda: os.pread(err_file.fileno(), 1, 0), what="the waiting line")
+                # Waiting, it is out of the programs' sight: no record is made for it.
+                assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).slot_of(reader.pid) is None
                 subprocess.run(marker_exec(f"host-{tag}"), check=True)
                 podman("start", c.name)
                 wait_reading(attached.pin_dir, reader)  # its filter has the container's cgroup
@@ -151,8 +156,13 @@ def test_a_container_by_a_prefix_and_one_that_never_runs(attached):
     container has is waited for (one line on stderr), and gives no rows."""
     with running_container() as c:
         ok = attached("events", "--json", "--container", c.id[:6], "--duration", "0.1")
-        never = attached("events", "--container", "f" * 63 + "x", "--duration", "0.5")
+        never = attached(
+            "events", "--container", "f" * 63 + "x", "--duration", "0.5", "--name", "never"
+        )
     assert ok.returncode == 0 and not ok.stderr
+    # A named reader that waited to its end leaves no place behind: nothing was kept.
+    slots = ReaderSlots(PinnedInstance.at(attached.pin_dir))
+    assert not [n for n in range(READERS_MAX) if slots._reader(n).name.rstrip(b"\0") == b"never"]
     assert never.stderr.count("\n") == 1 and "waiting for it to start" in never.stderr
     titles, _rule, *rows = never.stdout.splitlines()
     assert titles.split() == ["PID", "PPID", "COMM", "CONTAINER", "CMDLINE"] and not rows
