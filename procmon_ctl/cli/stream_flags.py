@@ -272,8 +272,8 @@ def _quietly(find):
 
 
 def _cgroup_names() -> Callable[[], CgroupNames]:
-    """The cgroup ids' paths and containers, made when first asked for (every mode
-    but the bare table asks)."""
+    """The cgroup ids' paths and containers, made when first asked for (JSON lines,
+    the tables' CONTAINER column, --cgroup's and --container's backlog)."""
     made: list[CgroupNames] = []
 
     def cgroups() -> CgroupNames:
