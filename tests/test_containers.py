@@ -6,12 +6,19 @@ The image is built locally from busybox-static (tests/containers.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
-from containers import IMAGE, RUN_FLAGS, podman, require_podman, running_container
+from conftest import lines_until, wait_reading
+from containers import IMAGE, LABEL, RUN_FLAGS, podman, require_podman, running_container
 from test_where_it_ran import storm_under_filter, wait_for
+
+from procmon_ctl.instance.pinned import PinnedInstance
+from procmon_ctl.instance.readers import READERS_MAX, ReaderSlots
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +98,11 @@ def test_the_container_filter_follows_a_podman_restart(attached):
 
 def test_a_container_by_its_name(attached):
     """--container takes the name podman ps shows, as well as an id; JSON lines
-    carry the name and the image (from podman's own state, containers.json)."""
+    carry the name and the image (from podman's own state, containers.json).  A
+    name that runs no container (yet, or any more: a stopped one may start again)
+    is waited for: one line on stderr says so, nothing else is taken meanwhile, and
+    once the container starts its processes are in the table, under a CONTAINER
+    column that names it."""
     tag = uuid.uuid4().hex[:8]
     with (
         running_container() as c,
@@ -101,22 +112,60 @@ def test_a_container_by_its_name(attached):
     execs = [e for e in reading.json_lines() if e["type"] == "exec" and tag in e["argv"]]
     assert [(e["container_id"], e["container_name"]) for e in execs] == [(c.id, c.name)]
     assert execs[0]["container_image"] == IMAGE
-    podman("create", "--name", c.name, *RUN_FLAGS, IMAGE, "true")
-    try:
-        stopped = attached("events", "--container", c.name, "--duration", "1", check=False)
-    finally:
-        podman("rm", "--force", "--ignore", c.name, check=False)
-    assert stopped.returncode == 2 and stopped.stderr.count("\n") == 1, stopped.stderr
-    assert f"the container {c.name} (" in stopped.stderr and "is not running" in stopped.stderr
+
+    # The same name again, created, not started: the reader waits for it.
+    podman("create", "--name", c.name, "--label", LABEL, *RUN_FLAGS, IMAGE, "sleep", "600")
+    with tempfile.TemporaryFile() as err_file:
+        try:
+            reader = attached.popen(
+                "events", "--wide", "--container", c.name, stdout=subprocess.PIPE, stderr=err_file
+            )
+            try:
+                wait_for(lambda: os.pread(err_file.fileno(), 1, 0), what="the waiting line")
+                # Waiting, it is out of the programs' sight: no record is made for it.
+                assert ReaderSlots(PinnedInstance.at(attached.pin_dir)).slot_of(reader.pid) is None
+                subprocess.run(marker_exec(f"host-{tag}"), check=True)
+                podman("start", c.name)
+                wait_reading(attached.pin_dir, reader)  # its filter has the container's cgroup
+                # A child of podman exec's sh: its fork and exec are the container's
+                # (podman exec's own process is forked outside, then moved in).
+                podman("exec", c.name, "sh", "-c", f"{' '.join(marker_exec(tag))}; exit")
+                lines, _ = lines_until(reader, lambda ls: any(tag in ln for ln in ls))
+            finally:
+                if reader.poll() is None:
+                    reader.kill()
+                    reader.wait()
+        finally:
+            podman("rm", "--force", "--ignore", "--time", "0", c.name, check=False)
+        err = os.pread(err_file.fileno(), 1 << 16, 0).decode(errors="replace")
+    assert reader.returncode == 0, err
+    assert err.count("\n") == 1 and f"the container {c.name} (" in err
+    assert "is not running: waiting for it to start" in err
+    titles = lines[0].split()
+    assert titles == ["TIME", "PID", "PPID", "USER", "EVENT", "CONTAINER", "COMMAND"], lines
+    rows = lines[2:]
+    assert rows and not [ln for ln in rows if f"host-{tag}" in ln], lines
+    # Every row is the container's, named in its own column.
+    at = lines[0].index("CONTAINER")
+    assert {ln[at:].split()[0] for ln in rows} == {c.name}, lines
+    assert [ln for ln in rows if tag in ln and ln.split()[4] == "exec"], lines
 
 
-def test_a_container_prefix_must_name_one_container(attached):
+def test_a_container_by_a_prefix_and_one_that_never_runs(attached):
+    """A unique prefix of a running container's id is that container; one that no
+    container has is waited for (one line on stderr), and gives no rows."""
     with running_container() as c:
-        missing = attached("events", "--container", "f" * 63 + "x", check=False)
         ok = attached("events", "--json", "--container", c.id[:6], "--duration", "0.1")
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
-    assert "no container" in missing.stderr.lower() or "not" in missing.stderr.lower()
-    assert ok.returncode == 0
+        never = attached(
+            "events", "--container", "f" * 63 + "x", "--duration", "0.5", "--name", "never"
+        )
+    assert ok.returncode == 0 and not ok.stderr
+    # A named reader that waited to its end leaves no place behind: nothing was kept.
+    slots = ReaderSlots(PinnedInstance.at(attached.pin_dir))
+    assert not [n for n in range(READERS_MAX) if slots._reader(n).name.rstrip(b"\0") == b"never"]
+    assert never.stderr.count("\n") == 1 and "waiting for it to start" in never.stderr
+    titles, _rule, *rows = never.stdout.splitlines()
+    assert titles.split() == ["PID", "PPID", "COMM", "CONTAINER", "CMDLINE"] and not rows
 
 
 def test_serve_counts_a_containers_processes_by_its_name(attached):

@@ -582,3 +582,63 @@ def test_the_header_names_the_command_line():
         i for i, c in enumerate(rule) if c == "-" and (i == 0 or rule[i - 1] == " ")
     ]
     assert render.header("table", time=True).splitlines()[0].split()[0] == "TIME"
+
+
+def test_the_container_column_comes_with_the_first_row_from_a_container(monkeypatch):
+    """In every table mode, a reader that started without the CONTAINER column (no
+    container ran) writes the header again with it before the first row from a
+    container; host rows show '-' from then on, and every row lines up with the
+    header above it.  Started with it, the header has it from the first line."""
+    from procmon_ctl.process.cgroups import CgroupInfo
+    from procmon_ctl.views.events import ContainerColumn
+
+    web = "c" * 64
+    infos = {
+        1: CgroupInfo(1, "/", None, None, None),
+        7: CgroupInfo(7, f"/machine.slice/libpod-{web}.scope", "podman", web, None, "web"),
+        8: CgroupInfo(8, "/x", "podman", "ab" * 32, None),  # a name its runtime does not say
+    }
+    records = []
+    for i, (pid, cgroup) in enumerate([(CHILD, 1), (OTHER, 7), (OTHER + 1, 8), (CHILD + 1, 1)]):
+        ts = T0 + 2 * i
+        records.append(record(FORK, pid=pid, tgid=pid, ppid=ROOT, ts=ts, cgroup=cgroup))
+        records.append(record(EXIT, pid=pid, tgid=pid, ppid=ROOT, ts=ts + 1, cgroup=cgroup))
+    for mode in ("table", "wide", "raw"):
+        for shown in (False, True):
+            reader = FakeReader(records)
+
+            @contextmanager
+            def open_reader(*args, reader=reader, **kwargs):
+                yield reader, UnnamedSession()
+
+            monkeypatch.setattr(stream, "open_reader", open_reader)
+            out = io.StringIO()
+            column = ContainerColumn(infos.__getitem__, shown)
+            view = view_for(
+                Mode(mode), None, Filters(), False, False, cgroup_json, container=column
+            )
+            stream.follow(SimpleNamespace(), stream.StreamOptions(duration=0.001), view, out)
+            lines = out.getvalue().splitlines()
+            titles = [i for i, ln in enumerate(lines) if ln.split()[0] in ("PID", "TIME", "TYPE")]
+            # Without the column at first: the host's first rows, then the header again.
+            assert len(titles) == (1 if shown else 2), (mode, lines)
+            at = lines[titles[-1]].index("CONTAINER")
+            cells = [ln[at:].split()[0] for ln in lines[titles[-1] + 2 :]]
+            each = 1 if mode == "table" else 2  # a fork row, or fork and exit
+            full = [c for c in ("-", "web", "abababababab", "-") for _ in range(each)]
+            assert cells == (full if shown else full[each:]), (mode, lines)
+            if not shown:
+                assert "CONTAINER" not in lines[0] and len(lines[0]) < len(lines[2 + each])
+
+
+def test_the_container_cell_is_cut_to_its_column():
+    row = Row(CHILD, CHILD, ROOT, 0, "sh", argv=("sh",))
+    long_name = "a-very-long-container-name"
+    cut = render.row_line(row, 80, container=long_name)
+    whole = render.row_line(row, None, container=long_name)
+    assert cut.split()[3] == long_name[:11] + "\u2026" and whole.split()[3] == long_name
+    # The command line starts under CMDLINE.
+    assert cut.rindex(" sh") + 1 == render.header("table", container=True).index("CMDLINE")
+    assert render.container_cell(None, "f" * 64) == "f" * 12
+    assert render.container_cell(None, "my-nspawn-machine") == "my-nspawn-machine"
+    assert render.container_cell(None, None) == render.NO_CONTAINER == "-"

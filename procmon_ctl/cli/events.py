@@ -113,7 +113,8 @@ def events(
             metavar="CONTAINER",
             help="Only processes of this container (docker, containerd, CRI-O, podman, "
             "nspawn): its name as the runtime has it (podman ps), its id or a unique prefix of "
-            "it. Filtered in the kernel, like --cgroup.",
+            "it. Filtered in the kernel, like --cgroup. A container not running yet (or "
+            "stopped) is waited for: its processes show from its start.",
         ),
     ] = None,
     lineage: Annotated[
@@ -179,6 +180,7 @@ def events(
         name=name,
         ring_size=ring_size,
         argv_bytes=argv_bytes,
+        container_column_if_running=True,
     ).stream(words.words)
     for note in stream.notes:
         messages.note(words.words(note))
@@ -187,14 +189,22 @@ def events(
     warning = words.words(warning) if warning else None
     if output is None:
         warn(warning)
+        wait_note(stream.waiting, words.words)
         follow(pins, stream.options, stream.view, sys.stdout)
         return
     from ..stream.logfile import ReopeningFile, reopen_on_sighup
 
     with ReopeningFile(output) as sink:
         warn(warning)  # only once --output is known good: an error is the one line
+        wait_note(stream.waiting, words.words)
         reopen_on_sighup(sink)
         follow(pins, stream.options, stream.view, sink)
+
+
+def wait_note(waiting, words) -> None:
+    """--container of a container that does not run: one line saying the reader waits."""
+    if waiting is not None:
+        messages.note(words(waiting))
 
 
 def warn(warning: str | None) -> None:

@@ -50,7 +50,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "events": (
         ("each new process with its command line", "procmon-ctl events"),
         ("each exec and exit, with exit codes, signals, lifetimes", "procmon-ctl events --wide"),
-        ("one user's processes for a minute", "procmon-ctl events --uid 1000 --duration 60"),
+        (
+            "one container's, by its name; waits for it to start",
+            "procmon-ctl events --wide --container web",
+        ),
         (
             "JSON lines for a log shipper; resumes after a restart",
             "procmon-ctl events --output /var/log/procmon-events.jsonl",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import (
     UID_MAX,
+    Given,
     Setting,
     UsageError,
     Words,
@@ -25,10 +26,10 @@ from ..process.decode import text
 from ..process.rows import CgroupScope, Filters, descendants
 from ..process.users import uid_named, written_as_number
 from ..stream.follow import StreamOptions, View
-from ..views.events import Mode, view_for
+from ..views.events import ContainerColumn, Mode, view_for
 
 if TYPE_CHECKING:
-    from ..process.cgroups import CgroupNames
+    from ..process.cgroups import CgroupNames, ContainerNotRunning
 
 
 @dataclass
@@ -39,6 +40,9 @@ class Stream:
     view: View
     # What the user should know about how the flags were taken (one line each).
     notes: list[Words] = field(default_factory=list)
+    # --container of a container not running: the line that says the reader waits
+    # for it (once the reader is sure to start).
+    waiting: Words | None = None
 
 
 @dataclass
@@ -67,6 +71,10 @@ class StreamFlags:
     name: str | None = None  # a reader that keeps its place
     ring_size: int | None = None  # its ring's (None: the instance's)
     argv_bytes: int | None = None  # of each command line at most (None: the instance's)
+    # The tables' CONTAINER column from the start when a container runs as the reader
+    # starts (events, which watches the machine); else only with --container, or
+    # once a row from a container comes (run: CMD's own processes, seldom any).
+    container_column_if_running: bool = False
 
     def stream(self, words: Callable[[Words], str] = plain) -> Stream:
         """The flags, checked.  A filter no process can pass is refused: it would
@@ -161,13 +169,19 @@ class StreamFlags:
             from ..instance.settings import check_argv_bytes
 
             check_argv_bytes(self.argv_bytes)
-        target = again = None
+        target = again = waiting = None
         if cgroup is not None or container is not None:
+            from ..process.cgroups import ContainerNotRunning
+
             again = functools.partial(_cgroup_target, cgroup, container)
-            target = again()
+            try:
+                target = again()
+            except ContainerNotRunning as stopped:
+                waiting = self._wait_for(stopped)
         cgroups = _cgroup_names()
-        if target is not None:
-            filters.cgroup = CgroupScope(target.path, lambda i: cgroups().lookup(i).path)
+        if target is not None or waiting is not None:
+            path = None if target is None else target.path
+            filters.cgroup = CgroupScope(path, lambda i: cgroups().lookup(i).path)
         options = StreamOptions(
             threads=self.threads,
             count=self.count,
@@ -178,6 +192,7 @@ class StreamFlags:
             # (`podman exec`'s, a service's manager) may be outside it.
             cgroup=None if self.lineage else target,
             cgroup_again=None if self.lineage else _quietly(again),
+            cgroup_pending=waiting is not None,
             name=self.name,
             ring_size=self.ring_size,
             argv_bytes=self.argv_bytes,
@@ -187,10 +202,48 @@ class StreamFlags:
             """What a JSON line gets for its cgroup (json_lines.CgroupJson)."""
             return "," + cgroups().json_fragment(cgroup_id)
 
+        column = None
+        if mode != Mode.JSON:
+            shown = container is not None or (
+                self.container_column_if_running and _containers_running()
+            )
+            column = ContainerColumn(lambda i: cgroups().lookup(i), shown)
         view = view_for(
-            mode, self.with_time, filters, self.failed, self.lineage, cgroup_json, words
+            mode, self.with_time, filters, self.failed, self.lineage, cgroup_json, words, column
         )
-        return Stream(options, view, notes)
+        return Stream(options, view, notes, waiting)
+
+    def _wait_for(self, stopped: ContainerNotRunning) -> Words:
+        """The line that says the reader waits for a container that does not run."""
+        if self.lineage:
+            # --lineage filters in user space, by a path that a container not yet
+            # running does not have.
+            raise UsageError(
+                (
+                    *stopped.words,
+                    " (",
+                    Setting("lineage"),
+                    " needs it running; without it the reader waits for it)",
+                )
+            )
+        name = Given(stopped.name)
+        if stopped.stopped_id is None:
+            return (
+                "no container named ",
+                name,
+                " or with an id starting so runs now: waiting for it to start",
+            )
+        return (
+            "the container ",
+            name,
+            f" ({stopped.stopped_id[:12]}) is not running: waiting for it to start",
+        )
+
+
+def _containers_running() -> bool:
+    from ..process.cgroups import any_container_running
+
+    return any_container_running()
 
 
 def _cgroup_target(cgroup: str | None, container: str | None):
@@ -219,8 +272,8 @@ def _quietly(find):
 
 
 def _cgroup_names() -> Callable[[], CgroupNames]:
-    """The cgroup ids' paths and containers, made when first asked for (every mode
-    but the bare table asks)."""
+    """The cgroup ids' paths and containers, made when first asked for (JSON lines,
+    the tables' CONTAINER column, --cgroup's and --container's backlog)."""
     made: list[CgroupNames] = []
 
     def cgroups() -> CgroupNames:

@@ -98,13 +98,19 @@ class ReaderWants:
     failed: bool = False
     cgroup: CgroupFilter | None = None  # that cgroup and below only
     argv_bytes: int | None = None  # of each command line at most; None: load's
+    # A cgroup filter whose cgroup is not there yet (--container NAME of a container
+    # that has not started): the slot is held but kept out of settings.readers, so
+    # no program looks at it (it gets nothing, and other readers' records cost
+    # nothing more, a lone reader's stay built in place) until set_cgroup() gives
+    # it its cgroup.  Its filter meanwhile matches nothing (id 0 at level 0).
+    cgroup_pending: bool = False
 
     @property
     def flags(self) -> int:
         return (
             (ReaderFlag.THREADS if self.threads else 0)
             | (ReaderFlag.FAILED if self.failed else 0)
-            | (ReaderFlag.CGROUP if self.cgroup is not None else 0)
+            | (ReaderFlag.CGROUP if self.cgroup is not None or self.cgroup_pending else 0)
         )
 
 
@@ -375,7 +381,7 @@ class ReaderSlots:
                 _put_cgroup(reader, wants.cgroup)
                 self._write_reader(slot, reader)
                 bit = 1 << slot
-                settings.readers |= bit
+                settings.readers = _set(settings.readers, bit, not wants.cgroup_pending)
                 settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
                 settings.failed_readers = _set(settings.failed_readers, bit, wants.failed)
                 settings.argv_read = self._argv_read(settings)
@@ -436,12 +442,16 @@ class ReaderSlots:
             with self.instance.slots_lock():
                 if self._rings_id() != held.rings_id:
                     return  # unloaded, and loaded again: that slot is not ours
-                if held.name is None:
+                active = self._settings().readers >> held.slot & 1
+                if held.name is None or (not active and not held.resumed):
+                    # A reader that waited for its cgroup to the end: nothing to keep.
                     self._free(held.slot)
                 else:
                     reader = self._reader(held.slot)
                     reader.owner_tgid = 0
                     self._write_reader(held.slot, reader)
+                    if not active:  # a named reader's place, as it was before it waited
+                        self._join(held.slot)
         except StateError:
             # The instance was unloaded under the reader (unload --force): its slot
             # went with it, and what the reader says about that is the message.
@@ -474,11 +484,23 @@ class ReaderSlots:
 
     def set_cgroup(self, held: HeldSlot, wants: ReaderWants) -> None:
         """The reader's cgroup filter now stands for another cgroup (the one it
-        follows was made anew)."""
+        follows was made anew, or the one it waited for is there): a slot kept out
+        of the programs' sight (cgroup_pending) joins them, filter first."""
         with self.instance.slots_lock():
             reader = self._reader(held.slot)
             _put_cgroup(reader, wants.cgroup)
             self._write_reader(held.slot, reader)
+            if not wants.cgroup_pending:
+                self._join(held.slot)
+
+    def _join(self, slot: int) -> None:
+        """The slot in settings.readers: the programs put records in its ring."""
+        settings = self._settings()
+        if settings.readers >> slot & 1:
+            return
+        settings.readers |= 1 << slot
+        settings.argv_read = self._argv_read(settings)
+        self._write_settings(settings)
 
 
 def _put_cgroup(reader: Reader, cgroup: CgroupFilter | None) -> None:

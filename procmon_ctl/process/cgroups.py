@@ -655,10 +655,35 @@ def cgroup_target(arg: str) -> CgroupTarget:
     return _target(root, real_rel, cgroup_id(found))
 
 
+class ContainerNotRunning(UsageError):
+    """--container names no running container: none of that name or id prefix has
+    a cgroup now.  `stopped_id`: the id of the one its runtime knows by that name
+    (created or stopped, not running), None when none is known."""
+
+    def __init__(self, words: Words, name: str, stopped_id: str | None):
+        super().__init__(words)
+        self.name, self.stopped_id = name, stopped_id
+
+
+def any_container_running() -> bool:
+    """Whether a container has a cgroup in the cgroup v2 tree now (False without
+    cgroup v2)."""
+    try:
+        root = _v2_root_bytes()
+        for rel, _inode in _cgroup_dirs(root):
+            found = container_of(_shown(rel)) if rel else None
+            if found is not None and found.id is not None:
+                return True
+    except (OSError, MissingError):
+        pass
+    return False
+
+
 def container_target(prefix: str, catalog: ContainerCatalog | None = None) -> CgroupTarget:
     """--container NAME or ID: the outermost cgroup of the one container whose id
     starts with prefix (hex ids in either case), found in the cgroup v2 tree; when
-    no id does, of the container that its runtime calls so (runtimes.py)."""
+    no id does, of the container that its runtime calls so (runtimes.py).
+    ContainerNotRunning when none runs (a reader may wait for it)."""
     if not prefix:
         raise UsageError(
             (
@@ -697,24 +722,28 @@ def container_target(prefix: str, catalog: ContainerCatalog | None = None) -> Cg
         named = set((catalog or ContainerCatalog()).ids_named(prefix))
         outermost = outermost_of(lambda cid: cid in named)
         if named and not outermost:
-            raise UsageError(
+            raise ContainerNotRunning(
                 (
                     "the container ",
                     _quoted(prefix),
                     f" ({min(named)[:12]}) is not running: no cgroup of it below ",
                     _quoted(os.fsdecode(root)),
                     "; start it first",
-                )
+                ),
+                prefix,
+                min(named),
             )
     if not outermost:
-        raise UsageError(
+        raise ContainerNotRunning(
             (
                 "no container named ",
                 _quoted(prefix),
                 " or with an id starting so has a cgroup below ",
                 _quoted(os.fsdecode(root)),
                 ": see the running ones with podman ps or docker ps",
-            )
+            ),
+            prefix,
+            None,
         )
     if len(outermost) > 1:
         ids = sorted(outermost)

@@ -144,9 +144,11 @@ class CgroupScope:
     clock) are all inside: the kernel let them through, and their cgroups are
     remembered as inside, so that a container's records still count once it is
     gone.  Older records (the ring's backlog) are judged by their cgroup's path:
-    at or below `path`; a cgroup already removed cannot be placed and is left out."""
+    at or below `path`; a cgroup already removed cannot be placed and is left out.
+    `path` None: a container that did not run when the reader started (it waits
+    for it): no older record is its."""
 
-    path: str  # as cgroups.CgroupNames shows paths: "/", "/a/b"
+    path: str | None  # as cgroups.CgroupNames shows paths: "/", "/a/b"
     path_of: Callable[[int], str | None]
     since_ns: int = 1 << 63  # set when the reader starts
     inside: dict[int, bool] = field(default_factory=dict)
@@ -158,7 +160,7 @@ class CgroupScope:
     def contains(self, cgroup_id: int) -> bool:
         verdict = self.inside.get(cgroup_id)
         if verdict is None:
-            where = self.path_of(cgroup_id)
+            where = self.path_of(cgroup_id) if self.path is not None else None
             verdict = where is not None and (
                 self.path == "/" or where == self.path or where.startswith(self.path + "/")
             )

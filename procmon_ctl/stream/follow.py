@@ -73,6 +73,9 @@ class StreamOptions:
     cgroup: CgroupTarget | None = None
     # ... and how to find it again (by its path, or its container) once made anew
     cgroup_again: Callable[[], CgroupTarget | None] | None = None
+    # --container of a container not running yet: no cgroup to filter by, the reader
+    # takes nothing until cgroup_again finds it (ReaderWants.cgroup_pending)
+    cgroup_pending: bool = False
     name: str | None = None  # --name (or --output's): a reader that keeps its place
     ring_size: int | None = None  # its ring's size (None: the instance's)
     argv_bytes: int | None = None  # of each command line at most (None: the instance's)
@@ -178,6 +181,7 @@ def open_reader(
         failed=opts.failed,
         cgroup=None if cgroup is None else _cgroup_filter(cgroup),
         argv_bytes=opts.argv_bytes,
+        cgroup_pending=cgroup is None and opts.cgroup_pending,
     )
     slots = ReaderSlots(source)
     if source.reserved is not None:
@@ -205,7 +209,8 @@ def _cgroup_follower(
     slots: ReaderSlots, held, wants: ReaderWants, again: Callable[[], CgroupTarget | None]
 ) -> Callable[[], None]:
     """Once a second: the cgroup the reader filters by, looked up again by its path
-    or container; made anew (a restart), the kernel filters by the new one."""
+    or container; made anew (a restart), or there at last (a container the reader
+    waited for), the kernel filters by the new one."""
     current = [wants.cgroup]
 
     def refresh() -> None:
@@ -213,7 +218,7 @@ def _cgroup_follower(
         if target is None or _cgroup_filter(target) == current[0]:
             return
         current[0] = _cgroup_filter(target)
-        slots.set_cgroup(held, replace(wants, cgroup=current[0]))
+        slots.set_cgroup(held, replace(wants, cgroup=current[0], cgroup_pending=False))
 
     return refresh
 
@@ -375,7 +380,7 @@ def follow(
             backlog_end = reader.producer_pos if session.held.resumed else None
             tty = getattr(writer.out, "fd", None)
             # Every record in a kernel-filtered ring passed the reader's filter.
-            passed_from = 0 if opts.cgroup is not None else NEVER
+            passed_from = 0 if opts.cgroup is not None or opts.cgroup_pending else NEVER
             view.start(Opened(reader, tty, backlog_end, passed_from, observe))
             with view.in_place(reader) as in_place:
                 if in_place is not None:

@@ -35,6 +35,10 @@ from .json_lines import CgroupJson, gap_json, json_lines
 
 if TYPE_CHECKING:
     from ..kernel.ringbuf import RingBufferReader
+    from ..process.cgroups import CgroupInfo
+
+# A cgroup id to what the reader knows of it (cgroups.CgroupNames.lookup).
+CgroupLookup = Callable[[int], "CgroupInfo"]
 
 
 class Mode(StrEnum):
@@ -107,6 +111,36 @@ def _backlog(opened: Opened, words: Callable[[Words], str]) -> Backlog | None:
     return Backlog(opened.backlog_end, render.line_at_width(opened.tty), words(render.BACKLOG))
 
 
+class ContainerColumn:
+    """The tables' CONTAINER column (the container's short name, NO_CONTAINER for
+    the host's processes), shown when any row has a container.  A header is written
+    before the first row, so whether the column is there is decided then (`shown`:
+    the reader filters by --container, or a container ran as it started); when it
+    is not and a row from a container comes, the header is written again with the
+    column, and every row from then on has it, as `watch`-style tools repeat their
+    header: no row is ever under a header of other columns."""
+
+    def __init__(self, lookup: CgroupLookup | None, shown: bool):
+        self.lookup = lookup  # None: no cgroup names (tests' fake rings): never shown
+        self.shown = shown and lookup is not None
+
+    def cell(self, cgroup_id: int) -> str:
+        info = self.lookup(cgroup_id)
+        return render.container_cell(info.container_name, info.container_id)
+
+    def comes_with(self, cgroup_id: int) -> bool:
+        """Whether a row of this cgroup is the first from a container: the column
+        must be added before it."""
+        if self.shown or self.lookup is None:
+            return False
+        self.shown = self.lookup(cgroup_id).container_id is not None
+        return self.shown
+
+    @property
+    def cells(self) -> Callable[[int], str] | None:
+        return self.cell if self.shown else None
+
+
 def _start_filters(filters: Filters, opened: Opened) -> None:
     if filters.cgroup is not None:
         # The kernel keeps other cgroups out from the reader's start on.
@@ -126,13 +160,15 @@ class RowView:
         failed: bool = False,
         lineage: bool = False,
         words: Callable[[Words], str] = plain,
+        container: ContainerColumn | None = None,
     ):
         self.mode = Mode.WIDE if wide else Mode.TABLE
         self.time, self.filters, self.failed, self.lineage = time, filters, failed, lineage
         self.words = words  # the CLI's, for the lines that name a command or an option
+        self.container = container or ContainerColumn(None, False)
 
     def header(self) -> str:
-        return render.header(self.mode, self.time)
+        return render.header(self.mode, self.time, self.container.shown)
 
     def gap(self, dropped: int) -> str:
         return self._fit(render.gap_line(dropped, self.words))
@@ -145,8 +181,7 @@ class RowView:
             follow_exits=self.mode == Mode.WIDE,
             keep=lambda r: filters.match(r.tgid, r.ppid, r.uid, r.comm, r.cgroup_id),
         )
-        # Cut to a terminal's width, whole when piped.
-        self.line = render.table_line(opened.tty, self.mode, self.time)
+        self.tty = opened.tty
         self._fit = render.line_at_width(opened.tty)
         self.backlog = _backlog(opened, self.words)
         self.table = None
@@ -155,7 +190,19 @@ class RowView:
             from .lineage import RowLineages
 
             self.table, self.lineages = ProcessTable.from_proc(), RowLineages()
-            self.line = self.lineages.below(self.line, opened.tty)
+        self._make_line()
+
+    def _make_line(self) -> None:
+        # Cut to a terminal's width, whole when piped.
+        self.line = render.table_line(self.tty, self.mode, self.time, self.container.cells)
+        if self.lineage:
+            self.line = self.lineages.below(self.line, self.tty)
+
+    def _row_lines(self, r: Row, lines: list[str]) -> None:
+        if self.container.comes_with(r.cgroup_id):
+            lines += self.header().splitlines()
+            self._make_line()
+        lines.append(self.line(r))
 
     def take(self, offsets: list[int], room: int | None, marked: int) -> Taken:
         filters, rows, observe, table = self.filters, self.rows, self.observe, self.table
@@ -219,12 +266,13 @@ class RowView:
     ) -> Taken:
         rows, backlog = self.rows, self.backlog
         taken = rows.take(now, room)
-        if backlog is None or backlog.done:
+        if (backlog is None or backlog.done) and self.container.shown:
             lines += map(self.line, taken)
         else:
             for r in taken:
-                backlog.before(r.pos, lines)
-                lines.append(self.line(r))
+                if backlog is not None:
+                    backlog.before(r.pos, lines)
+                self._row_lines(r, lines)
         first = rows.first_pos()
         read_pos = self.ring.read_pos
         if backlog is not None and not at_end:
@@ -249,13 +297,16 @@ class LineView:
         lineage: bool = False,
         cgroup_json: CgroupJson | None = None,
         words: Callable[[Words], str] = plain,
+        container: ContainerColumn | None = None,
     ):
         self.json, self.time, self.filters = json, time, filters
         self.failed, self.lineage, self.cgroup_json = failed, lineage, cgroup_json
         self.words = words  # the CLI's, for the lines that name a command or an option
+        # --raw's CONTAINER column (JSON lines name the container themselves)
+        self.container = ContainerColumn(None, False) if json or container is None else container
 
     def header(self) -> str:
-        return "" if self.json else render.header(Mode.RAW, self.time)
+        return "" if self.json else render.header(Mode.RAW, self.time, self.container.shown)
 
     def gap(self, dropped: int) -> str:
         return gap_json(dropped) if self.json else self._fit(render.gap_line(dropped, self.words))
@@ -266,7 +317,8 @@ class LineView:
         self.backlog = None  # JSON lines have their time
         if not self.json:
             self._fit = render.line_at_width(opened.tty)
-            self.raw_line = render.raw_lines(opened.tty, self.time)
+            self.tty = opened.tty
+            self.raw_line = render.raw_lines(opened.tty, self.time, self.container.cells)
             self.backlog = _backlog(opened, self.words)
         self.table = None
         if self.lineage:
@@ -303,6 +355,11 @@ class LineView:
                     marked = e.dropped_total
                 if backlog is not None:
                     backlog.before(position_of(off), lines)
+                if self.container.comes_with(e.cgroup_id):
+                    lines += self.header().splitlines()
+                    self.raw_line = raw_line = render.raw_lines(
+                        self.tty, self.time, self.container.cells
+                    )
                 lines.append(raw_line(e))
             if table is not None:
                 lines[-1] = with_lineage(lines[-1], process, as_json)
@@ -403,11 +460,13 @@ def view_for(
     lineage: bool,
     cgroup_json: CgroupJson,
     words: Callable[[Words], str] = plain,
+    container: ContainerColumn | None = None,
 ) -> RowView | LineView:
     """The view of `mode` (`time`: --time/--no-time, None: the mode's default;
-    `words`: the CLI's, for the table lines that name a command or an option)."""
+    `words`: the CLI's, for the table lines that name a command or an option;
+    `container`: the tables' CONTAINER column, None for none)."""
     if mode == Mode.JSON:
         return JsonView(filters, failed, lineage, cgroup_json)
     if mode == Mode.RAW:
-        return LineView(False, time, filters, failed, lineage, words=words)
-    return RowView(mode == Mode.WIDE, time, filters, failed, lineage, words)
+        return LineView(False, time, filters, failed, lineage, words=words, container=container)
+    return RowView(mode == Mode.WIDE, time, filters, failed, lineage, words, container)

@@ -184,6 +184,9 @@ USER_WIDTH = 8  # as ps: a longer name is cut and ends in +
 COMM_WIDTH = 15  # the kernel keeps 15 bytes of a name (TASK_COMM_LEN - 1)
 EVENT_WIDTH = 8  # "exit 255", "SIGKILL"
 TYPE_WIDTH = 5  # --raw: fork, exec, exit, exec!
+CONTAINER_WIDTH = 12  # as podman ps and docker ps show ids; a longer name is cut
+# The CONTAINER cell of a process outside containers (as ps shows a missing TTY).
+NO_CONTAINER = "-"
 
 # (title, width) of each column before the last, which takes the rest of the line.
 _COLUMNS = {
@@ -238,14 +241,17 @@ def _cells(cells: Sequence[tuple[str, int]], last: str, width: int | None) -> st
     return head + fit(last, width - used)
 
 
-def header(mode: str, time: bool | None = None) -> str:
+def header(mode: str, time: bool | None = None, container: bool = False) -> str:
     """The title line and the dashed rule of `mode`'s table ("" for JSON), with the
-    TIME column first when `time` (None: the mode's default)."""
+    TIME column first when `time` (None: the mode's default), and the CONTAINER
+    column before the last when `container`."""
     if mode not in _COLUMNS:
         return ""
     cells, last = _COLUMNS[mode]
     if time if time is not None else TIME_BY_DEFAULT[mode]:
         cells = (("TIME", TIME_WIDTH), *cells)
+    if container:
+        cells = (*cells, ("CONTAINER", CONTAINER_WIDTH))
     titles = _cells(cells, last, None)
     rule = _cells([("-" * size, size) for _, size in cells], "-" * len(last), None)
     return f"{titles}\n{rule}\n"
@@ -255,10 +261,32 @@ def _time_cell(ts_ns: int) -> tuple[str, int]:
     return (clock.time_of_day(ts_ns), TIME_WIDTH)
 
 
-def row_line(r: Row, width: int | None = None, time: bool = False) -> str:
-    """A row of the default table: [TIME] PID PPID COMM CMDLINE.  With `width` (a
-    terminal's) every column is cut to fit, the command line to the rest of the
-    line; without, the line is whole."""
+def container_cell(name: str | None, container_id: str | None) -> str:
+    """A process's CONTAINER cell: its container's name as the runtime has it, else
+    its id as podman ps and docker ps show one (12 hex digits; nspawn's machine
+    name whole), NO_CONTAINER outside containers."""
+    if name:
+        return printable(name)
+    if container_id:
+        return container_id[:12] if _HEX_ID(container_id) else printable(container_id)
+    return NO_CONTAINER
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
+def _with_container(cells: list[tuple[str, int]], container: str | None) -> None:
+    if container is not None:
+        cells.append((container, CONTAINER_WIDTH))
+
+
+def row_line(
+    r: Row, width: int | None = None, time: bool = False, container: str | None = None
+) -> str:
+    """A row of the default table: [TIME] PID PPID COMM [CONTAINER] CMDLINE (the
+    CONTAINER cell when `container` is given).  With `width` (a terminal's) every
+    column is cut to fit, the command line to the rest of the line; without, the
+    line is whole."""
     if r.thread:
         last = f"[thread of {r.tgid}]"
     elif r.argv or r.argv_truncated:
@@ -268,6 +296,7 @@ def row_line(r: Row, width: int | None = None, time: bool = False) -> str:
     cells = [(str(r.pid), PID_WIDTH), (str(r.ppid), PID_WIDTH), (printable(r.comm), COMM_WIDTH)]
     if time:
         cells.insert(0, _time_cell(r.ts_ns))
+    _with_container(cells, container)
     return _cells(cells, last, width)
 
 
@@ -341,9 +370,13 @@ def user_cell(name: str) -> str:
 
 
 def wide_line(
-    r: Row, width: int | None = None, time: bool = True, user: Callable[[int], str] = str
+    r: Row,
+    width: int | None = None,
+    time: bool = True,
+    container: str | None = None,
+    user: Callable[[int], str] = str,
 ) -> str:
-    """A row of --wide: [TIME] PID PPID USER EVENT COMMAND.  USER is `user`(the uid):
+    """A row of --wide: [TIME] PID PPID USER EVENT [CONTAINER] COMMAND.  USER is `user`(the uid):
     its name (process.users.UserNames), the number where no user has it.  EVENT says what the row
     is (exec, fork: a process that exec'd nothing, thread, failed: an exec that
     failed, or how the process ended: exit N or the signal); an exit row's COMMAND
@@ -360,15 +393,20 @@ def wide_line(
     ]
     if time:
         cells.insert(0, _time_cell(r.ts_ns))
+    _with_container(cells, container)
     return _cells(cells, last, width)
 
 
 def table_line(
-    fd: int | None, mode: str = "table", time: bool | None = None
+    fd: int | None,
+    mode: str = "table",
+    time: bool | None = None,
+    container: Callable[[int], str] | None = None,
 ) -> Callable[[Row], str]:
     """The row function of `mode`'s table ("table" or "wide") written to `fd`: cut to
     the terminal's width when `fd` is a terminal (read again every second: the window
-    may be resized), whole when it is not (a pipe, a file)."""
+    may be resized), whole when it is not (a pipe, a file).  `container`: a row's
+    cgroup id to its CONTAINER cell (None: no such column)."""
     if mode == "wide":
         from ..process.users import UserNames
 
@@ -376,7 +414,9 @@ def table_line(
     else:
         render_row = row_line
     with_time = time if time is not None else TIME_BY_DEFAULT[mode]
-    return _at_width(fd, lambda r, width: render_row(r, width, with_time))
+    if container is None:
+        return _at_width(fd, lambda r, width: render_row(r, width, with_time))
+    return _at_width(fd, lambda r, width: render_row(r, width, with_time, container(r.cgroup_id)))
 
 
 def _at_width(fd: int | None, render_one: Callable) -> Callable:
@@ -441,8 +481,11 @@ def attempt_words(e: Event) -> tuple[str, ...]:
 _RAW_TYPES = {t: t.name.lower() for t in EventType} | {EXEC_FAILED: "exec!"}
 
 
-def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
-    """A line of --raw: [TIME] TYPE PID TGID PPID UID COMM DETAIL, one per record."""
+def raw_line(
+    e: Event, width: int | None = None, time: bool = False, container: str | None = None
+) -> str:
+    """A line of --raw: [TIME] TYPE PID TGID PPID UID COMM [CONTAINER] DETAIL, one
+    per record."""
     kind = _RAW_TYPES.get(e.type) or str(e.type)
     if e.type == EXEC:
         detail = program(e.filename or "", e.argv or (), bool(e.argv_truncated))
@@ -463,13 +506,19 @@ def raw_line(e: Event, width: int | None = None, time: bool = False) -> str:
     ]
     if time:
         cells.insert(0, _time_cell(e.ts_ns))
+    _with_container(cells, container)
     return _cells(cells, detail, width)
 
 
-def raw_lines(fd: int | None, time: bool | None = None) -> Callable[[Event], str]:
-    """raw_line() for --raw written to `fd`, cut to a terminal's width as the tables are."""
+def raw_lines(
+    fd: int | None, time: bool | None = None, container: Callable[[int], str] | None = None
+) -> Callable[[Event], str]:
+    """raw_line() for --raw written to `fd`, cut to a terminal's width as the tables
+    are; `container` as table_line()'s."""
     with_time = time if time is not None else TIME_BY_DEFAULT["raw"]
-    return _at_width(fd, lambda e, width: raw_line(e, width, with_time))
+    if container is None:
+        return _at_width(fd, lambda e, width: raw_line(e, width, with_time))
+    return _at_width(fd, lambda e, width: raw_line(e, width, with_time, container(e.cgroup_id)))
 
 
 def gap_line(dropped: int, words: Callable[[Words], str]) -> str:
