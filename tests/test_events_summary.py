@@ -10,6 +10,7 @@ from records import EXEC, EXEC_FAILED, EXIT, FORK, THREAD, argv_area, record
 
 from procmon_ctl.process.decode import decode_event
 from procmon_ctl.process.events_tally import EventsTally
+from procmon_ctl.process.rows import Filters
 from procmon_ctl.views.events_summary import summary_of, summary_text
 
 MS = 1_000_000
@@ -80,3 +81,21 @@ def test_text_names_the_failed_and_escapes_names():
     assert any(line.startswith("  INCOMPLETE: 3 record(s) lost") for line in lines)
     for line in summary_text(summary_of(tally_of(RECORDS), MS, False), width=40).splitlines():
         assert len(line) <= 40
+
+
+def test_the_readers_filters_apply():
+    """`events --comm cc --summary`: what cc did, and only that; the view's own
+    filters are left to the view (the tally follows a copy)."""
+    tally = EventsTally(filters=Filters(comm=frozenset({"cc"})))
+    for r in RECORDS:
+        tally(decode_event(r))
+    s = summary_of(tally, MS, failed=False)
+    assert [(c.comm, c.forks, c.execs, c.exits) for c in s.by_command] == [("cc", 0, 1, 1)]
+    assert [(f.pid, f.argv) for f in s.failed] == [(11, ["cc", "x.c"])]
+    # --tree-of 10 (make, running when the reader started): it and its children.
+    view_filters = Filters(tree={10}, tree_since_ns=0)
+    tally = EventsTally(filters=view_filters)
+    for r in RECORDS[1:]:
+        tally(decode_event(r))
+    assert {x.pid for x in tally.longest_lived()} == {10, 11, 13}
+    assert view_filters.tree == {10}

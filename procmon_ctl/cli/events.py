@@ -123,8 +123,9 @@ def events(
         typer.Option(
             "--summary",
             help="When the reader ends (--duration, --count, Ctrl-C, SIGTERM), print what it "
-            "saw: counts by command, the failures, the shortest- and longest-lived (--json: one "
-            "object). On stderr, or on stdout when --output takes the lines.",
+            "saw (as its filters let it through): counts by command, the failures, the shortest- "
+            "and longest-lived (--json: one object). On stderr, or on stdout when --output "
+            "takes the lines.",
         ),
     ] = False,
     lineage: Annotated[
@@ -200,7 +201,7 @@ def events(
     if output is None:
         warn(warning)
         wait_note(stream.waiting, words.words)
-        with summarized(summary, json_out, failed, sys.stderr, words.words) as observe:
+        with summarized(stream, summary, json_out, failed, sys.stderr, words.words) as observe:
             follow(pins, stream.options, stream.view, sys.stdout, observe=observe)
         return
     from ..stream.logfile import ReopeningFile, reopen_on_sighup
@@ -209,15 +210,16 @@ def events(
         warn(warning)  # only once --output is known good: an error is the one line
         wait_note(stream.waiting, words.words)
         reopen_on_sighup(sink)
-        with summarized(summary, json_out, failed, sys.stdout, words.words) as observe:
+        with summarized(stream, summary, json_out, failed, sys.stdout, words.words) as observe:
             follow(pins, stream.options, stream.view, sink, observe=observe)
 
 
 @contextlib.contextmanager
-def summarized(wanted: bool, json_out: bool, failed: bool, to, words):
+def summarized(stream, wanted: bool, json_out: bool, failed: bool, to, words):
     """--summary: the stream's observer, and its summary written to `to` when the
     reader ends: at --count or --duration, or at a stop signal (written as that
-    unwinds); not after an error, which is then the last word."""
+    unwinds); not after an error, which is then the last word.  It counts what the
+    view's filters let through."""
     if not wanted:
         yield None
         return
@@ -226,7 +228,7 @@ def summarized(wanted: bool, json_out: bool, failed: bool, to, words):
     from ..kernel.signals import Terminated
     from ..process.events_tally import EventsTally
 
-    tally = EventsTally()
+    tally = EventsTally(filters=getattr(stream.view, "filters", None))
     started = time.monotonic_ns()
     try:
         yield tally

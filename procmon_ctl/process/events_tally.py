@@ -8,12 +8,14 @@ the table of what each process ran (last_execs.py)."""
 
 from __future__ import annotations
 
+import copy
 import heapq
 from dataclasses import dataclass, field
 
 from ..kernel.abi import EXEC, EXEC_FAILED, EXIT, FORK
 from .decode import Event
 from .last_execs import LastExecs
+from .rows import Filters
 
 NAMES_KEPT = 1000
 FAILED_KEPT = 20
@@ -52,8 +54,12 @@ class FailedExec:
 class EventsTally:
     """Every record a reader takes in (it is the stream's observer).  A record is
     counted under the command its record names: a fork under the parent's name, an
-    exec under the new program's, an exit under the last."""
+    exec under the new program's, an exit under the last.  With `filters` (the
+    reader's --comm, --pid, --tree-of...), only the records they let through count;
+    the tally follows them with a copy of its own, made at the first record (once
+    the view has started them), so that the view's are tracked once per record."""
 
+    filters: Filters | None = None
     by_command: dict[str, Counts] = field(default_factory=dict)
     others: Counts = field(default_factory=Counts)  # past NAMES_KEPT commands
     failures: int = 0
@@ -65,6 +71,7 @@ class EventsTally:
     longest: list[tuple[int, int, Ended]] = field(default_factory=list)
     shortest: list[tuple[int, int, Ended]] = field(default_factory=list)
     exited: int = 0
+    _filters: Filters | None = None
     first_dropped: int | None = None
     last_dropped: int = 0
     ran: LastExecs[tuple[tuple[str, ...], bool]] = field(default_factory=LastExecs)
@@ -72,22 +79,33 @@ class EventsTally:
     def __call__(self, e: Event) -> None:
         if self.first_dropped is None:
             self.first_dropped = e.dropped_total
+            if self.filters is not None and self.filters.active:
+                self._filters = copy.deepcopy(self.filters)
         self.last_dropped = e.dropped_total
         kind = e.type
-        if kind == FORK:
-            if e.thread:
-                return
-            self._counts(e.comm).forks += 1
+        # What each process ran is kept from every record: a process that matches
+        # may have forked from one that does not.
+        if kind == FORK and not e.thread:
             self.ran.fork(e.tgid, e.ppid)
         elif kind == EXEC:
-            self._counts(e.comm).execs += 1
             argv = e.argv or ()
             self.ran.set(e.tgid, (argv, bool(e.argv_truncated)), sum(map(len, argv)) + 16)
-        elif kind == EXIT:
-            if e.thread:
+        filters = self._filters
+        if filters is not None:
+            filters.track(e)
+            if not filters.match_event(e):
+                if kind == EXIT and not e.thread:
+                    self.ran.pop(e.tgid)
                 return
-            self._counts(e.comm).exits += 1
-            self._ended(e)
+        if kind == FORK:
+            if not e.thread:
+                self._counts(e.comm).forks += 1
+        elif kind == EXEC:
+            self._counts(e.comm).execs += 1
+        elif kind == EXIT:
+            if not e.thread:
+                self._counts(e.comm).exits += 1
+                self._ended(e)
         elif kind == EXEC_FAILED:
             self.failed_execs += 1
             if len(self.failed_exec_list) < FAILED_KEPT:
