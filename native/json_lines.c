@@ -11,6 +11,7 @@
  * a time. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -18,10 +19,10 @@
 #include "json_lines.h"
 
 /* Longest line but its cgroup's fragment: an exec record whose every byte of
- * text needs \u00XX (an empty argument, `"",` for its one NUL, needs less), plus
- * its gap line.  The fragment (up to PM_CGROUP_JSON_MAX) is added per record, so
+ * text needs \u00XX (an empty argument, `"",` for its one NUL, needs less), or an
+ * exit record with the same text after its usage, plus its gap line.  The fragment (up to PM_CGROUP_JSON_MAX) is added per record, so
  * that a long cgroup path costs the room of its own length only. */
-#define PM_MAX_LINE (512 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
+#define PM_MAX_LINE (1024 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -188,8 +189,10 @@ static char *put_json_str(char *p, const char *s, size_t max)
 	return p;
 }
 
-/* An exec record's fields from "filename" on; NULL if the caller must format it. */
-static char *put_exec(char *p, const struct exec_event *x, __u32 len)
+/* An exec record's fields from "filename" on; NULL if the caller must format it.
+ * `*what_ran` is set to where "argc" starts: the text before it, from the comma
+ * before "filename", is what its process's exit line will end with. */
+static char *put_exec(char *p, const struct exec_event *x, __u32 len, char **what_ran)
 {
 	const char *data = x->data, *arg, *end;
 
@@ -219,6 +222,7 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len)
 		p = PUT_LIT(p, "],\"argv_truncated\":true");
 	else
 		p = PUT_LIT(p, "],\"argv_truncated\":false");
+	*what_ran = p;
 	return PUT_FIELD(p, ",\"argc\":", x->argc);
 }
 
@@ -272,10 +276,226 @@ static const struct pm_cgroup *find_cgroup(const struct pm_cgroups *t, __u64 id)
 	return NULL;
 }
 
+/* The table of pm_execs_*: entries in a pool of `cap`, chained from buckets by
+ * pid, and linked oldest to newest (the order of eviction); indexes are 1-based,
+ * 0 is none.  A text is shared by a process and the children that forked from
+ * it without exec'ing, freed with its last entry. */
+struct pm_exec_text {
+	__u64 refs;
+	__u64 len;
+	char text[];
+};
+
+struct pm_exec_entry {
+	__u32 pid;
+	__u32 next;  /* in its bucket's chain; in the free list */
+	__u32 older; /* toward the oldest */
+	__u32 newer;
+	struct pm_exec_text *text;
+};
+
+struct pm_execs {
+	__u32 cap, count;
+	__u32 mask; /* buckets - 1 */
+	__u32 free, oldest, newest;
+	__u64 max_bytes, bytes;
+	__u32 *buckets;
+	struct pm_exec_entry *entries; /* entries[i - 1] is entry i */
+};
+
+static __u32 bucket_of(const struct pm_execs *t, __u32 pid)
+{
+	return (pid * 2654435761u) & t->mask;
+}
+
+static struct pm_exec_entry *entry(const struct pm_execs *t, __u32 i)
+{
+	return &t->entries[i - 1];
+}
+
+static __u32 find_exec(const struct pm_execs *t, __u32 pid)
+{
+	__u32 i = t->buckets[bucket_of(t, pid)];
+
+	while (i && entry(t, i)->pid != pid)
+		i = entry(t, i)->next;
+	return i;
+}
+
+static void release_text(struct pm_exec_text *text)
+{
+	if (!--text->refs)
+		free(text);
+}
+
+static void remove_exec(struct pm_execs *t, __u32 i)
+{
+	struct pm_exec_entry *x = entry(t, i);
+	__u32 *link = &t->buckets[bucket_of(t, x->pid)];
+
+	while (*link != i)
+		link = &entry(t, *link)->next;
+	*link = x->next;
+	if (x->older)
+		entry(t, x->older)->newer = x->newer;
+	else
+		t->oldest = x->newer;
+	if (x->newer)
+		entry(t, x->newer)->older = x->older;
+	else
+		t->newest = x->older;
+	t->bytes -= x->text->len;
+	release_text(x->text);
+	x->text = NULL;
+	x->next = t->free;
+	t->free = i;
+	t->count--;
+}
+
+/* `pid` ran `text` (a reference of the caller's, now the entry's). */
+static void put_exec_text(struct pm_execs *t, __u32 pid, struct pm_exec_text *text)
+{
+	__u32 i = find_exec(t, pid), b;
+	struct pm_exec_entry *x;
+
+	if (i)
+		remove_exec(t, i);
+	if (!t->free)
+		remove_exec(t, t->oldest);
+	i = t->free;
+	x = entry(t, i);
+	t->free = x->next;
+	b = bucket_of(t, pid);
+	*x = (struct pm_exec_entry){ pid, t->buckets[b], t->newest, 0, text };
+	t->buckets[b] = i;
+	if (t->newest)
+		entry(t, t->newest)->newer = i;
+	else
+		t->oldest = i;
+	t->newest = i;
+	t->count++;
+	t->bytes += text->len;
+	while (t->bytes > t->max_bytes)
+		remove_exec(t, t->oldest);
+}
+
+struct pm_execs *pm_execs_new(__u32 cap, __u64 max_bytes)
+{
+	struct pm_execs *t = calloc(1, sizeof(*t));
+	__u32 buckets = 1, i;
+
+	if (!t || !cap)
+		goto fail;
+	while (buckets < cap)
+		buckets <<= 1;
+	buckets <<= 1;
+	t->cap = cap;
+	t->mask = buckets - 1;
+	t->max_bytes = max_bytes;
+	t->buckets = calloc(buckets, sizeof(*t->buckets));
+	t->entries = calloc(cap, sizeof(*t->entries));
+	if (!t->buckets || !t->entries)
+		goto fail;
+	for (i = 1; i < cap; i++)
+		t->entries[i - 1].next = i + 1;
+	t->free = 1;
+	return t;
+fail:
+	if (t) {
+		free(t->buckets);
+		free(t->entries);
+		free(t);
+	}
+	return NULL;
+}
+
+void pm_execs_free(struct pm_execs *t)
+{
+	if (!t)
+		return;
+	while (t->oldest)
+		remove_exec(t, t->oldest);
+	free(t->buckets);
+	free(t->entries);
+	free(t);
+}
+
+/* `pid` exec'd: `text` (len bytes) ends its exit line.  -1: no memory (its
+ * entry is gone, as a process the table never saw). */
+int pm_execs_set(struct pm_execs *t, __u32 pid, const char *text, __u64 len)
+{
+	struct pm_exec_text *copy = malloc(sizeof(*copy) + len);
+
+	if (!copy) {
+		pm_execs_drop(t, pid);
+		return -1;
+	}
+	copy->refs = 1;
+	copy->len = len;
+	memcpy(copy->text, text, len);
+	put_exec_text(t, pid, copy);
+	return 0;
+}
+
+/* `parent` forked the process `child`, which runs its parent's image until it execs. */
+void pm_execs_fork(struct pm_execs *t, __u32 child, __u32 parent)
+{
+	__u32 i = find_exec(t, parent);
+	struct pm_exec_text *text;
+
+	if (!i) {
+		pm_execs_drop(t, child);
+		return;
+	}
+	text = entry(t, i)->text;
+	text->refs++;
+	put_exec_text(t, child, text);
+}
+
+/* The text of `pid`'s entry and its length; -1 when it has none. */
+__s64 pm_execs_get(const struct pm_execs *t, __u32 pid, const char **text)
+{
+	__u32 i = find_exec(t, pid);
+
+	if (!i)
+		return -1;
+	*text = entry(t, i)->text->text;
+	return (__s64)entry(t, i)->text->len;
+}
+
+void pm_execs_drop(struct pm_execs *t, __u32 pid)
+{
+	__u32 i = find_exec(t, pid);
+
+	if (i)
+		remove_exec(t, i);
+}
+
+__u32 pm_execs_count(const struct pm_execs *t)
+{
+	return t->count;
+}
+
+/* The end of an exit line: what its process ran, when the table knows (its entry
+ * then goes: the process is gone). */
+static char *put_what_ran(char *p, struct pm_execs *t, __u32 pid)
+{
+	__u32 i = find_exec(t, pid);
+
+	if (!i)
+		return p;
+	p = put_str(p, entry(t, i)->text->text, entry(t, i)->text->len);
+	remove_exec(t, i);
+	return p;
+}
+
 /* One record's line, `cg` its cgroup's; NULL if the caller must format it. */
 static char *put_record(char *p, const struct process_event *e, __u32 len,
-			const struct pm_cgroup *cg, struct pm_clock *clock, __u64 page_kib)
+			const struct pm_cgroup *cg, struct pm_clock *clock, __u64 page_kib,
+			struct pm_execs *execs)
 {
+	char *what_ran = NULL, *ran_from = NULL;
+
 	if (e->type == EVENT_EXIT && len < sizeof(struct exit_event))
 		return NULL;
 	switch (e->type) {
@@ -309,10 +529,16 @@ static char *put_record(char *p, const struct process_event *e, __u32 len,
 		p = PUT_FIELD(p, ",\"exit_signal\":", e->exit_signal);
 		p = PUT_FIELD(p, ",\"duration_ns\":", e->duration_ns);
 		p = put_usage(p, (const struct exit_event *)e, page_kib);
+		if (!(e->flags & EVENT_FLAG_THREAD))
+			p = put_what_ran(p, execs, e->tgid);
 	} else if (e->type == EVENT_EXEC) {
-		p = put_exec(p, (const struct exec_event *)e, len);
+		ran_from = p;
+		p = put_exec(p, (const struct exec_event *)e, len, &what_ran);
 		if (!p)
 			return NULL;
+		pm_execs_set(execs, e->tgid, ran_from, (__u64)(what_ran - ran_from));
+	} else if (!(e->flags & EVENT_FLAG_THREAD)) {
+		pm_execs_fork(execs, e->tgid, e->ppid);
 	}
 	p = PUT_LIT(p, "}\n");
 	return p;
@@ -323,8 +549,8 @@ static char *put_record(char *p, const struct process_event *e, __u32 len,
  * size - 1, `producer_pos` the kernel's producer position.  Nothing is consumed:
  * the caller writes the text, then moves the consumer position to b->pos. */
 void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
-		   __u64 max_records, const struct pm_cgroups *cgroups, char *out, __u64 cap,
-		   struct pm_batch *b)
+		   __u64 max_records, const struct pm_cgroups *cgroups, struct pm_execs *execs,
+		   char *out, __u64 cap, struct pm_batch *b)
 {
 	__u64 pos = b->pos, marked = b->marked;
 	__u64 prod = __atomic_load_n(producer_pos, __ATOMIC_ACQUIRE);
@@ -382,7 +608,7 @@ void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_
 			line = PUT_FIELD(line, ",\"dropped\":", e->dropped_total - marked);
 			line = PUT_LIT(line, "}\n");
 		}
-		line = put_record(line, e, len, cg, &clock, page_kib);
+		line = put_record(line, e, len, cg, &clock, page_kib, execs);
 		if (!line) {
 			b->stop = PM_STOP_FOREIGN;
 			break;

@@ -58,10 +58,19 @@ struct pm_batch {
 
 /* The version of the lines' text: raised whenever what a line holds changes, so a
  * library built before is not used (pm_abi.json_format). 2: "time" after "type";
- * 3: DEL as \u007f; 4: exit lines say what the process cost. */
+ * 3: DEL as \u007f; 4: exit lines say what the process cost; 5: and what it ran
+ * (filename, argv). */
 enum pm_json_format {
-	PM_JSON_FORMAT = 4,
+	PM_JSON_FORMAT = 5,
 };
+
+/* The program each process last ran: pid -> the text its exit line ends with
+ * (,"filename":…,"argv":[…],"argv_truncated":…), kept from the records the
+ * formatter writes and from those Python writes (pm_execs_set/fork/get/drop), as
+ * procmon_ctl/process/last_execs.py describes and keeps it for the Python writer:
+ * at most `cap` pids and `max_bytes` of text (each pid counted with its text, even
+ * one shared with its parent); past either, the pid set longest ago goes. */
+struct pm_execs;
 
 /* The contract as this library was compiled: sizes, offsets and constants of
  * process_monitor.h and of this header. */
@@ -93,8 +102,15 @@ struct pm_abi {
 
 void pm_abi_info(struct pm_abi *abi);
 void pm_json_lines(const unsigned char *data, __u64 mask, const __u64 *producer_pos,
-		   __u64 max_records, const struct pm_cgroups *cgroups, char *out, __u64 cap,
-		   struct pm_batch *b);
+		   __u64 max_records, const struct pm_cgroups *cgroups, struct pm_execs *execs,
+		   char *out, __u64 cap, struct pm_batch *b);
+struct pm_execs *pm_execs_new(__u32 cap, __u64 max_bytes);
+void pm_execs_free(struct pm_execs *t);
+int pm_execs_set(struct pm_execs *t, __u32 pid, const char *text, __u64 len);
+void pm_execs_fork(struct pm_execs *t, __u32 child, __u32 parent);
+__s64 pm_execs_get(const struct pm_execs *t, __u32 pid, const char **text);
+void pm_execs_drop(struct pm_execs *t, __u32 pid);
+__u32 pm_execs_count(const struct pm_execs *t);
 void *pm_ring_map(int fd, __u64 size);
 int pm_ring_unmap(void *addr, __u64 size);
 long pm_page_size(void);

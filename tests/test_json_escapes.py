@@ -108,7 +108,7 @@ def python_text(records: list[bytes], cgroup_json) -> str:
     """The Python writer's lines, with `cgroup_json` for the records' cgroups."""
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, NOW_NS)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, NOW_NS, execs=json_lines.ExecTexts())
     return "".join(line + "\n" for line in lines)
 
 
@@ -125,13 +125,15 @@ def test_each_character_comes_out_escaped_and_the_same_from_both_writers(native_
     py_text = python_lines(records)
     assert (c_text, n) == (py_text, 3)
     assert ch not in py_text
-    # comm three times, the filename, and the four arguments' four.
-    assert py_text.count(escaped(ch)) == 3 + 1 + 4
+    # comm three times, the filename and the four arguments' four twice (the exec
+    # line, and the exit line that says what the process ran).
+    assert py_text.count(escaped(ch)) == 3 + 2 * (1 + 4)
     lines = split_safely(py_text)
     assert len(lines) == 3
     for line in map(json.loads, lines):
         assert_exact(line, name, None, None)
     assert_exact(json.loads(lines[1]), name, b"/tmp/" + name, args)
+    assert_exact(json.loads(lines[2]), name, b"/tmp/" + name, args)
     # DEL is ASCII: the C writer writes it itself; the others come back to Python.
     batch = ring.formatter(native_lib).format(0, 100, 0)
     assert batch.stop == (PmStop.CAUGHT_UP if ch.isascii() else PmStop.FOREIGN)
@@ -186,6 +188,7 @@ def test_any_bytes_give_the_same_safe_and_exact_lines(native_lib, name, args):
     assert not UNSAFE_SET & set(text)
     lines = split_safely(text)
     assert_exact(json.loads(lines[1]), name, b"/tmp/" + name, args)
+    assert_exact(json.loads(lines[2]), name, b"/tmp/" + name, args)
 
 
 def test_cgroup_paths_are_escaped_and_stay_the_c_writers(native_lib):

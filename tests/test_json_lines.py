@@ -115,3 +115,45 @@ def test_name_caches_stay_bounded():
     assert [json.loads(line) for line in lines] == expected(records)
     assert len(json_lines._shared_cache) <= json_lines.CACHE_LIMIT
     assert len(json_lines._comm_cache) <= json_lines.CACHE_LIMIT
+
+
+def fake_proc(root, processes: dict[int, tuple[int, bytes]]) -> None:
+    """A /proc of `processes`: pid -> (start time, cmdline)."""
+    for pid, (start, cmdline) in processes.items():
+        (root / str(pid)).mkdir()
+        fields = " ".join(["0"] * 17)
+        (root / str(pid) / "stat").write_text(f"{pid} (p{pid}) S 1 {fields} {start}\n")
+        (root / str(pid) / "cmdline").write_bytes(cmdline)
+
+
+def test_a_starting_reader_knows_the_running_processes_from_proc(tmp_path):
+    """Their exit lines carry /proc's command line, without a filename; a kernel
+    thread's (no command line) carries nothing; a command line past 16 KiB keeps the
+    whole arguments that fit, marked truncated.  Filtered-out records keep the table
+    too (track)."""
+    fake_proc(
+        tmp_path,
+        {
+            1: (5, b"/sbin/init\0splash\0"),
+            2: (1, b""),
+            30: (9, b"big\0" + b"x" * 10000 + b"\0" + b"y" * 10000 + b"\0"),
+        },
+    )
+    execs = json_lines.ExecTexts()
+    json_lines.seed(execs, str(tmp_path))
+    assert len(execs) == 2
+    json_lines.track(execs, decode.decode_event(record(FORK, pid=31, tgid=31, ppid=1)))
+    init = execs.pop(31)
+    assert init == ',"argv":["/sbin/init","splash"],"argv_truncated":false'
+    buf, offsets = ring_bytes([record(EXIT, pid=p, tgid=p) for p in (1, 2, 30)])
+    lines: list[str] = []
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, execs=execs)
+    exits = [json.loads(x) for x in lines]
+    assert [(e.get("argv"), e.get("argv_truncated"), "filename" in e) for e in exits] == [
+        (["/sbin/init", "splash"], False, False),
+        (None, None, False),
+        (["big", "x" * 10000], True, False),
+    ]
+    for e in exits:
+        EventLine.model_validate(e)
+    assert len(execs) == 0

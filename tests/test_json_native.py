@@ -19,7 +19,10 @@ from records import (
     FORK,
     NOW_NS,
     OFFSET_NS,
+    THREAD,
+    TRUNCATED,
     LossesInMemory,
+    argv_area,
     cgroup_json,
     fix_clock,
     header,
@@ -113,10 +116,13 @@ class FakeRing:
         pass
 
 
-def python_lines(records: list[bytes]) -> str:
+def python_lines(records: list[bytes], execs=None) -> str:
+    """The Python writer's text, with a table of what each process ran of its own
+    (as the C formatter of FakeRing.formatter() starts with an empty one)."""
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, NOW_NS)
+    execs = json_lines.ExecTexts() if execs is None else execs
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, NOW_NS, execs=execs)
     return "".join(line + "\n" for line in lines)
 
 
@@ -319,7 +325,7 @@ def test_time_is_the_same_across_seconds_days_and_years(native_lib, monkeypatch,
     assert (batch.stop, batch.records) == (PmStop.CAUGHT_UP, len(records))
     buf, offsets = ring_bytes(records)
     lines: list[str] = []
-    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json)
+    json_lines.json_lines(buf, offsets, lines, 0, cgroup_json, execs=json_lines.ExecTexts())
     assert batch.text == "".join(line + "\n" for line in lines)
     times = [json.loads(line)["time"] for line in lines if '"gap"' not in line]
     assert times == [utc_text(boundary + d) for d in AROUND]
@@ -387,8 +393,129 @@ def test_events_json_on_the_real_ring_either_way(attached, monkeypatch, native):
     forks = {e["pid"]: e for e in lines if e["type"] == "fork"}
     for pid in pids:
         assert pid in forks and forks[pid]["ppid"] == os.getpid()
+    # Children that did not exec ran this process's command line, which a reader
+    # that starts (not one that resumes) takes from /proc: their exit lines carry
+    # it, without a filename.
+    forked: list[int] = []
+
+    class ForksOnceReading(JsonView):
+        def start(self, opened):
+            super().start(opened)
+            forked.extend(fork_processes(5))
+
+    out = io.StringIO()
+    view = ForksOnceReading(Filters(), False, False, cgroup_json)
+    stream.follow(layout, stream.StreamOptions(duration=0.3), view, out)
+    with open("/proc/self/cmdline", "rb") as f:
+        mine = [a.decode() for a in f.read().split(b"\0")[:-1]]
+    exits = {
+        e["tgid"]: e for e in map(json.loads, out.getvalue().splitlines()) if e["type"] == "exit"
+    }
+    for pid in forked:
+        assert exits[pid]["argv"] == mine and "filename" not in exits[pid]
     fork_processes(10)
     out = io.StringIO()
     view = JsonView(Filters(), False, False, cgroup_json)
     assert stream.follow(layout, stream.StreamOptions(count=5, **named), view, out) == 5
     assert len(out.getvalue().splitlines()) == 5
+
+
+def what_ran(records: list[bytes], execs=None) -> list[tuple[int, dict]]:
+    """The exit lines of python_lines(records), in order: (tgid, the filename, argv
+    and argv_truncated present)."""
+    keys = ("filename", "argv", "argv_truncated")
+    return [
+        (e["tgid"], {k: e[k] for k in keys if k in e})
+        for e in map(json.loads, python_lines(records, execs).splitlines())
+        if e["type"] == "exit"
+    ]
+
+
+# A shell that execs, forks a child that does not exec and one that does, and a
+# process the table never saw; a thread of the shell forks and exits on the way.
+FAMILY = [
+    record(FORK, pid=50, tgid=50, ppid=7),
+    record(EXEC, pid=50, tgid=50, ppid=7, filename=b"/bin/sh", argv=argv_area(b"sh", b"-c", b"x")),
+    record(FORK, pid=51, tgid=51, ppid=50),
+    record(FORK, pid=52, tgid=52, ppid=50),
+    record(FORK, pid=53, tgid=50, ppid=7, flags=THREAD),
+    record(EXIT, pid=53, tgid=50, ppid=7, flags=THREAD),
+    record(EXEC, pid=52, tgid=52, ppid=50, filename=b"/bin/ls", argv=b"ls\0-l", flags=TRUNCATED),
+    record(EXIT, pid=51, tgid=51, ppid=50),
+    record(EXIT, pid=52, tgid=52, ppid=50),
+    record(EXIT, pid=50, tgid=50, ppid=7),
+    record(EXIT, pid=60, tgid=60, ppid=7),
+    # The pid again, for a process whose fork and exec were not seen.
+    record(EXIT, pid=50, tgid=50, ppid=7),
+]
+
+
+def test_exit_lines_say_what_the_process_last_ran(native_lib):
+    """An exit line carries its process's last exec; a child that did not exec,
+    its parent's; nothing when the exec was not seen (nor a thread's exit, nor a
+    pid's second exit).  Both writers alike."""
+    sh = {"filename": "/bin/sh", "argv": ["sh", "-c", "x"], "argv_truncated": False}
+    ls = {"filename": "/bin/ls", "argv": ["ls", "-l"], "argv_truncated": True}
+    # The thread's exit first, the pid's second exit last.
+    assert what_ran(FAMILY) == [(50, {}), (51, sh), (52, ls), (50, sh), (60, {}), (50, {})]
+    ring = FakeRing()
+    for r in FAMILY:
+        ring.add(r)
+    fmt = ring.formatter(native_lib)
+    batch = fmt.format(ring.consumer, 100, 0)
+    assert (batch.stop, batch.records) == (PmStop.CAUGHT_UP, len(FAMILY))
+    assert batch.text == python_lines(FAMILY)
+    assert len(fmt.execs) == 0  # every process known has exited
+    fmt.close()
+
+
+def test_exit_of_a_program_python_wrote_the_exec_of(native_lib):
+    """An exec the C writer leaves to Python (arguments that are not ASCII) goes
+    into the C writer's table all the same, and its exit line is C's, in UTF-8."""
+    records = [
+        record(
+            EXEC,
+            pid=70,
+            tgid=70,
+            filename=b"/bin/caf\xc3\xa9",
+            argv=argv_area(b"\xff", b"\xc3\xa9"),
+        ),
+        record(EXIT, pid=70, tgid=70),
+    ]
+    ring = FakeRing()
+    for r in records:
+        ring.add(r)
+    text, n = follow_native(ring, native_lib)
+    assert (text, n) == (python_lines(records), 2)
+    exit_line = json.loads(text.splitlines()[1])
+    assert (exit_line["filename"], exit_line["argv"]) == ("/bin/café", ["\\xff", "é"])
+
+
+def test_both_tables_evict_the_same_processes(native_lib):
+    """Past its bound (here 2 processes, or 200 bytes of text) each table forgets the
+    process set longest ago: the same exits lose their command line in both."""
+    execs = [
+        record(EXEC, pid=p, tgid=p, filename=b"/bin/p", argv=argv_area(b"x" * (p % 3 * 30)))
+        for p in range(80, 86)
+    ]
+    exits = [record(EXIT, pid=p, tgid=p) for p in range(80, 86)]
+    records = [
+        *execs,
+        record(FORK, pid=90, tgid=90, ppid=81),
+        *exits,
+        record(EXIT, pid=90, tgid=90),
+    ]
+    for cap, max_bytes in ((2, 1 << 20), (100, 200)):
+        ring = FakeRing()
+        for r in records:
+            ring.add(r)
+        fmt = ring.formatter(native_lib)
+        fmt.execs.close()
+        fmt.execs = json_native.NativeExecs(native_lib, cap, max_bytes)
+        python = json_lines.ExecTexts(cap, max_bytes)
+        expected = python_lines(records, python)
+        assert fmt.format(ring.consumer, 100, 0).text == expected
+        ran = what_ran(records, json_lines.ExecTexts(cap, max_bytes))
+        known = {pid for pid, fields in ran if fields}
+        assert known and known != set(range(80, 86)) | {90}
+        fmt.close()

@@ -114,7 +114,7 @@ def test_threads_streamed_with_flag(attached):
 
 @pytest.mark.kernel
 def test_exec_filename_exit_code_and_lifetime(attached):
-    with attached.reading("events", "--json") as reading:
+    with attached.reading("events", "--json", "--summary") as reading:
         code3 = subprocess.run(["sh", "-c", "exit 3"])
         killed = subprocess.run(["sh", "-c", "kill -9 $$"])
         t0 = time.monotonic()
@@ -135,6 +135,20 @@ def test_exec_filename_exit_code_and_lifetime(attached):
     assert 0.2e9 <= s["duration_ns"] <= wall * 1e9 + 0.05e9
     assert s["exit_code"] == 0
     assert killed.returncode == -9 and sleeper.returncode == 0
+    # Exit lines say what ran; --summary (on stderr, the rows being on stdout) as
+    # the reader is stopped (SIGINT), with the same processes.
+    assert p["exit"]["argv"] == ["sh", "-c", "exit 3"] and p["exit"]["filename"].endswith("/sh")
+    assert s["argv"] == ["sleep", "0.2"]
+    summary = json.loads(reading.stderr.splitlines()[-1])
+    failed = {f["pid"]: f for f in summary["failed"]}
+    assert failed[p["exit"]["pid"]]["argv"] == ["sh", "-c", "exit 3"]
+    assert failed[k["exit"]["pid"]]["signal"] == 9
+    exits = [e for e in events if e["type"] == "exit"]
+    assert summary["exits"] == len(exits) and summary["failures"] >= 2
+    assert summary["shortest"][0]["duration_ns"] == min(e["duration_ns"] for e in exits)
+    assert summary["longest"][0]["duration_ns"] == max(e["duration_ns"] for e in exits)
+    by_command = {c["comm"]: c for c in summary["by_command"]}
+    assert by_command["sleep"]["execs"] >= 1 and by_command["sh"]["exits"] >= 2
 
 
 def code3_pid(events, marker):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated
 
@@ -117,6 +118,16 @@ def events(
             "stopped) is waited for: its processes show from its start.",
         ),
     ] = None,
+    summary: Annotated[
+        bool,
+        typer.Option(
+            "--summary",
+            help="When the reader ends (--duration, --count, Ctrl-C, SIGTERM), print what it "
+            "saw (as its filters let it through): counts by command, the failures, the shortest- "
+            "and longest-lived (--json: one object). On stderr, or on stdout when --output "
+            "takes the lines.",
+        ),
+    ] = False,
     lineage: Annotated[
         bool,
         typer.Option(
@@ -190,7 +201,8 @@ def events(
     if output is None:
         warn(warning)
         wait_note(stream.waiting, words.words)
-        follow(pins, stream.options, stream.view, sys.stdout)
+        with summarized(stream, summary, json_out, failed, sys.stderr, words.words) as observe:
+            follow(pins, stream.options, stream.view, sys.stdout, observe=observe)
         return
     from ..stream.logfile import ReopeningFile, reopen_on_sighup
 
@@ -198,7 +210,53 @@ def events(
         warn(warning)  # only once --output is known good: an error is the one line
         wait_note(stream.waiting, words.words)
         reopen_on_sighup(sink)
-        follow(pins, stream.options, stream.view, sink)
+        with summarized(stream, summary, json_out, failed, sys.stdout, words.words) as observe:
+            follow(pins, stream.options, stream.view, sink, observe=observe)
+
+
+@contextlib.contextmanager
+def summarized(stream, wanted: bool, json_out: bool, failed: bool, to, words):
+    """--summary: the stream's observer, and its summary written to `to` when the
+    reader ends: at --count or --duration, or at a stop signal (written as that
+    unwinds); not after an error, which is then the last word.  It counts what the
+    view's filters let through."""
+    if not wanted:
+        yield None
+        return
+    import time
+
+    from ..kernel.signals import Terminated
+    from ..process.events_tally import EventsTally
+
+    tally = EventsTally(filters=getattr(stream.view, "filters", None))
+    started = time.monotonic_ns()
+    try:
+        yield tally
+    except (Terminated, KeyboardInterrupt):
+        _write_summary(tally, time.monotonic_ns() - started, json_out, failed, to, words)
+        raise
+    _write_summary(tally, time.monotonic_ns() - started, json_out, failed, to, words)
+
+
+def _write_summary(tally, duration_ns: int, json_out: bool, failed: bool, to, words) -> None:
+    from ..views.events_summary import summary_of, summary_text
+
+    s = summary_of(tally, duration_ns, failed)
+    if json_out:
+        from ..process.decode import json_safe
+
+        text = json_safe(s.model_dump_json())
+    else:
+        from ..views.render import tty_width
+
+        try:
+            fd = to.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        text = summary_text(s, tty_width(fd), words)
+    with contextlib.suppress(OSError):  # a closed pipe: nothing to tell it to
+        to.write(text + "\n")
+        to.flush()
 
 
 def wait_note(waiting, words) -> None:

@@ -49,7 +49,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "events": (
         ("each new process with its command line", "procmon-ctl events"),
-        ("each exec and exit, with exit codes, signals, lifetimes", "procmon-ctl events --wide"),
+        (
+            "each exec and exit, with exit codes, signals, lifetimes; at the end, counts by "
+            "command and the failures",
+            "procmon-ctl events --wide --summary",
+        ),
         (
             "one container's, by its name; waits for it to start",
             "procmon-ctl events --wide --container web",

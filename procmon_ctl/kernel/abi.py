@@ -247,7 +247,7 @@ class PmBatch(ctypes.Structure):
 
 
 # enum pm_json_format: the version of the lines' text the C formatter writes.
-PM_JSON_FORMAT = 4
+PM_JSON_FORMAT = 5
 
 
 class PmCgroupLimits(IntEnum):

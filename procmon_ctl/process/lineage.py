@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from ..kernel.abi import EXEC, EXIT, FORK
 from .decode import Event
-from .procfs import ProcInfo, pids, read_process
+from .procfs import ProcInfo, processes, read_process
 
 # Entries in a table at most.  A table that never loses a record holds the living
 # processes and the exited ancestors they need, well below this on any host (the
@@ -124,8 +124,7 @@ class ProcessTable:
         after the ring is attached: a process started in between is then in the
         table, its records (queued before the scan) replay what it already shows."""
         table = cls(root, cap)
-        found = [info for pid in pids(root) if (info := read_process(pid, root)) is not None]
-        found.sort(key=lambda i: (i.start_ticks, i.pid))
+        found = processes(root)
         living = table._living
         for info in found:
             living[info.pid] = Process(info.pid, info.comm, info.argv, None)

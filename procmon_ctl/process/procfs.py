@@ -71,3 +71,10 @@ def read_process(pid: int, root: str = "/proc") -> ProcInfo | None:
 def pids(root: str = "/proc") -> list[int]:
     """Every process /proc shows now (some may be gone by the time they are read)."""
     return [int(e.name) for e in os.scandir(root) if e.name.isdigit()]
+
+
+def processes(root: str = "/proc") -> list[ProcInfo]:
+    """Every process /proc shows now that is still there once read, oldest first."""
+    found = [info for pid in pids(root) if (info := read_process(pid, root)) is not None]
+    found.sort(key=lambda i: (i.start_ticks, i.pid))
+    return found

@@ -363,8 +363,8 @@ def follow(
 ) -> int:
     """Stream events to `out`, as `view` shows them, until --count, --duration,
     `end` or an interrupt; returns how many rows or lines were written.  `observe`
-    sees every record taken, also those past --count (which are then taken
-    without output)."""
+    sees every record taken; with `end`, also those past --count (which are then
+    taken without output, up to the source's end)."""
     deadline = time.monotonic() + opts.duration if opts.duration is not None else None
     batch_scheduling()
     with (
@@ -387,7 +387,7 @@ def follow(
                     _follow_in_place(reader, in_place, deadline, writer)
                 else:
                     _follow_batches(reader, batches, view, writer)
-        if observe is not None:
+        if observe is not None and end is not None:
             ring = reader.view
             for offsets in batches:  # --count was reached: the rest is only observed
                 for off in offsets:

@@ -31,7 +31,7 @@ from ..process.rows import Filters, ProcessRows, Row
 from ..stream import follow as stream
 from ..stream.follow import InPlace, Opened, Taken
 from . import json_native, render
-from .json_lines import CgroupJson, gap_json, json_lines
+from .json_lines import CgroupJson, ExecTable, ExecTexts, gap_json, json_lines, seed, track
 
 if TYPE_CHECKING:
     from ..kernel.ringbuf import RingBufferReader
@@ -325,6 +325,14 @@ class LineView:
             from ..process.lineage import ProcessTable
 
             self.table = ProcessTable.from_proc()
+        self.execs = None
+        if self.json and self.python_execs():
+            self.execs = ExecTexts()
+            exec_table_start(self.execs, opened)
+
+    def python_execs(self) -> bool:
+        """Whether the Python writer keeps the table of what each process ran."""
+        return True
 
     def take(self, offsets: list[int], room: int | None, marked: int) -> Taken:
         from .lineage import with_lineage
@@ -333,6 +341,7 @@ class LineView:
         as_json, failed, cgroup_json, gap = self.json, self.failed, self.cgroup_json, self.gap
         view, position_of = self.ring.view, self.ring.position_of
         raw_line = None if as_json else self.raw_line
+        execs = self.execs
         lines: list[str] = []
         shown = read = 0
         for off in offsets:
@@ -343,12 +352,14 @@ class LineView:
             filters.track(e)
             process = table.feed(e) if table is not None else None
             if not filters.match_event(e) or (e.type == EXEC_FAILED and not failed):
+                if execs is not None:
+                    track(execs, e)
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
                     marked = e.dropped_total
                 continue
-            if as_json:
-                marked = json_lines(view, [off], lines, marked, cgroup_json)  # gap line first
+            if as_json:  # a gap line first
+                marked = json_lines(view, [off], lines, marked, cgroup_json, execs=execs)
             else:
                 if e.dropped_total > marked:
                     lines.append(gap(e.dropped_total - marked))
@@ -389,8 +400,13 @@ class JsonView(LineView):
         super().__init__(True, None, filters, failed, lineage, cgroup_json)
 
     def start(self, opened: Opened) -> None:
-        super().start(opened)
         self.straight = not (self.filters.active or self.lineage or opened.observe)
+        self.native = json_native.library() if self.straight else None
+        self.opened = opened
+        super().start(opened)
+
+    def python_execs(self) -> bool:
+        return self.native is None
 
     def take(self, offsets: list[int], room: int | None, marked: int) -> Taken:
         if not self.straight:
@@ -402,18 +418,19 @@ class JsonView(LineView):
             read = offsets.index(shown[room])
             shown = shown[:room]
         lines: list[str] = []
-        marked = json_lines(view, shown, lines, marked, self.cgroup_json)
+        marked = json_lines(view, shown, lines, marked, self.cgroup_json, execs=self.execs)
         return Taken(lines, len(shown), read, marked)
 
     @contextmanager
     def in_place(self, ring: RingBufferReader) -> Iterator[InPlace | None]:
         """The C formatter, reading the ring itself, when it is built (and agrees
         with abi.py) and the records need no decoding."""
-        lib = json_native.library() if self.straight else None
+        lib = self.native
         if lib is None:
             yield None
             return
         with json_native.MappedRing(lib, ring.fd, ring.size) as mapped:
+            exec_table_start(mapped.formatter.execs, self.opened)
             yield NativeJson(mapped.formatter, ring, self.failed, self.cgroup_json)
 
 
@@ -448,8 +465,16 @@ class NativeJson:
         if not self.failed and _is_failed(view, offset):
             return "", 0, marked
         lines: list[str] = []
-        marked = json_lines(view, [offset], lines, marked, cgroup_json)
+        marked = json_lines(view, [offset], lines, marked, cgroup_json, execs=self.formatter.execs)
         return "\n".join(lines) + "\n", 1, marked
+
+
+def exec_table_start(execs: ExecTable, opened: Opened) -> None:
+    """The processes running as the reader starts, from /proc, for their exit lines.
+    Not for a named reader that resumes: the exits in its backlog are of processes
+    that ended before this start, some of whose pids others have now."""
+    if opened.backlog_end is None:
+        seed(execs)
 
 
 def view_for(

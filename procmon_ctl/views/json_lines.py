@@ -10,6 +10,12 @@ numbers.  The part from "ppid" to "thread" is what a record shares with the
 records before it (a storm comes from one parent under one name): it is built
 once per (ppid, uid, flags, comm) and looked up after that.
 
+Exit lines end with what their process last ran ("filename", "argv",
+"argv_truncated": the text of its exec line, kept per pid in a table,
+process/last_execs.py), when it is known: a writer is given the table
+(ExecTexts here, json_native.NativeExecs for the C writer's) and keeps it from
+every record it is shown, and from those it is not (track()).
+
 "time" is the record's ts_ns (CLOCK_MONOTONIC) plus clock.offset_ns() as it is
 when the line is written: the reading loop takes the offset again each batch
 (clock.resync), so it follows a resume or a clock step.  Gap lines carry no
@@ -19,11 +25,21 @@ same offset."""
 from __future__ import annotations
 
 import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from ..kernel.abi import EventFlag, EventType
+from ..kernel.abi import ArgvLimits, EventFlag, EventType
 from ..process import clock
-from ..process.decode import cstr, errno_name, exec_parts, json_string, unpack_event, usage_at
+from ..process.decode import (
+    Event,
+    cstr,
+    errno_name,
+    exec_parts,
+    json_string,
+    unpack_event,
+    usage_at,
+)
+from ..process.last_execs import CAP, MAX_BYTES, LastExecs, running_programs
 
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
@@ -31,6 +47,7 @@ CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 _comm_cache: dict[bytes, str] = {}
 _shared_cache: dict[tuple[int, int, int, bytes, int], str] = {}
 _PIDNS = EventFlag.PIDNS.value
+_THREAD = EventFlag.THREAD.value
 # Module constants, not enum lookups per call: --lineage and the filters call
 # json_lines() once per record.
 _FORK, _EXIT, _EXEC = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
@@ -69,17 +86,76 @@ def _shared_json(key: tuple[int, int, int, bytes, int], cgroup_json: CgroupJson)
     return text
 
 
-def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
-    """The fields an exec (or exec_failed) record adds, from "filename" on."""
-    filename, argv, truncated, argc, error = exec_parts(buf, off, flags)
+class ExecTable(Protocol):
+    """pid -> the end of its process's exit line (what_ran_json)."""
+
+    def set(self, pid: int, fragment: str) -> None: ...
+
+    def fork(self, child: int, parent: int) -> None: ...
+
+    def pop(self, pid: int) -> str | None: ...
+
+
+class ExecTexts:
+    """The Python writer's ExecTable: a LastExecs of the fragments, each counted
+    by its size in UTF-8, as the C writer's table counts it."""
+
+    def __init__(self, cap: int = CAP, max_bytes: int = MAX_BYTES):
+        self._table: LastExecs[str] = LastExecs(cap, max_bytes)
+        self.fork, self.pop = self._table.fork, self._table.pop
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def set(self, pid: int, fragment: str) -> None:
+        size = len(fragment) if fragment.isascii() else len(fragment.encode())
+        self._table.set(pid, fragment, size)
+
+
+def what_ran_json(filename: str | None, argv: Iterable[str], truncated: bool) -> str:
+    """What an exit line ends with: its process's last exec's ,"filename":…,"argv":[…],
+    "argv_truncated":… (no filename when the command line is /proc's)."""
     args = ",".join(map(json_string, argv))
-    text = (
-        f'"filename":{json_string(filename)},"argv":[{args}],'
-        f'"argv_truncated":{"true" if truncated else "false"},"argc":{argc}'
-    )
+    name = "" if filename is None else f',"filename":{json_string(filename)}'
+    return f'{name},"argv":[{args}],"argv_truncated":{"true" if truncated else "false"}'
+
+
+def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> tuple[str, str]:
+    """The fields an exec (or exec_failed) record adds, from "filename" on, and
+    what its process's exit line will end with."""
+    filename, argv, truncated, argc, error = exec_parts(buf, off, flags)
+    what_ran = what_ran_json(filename, argv, truncated)
+    text = f'{what_ran[1:]},"argc":{argc}'
     if error:
         text += f',"errno":{-error},"error":"{errno_name(-error)}"'
-    return text
+    return text, what_ran
+
+
+# A command line from /proc is kept up to what an exec record keeps at most.
+_PROC_ARGV_BYTES = ArgvLimits.ARGV_MAX_BYTES.value
+
+
+def seed(execs: ExecTable, root: str = "/proc") -> None:
+    """The processes running now, with their command lines from /proc (whole
+    arguments up to ARGV_MAX_BYTES; argv_truncated when some were left out)."""
+    for info in running_programs(root):
+        argv, room = [], _PROC_ARGV_BYTES
+        for arg in info.argv:
+            room -= len(arg) + 1
+            if room < 0:
+                break
+            argv.append(arg)
+        execs.set(info.pid, what_ran_json(None, argv, len(argv) < len(info.argv)))
+
+
+def track(execs: ExecTable, e: Event) -> None:
+    """Keep `execs` from a record that is not written (filtered out)."""
+    if e.type == _EXEC:
+        execs.set(e.tgid, what_ran_json(e.filename, e.argv or (), bool(e.argv_truncated)))
+    elif e.type == _FORK and not e.thread:
+        execs.fork(e.tgid, e.ppid)
+    elif e.type == _EXIT and not e.thread:
+        execs.pop(e.tgid)
 
 
 def usage_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
@@ -103,18 +179,21 @@ def json_lines(
     marked: int,
     cgroup_json: CgroupJson,
     gap_ns: int | None = None,
+    execs: ExecTable | None = None,
 ) -> int:
     """Append to `lines` the JSON line of each record at `offsets` of `buf`, each
     preceded by a gap line when the ring has lost more records than the `marked`
     already reported; returns the new count of marked losses.  The cache of the
     lines' shared part is keyed by cgroup id, so `cgroup_json` must give one id
     the same text for as long as the process runs (CgroupNames does).  Gap lines
-    carry the time of `gap_ns` (CLOCK_MONOTONIC; default: when they are written)."""
+    carry the time of `gap_ns` (CLOCK_MONOTONIC; default: when they are written).
+    `execs`: the table exit lines take what their process ran from, kept from these
+    records (None: exit lines without it)."""
     # The fields in decode.EVENT_FIELDS' order.
     unpack = unpack_event
     cache, shared_json = _shared_cache, _shared_json
     offset, utc = clock.offset_ns(), clock.rfc3339_utc
-    fork, exit_, exec_, failed = _FORK, _EXIT, _EXEC, _EXEC_FAILED
+    fork, exit_, exec_, failed, thread = _FORK, _EXIT, _EXEC, _EXEC_FAILED, _THREAD
     append = lines.append
     for off in offsets:
         (
@@ -144,16 +223,26 @@ def json_lines(
         # f-strings: no argument tuple and no format string to parse per record.
         common = f'"time":"{utc(ts + offset)}","ts_ns":{ts},"pid":{pid},"tgid":{tgid},{shared}'
         if etype == fork:
+            if execs is not None and not flags & thread:
+                execs.fork(tgid, ppid)
             append(f'{{"type":"fork",{common}}}')
         elif etype == exit_:
+            what_ran = None
+            if execs is not None and not flags & thread:
+                what_ran = execs.pop(tgid)
             append(
                 f'{{"type":"exit",{common},'
                 f'"exit_code":{code},"exit_signal":{sig},"duration_ns":{duration},'
-                f"{usage_json(buf, off, flags)}}}"
+                f"{usage_json(buf, off, flags)}{what_ran or ''}}}"
             )
         elif etype in (exec_, failed):
-            name = "exec" if etype == exec_ else "exec_failed"
-            append(f'{{"type":"{name}",{common},{exec_json(buf, off, flags)}}}')
+            fields, what_ran = exec_json(buf, off, flags)
+            if etype == exec_:
+                if execs is not None:
+                    execs.set(tgid, what_ran)
+                append(f'{{"type":"exec",{common},{fields}}}')
+            else:
+                append(f'{{"type":"exec_failed",{common},{fields}}}')
         else:  # a record type this version does not know: its common fields
             name = TYPE_NAMES.get(etype, str(etype))
             append(f'{{"type":"{name}",{common}}}')

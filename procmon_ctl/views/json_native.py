@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from ctypes import POINTER, c_char, c_int, c_long, c_uint64, c_void_p
+from ctypes import POINTER, c_char, c_char_p, c_int, c_int64, c_long, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass
 from functools import cache
 
@@ -20,6 +20,7 @@ from .. import DATA_DIR
 from ..errors import BpfError
 from ..kernel.abi import PmAbi, PmBatch, PmCgroup, PmCgroupLimits, PmCgroups, expected_pm_abi
 from ..process import clock
+from ..process.last_execs import CAP, MAX_BYTES
 
 LIBRARY = DATA_DIR / "libprocmon_json.so"
 
@@ -39,6 +40,7 @@ _SIGNATURES = {
             c_void_p,
             c_uint64,
             POINTER(PmCgroups),
+            c_void_p,
             POINTER(c_char),
             c_uint64,
             POINTER(PmBatch),
@@ -49,6 +51,13 @@ _SIGNATURES = {
     "pm_ring_unmap": ([c_void_p, c_uint64], c_int),
     "pm_page_size": ([], c_long),
     "pm_abi_info": ([POINTER(PmAbi)], None),
+    "pm_execs_new": ([c_uint32, c_uint64], c_void_p),
+    "pm_execs_free": ([c_void_p], None),
+    "pm_execs_set": ([c_void_p, c_uint32, c_char_p, c_uint64], c_int),
+    "pm_execs_fork": ([c_void_p, c_uint32, c_uint32], None),
+    "pm_execs_get": ([c_void_p, c_uint32, POINTER(c_void_p)], c_int64),
+    "pm_execs_drop": ([c_void_p, c_uint32], None),
+    "pm_execs_count": ([c_void_p], c_uint32),
 }
 
 
@@ -131,6 +140,46 @@ class CgroupTable:
         self._slots[slot].id = cgroup_id
 
 
+class NativeExecs:
+    """The C formatter's table of what each process last ran (struct pm_execs):
+    pid -> the text its exit line ends with.  The C side keeps it from the records
+    it formats; the records it leaves to Python are kept through these methods,
+    which are json_lines.ExecTexts' (the Python writer's table).  Closed
+    explicitly, with the formatter."""
+
+    def __init__(self, lib: ctypes.CDLL, cap: int = CAP, max_bytes: int = MAX_BYTES):
+        self._lib = lib
+        self.table = lib.pm_execs_new(cap, max_bytes)
+        if not self.table:
+            raise MemoryError("no memory for the table of programs run")
+
+    def __len__(self) -> int:
+        return self._lib.pm_execs_count(self.table)
+
+    def set(self, pid: int, fragment: str) -> None:
+        data = fragment.encode()
+        self._lib.pm_execs_set(self.table, pid, data, len(data))
+
+    def fork(self, child: int, parent: int) -> None:
+        self._lib.pm_execs_fork(self.table, child, parent)
+
+    def get(self, pid: int) -> str | None:
+        text = c_void_p()
+        n = self._lib.pm_execs_get(self.table, pid, ctypes.byref(text))
+        return None if n < 0 else ctypes.string_at(text, n).decode()
+
+    def pop(self, pid: int) -> str | None:
+        text = self.get(pid)
+        if text is not None:
+            self._lib.pm_execs_drop(self.table, pid)
+        return text
+
+    def close(self) -> None:
+        if self.table:
+            self._lib.pm_execs_free(self.table)
+            self.table = None
+
+
 @dataclass
 class Batch:
     text: str
@@ -149,6 +198,10 @@ class JsonLineFormatter:
         self._out = ctypes.create_string_buffer(OUTPUT_BYTES)
         self._batch = PmBatch()
         self.cgroups = CgroupTable()
+        self.execs = NativeExecs(lib)
+
+    def close(self) -> None:
+        self.execs.close()
 
     def format(self, pos: int, max_records: int, marked: int) -> Batch:
         b = self._batch
@@ -162,14 +215,16 @@ class JsonLineFormatter:
             self._producer,
             max_records,
             ctypes.byref(self.cgroups.table),
+            self.execs.table,
             self._out,
             OUTPUT_BYTES,
             ctypes.byref(b),
         )
-        # Only ASCII is written here (anything else goes back to Python).  Decoded
-        # from the buffer itself: a copy to bytes first cost as much again per
-        # byte, which long lines (a long cgroup path) make count.
-        text = str(memoryview(self._out)[: b.out_len], "ascii")
+        # ASCII but for the exit lines of programs whose exec Python wrote (names
+        # that are not plain ASCII): UTF-8.  Decoded from the buffer itself: a copy
+        # to bytes first cost as much again per byte, which long lines (a long
+        # cgroup path) make count.
+        text = str(memoryview(self._out)[: b.out_len], "utf-8")
         return Batch(text, b.records, b.pos, b.marked, b.stop)
 
 
@@ -188,6 +243,7 @@ class MappedRing:
         self.formatter = JsonLineFormatter(lib, addr + page, size - 1, addr)
 
     def close(self) -> None:
+        self.formatter.close()
         if self._addr is not None:
             self._lib.pm_ring_unmap(self._addr, self._size)
             self._addr = None

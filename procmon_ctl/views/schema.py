@@ -222,6 +222,22 @@ class ExitEvent(_ProcessLine):
         description="bytes it caused to be written to storage, in bytes, counted as it dirtied "
         "page cache pages (/proc/PID/io write_bytes; ru_oublock * 512); absent with read_bytes",
     )
+    # What it ran: kept by the reader per pid (at most 32768 processes and 64 MiB).
+    filename: str = Field(
+        None,
+        description="the file of the last exec the reader saw it (or, not having exec'd, the "
+        "parent it forked from) make, as in exec lines; absent when that exec was not seen "
+        "(the process ran before the reader started, or the reader's table of processes was "
+        "full)",
+    )
+    argv: list[str] = Field(
+        None,
+        description="the command line of that exec, as in exec lines; for a process that ran "
+        "before the reader started, its /proc/PID/cmdline (then without filename); absent "
+        "when unknown (also for a named reader that resumed: its backlog's pids may be "
+        "others' now)",
+    )
+    argv_truncated: bool = Field(None, description="argv is cut short; present with argv")
     lineage: Lineage = None
 
 
@@ -439,6 +455,57 @@ class RunSummary(_Model):
         0,
         description="processes of the tree left out of `tree`, which keeps the first 10,000 "
         "in start order, down to 200 levels (a process left out, its descendants with it)",
+    )
+
+
+class EventsCommand(_Model):
+    """The records of one command (a process name, as comm in lines)."""
+
+    comm: str
+    forks: int = Field(description="processes it forked (thread starts not counted)")
+    execs: int = Field(description="execs that made a process this program")
+    exits: int = Field(description="processes that exited under this name")
+
+
+class EventsEnded(_Model):
+    pid: int
+    comm: str
+    duration_ns: int = Field(description="how long it lived, in ns")
+    exit_code: int = Field(description="its exit status (0 when a signal ended it)")
+    signal: int = Field(description="the signal that ended it, 0 if none")
+    argv: list[str] | None = Field(
+        description="the command line of the program it last ran (its parent's if it "
+        "exec'd nothing); null when the reader saw neither"
+    )
+    argv_truncated: bool = Field(description="argv is cut short (as in exec lines)")
+
+
+class EventsFailedExec(_Model):
+    pid: int
+    comm: str
+    filename: str = Field(description="the path it tried to execute")
+    errno: int = Field(description="the error, as a positive errno")
+
+
+class EventsSummary(_Model):
+    """`procmon-ctl events <<summary>>`: what the reader saw, from its records."""
+
+    duration_ns: int = Field(description="how long the reader read, in ns")
+    forks: int = Field(description="processes started (thread starts not counted)")
+    execs: int = Field(description="programs executed")
+    exits: int = Field(description="processes that exited")
+    by_command: list[EventsCommand] = Field(
+        description="the counts by command, the busiest first (the first 1000 names met)"
+    )
+    failures: int = Field(description="processes that exited non-zero or by a signal")
+    failed: list[EventsEnded] = Field(description="the first 20 of those")
+    failed_execs: int | None = Field(description="execs that failed; null without <<failed>>")
+    failed_exec_list: list[EventsFailedExec] = Field(description="the first 20 of those")
+    shortest: list[EventsEnded] = Field(description="the 5 shortest-lived, shortest first")
+    longest: list[EventsEnded] = Field(description="the 5 longest-lived, longest first")
+    lost_records: int = Field(
+        description="records lost while reading (the ring was full): when not 0, the "
+        "figures above are incomplete"
     )
 
 
