@@ -10,7 +10,6 @@ from ..errors import Setting, Words, plain
 from ..process.decode import errno_name
 from ..process.events_tally import Ended, EventsTally
 from . import render
-from .run_summary import _fit, _with_command
 from .schema import EventsCommand, EventsEnded, EventsFailedExec, EventsSummary
 from .wrap import wrap
 
@@ -71,13 +70,15 @@ def summary_text(
         for x in ended:
             line = f"  {head}: {name(x.comm)} (pid {x.pid}) {render.duration_text(x.duration_ns)}"
             if x.argv is None:
-                lines.append(_fit(line, width))
+                lines.append(render.fit_if(line, width))
             else:
-                lines.append(_with_command(line, render.cmdline(x.argv, x.argv_truncated), width))
+                lines.append(
+                    render.with_command(line, render.cmdline(x.argv, x.argv_truncated), width)
+                )
         return lines
 
     lines = [
-        _fit(
+        render.fit_if(
             f"{s.forks} fork(s), {s.execs} exec(s), {s.exits} exit(s) in "
             f"{render.duration_text(s.duration_ns)}, {s.failures} failed",
             width,
@@ -85,25 +86,27 @@ def summary_text(
     ]
     shown = s.by_command[:COMMANDS_SHOWN]
     if shown:
-        lines.append(_fit("  by command (forks/execs/exits):", width))
-        lines += [_fit(f"    {name(c.comm)} {c.forks}/{c.execs}/{c.exits}", width) for c in shown]
+        lines.append(render.fit_if("  by command (forks/execs/exits):", width))
+        lines += [
+            render.fit_if(f"    {name(c.comm)} {c.forks}/{c.execs}/{c.exits}", width) for c in shown
+        ]
         if len(s.by_command) > len(shown):
-            lines.append(_fit(f"    ... and {len(s.by_command) - len(shown)} more", width))
+            lines.append(render.fit_if(f"    ... and {len(s.by_command) - len(shown)} more", width))
     for f in s.failed:
         how = (
             f"killed by {render.signal_text(f.signal)}" if f.signal else f"exit code {f.exit_code}"
         )
         head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
         if f.argv is None:
-            lines.append(_fit(head, width))
+            lines.append(render.fit_if(head, width))
         else:
-            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
+            lines.append(render.with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
     if s.failures > len(s.failed):
-        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
+        lines.append(render.fit_if(f"  ... and {s.failures - len(s.failed)} more failed", width))
     if s.failed_execs is not None:
-        lines.append(_fit(f"  failed execs: {s.failed_execs}", width))
+        lines.append(render.fit_if(f"  failed execs: {s.failed_execs}", width))
         lines += [
-            _fit(
+            render.fit_if(
                 f"    {name(x.comm)} (pid {x.pid}): {name(x.filename)}: {errno_name(x.errno)}",
                 width,
             )

@@ -531,3 +531,24 @@ def gap_line(dropped: int, words: Callable[[Words], str]) -> str:
             ") --",
         )
     )
+
+
+# A command line gives way to the rest of its line down to its first character and
+# the mark; only on a terminal too narrow for even that is the rest cut too.
+MIN_COMMAND = 2
+
+
+def fit_if(line: str, width: int | None) -> str:
+    """`line` cut to `width` columns when there is one (a terminal's)."""
+    return line if width is None else fit(line, width)
+
+
+def with_command(head: str, command: str, width: int | None) -> str:
+    """`head: command`, the command line cut (at its end) to what room is left."""
+    line = f"{head}: {command}"
+    if width is None or columns(line) <= width:
+        return line
+    room = width - columns(head) - 2
+    if room < MIN_COMMAND:
+        return fit(line, width)
+    return f"{head}: {fit(command, room)}"

@@ -16,9 +16,6 @@ FOLLOWED_LIMIT = FollowLimits.FOLLOWED_MAX_PROCESSES.value
 # On a terminal a process name is cut to the table's COMM column, so that a name of
 # escapes (15 bytes that are not UTF-8 show as 60 columns) leaves room for the rest.
 _NAME_SHOWN = 16
-# A command line gives way to the rest of its line down to its first character and
-# the mark; only on a terminal too narrow for even that is the rest cut too.
-_MIN_COMMAND = 2
 
 
 def summary_text(
@@ -42,8 +39,8 @@ def summary_text(
     outcome = f": {status}, {s.processes} process(es) started in {render.duration_text(s.wall_ns)}"
     command = render.cmdline(s.command)
     if width is not None:
-        command = render.fit(command, max(width - render.columns(outcome), _MIN_COMMAND))
-    lines = [_fit(command + outcome, width)]
+        command = render.fit(command, max(width - render.columns(outcome), render.MIN_COMMAND))
+    lines = [render.fit_if(command + outcome, width)]
     if s.by_name:
         lines.append(
             _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
@@ -54,15 +51,15 @@ def summary_text(
         )
         head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
         if f.argv is None:
-            lines.append(_fit(head, width))
+            lines.append(render.fit_if(head, width))
         else:
-            lines.append(_with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
+            lines.append(render.with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
     if s.failures > len(s.failed):
-        lines.append(_fit(f"  ... and {s.failures - len(s.failed)} more failed", width))
+        lines.append(render.fit_if(f"  ... and {s.failures - len(s.failed)} more failed", width))
     if s.longest:
         top = s.longest[0]
         lines.append(
-            _fit(
+            render.fit_if(
                 f"  longest-lived: {name(top.comm)} (pid {top.pid}) "
                 f"{render.duration_text(top.duration_ns)}",
                 width,
@@ -113,13 +110,13 @@ def _cost_lines(s: RunSummary, name: Callable[[str], str], width: int | None) ->
     if cost.waited_cpu_user_ns is not None and cost.waited_cpu_system_ns is not None:
         waited = cost.waited_cpu_user_ns + cost.waited_cpu_system_ns
         line += f"; wait4() for CMD: {render.duration_text(waited)}"
-    lines = [_fit(line, width)]
+    lines = [render.fit_if(line, width)]
     peak = cost.top_memory[0]
     span = f"{render.duration_text(peak.after_ns)} to "
     span += render.duration_text(peak.after_ns + peak.duration_ns)
     when = f", from {span} after CMD started"
     lines.append(
-        _fit(
+        render.fit_if(
             f"  peak memory: {render.memory_text(peak.max_rss_kib)}, {name(peak.comm)} "
             f"(pid {peak.pid}){when}",
             width,
@@ -146,21 +143,6 @@ def _cost_lines(s: RunSummary, name: Callable[[str], str], width: int | None) ->
         )
     )
     return lines
-
-
-def _fit(line: str, width: int | None) -> str:
-    return line if width is None else render.fit(line, width)
-
-
-def _with_command(head: str, command: str, width: int | None) -> str:
-    """`head: command`, the command line cut (at its end) to what room is left."""
-    line = f"{head}: {command}"
-    if width is None or render.columns(line) <= width:
-        return line
-    room = width - render.columns(head) - 2
-    if room < _MIN_COMMAND:
-        return render.fit(line, width)
-    return f"{head}: {render.fit(command, room)}"
 
 
 def _listed(label: str, items: list[str], width: int | None) -> str:
