@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import Setting, Words, plain
+from ..errors import Words, plain
 from ..process.decode import errno_name
 from ..process.events_tally import Ended, EventsTally
 from . import render
+from .run_summary import lost_lines
 from .schema import EventsCommand, EventsEnded, EventsFailedExec, EventsSummary
-from .wrap import wrap
 
 # Commands the text lists by name, the busiest first (the JSON has them all).
 COMMANDS_SHOWN = 10
@@ -114,17 +114,5 @@ def summary_text(
         ]
     lines += lived("shortest-lived", s.shortest[:1])
     lines += lived("longest-lived", s.longest[:1])
-    if s.lost_records:
-        lines += wrap(
-            words(
-                (
-                    f"{s.lost_records} record(s) lost (the ring buffer was full; a larger ",
-                    Setting("ring_size"),
-                    " helps)",
-                )
-            ),
-            width,
-            "  INCOMPLETE: ",
-            "    ",
-        )
+    lines += lost_lines(s.lost_records, width, words)
     return "\n".join(lines)

@@ -72,19 +72,7 @@ def summary_text(
                 "  still running: ", [f"{name(p.comm)} (pid {p.pid})" for p in s.running], width
             )
         )
-    if s.lost_records:
-        lines += wrap(
-            words(
-                (
-                    f"{s.lost_records} record(s) lost (the ring buffer was full; a larger ",
-                    Setting("ring_size"),
-                    " helps)",
-                )
-            ),
-            width,
-            "  INCOMPLETE: ",
-            "    ",
-        )
+    lines += lost_lines(s.lost_records, width, words)
     if s.unfollowed:
         lines += wrap(
             f"{s.unfollowed} process(es) of the tree not followed "
@@ -161,3 +149,15 @@ def _listed(label: str, items: list[str], width: int | None) -> str:
         kept += 1
     shown = [*items[:kept], f"{render.CUT} {len(items) - kept} more"]
     return render.fit(label + ", ".join(shown), width)
+
+
+def lost_lines(lost: int, width: int | None, words: Callable[[Words], str]) -> list[str]:
+    """A summary's INCOMPLETE lines when records were lost (none when none were)."""
+    if not lost:
+        return []
+    text = (
+        f"{lost} record(s) lost (the ring buffer was full; a larger ",
+        Setting("ring_size"),
+        " helps)",
+    )
+    return wrap(words(text), width, "  INCOMPLETE: ", "    ")
