@@ -10,7 +10,7 @@ from ..errors import Words, plain
 from ..process.decode import errno_name
 from ..process.events_tally import Ended, EventsTally
 from . import render
-from .run_summary import lost_lines
+from .run_summary import failed_lines, lost_lines
 from .schema import EventsCommand, EventsEnded, EventsFailedExec, EventsSummary
 
 # Commands the text lists by name, the busiest first (the JSON has them all).
@@ -92,17 +92,7 @@ def summary_text(
         ]
         if len(s.by_command) > len(shown):
             lines.append(render.fit_if(f"    ... and {len(s.by_command) - len(shown)} more", width))
-    for f in s.failed:
-        how = (
-            f"killed by {render.signal_text(f.signal)}" if f.signal else f"exit code {f.exit_code}"
-        )
-        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
-        if f.argv is None:
-            lines.append(render.fit_if(head, width))
-        else:
-            lines.append(render.with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
-    if s.failures > len(s.failed):
-        lines.append(render.fit_if(f"  ... and {s.failures - len(s.failed)} more failed", width))
+    lines += failed_lines(s.failed, s.failures, width, name)
     if s.failed_execs is not None:
         lines.append(render.fit_if(f"  failed execs: {s.failed_execs}", width))
         lines += [

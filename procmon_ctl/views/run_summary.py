@@ -45,17 +45,7 @@ def summary_text(
         lines.append(
             _listed("  by name: ", [f"{name(n)} x{c}" for n, c in s.by_name.items()], width)
         )
-    for f in s.failed:
-        how = (
-            f"killed by {render.signal_text(f.signal)}" if f.signal else f"exit code {f.exit_code}"
-        )
-        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
-        if f.argv is None:
-            lines.append(render.fit_if(head, width))
-        else:
-            lines.append(render.with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
-    if s.failures > len(s.failed):
-        lines.append(render.fit_if(f"  ... and {s.failures - len(s.failed)} more failed", width))
+    lines += failed_lines(s.failed, s.failures, width, name)
     if s.longest:
         top = s.longest[0]
         lines.append(
@@ -161,3 +151,23 @@ def lost_lines(lost: int, width: int | None, words: Callable[[Words], str]) -> l
         " helps)",
     )
     return wrap(words(text), width, "  INCOMPLETE: ", "    ")
+
+
+def failed_lines(
+    failed: list, failures: int, width: int | None, name: Callable[[str], str]
+) -> list[str]:
+    """A summary's lines for the processes that failed (each with pid, comm, exit
+    code or signal and argv), then how many more did."""
+    lines = []
+    for f in failed:
+        how = (
+            f"killed by {render.signal_text(f.signal)}" if f.signal else f"exit code {f.exit_code}"
+        )
+        head = f"  failed: {name(f.comm)} (pid {f.pid}): {how}"
+        if f.argv is None:
+            lines.append(render.fit_if(head, width))
+        else:
+            lines.append(render.with_command(head, render.cmdline(f.argv, f.argv_truncated), width))
+    if failures > len(failed):
+        lines.append(render.fit_if(f"  ... and {failures - len(failed)} more failed", width))
+    return lines
