@@ -21,7 +21,7 @@
  * text needs \u00XX (an empty argument, `"",` for its one NUL, needs less), plus
  * its gap line.  The fragment (up to PM_CGROUP_JSON_MAX) is added per record, so
  * that a long cgroup path costs the room of its own length only. */
-#define PM_MAX_LINE (512 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
+#define PM_MAX_LINE (640 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -219,7 +219,13 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len)
 		p = PUT_LIT(p, "],\"argv_truncated\":true");
 	else
 		p = PUT_LIT(p, "],\"argv_truncated\":false");
-	return PUT_FIELD(p, ",\"argc\":", x->argc);
+	p = PUT_FIELD(p, ",\"argc\":", x->argc);
+	if (x->base.flags & EVENT_FLAG_SETID) {
+		p = PUT_LIT(p, ",\"setid\":true");
+		p = PUT_FIELD(p, ",\"prev_euid\":", x->prev_euid);
+		p = PUT_FIELD(p, ",\"prev_egid\":", x->prev_egid);
+	}
+	return p;
 }
 
 /* decode.cpu_split(): the exact run time split in the ratio of the sampled user
@@ -291,6 +297,12 @@ static char *put_record(char *p, const struct process_event *e, __u32 len,
 	p = PUT_FIELD(p, ",\"tgid\":", e->tgid);
 	p = PUT_FIELD(p, ",\"ppid\":", e->ppid);
 	p = PUT_FIELD(p, ",\"uid\":", e->uid);
+	p = PUT_FIELD(p, ",\"euid\":", e->euid);
+	p = PUT_FIELD(p, ",\"egid\":", e->egid);
+	if (e->loginuid != AUDIT_ID_UNSET)
+		p = PUT_FIELD(p, ",\"loginuid\":", e->loginuid);
+	if (e->sessionid != AUDIT_ID_UNSET)
+		p = PUT_FIELD(p, ",\"sessionid\":", e->sessionid);
 	p = PUT_LIT(p, ",\"comm\":");
 	p = put_json_str(p, e->comm, TASK_COMM_LEN);
 	if (!p)
@@ -424,6 +436,8 @@ void pm_abi_info(struct pm_abi *abi)
 		.json_format = PM_JSON_FORMAT,
 		.exit_event_size = sizeof(struct exit_event),
 		.event_flag_io = EVENT_FLAG_IO,
+		.event_flag_setid = EVENT_FLAG_SETID,
+		.euid_offset = offsetof(struct process_event, euid),
 	};
 }
 
