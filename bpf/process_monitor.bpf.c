@@ -360,6 +360,19 @@ static __always_inline void put_ids_read(struct process_event *e, struct task_st
 	}
 }
 
+/* The permitted capabilities of `cred` as one u64 of CAP_* bits.  kernel_cap_t is
+ * two u32 halves before 6.3 and an anonymous struct of one u64 since, which CO-RE
+ * cannot tell apart by name: eight bytes at the field's offset either way, read
+ * by a helper (exec records only). */
+static __always_inline __u64 permitted_caps(const struct cred *cred)
+{
+	__u64 bits = 0;
+
+	bpf_probe_read_kernel(&bits, sizeof(bits),
+			      (const void *)cred + bpf_core_field_offset(struct cred, cap_permitted));
+	return bits;
+}
+
 /* tp_btf programs get BTF-typed task pointers: their fields are plain loads
  * (relocated by CO-RE), not a helper call each as BPF_CORE_READ makes.  Only a
  * process in a PID namespace of its own pays for helper reads. */
@@ -671,6 +684,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->prev_egid = before->egid.val;
 	if (e->prev_euid != e->base.euid || e->prev_egid != e->base.egid)
 		e->base.flags |= EVENT_FLAG_SETID;
+	e->cap_gained = permitted_caps(p->real_cred) & ~permitted_caps(before);
 	e->error = 0;
 	e->argc = bprm->argc;
 	n = put_filename(e, bprm->filename, false);
@@ -915,6 +929,7 @@ static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *
 	e->error = ret;
 	e->prev_euid = e->base.euid; /* it runs on as it was */
 	e->prev_egid = e->base.egid;
+	e->cap_gained = 0;
 	e->argc = 0;
 	n = put_filename(e, filename, true);
 	used = put_failed_argv(n, argv_limit(s, FAILED_ARGV_MAX_BYTES), (__u64)argv);

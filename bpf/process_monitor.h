@@ -110,6 +110,10 @@ struct exec_event {
 	 * EVENT_FLAG_SETID is set.  EVENT_EXEC_FAILED: its euid and egid. */
 	__u32 prev_euid;
 	__u32 prev_egid;
+	/* EVENT_EXEC: the capabilities the exec added to the task's permitted set
+	 * (bits of CAP_*: file capabilities, or a set-user-ID-root program run by
+	 * another user); 0 for none, and for failed execs. */
+	__u64 cap_gained;
 	char data[];
 };
 

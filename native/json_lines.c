@@ -225,6 +225,8 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len)
 		p = PUT_FIELD(p, ",\"prev_euid\":", x->prev_euid);
 		p = PUT_FIELD(p, ",\"prev_egid\":", x->prev_egid);
 	}
+	if (x->cap_gained)
+		p = PUT_FIELD(p, ",\"cap_gained\":", x->cap_gained);
 	return p;
 }
 

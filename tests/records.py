@@ -56,6 +56,7 @@ def record(
     loginuid: int = UNSET,
     sessionid: int = UNSET,
     prev: tuple[int, int] | None = None,  # exec: prev_euid, prev_egid (default: euid, egid)
+    cap_gained: int = 0,  # exec: capabilities it added
     comm: bytes = b"bash",
     flags: int = 0,
     dropped: int = 0,  # dropped_total: the ring's losses so far
@@ -110,6 +111,7 @@ def record(
         error=error,
         prev_euid=prev_euid,
         prev_egid=prev_egid,
+        cap_gained=cap_gained,
         data=b"",
     )
     return _pack_exec(**fields, **tail) + filename + argv
@@ -196,10 +198,12 @@ CASES = {
             sessionid=2,
             flags=SETID,
             prev=(1000, 1000),
+            cap_gained=2**41 - 1,
             filename=b"/usr/bin/sudo",
             argv=argv_area(b"sudo", b"id"),
         ),
         record(EXEC, uid=0, euid=65534, egid=65534, filename=b"/usr/bin/id"),
+        record(EXEC, uid=1000, egid=1000, cap_gained=1 << 13, filename=b"/usr/bin/ping"),
     ],
     "gap before": [record(FORK, dropped=5), record(EXIT, dropped=7), record(EXIT, dropped=7)],
     "unknown type": [record(9)],

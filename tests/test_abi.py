@@ -118,6 +118,7 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         error=-2,
         prev_euid=19,
         prev_egid=20,
+        cap_gained=21,
     )
     raw = bytes(rec)
     fields = [f for f, _ in abi.ProcessEvent._fields_ if not f.startswith("__")]
@@ -141,6 +142,7 @@ def test_struct_formats_read_every_field_where_c_puts_it():
             error=-2,
             prev_euid=19,
             prev_egid=20,
+            cap_gained=21,
             data=b"",
         )
         == raw

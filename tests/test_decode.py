@@ -58,7 +58,7 @@ OPTIONAL = {*CONTAINER, "ns_pid", "ns_ppid", "lineage"}
 OPTIONAL |= {"read_bytes", "write_bytes"}
 # ... the audit ids where the process has them, and an exec's ids before it where
 # it changed them (EventFlag.SETID).
-OPTIONAL |= {"loginuid", "sessionid", "setid", "prev_euid", "prev_egid"}
+OPTIONAL |= {"loginuid", "sessionid", "setid", "prev_euid", "prev_egid", "cap_gained"}
 
 
 def container_json(cgroup_id: int) -> str:
@@ -89,6 +89,7 @@ def test_every_json_field_is_in_the_schema():
                     loginuid=1000,
                     sessionid=4,
                     prev=(1000, 1000),
+                    cap_gained=1 << 13,
                 )
             ]
         )

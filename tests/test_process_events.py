@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -352,6 +353,10 @@ def test_schema_describes_event_lines(cli):
 # Who the ids program (tests/programs/ids.c) runs as, by the tag it was given: how
 # each was started, as root, with the AUDIT_ID_UNSET the audit ids have when unset.
 UNSET = str(2**32 - 1)
+CAP_NET_RAW = 13
+# security.capability for cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective bit,
+# then the permitted and inheritable sets' low and high halves.
+VFS_CAP_NET_RAW_EP = struct.pack("<5I", 0x02000000 | 1, 1 << CAP_NET_RAW, 0, 0, 0)
 
 
 @pytest.mark.kernel
@@ -371,6 +376,10 @@ def test_who_ran_it(attached, tmp_path_factory):
         shutil.copy(ids, setid)
         os.chown(setid, 65534, 65534)
         os.chmod(setid, 0o6755)  # chown clears the set-ID bits: set after it
+        caps = place / "ids-caps"
+        shutil.copy(ids, caps)
+        # What `setcap cap_net_raw+ep` writes (struct vfs_cap_data, revision 2).
+        os.setxattr(caps, "security.capability", VFS_CAP_NET_RAW_EP)
         runs = {
             # A login uid as pam_loginuid sets it (root may, while it is unset);
             # sudo keeps it and the session.
@@ -380,6 +389,9 @@ def test_who_ran_it(attached, tmp_path_factory):
             "setpriv": ["setpriv", "--reuid=65534", "--regid=65533", "--clear-groups",
                         f"{place}/ids", "setpriv"],
             "setid": [str(setid), "setid"],
+            # su drops root's capabilities as it becomes nobody (setpriv keeps
+            # them until the exec, which then gains nothing it did not have).
+            "caps": ["su", "nobody", "-s", "/bin/sh", "-c", f"exec {caps} caps"],
         }  # fmt: skip
         with attached.reading("events", "--json") as reading:
             saw = {}
@@ -393,7 +405,7 @@ def test_who_ran_it(attached, tmp_path_factory):
     execs = {
         e["argv"][1]: e
         for e in records
-        if e["type"] == "exec" and e["argv"][:1] in ([f"{place}/ids"], [str(setid)])
+        if e["type"] == "exec" and e["argv"][:1] in ([f"{place}/ids"], [str(setid)], [str(caps)])
     }
     exits = {e["tgid"]: e for e in records if e["type"] == "exit"}
     for tag, (said, uid, euid, egid, loginuid, sessionid) in saw.items():
@@ -416,3 +428,8 @@ def test_who_ran_it(attached, tmp_path_factory):
         "setid" not in execs[t] and "prev_euid" not in execs[t] for t in runs if t != "setid"
     )
     assert not any("setid" in e for e in records if e["type"] != "exec")
+    # File capabilities: the ids stay, the capabilities gained are on the record
+    # (root's exec of the set-ID copy kept its full set: it gained none).
+    assert saw["caps"][1:4] == ["65534"] * 3
+    assert execs["caps"]["cap_gained"] == 1 << CAP_NET_RAW, execs["caps"]
+    assert all("cap_gained" not in execs[t] for t in runs if t != "caps")

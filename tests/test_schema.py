@@ -66,7 +66,7 @@ IO = ["read_bytes", "write_bytes"]
 FIELDS = {
     "fork": [*SHARED, *CONTAINER, *NAMESPACE, "lineage"],
     "exec": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated", "argc",
-             "setid", "prev_euid", "prev_egid", "lineage"],
+             "setid", "prev_euid", "prev_egid", "cap_gained", "lineage"],
     "exit": [*SHARED, *CONTAINER, *NAMESPACE, "exit_code", "exit_signal", "duration_ns",
              *USAGE, *IO, "lineage"],
     "exec_failed": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated",
@@ -75,7 +75,7 @@ FIELDS = {
 }  # fmt: skip
 # Those a line may lack: the cgroup's path once it is removed, and the above.
 OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, *IO, "lineage", "loginuid", "sessionid", "setid",
-            "prev_euid", "prev_egid"}  # fmt: skip
+            "prev_euid", "prev_egid", "cap_gained"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

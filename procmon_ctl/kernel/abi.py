@@ -165,6 +165,7 @@ class ExecEvent(ctypes.Structure):
         ("error", c_int32),
         ("prev_euid", c_uint32),
         ("prev_egid", c_uint32),
+        ("cap_gained", c_uint64),
         ("data", c_char * 0),
     ]
 

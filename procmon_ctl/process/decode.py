@@ -57,7 +57,8 @@ EVENT_FIELDS = (
 )
 unpack_event = unpacker(ProcessEvent, *EVENT_FIELDS)
 _unpack_tail = unpacker(ExecEvent, "filename_len", "argv_len", "argc", "error")
-unpack_prev_ids = unpacker(ExecEvent, "prev_euid", "prev_egid")
+# An exec record's ids before it, and the capabilities it gained.
+unpack_privileges = unpacker(ExecEvent, "prev_euid", "prev_egid", "cap_gained")
 # An exit record's usage (struct exit_event), in its order.
 USAGE_FIELDS = (
     "utime_ns",
@@ -167,6 +168,9 @@ class Event(NamedTuple):
     # set-user-ID or set-group-ID program); None otherwise.
     prev_euid: int | None = None
     prev_egid: int | None = None
+    # exec: the capabilities it added to the permitted set (CAP_* bits), when it
+    # added any (file capabilities); None otherwise.
+    cap_gained: int | None = None
 
 
 def text(raw: bytes) -> str:
@@ -290,7 +294,9 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     if etype in (_EXEC, _FAILED):
         filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)
         errno = -error if etype == _FAILED else None
-        prev = unpack_prev_ids(buf, offset) if flags & _SETID else (None, None)
+        prev_euid, prev_egid, gained = unpack_privileges(buf, offset)
+        if not flags & _SETID:
+            prev_euid = prev_egid = None
         return Event(
             *common,
             filename,
@@ -306,7 +312,9 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
             *ns,
             None,
             *ids,
-            *prev,
+            prev_euid,
+            prev_egid,
+            gained or None,
         )
     if etype == _EXIT:
         usage = usage_at(buf, offset, flags)

@@ -30,7 +30,7 @@ from ..process.decode import (
     exec_parts,
     json_string,
     unpack_event,
-    unpack_prev_ids,
+    unpack_privileges,
     usage_at,
 )
 
@@ -98,9 +98,11 @@ def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> str:
     )
     if error:
         text += f',"errno":{-error},"error":"{errno_name(-error)}"'
+    prev_euid, prev_egid, gained = unpack_privileges(buf, off)
     if flags & _SETID:
-        prev_euid, prev_egid = unpack_prev_ids(buf, off)
         text += f',"setid":true,"prev_euid":{prev_euid},"prev_egid":{prev_egid}'
+    if gained:
+        text += f',"cap_gained":{gained}'
     return text
 
 

@@ -212,6 +212,13 @@ class ExecEvent(_ProcessLine):
     prev_egid: U32 = Field(
         None, description="with setid: the effective gid before the exec; else absent"
     )
+    cap_gained: U64 = Field(
+        None,
+        description="the capabilities the exec added to the process's permitted set, as "
+        "a bit mask of CAP_* numbers (/proc/PID/status's CapPrm as an integer): a program "
+        "with file capabilities, or a set-user-ID-root program run by another user; absent "
+        "when it gained none",
+    )
     lineage: Lineage = None
 
 
