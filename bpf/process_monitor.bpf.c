@@ -93,6 +93,7 @@ const volatile enum reader_flag btf_anchor_reader_flag = READER_NAMED;
 const volatile enum argv_limits btf_anchor_argv_limits = ARGV_MAX_BYTES;
 const volatile struct exit_event btf_anchor_exit_event = {};
 const volatile enum exit_limits btf_anchor_exit_limits = EXIT_THREADS_READ_MAX;
+const volatile enum audit_unset btf_anchor_audit_unset = AUDIT_ID_UNSET;
 
 static __always_inline void add(__u32 key, __u64 n)
 {
@@ -317,12 +318,59 @@ static __always_inline void fill_record(struct process_event *e, __u32 type, __u
 	e->pid = pid;
 	e->tgid = tgid;
 	e->ppid = ppid;
-	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->exit_code = 0;
 	e->exit_signal = 0;
 	e->flags = 0;
 	e->ns_pid = 0;
 	e->ns_ppid = 0;
+}
+
+/* Who `task` runs as (struct process_event: uid to sessionid), read from its
+ * objective credentials, `cred`.  Plain loads where both are BTF-typed.  The
+ * audit ids exist only in a kernel built with CONFIG_AUDIT: elsewhere the
+ * loader drops the branch that reads them, and they stay unset. */
+static __always_inline void put_ids(struct process_event *e, struct task_struct *task,
+				    const struct cred *cred)
+{
+	e->uid = cred->uid.val;
+	e->euid = cred->euid.val;
+	e->egid = cred->egid.val;
+	e->loginuid = AUDIT_ID_UNSET;
+	e->sessionid = AUDIT_ID_UNSET;
+	if (bpf_core_field_exists(task->loginuid)) {
+		e->loginuid = task->loginuid.val;
+		e->sessionid = task->sessionid;
+	}
+}
+
+/* put_ids() through helper reads: `task` is a plain number (a tracepoint
+ * program before 5.11). */
+static __always_inline void put_ids_read(struct process_event *e, struct task_struct *task)
+{
+	const struct cred *cred = BPF_CORE_READ(task, real_cred);
+
+	e->uid = BPF_CORE_READ(cred, uid.val);
+	e->euid = BPF_CORE_READ(cred, euid.val);
+	e->egid = BPF_CORE_READ(cred, egid.val);
+	e->loginuid = AUDIT_ID_UNSET;
+	e->sessionid = AUDIT_ID_UNSET;
+	if (bpf_core_field_exists(task->loginuid)) {
+		e->loginuid = BPF_CORE_READ(task, loginuid.val);
+		e->sessionid = BPF_CORE_READ(task, sessionid);
+	}
+}
+
+/* The permitted capabilities of `cred` as one u64 of CAP_* bits.  kernel_cap_t is
+ * two u32 halves before 6.3 and an anonymous struct of one u64 since, which CO-RE
+ * cannot tell apart by name: eight bytes at the field's offset either way, read
+ * by a helper (exec records only). */
+static __always_inline __u64 permitted_caps(const struct cred *cred)
+{
+	__u64 bits = 0;
+
+	bpf_probe_read_kernel(&bits, sizeof(bits),
+			      (const void *)cred + bpf_core_field_offset(struct cred, cap_permitted));
+	return bits;
 }
 
 /* tp_btf programs get BTF-typed task pointers: their fields are plain loads
@@ -336,6 +384,7 @@ static __always_inline void fill_common(struct process_event *e, __u32 type,
 	const __u64 *comm = (const __u64 *)task->comm;
 
 	fill_record(e, type, task->pid, task->tgid, task->real_parent->tgid);
+	put_ids(e, task, task->real_cred);
 	/* Two loads, not a string copy: the name is always NUL-terminated within its
 	 * 16 bytes, and what may follow the NUL (where exec renames with strlcpy, the
 	 * tail of the task's older, longer name) is the task's own and ignored by
@@ -612,6 +661,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 {
 	struct settings *s = get_settings();
 	struct cgroup *cg = p->cgroups->dfl_cgrp;
+	const struct cred *before;
 	struct exec_event *e;
 	struct mm_struct *mm;
 	__u64 start, size;
@@ -626,6 +676,15 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (!e)
 		return 0;
 	fill_common(&e->base, EVENT_EXEC, p, cg);
+	/* The credentials before the exec are gone (commit_creds() put them), but the
+	 * file it runs (or a script's interpreter) was opened with them, before
+	 * anything was committed: its f_cred holds them for as long as bprm does. */
+	before = bprm->file->f_cred;
+	e->prev_euid = before->euid.val;
+	e->prev_egid = before->egid.val;
+	if (e->prev_euid != e->base.euid || e->prev_egid != e->base.egid)
+		e->base.flags |= EVENT_FLAG_SETID;
+	e->cap_gained = permitted_caps(p->real_cred) & ~permitted_caps(before);
 	e->error = 0;
 	e->argc = bprm->argc;
 	n = put_filename(e, bprm->filename, false);
@@ -862,11 +921,15 @@ static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *
 			    BPF_CORE_READ(task, real_parent, tgid));
 		bpf_get_current_comm(e->base.comm, sizeof(e->base.comm)); /* zero-padded */
 		e->base.cgroup_id = bpf_get_current_cgroup_id();
+		put_ids_read(&e->base, task);
 		level = BPF_CORE_READ(task, thread_pid, level);
 		if (level)
 			put_ns_ids(&e->base, task, level);
 	}
 	e->error = ret;
+	e->prev_euid = e->base.euid; /* it runs on as it was */
+	e->prev_egid = e->base.egid;
+	e->cap_gained = 0;
 	e->argc = 0;
 	n = put_filename(e, filename, true);
 	used = put_failed_argv(n, argv_limit(s, FAILED_ARGV_MAX_BYTES), (__u64)argv);

@@ -29,6 +29,16 @@ enum event_flag {
 	/* Exit records: read_bytes and write_bytes are the kernel's (it was built
 	 * with CONFIG_TASK_IO_ACCOUNTING); without it they are 0 and mean nothing. */
 	EVENT_FLAG_IO = 8,
+	/* Exec records: the exec changed the effective uid or gid (a set-user-ID or
+	 * set-group-ID program); prev_euid and prev_egid (struct exec_event) are the
+	 * ids before it, euid and egid those after. */
+	EVENT_FLAG_SETID = 16,
+};
+
+/* loginuid and sessionid of a process that has none: audit's AUDIT_UID_UNSET and
+ * AUDIT_SID_UNSET, also what records carry on a kernel built without CONFIG_AUDIT. */
+enum audit_unset {
+	AUDIT_ID_UNSET = 0xffffffff,
 };
 
 /* How much of a command line exec records keep. */
@@ -59,7 +69,18 @@ struct process_event {
 	__u32 pid;            /* the task's own id (thread id for threads) */
 	__u32 tgid;           /* its process id */
 	__u32 ppid;           /* parent process: real_parent->tgid */
+	/* Who the process runs as (its objective credentials, task->real_cred), as the
+	 * host's user namespace numbers them: the real uid and the effective uid and
+	 * gid.  Fork: the child's, a copy of its parent's; exec: after the exec. */
 	__u32 uid;
+	__u32 euid;
+	__u32 egid;
+	/* Audit's login uid (/proc/PID/loginuid, auditd's auid): set once at login
+	 * (pam_loginuid) and kept across sudo, su and setuid programs; and its login
+	 * session (/proc/PID/sessionid, auditd's ses).  AUDIT_ID_UNSET when never
+	 * set, or when the kernel has no CONFIG_AUDIT. */
+	__u32 loginuid;
+	__u32 sessionid;
 	__s32 exit_code;      /* exit: the code passed to exit(), else 0 */
 	__u32 exit_signal;    /* exit: the signal that killed it, else 0 */
 	__u32 flags;          /* EVENT_FLAG_* */
@@ -83,6 +104,16 @@ struct exec_event {
 	__u32 argv_len;       /* <= ARGV_MAX_BYTES */
 	__u32 argc;           /* arguments the program was given (failed: found, up to FAILED_ARGS_MAX) */
 	__s32 error;          /* EVENT_EXEC_FAILED: what the syscall returned (-errno); else 0 */
+	/* EVENT_EXEC: the effective uid and gid the task had before the exec (those
+	 * of the file it opened to exec, bprm->file->f_cred: opened with its old
+	 * credentials).  They differ from euid and egid exactly when
+	 * EVENT_FLAG_SETID is set.  EVENT_EXEC_FAILED: its euid and egid. */
+	__u32 prev_euid;
+	__u32 prev_egid;
+	/* EVENT_EXEC: the capabilities the exec added to the task's permitted set
+	 * (bits of CAP_*: file capabilities, or a set-user-ID-root program run by
+	 * another user); 0 for none, and for failed execs. */
+	__u64 cap_gained;
 	char data[];
 };
 

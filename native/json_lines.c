@@ -20,9 +20,10 @@
 
 /* Longest line but its cgroup's fragment: an exec record whose every byte of
  * text needs \u00XX (an empty argument, `"",` for its one NUL, needs less), or an
- * exit record with the same text after its usage, plus its gap line.  The fragment (up to PM_CGROUP_JSON_MAX) is added per record, so
- * that a long cgroup path costs the room of its own length only. */
-#define PM_MAX_LINE (1024 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
+ * exit record with the same text after its usage, plus its gap line.  The
+ * fragment (up to PM_CGROUP_JSON_MAX) is added per record, so that a long cgroup
+ * path costs the room of its own length only. */
+#define PM_MAX_LINE (1152 + 6 * (MAX_FILENAME_LEN + TASK_COMM_LEN + ARGV_MAX_BYTES))
 
 static char *put_str(char *p, const char *s, size_t n)
 {
@@ -223,7 +224,15 @@ static char *put_exec(char *p, const struct exec_event *x, __u32 len, char **wha
 	else
 		p = PUT_LIT(p, "],\"argv_truncated\":false");
 	*what_ran = p;
-	return PUT_FIELD(p, ",\"argc\":", x->argc);
+	p = PUT_FIELD(p, ",\"argc\":", x->argc);
+	if (x->base.flags & EVENT_FLAG_SETID) {
+		p = PUT_LIT(p, ",\"setid\":true");
+		p = PUT_FIELD(p, ",\"prev_euid\":", x->prev_euid);
+		p = PUT_FIELD(p, ",\"prev_egid\":", x->prev_egid);
+	}
+	if (x->cap_gained)
+		p = PUT_FIELD(p, ",\"cap_gained\":", x->cap_gained);
+	return p;
 }
 
 /* decode.cpu_split(): the exact run time split in the ratio of the sampled user
@@ -511,6 +520,12 @@ static char *put_record(char *p, const struct process_event *e, __u32 len,
 	p = PUT_FIELD(p, ",\"tgid\":", e->tgid);
 	p = PUT_FIELD(p, ",\"ppid\":", e->ppid);
 	p = PUT_FIELD(p, ",\"uid\":", e->uid);
+	p = PUT_FIELD(p, ",\"euid\":", e->euid);
+	p = PUT_FIELD(p, ",\"egid\":", e->egid);
+	if (e->loginuid != AUDIT_ID_UNSET)
+		p = PUT_FIELD(p, ",\"loginuid\":", e->loginuid);
+	if (e->sessionid != AUDIT_ID_UNSET)
+		p = PUT_FIELD(p, ",\"sessionid\":", e->sessionid);
 	p = PUT_LIT(p, ",\"comm\":");
 	p = put_json_str(p, e->comm, TASK_COMM_LEN);
 	if (!p)
@@ -650,6 +665,8 @@ void pm_abi_info(struct pm_abi *abi)
 		.json_format = PM_JSON_FORMAT,
 		.exit_event_size = sizeof(struct exit_event),
 		.event_flag_io = EVENT_FLAG_IO,
+		.event_flag_setid = EVENT_FLAG_SETID,
+		.euid_offset = offsetof(struct process_event, euid),
 	};
 }
 

@@ -58,8 +58,9 @@ struct pm_batch {
 
 /* The version of the lines' text: raised whenever what a line holds changes, so a
  * library built before is not used (pm_abi.json_format). 2: "time" after "type";
- * 3: DEL as \u007f; 4: exit lines say what the process cost; 5: and what it ran
- * (filename, argv). */
+ * 3: DEL as \u007f; 4: exit lines say what the process cost; 5: what it ran
+ * (filename, argv), and who it ran as (euid, egid, loginuid, sessionid; setid
+ * execs). */
 enum pm_json_format {
 	PM_JSON_FORMAT = 5,
 };
@@ -98,6 +99,8 @@ struct pm_abi {
 	__u32 json_format;
 	__u32 exit_event_size;
 	__u32 event_flag_io;
+	__u32 event_flag_setid;
+	__u32 euid_offset;
 };
 
 void pm_abi_info(struct pm_abi *abi);

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from procmon_ctl.kernel.abi import (
     RECORD_LENGTH,
+    AuditUnset,
     EventFlag,
     EventType,
     ExecEvent,
@@ -21,7 +22,8 @@ from procmon_ctl.process import clock
 FORK, EXEC, EXIT = EventType.FORK, EventType.EXEC, EventType.EXIT
 EXEC_FAILED = EventType.EXEC_FAILED
 THREAD, TRUNCATED, PIDNS = EventFlag.THREAD, EventFlag.ARGV_TRUNCATED, EventFlag.PIDNS
-IO = EventFlag.IO
+IO, SETID = EventFlag.IO, EventFlag.SETID
+UNSET = AuditUnset.AUDIT_ID_UNSET
 _pack_event, _pack_exec, _pack_exit = packer(ProcessEvent), packer(ExecEvent), packer(ExitEvent)
 # An exit record's usage (struct exit_event) unless told otherwise.
 USAGE = dict(
@@ -49,6 +51,12 @@ def record(
     tgid: int = 100,
     ppid: int = 1,
     uid: int = 0,
+    euid: int | None = None,  # default: uid
+    egid: int = 0,
+    loginuid: int = UNSET,
+    sessionid: int = UNSET,
+    prev: tuple[int, int] | None = None,  # exec: prev_euid, prev_egid (default: euid, egid)
+    cap_gained: int = 0,  # exec: capabilities it added
     comm: bytes = b"bash",
     flags: int = 0,
     dropped: int = 0,  # dropped_total: the ring's losses so far
@@ -78,6 +86,10 @@ def record(
         tgid=tgid,
         ppid=ppid,
         uid=uid,
+        euid=uid if euid is None else euid,
+        egid=egid,
+        loginuid=loginuid,
+        sessionid=sessionid,
         exit_code=code,
         exit_signal=sig,
         flags=flags,
@@ -91,7 +103,17 @@ def record(
         return _pack_event(**fields)
     if argc is None:
         argc = argv.count(b"\0")
-    tail = dict(filename_len=len(filename), argv_len=len(argv), argc=argc, error=error, data=b"")
+    prev_euid, prev_egid = prev or (fields["euid"], egid)
+    tail = dict(
+        filename_len=len(filename),
+        argv_len=len(argv),
+        argc=argc,
+        error=error,
+        prev_euid=prev_euid,
+        prev_egid=prev_egid,
+        cap_gained=cap_gained,
+        data=b"",
+    )
     return _pack_exec(**fields, **tail) + filename + argv
 
 
@@ -163,6 +185,26 @@ CASES = {
         record(EXIT, pid=902, tgid=902, flags=PIDNS | THREAD, ns_pid=3, ns_ppid=1),
     ],
     "negative exit code": [record(EXIT, code=-1)],
+    "who ran it": [
+        record(FORK, uid=1000, euid=1000, egid=1000, loginuid=1000, sessionid=3),
+        record(FORK, uid=0, euid=0, egid=0, loginuid=1000, sessionid=UNSET),
+        record(EXIT, uid=65534, euid=0, egid=65534, loginuid=UNSET, sessionid=7),
+        record(
+            EXEC,
+            uid=1000,
+            euid=0,
+            egid=42,
+            loginuid=1000,
+            sessionid=2,
+            flags=SETID,
+            prev=(1000, 1000),
+            cap_gained=2**41 - 1,
+            filename=b"/usr/bin/sudo",
+            argv=argv_area(b"sudo", b"id"),
+        ),
+        record(EXEC, uid=0, euid=65534, egid=65534, filename=b"/usr/bin/id"),
+        record(EXEC, uid=1000, egid=1000, cap_gained=1 << 13, filename=b"/usr/bin/ping"),
+    ],
     "gap before": [record(FORK, dropped=5), record(EXIT, dropped=7), record(EXIT, dropped=7)],
     "unknown type": [record(9)],
     "full-length name": [record(FORK, comm=b"a" * 16)],
@@ -190,7 +232,17 @@ CASES = {
     ],
     "many parents": [record(FORK, pid=p, tgid=p, ppid=p - 1, uid=p % 3) for p in range(2, 300)],
     "big numbers": [
-        record(EXIT, ts=2**64 - 1, duration=2**64 - 1, pid=2**32 - 1, uid=2**32 - 1, code=-(2**31))
+        record(
+            EXIT,
+            ts=2**64 - 1,
+            duration=2**64 - 1,
+            pid=2**32 - 1,
+            uid=2**32 - 1,
+            egid=2**32 - 1,
+            loginuid=2**32 - 2,
+            sessionid=2**32 - 2,
+            code=-(2**31),
+        )
     ],
 }
 

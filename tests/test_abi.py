@@ -40,6 +40,7 @@ ENUMS = {
     "reader_flag": (abi.ReaderFlag, "READER_"),
     "argv_limits": (abi.ArgvLimits, ""),
     "exit_limits": (abi.ExitLimits, ""),
+    "audit_unset": (abi.AuditUnset, ""),
 }
 
 
@@ -98,6 +99,10 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "tgid": 5,
         "ppid": 6,
         "uid": 7,
+        "euid": 15,
+        "egid": 16,
+        "loginuid": 17,
+        "sessionid": 18,
         "exit_code": -8,
         "exit_signal": 9,
         "flags": 11,
@@ -106,7 +111,14 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "comm": b"comm",
     }
     rec = abi.ExecEvent(
-        base=abi.ProcessEvent(**values), filename_len=6, argv_len=12, argc=3, error=-2
+        base=abi.ProcessEvent(**values),
+        filename_len=6,
+        argv_len=12,
+        argc=3,
+        error=-2,
+        prev_euid=19,
+        prev_egid=20,
+        cap_gained=21,
     )
     raw = bytes(rec)
     fields = [f for f, _ in abi.ProcessEvent._fields_ if not f.startswith("__")]
@@ -122,7 +134,17 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         b"comm".ljust(abi.TASK_COMM_LEN, b"\0"),
     )
     assert (
-        abi.packer(abi.ExecEvent)(**values, filename_len=6, argv_len=12, argc=3, error=-2, data=b"")
+        abi.packer(abi.ExecEvent)(
+            **values,
+            filename_len=6,
+            argv_len=12,
+            argc=3,
+            error=-2,
+            prev_euid=19,
+            prev_egid=20,
+            cap_gained=21,
+            data=b"",
+        )
         == raw
     )
 
@@ -199,7 +221,7 @@ def test_a_formatter_built_from_another_header_is_refused(tmp_path, monkeypatch)
     json_native._load.cache_clear()
     try:
         assert json_native.library() is None
-        assert "process_event_size 104 != 88" in json_native.problem()
+        assert "process_event_size 120 != 104" in json_native.problem()
         check = doctor.check_json_formatter()
         assert check.status == "WARN"
         assert "built from other headers" in check.detail

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from records import EXEC, EXIT, FORK, IO, PIDNS, THREAD, cgroup_json, record, ring_bytes
+from records import EXEC, EXIT, FORK, IO, PIDNS, SETID, THREAD, cgroup_json, record, ring_bytes
 
 from procmon_ctl.process import decode
 from procmon_ctl.views import json_lines
@@ -56,6 +56,9 @@ CONTAINER = ("container_id", "container_runtime", "container_name", "container_i
 OPTIONAL = {*CONTAINER, "ns_pid", "ns_ppid", "lineage"}
 # ... and an exit line's storage I/O, where the kernel accounts it (EventFlag.IO).
 OPTIONAL |= {"read_bytes", "write_bytes"}
+# ... the audit ids where the process has them, and an exec's ids before it where
+# it changed them (EventFlag.SETID).
+OPTIONAL |= {"loginuid", "sessionid", "setid", "prev_euid", "prev_egid", "cap_gained"}
 
 
 def container_json(cgroup_id: int) -> str:
@@ -78,7 +81,20 @@ def test_every_json_field_is_in_the_schema():
         buf, offsets = ring_bytes(
             [
                 record(EXEC, filename=b"/y"),
-                record(etype, code=1, filename=b"/y", flags=PIDNS | IO, ns_pid=1, cgroup=5),
+                record(
+                    etype,
+                    code=1,
+                    filename=b"/y",
+                    flags=PIDNS | IO | (SETID if etype == EXEC else 0),
+                    ns_pid=1,
+                    cgroup=5,
+                    euid=0,
+                    uid=1000,
+                    loginuid=1000,
+                    sessionid=4,
+                    prev=(1000, 1000),
+                    cap_gained=1 << 13,
+                )
             ]
         )
         execs = json_lines.ExecTexts()

@@ -50,6 +50,10 @@ def expected(records: list[bytes]) -> list[dict]:
             "tgid": e.tgid,
             "ppid": e.ppid,
             "uid": e.uid,
+            "euid": e.euid,
+            "egid": e.egid,
+            **({} if e.loginuid is None else {"loginuid": e.loginuid}),
+            **({} if e.sessionid is None else {"sessionid": e.sessionid}),
             "comm": e.comm,
             "thread": e.thread,
             "cgroup_id": e.cgroup_id,
@@ -63,6 +67,10 @@ def expected(records: list[bytes]) -> list[dict]:
             )
         if e.errno is not None:
             line.update(errno=e.errno, error=decode.errno_name(e.errno))
+        if e.prev_euid is not None:
+            line.update(setid=True, prev_euid=e.prev_euid, prev_egid=e.prev_egid)
+        if e.cap_gained is not None:
+            line.update(cap_gained=e.cap_gained)
         if e.type == EXIT:
             line.update(exit_code=e.exit_code, exit_signal=e.exit_signal, duration_ns=e.duration_ns)
             line.update({k: v for k, v in e.usage._asdict().items() if v is not None})

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import bpftool_json, reader_state
+from conftest import ROOT, bpftool_json, build_program, reader_state
 
 THREADS = """
 import threading
@@ -359,3 +362,88 @@ def test_schema_describes_event_lines(cli):
     text = json.dumps(schema)
     for field in ("ts_ns", "tgid", "ppid", "filename", "exit_code", "duration_ns", "gap"):
         assert field in text
+
+
+# Who the ids program (tests/programs/ids.c) runs as, by the tag it was given: how
+# each was started, as root, with the AUDIT_ID_UNSET the audit ids have when unset.
+UNSET = str(2**32 - 1)
+CAP_NET_RAW = 13
+# security.capability for cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective bit,
+# then the permitted and inheritable sets' low and high halves.
+VFS_CAP_NET_RAW_EP = struct.pack("<5I", 0x02000000 | 1, 1 << CAP_NET_RAW, 0, 0, 0)
+
+
+@pytest.mark.kernel
+def test_who_ran_it(attached, tmp_path_factory):
+    """Each record says who the process runs as (uid, euid, egid) and who logged in
+    (loginuid, sessionid: kept across sudo and su), as the process itself reads
+    them; an exec of a set-user-ID and set-group-ID program is flagged with the ids
+    before it.  Through the real sudo, su and setpriv, and a set-ID copy of a test
+    program, on a tmpfs of the test's own (/tmp may be nosuid)."""
+    ids = build_program(tmp_path_factory, ROOT / "tests" / "programs" / "ids.c")
+    # Where nobody may run it: not below the tests' own directories (root's, 0700).
+    place = Path(tempfile.mkdtemp(prefix="procmon-ids-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "procmon-ids", place], check=True)
+    try:
+        shutil.copy(ids, place / "ids")
+        setid = place / "ids-nobody"
+        shutil.copy(ids, setid)
+        os.chown(setid, 65534, 65534)
+        os.chmod(setid, 0o6755)  # chown clears the set-ID bits: set after it
+        caps = place / "ids-caps"
+        shutil.copy(ids, caps)
+        # What `setcap cap_net_raw+ep` writes (struct vfs_cap_data, revision 2).
+        os.setxattr(caps, "security.capability", VFS_CAP_NET_RAW_EP)
+        runs = {
+            # A login uid as pam_loginuid sets it (root may, while it is unset);
+            # sudo keeps it and the session.
+            "sudo": ["sh", "-c",
+                     f"echo 4242 >/proc/self/loginuid; exec sudo -u nobody {place}/ids sudo"],
+            "su": ["su", "nobody", "-s", "/bin/sh", "-c", f"exec {place}/ids su"],
+            "setpriv": ["setpriv", "--reuid=65534", "--regid=65533", "--clear-groups",
+                        f"{place}/ids", "setpriv"],
+            "setid": [str(setid), "setid"],
+            # su drops root's capabilities as it becomes nobody (setpriv keeps
+            # them until the exec, which then gains nothing it did not have).
+            "caps": ["su", "nobody", "-s", "/bin/sh", "-c", f"exec {caps} caps"],
+        }  # fmt: skip
+        with attached.reading("events", "--json") as reading:
+            saw = {}
+            for tag, argv in runs.items():
+                out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+                saw[tag] = out.split()
+    finally:
+        subprocess.run(["umount", "-l", place], check=True)
+        place.rmdir()
+    records = reading.json_lines()
+    execs = {
+        e["argv"][1]: e
+        for e in records
+        if e["type"] == "exec" and e["argv"][:1] in ([f"{place}/ids"], [str(setid)], [str(caps)])
+    }
+    exits = {e["tgid"]: e for e in records if e["type"] == "exit"}
+    for tag, (said, uid, euid, egid, loginuid, sessionid) in saw.items():
+        assert said == tag
+        for e in (execs[tag], exits[execs[tag]["tgid"]]):
+            assert (e["uid"], e["euid"], e["egid"]) == (int(uid), int(euid), int(egid)), (tag, e)
+            # Absent where the process has none, as the kernel has it when unset.
+            assert str(e.get("loginuid", UNSET)) == loginuid.replace("-", UNSET), (tag, e)
+            assert str(e.get("sessionid", UNSET)) == sessionid.replace("-", UNSET), (tag, e)
+    if Path("/proc/self/loginuid").exists():
+        assert execs["sudo"]["loginuid"] == 4242 and "sessionid" in execs["sudo"]
+    assert saw["sudo"][1:4] == saw["su"][1:4] == ["65534"] * 3
+    assert saw["setpriv"][1:4] == ["65534", "65534", "65533"]
+    # The set-ID copy: root's real uid kept, the effective ids the file's, and
+    # the ids before the exec on its record; no other exec changed them.
+    assert saw["setid"][1:4] == ["0", "65534", "65534"]
+    x = execs["setid"]
+    assert (x["setid"], x["prev_euid"], x["prev_egid"]) == (True, 0, 0), x
+    assert all(
+        "setid" not in execs[t] and "prev_euid" not in execs[t] for t in runs if t != "setid"
+    )
+    assert not any("setid" in e for e in records if e["type"] != "exec")
+    # File capabilities: the ids stay, the capabilities gained are on the record
+    # (root's exec of the set-ID copy kept its full set: it gained none).
+    assert saw["caps"][1:4] == ["65534"] * 3
+    assert execs["caps"]["cap_gained"] == 1 << CAP_NET_RAW, execs["caps"]
+    assert all("cap_gained" not in execs[t] for t in runs if t != "caps")

@@ -46,6 +46,10 @@ SHARED = [
     "tgid",
     "ppid",
     "uid",
+    "euid",
+    "egid",
+    "loginuid",
+    "sessionid",
     "comm",
     "thread",
     "cgroup_id",
@@ -62,7 +66,7 @@ IO = ["read_bytes", "write_bytes"]
 FIELDS = {
     "fork": [*SHARED, *CONTAINER, *NAMESPACE, "lineage"],
     "exec": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated", "argc",
-             "lineage"],
+             "setid", "prev_euid", "prev_egid", "cap_gained", "lineage"],
     "exit": [*SHARED, *CONTAINER, *NAMESPACE, "exit_code", "exit_signal", "duration_ns",
              *USAGE, *IO, "filename", "argv", "argv_truncated", "lineage"],
     "exec_failed": [*SHARED, *CONTAINER, *NAMESPACE, "filename", "argv", "argv_truncated",
@@ -70,7 +74,8 @@ FIELDS = {
     "gap": ["type", "time", "dropped"],
 }  # fmt: skip
 # Those a line may lack: the cgroup's path once it is removed, and the above.
-OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, *IO, "lineage"}
+OPTIONAL = {"cgroup", *CONTAINER, *NAMESPACE, *IO, "lineage", "loginuid", "sessionid", "setid",
+            "prev_euid", "prev_egid", "cap_gained"}  # fmt: skip
 # ... and what an exit line's process ran, when the reader knows it.
 OPTIONAL_IN = {"exit": {"filename", "argv", "argv_truncated"}}
 
@@ -258,6 +263,8 @@ FORK = {
     "tgid": 15012,
     "ppid": 15011,
     "uid": 0,
+    "euid": 0,
+    "egid": 0,
     "comm": "sh",
     "thread": False,
     "cgroup_id": 1,

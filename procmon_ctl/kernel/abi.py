@@ -43,6 +43,13 @@ class EventFlag(IntEnum):
     ARGV_TRUNCATED = 2
     PIDNS = 4
     IO = 8
+    SETID = 16
+
+
+class AuditUnset(IntEnum):
+    """enum audit_unset: loginuid and sessionid of a process that has none"""
+
+    AUDIT_ID_UNSET = 0xFFFFFFFF
 
 
 class ArgvLimits(IntEnum):
@@ -134,6 +141,10 @@ class ProcessEvent(ctypes.Structure):
         ("tgid", c_uint32),
         ("ppid", c_uint32),
         ("uid", c_uint32),
+        ("euid", c_uint32),
+        ("egid", c_uint32),
+        ("loginuid", c_uint32),
+        ("sessionid", c_uint32),
         ("exit_code", c_int32),
         ("exit_signal", c_uint32),
         ("flags", c_uint32),
@@ -152,6 +163,9 @@ class ExecEvent(ctypes.Structure):
         ("argv_len", c_uint32),
         ("argc", c_uint32),
         ("error", c_int32),
+        ("prev_euid", c_uint32),
+        ("prev_egid", c_uint32),
+        ("cap_gained", c_uint64),
         ("data", c_char * 0),
     ]
 
@@ -297,6 +311,8 @@ class PmAbi(ctypes.Structure):
             "json_format",
             "exit_event_size",
             "event_flag_io",
+            "event_flag_setid",
+            "euid_offset",
         )
     ]
 
@@ -327,6 +343,8 @@ def expected_pm_abi() -> PmAbi:
         json_format=PM_JSON_FORMAT,
         exit_event_size=ctypes.sizeof(ExitEvent),
         event_flag_io=EventFlag.IO,
+        event_flag_setid=EventFlag.SETID,
+        euid_offset=ProcessEvent.euid.offset,
     )
 
 

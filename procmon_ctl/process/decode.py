@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from ..kernel.abi import (
     EXEC_DATA_OFFSET,
+    AuditUnset,
     EventFlag,
     EventType,
     ExecEvent,
@@ -43,6 +44,10 @@ EVENT_FIELDS = (
     "tgid",
     "ppid",
     "uid",
+    "euid",
+    "egid",
+    "loginuid",
+    "sessionid",
     "exit_code",
     "exit_signal",
     "flags",
@@ -52,6 +57,8 @@ EVENT_FIELDS = (
 )
 unpack_event = unpacker(ProcessEvent, *EVENT_FIELDS)
 _unpack_tail = unpacker(ExecEvent, "filename_len", "argv_len", "argc", "error")
+# An exec record's ids before it, and the capabilities it gained.
+unpack_privileges = unpacker(ExecEvent, "prev_euid", "prev_egid", "cap_gained")
 # An exit record's usage (struct exit_event), in its order.
 USAGE_FIELDS = (
     "utime_ns",
@@ -76,6 +83,9 @@ _EXEC, _EXIT, _FAILED = EventType.EXEC, EventType.EXIT, EventType.EXEC_FAILED
 _THREAD, _TRUNCATED = EventFlag.THREAD.value, EventFlag.ARGV_TRUNCATED.value
 _PIDNS = EventFlag.PIDNS.value
 _IO = EventFlag.IO.value
+_SETID = EventFlag.SETID.value
+# loginuid and sessionid as records carry them when the process has none.
+AUDIT_ID_UNSET = AuditUnset.AUDIT_ID_UNSET.value
 
 
 class Usage(NamedTuple):
@@ -148,6 +158,19 @@ class Event(NamedTuple):
     ns_ppid: int | None = None
     # exit: what the process cost.
     usage: Usage | None = None
+    # Who it runs as besides uid (the real one): the effective uid and gid, and
+    # audit's login uid and session id (None when unset, or the kernel has no audit).
+    euid: int = 0
+    egid: int = 0
+    loginuid: int | None = None
+    sessionid: int | None = None
+    # exec: the effective uid and gid before it, when the exec changed them (a
+    # set-user-ID or set-group-ID program); None otherwise.
+    prev_euid: int | None = None
+    prev_egid: int | None = None
+    # exec: the capabilities it added to the permitted set (CAP_* bits), when it
+    # added any (file capabilities); None otherwise.
+    cap_gained: int | None = None
 
 
 def text(raw: bytes) -> str:
@@ -248,6 +271,10 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
         tgid,
         ppid,
         uid,
+        euid,
+        egid,
+        loginuid,
+        sessionid,
         code,
         sig,
         flags,
@@ -258,15 +285,55 @@ def decode_at(buf: bytes | memoryview | mmap.mmap, offset: int) -> Event:
     etype = _TYPES.get(etype, etype)
     common = (etype, ts, pid, tgid, ppid, uid, cstr(comm), bool(flags & _THREAD))
     ns = (nspid, nsppid) if flags & _PIDNS else (None, None)
+    ids = (
+        euid,
+        egid,
+        None if loginuid == AUDIT_ID_UNSET else loginuid,
+        None if sessionid == AUDIT_ID_UNSET else sessionid,
+    )
     if etype in (_EXEC, _FAILED):
         filename, argv, truncated, argc, error = exec_parts(buf, offset, flags)
         errno = -error if etype == _FAILED else None
+        prev_euid, prev_egid, gained = unpack_privileges(buf, offset)
+        if not flags & _SETID:
+            prev_euid = prev_egid = None
         return Event(
-            *common, filename, None, None, None, dropped, argv, truncated, argc, errno, cgroup, *ns
+            *common,
+            filename,
+            None,
+            None,
+            None,
+            dropped,
+            argv,
+            truncated,
+            argc,
+            errno,
+            cgroup,
+            *ns,
+            None,
+            *ids,
+            prev_euid,
+            prev_egid,
+            gained or None,
         )
     if etype == _EXIT:
         usage = usage_at(buf, offset, flags)
         return Event(
-            *common, None, code, sig, duration, dropped, None, None, None, None, cgroup, *ns, usage
+            *common,
+            None,
+            code,
+            sig,
+            duration,
+            dropped,
+            None,
+            None,
+            None,
+            None,
+            cgroup,
+            *ns,
+            usage,
+            *ids,
         )
-    return Event(*common, None, None, None, None, dropped, None, None, None, None, cgroup, *ns)
+    return Event(
+        *common, None, None, None, None, dropped, None, None, None, None, cgroup, *ns, None, *ids
+    )

@@ -31,23 +31,26 @@ from typing import Protocol
 from ..kernel.abi import ArgvLimits, EventFlag, EventType
 from ..process import clock
 from ..process.decode import (
+    AUDIT_ID_UNSET,
     Event,
     cstr,
     errno_name,
     exec_parts,
     json_string,
     unpack_event,
+    unpack_privileges,
     usage_at,
 )
 from ..process.last_execs import CAP, MAX_BYTES, LastExecs, running_programs
 
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
-_SHARED = '"ppid":%d,"uid":%d,"comm":%s,"thread":%s%s'
+_SHARED = '"ppid":%d,"uid":%d,"euid":%d,"egid":%d%s,"comm":%s,"thread":%s%s'
 CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
 _comm_cache: dict[bytes, str] = {}
-_shared_cache: dict[tuple[int, int, int, bytes, int], str] = {}
+_shared_cache: dict[tuple[int, int, int, int, int, int, int, bytes, int], str] = {}
 _PIDNS = EventFlag.PIDNS.value
 _THREAD = EventFlag.THREAD.value
+_SETID = EventFlag.SETID.value
 # Module constants, not enum lookups per call: --lineage and the filters call
 # json_lines() once per record.
 _FORK, _EXIT, _EXEC = EventType.FORK.value, EventType.EXIT.value, EventType.EXEC.value
@@ -76,12 +79,21 @@ def _comm_json(raw: bytes) -> str:
     return text
 
 
-def _shared_json(key: tuple[int, int, int, bytes, int], cgroup_json: CgroupJson) -> str:
+def audit_json(loginuid: int, sessionid: int) -> str:
+    """What a record's audit ids add after "egid": each one the process has."""
+    text = "" if loginuid == AUDIT_ID_UNSET else f',"loginuid":{loginuid}'
+    return text if sessionid == AUDIT_ID_UNSET else f'{text},"sessionid":{sessionid}'
+
+
+def _shared_json(
+    key: tuple[int, int, int, int, int, int, int, bytes, int], cgroup_json: CgroupJson
+) -> str:
     if len(_shared_cache) >= CACHE_LIMIT:
         _shared_cache.clear()
-    ppid, uid, flags, comm, cgroup = key
+    ppid, uid, euid, egid, loginuid, sessionid, flags, comm, cgroup = key
     thread = "true" if flags & EventFlag.THREAD else "false"
-    text = _SHARED % (ppid, uid, _comm_json(comm), thread, cgroup_json(cgroup))
+    audit = audit_json(loginuid, sessionid)
+    text = _SHARED % (ppid, uid, euid, egid, audit, _comm_json(comm), thread, cgroup_json(cgroup))
     _shared_cache[key] = text
     return text
 
@@ -128,6 +140,11 @@ def exec_json(buf: bytes | memoryview | mmap.mmap, off: int, flags: int) -> tupl
     text = f'{what_ran[1:]},"argc":{argc}'
     if error:
         text += f',"errno":{-error},"error":"{errno_name(-error)}"'
+    prev_euid, prev_egid, gained = unpack_privileges(buf, off)
+    if flags & _SETID:
+        text += f',"setid":true,"prev_euid":{prev_euid},"prev_egid":{prev_egid}'
+    if gained:
+        text += f',"cap_gained":{gained}'
     return text, what_ran
 
 
@@ -206,6 +223,10 @@ def json_lines(
             tgid,
             ppid,
             uid,
+            euid,
+            egid,
+            loginuid,
+            sessionid,
             code,
             sig,
             flags,
@@ -216,7 +237,7 @@ def json_lines(
         if dropped > marked:
             append(gap_json(dropped - marked, gap_ns))
             marked = dropped
-        key = (ppid, uid, flags, comm, cgroup)
+        key = (ppid, uid, euid, egid, loginuid, sessionid, flags, comm, cgroup)
         shared = cache.get(key) or shared_json(key, cgroup_json)
         if flags & _PIDNS:
             shared = f'{shared},"ns_pid":{nspid},"ns_ppid":{nsppid}'

@@ -84,7 +84,27 @@ class _ProcessLine(_Line):
     pid: U32 = Field(description="the task's own id (a thread id for thread forks)")
     tgid: U32 = Field(description="the process id (thread group id)")
     ppid: U32 = Field(description="the parent process (real_parent->tgid)")
-    uid: U32 = Field(description="user id")
+    uid: U32 = Field(
+        description="the real user id (as the host numbers users, like every id here); at "
+        "fork the child's, a copy of its parent's; at exec, after it"
+    )
+    euid: U32 = Field(
+        description="the effective user id, what permission checks use: differs from uid "
+        "after a set-user-ID program (or seteuid())"
+    )
+    egid: U32 = Field(description="the effective group id")
+    loginuid: U32 = Field(
+        None,
+        description="audit's login uid (/proc/PID/loginuid, auditd's auid): the user who "
+        "logged in, set once at login (pam_loginuid) and kept across sudo, su and set-user-ID "
+        "programs; absent when never set (no PAM login: boot services, containers) or on a "
+        "kernel built without CONFIG_AUDIT",
+    )
+    sessionid: U32 = Field(
+        None,
+        description="audit's login session id (/proc/PID/sessionid, auditd's ses), set with "
+        "loginuid; absent when unset, like it",
+    )
     comm: str = Field(
         description="command name; at fork, still the parent's; as text like every name and "
         "argument: valid UTF-8 as it is, a byte that is not UTF-8 as the four characters "
@@ -179,6 +199,25 @@ class ExecEvent(_ProcessLine):
     argc: U32 = Field(
         description="how many arguments the program was given; argv holds that many unless "
         "argv_truncated"
+    )
+    setid: Literal[True] = Field(
+        None,
+        description="true when the exec changed the effective uid or gid (a set-user-ID or "
+        "set-group-ID program: euid and egid are those after it, prev_euid and prev_egid "
+        "those before); else absent",
+    )
+    prev_euid: U32 = Field(
+        None, description="with setid: the effective uid before the exec; else absent"
+    )
+    prev_egid: U32 = Field(
+        None, description="with setid: the effective gid before the exec; else absent"
+    )
+    cap_gained: U64 = Field(
+        None,
+        description="the capabilities the exec added to the process's permitted set, as "
+        "a bit mask of CAP_* numbers (/proc/PID/status's CapPrm as an integer): a program "
+        "with file capabilities, or a set-user-ID-root program run by another user; absent "
+        "when it gained none",
     )
     lineage: Lineage = None
 
