@@ -94,7 +94,7 @@ def test_every_json_field_is_in_the_schema():
                     sessionid=4,
                     prev=(1000, 1000),
                     cap_gained=1 << 13,
-                )
+                ),
             ]
         )
         execs = json_lines.ExecTexts()
