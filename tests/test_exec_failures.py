@@ -196,6 +196,20 @@ def loaded(cli):
     return cli
 
 
+def audit_ids() -> dict[str, int]:
+    """This process's login uid and session id as its records carry them: absent
+    where unset (or the kernel has no audit)."""
+    ids = {}
+    for name in ("loginuid", "sessionid"):
+        try:
+            value = int(Path(f"/proc/self/{name}").read_text())
+        except FileNotFoundError:
+            continue
+        if value != 0xFFFFFFFF:
+            ids[name] = value
+    return ids
+
+
 @pytest.mark.kernel
 def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
     """A missing file (ENOENT) and a file without an execute bit (EACCES), each with
@@ -222,7 +236,8 @@ def test_failed_execs_show_errno_path_and_argv(loaded, tmp_path):
         reader.kill()
         reader.wait()
     assert reader.returncode == 0, err
-    shared = {"ppid": os.getpid(), "uid": 0, "comm": our_comm(), "thread": False}
+    shared = {"ppid": os.getpid(), "uid": 0, "euid": 0, "egid": 0}
+    shared.update(audit_ids(), comm=our_comm(), thread=False)
     shared.update(cgroup_id=our_cgroup().stat().st_ino, cgroup=our_cgroup_path())
     assert failed_lines(lines, enoent) == [
         {
