@@ -105,11 +105,11 @@ def _replace_settings(cli) -> int:
     return make_map(settings, "array", "settings")
 
 
-@pytest.mark.kernel
 def test_a_replaced_map_is_refused_by_every_command(attached):
     """The issue's case (then with the one ring): maps/settings replaced by another
     map of the same name.  A reader would write its slot's settings into a map the
-    programs never read."""
+    programs never read.  On the host only: the check compares map ids, which every
+    kernel gives alike (test_record_follows_attach_and_detach runs on the matrix)."""
     foreign_id = _replace_settings(attached)
     pin = attached.pin_dir / "maps" / "settings"
     for command in READ_COMMANDS:
