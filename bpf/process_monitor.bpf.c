@@ -684,7 +684,12 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	e->prev_egid = before->egid.val;
 	if (e->prev_euid != e->base.euid || e->prev_egid != e->base.egid)
 		e->base.flags |= EVENT_FLAG_SETID;
-	e->cap_gained = permitted_caps(p->real_cred) & ~permitted_caps(before);
+	/* Only an exec the kernel made secure (AT_SECURE: set-ID, or capabilities
+	 * gained by a user other than root) can have gained any: the two helper reads
+	 * are paid there alone, not by every exec. */
+	e->cap_gained = 0;
+	if (BPF_CORE_READ_BITFIELD(bprm, secureexec))
+		e->cap_gained = permitted_caps(p->real_cred) & ~permitted_caps(before);
 	e->error = 0;
 	e->argc = bprm->argc;
 	n = put_filename(e, bprm->filename, false);
