@@ -994,25 +994,39 @@ struct trace_event_raw_sched_process_exit___group_dead {
 	bool group_dead;
 } __attribute__((preserve_access_index));
 
-/* Whether the exiting thread `p` writes its process's exit record: exactly one
- * thread of each process does, the last.  From 6.16 the tracepoint says so
- * (group_dead, the thread that took signal->live to 0).  Before, each thread has
- * decremented signal->live before it gets here, so 0 means every thread of the
- * group is exiting, and threads that exit together may all read 0: the first to
- * claim the group in `exited` writes the record.  That insert (a bucket lock, a
+/* The tracepoint's group_dead (6.16+): the thread that took signal->live to 0. */
+static __always_inline bool has_group_dead(void)
+{
+	return bpf_core_field_exists(struct trace_event_raw_sched_process_exit___group_dead,
+				     group_dead);
+}
+
+/* Exactly one thread of each process writes its exit record, the last.  This is
+ * each exit's first test, so a thread that is not the last (most exits of a
+ * threaded program) costs one load and touches nothing else.  From 6.16 the
+ * tracepoint says so; before, each thread has decremented signal->live before
+ * it gets here, so 0 means every thread of the group is exiting, and threads
+ * that exit together may all read 0: writes_exit() settles which. */
+static __always_inline bool may_be_last(struct task_struct *p, __u64 *ctx)
+{
+	if (has_group_dead())
+		return (bool)ctx[1];
+	return p->signal->live.counter == 0;
+}
+
+/* Whether `p`, which may_be_last(), writes the record: before 6.16 the first
+ * thread to claim the group in `exited` does.  That insert (a bucket lock, a
  * free LRU node) is most of an exit's cost, and a process whose last thread is
  * the only one not yet released (signal->nr_threads 1: every single-threaded
  * process) needs none: a thread that read 0 beside it would have claimed the
  * group before its release, so a lookup settles it. */
-static __always_inline bool writes_exit(struct task_struct *p, __u64 *ctx, struct exit_key *key)
+static __always_inline bool writes_exit(struct task_struct *p, struct exit_key *key)
 {
 	struct signal_struct *sig = p->signal;
 	__u8 one = 1;
 
-	if (bpf_core_field_exists(struct trace_event_raw_sched_process_exit___group_dead, group_dead))
-		return (bool)ctx[1];
-	if (sig->live.counter != 0)
-		return false;
+	if (has_group_dead())
+		return true;
 	if (sig->nr_threads == 1)
 		return !bpf_map_lookup_elem(&exited, key);
 	return !bpf_map_update_elem(&exited, key, &one, BPF_NOEXIST);
@@ -1143,19 +1157,23 @@ static __always_inline void fill_exit(struct exit_event *x, struct task_struct *
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
-	struct settings *s = get_settings();
-	struct task_struct *leader = p->group_leader;
 	struct scratch_space *others = NULL;
+	struct task_struct *leader;
 	struct exit_key key = {};
+	struct settings *s;
 	struct exit_event *e;
 	struct cgroup *cg;
 	__u32 lone;
 
+	if (!may_be_last(p, ctx))
+		return 0;
+	leader = p->group_leader;
+	s = get_settings();
 	key.tgid = p->tgid;
 	if (!s || !wanted(s, key.tgid))
 		return 0;
 	key.start_time = leader->start_time;
-	if (!writes_exit(p, ctx, &key))
+	if (!writes_exit(p, &key))
 		return 0;
 	if (s->follow)
 		bpf_map_delete_elem(&followed, &key.tgid); /* its pid may be reused from now on */
