@@ -172,31 +172,6 @@ static __always_inline __u64 ancestor_id(struct cgroup *cg, __u32 level)
 	return BPF_CORE_READ(ancestor, kn, id);
 }
 
-/* A reader's cgroup filter (READER_CGROUP): whether a process in cgroup `cg`
- * is in the reader's cgroup or below it. */
-static __always_inline bool in_cgroup(const struct reader *r, struct cgroup *cg)
-{
-	__u32 level = r->cgroup_level;
-
-	if ((__u32)BPF_CORE_READ(cg, level) < level)
-		return false;
-	return ancestor_id(cg, level) == r->cgroup_id;
-}
-
-/* in_cgroup() for a record delivered from the scratch space `sp`: the ancestor
- * read for one reader serves the next that filters at the same level. */
-static __always_inline bool in_cgroup_shared(const struct reader *r, struct cgroup *cg,
-					     __u64 *ancestor, __u32 *ancestor_level)
-{
-	__u32 level = r->cgroup_level;
-
-	if (*ancestor_level != level + 1) {
-		*ancestor = (__u32)BPF_CORE_READ(cg, level) < level ? 0 : ancestor_id(cg, level);
-		*ancestor_level = level + 1;
-	}
-	return *ancestor == r->cgroup_id;
-}
-
 /* Failed execs read the caller's argv[] this many pointers at a time, and its
  * arguments a page at a time. */
 #define ARGV_CHUNK 32
@@ -212,18 +187,12 @@ static __always_inline bool in_cgroup_shared(const struct reader *r, struct cgro
 	(sizeof(struct exec_event) + MAX_FILENAME_LEN + ARGV_MAX_BYTES + FAILED_ARGV_MAX_BYTES)
 
 struct scratch_space {
-	/* The record's struct cgroup *, for deliver_to(): a global function takes
-	 * scalars only, and a map value holds the pointer as one. */
+	/* The record's struct cgroup *, for cgroup_filtered(). */
 	__u64 cgroup;
 	/* An exec record's argv_len and flags as read, before deliver_to() cuts the
 	 * arguments to each reader's argv_bytes; argv_len 0 for the other records. */
 	__u32 argv_len;
 	__u32 flags;
-	/* The record's cgroup's ancestor id at level ancestor_level - 1 (0: none read
-	 * yet): readers that filter at the same level share one read of it. */
-	__u64 ancestor;
-	__u32 ancestor_level;
-	__u32 __pad;
 	char record[EXEC_SCRATCH_SIZE];
 	/* A failed exec's argv[] pointers, read a chunk at a time, and the page of the
 	 * caller's memory its arguments were last copied from (put_failed_argv) */
@@ -250,6 +219,72 @@ static __always_inline struct scratch_space *get_scratch_space(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&scratch_space, &zero);
+}
+
+/* Of the slots in `filtering` (readers that filter by cgroup, READER_CGROUP), those
+ * whose cgroup the process in `cg` is not in nor below: each counts the record as
+ * filtered, and an unnamed one whose own process is the one `exiting` ends here
+ * as in takes().  Readers that filter at the same level share one read of the
+ * ancestor's id.  Global: the verifier checks the loop once.  A global function
+ * takes scalars only: `cg` comes in scratch_space, where a map value holds the
+ * pointer as a plain number, read through helpers. */
+__noinline int cgroup_filtered(__u32 filtering, __u32 exiting)
+{
+	struct scratch_space *sp = get_scratch_space();
+	__u32 out = 0, cg_level, read_level = 0, i;
+	__u64 ancestor = 0;
+	struct cgroup *cg;
+
+	if (!sp)
+		return 0;
+	cg = (struct cgroup *)sp->cgroup;
+	cg_level = BPF_CORE_READ(cg, level);
+	for (i = 0; i < READERS_MAX && (filtering >> i); i++) {
+		__u32 slot = i; /* its address goes to the helper: the counter stays apart */
+		struct reader_count *n;
+		struct reader *r;
+		__u32 level;
+
+		if (!(filtering & (1U << i)))
+			continue;
+		r = bpf_map_lookup_elem(&readers, &slot);
+		if (!r || !(r->flags & READER_CGROUP))
+			continue;
+		level = r->cgroup_level;
+		if (read_level != level + 1) { /* 0: none read yet */
+			ancestor = cg_level < level ? 0 : ancestor_id(cg, level);
+			read_level = level + 1;
+		}
+		if (ancestor == r->cgroup_id)
+			continue;
+		out |= 1U << i;
+		if (!(r->flags & READER_NAMED) && r->owner_tgid && r->owner_tgid == exiting)
+			r->owner_tgid = 0;
+		n = bpf_map_lookup_elem(&reader_counts, &slot);
+		if (n)
+			n->filtered++;
+		count(COUNTER_FILTERED);
+	}
+	return out;
+}
+
+/* `wanting` (a mask of slots) without the readers whose cgroup filter keeps out
+ * the process in `cg`: decided before the record is built, so that what a reader
+ * filters out costs it nothing more, and the readers left decide how the record
+ * is made (for one: in place in its ring). */
+static __always_inline __u32 through_filters(const struct settings *s, __u32 wanting,
+					     struct cgroup *cg, __u32 exiting)
+{
+	__u32 filtering = wanting & s->cgroup_readers;
+	struct scratch_space *sp;
+
+	if (!filtering)
+		return wanting;
+	sp = get_scratch_space();
+	if (!sp)
+		return wanting;
+	sp->cgroup = (__u64)cg;
+	return wanting & ~(__u32)cgroup_filtered(filtering, exiting);
 }
 
 static __always_inline struct exec_event *scratch(void)
@@ -404,12 +439,11 @@ struct taker {
 	__u64 *lost; /* its READER_LOSS_DROPPED */
 };
 
-/* Whether the reader in `slot` takes a record of a process in cgroup `cg`: it has
- * a reader (unnamed: whose process is not `exiting`, the process an exit record
- * is of, whose slot ends with it: struct reader, owner_tgid) and its cgroup
- * filter lets the process through.  Counted as produced or filtered. */
-static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, struct taker *t,
-				  struct scratch_space *sp)
+/* Whether the reader in `slot`, whose cgroup filter (if any) let the record
+ * through (cgroup_filtered()), takes it: it has a reader (unnamed: whose process
+ * is not `exiting`, the process an exit record is of, whose slot ends with it:
+ * struct reader, owner_tgid).  Counted as produced. */
+static __always_inline bool takes(__u32 slot, __u32 exiting, struct taker *t)
 {
 	__u32 loss_key = slot * READER_LOSS_KINDS + READER_LOSS_DROPPED;
 	struct reader_count *n;
@@ -429,13 +463,6 @@ static __always_inline bool takes(__u32 slot, struct cgroup *cg, __u32 exiting, 
 		}
 	}
 	n = bpf_map_lookup_elem(&reader_counts, &slot);
-	if ((r->flags & READER_CGROUP) &&
-	    !(sp ? in_cgroup_shared(r, cg, &sp->ancestor, &sp->ancestor_level) : in_cgroup(r, cg))) {
-		if (n)
-			n->filtered++;
-		count(COUNTER_FILTERED);
-		return false;
-	}
 	t->reader = r;
 	t->ring = bpf_map_lookup_elem(&rings, &slot);
 	t->lost = bpf_map_lookup_elem(&reader_losses, &loss_key);
@@ -464,7 +491,7 @@ __noinline int deliver_to(__u32 slot, __u32 size, __u32 exiting)
 	struct taker t;
 	__u64 len;
 
-	if (!sp || !takes(slot, (struct cgroup *)sp->cgroup, exiting, &t, sp))
+	if (!sp || !takes(slot, exiting, &t))
 		return 0;
 	len = size;
 	if (sp->argv_len) {
@@ -506,12 +533,12 @@ static __always_inline __u32 lone_reader(__u32 wanting)
 /* A fork or exit record reserved in the ring of the reader in `slot` if it takes
  * it (NULL if not, or its ring is full), for the program to fill in place and
  * submit(): with one reader, a record is never built twice nor copied. */
-static __always_inline struct process_event *reserve_for(__u32 slot, struct cgroup *cg,
-							  __u32 exiting, struct taker *t, __u64 size)
+static __always_inline struct process_event *reserve_for(__u32 slot, __u32 exiting,
+							  struct taker *t, __u64 size)
 {
 	struct process_event *e;
 
-	if (!takes(slot, cg, exiting, t, NULL))
+	if (!takes(slot, exiting, t))
 		return NULL;
 	e = bpf_ringbuf_reserve(t->ring, size, 0);
 	if (!e) {
@@ -527,19 +554,16 @@ static __always_inline void submit(struct process_event *e, const struct taker *
 	bpf_ringbuf_submit(e, wakeup_flags(t->reader, t->ring, RINGBUF_FOOTPRINT(size)));
 }
 
-/* The record in scratch_space, of a process in cgroup `cg`, to each reader of
- * `wanting` (a mask of slots).  `argv_len`: the bytes of argv an exec record
- * holds, at the end of its `size` (0 for the others). */
-static __always_inline void deliver(__u32 wanting, __u32 size, __u32 argv_len, struct cgroup *cg,
-				    __u32 exiting)
+/* The record in scratch_space to each reader of `wanting` (a mask of slots,
+ * through_filters()).  `argv_len`: the bytes of argv an exec record holds, at
+ * the end of its `size` (0 for the others). */
+static __always_inline void deliver(__u32 wanting, __u32 size, __u32 argv_len, __u32 exiting)
 {
 	struct scratch_space *sp = get_scratch_space();
 	__u32 i;
 
 	if (!sp)
 		return;
-	sp->cgroup = (__u64)cg;
-	sp->ancestor_level = 0;
 	sp->argv_len = argv_len;
 	if (argv_len)
 		sp->flags = ((struct process_event *)sp->record)->flags;
@@ -611,12 +635,13 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 		}
 		wanting = s->readers;
 	}
+	wanting = through_filters(s, wanting, cg, 0);
 	if (!wanting)
 		return 0;
 	lone = lone_reader(wanting);
 	if (lone) {
 		struct taker t;
-		struct process_event *f = reserve_for(lone - 1, cg, 0, &t, sizeof(*f));
+		struct process_event *f = reserve_for(lone - 1, 0, &t, sizeof(*f));
 
 		if (f) {
 			fill_fork(f, child, cg, thread);
@@ -628,7 +653,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	if (!e)
 		return 0;
 	fill_fork(&e->base, child, cg, thread);
-	deliver(wanting, sizeof(e->base), 0, cg, 0);
+	deliver(wanting, sizeof(e->base), 0, 0);
 	return 0;
 }
 
@@ -665,12 +690,13 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	struct exec_event *e;
 	struct mm_struct *mm;
 	__u64 start, size;
-	__u32 limit, n;
+	__u32 limit, n, wanting;
 
 	if (!s || !wanted(s, p->tgid))
 		return 0;
 	count(COUNTER_EXECS);
-	if (!s->readers)
+	wanting = through_filters(s, s->readers, cg, 0);
+	if (!wanting)
 		return 0;
 	e = scratch();
 	if (!e)
@@ -709,7 +735,7 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		e->base.flags |= EVENT_FLAG_ARGV_TRUNCATED;
 	}
 	e->argv_len = size;
-	deliver(s->readers, sizeof(*e) + n + size, size, cg, 0);
+	deliver(wanting, sizeof(*e) + n + size, size, 0);
 	return 0;
 }
 
@@ -899,6 +925,9 @@ static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *
 		task = (struct task_struct *)bpf_get_current_task();
 		cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 	}
+	wanting = through_filters(s, wanting, cg, 0);
+	if (!wanting)
+		return 0;
 	if (!syscall_regs(&regs, ctx->id)) {
 		/* A failure no record can show, lost for each reader of failed execs. */
 		__u32 i;
@@ -941,7 +970,7 @@ static __always_inline int exec_returned(const struct trace_event_raw_sys_exit *
 	if (used > FAILED_ARGV_MAX_BYTES)
 		used = FAILED_ARGV_MAX_BYTES;
 	e->argv_len = used;
-	deliver(wanting, sizeof(*e) + n + used, used, cg, 0);
+	deliver(wanting, sizeof(*e) + n + used, used, 0);
 	return 0;
 }
 
@@ -1163,7 +1192,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	struct settings *s;
 	struct exit_event *e;
 	struct cgroup *cg;
-	__u32 lone;
+	__u32 wanting, lone;
 
 	if (!may_be_last(p, ctx))
 		return 0;
@@ -1180,6 +1209,10 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	count(COUNTER_EXITS);
 	if (!s->readers)
 		return 0;
+	cg = leader->cgroups->dfl_cgrp;
+	wanting = through_filters(s, s->readers, cg, key.tgid);
+	if (!wanting)
+		return 0;
 	/* Threads besides this one not yet released (a zombie leader among them). */
 	if (p->signal->nr_threads > 1) {
 		others = get_scratch_space();
@@ -1188,11 +1221,10 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 		others->exiting = (__u64)p;
 		add_other_threads();
 	}
-	cg = leader->cgroups->dfl_cgrp;
-	lone = lone_reader(s->readers);
+	lone = lone_reader(wanting);
 	if (lone) {
 		struct taker t;
-		struct exit_event *f = (struct exit_event *)reserve_for(lone - 1, cg, key.tgid, &t,
+		struct exit_event *f = (struct exit_event *)reserve_for(lone - 1, key.tgid, &t,
 									 sizeof(*f));
 
 		if (f) {
@@ -1205,7 +1237,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	if (!e)
 		return 0;
 	fill_exit(e, p, leader, cg, key.start_time, others);
-	deliver(s->readers, sizeof(*e), 0, cg, key.tgid);
+	deliver(wanting, sizeof(*e), 0, key.tgid);
 	return 0;
 }
 

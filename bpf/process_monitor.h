@@ -271,6 +271,11 @@ struct settings {
 	 * its getpid() there.  Its forks join the tree.  spawner_tgid 0: none. */
 	__u32 spawner_pidns;
 	__u32 spawner_tgid;
+	/* The slots whose reader filters by cgroup (READER_CGROUP): the programs
+	 * leave out those a record's process is not in before they build it, so the
+	 * readers left decide how it is made (one: in place in its ring).  Set before
+	 * a slot joins `readers`; a bit without it there means nothing. */
+	__u32 cgroup_readers;
 };
 
 /* A ring buffer record as the kernel lays it out (BPF_RINGBUF_* in

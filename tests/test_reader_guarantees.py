@@ -229,6 +229,37 @@ def test_thread_streaming_dies_with_its_reader(attached, how, test_cgroup):
     assert settings_value(cli.pin_dir)["thread_readers"] == 0
 
 
+@pytest.mark.kernel
+def test_a_filtering_reader_ends_with_its_process(attached, test_cgroup):
+    """A --cgroup reader is in settings.cgroup_readers, so the programs leave it out
+    of what its cgroup does not hold before they build a record.  Its own process
+    is outside that cgroup, so its own exit record is filtered out for it: the exit
+    program must still end its slot there (SIGKILL: no cleanup at all), and the
+    masks lose its bits once its slot is freed."""
+    cli = attached
+    reader = cli.popen(
+        "events",
+        "--cgroup",
+        shown(test_cgroup),
+        "--duration",
+        "120",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_reading(cli.pin_dir, reader)
+    slot = ReaderSlots(PinnedInstance.at(cli.pin_dir)).slot_of(reader.pid)
+    settings = settings_value(cli.pin_dir)
+    assert settings["cgroup_readers"] == settings["readers"] == 1 << slot, settings
+    reader.send_signal(signal.SIGKILL)
+    reader.wait(timeout=10)
+    dump = bpftool_json("map", "dump", "pinned", str(cli.pin_dir / "maps" / "readers"))
+    owners = {e["formatted"]["key"]: e["formatted"]["value"]["owner_tgid"] for e in dump}
+    assert owners[slot] == 0, f"slot {slot} still names its ended reader: {owners[slot]}"
+    assert ReaderSlots(PinnedInstance.at(cli.pin_dir)).states() == []
+    settings = settings_value(cli.pin_dir)
+    assert settings["cgroup_readers"] == settings["readers"] == 0, settings
+
+
 def test_a_stalled_reader_keeps_the_threads_it_asked_for(attached, test_cgroup):
     """A --threads reader blocked writing to a pipe nobody reads (a paused pager, a
     slow consumer, a starved machine) is alive: its filters hold however long it

@@ -308,6 +308,7 @@ class ReaderSlots:
         value.readers &= bit
         value.thread_readers &= bit
         value.failed_readers &= bit
+        value.cgroup_readers &= bit
         value.argv_read = self._argv_read(value)
         self._write_settings(value)
         with _MapFd(self.instance, "rings") as fd:
@@ -381,6 +382,13 @@ class ReaderSlots:
                 _put_cgroup(reader, wants.cgroup)
                 self._write_reader(slot, reader)
                 bit = 1 << slot
+                # The filter's bit before the slot's: a program that sees the slot
+                # always filters it (a named reader resuming is already in readers).
+                cgroup = bool(flags & ReaderFlag.CGROUP)
+                if cgroup and not settings.cgroup_readers & bit:
+                    settings.cgroup_readers |= bit
+                    self._write_settings(settings)
+                settings.cgroup_readers = _set(settings.cgroup_readers, bit, cgroup)
                 settings.readers = _set(settings.readers, bit, not wants.cgroup_pending)
                 settings.thread_readers = _set(settings.thread_readers, bit, wants.threads)
                 settings.failed_readers = _set(settings.failed_readers, bit, wants.failed)

@@ -207,6 +207,7 @@ class Settings(ctypes.Structure):
         ("argv_read", c_uint32),
         ("spawner_pidns", c_uint32),
         ("spawner_tgid", c_uint32),
+        ("cgroup_readers", c_uint32),
     ]
 
 
