@@ -110,16 +110,16 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         "ns_ppid": 14,
         "comm": b"comm",
     }
-    rec = abi.ExecEvent(
-        base=abi.ProcessEvent(**values),
-        filename_len=6,
-        argv_len=12,
-        argc=3,
-        error=-2,
-        prev_euid=19,
-        prev_egid=20,
-        cap_gained=21,
-    )
+    exec_values = {
+        "filename_len": 6,
+        "argv_len": 12,
+        "argc": 3,
+        "error": -2,
+        "prev_euid": 19,
+        "prev_egid": 20,
+        "cap_gained": 21,
+    }
+    rec = abi.ExecEvent(base=abi.ProcessEvent(**values), **exec_values)
     raw = bytes(rec)
     fields = [f for f, _ in abi.ProcessEvent._fields_ if not f.startswith("__")]
     assert abi.field_names(abi.ProcessEvent) == tuple(fields)
@@ -133,20 +133,7 @@ def test_struct_formats_read_every_field_where_c_puts_it():
         4,
         b"comm".ljust(abi.TASK_COMM_LEN, b"\0"),
     )
-    assert (
-        abi.packer(abi.ExecEvent)(
-            **values,
-            filename_len=6,
-            argv_len=12,
-            argc=3,
-            error=-2,
-            prev_euid=19,
-            prev_egid=20,
-            cap_gained=21,
-            data=b"",
-        )
-        == raw
-    )
+    assert abi.packer(abi.ExecEvent)(**values, **exec_values, data=b"") == raw
 
 
 @pytest.mark.parametrize("name", ENUMS)
