@@ -17,7 +17,9 @@ must be the block's text.  The variables:
 - where the command's own comment says so, and only there: `others trimmed` (the
   block shows some of the lines, in order: other processes of the machine print
   between them), `times vary` (times of day and durations, and the peak memory an
-  exit row shows beside them; and since a longer
+  exit row shows beside them; the places after the first of a ranking by those
+  measures, `run`'s `most cpu:` and `most memory:`, whose close runners-up swap with
+  the machine's timing; and since a longer
   duration leaves less room on the line, text cut with `…` may be cut a few
   characters sooner or later), `counts vary` (every number: counters of the whole
   machine).
@@ -44,6 +46,8 @@ DURATION = re.compile(r"\b\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b")
 # The peak memory of an exit row of --wide, after its CPU time.
 # A size after a duration (--wide's exit rows) or in run's summary's memory lines.
 PEAK = re.compile(r"(?:(?<=<duration> )|(?<=peak memory: )|(?<=\) ))\d+(?:\.\d+)?[KMG]\b")
+# A ranking of run's summary: its first place, and how many more there are.
+RANKING = re.compile(r"^(\s*most (?:cpu|memory): [^,]*), .*?(, … \d+ more)?$")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 NUMBER = re.compile(r"\d+")
 UNIT = re.compile(r"\d+|.", re.S)
@@ -96,6 +100,7 @@ def masked(line: str, comment: str) -> str:
         line = TIME_OF_DAY.sub("<time>", line)
         line = DURATION.sub("<duration>", line)
         line = PEAK.sub("<size>", line)
+        line = RANKING.sub(r"\1, <ranked>\2", line)
     if "counts vary" in comment:
         line = NUMBER.sub("<n>", line)
     return " ".join(line.split())
@@ -274,6 +279,13 @@ def test_the_comparison_can_fail():
     ok = "failed: sh (pid 4432): exit 1: sh -c 'ls /tmp | head …"
     assert check_step(wide, [ok], PidMap()) is None
     assert check_step(wide, [ok.replace("/tmp", "/var")], PidMap())
+    rank = Step(
+        "x   # times vary", ["most cpu: ps (pid 27420) 7.4ms, sh (pid 27418) 1.5ms, … 3 more"]
+    )
+    ok = "most cpu: ps (pid 9000) 7.5ms, grep (pid 9003) 1.6ms, … 3 more"
+    assert check_step(rank, [ok], PidMap()) is None
+    assert check_step(rank, [ok.replace("ps", "sh")], PidMap())
+    assert check_step(rank, [ok.replace("3 more", "4 more")], PidMap())
     row = Step("x   # times vary", ["27418   27417   sh   sh -c 'ls /tmp >/dev/null; head -3 >/d…"])
     ok = "4432    4431    sh   sh -c 'ls /tmp >/dev/null; head -3 >/d…"
     assert check_step(row, [ok], PidMap()) is None
