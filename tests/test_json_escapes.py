@@ -50,6 +50,7 @@ from procmon_ctl.process.cgroups import CgroupNames, _shown
 from procmon_ctl.process.decode import unescape
 from procmon_ctl.process.lineage import Process
 from procmon_ctl.stream import follow as stream
+from procmon_ctl.stream.sink import sink_for
 from procmon_ctl.views import events, json_lines, json_native
 from procmon_ctl.views.lineage import with_lineage
 
@@ -264,7 +265,7 @@ def follow_counting(ring: FakeRing, native_lib, cgroup_json, monkeypatch) -> tup
 
     monkeypatch.setattr(events, "json_lines", counting)
     out = io.StringIO()
-    writer = stream.BatchWriter(out, ring, LossesInMemory(), None)
+    writer = stream.BatchWriter(sink_for(out), ring, LossesInMemory(), None)
     fmt = json_native.JsonLineFormatter(native_lib, ring.addr + PAGE, ring.mask, ring.addr)
     stream._follow_in_place(ring, events.NativeJson(fmt, ring, True, cgroup_json), 0, writer)
     return out.getvalue(), writer.emitted, len(in_python)

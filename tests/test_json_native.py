@@ -40,6 +40,7 @@ from procmon_ctl.kernel.abi import (
 )
 from procmon_ctl.process.rows import Filters
 from procmon_ctl.stream import follow as stream
+from procmon_ctl.stream.sink import sink_for
 from procmon_ctl.views import json_lines, json_native
 from procmon_ctl.views.events import JsonView, NativeJson
 
@@ -128,7 +129,7 @@ def python_lines(records: list[bytes], execs=None) -> str:
 
 def follow_native(ring: FakeRing, native_lib, limit=None, cgroups=KNOWN_CGROUPS) -> tuple[str, int]:
     out = io.StringIO()
-    writer = stream.BatchWriter(out, ring, LossesInMemory(), limit)
+    writer = stream.BatchWriter(sink_for(out), ring, LossesInMemory(), limit)
     # failed=True: every record type is shown (tests/test_exec_failures.py checks
     # that exec_failed records are not, without --failed).
     in_place = NativeJson(ring.formatter(native_lib, cgroups), ring, True, cgroup_json)

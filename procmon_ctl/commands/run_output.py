@@ -15,7 +15,7 @@ import re
 from ..errors import Given, Setting, UsageError
 from ..process.users import RunAs, acting_as
 from ..stream.logfile import Refused, open_for_writing
-from ..stream.sink import FdSink, Sink, sink_for
+from ..stream.sink import FdSink, Sink, Text, decoded, sink_for
 from ..views import render
 
 OUTPUT = Setting("output")
@@ -32,9 +32,9 @@ class FreshLines:
         self._out = out
         self.fd = fd  # rows are cut to the terminal's width
 
-    def write(self, text: str) -> int:
+    def write(self, text: Text) -> int:
         if text:
-            self._out.write(render.fresh_line(self.fd) + text)
+            self._out.write(render.fresh_line(self.fd) + decoded(text))
         return len(text)
 
     def flush(self) -> None:

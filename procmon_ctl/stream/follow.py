@@ -29,7 +29,7 @@ from ..kernel.ringbuf import RingBufferReader
 from ..kernel.system import require_root
 from ..process import clock
 from ..process.decode import Event, decode_at
-from .sink import Sink, sink_for
+from .sink import Sink, Text, sink_for
 
 if TYPE_CHECKING:
     from ..process.cgroups import CgroupTarget
@@ -111,8 +111,8 @@ class InPlace(Protocol):
 
     def format(self, pos: int, max_records: int, marked: int):
         """The text of up to `max_records` records from ring position `pos` on, with
-        .text, .records, .pos (after the last one taken), .marked, and .stop (an
-        abi.PmStop: why it stopped)."""
+        .data (UTF-8, good until the next format()) or .text, .records, .pos (after
+        the last one taken), .marked, and .stop (an abi.PmStop: why it stopped)."""
 
     def left_over(self, offset: int, marked: int) -> tuple[str, int, int]:
         """The record at `offset` that format() stopped at (PmStop.FOREIGN): its
@@ -313,7 +313,7 @@ class BatchWriter:
         return self.limit is not None and self.emitted >= self.limit
 
     def write(
-        self, text: str, emitted: int, records: int | None = None, pos: int | None = None
+        self, text: Text, emitted: int, records: int | None = None, pos: int | None = None
     ) -> bool:
         """Write `text` (`emitted` rows or lines), then commit the first `records`
         records of the last scan, or up to ring position `pos`.  True once --count
@@ -455,16 +455,18 @@ def _follow_in_place(
         start = reader.read_pos
         clock.resync()
         batch = formatter.format(start, want, session.marked)
-        text, taken, pos, session.marked = batch.text, batch.records, batch.pos, batch.marked
+        text: Text = batch.data
+        taken, pos, session.marked = batch.records, batch.pos, batch.marked
         if batch.stop == PmStop.FOREIGN:
             offset, pos = reader.record_at(pos)
             more, shown, session.marked = formatter.left_over(offset, session.marked)
-            text += more
+            text = batch.text + more
             taken += shown
         elif batch.stop == PmStop.CAUGHT_UP:
             lines: list[str] = []
             writer.caught_up_gap(formatter.gap, lines)
-            text += _text(lines)
+            if lines:
+                text = batch.text + _text(lines)
         reader.read_pos = pos
         if writer.write(text, taken, pos=pos if pos != start else None):
             return

@@ -22,7 +22,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..errors import ProcmonError, Setting, StateError, UsageError, Words
-from .sink import write_all
+from .sink import Text, encoded, write_all
 
 MODE = 0o640
 OUTPUT = Setting("output")
@@ -73,12 +73,12 @@ class ReopeningFile:
         # Only a flag: a signal handler must not swap the file under a write.
         self._reopen = True
 
-    def write(self, text: str) -> int:
+    def write(self, text: Text) -> int:
         if self._reopen:
             self._reopen = False
             old, self._fd = self._fd, self._open(first=False)
             os.close(old)
-        data = text.encode("utf-8", "backslashreplace")
+        data = encoded(text)
         fd = self._fd
         start = os.fstat(fd).st_size
         try:

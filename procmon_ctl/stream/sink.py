@@ -13,14 +13,27 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
+# What a sink takes: text, or text already encoded as UTF-8 (the C JSON writer's
+# batches, written from its buffer with no copy).
+Text = str | bytes | memoryview
+
+
+def encoded(text: Text) -> bytes | memoryview:
+    """`text` as the bytes to write (a name that is not UTF-8 keeps its bytes as \\x..)."""
+    return text.encode("utf-8", "backslashreplace") if isinstance(text, str) else text
+
+
+def decoded(text: Text) -> str:
+    return text if isinstance(text, str) else str(text, "utf-8")
+
 
 class Sink(Protocol):
-    def write(self, text: str) -> object: ...
+    def write(self, text: Text) -> object: ...
 
     def flush(self) -> None: ...
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     """Every byte of `data` to `fd`: a write cut short (by a signal, or a pipe that
     takes part of it) goes on from where it stopped."""
     view = memoryview(data)
@@ -34,22 +47,36 @@ class FdSink:
     def __init__(self, fd: int):
         self.fd = fd
 
-    def write(self, text: str) -> int:
-        write_all(self.fd, text.encode("utf-8", "backslashreplace"))
+    def write(self, text: Text) -> int:
+        write_all(self.fd, encoded(text))
         return len(text)
 
     def flush(self) -> None:
         pass
 
 
+class TextOnly:
+    """A text stream with no descriptor of its own (io.StringIO, a test runner's
+    capture): what comes encoded is decoded for it."""
+
+    def __init__(self, out: io.TextIOBase):
+        self._out = out
+
+    def write(self, text: Text) -> int:
+        return self._out.write(decoded(text))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 def sink_for(out: Sink) -> Sink:
-    """`out` itself, unless it is a text file on a descriptor (sys.stdout): then
-    what it holds is flushed and its descriptor is written directly."""
+    """`out` itself, unless it is a text file: one on a descriptor (sys.stdout) is
+    flushed and its descriptor written directly; one without takes text only."""
     if isinstance(out, io.TextIOBase):
         try:
             fd = out.fileno()
         except (OSError, io.UnsupportedOperation):
-            return out
+            return TextOnly(out)
         out.flush()
         return FdSink(fd)
     return out
@@ -68,7 +95,7 @@ class UntilItFails:
         # Rows are cut to a terminal's width: the descriptor, as FdSink has it.
         self.fd = getattr(self._out, "fd", None)
 
-    def write(self, text: str) -> int:
+    def write(self, text: Text) -> int:
         if self.error is None:
             try:
                 self._out.write(text)
