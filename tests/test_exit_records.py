@@ -85,6 +85,10 @@ def test_one_exit_record_per_process_with_its_status(attached, exit_modes):
 TICK_NS = 10_000_000
 EXIT_PATH_NS = 50_000_000
 SWITCHES_AFTER = 8
+# And a preemption per half millisecond of CPU the exit path took after the record (the
+# scheduler's shortest slice is longer): on a loaded host (CI runs the matrix's guests
+# beside the host suite) a process unmapping 200 MB was preempted 13 times after it.
+PREEMPTION_NS = 500_000
 SPIN_MS = 200
 TOUCH_MIB = 64
 READ_MIB = 16
@@ -124,7 +128,9 @@ def check_usage(record: dict, usage, io: dict[str, int], running: int, exact: bo
     assert abs(record["cpu_user_ns"] - user) <= slack, why
     assert abs(record["cpu_system_ns"] - system) <= slack, why
     assert 0 <= usage.ru_nvcsw - record["voluntary_switches"] <= SWITCHES_AFTER * running, why
-    assert 0 <= usage.ru_nivcsw - record["involuntary_switches"] <= SWITCHES_AFTER * running, why
+    cpu_after = max(0, user + system - record["cpu_user_ns"] - record["cpu_system_ns"])
+    preempted = SWITCHES_AFTER * running + cpu_after // PREEMPTION_NS
+    assert 0 <= usage.ru_nivcsw - record["involuntary_switches"] <= preempted, why
     if exact:
         assert record["max_rss_kib"] == usage.ru_maxrss, why
         assert record["minor_faults"] == usage.ru_minflt, why
