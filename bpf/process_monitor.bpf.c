@@ -221,11 +221,24 @@ static __always_inline struct scratch_space *get_scratch_space(void)
 	return bpf_map_lookup_elem(&scratch_space, &zero);
 }
 
+/* Whether the reader `r` has ended: an unnamed reader ends with its process,
+ * however that ends.  The exit record of that process, `exiting`, ends it here
+ * (owner_tgid 0: nothing more for it); the slot is freed by the next procmon-ctl
+ * that looks. */
+static __always_inline bool has_ended(struct reader *r, __u32 exiting)
+{
+	if (r->flags & READER_NAMED)
+		return false;
+	if (r->owner_tgid && r->owner_tgid == exiting)
+		r->owner_tgid = 0;
+	return !r->owner_tgid;
+}
+
 /* Of the slots in `filtering` (readers that filter by cgroup, READER_CGROUP), those
  * whose cgroup the process in `cg` is not in nor below: each counts the record as
- * filtered, and an unnamed one whose own process is the one `exiting` ends here
- * as in takes().  Readers that filter at the same level share one read of the
- * ancestor's id.  Global: the verifier checks the loop once.  A global function
+ * filtered, and has_ended() ends an unnamed one whose process is `exiting`.
+ * Readers that filter at the same level share one read of the ancestor's id.
+ * Global: the verifier checks the loop once.  A global function
  * takes scalars only: `cg` comes in scratch_space, where a map value holds the
  * pointer as a plain number, read through helpers. */
 __noinline int cgroup_filtered(__u32 filtering, __u32 exiting)
@@ -258,8 +271,7 @@ __noinline int cgroup_filtered(__u32 filtering, __u32 exiting)
 		if (ancestor == r->cgroup_id)
 			continue;
 		out |= 1U << i;
-		if (!(r->flags & READER_NAMED) && r->owner_tgid && r->owner_tgid == exiting)
-			r->owner_tgid = 0;
+		has_ended(r, exiting);
 		n = bpf_map_lookup_elem(&reader_counts, &slot);
 		if (n)
 			n->filtered++;
@@ -452,16 +464,8 @@ static __always_inline bool takes(__u32 slot, __u32 exiting, struct taker *t)
 	r = bpf_map_lookup_elem(&readers, &slot);
 	if (!r)
 		return false;
-	if (!(r->flags & READER_NAMED)) {
-		if (!r->owner_tgid)
-			return false; /* its process has ended */
-		if (r->owner_tgid == exiting) {
-			/* Its reader ends: nothing more for it, however it ended.  The
-			 * slot is freed by the next procmon-ctl that looks. */
-			r->owner_tgid = 0;
-			return false;
-		}
-	}
+	if (has_ended(r, exiting))
+		return false;
 	n = bpf_map_lookup_elem(&reader_counts, &slot);
 	t->reader = r;
 	t->ring = bpf_map_lookup_elem(&rings, &slot);
