@@ -134,12 +134,16 @@ class Terminal:
         )  # fmt: skip
 
     def screen(self) -> str:
-        return subprocess.run(
+        """The pane's lines, without trailing blanks: -J keeps them, and a row that
+        begins a batch leaves the blanks of run's fresh-line prefix after it (a row
+        alone in its batch, as on a loaded host, then never ended in "\n")."""
+        text = subprocess.run(
             [*self.tmux, "capture-pane", "-p", "-J", "-S", "-", "-E", "-", "-t", "t"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
+        return "\n".join(line.rstrip(" ") for line in text.split("\n"))
 
     def wait_for(self, text: str, timeout: float = PATIENCE) -> bool:
         return bool(poll(lambda: text in self.screen(), timeout, every=0.05))
