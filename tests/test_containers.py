@@ -151,6 +151,24 @@ def test_a_container_by_its_name(attached):
     assert [ln for ln in rows if tag in ln and ln.split()[4] == "exec"], lines
 
 
+def test_the_tables_show_the_process_podman_exec_runs(attached):
+    """podman exec's own process is forked outside the container and moved in, so a
+    --container reader never gets its fork record: its row starts at its exec, in
+    the container, in the table and in --wide, which then shows its exit."""
+    tag = uuid.uuid4().hex[:8]
+    with running_container() as c:
+        for mode in ([], ["--wide"]):
+            with attached.reading("events", *mode, "--container", c.name) as reading:
+                podman("exec", c.name, *marker_exec(tag))
+            lines = reading.lines()
+            rows = [ln for ln in lines[2:] if tag in ln]
+            if not mode:  # PID PPID COMM CONTAINER CMDLINE
+                assert [ln.split()[2:] for ln in rows] == [["sh", c.name, *marker_exec(tag)]]
+            else:  # TIME PID PPID USER EVENT CONTAINER COMMAND: the exec, then the exit
+                assert [ln.split()[4] for ln in rows] == ["exec", "exit"], lines
+                assert rows[0].split()[5:] == [c.name, *marker_exec(tag)], lines
+
+
 def test_a_container_by_a_prefix_and_one_that_never_runs(attached):
     """A unique prefix of a running container's id is that container; one that no
     container has is waited for (one line on stderr), and gives no rows."""

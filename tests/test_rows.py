@@ -403,6 +403,51 @@ def test_an_exec_after_the_window_leaves_the_row_and_the_wide_exit_row_shows_it(
     assert (ended.exited, ended.comm, ended.argv) == (True, "daemon2", ("daemon2", "--run"))
 
 
+def test_a_process_whose_fork_was_not_seen_gets_its_row_at_its_first_exec(monkeypatch):
+    """`podman exec`'s own process is forked outside the container and moved in, so a
+    --container reader gets its exec record but not its fork; a process that ran
+    before the reader execs likewise.  Its row starts at that exec, is held for
+    the next exec as a fork row is, and a later exec adds no second row."""
+    records = [
+        exec_(OTHER, ROOT, T0, b"env", [b"env", b"/bin/sh", b"-c", b":"], b"/usr/bin/env"),
+        exec_(OTHER, ROOT, T0 + MS, b"sh", [b"/bin/sh", b"-c", b":"], b"/bin/sh"),
+        exec_(OTHER, ROOT, T0 + MS + 2 * WINDOW, b"sleep", [b"sleep", b"1"], b"/bin/sleep"),
+        exit_(OTHER, ROOT, T0 + 5 * WINDOW, comm=b"sleep"),
+    ]
+    table = follow(records, "table", None, monkeypatch)
+    assert table == [f"{OTHER:<7} {ROOT:<7} {'sh':<15} /bin/sh -c :"]
+    wide = follow(records, "wide", None, monkeypatch)
+    assert [ln.split()[1:5] for ln in wide] == [
+        [str(OTHER), str(ROOT), "root", "exec"],
+        [str(OTHER), str(ROOT), "root", "exit"],
+    ], wide
+    assert wide[0].split()[5:] == ["/bin/sh", "-c", ":"]
+    assert wide[1].split()[-2:] == ["sleep", "1"]  # the exit row: what it ran last
+    rows = ProcessRows()
+    for r in records:
+        rows.feed(decode_event(r))
+    rows.flush()
+    assert not rows.known and not rows.pending
+
+
+def test_the_processes_with_a_row_are_bounded(monkeypatch):
+    """Exit records lost by the thousand: a table forgets the oldest processes it had
+    a row for (one of them may get a second row at an exec), and an exit forgets
+    its process."""
+    monkeypatch.setattr(rows_mod, "SHOWN_LIMIT", 100)
+    rows = ProcessRows()
+    for i in range(1000):
+        rows.feed(decode_event(fork(3000 + i, ROOT, T0 + i)))
+    rows.take(T0 + 2000 + WINDOW)
+    assert list(rows.known) == list(range(3900, 4000))
+    rows.feed(decode_event(exit_(3999, ROOT, T0 + 3000)))
+    assert 3999 not in rows.known and len(rows.known) == 99
+    # One it forgot: its exec is a row of its own; one it knows: none.
+    rows.feed(decode_event(exec_(3000, ROOT, T0 + 3001)))
+    rows.feed(decode_event(exec_(3998, ROOT, T0 + 3002)))
+    assert [r.pid for r in rows.flush()] == [3000]
+
+
 def test_a_process_that_keeps_exec_ing_is_held_no_longer_than_the_limit():
     """An exec every 90 ms, for ever: each would keep the row open; it is final
     HOLD_LIMIT_NS after its fork, with the last exec before then, and the rows

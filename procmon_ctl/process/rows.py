@@ -33,8 +33,10 @@ HOLD_LIMIT_NS = 5 * EXEC_WINDOW_NS
 # The cgroup filter's verdicts kept (a host that makes cgroup after cgroup).
 CGROUPS_KEPT = 4096
 
-# --wide remembers each shown process until its exit row: at most this many (a
-# host with more live processes than this loses the exit rows of the oldest).
+# --wide remembers each shown process until its exit row, and every table each
+# process it has a row for until its exit record: at most this many (a host with
+# more live processes than this loses the exit rows of the oldest, and the oldest
+# may get a second row at an exec).
 SHOWN_LIMIT = 65_536
 
 
@@ -227,6 +229,12 @@ class ProcessRows:
     execs again (env, nice, shims) finally ran.  An exec after the window leaves
     the row as it is; with --wide, the exit row shows the last program.
 
+    A process whose fork this reader did not see gets its row at its first exec:
+    one that ran before the reader started, or one forked outside the reader's
+    cgroup filter and moved in (`podman exec`'s own process, `docker exec`,
+    `systemd-run --scope`), whose fork record the kernel kept out.  `known` says
+    which processes have a row, from their fork (or that exec) to their exit.
+
     Rows come out in ring order, each once every row before it is final, so the
     ring position of the first row not taken bounds what the reader may hand back
     to the ring: a row still held, or left behind by --count, is read again by the
@@ -236,9 +244,9 @@ class ProcessRows:
 
     Bounded: `queue` by the records of HOLD_LIMIT_NS, of one exec window but for
     a process that keeps exec'ing (or of one batch, when reading a backlog),
-    `pending` likewise, `shown` (--wide) by the live processes
+    `pending` likewise, `shown` (--wide) and `known` by the live processes
     shown.  An entry whose exit record was lost (the ring was full) goes when its
-    pid is forked again, and `shown` never holds more than SHOWN_LIMIT rows."""
+    pid is forked again, and neither ever holds more than SHOWN_LIMIT."""
 
     follow_exits: bool = False  # --wide: an exit row follows each shown process
     window_ns: int = EXEC_WINDOW_NS
@@ -246,6 +254,7 @@ class ProcessRows:
     queue: deque[_Held] = field(default_factory=deque)
     pending: dict[int, _Held] = field(default_factory=dict)  # tgid -> its row, not yet taken
     shown: dict[int, Row] = field(default_factory=dict)
+    known: dict[int, None] = field(default_factory=dict)  # tgids with a row, in age order
 
     def _final(self, held: _Held) -> None:
         held.final = True
@@ -288,16 +297,14 @@ class ProcessRows:
                 self._ended(held)
             if self.shown:
                 self.shown.pop(e.tgid, None)
-            limit = e.ts_ns + max(self.window_ns, HOLD_LIMIT_NS)
-            held = _Held(pos, row, e.ts_ns + self.window_ns, limit)
-            self.pending[e.tgid] = held
-            self.queue.append(held)
+            self._hold(e, pos, row)
             return
         if e.type == EXEC:
-            self._exec(e)
+            self._exec(e, pos)
             return
         if e.type != EXIT:
             return  # exec_failed: the process runs on as it was
+        self.known.pop(e.tgid, None)
         held = self.pending.pop(e.tgid, None)
         if held is not None:
             self._ended(held)
@@ -327,8 +334,28 @@ class ProcessRows:
                 ),
             )
 
-    def _exec(self, e: Event) -> None:
+    def _hold(self, e: Event, pos: int, row: Row, execed: bool = False) -> None:
+        """Queue the new row of process e.tgid, held for its window from `e`."""
+        known = self.known
+        known.pop(e.tgid, None)
+        if len(known) >= SHOWN_LIMIT:
+            del known[next(iter(known))]
+        known[e.tgid] = None
+        limit = e.ts_ns + max(self.window_ns, HOLD_LIMIT_NS)
+        held = _Held(pos, row, e.ts_ns + self.window_ns, limit, execed=execed)
+        self.pending[e.tgid] = held
+        self.queue.append(held)
+
+    def _exec(self, e: Event, pos: int) -> None:
         held = self.pending.get(e.tgid)
+        if held is None and e.tgid not in self.known:
+            # A process this reader has no row for: its row starts here.
+            row = Row(
+                e.tgid, e.tgid, e.ppid, e.uid, e.comm, cgroup_id=e.cgroup_id, ts_ns=e.ts_ns, pos=pos
+            )
+            _take_exec(row, e)
+            self._hold(e, pos, row, execed=True)
+            return
         # The first exec, whenever it comes while the row is held (on a loaded host, or
         # in a backlog read at once, it may come long after the fork); a later one
         # within the window that the exec before it opened.
