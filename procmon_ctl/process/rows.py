@@ -231,8 +231,8 @@ class ProcessRows:
 
     A process whose fork this reader did not see gets its row at its first exec:
     one that ran before the reader started, or one forked outside the reader's
-    cgroup filter and moved in (`podman exec`'s own process, `docker exec`,
-    `systemd-run --scope`), whose fork record the kernel kept out.  `known` says
+    cgroup filter and moved in (`podman exec`'s own process, `systemd-run
+    --scope`), whose fork record the kernel kept out.  `known` says
     which processes have a row, from their fork (or that exec) to their exit.
 
     Rows come out in ring order, each once every row before it is final, so the
