@@ -86,7 +86,8 @@ def test_storm_exec_lists_each_exec_and_its_argv(storm, tmp_path):
 
 
 def test_bench_quick_tiny(pin_dir, storm, tmp_path):
-    contenders = ["untraced", "procmon-json", "procmon-idle"]
+    noargv = "procmon-json-noargv"  # the exec storm alone, with --argv-bytes 0
+    contenders = ["untraced", "procmon-json", noargv, "procmon-idle"]
     peers = ("bpftrace", "forkstat", "execsnoop-bpfcc")
     contenders += [t for t in peers if shutil.which(t)]
     # bench.py puts the sysctl back as it found it; another bench (of another suite on
@@ -128,9 +129,9 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     peer_table = r.stdout[r.stdout.index("| storm | contender |") :].split("\n\n")[0]
     rows = [ln for ln in peer_table.splitlines() if ln.startswith(("| fork", "| thread", "| exec"))]
-    # fork and thread: all but execsnoop; exec: all but procmon-idle (execsnoop's row
-    # has its figures, or why it does not run on this kernel)
-    in_fork = [c for c in contenders if c != "execsnoop-bpfcc"]
+    # fork and thread: all but execsnoop and noargv; exec: all but procmon-idle
+    # (execsnoop's row has its figures, or why it does not run on this kernel)
+    in_fork = [c for c in contenders if c not in ("execsnoop-bpfcc", noargv)]
     in_exec = [c for c in contenders if c != "procmon-idle"]
     assert len(rows) == 2 * len(in_fork) + len(in_exec), r.stdout
     exec_names = [ln.split("|")[2].strip() for ln in rows if ln.startswith("| exec")]
@@ -141,12 +142,18 @@ def test_bench_quick_tiny(pin_dir, storm, tmp_path):
         delivered, created = cells[5].split("(")[0].split("/")
         assert int(created) > 0 and int(delivered) > 0, cells
     assert "- exec storm, 100 % of execs delivered with their complete argv" in r.stdout
+    # Without argv no exec of the storm can be told from another: its completeness is
+    # not judged, and what argv costs is (issue 28.3).
+    [noargv_row] = [ln.split("|") for ln in rows if f"| {noargv} |" in ln]
+    assert noargv_row[5].strip() == "n/a" and int(noargv_row[7]) > 0, noargv_row
+    costs = "- exec storm, what argv costs (issue 28.3, against `--argv-bytes 0`): `handle_exec` "
+    assert costs in r.stdout, r.stdout
     # Issue 28.5: the exec storm's figures side by side, a row per contender that ran it
     # (execsnoop's says why not where it cannot run).
     exec_table = r.stdout[r.stdout.index("| exec storm | slowdown") :].splitlines()
     exec_table = exec_table[: next(i for i, ln in enumerate(exec_table) if ln[:1] != "|")]
     exec_rows = [ln.split("|")[1].strip() for ln in exec_table[2:]]
-    assert exec_rows == in_exec[1:], exec_table
+    assert exec_rows == [c for c in in_exec[1:] if c != noargv], exec_table
     assert "- exec storm, slowdown >= 0.97 with one reader (issue 28.5):" in r.stdout
     assert "CLI latency: procmon-ctl stats --json" in r.stdout
     assert "- `procmon-ctl stats` <= 1.3x its import floor (issue 28.6): " in r.stdout

@@ -12,6 +12,10 @@ its own, for several rounds, and the table compares medians:
   untraced         nothing attached (the baseline)
   procmon-json     procmon-ctl attached + `procmon-ctl events --json --threads > file`
                    (exec storm: `events --json`, no --threads)
+  procmon-json-noargv
+                   procmon-json in the exec storm with `--argv-bytes 0`: the exec
+                   program without argv, beside procmon-json's with it (argv's
+                   cost, the floor of issue 28.3)
   procmon-idle     procmon-ctl attached, no reader (counters only); fork and thread
   bpftrace         bpftrace -e 'tracepoint:sched:sched_process_fork { printf(...) }' > file
                    (exec storm: sys_enter_execve + join(args->argv), execsnoop.bt's way)
@@ -105,6 +109,7 @@ BPFTRACE_EXEC_PROG = (
     'tracepoint:syscalls:sys_enter_execve { printf("%d ", pid); join(args->argv); }'
 )
 EXECSNOOP = "execsnoop-bpfcc"
+NOARGV = "procmon-json-noargv"
 FLOOR_LABEL = 'python -c "import typer, pydantic, sh"'
 # One contender per --baseline tree, named BASELINE@COMMIT; in a list of contenders,
 # BASELINE alone stands for all of them.
@@ -124,6 +129,7 @@ PEER_TABLE_SETS = ("procmon-json", "procmon-idle")
 CONTENDERS = (
     "untraced",
     "procmon-json",
+    NOARGV,
     "procmon-idle",
     "bpftrace",
     "forkstat",
@@ -390,6 +396,8 @@ class ProcmonJson(Contender):
 
     receivers = 1
     filtering = 0
+    extra_flags: tuple[str, ...] = ()  # each reader's, after --json (and --threads)
+    reads_argv = True
 
     def __init__(self, name: str, bench: Bench) -> None:
         super().__init__(name, bench)
@@ -407,6 +415,7 @@ class ProcmonJson(Contender):
         flags = ["--json"]
         if storm != "exec":
             flags.append("--threads")
+        flags += self.extra_flags
         if inst.shared_ring:  # before issue 27, a reader started on whatever the ring held
             flags.append("--from-now")
         # The exec program is the one measured in the exec storm; the fork and exit
@@ -510,6 +519,12 @@ class ProcmonJson8(ProcmonJson):
 class ProcmonJson1Filtering7(ProcmonJson):
     storms = ("fork", "thread")
     filtering = 7
+
+
+class ProcmonJsonNoArgv(ProcmonJson):
+    storms = ("exec",)
+    extra_flags = ("--argv-bytes", "0")
+    reads_argv = False
 
 
 class BaselineJson(ProcmonJson):
@@ -721,6 +736,7 @@ class Execsnoop(Contender):
 KINDS = {
     "untraced": Untraced,
     "procmon-json": ProcmonJson,
+    NOARGV: ProcmonJsonNoArgv,
     "procmon-idle": ProcmonIdle,
     "procmon-json-4": ProcmonJson4,
     "procmon-json-8": ProcmonJson8,
@@ -859,7 +875,7 @@ class Bench:
                 ids0 = ids if ids0 is None else ids0
             receiving = [r for r in s.readers if not r.filtering]
             s.delivered = min((r.delivered for r in receiving), default=None)
-            if storm == "exec" and not c.inst.argv:
+            if storm == "exec" and not (c.inst.argv and c.reads_argv):
                 s.delivered = None  # no exec can be told from another without argv
             # `lost` is the dropped counter over the storm's window; the gap lines are
             # each reader's own (with one ring for all, before issue 27, the first ones
@@ -1074,7 +1090,7 @@ def exec_peers(bench: Bench) -> list[str]:
     return [
         n
         for n in bench.names
-        if n not in ("untraced", "procmon-json")
+        if n not in ("untraced", "procmon-json", NOARGV)
         and not is_baseline(n)
         and ("exec", n) in bench.results
     ]
@@ -1156,7 +1172,33 @@ def exec_verdicts(bench: Bench, ok) -> list[str]:
         out.append(f"- exec storm, ahead of {name} on each figure: {', '.join(parts)}: {ok(ahead)}")
     for name, why in bench.unrunnable.items():
         out.append(f"- exec storm, {name}: not runnable on this kernel: {why}")
+    out += argv_cost(bench)
     return out
+
+
+def argv_cost(bench: Bench) -> list[str]:
+    """Issue 28.3's floor: what reading argv adds, procmon-json against procmon-json-
+    noargv (`--argv-bytes 0`) round by round."""
+    if ("exec", NOARGV) not in bench.results:
+        return []
+    parts = []
+    figures = (
+        ("`handle_exec`", ns_per_run("handle_exec")),
+        ("fork + exec + exit per exec", ns_per_exec),
+    )
+    for what, figure in figures:
+        with_argv = med(figure(s) for s in bench.results[("exec", "procmon-json")])
+        without = med(figure(s) for s in bench.results[("exec", NOARGV)])
+        added = per_round(
+            bench, "exec", "procmon-json", NOARGV, lambda a, b, f=figure: _minus(f(a), f(b))
+        )
+        parts.append(
+            f"{what} {fmt(with_argv, ',.0f')} ns with argv, {fmt(without, ',.0f')} without "
+            f"({fmt(added, '+,.0f')} ns round by round)"
+        )
+    return [
+        f"- exec storm, what argv costs (issue 28.3, against `--argv-bytes 0`): {'; '.join(parts)}"
+    ]
 
 
 # Readers of one instance (issue 27.8): per added reader, at most this much kernel time
@@ -1387,16 +1429,38 @@ KERNEL_BUDGETS = {"dc344e5": (1.0, {("thread", "handle_fork"): 0.85})}
 # process cost), the exit program may add at most this many ns per run, in every
 # storm; the other programs no more than NO_WORSE.
 ADDED_NS_BUDGETS = {"152a429": {"handle_exit": 100.0}}
-# (storm, what, its figure in a Sample) for each row of kernel_table()
+
+
+def ns_per_run(prog: str):
+    """A Sample's kernel ns per run of `prog`."""
+    return lambda s: s.prog_ns.get(prog)
+
+
+def ns_per_exec(s: Sample) -> float | None:
+    """A Sample's kernel ns per exec, its fork, exec and exit programs together."""
+    return s.kernel_all_ns
+
+
+# (storm, what, its figure in a Sample, the contender of this tree) for each row of
+# kernel_table(): procmon-json's, and the exec program and the sum without argv
 KERNEL_ROWS = (
-    ("fork", "fork program (`handle_fork`)", lambda s: s.prog_ns.get("handle_fork")),
-    ("fork", "exit program (`handle_exit`)", lambda s: s.prog_ns.get("handle_exit")),
-    ("thread", "fork program (`handle_fork`)", lambda s: s.prog_ns.get("handle_fork")),
-    ("thread", "exit program (`handle_exit`)", lambda s: s.prog_ns.get("handle_exit")),
-    ("exec", "fork program (`handle_fork`)", lambda s: s.prog_ns.get("handle_fork")),
-    ("exec", "exec program (`handle_exec`)", lambda s: s.prog_ns.get("handle_exec")),
-    ("exec", "exit program (`handle_exit`)", lambda s: s.prog_ns.get("handle_exit")),
-    ("exec", "fork + exec + exit, per exec (all programs)", lambda s: s.kernel_all_ns),
+    *(
+        (storm, f"{prog} program (`handle_{prog}`)", ns_per_run(f"handle_{prog}"), "procmon-json")
+        for storm, progs in (
+            ("fork", "fork exit"),
+            ("thread", "fork exit"),
+            ("exec", "fork exec exit"),
+        )
+        for prog in progs.split()
+    ),
+    ("exec", "fork + exec + exit, per exec (all programs)", ns_per_exec, "procmon-json"),
+    (
+        "exec",
+        "exec program (`handle_exec`), reader with --argv-bytes 0",
+        ns_per_run("handle_exec"),
+        NOARGV,
+    ),
+    ("exec", "fork + exec + exit, per exec, reader with --argv-bytes 0", ns_per_exec, NOARGV),
 )
 
 
@@ -1433,8 +1497,8 @@ def kernel_table(bench: Bench) -> str:
         head += f" {baseline_of(name)} | this / {baseline_of(name)} (round by round) |"
         rule += "---:|---:|"
     rows = [head, rule]
-    for storm, what, figure in KERNEL_ROWS:
-        ours = bench.results.get((storm, "procmon-json"), [])
+    for storm, what, figure, who in KERNEL_ROWS:
+        ours = bench.results.get((storm, who), [])
         if not ours or med(figure(s) for s in ours) is None:
             continue
         row = f"| {storm} | {what} | {med(figure(s) for s in ours):,.0f} |"
@@ -1443,15 +1507,13 @@ def kernel_table(bench: Bench) -> str:
             r = per_round(
                 bench,
                 storm,
-                "procmon-json",
+                who,
                 name,
                 lambda a, b, figure=figure: ratio(figure(a), figure(b)),
             )
             added = added_ns_target(baseline_of(name), what)
             if added is not None:
-                d = per_round(
-                    bench, storm, "procmon-json", name, lambda a, b, f=figure: _minus(f(a), f(b))
-                )
+                d = per_round(bench, storm, who, name, lambda a, b, f=figure: _minus(f(a), f(b)))
                 verdict = (
                     "n/a"
                     if d is None
