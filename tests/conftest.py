@@ -162,6 +162,15 @@ def wait_reading(pin_dir: Path, reader: subprocess.Popen, timeout: float = 60) -
         time.sleep(0.05)
 
 
+def stop_reading(pin_dir: Path, reader: subprocess.Popen) -> None:
+    """SIGSTOP `reader` once it has its slot and is out of the slots lock it took the
+    slot under (sent while this process holds that lock): stopped inside, it would
+    keep every other reader from taking a slot until it runs again."""
+    wait_reading(pin_dir, reader)
+    with PinnedInstance.at(pin_dir).slots_lock():
+        reader.send_signal(signal.SIGSTOP)
+
+
 # Kept for the tests written before reader slots: a --threads reader streams
 # thread forks from the moment it has its slot.
 def wait_threads_streamed(pin_dir: Path, reader: subprocess.Popen) -> None:

@@ -20,6 +20,7 @@ from conftest import (
     pin_tree,
     reader_state,
     shown,
+    stop_reading,
     wait_drained,
     wait_reading,
 )
@@ -138,7 +139,7 @@ def test_a_stopped_reader_hurts_only_itself(attached, storm, tmp_path, test_cgro
     for proc in readers:
         wait_reading(cli.pin_dir, proc)
     slow = readers[2]
-    slow.send_signal(signal.SIGSTOP)
+    stop_reading(cli.pin_dir, slow)
     try:
         ids_file = tmp_path / "ids"
         subprocess.run(
@@ -227,8 +228,7 @@ def test_filters_hold_while_a_reader_is_stopped(attached, test_cgroup, tmp_path)
     cg = cli.popen("events", "--json", "--cgroup", shown(test_cgroup), stdout=cg_out.open("w"))
     th = cli.popen("events", "--json", "--threads", stdout=th_out.open("w"))
     for proc in (cg, th):
-        wait_reading(cli.pin_dir, proc)
-        proc.send_signal(signal.SIGSTOP)
+        stop_reading(cli.pin_dir, proc)
     try:
         time.sleep(1.5)  # the point is a stop longer than a lease was: no condition to poll
         outside = fork_processes(20)
