@@ -16,6 +16,7 @@ import pytest
 from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left, reader_state
 
 from procmon_ctl.errors import EXIT_STATE
+from procmon_ctl.instance.locks import STOPPED_FOR
 from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
 
 ROUNDS = 3
@@ -312,3 +313,116 @@ def test_pin_dirs_that_differ_only_in_slashes_have_locks_of_their_own(tmp_path):
         for pair in paths:
             for lock in pair:
                 lock.unlink(missing_ok=True)
+
+
+# Holds the admin lock of the pin dir argv[1] until it reads a byte, then says so
+# and waits for another.
+HOLD_ADMIN = """
+import os, sys
+from pathlib import Path
+from procmon_ctl.instance.pinned import PinnedInstance
+with PinnedInstance.at(Path(sys.argv[1])).slots_lock():
+    os.write(1, b"held\\n")
+    os.read(0, 1)
+os.write(1, b"let go\\n")
+os.read(0, 1)
+"""
+
+
+def hold_admin(pin_dir: Path) -> subprocess.Popen:
+    """A process holding the instance's admin lock, in a process group of its own:
+    the kernel discards a Ctrl-Z sent to an orphaned one, as pytest's may be."""
+    holder = subprocess.Popen(
+        [CLI[0], "-c", HOLD_ADMIN, str(pin_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        process_group=0,
+    )
+    assert holder.stdout.readline() == b"held\n"
+    return holder
+
+
+def let_go(holder: subprocess.Popen) -> None:
+    holder.stdin.write(b"x")
+    holder.stdin.flush()
+
+
+def end(holder: subprocess.Popen) -> None:
+    holder.kill()
+    holder.send_signal(signal.SIGCONT)
+    holder.wait(timeout=30)
+
+
+def poll(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def signal_pending(pid: int, signum: int) -> bool:
+    """Whether `signum`, sent to process `pid`, waits for it to unblock it."""
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return bool(int(fields["ShdPnd"], 16) >> (signum - 1) & 1)
+
+
+def test_a_command_names_the_stopped_process_that_holds_the_instance(attached):
+    """A process stopped (SIGSTOP) while it holds the admin lock would keep every
+    command waiting until it is resumed: the waiter says who it is and how to go on,
+    in one line, and the same command works once the holder lets go."""
+    from procmon_ctl.kernel.procfs import is_stopped
+
+    holder = hold_admin(attached.pin_dir)
+    try:
+        holder.send_signal(signal.SIGSTOP)
+        poll(lambda: is_stopped(holder.pid), "the holder did not stop")
+        started = time.monotonic()
+        r = attached("readers", check=False)
+        assert r.returncode == EXIT_STATE, (r.returncode, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1, lines
+        assert f"is held by process {holder.pid}, which is stopped" in lines[0], lines
+        assert f"kill -CONT {holder.pid}" in lines[0], lines
+        assert time.monotonic() - started < 30
+        holder.send_signal(signal.SIGCONT)
+        let_go(holder)
+        assert holder.stdout.readline() == b"let go\n"
+        assert attached("readers").returncode == 0
+    finally:
+        end(holder)
+
+
+def test_a_command_waits_for_a_running_holder_of_the_instance(attached):
+    """A holder that runs is waited for, however long it holds the lock."""
+    holder = hold_admin(attached.pin_dir)
+    try:
+        waiter = attached.popen("readers", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # What is checked: that it waits twice as long as a stopped holder is given.
+        time.sleep(2 * STOPPED_FOR)
+        assert waiter.poll() is None, waiter.communicate()
+        let_go(holder)
+        _, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, err
+    finally:
+        end(holder)
+
+
+def test_ctrl_z_stops_the_holder_of_the_instance_once_it_lets_go(attached):
+    """Ctrl-Z (SIGTSTP) waits while a command holds the admin lock, so a shell job
+    stopped then never keeps other commands waiting; it stops the command as soon as
+    it lets go."""
+    from procmon_ctl.kernel.procfs import is_stopped
+
+    holder = hold_admin(attached.pin_dir)
+    try:
+        holder.send_signal(signal.SIGTSTP)
+        poll(lambda: signal_pending(holder.pid, signal.SIGTSTP), "SIGTSTP did not arrive")
+        assert not is_stopped(holder.pid)
+        let_go(holder)
+        poll(lambda: is_stopped(holder.pid), "the holder did not stop once it let go")
+        assert attached("readers").returncode == 0  # the lock is free: it stopped after
+        holder.send_signal(signal.SIGCONT)
+        assert holder.stdout.readline() == b"let go\n"
+    finally:
+        end(holder)

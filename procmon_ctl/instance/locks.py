@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StateError
 from ..kernel.abi import ReaderLimits
+from ..kernel.procfs import is_stopped
+from ..kernel.signals import job_stops_held
 from .pins import PinLayout
 from .state_dir import LOCK_DIR, own_state_dir, state_file
 
@@ -37,7 +41,7 @@ class PinLocks:
         """Hold the `kind` lock (waiting for it, or not); yields whether it is held.
         On leaving, a lock whose pin dir is gone is removed: nobody needs it, and
         whoever waits on the removed file notices and takes the new one (_take)."""
-        fd = _take(self.path(kind), wait)
+        fd = _take(self.path(kind), self._refuse_stopped_holder(kind) if wait else None)
         try:
             yield fd is not None
         finally:
@@ -54,15 +58,39 @@ class PinLocks:
     @contextmanager
     def admin(self) -> Iterator[None]:
         """Held while pins are made or removed and reader slots taken or freed, so
-        two shells never interleave."""
-        with self._holding("admin", wait=True):
+        two shells never interleave.  Every command waits for it, so its holder
+        takes a Ctrl-Z only once it lets go; a holder stopped anyway (SIGSTOP) is
+        named by whoever waits, instead of waiting until it is resumed."""
+        with job_stops_held(), self._holding("admin", wait=True):
             yield
+
+    def _refuse_stopped_holder(self, kind: str) -> Callable[[], None]:
+        """What a waiter for the `kind` lock does while it is held: raise once its
+        holder has been stopped for STOPPED_FOR."""
+        stopped_since: list[float] = []
+
+        def check() -> None:
+            pid = self.holder(kind)
+            if pid is None or not is_stopped(pid):
+                stopped_since.clear()
+                return
+            now = time.monotonic()
+            if not stopped_since:
+                stopped_since.append(now)
+            elif now - stopped_since[0] >= STOPPED_FOR:
+                raise StateError(
+                    f"the instance at {self.layout.root} is held by process {pid}, "
+                    "which is stopped (SIGSTOP or Ctrl-Z): resume it "
+                    f"(kill -CONT {pid}) or end it, then try again"
+                )
+
+        return check
 
     def hold_slot(self, slot: int) -> SlotHold | None:
         """The lock of reader slot `slot`, held until the SlotHold is closed (or its
         process ends, however it ends); None when another process holds it."""
         kind = f"reader-{slot}"
-        fd = _take(self.path(kind), wait=False)
+        fd = _take(self.path(kind), None)
         return None if fd is None else SlotHold(self, kind, fd)
 
     def slot_in_use(self, slot: int) -> bool:
@@ -81,9 +109,13 @@ class PinLocks:
             self.slot_in_use(slot)
 
     def slot_holder(self, slot: int) -> int | None:
-        """The process that holds reader slot `slot`'s lock, from /proc/locks."""
+        """The process that holds reader slot `slot`'s lock."""
+        return self.holder(f"reader-{slot}")
+
+    def holder(self, kind: str) -> int | None:
+        """The process that holds the `kind` lock, from /proc/locks."""
         try:
-            inode = os.stat(self.path(f"reader-{slot}")).st_ino
+            inode = os.stat(self.path(kind)).st_ino
             with open("/proc/locks") as f:
                 for line in f:
                     fields = line.split()
@@ -130,17 +162,24 @@ class SlotHold:
 READERS_MAX = ReaderLimits.READERS_MAX.value
 
 
-def _take(path: Path, wait: bool) -> int | None:
-    """An fd holding the flock of the file at `path`; None when another holds it and
-    wait is False."""
+# A waiter for a held lock looks again after WAIT_FIRST, then twice as long each
+# time, up to WAIT_MOST; a holder stopped for STOPPED_FOR is given up on.
+WAIT_FIRST = 0.001
+WAIT_MOST = 0.05
+STOPPED_FOR = 1.0
+
+
+def _take(path: Path, waiting: Callable[[], None] | None) -> int | None:
+    """An fd holding the flock of the file at `path`.  While another holds it: None
+    at once without `waiting`, else `waiting` is called between tries (it raises to
+    give up)."""
     own_state_dir()
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            if not _try_flock(fd, waiting):
+                os.close(fd)
+                return None
         except BaseException:
             os.close(fd)
             raise
@@ -149,6 +188,21 @@ def _take(path: Path, wait: bool) -> int | None:
         if _is_file_at(fd, path):
             return fd
         os.close(fd)
+
+
+def _try_flock(fd: int, waiting: Callable[[], None] | None) -> bool:
+    """Polled, not a blocking flock: a waiter can see that the holder is stopped."""
+    pause = WAIT_FIRST
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if waiting is None:
+                return False
+        waiting()
+        time.sleep(pause)
+        pause = min(pause * 2, WAIT_MOST)
 
 
 def _is_file_at(fd: int, path: Path) -> bool:

@@ -15,6 +15,9 @@ unwinds.  A raise can land where nobody passes it on (an at-fork callback inside
   (write a batch, flush, commit it to the ring); it is raised as the block ends,
   or by the timer if the block is still running HELD_GRACE after the signal.
 
+job_stops_held() holds back the other kind of stop, job control's (Ctrl-Z), where
+a stopped process would keep others waiting.
+
 Nothing here raises while a Terminated is already being handled (an `except` or
 `finally` below it, a context manager's exit): cleanup that is running is let
 finish.  Kept to the standard library: stream/follow.py, the hot path, uses deferred().
@@ -25,6 +28,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -208,3 +213,20 @@ def deferred() -> _Deferred:
     Blocks nest (the outermost one's end raises).  A stop that came before the
     block is raised at its end too: every block is a checkpoint."""
     return _DEFERRED
+
+
+# Job control's stops: Ctrl-Z (SIGTSTP), and a background job's use of its terminal.
+JOB_STOP_SIGNALS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+
+
+@contextmanager
+def job_stops_held() -> Iterator[None]:
+    """`with job_stops_held():` a job-control stop (Ctrl-Z) that arrives inside the
+    block waits in the kernel and stops the process as the block ends: for a lock
+    other processes wait for, which a stopped shell job would keep from them until
+    it is resumed.  This thread's mask; SIGSTOP cannot be held."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, JOB_STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_STOP_SIGNALS - before)

@@ -1,6 +1,6 @@
-"""The one reader of /proc/PID: what a process is called, its parent, its command
-line and when it started.  Read with a few lines of our own rather than psutil: two
-small files per process, and no extra dependency.
+"""What /proc/PID says of a process: what it is called, its parent, its command
+line and when it started, from the files kernel/procfs.py reads.  A few lines of
+our own rather than psutil: two small files per process, and no extra dependency.
 
 `root` is where /proc is mounted (a test gives a directory of its own)."""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from ..kernel.procfs import StatLine, read, split_stat, stat_line
 from .decode import split_argv, text
 
 
@@ -31,40 +32,24 @@ class ProcInfo(NamedTuple):
     start_ticks: int
 
 
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
-
-
-def _parse_stat(pid: int, stat: bytes) -> ProcStat:
-    # The name may hold spaces and parentheses: it ends at the last ")".
-    open_, close = stat.index(b"("), stat.rindex(b")")
-    fields = stat[close + 2 :].split()  # from field 3, state
-    return ProcStat(pid, int(fields[1]), text(stat[open_ + 1 : close]), int(fields[19]))
+def _stat(pid: int, line: StatLine) -> ProcStat:
+    return ProcStat(pid, int(line.fields[1]), text(line.comm), int(line.fields[19]))
 
 
 def read_stat(pid: int, root: str = "/proc") -> ProcStat | None:
     """The process `pid` as its stat file shows it, or None once it has gone."""
-    try:
-        return _parse_stat(pid, _read(f"{root}/{pid}/stat"))
-    except (FileNotFoundError, ProcessLookupError):
-        return None
+    line = stat_line(pid, root)
+    return None if line is None else _stat(pid, line)
 
 
 def read_process(pid: int, root: str = "/proc") -> ProcInfo | None:
     """The process `pid` with its command line, or None once it has gone."""
     try:
-        stat = _read(f"{root}/{pid}/stat")
-        cmdline = _read(f"{root}/{pid}/cmdline")
+        stat = read(pid, "stat", root)
+        cmdline = read(pid, "cmdline", root)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    pid, ppid, comm, start_ticks = _parse_stat(pid, stat)
+    pid, ppid, comm, start_ticks = _stat(pid, split_stat(stat))
     return ProcInfo(pid, ppid, comm, split_argv(cmdline), start_ticks)
 
 
