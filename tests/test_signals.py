@@ -329,6 +329,9 @@ class Try:
     before_handlers: bool = False  # sent before procmon-ctl's handlers were in place
     during_child: bool = False  # sent while the command had a child process
     problems: list[str] = field(default_factory=list)
+    # The stop time of a try of the same kind before this one, which took STOP_LIMIT
+    # or more and had nothing else wrong (Worker.run_again_if_slow).
+    slow_before: float | None = None
 
     def __str__(self) -> str:
         name = signal.Signals(self.sig).name
@@ -422,6 +425,19 @@ class Worker:
         self.check(attempt, proc.pid, pin_dir)
         return attempt
 
+    def run_again_if_slow(self, *plan_item) -> Try:
+        """run(), and once more when that try's only fault was its time: three workers
+        and a guest of the kernel matrix share two cores, so one stall of the machine
+        is not a slow stop.  Slow twice in a row, or anything else wrong, fails."""
+        attempt = self.run(*plan_item)
+        if attempt.problems and all(p.startswith("took ") for p in attempt.problems):
+            again = self.run(*plan_item)
+            again.slow_before = attempt.stop_took
+            if again.problems:
+                again.problems.append(f"also the try before: {attempt.problems[0]}")
+            return again
+        return attempt
+
     @staticmethod
     def wait_for_child(proc: subprocess.Popen, nth: int) -> bool:
         """Until the command's nth child process runs; False if the command ends first."""
@@ -472,7 +488,9 @@ def try_all(pin_dir: Path, rng: random.Random, plan: list[tuple]) -> list[Try]:
     try:
         with ThreadPoolExecutor(WORKERS) as pool:
             shares = [plan[n::WORKERS] for n in range(WORKERS)]
-            done = pool.map(lambda w, share: [w.run(*p) for p in share], workers, shares)
+            done = pool.map(
+                lambda w, share: [w.run_again_if_slow(*p) for p in share], workers, shares
+            )
             attempts = [a for share in done for a in share]
     finally:
         for w in workers:
@@ -495,6 +513,12 @@ def outcome(seed: int, attempts: list[Try]) -> tuple[str, list[Try], list[float]
     )
     if stopped:
         summary += f", median {statistics.median(stopped):.3f} s, slowest {max(stopped):.3f} s"
+    slow_once = [a for a in attempts if a.slow_before is not None]
+    if slow_once:
+        summary += f"; {len(slow_once)} tried again after a stop of " + ", ".join(
+            f"{a.slow_before:.3f} s ({a.scenario}, {signal.Signals(a.sig).name}, {a.moment})"
+            for a in slow_once
+        )
     print(summary)
     return summary, failed, stopped
 
