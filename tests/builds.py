@@ -1,4 +1,5 @@
-"""The tests' own C programs and BPF objects, compiled once and kept in build/tests/.
+"""The tests' own C programs, libraries (lib*.c) and BPF objects, compiled once and
+kept in build/tests/.
 
 Each is named by a hash of what it is made from (the compiler's arguments, its
 source, and for a BPF object the headers and the object's source it includes), so a
@@ -47,6 +48,11 @@ def program_command(source: Path, out: Path) -> list[str]:
     return [cc, "-O2", "-Wall", "-Werror", "-pthread", str(source), "-o", str(out)]
 
 
+def library_command(source: Path, out: Path) -> list[str]:
+    """A shared library (tests/programs/lib*.c), for ctypes."""
+    return [*program_command(source, out)[:-2], "-shared", "-fPIC", "-o", str(out)]
+
+
 def bpf_command(source: Path, out: Path) -> list[str]:
     """Built like `make` builds ours: against this repository's bpf/ headers and the
     host's vmlinux.h (CO-RE relocates it)."""
@@ -65,9 +71,10 @@ def build(source: Path, scratch: Path | None = None) -> Path:
     """`source` compiled (a program, or an object for *.bpf.c): from the cache, or
     compiled now into it, or into `scratch` where the cache cannot be written."""
     bpf = source.name.endswith(".bpf.c")
+    library = not bpf and source.name.startswith("lib")
     stem = source.name.removesuffix(".bpf.c").removesuffix(".c")
-    name = f"{stem}.o" if bpf else stem
-    command = bpf_command if bpf else program_command
+    name = f"{stem}.o" if bpf else f"{stem}.so" if library else stem
+    command = bpf_command if bpf else library_command if library else program_command
     key = hashlib.sha256()
     for arg in command(Path("SOURCE"), Path("OUT")):
         key.update(arg.encode() + b"\0")
