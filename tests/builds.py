@@ -68,8 +68,9 @@ def bpf_command(source: Path, out: Path) -> list[str]:
 
 
 def build(source: Path, scratch: Path | None = None) -> Path:
-    """`source` compiled (a program, or an object for *.bpf.c): from the cache, or
-    compiled now into it, or into `scratch` where the cache cannot be written."""
+    """`source` compiled (a program; a shared library for lib*.c; an object for
+    *.bpf.c): from the cache, or compiled now into it, or into `scratch` where the
+    cache cannot be written."""
     bpf = source.name.endswith(".bpf.c")
     library = not bpf and source.name.startswith("lib")
     stem = source.name.removesuffix(".bpf.c").removesuffix(".c")

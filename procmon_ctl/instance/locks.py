@@ -67,17 +67,18 @@ class PinLocks:
     def _refuse_stopped_holder(self, kind: str) -> Callable[[], None]:
         """What a waiter for the `kind` lock does while it is held: raise once its
         holder has been stopped for STOPPED_FOR."""
-        stopped_since: list[float] = []
+        stopped_since: float | None = None
 
         def check() -> None:
+            nonlocal stopped_since
             pid = self.holder(kind)
             if pid is None or not is_stopped(pid):
-                stopped_since.clear()
+                stopped_since = None
                 return
             now = time.monotonic()
-            if not stopped_since:
-                stopped_since.append(now)
-            elif now - stopped_since[0] >= STOPPED_FOR:
+            if stopped_since is None:
+                stopped_since = now
+            elif now - stopped_since >= STOPPED_FOR:
                 raise StateError(
                     f"the instance at {self.layout.root} is held by process {pid}, "
                     "which is stopped (SIGSTOP or Ctrl-Z): resume it "
