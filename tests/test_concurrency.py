@@ -16,7 +16,7 @@ import pytest
 from conftest import CLI, OBJECT, bpftool_json, our_program_ids, programs_left, reader_state
 
 from procmon_ctl.errors import EXIT_STATE
-from procmon_ctl.instance.locks import STOPPED_FOR
+from procmon_ctl.instance.locks import STOPPED_FOR, flock_holder
 from procmon_ctl.instance.pins import FAILED_EXEC_PROGRAMS, MAPS, PROGRAMS
 
 ROUNDS = 3
@@ -365,6 +365,40 @@ def signal_pending(pid: int, signum: int) -> bool:
     with open(f"/proc/{pid}/status") as f:
         fields = dict(line.split(":", 1) for line in f)
     return bool(int(fields["ShdPnd"], 16) >> (signum - 1) & 1)
+
+
+def test_the_holder_of_a_lock_is_found_by_device_and_inode(tmp_path):
+    """/proc/locks names a file MAJOR:MINOR:INODE: a lock on another file system's
+    file with the same inode number is not the holder."""
+    path = tmp_path / "held.lock"
+    path.touch()
+    st = path.stat()
+    other_dev = os.makedev(os.major(st.st_dev) + 1, os.minor(st.st_dev))
+    foreign = (
+        f"1: FLOCK  ADVISORY  WRITE 4242 "
+        f"{os.major(other_dev):02x}:{os.minor(other_dev):02x}:{st.st_ino} 0 EOF"
+    )
+
+    def proc_locks() -> list[str]:
+        return Path("/proc/locks").read_text().splitlines()
+
+    holder = subprocess.Popen(
+        ["flock", "--close", str(path), "sleep", "60"], start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (found := flock_holder(proc_locks(), st.st_dev, st.st_ino)) is None:
+            assert time.monotonic() < deadline, "flock never took the lock"
+            time.sleep(0.01)
+        assert found == holder.pid  # flock(1) holds it; its child sleep does not
+        assert flock_holder(proc_locks(), other_dev, st.st_ino) is None
+        # The same inode on another device, listed first, is passed over.
+        assert flock_holder([foreign, *proc_locks()], st.st_dev, st.st_ino) == holder.pid
+        assert flock_holder([foreign], other_dev, st.st_ino) == 4242
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and its sleep
+        holder.wait()
+    assert flock_holder(proc_locks(), st.st_dev, st.st_ino) is None
 
 
 def test_a_command_names_the_stopped_process_that_holds_the_instance(attached):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,15 +116,11 @@ class PinLocks:
     def holder(self, kind: str) -> int | None:
         """The process that holds the `kind` lock, from /proc/locks."""
         try:
-            inode = os.stat(self.path(kind)).st_ino
+            st = os.stat(self.path(kind))
             with open("/proc/locks") as f:
-                for line in f:
-                    fields = line.split()
-                    if "FLOCK" in fields and fields[-3].endswith(f":{inode}"):
-                        return int(fields[-4])
-        except (OSError, ValueError, IndexError):
-            pass
-        return None
+                return flock_holder(f, st.st_dev, st.st_ino)
+        except OSError:
+            return None
 
     def remove_legacy(self) -> None:
         """Lock files of this pin dir under the names older procmon-ctl versions gave
@@ -168,6 +164,22 @@ READERS_MAX = ReaderLimits.READERS_MAX.value
 WAIT_FIRST = 0.001
 WAIT_MOST = 0.05
 STOPPED_FOR = 1.0
+
+
+def flock_holder(proc_locks: Iterable[str], dev: int, ino: int) -> int | None:
+    """The pid /proc/locks gives for the flock of the file (`dev`, `ino`): that
+    file names it MAJOR:MINOR:INODE, the device in hex; the inode number alone may
+    be another file system's file.  None when no line is the file's: nobody holds
+    it, or its holder is in a pid namespace this one cannot see."""
+    file = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    for line in proc_locks:
+        fields = line.split()
+        if len(fields) >= 4 and "FLOCK" in fields and fields[-3] == file:
+            try:
+                return int(fields[-4])
+            except ValueError:
+                return None
+    return None
 
 
 def _take(path: Path, waiting: Callable[[], None] | None) -> int | None:
