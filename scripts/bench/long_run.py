@@ -214,16 +214,13 @@ class LongRun:
     def wait_reading(self, pin_dir: Path, reader: subprocess.Popen) -> None:
         """Until `reader` holds its pin dir's reader lock (read from /proc/locks:
         taking the lock to try it could make the reader fail)."""
-        lock = PinnedInstance.at(pin_dir).locks.paths()[1]
+        locks = PinnedInstance.at(pin_dir).locks
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if reader.poll() is not None:
                 raise RuntimeError(f"the reader exited {reader.returncode} before reading")
-            with contextlib.suppress(OSError):
-                inode = f":{lock.stat().st_ino} "
-                for ln in Path("/proc/locks").read_text().splitlines():
-                    if f" {reader.pid} " in ln and inode in ln:
-                        return
+            if locks.holder("reader-0") == reader.pid:  # the first slot's
+                return
             time.sleep(0.05)
         raise RuntimeError("the reader did not start reading within 60 s")
 
