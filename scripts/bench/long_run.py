@@ -219,7 +219,7 @@ class LongRun:
         while time.monotonic() < deadline:
             if reader.poll() is not None:
                 raise RuntimeError(f"the reader exited {reader.returncode} before reading")
-            if locks.holder("reader-0") == reader.pid:  # the first slot's
+            if locks.slot_holder(0) == reader.pid:
                 return
             time.sleep(0.05)
         raise RuntimeError("the reader did not start reading within 60 s")
