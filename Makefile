@@ -15,7 +15,7 @@ APT_PACKAGES := bpftool clang llvm libbpf-dev libatomic1 python3-venv
 CLANG   ?= clang
 comma   := ,
 
-.PHONY: all setup system-packages test-packages kernel-packages mounts run test test-kernels test-oldest bench long-run lint clean install uninstall
+.PHONY: all setup system-packages test-packages kernel-packages mounts run test test-kernels test-oldest bench bench-user-read long-run lint clean install uninstall
 
 all: setup
 
@@ -187,6 +187,18 @@ $(BUILD)/baseline-%/built.stamp: | $(BIN)/procmon-ctl
 	$(BIN)/python -m compileall -q $(BUILD)/baseline-$*.tmp/procmon_ctl
 	mv $(BUILD)/baseline-$*.tmp $(BUILD)/baseline-$*
 	git rev-parse $* > $@
+
+# `make bench-user-read` (root): what reading a new image's argv costs on this kernel,
+# apart from the rest of the exec program (issue 28.3's floor): probes of one thing each
+# on sched_process_exec, in interleaved rounds.  Code: scripts/bench/user_read_cost.py.
+USER_READ_ARGS ?=
+
+bench-user-read: setup mounts $(BUILD)/storm $(BUILD)/user_read.bpf.o
+	$(BIN)/python scripts/bench/user_read_cost.py $(USER_READ_ARGS)
+
+$(BUILD)/user_read.bpf.o: scripts/bench/user_read.bpf.c bpf/process_monitor.h $(VMLINUX)
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf \
+	  -Wall -Werror -c $< -o $@
 
 $(BUILD)/storm: scripts/bench/storm.c
 	@mkdir -p $(BUILD)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import build_program
+from conftest import build_bpf_object, build_program
 
 from procmon_ctl.instance.pinned import PinnedInstance
 from procmon_ctl.process.cgroups import v2_root
@@ -251,6 +251,45 @@ def test_bench_readers_tiny(pin_dir, storm, tmp_path):
 def forkloop(tmp_path_factory) -> Path:
     """scripts/bench/forkloop.c: processes by the million for long_run.py."""
     return build_program(tmp_path_factory, BENCH / "forkloop.c")
+
+
+def test_user_read_cost_tiny(bpf, storm, tmp_path_factory):
+    """scripts/bench/user_read_cost.py (`make bench-user-read`) with 2 rounds of 20 execs:
+    a figure for every probe of both passes, in the order they run, and no probe left
+    loaded (nothing is pinned: the probes go with the script)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import user_read_cost
+    finally:
+        sys.path.remove(str(BENCH))
+    probes = build_bpf_object(tmp_path_factory, BENCH / "user_read.bpf.c")
+    script = [sys.executable, str(BENCH / "user_read_cost.py"), "--storm", str(storm)]
+    r = subprocess.run(
+        [*script, "--rounds", "2", "--execs", "20", "--object", str(probes)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [ln.split("|") for ln in r.stdout.splitlines() if ln.startswith(("| argv ", "| zero "))]
+    shown = [(cells[1].strip(), cells[2].split("`")[1]) for cells in rows]
+    expected = [(p, name) for p, names in user_read_cost.PASSES.items() for name in names]
+    assert shown == expected, r.stdout
+    for cells in rows:
+        assert float(cells[3].replace(",", "")) > 0, cells  # nan if a probe never ran
+        less_empty = cells[4].strip()
+        if "`empty`" in cells[2]:
+            assert less_empty == "", cells
+        else:
+            assert less_empty[0] in "+-" and less_empty[1:].replace(",", "").isdigit(), cells
+    loaded = json.loads(
+        subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, check=True).stdout
+    )
+    probe_names = {name for _, name in expected}
+    assert not [p for p in loaded if p.get("name") in probe_names], "a probe was left loaded"
+    bad = subprocess.run([*script, "--rounds", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--rounds and --execs: 1 or more" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_forkloop_reports_progress(forkloop, tmp_path):

@@ -96,6 +96,8 @@ def _check_libc(result, func, args):
 
 # enum bpf_map_type (linux/bpf.h): the ring buffer's.
 BPF_MAP_TYPE_RINGBUF = 27
+# enum bpf_stats_type (linux/bpf.h).
+BPF_STATS_RUN_TIME = 0
 
 _SIGNATURES = {
     # name: (argtypes, restype, errcheck)
@@ -125,6 +127,8 @@ _SIGNATURES = {
     "bpf_program__fd": ([c_void_p], c_int, _check_fd),
     "bpf_program__set_autoload": ([c_void_p, ctypes.c_bool], c_int, _check_fd),
     "libbpf_set_print": ([c_void_p], c_void_p, None),
+    # The benches' bpf_stats (scripts/bench/user_read_cost.py).
+    "bpf_enable_stats": ([c_int], c_int, _check_fd),
 }
 
 
@@ -182,6 +186,14 @@ def obj_get(path: os.PathLike | str) -> int:
 
 def obj_pin(fd: int, path: os.PathLike | str) -> None:
     _lib().bpf_obj_pin(fd, os.fsencode(path))
+
+
+def enable_run_time_stats() -> int:
+    """An fd that keeps every program's bpf_stats (run_time_ns, run_cnt) counting
+    while it is open.  The kernel counts such holders beside the sysctl
+    kernel.bpf_stats_enabled: closing it, or the end of the process however it ends,
+    leaves the counting as it was before."""
+    return _lib().bpf_enable_stats(BPF_STATS_RUN_TIME)
 
 
 def raw_tracepoint_open(prog_fd: int) -> int:
