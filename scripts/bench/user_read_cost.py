@@ -112,7 +112,7 @@ def main() -> int:
     if os.geteuid() != 0:
         p.error("run as root")
 
-    samples: dict[tuple[str, str], list[float]] = {}
+    rounds: list[dict[str, dict[str, float]]] = []  # each round: pass -> probe -> ns per run
     report: dict = {}
     try:
         stats = libbpf.enable_run_time_stats()
@@ -121,14 +121,10 @@ def main() -> int:
                 probes.load()
                 for n in range(a.rounds):
                     order = list(PASSES) if n % 2 == 0 else list(reversed(PASSES))
+                    rounds.append({})
                     for pass_name in order:
                         ns, report = one_pass(probes, PASSES[pass_name], a.storm, a.execs)
-                        for name, v in ns.items():
-                            # each probe less the pass's own empty program, this round
-                            samples.setdefault((pass_name, name), []).append(v)
-                            samples.setdefault((pass_name, f"{name}-empty"), []).append(
-                                v - ns["empty"]
-                            )
+                        rounds[-1][pass_name] = ns
                     print(f"round {n + 1} of {a.rounds} done", file=sys.stderr, flush=True)
         finally:
             os.close(stats)
@@ -145,10 +141,15 @@ def main() -> int:
     print("|---|---|---:|---:|")
     for pass_name, names in PASSES.items():
         for name in names:
-            v = statistics.median(samples[(pass_name, name)])
-            above = statistics.median(samples[(pass_name, f"{name}-empty")])
-            less = "" if name == "empty" else f"{above:+,.0f}"
-            print(f"| {pass_name} | `{name}`: {WHAT[name]} | {v:,.0f} | {less} |")
+            runs = [r[pass_name] for r in rounds]
+            ns = statistics.median(r[name] for r in runs)
+            # less the pass's own empty program in the same round
+            less = (
+                ""
+                if name == "empty"
+                else f"{statistics.median(r[name] - r['empty'] for r in runs):+,.0f}"
+            )
+            print(f"| {pass_name} | `{name}`: {WHAT[name]} | {ns:,.0f} | {less} |")
     return 0
 
 
