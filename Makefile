@@ -73,10 +73,13 @@ $(VMLINUX):
 	@mkdir -p $(BUILD)
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
+# Every BPF object of ours (the product's, the benches' probes): CO-RE against this
+# machine's vmlinux.h and the contract in bpf/.
+BPF_CFLAGS = -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf -Wall -Werror
+
 $(OBJ): bpf/process_monitor.bpf.c bpf/process_monitor.h $(VMLINUX)
 	@mkdir -p $(dir $@)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf \
-	  -Wall -Werror -c bpf/process_monitor.bpf.c -o $@
+	$(CLANG) $(BPF_CFLAGS) -c bpf/process_monitor.bpf.c -o $@
 	llvm-strip -g $@ 2>/dev/null || true
 
 $(NATIVE): native/json_lines.c native/json_lines.h bpf/process_monitor.h
@@ -197,8 +200,7 @@ bench-user-read: setup mounts $(BUILD)/storm $(BUILD)/user_read.bpf.o
 	$(BIN)/python scripts/bench/user_read_cost.py $(USER_READ_ARGS)
 
 $(BUILD)/user_read.bpf.o: scripts/bench/user_read.bpf.c bpf/process_monitor.h $(VMLINUX)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ibpf \
-	  -Wall -Werror -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/storm: scripts/bench/storm.c
 	@mkdir -p $(BUILD)
