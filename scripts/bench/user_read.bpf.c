@@ -109,3 +109,54 @@ int BPF_PROG(argv_after_zero, struct task_struct *p)
 	read_argv(p);
 	return 0;
 }
+
+/* A read of 0 bytes from kernel memory: the helpers' common path (the program's
+ * call, the helper's checks) made warm before zero_first runs. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(kernel_zero_first, struct task_struct *p)
+{
+	char *dst = get_buffer();
+
+	if (dst)
+		bpf_probe_read_kernel(dst, no_bytes & 1, p);
+	return 0;
+}
+
+/* The loads a user read needs, its address and length, without the read: made
+ * before zero_first runs. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(arg_loads, struct task_struct *p)
+{
+	__u64 *dst = (__u64 *)get_buffer();
+
+	if (dst) {
+		dst[0] = p->mm->arg_start;
+		dst[1] = p->mm->arg_end;
+	}
+	return 0;
+}
+
+/* argv[0] by the user string reader, the other user-copy path
+ * (strncpy_from_user_nofault, not copy_from_user_nofault). */
+#define STRING_READ_BYTES 64
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(string_first, struct task_struct *p)
+{
+	char *dst = get_buffer();
+
+	if (dst)
+		bpf_probe_read_user_str(dst, STRING_READ_BYTES, (const void *)p->mm->arg_start);
+	return 0;
+}
+
+/* The same string read, right after it. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(string_again, struct task_struct *p)
+{
+	char *dst = get_buffer();
+
+	if (dst)
+		bpf_probe_read_user_str(dst, STRING_READ_BYTES, (const void *)p->mm->arg_start);
+	return 0;
+}

@@ -8,14 +8,22 @@ The probes (scripts/bench/user_read.bpf.c, `make bench-user-read` builds it into
 build/) are programs of their own on the tracepoint, each doing one thing: nothing
 (`empty`, a program run and bpf_stats' clock around it), handle_exec's argv read
 (`bpf_probe_read_user` of mm->arg_start..arg_end, at most load's default), the same
-number of bytes read from kernel memory, or a read of 0 bytes from user memory (the
-helper's path, no page touched, no byte moved).  Two passes, each a line of probes
-attached in the order they run at each exec:
+number of bytes read from kernel memory, a read of 0 bytes from user memory (the
+helper's path, no page touched, no byte moved) or from kernel memory, the loads a
+read needs without the read, or argv[0] by the user string reader.  Five passes,
+each a line of probes attached in the order they run at each exec:
 
   argv    empty, argv_first, argv_again, kernel_same_size
   zero    empty, zero_first, argv_after_zero
+  kernel  empty, kernel_zero_first, zero_first
+  loads   empty, arg_loads, zero_first
+  string  empty, string_first, string_again
 
-Each round runs both passes (their order swapped every other round), each over an
+The last three tell what the first user read pays for: the helpers' common path
+made warm first (kernel), the read's own loads made first (loads), or the other
+user-copy path (string).
+
+Each round runs every pass (their order reversed every other round), each over an
 exec storm of build/storm (fork + execve of storm itself with 20 arguments +
 waitpid).  The report: each probe's ns per run, median over rounds, and that less
 the pass's `empty` of the same round.  Nothing is pinned: the probes are this
@@ -40,6 +48,9 @@ from procmon_ctl.kernel.bpftool_json import ProgInfo  # noqa: E402
 PASSES = {
     "argv": ("empty", "argv_first", "argv_again", "kernel_same_size"),
     "zero": ("empty", "zero_first", "argv_after_zero"),
+    "kernel": ("empty", "kernel_zero_first", "zero_first"),
+    "loads": ("empty", "arg_loads", "zero_first"),
+    "string": ("empty", "string_first", "string_again"),
 }
 WHAT = {
     "empty": "nothing: a program run, and bpf_stats' clock around it",
@@ -48,6 +59,10 @@ WHAT = {
     "kernel_same_size": "as many bytes read from kernel memory",
     "zero_first": "0 bytes read from user memory, the exec's first user read",
     "argv_after_zero": "argv read from user memory, right after it",
+    "kernel_zero_first": "0 bytes read from kernel memory",
+    "arg_loads": "mm->arg_start and arg_end loaded, nothing read",
+    "string_first": "argv[0] by the user string reader, the exec's first user read",
+    "string_again": "the same string read again, right after it",
 }
 
 
