@@ -140,13 +140,18 @@ int BPF_PROG(arg_loads, struct task_struct *p)
  * (strncpy_from_user_nofault, not copy_from_user_nofault). */
 #define STRING_READ_BYTES 64
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(string_first, struct task_struct *p)
+static __always_inline void read_first_arg(struct task_struct *p)
 {
 	char *dst = get_buffer();
 
 	if (dst)
 		bpf_probe_read_user_str(dst, STRING_READ_BYTES, (const void *)p->mm->arg_start);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(string_first, struct task_struct *p)
+{
+	read_first_arg(p);
 	return 0;
 }
 
@@ -154,9 +159,6 @@ int BPF_PROG(string_first, struct task_struct *p)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(string_again, struct task_struct *p)
 {
-	char *dst = get_buffer();
-
-	if (dst)
-		bpf_probe_read_user_str(dst, STRING_READ_BYTES, (const void *)p->mm->arg_start);
+	read_first_arg(p);
 	return 0;
 }
