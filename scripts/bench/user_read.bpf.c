@@ -162,3 +162,16 @@ int BPF_PROG(string_again, struct task_struct *p)
 	read_first_arg(p);
 	return 0;
 }
+
+/* A read of 0 bytes from user memory earlier in the same exec: task_rename fires
+ * as the exec names the task (__set_task_comm), in the new image's memory, before
+ * the ELF loader runs and sched_process_exec fires. */
+SEC("tp_btf/task_rename")
+int BPF_PROG(zero_at_rename, struct task_struct *p)
+{
+	char *dst = get_buffer();
+
+	if (dst)
+		bpf_probe_read_user(dst, no_bytes & 1, (const void *)p->mm->arg_start);
+	return 0;
+}

@@ -5,12 +5,13 @@ kernel: the floor of issue 28.3, apart from everything else the exec program doe
     scripts/bench/user_read_cost.py [--rounds N] [--execs N]
 
 The probes (scripts/bench/user_read.bpf.c, `make bench-user-read` builds it into
-build/) are programs of their own on the tracepoint, each doing one thing: nothing
+build/) are programs of their own on the tracepoint (one on task_rename, earlier in
+the exec), each doing one thing: nothing
 (`empty`, a program run and bpf_stats' clock around it), handle_exec's argv read
 (`bpf_probe_read_user` of mm->arg_start..arg_end, at most load's default), the same
 number of bytes read from kernel memory, a read of 0 bytes from user memory (the
 helper's path, no page touched, no byte moved) or from kernel memory, the loads a
-read needs without the read, or argv[0] by the user string reader.  Five passes,
+read needs without the read, or argv[0] by the user string reader.  Six passes,
 each a line of probes attached in the order they run at each exec:
 
   argv    empty, argv_first, argv_again, kernel_same_size
@@ -18,10 +19,12 @@ each a line of probes attached in the order they run at each exec:
   kernel  empty, kernel_zero_first, zero_first
   loads   empty, arg_loads, zero_first
   string  empty, string_first, string_again
+  earlier zero_at_rename (on task_rename), empty, zero_first
 
-The last three tell what the first user read pays for: the helpers' common path
-made warm first (kernel), the read's own loads made first (loads), or the other
-user-copy path (string).
+The last four tell what the first user read pays for: the helpers' common path
+made warm first (kernel), the read's own loads made first (loads), the other
+user-copy path (string), or a user read earlier in the same exec, before the ELF
+loader runs (earlier).
 
 Each round runs every pass (their order reversed every other round), each over an
 exec storm of build/storm (fork + execve of storm itself with 20 arguments +
@@ -51,6 +54,7 @@ PASSES = {
     "kernel": ("empty", "kernel_zero_first", "zero_first"),
     "loads": ("empty", "arg_loads", "zero_first"),
     "string": ("empty", "string_first", "string_again"),
+    "earlier": ("zero_at_rename", "empty", "zero_first"),
 }
 WHAT = {
     "empty": "nothing: a program run, and bpf_stats' clock around it",
@@ -63,6 +67,7 @@ WHAT = {
     "arg_loads": "mm->arg_start and arg_end loaded, nothing read",
     "string_first": "argv[0] by the user string reader, the exec's first user read",
     "string_again": "the same string read again, right after it",
+    "zero_at_rename": "0 bytes read from user memory earlier in the exec (task_rename)",
 }
 
 
