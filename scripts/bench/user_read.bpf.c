@@ -50,6 +50,15 @@ static __always_inline void read_argv(struct task_struct *p)
 	bpf_probe_read_user(dst, size, (const void *)mm->arg_start);
 }
 
+/* The user-copy path with nothing to copy: no page touched, no byte moved. */
+static __always_inline void read_no_bytes(struct task_struct *p)
+{
+	char *dst = get_buffer();
+
+	if (dst)
+		bpf_probe_read_user(dst, no_bytes & 1, (const void *)p->mm->arg_start);
+}
+
 /* A program's run and bpf_stats' clock around it, with nothing inside. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(empty, struct task_struct *p)
@@ -91,14 +100,11 @@ int BPF_PROG(kernel_same_size, struct task_struct *p)
 	return 0;
 }
 
-/* The user-copy path with nothing to copy: no page touched, no byte moved. */
+/* read_no_bytes() as the exec's first user read. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(zero_first, struct task_struct *p)
 {
-	char *dst = get_buffer();
-
-	if (dst)
-		bpf_probe_read_user(dst, no_bytes & 1, (const void *)p->mm->arg_start);
+	read_no_bytes(p);
 	return 0;
 }
 
@@ -169,9 +175,6 @@ int BPF_PROG(string_again, struct task_struct *p)
 SEC("tp_btf/task_rename")
 int BPF_PROG(zero_at_rename, struct task_struct *p)
 {
-	char *dst = get_buffer();
-
-	if (dst)
-		bpf_probe_read_user(dst, no_bytes & 1, (const void *)p->mm->arg_start);
+	read_no_bytes(p);
 	return 0;
 }
