@@ -371,16 +371,35 @@ def test_a_full_disk_leaves_whole_lines_and_loses_nothing(attached, small_disk):
     assert len(forks) == len(set(forks)), "a record written twice"
 
 
-def test_output_starts_on_a_fresh_line(attached, tmp_path):
-    """A file that ends in part of a line (a reader killed mid-write, another
-    writer): the next reader's lines start on a line of their own."""
+@pytest.mark.parametrize("cut_at", [4, 40, 200_000], ids=["in_its_type", "short", "200KB"])
+def test_part_of_a_line_of_ours_is_cut_off(attached, tmp_path, cut_at):
+    """A file that ends in part of one of our lines (a reader killed mid-write):
+    the next reader cuts it off before its first line, so every line is whole and
+    nothing before it is touched, however long the cut line (its records were
+    never committed: they come again)."""
     cli = attached
     log = tmp_path / "events.jsonl"
-    log.write_text('{"type":"fork","pid":1,"thread":fa')
+    whole = '{"type":"gap","time":"2026-12-08T02:24:33.012451Z","dropped":1}\n'
+    cut = ('{"type":"exec","argv":["' + "a" * 300_000)[:cut_at]
+    log.write_text(whole * 3 + cut)
     with cli.reading("events", "--output", str(log)):
         pids = fork_processes(3)
-    head, *rest = log.read_text().splitlines()
-    assert head == '{"type":"fork","pid":1,"thread":fa'
+    text = log.read_text()
+    assert text.startswith(whole * 3)
+    events = [json.loads(line) for line in text[len(whole) * 3 :].splitlines()]
+    assert set(pids) <= {e["pid"] for e in events if e["type"] == "fork"}
+
+
+def test_part_of_a_line_of_someone_else_gets_a_newline(attached, tmp_path):
+    """A file that ends in part of a line that is not ours (another writer): it is
+    kept, and the next reader's lines start on a line of their own."""
+    cli = attached
+    log = tmp_path / "events.jsonl"
+    log.write_text("# written by hand\nnot a record, no newline")
+    with cli.reading("events", "--output", str(log)):
+        pids = fork_processes(3)
+    first, second, *rest = log.read_text().splitlines()
+    assert (first, second) == ("# written by hand", "not a record, no newline")
     events = [json.loads(line) for line in rest]
     assert set(pids) <= {e["pid"] for e in events if e["type"] == "fork"}
 

@@ -205,8 +205,9 @@ def events(
             follow(pins, stream.options, stream.view, sys.stdout, observe=observe)
         return
     from ..stream.logfile import ReopeningFile, reopen_on_sighup
+    from ..views.json_lines import LINE_START
 
-    with ReopeningFile(output) as sink:
+    with ReopeningFile(output, line_start=LINE_START) as sink:
         warn(warning)  # only once --output is known good: an error is the one line
         wait_note(stream.waiting, words.words)
         reopen_on_sighup(sink)

@@ -34,10 +34,13 @@ class ReopeningFile:
 
     A batch is written whole or not at all: a write that fails (a full disk) is
     cut back to where the batch began, so the file never ends in half a line, and
-    the error names the file.  Unbuffered: flush() has nothing to do."""
+    the error names the file.  `line_start` is how each of the writer's lines
+    begins: a file found ending in part of such a line was cut by a writer killed
+    in the middle of a write.  Unbuffered: flush() has nothing to do."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, line_start: bytes):
         self.path = Path(path)
+        self._line_start = line_start
         self._reopen = False
         self._fd = self._open(first=True)
 
@@ -61,12 +64,19 @@ class ReopeningFile:
         return fd
 
     def _start_on_a_fresh_line(self, fd: int) -> None:
-        """A file that ends in part of a line (written by something else, or by a
-        reader killed in the middle of a write) gets its newline first, so the next
-        line is whole.  The records of a cut line were never committed: they come
-        again, whole."""
+        """A file that ends in part of a line is made to end in a whole one before
+        the first write.  Part of one of our lines (a reader killed in the middle
+        of a write; SIGKILL stops a large write between pages) is cut off: its
+        records were never committed, so they come again, whole, and nothing
+        that reads whole lines (a shipper) had taken it.  Part of anything else
+        is not ours to remove: it gets its newline."""
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
+        if not size or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        begins = _last_line_start(fd, size)
+        if self._line_start.startswith(os.pread(fd, len(self._line_start), begins)):
+            os.ftruncate(fd, begins)
+        else:
             write_all(fd, b"\n")
 
     def reopen_soon(self, signum=None, frame=None) -> None:
@@ -110,6 +120,23 @@ class ReopeningFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _last_line_start(fd: int, size: int) -> int:
+    """Where the last line of the file (`size` bytes) begins: just after its last
+    newline, or 0.  Read backwards a chunk at a time: a line can be long (a whole
+    argv), the file far longer."""
+    end = size
+    while end:
+        start = max(0, end - LINE_CHUNK)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            return start + newline + 1
+        end = start
+    return 0
+
+
+LINE_CHUNK = 64 * 1024
 
 
 class Refused(Exception):

@@ -43,6 +43,9 @@ from ..process.decode import (
 )
 from ..process.last_execs import CAP, MAX_BYTES, LastExecs, running_programs
 
+# How every line begins, records and gap lines, from both writers: a file that
+# ends in part of a line begun so was cut by one of our writers (stream/logfile).
+LINE_START = b'{"type":"'
 _GAP = '{"type":"gap","time":"%s","dropped":%d}'
 _SHARED = '"ppid":%d,"uid":%d,"euid":%d,"egid":%d%s,"comm":%s,"thread":%s%s'
 CACHE_LIMIT = 4096  # a storm of distinct names must not grow the caches forever
