@@ -28,9 +28,9 @@ from dataclasses import dataclass
 #       `run --user`, `run --` with nothing after it
 #   3   wrong state: nothing loaded there (but for unload and detach, which exit 0
 #       there, already in the state asked for), loaded with another object, ring size
-#       or argv bound than `load` asks for, a named reader already reading,
-#       readers active (unload), the pin dir belongs to someone else, its lock held
-#       by a stopped process
+#       or argv bound than `load` asks for, a named reader already reading, an
+#       --output file another reader is writing, readers active (unload), the pin
+#       dir belongs to someone else, its lock held by a stopped process
 #   4   a prerequisite is missing: bpftool or libbpf, the object file, a kernel
 #       feature or mount; `doctor` found a FAIL
 #   77  not root: "permission denied: run as root (sudo)" (EX_NOPERM, sysexits.h)

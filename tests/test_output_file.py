@@ -357,3 +357,23 @@ def test_output_dash_is_stdout(attached, tmp_path, monkeypatch):
     assert {e["type"] for e in lines} == {"fork", "exec", "exit"}, lines
     assert child.returncode == 0 and list(tmp_path.iterdir()) == []
     assert attached("readers").stdout.strip() == "readers: none"
+
+
+def test_a_second_reader_of_one_file_is_refused_naming_the_first(attached, tmp_path):
+    """One reader writes a file at a time: a second one, under another name, is
+    refused with one line naming the first (exit 3, the state of another), and
+    writes nothing; the first's lines go on whole.  Once the first has stopped, the
+    file is free for the next."""
+    cli = attached
+    log = tmp_path / NAME
+    with cli.reading("events", "--output", str(log)) as first:
+        second = cli(
+            "events", "--name", "other", "--output", str(log), "--duration", "1", check=False
+        )
+        pids = fork_processes(3)
+    refused(second, log, f"another reader is writing it (pid {first.proc.pid}): ", code=3)
+    assert set(pids) <= fork_pids(log)
+    lines = log.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and all(json.loads(line) for line in lines[:-1])
+    r = cli("events", "--name", "other", "--output", str(log), "--duration", "0.2", check=False)
+    assert r.returncode == 0, r.stderr

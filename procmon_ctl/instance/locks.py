@@ -117,10 +117,9 @@ class PinLocks:
         """The process that holds the `kind` lock, from /proc/locks."""
         try:
             st = os.stat(self.path(kind))
-            with open("/proc/locks") as f:
-                return flock_holder(f, st.st_dev, st.st_ino)
         except OSError:
             return None
+        return holder_of(st)
 
     def remove_legacy(self) -> None:
         """Lock files of this pin dir under the names older procmon-ctl versions gave
@@ -164,6 +163,15 @@ READERS_MAX = ReaderLimits.READERS_MAX.value
 WAIT_FIRST = 0.001
 WAIT_MOST = 0.05
 STOPPED_FOR = 1.0
+
+
+def holder_of(st: os.stat_result) -> int | None:
+    """The process that holds the flock of the file `st` is of, from /proc/locks."""
+    try:
+        with open("/proc/locks") as f:
+            return flock_holder(f, st.st_dev, st.st_ino)
+    except OSError:
+        return None
 
 
 def flock_holder(proc_locks: Iterable[str], dev: int, ino: int) -> int | None:

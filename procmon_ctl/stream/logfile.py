@@ -11,10 +11,17 @@ symlink is never followed; only a regular file is written; in a directory someon
 else can write, an existing file must be root's own with one link (a name planted
 there may be a link to root's script), and a new one is made with O_EXCL.  Every
 check is made on what was opened (fstat), never on the path again, so nothing
-can be swapped in between; the same rule holds on every reopen."""
+can be swapped in between; the same rule holds on every reopen.
+
+One reader writes a file at a time: it holds the file's flock for as long as it
+writes it, and a second reader is refused, naming the first.  Two streams
+interleaved in one file could not be told apart, and a reader that finds the
+file ending in a cut line must know that no other writer is in the middle of a
+write."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import stat
@@ -22,6 +29,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..errors import ProcmonError, Setting, StateError, UsageError, Words
+from ..instance.locks import holder_of
 from .sink import Text, encoded, write_all
 
 MODE = 0o640
@@ -56,6 +64,16 @@ class ReopeningFile:
             raise cls((*cannot, *err.words)) from None
         except ValueError as err:  # an embedded NUL
             raise cls((*cannot, str(err))) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = holder_of(os.fstat(fd))
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise StateError(
+                (*cannot, f"another reader is writing it{who}: stop that reader first, "
+                 "or give each reader a file of its own")
+            ) from None  # fmt: skip
         try:
             self._start_on_a_fresh_line(fd)
         except OSError as err:
